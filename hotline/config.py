@@ -1,0 +1,340 @@
+"""The hotline's configuration: typed models and a loader whose errors name file, line and field.
+
+The YAML in `config/` is the single source for the number plan, menus, queues,
+seats, prompts and transfer targets. Everything downstream (dialplan rendering,
+the IVR, the number plan, `check` and `explain`) reads these models, never the
+YAML itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from routing.destinations import Category, Destination, QueueDest
+
+DIGITS = "0123456789*#"
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AmiSettings(_M):
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "hotline"
+    #: The AMI secret is read from this environment variable; a demo default applies when unset.
+    secret_env: str = "HOTLINE_AMI_SECRET"
+    connect_timeout_s: float = 5.0
+    action_timeout_s: float = 10.0
+    ping_interval_s: float = 5.0
+
+
+class FastAgiSettings(_M):
+    host: str = "127.0.0.1"
+    port: int = 4573
+    #: listen backlog; Asterisk gives up connecting after ~2 s, a 20-slot backlog overflowed in the field.
+    backlog: int = 1024
+    command_timeout_s: float = 30.0
+
+
+class AsteriskSettings(_M):
+    ami: AmiSettings = AmiSettings()
+    fastagi: FastAgiSettings = FastAgiSettings()
+    sip_port: int = 5060
+    #: where the controller reads Asterisk's CDR CSV to rebuild tickets of calls it never saw.
+    cdr_csv: str | None = None
+
+
+class StoreSettings(_M):
+    #: SQLAlchemy async URL; SQLite (WAL) by default, postgresql+asyncpg://… for a shared database.
+    url: str = "sqlite+aiosqlite:///var/lib/hotline12345/tickets.db"
+
+
+class Center(_M):
+    name: str = "12345政务服务便民热线"
+    number: str = "12345"
+    timezone: str = "Asia/Shanghai"
+    #: where a call to the center goes after the greeting: a menu, or straight to a queue.
+    entry: Destination = QueueDest(queue="general")
+    greeting: str = "greeting"
+    #: the queue every fail-open path ends in.
+    general_queue: str = "general"
+    #: prompt played before putting a caller into a queue; None plays nothing
+    queue_prompt: str | None = "connecting"
+
+
+class Menu(_M):
+    """A DTMF menu. Options map one key to a destination; 0/*/# are reserved by the engine."""
+
+    prompt: str
+    options: dict[str, Destination] = Field(default_factory=dict)
+    timeout_s: float = 5.0
+    max_retries: int = Field(2, ge=0, le=5)
+    invalid_prompt: str = "invalid_input"
+    timeout_prompt: str = "no_input"
+    #: where the caller goes after retries are used up, and where 0 goes (an agent, always).
+    agent: Destination = QueueDest(queue="general")
+    #: a named hours schedule; outside it `closed` applies instead of this menu
+    hours: str | None = None
+    closed: Destination | None = None
+    #: speech navigation: option key -> words that choose it
+    speech: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("options")
+    @classmethod
+    def _keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key in v:
+            if len(key) != 1 or key not in DIGITS:
+                raise ValueError(f"option key {key!r} must be a single DTMF digit 1-9")
+            if key in "0*#":
+                raise ValueError(f"option key {key!r} is reserved (0 = agent, * = repeat, # = back)")
+        return v
+
+
+class Queue(_M):
+    name: str
+    skill: str = "general"
+    strategy: Literal["ringall", "leastrecent", "fewestcalls", "random", "rrmemory", "linear"] = "rrmemory"
+    members: list[str] = Field(default_factory=list)
+    #: how long one member rings before the next is tried (s)
+    ring_s: int = 15
+    #: the longest a caller waits here before overflow applies (s)
+    max_wait_s: int = 120
+    #: callers waiting beyond which new callers overflow
+    max_len: int = 0
+    overflow: Destination | None = None
+    announce_position: bool = True
+    hours: str | None = None
+    closed: Destination | None = None
+
+
+class Seat(_M):
+    name: str
+    skills: list[str] = Field(default_factory=lambda: ["general"])
+    #: environment variable holding the SIP secret; or a file via secret_file
+    secret_env: str | None = None
+    secret_file: str | None = None
+
+
+LegacyMode = Literal["merged", "dual_retained", "dual_cancelled", "branch_center", "forward", "dedicated", "parallel"]
+
+
+class LegacyLine(_M):
+    name: str
+    department: str = ""
+    mode: LegacyMode
+    merged_on: dt.date | None = None
+    transition_months: int = Field(3, ge=0, le=36)
+    #: merged lines after the window: retire (notice and hang up) or keep putting through
+    after_window: Literal["retire", "put_through"] = "retire"
+    #: the queue of the line's own seats (dual_retained, dedicated) or its skill queue (dual_cancelled)
+    queue: str | None = None
+    #: forward and parallel: where the call is sent
+    forward_to: str | None = None
+    #: branch_center: the branch center key in `branch_centers`
+    branch: str | None = None
+    category: Category | None = None
+    announcement: str | None = None
+    retirement_notice: str | None = None
+
+
+class Trunk(_M):
+    """A place outside 12345 that agents transfer to: a branch center, 110, a utility."""
+
+    name: str
+    #: Asterisk dial string, e.g. PJSIP/110@police-trunk or Local/110@emergency-sim
+    dial: str
+    kind: Literal["emergency", "utility", "branch_center", "legacy_seat"] = "branch_center"
+    #: DTMF feature code an agent keys during a call (one-key transfer)
+    feature_code: str | None = None
+    ring_s: int = 20
+    hours: str | None = None
+
+
+class Hours(_M):
+    """Weekly opening hours plus a holiday calendar with make-up working days (调休)."""
+
+    weekly: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], list[str]] = Field(default_factory=dict)
+    holidays: list[dt.date] = Field(default_factory=list)
+    workdays: list[dt.date] = Field(default_factory=list)
+
+    @field_validator("weekly")
+    @classmethod
+    def _ranges(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for day, ranges in v.items():
+            for r in ranges:
+                if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d", r):
+                    raise ValueError(f"{day}: {r!r} is not HH:MM-HH:MM")
+        return v
+
+
+class Survey(_M):
+    enabled: bool = True
+    scale: Literal[3, 5] = 5
+    prompt: str = "survey"
+    thanks: str = "survey_thanks"
+    timeout_s: float = 8.0
+
+
+class SelfQuery(_M):
+    max_attempts: int = 3
+    ticket_digits: int = 12
+
+
+class Speech(_M):
+    #: path to an unpacked vosk model; None disables speech navigation
+    model: str | None = None
+    min_confidence: float = 0.6
+    listen_s: float = 4.0
+
+
+class Deadline(_M):
+    """Handling limit of a category, in working days (or hours when urgent)."""
+
+    working_days: int | None = None
+    hours: float | None = None
+
+
+class Config(_M):
+    center: Center = Center()
+    asterisk: AsteriskSettings = AsteriskSettings()
+    store: StoreSettings = StoreSettings()
+    prompts: dict[str, str] = Field(default_factory=dict)
+    menus: dict[str, Menu] = Field(default_factory=dict)
+    queues: dict[str, Queue] = Field(default_factory=dict)
+    seats: dict[str, Seat] = Field(default_factory=dict)
+    legacy_lines: dict[str, LegacyLine] = Field(default_factory=dict)
+    branch_centers: dict[str, Trunk] = Field(default_factory=dict)
+    transfer_targets: dict[str, Trunk] = Field(default_factory=dict)
+    hours: dict[str, Hours] = Field(default_factory=dict)
+    survey: Survey = Survey()
+    self_query: SelfQuery = SelfQuery()
+    speech: Speech = Speech()
+    deadlines: dict[str, Deadline] = Field(default_factory=dict)
+    #: transfer no-answer time before the caller returns to the agent (s)
+    transfer_timeout_s: int = 20
+
+    @model_validator(mode="after")
+    def _general_queue_exists(self) -> "Config":
+        if self.center.general_queue not in self.queues:
+            raise ValueError(
+                f"center.general_queue {self.center.general_queue!r} is not defined under queues: "
+                "every fail-open path ends there"
+            )
+        return self
+
+    def trunk(self, key: str) -> Trunk | None:
+        return self.transfer_targets.get(key) or self.branch_centers.get(key)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One configuration problem, located for a human."""
+
+    file: str
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+@dataclass
+class ConfigError(Exception):
+    problems: list[Problem] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return "\n".join(str(p) for p in self.problems)
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that remembers the line of every mapping key and sequence item."""
+
+
+def _locate(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = k.value
+            out[path + (key,)] = k.start_mark.line + 1
+            _locate(v, path + (key,), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _locate(v, path + (i,), out)
+
+
+def _line_for(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+    loc = tuple(str(x) if not isinstance(x, int) else x for x in loc)
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        # pydantic adds union tags ("queue", "menu") into paths; drop unknown parts
+        loc = loc[:-1]
+    return lines.get((), None)
+
+
+def _normalise_keys(data: Any) -> Any:
+    """YAML reads 12315 and 1 as ints; every key in this config is a string."""
+    if isinstance(data, dict):
+        return {str(k): _normalise_keys(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_normalise_keys(v) for v in data]
+    return data
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Load and validate one YAML file; raise ConfigError listing every problem with its line."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError([Problem(str(p), None, "", f"cannot read: {e.strerror}")]) from None
+    return parse_config(text, str(p))
+
+
+def parse_config(text: str, filename: str = "<config>") -> Config:
+    try:
+        node = yaml.compose(text, Loader=_LineLoader)
+        data = yaml.load(text, Loader=_LineLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        raise ConfigError([Problem(filename, line, "", f"not valid YAML: {getattr(e, 'problem', e)}")]) from None
+    lines: dict[tuple[Any, ...], int] = {}
+    if node is not None:
+        _locate(node, (), lines)
+    data = _normalise_keys(data or {})
+    if not isinstance(data, dict):
+        raise ConfigError([Problem(filename, 1, "", "the top level must be a mapping")])
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            loc = tuple(err["loc"])
+            field_path = ".".join(str(x) for x in loc)
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(Problem(filename, _line_for(lines, loc), field_path, msg))
+        raise ConfigError(problems) from None
+
+
+def default_config_path() -> Path:
+    """`HOTLINE_CONFIG` or config/hotline.yaml beside the code."""
+    env = os.environ.get("HOTLINE_CONFIG")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "config" / "hotline.yaml"
