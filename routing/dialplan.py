@@ -1,0 +1,182 @@
+"""Render the hotline configuration into the Asterisk .conf files it runs on.
+
+Rendering is pure (config in, {filename: text} out) so `apply` can diff, check and
+roll back before anything touches a live Asterisk.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from hotline.config import Config, Queue
+from routing.destinations import Destination, DialDest, HangupDest, QueueDest, TransferDest
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "dialplans" / "templates"
+SIM_DIR = Path(__file__).resolve().parent.parent / "dialplans" / "sim"
+CUSTOM_DIR = Path(__file__).resolve().parent.parent / "dialplans" / "custom"
+
+#: Modules that open ports, talk to outside systems or need hardware: never wanted here.
+NOLOAD = [
+    "chan_iax2.so", "chan_unistim.so", "chan_mgcp.so", "chan_skinny.so", "chan_motif.so", "chan_console.so",
+    "chan_alsa.so", "chan_oss.so", "chan_mobile.so", "chan_ooh323.so", "chan_dahdi.so", "chan_websocket.so",
+    "chan_audiosocket.so", "chan_rtp.so",
+    "res_hep.so", "res_hep_pjsip.so", "res_hep_rtcp.so", "res_xmpp.so", "res_calendar.so",
+    "res_calendar_caldav.so", "res_calendar_ews.so", "res_calendar_exchange.so", "res_calendar_icalendar.so",
+    "res_config_ldap.so", "res_config_mysql.so", "res_config_odbc.so", "res_config_pgsql.so", "res_config_sqlite3.so",
+    "res_odbc.so", "res_odbc_transaction.so", "res_snmp.so", "res_smdi.so", "res_corosync.so", "res_statsd.so",
+    "res_prometheus.so", "res_phoneprov.so", "res_pjsip_phoneprov_provider.so", "res_aeap.so", "res_speech_aeap.so",
+    "cdr_adaptive_odbc.so", "cdr_odbc.so", "cdr_pgsql.so", "cdr_radius.so", "cdr_tds.so", "cdr_sqlite3_custom.so",
+    "cdr_csv.so", "cdr_beanstalkd.so", "cel_odbc.so", "cel_pgsql.so", "cel_radius.so", "cel_tds.so",
+    "cel_sqlite3_custom.so", "cel_custom.so", "cel_beanstalkd.so"
+    "pbx_dundi.so", "pbx_ael.so", "pbx_lua.so", "pbx_realtime.so", "app_voicemail.so", "app_voicemail_imap.so",
+    "app_voicemail_odbc.so", "app_minivm.so", "app_festival.so", "app_jack.so", "res_pjsip_outbound_publish.so",
+    "res_ari_model.so", "res_stir_shaken.so", "res_geolocation.so", "res_pjsip_geolocation.so",
+    "res_pjsip_stir_shaken.so", "res_http_media_cache.so", "res_mwi_external.so", "res_mwi_external_ami.so",
+    "res_pjsip_config_wizard.so", "res_pktccops.so", "app_alarmreceiver.so",
+]
+
+
+#: Asterisk's queues.conf reserves [general]; every hotline queue is named with this prefix there.
+QUEUE_PREFIX = "hotline-"
+
+
+def asterisk_queue(name: str) -> str:
+    return QUEUE_PREFIX + name
+
+
+def config_queue(asterisk_name: str) -> str:
+    """The config name of a queue from the name Asterisk reports in its events."""
+    return asterisk_name.removeprefix(QUEUE_PREFIX)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where Asterisk finds things, as seen from inside its (possibly chrooted) root."""
+
+    etc: str = "/etc/hotline12345/asterisk"
+    run: str = "/run/asterisk"
+    log: str = "/var/log/asterisk"
+    moddir: str = "/usr/lib/x86_64-linux-gnu/asterisk/modules"
+
+
+@dataclass
+class RenderInputs:
+    ami_secret: str
+    seat_secrets: dict[str, str]
+    with_sim: bool = False
+    sip_bind: str = "127.0.0.1"
+    rtp_range: tuple[int, int] = (10000, 10999)
+    layout: Layout = field(default_factory=Layout)
+
+
+class SecretMissing(Exception):
+    """A seat has no secret: rendering would publish an endpoint anyone could register as."""
+
+
+def seat_secrets(config: Config, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Read each seat's SIP secret from its environment variable or secret file."""
+    env = os.environ if environ is None else environ
+    out: dict[str, str] = {}
+    missing: list[str] = []
+    for ext, seat in config.seats.items():
+        secret = None
+        if seat.secret_file:
+            try:
+                secret = Path(seat.secret_file).read_text().strip()
+            except OSError:
+                secret = None
+        if not secret and seat.secret_env:
+            secret = env.get(seat.secret_env)
+        if not secret:
+            missing.append(f"seats.{ext}: no secret (set ${seat.secret_env or '…'} or secret_file)")
+        else:
+            out[ext] = secret
+    if missing:
+        raise SecretMissing("; ".join(missing))
+    return out
+
+
+def _overflow_app(cfg: Config, name: str, q: Queue) -> tuple[str, str]:
+    """The dialplan step after a queue times out: (application, label). Never a hang-up."""
+    dest: Destination | None = q.overflow
+    if dest is None:
+        return f"Goto(hotline-queue-{name},s,1)", f"wait again in {name}"
+    if isinstance(dest, QueueDest):
+        return f"Goto(hotline-queue-{dest.queue},s,1)", dest.label()
+    if isinstance(dest, DialDest):
+        dial = dest.number if "/" in dest.number else f"Local/{dest.number}@hotline-outbound"
+        return f"Dial({dial},60)", dest.label()
+    if isinstance(dest, TransferDest):
+        return f"Goto(hotline-transfer,{dest.target},1)", dest.label()
+    if isinstance(dest, HangupDest):  # refused by graph validation; stay safe anyway
+        return f"Goto(hotline-queue-{name},s,1)", f"wait again in {name}"
+    return f"Goto(hotline-queue-{cfg.center.general_queue},s,1)", f"queue:{cfg.center.general_queue}"
+
+
+def render(config: Config, inputs: RenderInputs) -> dict[str, str]:
+    """All files Asterisk needs, keyed by name relative to its etc directory."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    queues = []
+    for name, q in config.queues.items():
+        app, label = _overflow_app(config, name, q)
+        queues.append((name, _QueueView(q, app, label)))
+    trunks = list(config.transfer_targets.items()) + list(config.branch_centers.items())
+    aliases = [
+        (number, line.branch)
+        for number, line in config.legacy_lines.items()
+        if line.mode == "branch_center" and line.branch and line.branch in config.branch_centers
+    ]
+    feature_keys = [k for k, t in trunks if t.feature_code]
+    ctx = {
+        "config": config,
+        "layout": inputs.layout,
+        "noload": NOLOAD,
+        "queue_prefix": QUEUE_PREFIX,
+        "ami_secret": inputs.ami_secret,
+        "secrets": inputs.seat_secrets,
+        "seats": list(config.seats.items()),
+        "queues": queues,
+        "trunks": trunks,
+        "targets": trunks,
+        "trunk_aliases": aliases,
+        "dynamic_features": "#".join(f"hotline_xfer_{k}" for k in feature_keys),
+        "with_sim": inputs.with_sim,
+        "sip_bind": inputs.sip_bind,
+        "rtp_start": inputs.rtp_range[0],
+        "rtp_end": inputs.rtp_range[1],
+    }
+    out: dict[str, str] = {}
+    for tpl in sorted(TEMPLATES.glob("*.conf.j2")):
+        out[tpl.name.removesuffix(".j2")] = env.get_template(tpl.name).render(**ctx)
+    if inputs.with_sim:
+        for f in sorted(SIM_DIR.glob("*.conf")):
+            out[f"sim/{f.name}"] = f.read_text(encoding="utf-8")
+    return out
+
+
+class _QueueView:
+    """A queue plus what the template needs to say about its overflow."""
+
+    def __init__(self, q: Queue, overflow_app: str, overflow_label: str) -> None:
+        self._q = q
+        self.overflow_app = overflow_app
+        self.overflow_label = overflow_label
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - template access
+        return getattr(self._q, name)
+
+
+def custom_files(custom_dir: Path = CUSTOM_DIR) -> dict[str, str]:
+    """Admin-owned dialplan files, copied verbatim: rendering never overwrites them."""
+    if not custom_dir.is_dir():
+        return {}
+    return {f"custom/{f.name}": f.read_text(encoding="utf-8") for f in sorted(custom_dir.glob("*.conf"))}
