@@ -1,0 +1,429 @@
+"""Building the audio Asterisk plays: admin recordings win, espeak-ng speaks the rest.
+
+Every prompt id in ``config.prompts`` becomes ``<out_dir>/<id>.wav``, which is
+installed as ``<asterisk sounds>/hotline/<id>.wav`` and played as ``hotline/<id>``.
+
+Sources, in order:
+
+1. an admin's recording ``<recordings>/prompts/<id>.(wav|mp3|ogg|flac)`` — a real
+   voice always beats a synthetic one;
+2. otherwise ``espeak-ng`` speaking the Mandarin text.
+
+Both are converted with pydub to what Asterisk's ``wav`` format reads: RIFF/WAVE,
+PCM, 8000 Hz, mono, 16-bit signed, written with :mod:`wave` (a canonical 44-byte
+header, no extra chunks). Audio is low-passed before downsampling (telephone band,
+no aliasing hiss from espeak's fricatives) and peak-normalised so a recorded prompt
+and a synthesized one play at the same loudness.
+
+Why the voice is ``cmn-latn-pinyin`` and not ``cmn``: Debian's espeak-ng 1.51 ``cmn``
+voice is "Mandarin, latin as English": it turns 您好 into the pinyin ``nin2 hao3``
+and then reads *that* as English ("nin two hao three"). ``cmn-latn-pinyin`` reads
+the same pinyin as Mandarin. Digit runs of three or more (12345, 110, ticket
+numbers) are read digit by digit the way Chinese telephony does (幺二三四五), not
+as a quantity (一万二千…); shorter numbers ("按1", "10个工作日") stay as written.
+
+Rebuilds are cheap: each output has a sidecar ``<id>.wav.json`` holding a hash of
+what produced it (text, voice, speed; or the recording's name, mtime and size);
+when it matches and the wav is present, the prompt is reused. Outputs are written
+to a temporary file and renamed, so a running Asterisk never plays half a file.
+Prompts dropped from the config are left in place (an admin may still use them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import wave
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import structlog
+
+from hotline.config import Config
+
+if TYPE_CHECKING:
+    from pydub import AudioSegment
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "DEFAULT_SPEED",
+    "DEFAULT_VOICE",
+    "DIGIT_PROMPTS",
+    "PROMPT_PREFIX",
+    "SAMPLE_RATE",
+    "BuildReport",
+    "EspeakMissingError",
+    "Outcome",
+    "ProgressCallback",
+    "all_prompt_texts",
+    "build_prompts",
+    "is_asterisk_wav",
+    "missing_prompts",
+    "say_digits_files",
+    "sound_name",
+    "speakable_text",
+]
+
+log = structlog.get_logger(__name__)
+
+#: Asterisk sound names are relative to its sounds dir; our prompts live in ``<sounds>/hotline/``.
+PROMPT_PREFIX = "hotline/"
+#: What Asterisk's ``wav`` format is: 8 kHz, mono, 16-bit signed PCM.
+SAMPLE_RATE = 8000
+CHANNELS = 1
+SAMPLE_WIDTH = 2
+#: See the module docstring: ``cmn`` reads pinyin as English on Debian's espeak-ng 1.51.
+DEFAULT_VOICE = "cmn-latn-pinyin"
+#: words per minute; espeak's default is 175, slower is clearer over a phone line.
+DEFAULT_SPEED = 150
+#: admin recording extensions, in the order they are preferred when several exist.
+AUDIO_EXTENSIONS = ("wav", "mp3", "ogg", "flac")
+#: per-prompt synthesis limit; espeak-ng takes well under a second for a sentence.
+ESPEAK_TIMEOUT_S = 30.0
+#: bump when the conversion changes so every cached prompt is rebuilt.
+_CACHE_VERSION = 1
+#: corner of each of the two low-pass poles before going down to 8 kHz (Nyquist 4 kHz):
+#: about -4 dB at 3.4 kHz, -8 dB at 6 kHz — a compromise between a dull voice and aliasing.
+_LOWPASS_HZ = 4500
+_PEAK_HEADROOM_DB = 1.0
+
+_DIGIT_CHARS = "零幺二三四五六七八九"
+#: Digit-by-digit speech for numbers (ticket numbers, queue position, wait time).
+#: 1 is 幺 (yāo), as Chinese telephony reads digit strings: it never sounds like 七.
+DIGIT_PROMPTS: dict[str, str] = {f"digits/{d}": _DIGIT_CHARS[d] for d in range(10)}
+DIGIT_PROMPTS |= {"digits/point": "点", "digits/persons": "位", "digits/minutes": "分钟"}
+
+_ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
+_DIGIT_RUN_RE = re.compile(r"\d{3,}")
+
+Outcome = Literal["built", "reused", "recorded", "failed"]
+#: ``progress(done, total, prompt_id, outcome)``, called in the caller's thread once per prompt.
+ProgressCallback = Callable[[int, int, str, Outcome], None]
+
+
+class EspeakMissingError(RuntimeError):
+    """Some prompt needs synthesis and espeak-ng is not installed."""
+
+
+@dataclass
+class BuildReport:
+    """What one build did. The four groups are disjoint; every prompt id is in exactly one.
+
+    ``built``: synthesized now; ``recorded``: converted now from an admin recording;
+    ``reused``: up to date from an earlier build (either source); ``failed``: id → reason.
+    """
+
+    built: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    recorded: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    @property
+    def total(self) -> int:
+        return len(self.built) + len(self.reused) + len(self.recorded) + len(self.failed)
+
+
+# --------------------------------------------------------------------------- names
+
+
+def sound_name(prompt_id: str) -> str:
+    """The name Asterisk's Playback/Background takes: ``hotline/<id>`` (no extension)."""
+    return PROMPT_PREFIX + prompt_id
+
+
+def say_digits_files(number: str) -> list[str]:
+    """Sound names that speak ``number`` digit by digit; ``.`` is 点, other characters are skipped.
+
+    Skipping (rather than raising) keeps a call going when a number carries a
+    separator (``2026-0001``); the caller still hears every digit.
+    """
+    out: list[str] = []
+    for ch in str(number):
+        if "0" <= ch <= "9":
+            out.append(sound_name(f"digits/{ch}"))
+        elif ch == ".":
+            out.append(sound_name("digits/point"))
+    return out
+
+
+def all_prompt_texts(config: Config) -> dict[str, str]:
+    """Every prompt to build: the digit prompts, then ``config.prompts`` (which may override them)."""
+    return {**DIGIT_PROMPTS, **config.prompts}
+
+
+def speakable_text(text: str) -> str:
+    """The text espeak-ng gets: digit runs of 3+ become 幺二三四五 so numbers are read as dialed."""
+    return _DIGIT_RUN_RE.sub(lambda m: "".join(_DIGIT_CHARS[int(c)] for c in m.group()), text.strip())
+
+
+def output_path(out_dir: Path, prompt_id: str) -> Path:
+    return out_dir / f"{prompt_id}.wav"
+
+
+def is_asterisk_wav(path: Path) -> bool:
+    """True when ``path`` is a PCM WAV Asterisk's ``wav`` format plays: 8 kHz, mono, 16-bit, some frames."""
+    try:
+        with wave.open(str(path), "rb") as w:
+            return (
+                w.getcomptype() == "NONE"
+                and w.getframerate() == SAMPLE_RATE
+                and w.getnchannels() == CHANNELS
+                and w.getsampwidth() == SAMPLE_WIDTH
+                and w.getnframes() > 0
+            )
+    except (OSError, EOFError, wave.Error):
+        return False
+
+
+def missing_prompts(config: Config, out_dir: Path) -> list[str]:
+    """Prompt ids (config and digits) without a playable ``<out_dir>/<id>.wav``; for ``hotline check``."""
+    return [pid for pid in all_prompt_texts(config) if not is_asterisk_wav(output_path(Path(out_dir), pid))]
+
+
+# --------------------------------------------------------------------------- build
+
+
+@dataclass(frozen=True)
+class _Job:
+    prompt_id: str
+    text: str
+    out: Path
+    recording: Path | None
+    key: str
+
+    @property
+    def sidecar(self) -> Path:
+        return self.out.with_name(self.out.name + ".json")
+
+
+def _find_recording(recordings_dir: Path, prompt_id: str) -> Path | None:
+    base = recordings_dir / "prompts"
+    for ext in AUDIO_EXTENSIONS:
+        for e in (ext, ext.upper()):
+            p = base / f"{prompt_id}.{e}"
+            if p.is_file():
+                return p
+    return None
+
+
+def _cache_key(text: str, recording: Path | None, voice: str, speed: int) -> str:
+    fmt = f"{SAMPLE_RATE}/{CHANNELS}/{SAMPLE_WIDTH * 8}"
+    if recording is not None:
+        st = recording.stat()
+        src = {"kind": "recording", "file": recording.name, "mtime_ns": st.st_mtime_ns, "size": st.st_size}
+    else:
+        src = {"kind": "tts", "text": speakable_text(text), "voice": voice, "speed": speed}
+    blob = json.dumps({"v": _CACHE_VERSION, "format": fmt, **src}, ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _is_fresh(job: _Job) -> bool:
+    try:
+        meta = json.loads(job.sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("key") == job.key and is_asterisk_wav(job.out)
+
+
+def _espeak(espeak: str, text: str, voice: str, speed: int, wav: Path) -> None:
+    """Synthesize ``text`` to ``wav``. Text goes on stdin so nothing in it is taken for an option."""
+    cmd = [espeak, "-v", voice, "-s", str(speed), "-b", "1", "-w", str(wav), "--stdin"]
+    try:
+        proc = subprocess.run(
+            cmd, input=text.encode("utf-8"), capture_output=True, timeout=ESPEAK_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"espeak-ng timed out after {ESPEAK_TIMEOUT_S:g} s") from None
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip() or f"exit status {proc.returncode}"
+        raise RuntimeError(f"espeak-ng failed (voice {voice!r}): {err}")
+
+
+def _to_8k(seg: AudioSegment) -> AudioSegment:
+    """Resample mono 16-bit audio to 8 kHz with a two-pole low-pass first.
+
+    pydub's ``set_frame_rate`` interpolates without filtering, so espeak's 4-11 kHz
+    fricatives would fold back into the band as hiss; pydub's ``low_pass_filter``
+    is a per-sample Python loop (~0.2 s per 10 s of audio, holding the GIL). The
+    one-pole filter built into ``audioop.ratecv`` does the same in C.
+    """
+    from pydub import AudioSegment
+    from pydub.utils import audioop
+
+    rate = seg.frame_rate
+    if rate == SAMPLE_RATE:
+        return seg
+    data = seg.raw_data
+    if rate > SAMPLE_RATE:
+        # y += a (x - y), a = A / (A + B): a one-pole RC low-pass at _LOWPASS_HZ for this rate
+        a, b = 1000, max(1, round(1000 * rate / (2 * math.pi * _LOWPASS_HZ)))
+        data, _ = audioop.ratecv(data, SAMPLE_WIDTH, CHANNELS, rate, rate, None, a, b)
+        data, _ = audioop.ratecv(data, SAMPLE_WIDTH, CHANNELS, rate, SAMPLE_RATE, None, a, b)
+    else:
+        data, _ = audioop.ratecv(data, SAMPLE_WIDTH, CHANNELS, rate, SAMPLE_RATE, None)
+    return AudioSegment(data=data, sample_width=SAMPLE_WIDTH, frame_rate=SAMPLE_RATE, channels=CHANNELS)
+
+
+def _convert(src: Path, dst: Path) -> float:
+    """Convert any audio pydub reads to Asterisk's wav at ``dst`` (atomically); return seconds of audio."""
+    from pydub import AudioSegment, effects  # imported here: pydub warns at import when ffmpeg is absent
+
+    try:
+        seg = AudioSegment.from_file(str(src))
+    except FileNotFoundError:
+        raise RuntimeError(
+            f"cannot decode {src.name}: ffmpeg is not installed (Debian package 'ffmpeg'); "
+            "or provide the recording as .wav"
+        ) from None
+    seg = _to_8k(seg.set_channels(CHANNELS).set_sample_width(SAMPLE_WIDTH))
+    if len(seg) == 0 or seg.rms == 0:
+        raise RuntimeError(f"{src.name} holds no audible audio")
+    seg = effects.normalize(seg, headroom=_PEAK_HEADROOM_DB)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh, wave.open(fh, "wb") as w:
+            w.setnchannels(CHANNELS)
+            w.setsampwidth(SAMPLE_WIDTH)
+            w.setframerate(SAMPLE_RATE)
+            w.writeframes(seg.raw_data)
+        tmp.chmod(0o644)  # mkstemp makes 0600; Asterisk runs as its own user and must read it
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return len(seg) / 1000.0
+
+
+def _write_sidecar(job: _Job, source: str) -> None:
+    meta = {"key": job.key, "source": source, "text": job.text}
+    if job.recording is not None:
+        meta["recording"] = job.recording.name
+    tmp = job.sidecar.with_name(job.sidecar.name + ".tmp")
+    tmp.write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+    os.replace(tmp, job.sidecar)
+
+
+def _run(job: _Job, espeak: str | None, voice: str, speed: int) -> tuple[Outcome, str]:
+    """Build one prompt (in a worker thread). Returns (outcome, reason-if-failed)."""
+    try:
+        if job.recording is not None:
+            _convert(job.recording, job.out)
+            _write_sidecar(job, "recording")
+            return "recorded", ""
+        text = speakable_text(job.text)
+        if not text:
+            return "failed", "empty text"
+        assert espeak is not None  # build_prompts checked before starting
+        with tempfile.TemporaryDirectory(prefix="hotline-tts-") as tmpdir:
+            raw = Path(tmpdir) / "tts.wav"
+            _espeak(espeak, text, voice, speed, raw)
+            _convert(raw, job.out)
+        _write_sidecar(job, "tts")
+        return "built", ""
+    except Exception as e:  # one bad prompt must not stop the others
+        return "failed", str(e) or type(e).__name__
+
+
+def build_prompts(
+    config: Config,
+    recordings_dir: Path,
+    out_dir: Path,
+    *,
+    progress: ProgressCallback | None = None,
+    force: bool = False,
+    voice: str = DEFAULT_VOICE,
+    speed: int = DEFAULT_SPEED,
+    workers: int | None = None,
+) -> BuildReport:
+    """Build ``<out_dir>/<id>.wav`` for every prompt id and digit prompt; see the module docstring.
+
+    Raises :class:`EspeakMissingError` before doing anything when a prompt needs
+    synthesis and espeak-ng is not on PATH (prompts that are recorded or already
+    built need no espeak-ng). Per-prompt problems land in ``report.failed``.
+    ``workers``: parallel syntheses (default: CPU count, at most 4).
+    """
+    started = time.monotonic()
+    recordings_dir, out_dir = Path(recordings_dir), Path(out_dir)
+    texts = all_prompt_texts(config)
+    report = BuildReport()
+    jobs: list[_Job] = []
+    for pid, text in texts.items():
+        if not _ID_RE.fullmatch(pid) or ".." in pid.split("/"):
+            report.failed[pid] = "prompt id must be ASCII letters, digits, '_', '-', '.' (it becomes a file name)"
+            continue
+        rec = _find_recording(recordings_dir, pid)
+        jobs.append(_Job(pid, text, output_path(out_dir, pid), rec, _cache_key(text, rec, voice, speed)))
+
+    todo: list[_Job] = []
+    done = 0
+    total = len(texts)
+    for pid in report.failed:
+        done += 1
+        if progress:
+            progress(done, total, pid, "failed")
+    for job in jobs:
+        if not force and _is_fresh(job):
+            report.reused.append(job.prompt_id)
+            done += 1
+            if progress:
+                progress(done, total, job.prompt_id, "reused")
+        else:
+            todo.append(job)
+
+    espeak: str | None = None
+    need_tts = [j.prompt_id for j in todo if j.recording is None]
+    if need_tts:
+        espeak = shutil.which("espeak-ng")
+        if espeak is None:
+            raise EspeakMissingError(
+                f"espeak-ng is not installed or not on PATH, and {len(need_tts)} prompt(s) need synthesis "
+                f"({', '.join(need_tts[:5])}{', …' if len(need_tts) > 5 else ''}). "
+                "Install the Debian package 'espeak-ng' (apt-get install espeak-ng), "
+                f"or record them as {recordings_dir / 'prompts'}/<id>.wav"
+            )
+
+    if todo:
+        n = workers or min(4, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="prompt-build") as pool:
+            futures = {pool.submit(_run, job, espeak, voice, speed): job for job in todo}
+            for fut in as_completed(futures):
+                job = futures[fut]
+                outcome, reason = fut.result()
+                if outcome == "failed":
+                    report.failed[job.prompt_id] = reason
+                    log.warning("prompt_build_failed", prompt=job.prompt_id, reason=reason)
+                else:
+                    getattr(report, outcome).append(job.prompt_id)
+                done += 1
+                if progress:
+                    progress(done, total, job.prompt_id, outcome)
+
+    report.seconds = time.monotonic() - started
+    log.info(
+        "prompts_built",
+        built=len(report.built),
+        reused=len(report.reused),
+        recorded=len(report.recorded),
+        failed=len(report.failed),
+        seconds=round(report.seconds, 2),
+        out_dir=str(out_dir),
+    )
+    return report
+
