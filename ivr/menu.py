@@ -318,6 +318,7 @@ class MenuEngine:
         plays: list[Play] = []
         for _ in range(MAX_HOPS):
             if isinstance(dest, MenuDest):
+                self._entered_menu = True  # from here on, nothing may hang up (even a closed menu)
                 menu = cfg.menus.get(dest.menu)
                 if agent:
                     self.path.append("fail_open:agent_is_menu")
@@ -339,7 +340,6 @@ class MenuEngine:
                     self._stack.append(self.menu)
                 self.menu = dest.menu
                 self._timeouts = self._invalids = 0
-                self._entered_menu = True
                 self.path.append(f"menu:{dest.menu}")
                 return self._collect(menu, *plays)
             if isinstance(dest, AnnounceDest):
