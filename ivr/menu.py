@@ -14,7 +14,15 @@ must never stand between a caller and an agent:
   ``routing/graph.py`` should reject it first; this is the last line of defence);
 * a broken reference (unknown menu, queue, legacy line or transfer target), an
   endless announce/closed chain, or more than ``max_events`` inputs in one call
-  fail open to a queue, never to silence.
+  fail open to a queue, never to silence; an unknown ``hours`` name counts as
+  open (``routing.hours.is_open(None)``), since an open menu still offers 0.
+* ``0``, retries used up and a closed menu without ``closed`` need a human: only
+  a queue, transfer or dial may end those; anything else there (a menu, a
+  self-service, a legacy line, a hang-up) is replaced by the general queue.
+
+What the engine does not do: the greeting, ``center.queue_prompt`` and a queue's
+own hours/overflow belong to whoever executes the Route (adapter, dialplan,
+number plan); ``explain_walk`` shows the greeting for the admin's benefit.
 
 Usage (the adapter's loop)::
 
