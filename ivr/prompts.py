@@ -69,6 +69,7 @@ __all__ = [
     "build_prompts",
     "is_asterisk_wav",
     "missing_prompts",
+    "output_path",
     "say_digits_files",
     "sound_name",
     "speakable_text",
@@ -172,6 +173,7 @@ def speakable_text(text: str) -> str:
 
 
 def output_path(out_dir: Path, prompt_id: str) -> Path:
+    """Where a prompt id is built: ``<out_dir>/<id>.wav`` (ids may hold ``/``, e.g. ``digits/3``)."""
     return out_dir / f"{prompt_id}.wav"
 
 
