@@ -1,0 +1,182 @@
+"""The controller process: FastAGI server + AMI client + ticket store in one asyncio loop.
+
+Wiring only. Decisions live in the pure cores (numberplan, menu engine, call
+assembler); this module carries AMI events into the assembler, finished call
+records into the store, and keeps tickets complete across restarts by replaying
+Asterisk's CDR file for calls it never saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from hotline.ami import AmiClient
+from hotline.config import Config
+from hotline.privacy import mask_number
+from ivr.calls import CallScripts
+from ivr.fastagi import FastAgiServer
+from routing.dialplan import config_queue
+from routing.hours import system_clock
+from ticketbridge.assembler import Assembler, CallRecord
+from ticketbridge.store import TicketStore
+
+log = structlog.get_logger("hotline.controller")
+
+#: CDR rows younger than this are left to the live AMI path (avoids racing the assembler).
+CDR_SETTLE_S = 20.0
+
+
+def ami_secret(config: Config) -> str:
+    return os.environ.get(config.asterisk.ami.secret_env) or "hotline-demo-secret"
+
+
+class Controller:
+    def __init__(self, config: Config, *, store_url: str | None = None, cdr_path: Path | None = None,
+                 clock: Callable[[], Any] | None = None, recognizer: Any = None) -> None:
+        self.config = config
+        self.clock = clock or system_clock(config.center.timezone)
+        self.store = TicketStore(store_url or config.store.url)
+        self.assembler = Assembler()
+        a = config.asterisk
+        self.ami = AmiClient(a.ami.host, a.ami.port, a.ami.username, ami_secret(config),
+                             ping_interval=a.ami.ping_interval_s, action_timeout=a.ami.action_timeout_s,
+                             connect_timeout=a.ami.connect_timeout_s)
+        self.scripts = CallScripts(config, self.clock, self.store, recognizer)
+        self.agi = FastAgiServer(a.fastagi.host, a.fastagi.port, backlog=a.fastagi.backlog,
+                                 command_timeout=a.fastagi.command_timeout_s)
+        self.agi.route("inbound", self.scripts.inbound)
+        self.agi.route("survey", self.scripts.survey)
+        self.cdr_path = cdr_path or (Path(a.cdr_csv) if a.cdr_csv else None)
+        self._cdr_task: asyncio.Task[None] | None = None
+        self._save_lock = asyncio.Lock()
+        self.saved: list[str] = []  # ticket numbers saved by this process (for the demo and tests)
+        self.on_saved: list[Callable[[CallRecord, Any], Any]] = []
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.agi.start()
+        self.ami.on_event("*", self._on_event)
+        await self.ami.start()
+        if self.cdr_path:
+            await self.reconcile_cdr()
+            self._cdr_task = asyncio.create_task(self._cdr_loop(), name="cdr-reconcile")
+        log.info("controller_started", fastagi_port=self.agi.port, ami=f"{self.config.asterisk.ami.host}:"
+                 f"{self.config.asterisk.ami.port}", store=_redact_url(self.store.url))
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop taking calls, let running scripts finish, and keep the tickets of calls in progress."""
+        log.info("controller_stopping")
+        if self._cdr_task:
+            self._cdr_task.cancel()
+        await self.agi.stop(grace_s)
+        for record in self.assembler.open_records():
+            await self._save(record)
+        await self.ami.close()
+        await self.store.close()
+        log.info("controller_stopped")
+
+    # ------------------------------------------------------------------ AMI → tickets
+    async def _on_event(self, event: dict[str, str]) -> None:
+        if "Queue" in event:
+            event = {**event, "Queue": config_queue(event["Queue"])}
+        try:
+            finished = self.assembler.feed(event, time.time())
+        except Exception:  # a malformed event never takes the controller down
+            log.exception("assembler_failed", event=event.get("Event"))
+            return
+        for record in finished:
+            await self._save(record)
+
+    async def _save(self, record: CallRecord) -> None:
+        async with self._save_lock:
+            try:
+                saved = await self.store.save_call(record)
+            except Exception:
+                log.exception("ticket_save_failed", linkedid=record.linkedid)
+                return
+        self.saved.append(saved.ticket_no)
+        log.info("ticket_saved", ticket=saved.ticket_no, linkedid=record.linkedid, outcome=record.outcome,
+                 handled_by=record.handled_by, caller=mask_number(record.caller), created=saved.created)
+        for cb in self.on_saved:
+            cb(record, saved)
+
+    # ------------------------------------------------------------------ CDR replay
+    async def reconcile_cdr(self) -> int:
+        """Tickets for calls that ended while the controller was away, from Asterisk's CDR lines."""
+        if not self.cdr_path or not self.cdr_path.exists():
+            return 0
+        rows_by_call: dict[str, list[dict[str, Any]]] = {}
+        newest: dict[str, float] = {}
+        with self.cdr_path.open(encoding="utf-8", errors="replace") as f:
+            for n, line in enumerate(f, 1):
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    log.warning("cdr_line_unreadable", file=str(self.cdr_path), line=n)
+                    continue
+                lid = str(row.get("linkedid") or "")
+                if not lid:
+                    continue
+                rows_by_call.setdefault(lid, []).append(row)
+                newest[lid] = max(newest.get(lid, 0.0), float(row.get("end") or 0.0))
+        now = time.time()
+        done = 0
+        open_ids = {r.linkedid for r in self.assembler.open_records()}
+        for lid, rows in rows_by_call.items():
+            if lid in open_ids or now - newest[lid] < CDR_SETTLE_S:
+                continue
+            if not any(r.get("hotline_dialed") for r in rows):
+                continue  # not a call into the hotline (a seat-to-seat call, a test leg)
+            if await self.store.has_ticket(lid):
+                continue
+            record = self.assembler.record_from_cdr(rows)
+            if record is None:
+                continue
+            if record.queue:
+                record.queue = config_queue(record.queue)
+            await self._save(record)
+            done += 1
+        if done:
+            log.info("cdr_reconciled", tickets=done)
+        return done
+
+    async def _cdr_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CDR_SETTLE_S / 2)
+            try:
+                await self.reconcile_cdr()
+            except Exception:
+                log.exception("cdr_reconcile_failed")
+
+
+def _redact_url(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+async def serve(controller: Controller, stop_event: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or `stop_event`), then shut down without losing tickets."""
+    stop_event = stop_event or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop_event.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    await controller.start()
+    await stop_event.wait()
+    await controller.stop()

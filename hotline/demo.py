@@ -1,0 +1,102 @@
+"""The main job, end to end: Asterisk + controller + SQLite, one demo call, its ticket.
+
+A scripted caller dials 12345, keys 1 (咨询) during the greeting, waits in the
+general queue; seat 1001 (a real baresip SIP phone) answers; the agent hangs up and
+the caller rates the call 1 (非常满意). The ticket is printed, then the hotline keeps
+serving until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hotline.callrobot import CallRobot, wait_ticket
+from hotline.config import Config
+from hotline.controller import Controller
+from hotline.sandbox import Sandbox, SandboxError
+from hotline.sipseat import BaresipSeat, SeatError
+
+STATE = Path(os.environ.get("HOTLINE_STATE", "/var/lib/hotline12345"))
+
+
+def ticket_summary(t: Any) -> dict[str, Any]:
+    keys = ["ticket_no", "state", "outcome", "handled_by", "caller", "dialed", "legacy_line", "category",
+            "ivr_path", "queue", "queue_wait_s", "agent", "talk_s", "survey_rating", "survey_scale",
+            "transfers", "deadline_at", "created_at"]
+    out = {}
+    for k in keys:
+        v = getattr(t, k, None)
+        out[k] = v.isoformat() if hasattr(v, "isoformat") else v
+    return out
+
+
+async def run_demo(cfg: Config, sb: Sandbox, *, once: bool = False) -> int:
+    from hotline.cli import install_everything
+
+    store_url = os.environ.get("HOTLINE_STORE", f"sqlite+aiosqlite:///{STATE}/tickets.db")
+    if sb.running():
+        click.echo("Stopping the Asterisk left from an earlier run…", err=True)
+        sb.stop()
+    click.echo("Rendering configuration and building Mandarin prompts…", err=True)
+    install_everything(cfg, sb, with_sim=True, demo_secrets=True, prompts_dir=STATE / "prompts")
+    try:
+        sb.start(sip_port=cfg.asterisk.sip_port)
+    except SandboxError as e:
+        click.echo(f"Asterisk did not start: {e}", err=True)
+        return 3
+    click.echo("Asterisk 22 is up.", err=True)
+    controller = Controller(cfg, store_url=store_url, cdr_path=sb.cdr_csv)
+    seat: BaresipSeat | None = None
+    code = 0
+    try:
+        await controller.start()
+        await controller.ami.wait_connected(10)
+        seat_ext = next(iter(cfg.queues[cfg.center.general_queue].members), "1001")
+        seat_env = cfg.seats[seat_ext].secret_env or "HOTLINE_SEAT_SECRET"
+        seat = BaresipSeat(seat_ext, os.environ[seat_env], sip_port=cfg.asterisk.sip_port)
+        seat.start()
+        await asyncio.to_thread(seat.wait_registered, 15)
+        click.echo(f"Seat {seat_ext} (baresip) registered; placing the demo call to {cfg.center.number}…", err=True)
+
+        robot = await CallRobot(controller.ami, number=cfg.center.number, caller="13800138000").dial()
+        await robot.wait_step("menu:main", 20)
+        await robot.press("1")
+        await robot.wait_for(lambda e: e.get("Event") == "AgentConnect", 40)
+        click.echo("The seat answered; the agent talks for 3 s, then hangs up first.", err=True)
+        await asyncio.sleep(3)
+        await seat.ahangup()
+        await robot.wait_for(lambda e: e.get("Event") == "AGIExecStart" or
+                             (e.get("Event") == "Newexten" and e.get("Context") == "hotline-survey"), 15)
+        await asyncio.sleep(1.5)
+        await robot.press("1")
+        await robot.wait_user_event("HotlineSurvey", 20)
+        await robot.hangup()
+        ticket = await wait_ticket(controller.store, robot.linkedid or "", 30)
+        click.echo("\nThe demo call's ticket:")
+        click.echo(json.dumps(ticket_summary(ticket), ensure_ascii=False, indent=2, default=str))
+        if once:
+            return 0
+        click.echo(f"\nServing. Call {cfg.center.number} from a SIP phone registered as a seat, or Ctrl-C to stop.",
+                   err=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    except (SeatError, TimeoutError) as e:
+        click.echo(f"The demo call did not complete: {e}", err=True)
+        click.echo(f"Asterisk's log: {sb.log_dir / 'messages.log'}", err=True)
+        code = 1
+    finally:
+        if seat:
+            seat.stop()
+        await controller.stop()
+        sb.stop()
+    return code

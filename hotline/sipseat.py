@@ -1,0 +1,158 @@
+"""A real SIP seat phone for the demo and the tests: Debian's baresip, driven over ctrl_tcp.
+
+It registers to Asterisk's PJSIP on loopback as a seat endpoint and auto-answers,
+so queue calls reach a genuine SIP user agent with RTP, not a mock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger("hotline.sipseat")
+
+
+class SeatError(Exception):
+    pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BaresipSeat:
+    """One baresip process registered as one seat."""
+
+    def __init__(self, ext: str, secret: str, *, sip_host: str = "127.0.0.1", sip_port: int = 5060,
+                 answer: str = "auto") -> None:
+        if not shutil.which("baresip"):
+            raise SeatError("baresip is missing: apt-get install baresip")
+        self.ext = ext
+        self.secret = secret
+        self.sip = f"{sip_host}:{sip_port}"
+        self.answer = answer
+        self.ctrl_port = _free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix=f"seat{ext}-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+        self._buf = b""
+        self.events: list[dict] = []
+
+    def start(self) -> None:
+        (self.dir / "config").write_text(
+            "poll_method epoll\n"
+            "sip_listen 127.0.0.1:0\n"
+            "audio_player aufile,/dev/null\n"
+            "audio_source ausine,440\n"
+            "audio_alert aufile,/dev/null\n"
+            "module_path /usr/lib/baresip/modules\n"
+            "module g711.so\nmodule ausine.so\nmodule aufile.so\n"
+            "module_app account.so\nmodule_app menu.so\nmodule_app ctrl_tcp.so\n"
+            f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}\n"
+        )
+        (self.dir / "accounts").write_text(
+            f"<sip:{self.ext}@{self.sip};transport=udp>;auth_pass={self.secret};answermode={self.answer};regint=60\n"
+        )
+        self.log_path = self.dir / "baresip.log"
+        self.proc = subprocess.Popen(["baresip", "-f", str(self.dir)], stdin=subprocess.DEVNULL,
+                                     stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SeatError(f"baresip for seat {self.ext} exited: {self.log_path.read_text(errors='replace')[-800:]}")
+            try:
+                self._sock = socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=0.5)
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise SeatError(f"baresip ctrl_tcp for seat {self.ext} did not open")
+        log.info("seat_started", ext=self.ext)
+
+    def registered(self) -> bool:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "200 OK" in text
+
+    def wait_registered(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.registered():
+                return
+            time.sleep(0.1)
+        raise SeatError(f"seat {self.ext} did not register within {timeout} s:\n"
+                        + self.log_path.read_text(errors="replace")[-800:])
+
+    def command(self, command: str, params: str = "") -> dict:
+        """Send one ctrl_tcp command (netstring-framed JSON) and return its response."""
+        if self._sock is None:
+            raise SeatError("seat not started")
+        token = str(time.monotonic_ns())
+        data = json.dumps({"command": command, "params": params, "token": token}).encode()
+        self._sock.sendall(str(len(data)).encode() + b":" + data + b",")
+        deadline = time.monotonic() + 5
+        self._sock.settimeout(0.5)
+        while time.monotonic() < deadline:
+            for msg in self._drain():
+                if msg.get("response") and msg.get("token") == token:
+                    return msg
+                self.events.append(msg)
+        raise SeatError(f"seat {self.ext}: no answer to {command}")
+
+    def _drain(self) -> list[dict]:
+        assert self._sock is not None
+        try:
+            chunk = self._sock.recv(65536)
+        except (TimeoutError, socket.timeout):
+            chunk = b""
+        self._buf += chunk
+        out = []
+        while b":" in self._buf:
+            length, _, rest = self._buf.partition(b":")
+            try:
+                n = int(length)
+            except ValueError:
+                self._buf = b""
+                break
+            if len(rest) < n + 1:
+                break
+            payload, self._buf = rest[:n], rest[n + 1:]
+            try:
+                out.append(json.loads(payload))
+            except json.JSONDecodeError:
+                pass
+        return out
+
+    def hangup(self) -> dict:
+        return self.command("hangup")
+
+    def dial(self, target: str) -> dict:
+        uri = target if target.startswith("sip:") else f"sip:{target}@{self.sip}"
+        return self.command("dial", uri)
+
+    def stop(self) -> None:
+        if self._sock:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    async def ahangup(self) -> dict:
+        return await asyncio.to_thread(self.hangup)

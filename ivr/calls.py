@@ -1,0 +1,248 @@
+"""The FastAGI scripts a call runs: `inbound` (greeting, number plan, menus, self-query) and `survey`.
+
+Thin adapter: the decisions come from routing.numberplan and ivr.menu; this module
+only plays, collects and hands the chosen route back to the dialplan in channel
+variables (HOTLINE_ROUTE and friends). The dialplan carries the route out, so a
+controller restart never strands a caller, and anything that goes wrong here ends
+in the general queue (fail open), never in silence.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from hotline.config import Config
+from hotline.privacy import mask_number
+from ivr.fastagi import AgiHangup, AgiSession
+from ivr.menu import Collect, Digit, MenuEngine, Play, Route, SpeechResult, Step, Timeout
+from ivr.prompts import say_digits_files, sound_name
+from routing.destinations import (
+    AnnounceDest,
+    Destination,
+    DialDest,
+    HangupDest,
+    LegacyDest,
+    MenuDest,
+    QueueDest,
+    SelfServiceDest,
+    TransferDest,
+)
+from routing.numberplan import decide
+
+log = structlog.get_logger("hotline.ivr")
+
+#: Bound on legacy → legacy hops chosen from menus, so a misconfiguration cannot spin.
+MAX_LEGACY_HOPS = 4
+
+
+class QueryStore(Protocol):
+    async def verify_query(self, ticket_no: str, password: str) -> Any: ...
+
+
+Clock = Callable[[], dt.datetime]
+
+
+class CallScripts:
+    """Holds what every call's script needs; one instance serves all concurrent calls."""
+
+    def __init__(self, config: Config, clock: Clock, store: QueryStore | None = None,
+                 recognizer: Any = None) -> None:
+        self.config = config
+        self.clock = clock
+        self.store = store
+        self.recognizer = recognizer
+
+    # ------------------------------------------------------------------ inbound
+    async def inbound(self, s: AgiSession) -> None:
+        started = time.monotonic()
+        dialed = s.env.get("agi_extension", "") or (await s.get_variable("HOTLINE_DIALED") or "")
+        caller = s.env.get("agi_callerid", "")
+        now = self.clock()
+        try:
+            await self._inbound(s, dialed, caller, now)
+        except AgiHangup:
+            log.info("caller_hung_up_in_ivr", dialed=dialed, caller=mask_number(caller))
+        except Exception:
+            # fail open: the dialplan finds no HOTLINE_ROUTE and queues the caller
+            log.exception("ivr_failed_open", dialed=dialed, caller=mask_number(caller))
+            try:
+                await s.set_variable("HOTLINE_ROUTE", "")
+            except Exception:  # noqa: BLE001 - the channel may be gone; the dialplan still falls back
+                pass
+        finally:
+            log.info("ivr_done", dialed=dialed, ms=round((time.monotonic() - started) * 1000))
+
+    async def _inbound(self, s: AgiSession, dialed: str, caller: str, now: dt.datetime) -> None:
+        decision = decide(self.config, dialed, caller, now)
+        for w in decision.warnings:
+            log.warning("numberplan_warning", dialed=dialed, warning=w)
+        log.info("call_routed", dialed=dialed, caller=mask_number(caller), mode=decision.mode,
+                 line=decision.line, dest=decision.dest.label(), reason=decision.reason)
+        for prompt in decision.announcements:
+            await self._play(s, prompt)
+        await s.set_variable("HOTLINE_GREETED", "1")
+        engine = MenuEngine(self.config, now)
+        dest, category = await self._walk(s, engine, decision.dest)
+        category = category or decision.category
+        hops = 0
+        while isinstance(dest, LegacyDest) and hops < MAX_LEGACY_HOPS:
+            hops += 1
+            sub = decide(self.config, dest.line, caller, now)
+            for prompt in sub.announcements:
+                if prompt != self.config.center.greeting:
+                    await self._play(s, prompt)
+            if isinstance(sub.dest, HangupDest):
+                # chosen from a menu: a retired line's notice, then an agent, never a hang-up
+                if sub.dest.prompt:
+                    await self._play(s, sub.dest.prompt, interruptible=False)
+                dest = QueueDest(queue=self.config.center.general_queue)
+                break
+            dest, cat2 = await self._walk(s, MenuEngine(self.config, now), sub.dest)
+            category = cat2 or sub.category or category
+        if isinstance(dest, SelfServiceDest):
+            dest = await self.progress_query(s)
+        await self._set_route(s, dest, category, decision, engine.path)
+
+    async def _walk(self, s: AgiSession, engine: MenuEngine, dest: Destination) -> tuple[Destination, Any]:
+        """Run menus until a non-menu destination; the engine decides, we perform."""
+        if not isinstance(dest, (MenuDest, AnnounceDest)):
+            return dest, None
+        step = engine.start(dest)
+        pending: str | None = None  # a digit pressed during a Play (barge-in)
+        reported = 0
+        while True:
+            for label in engine.path[reported:]:
+                await s.user_event("HotlineIVR", Step=label)
+            reported = len(engine.path)
+            for action in step.plays:
+                if pending is None:
+                    pending = await self._play(s, action.prompt, interruptible=action.interruptible)
+            final = step.final
+            if isinstance(final, Route):
+                return final.dest, final.category
+            assert isinstance(final, Collect)
+            if pending is not None:
+                event: Any = Digit(pending)
+                pending = None
+            else:
+                event = await self._collect(s, final)
+            step = engine.feed(event)
+
+    async def _collect(self, s: AgiSession, c: Collect) -> Any:
+        digits, timed_out = await s.get_data(sound_name(c.prompt), int(c.timeout_s * 1000), 1)
+        if digits:
+            return Digit(digits[0])
+        if c.speech and self.recognizer is not None:
+            heard = await self._listen(s)
+            if heard is not None:
+                return heard
+        return Timeout()
+
+    async def _listen(self, s: AgiSession) -> SpeechResult | None:
+        """Record a few seconds and decode off the loop; any failure falls back to DTMF."""
+        try:
+            from ivr.speech import read_wav_pcm
+
+            path = f"/tmp/hotline-speech-{s.env.get('agi_uniqueid', 'x')}"
+            ms = int(self.config.speech.listen_s * 1000)
+            await s.command(f'RECORD FILE {path} wav "0123456789*#" {ms} BEEP s=2')
+            pcm, rate = read_wav_pcm(Path(path + ".wav"))
+            res = await self.recognizer.recognize(pcm, rate)
+            return SpeechResult(res.text, res.confidence)
+        except AgiHangup:
+            raise
+        except Exception:  # noqa: BLE001
+            log.warning("speech_failed_fallback_dtmf", exc_info=True)
+            return None
+
+    async def _play(self, s: AgiSession, prompt: str, *, interruptible: bool = True) -> str | None:
+        return await s.stream_file(sound_name(prompt), "0123456789*#" if interruptible else "")
+
+    async def _set_route(self, s: AgiSession, dest: Destination, category: Any, decision: Any,
+                         path: list[str]) -> None:
+        cfg = self.config
+        route, extra = "queue", {"HOTLINE_QUEUE": cfg.center.general_queue}
+        if isinstance(dest, QueueDest):
+            extra = {"HOTLINE_QUEUE": dest.queue}
+            category = dest.category or category
+            if cfg.center.queue_prompt:
+                await self._play(s, cfg.center.queue_prompt)
+        elif isinstance(dest, DialDest):
+            route, extra = "dial", {"HOTLINE_DIAL": _dial_string(dest.number)}
+        elif isinstance(dest, TransferDest):
+            route, extra = "transfer", {"HOTLINE_TRANSFER": dest.target}
+        elif isinstance(dest, HangupDest):
+            if dest.prompt:
+                await self._play(s, dest.prompt, interruptible=False)
+            route, extra = "hangup", {}
+        for k, v in extra.items():
+            await s.set_variable(k, v)
+        await s.set_variable("HOTLINE_CATEGORY", category.value if category else "")
+        await s.user_event("HotlineRoute", Line=decision.line or "", Mode=decision.mode, Dest=dest.label(),
+                           Category=category.value if category else "", Fallback="0")
+        await s.set_variable("HOTLINE_ROUTE", route)
+
+    # ------------------------------------------------------------------ self-service
+    async def progress_query(self, s: AgiSession) -> Destination:
+        """办理进度查询: ticket number + query password; nothing is read without the password."""
+        cfg = self.config
+        general = QueueDest(queue=cfg.center.general_queue)
+        if self.store is None:
+            return general
+        for attempt in range(1, cfg.self_query.max_attempts + 1):
+            ticket_no, _ = await s.get_data(sound_name("query_ticket"), 8000, cfg.self_query.ticket_digits)
+            if ticket_no == "0":
+                return general
+            password, _ = await s.get_data(sound_name("query_password"), 8000, 8)
+            ticket = await self.store.verify_query(ticket_no, password) if ticket_no and password else None
+            if ticket is not None:
+                await s.user_event("HotlineSelfQuery", Ticket=ticket_no, Result="found")
+                log.info("self_query_found", ticket=ticket_no, attempt=attempt)
+                await self._play(s, "query_state")
+                await self._play(s, f"state_{ticket.state}" if False else "query_state_value")
+                await self._say_digits(s, ticket_no)
+                return HangupDest(prompt="survey_thanks")
+            log.info("self_query_wrong", ticket=ticket_no, attempt=attempt)  # never the password
+            await s.user_event("HotlineSelfQuery", Ticket=ticket_no, Result="wrong")
+            await self._play(s, "query_wrong")
+        await s.user_event("HotlineSelfQuery", Ticket="", Result="locked")
+        digit = await s.stream_file(sound_name("query_locked"), "0")
+        return general if digit == "0" else HangupDest()
+
+    async def _say_digits(self, s: AgiSession, number: str) -> None:
+        for f in say_digits_files(number):
+            await s.stream_file(f, "")
+
+    # ------------------------------------------------------------------ survey
+    async def survey(self, s: AgiSession) -> None:
+        """满意度评价 after the agent hung up first; no answer is recorded as none."""
+        cfg = self.config.survey
+        if not cfg.enabled:
+            return
+        rating = ""
+        try:
+            for _ in range(2):
+                digits, _ = await s.get_data(sound_name(cfg.prompt), int(cfg.timeout_s * 1000), 1)
+                if digits and digits.isdigit() and 1 <= int(digits) <= cfg.scale:
+                    rating = digits
+                    break
+                if not digits:
+                    break
+                await self._play(s, "invalid_input")
+            await s.user_event("HotlineSurvey", Rating=rating, Scale=str(cfg.scale))
+            log.info("survey_answered", rating=rating or None, scale=cfg.scale)
+            if rating:
+                await self._play(s, cfg.thanks, interruptible=False)
+        except AgiHangup:
+            log.info("survey_abandoned")
+            raise
+
+
+def _dial_string(number: str) -> str:
+    return number if "/" in number else f"Local/{number}@hotline-outbound"

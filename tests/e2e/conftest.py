@@ -1,0 +1,95 @@
+"""End-to-end fixtures: a real Asterisk 22 (session), the real controller, real SQLite.
+
+Calls are placed with Local channels (the caller-robot context) and answered by
+scripted Local agents or by baresip SIP seats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from hotline.ami import AmiClient
+from hotline.config import Config, load_config
+from hotline.controller import Controller, ami_secret
+from hotline.sandbox import Sandbox
+from tests.conftest import require
+
+ROOT = Path(__file__).resolve().parents[2]
+os.environ.setdefault("HOTLINE_SEAT_SECRET", "e2e-seat-secret")
+
+
+def e2e_config() -> Config:
+    return load_config(ROOT / "config" / "hotline.yaml")
+
+
+@pytest.fixture(scope="session")
+def cfg() -> Config:
+    return e2e_config()
+
+
+@pytest.fixture(scope="session")
+def asterisk(cfg: Config, tmp_path_factory: pytest.TempPathFactory) -> Sandbox:
+    """One Asterisk for the whole session, with the simulated outside world loaded."""
+    require(os.geteuid() == 0, "end-to-end tests run Asterisk in a chroot: run as root")
+    from hotline.cli import install_everything
+
+    sb = Sandbox.discover(ami_host=cfg.asterisk.ami.host, ami_port=cfg.asterisk.ami.port)
+    if sb.running():
+        sb.stop()
+    install_everything(cfg, sb, with_sim=True, demo_secrets=True,
+                       prompts_dir=Path(os.environ.get("HOTLINE_STATE", "/var/lib/hotline12345")) / "prompts")
+    sb.start(sip_port=cfg.asterisk.sip_port)
+    yield sb
+    sb.stop()
+
+
+@pytest_asyncio.fixture
+async def ami(cfg: Config, asterisk: Sandbox):
+    """The test's own AMI link (independent of the controller's), for robots and assertions."""
+    a = cfg.asterisk.ami
+    client = AmiClient(a.host, a.port, a.username, ami_secret(cfg))
+    await client.start()
+    await client.wait_connected(10)
+    yield client
+    await client.close()
+
+
+@pytest_asyncio.fixture
+async def store_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path}/tickets.db"
+
+
+@pytest_asyncio.fixture
+async def controller(cfg: Config, asterisk: Sandbox, store_url: str):
+    c = Controller(cfg, store_url=store_url, cdr_path=asterisk.cdr_csv)
+    await c.start()
+    await c.ami.wait_connected(10)
+    yield c
+    await c.stop()
+
+
+@pytest_asyncio.fixture
+async def agents(ami: AmiClient, cfg: Config):
+    """Scripted agents: `await agents.add('general', talk_s=3)` puts Local/<talk>@agent-robot in a queue."""
+
+    class Agents:
+        added: list[tuple[str, str]] = []
+
+        async def add(self, queue: str, talk_s: int = 3) -> str:
+            iface = f"Local/{talk_s}@agent-robot/n"
+            await ami.action("QueueAdd", Queue=f"hotline-{queue}", Interface=iface, MemberName=f"robot{talk_s}")
+            self.added.append((queue, iface))
+            return iface
+
+    a = Agents()
+    yield a
+    for queue, iface in a.added:
+        try:
+            await ami.action("QueueRemove", Queue=f"hotline-{queue}", Interface=iface)
+        except Exception:  # noqa: BLE001
+            pass
