@@ -1,0 +1,439 @@
+"""The call assembler, by example: realistic Asterisk 22 AMI sequences → one record per caller call."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from ticketbridge.assembler import Assembler, CallRecord, record_from_cdr
+
+T0 = 1_760_000_000.0
+_seq = itertools.count(1)
+
+
+def ev(name: str, lid: str, uid: str, ts: float, **headers: str) -> dict[str, str]:
+    """One AMI event as the client hands it over: every value a string, Timestamp on."""
+    e = {"Event": name, "Privilege": "call,all", "Linkedid": lid, "Uniqueid": uid, "Timestamp": f"{ts:.6f}"}
+    e.update({k.replace("_", "-"): str(v) for k, v in headers.items()})
+    return e
+
+
+def user(name: str, lid: str, uid: str, ts: float, **headers: str) -> dict[str, str]:
+    e = ev("UserEvent", lid, uid, ts, **headers)
+    e["UserEvent"] = name
+    e["Channel"] = headers.get("Channel", "PJSIP/trunk-00000001")
+    return e
+
+
+def newchannel(lid: str, uid: str, ts: float, channel: str, cid: str = "13800138000", exten: str = "12345",
+               context: str = "hotline-inbound") -> dict[str, str]:
+    return ev("Newchannel", lid, uid, ts, Channel=channel, CallerIDNum=cid, Exten=exten, Context=context,
+              ChannelState="0", ChannelStateDesc="Down")
+
+
+def hangup(lid: str, uid: str, ts: float, channel: str, cause: str = "16") -> dict[str, str]:
+    return ev("Hangup", lid, uid, ts, Channel=channel, Cause=cause, Cause_txt="Normal Clearing")
+
+
+def run(events: list[dict[str, str]], asm: Assembler | None = None) -> list[CallRecord]:
+    asm = asm or Assembler()
+    out: list[CallRecord] = []
+    for e in events:
+        out.extend(asm.feed(e))
+    return out
+
+
+L = "1760000000.1"
+CALLER = "PJSIP/trunk-00000001"
+AGENT = "PJSIP/1001-00000002"
+
+
+def inbound(lid: str = L, dialed: str = "12345", dest: str = "queue:general/咨询", mode: str = "center",
+            line: str = "", category: str = "咨询", fallback: str = "0", ivr: tuple[str, ...] = ("menu:main", "key:1"),
+            t: float = T0) -> list[dict[str, str]]:
+    evs = [newchannel(lid, lid, t, CALLER, exten=dialed),
+           user("HotlineCall", lid, lid, t + 0.1, Dialed=dialed, Caller="13800138000", Channel=CALLER)]
+    for i, step in enumerate(ivr):
+        evs.append(user("HotlineIVR", lid, lid, t + 1 + i, Step=step, Channel=CALLER))
+    evs.append(user("HotlineRoute", lid, lid, t + 5, Line=line, Mode=mode, Dest=dest, Category=category,
+                    Fallback=fallback, Channel=CALLER))
+    return evs
+
+
+def queue_answered(lid: str = L, t: float = T0 + 6, hold: str = "12", talk: str = "95", reason: str = "agent",
+                   queue: str = "general") -> list[dict[str, str]]:
+    auid = lid[:-1] + "2"
+    return [
+        ev("QueueCallerJoin", lid, lid, t, Channel=CALLER, Queue=queue, Position="1", Count="1"),
+        newchannel(lid, auid, t + 1, AGENT, cid="1001", exten="s", context="hotline-seats"),
+        ev("AgentCalled", lid, lid, t + 1, Channel=CALLER, Queue=queue, MemberName="seat1001",
+           Interface="PJSIP/1001", DestChannel=AGENT, DestUniqueid=auid, DestLinkedid=lid),
+        ev("QueueCallerLeave", lid, lid, t + 12, Channel=CALLER, Queue=queue, Position="1", Count="0"),
+        ev("AgentConnect", lid, lid, t + 12, Channel=CALLER, Queue=queue, MemberName="seat1001",
+           Interface="PJSIP/1001", HoldTime=hold, RingTime="3", DestChannel=AGENT, DestUniqueid=auid,
+           DestLinkedid=lid),
+        ev("BridgeEnter", lid, lid, t + 12, Channel=CALLER, BridgeUniqueid="b1"),
+        ev("BridgeEnter", lid, auid, t + 12, Channel=AGENT, BridgeUniqueid="b1"),
+        ev("AgentComplete", lid, lid, t + 107, Channel=CALLER, Queue=queue, MemberName="seat1001",
+           Interface="PJSIP/1001", HoldTime=hold, TalkTime=talk, Reason=reason, DestChannel=AGENT,
+           DestUniqueid=auid, DestLinkedid=lid),
+    ]
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+def test_ended_in_ivr() -> None:
+    evs = [newchannel(L, L, T0, CALLER),
+           user("HotlineCall", L, L, T0 + 0.1, Dialed="12345", Caller="13800138000", Channel=CALLER),
+           user("HotlineIVR", L, L, T0 + 1, Step="menu:main", Channel=CALLER),
+           user("HotlineIVR", L, L, T0 + 6, Step="timeout", Channel=CALLER),
+           hangup(L, L, T0 + 8, CALLER)]
+    asm = Assembler()
+    recs = run(evs[:-1], asm)
+    assert recs == []
+    assert [r.outcome for r in asm.open_records()] == ["in_progress"]
+    [r] = run(evs[-1:], asm)
+    assert r.linkedid == L and r.outcome == "ended_in_ivr" and r.actual_dest == "ivr"
+    assert r.caller == "13800138000" and r.dialed == "12345"
+    assert r.ivr_path == ["menu:main", "timeout"]
+    assert r.started_at == pytest.approx(T0) and r.ended_at == pytest.approx(T0 + 8)
+    assert r.handled_by == "controller" and r.queue is None and r.agent is None
+    assert ("caller", CALLER) in r.participants
+    assert asm.open_records() == []
+
+
+def test_abandoned_in_queue_uses_holdtime() -> None:
+    evs = inbound() + [
+        ev("QueueCallerJoin", L, L, T0 + 6, Channel=CALLER, Queue="general", Position="3", Count="3"),
+        ev("QueueCallerAbandon", L, L, T0 + 40, Channel=CALLER, Queue="general", Position="2",
+           OriginalPosition="3", HoldTime="34"),
+        ev("QueueCallerLeave", L, L, T0 + 40, Channel=CALLER, Queue="general", Position="2", Count="1"),
+        hangup(L, L, T0 + 40, CALLER, cause="16"),
+    ]
+    [r] = run(evs)
+    assert r.outcome == "abandoned_in_queue"
+    assert r.queue == "general" and r.queue_wait_s == 34
+    assert r.requested_dest == "queue:general/咨询" and r.actual_dest == "queue:general"
+    assert r.category == "咨询" and r.mode == "center"
+    assert r.ivr_path == ["menu:main", "key:1"]
+
+
+def test_answered_with_talk_time() -> None:
+    evs = inbound() + queue_answered() + [hangup(L, L[:-1] + "2", T0 + 113, AGENT),
+                                          hangup(L, L, T0 + 113.2, CALLER)]
+    asm = Assembler()
+    out = run(evs[:-1], asm)
+    assert out == []  # the caller is still there
+    [r] = run(evs[-1:], asm)
+    assert r.outcome == "answered"
+    assert r.agent == "seat1001" and r.actual_dest == "agent:seat1001"
+    assert r.queue_wait_s == 12 and r.talk_s == 95
+    assert r.answered_at == pytest.approx(T0 + 18)
+    assert ("agent", AGENT) in r.participants and ("caller", CALLER) in r.participants
+
+
+def test_survey_after_agent_hangup() -> None:
+    evs = inbound() + queue_answered() + [
+        hangup(L, L[:-1] + "2", T0 + 113, AGENT),
+        user("HotlineSurvey", L, L, T0 + 118, Rating="1", Scale="5", Channel=CALLER),
+        hangup(L, L, T0 + 120, CALLER),
+    ]
+    [r] = run(evs)
+    assert r.survey_rating == 1 and r.survey_scale == 5 and r.outcome == "answered"
+
+
+def test_survey_without_answer_keeps_scale_only() -> None:
+    evs = inbound() + queue_answered() + [
+        user("HotlineSurvey", L, L, T0 + 118, Rating="", Scale="3", Channel=CALLER),
+        hangup(L, L[:-1] + "2", T0 + 119, AGENT), hangup(L, L, T0 + 120, CALLER),
+    ]
+    [r] = run(evs)
+    assert r.survey_rating is None and r.survey_scale == 3
+
+
+def test_attended_transfer_joins_second_linkedid() -> None:
+    """Agent's phone places a consultation call (its own linkedid) and joins it: one record."""
+    L2, AG2, TGT = "1760000200.7", "PJSIP/1001-00000007", "PJSIP/branch-00000008"
+    auid = L[:-1] + "2"
+    evs = inbound() + queue_answered(reason="transfer")[:-1] + [
+        newchannel(L2, L2, T0 + 60, AG2, cid="1001", exten="tax", context="hotline-seats"),
+        newchannel(L2, "1760000200.8", T0 + 61, TGT, cid="1001", exten="s", context="hotline-transfer"),
+        user("HotlineTransfer", L, L, T0 + 62, Target="tax", Kind="branch_center", Mode="attended",
+             Outcome="answered", Agent="seat1001"),
+        {"Event": "AttendedTransfer", "Timestamp": f"{T0 + 70:.6f}", "Result": "Success",
+         "OrigTransfererChannel": AGENT, "OrigTransfererUniqueid": auid, "OrigTransfererLinkedid": L,
+         "SecondTransfererChannel": AG2, "SecondTransfererUniqueid": L2, "SecondTransfererLinkedid": L2,
+         "SecondTransfererConnectedLineNum": "tax", "DestType": "Bridge", "DestBridgeUniqueid": "b1",
+         "TransfereeChannel": CALLER, "TransfereeUniqueid": L, "TransfereeLinkedid": L,
+         "TransferTargetChannel": TGT, "TransferTargetUniqueid": "1760000200.8",
+         "TransferTargetLinkedid": L2, "TransferTargetCallerIDNum": "tax", "IsExternal": "No"},
+        user("HotlineTransfer", L, L, T0 + 70, Target="tax", Kind="branch_center", Mode="attended",
+             Outcome="completed", Agent="seat1001"),
+        hangup(L, auid, T0 + 70.1, AGENT),
+        hangup(L2, L2, T0 + 70.2, AG2),
+    ]
+    asm = Assembler()
+    assert run(evs, asm) == []
+    assert len(asm.open_records()) == 1  # the consultation leg is part of the caller's call
+    # the target leg keeps its own linkedid; its hangup still lands on the caller's record
+    out = run([hangup(L2, "1760000200.8", T0 + 200, TGT)], asm)
+    assert out == []  # the caller is still on
+    [r] = run([hangup(L, L, T0 + 200.1, CALLER)], asm)
+    assert r.linkedid == L and r.outcome == "transferred" and r.actual_dest == "transfer:tax"
+    assert r.transfers == [{"target": "tax", "kind": "branch_center", "mode": "attended",
+                            "outcome": "completed", "agent": "seat1001", "at": pytest.approx(T0 + 62)}]
+    assert ("transfer_target", TGT) in r.participants and ("agent", AGENT) in r.participants
+    assert asm.open_records() == []
+    # late events of either linkedid do not resurrect the call
+    assert run([hangup(L2, L2, T0 + 300, AG2), hangup(L, L, T0 + 300, CALLER)], asm) == []
+    assert asm.open_records() == []
+
+
+def test_attended_transfer_without_hotline_event_is_still_a_transfer() -> None:
+    L2, AG2, TGT = "1760000300.1", "PJSIP/1001-00000011", "PJSIP/gas-00000012"
+    evs = inbound() + queue_answered()[:-1] + [
+        newchannel(L2, L2, T0 + 60, AG2, cid="1001", exten="96777", context="hotline-seats"),
+        {"Event": "AttendedTransfer", "Result": "Success", "OrigTransfererLinkedid": L,
+         "SecondTransfererLinkedid": L2, "TransfereeLinkedid": L, "TransferTargetLinkedid": L2,
+         "TransferTargetChannel": TGT, "TransferTargetUniqueid": "1760000300.2",
+         "TransferTargetCallerIDNum": "96777", "DestType": "Threeway"},
+        hangup(L, L[:-1] + "2", T0 + 80, AGENT), hangup(L2, L2, T0 + 80, AG2),
+        hangup(L2, "1760000300.2", T0 + 90, TGT), hangup(L, L, T0 + 90, CALLER),
+    ]
+    [r] = run(evs)
+    assert r.outcome == "transferred"
+    assert r.transfers[0]["target"] == "96777" and r.transfers[0]["mode"] == "threeway"
+
+
+def test_one_key_transfer_outcome() -> None:
+    evs = inbound() + queue_answered()[:-1] + [
+        user("HotlineTransfer", L, L, T0 + 50, Target="110", Kind="emergency", Mode="onekey",
+             Outcome="no_answer", Agent="seat1001"),
+        user("HotlineTransfer", L, L, T0 + 70, Target="120", Kind="emergency", Mode="onekey",
+             Outcome="answered", Agent="seat1001"),
+        hangup(L, L[:-1] + "2", T0 + 71, AGENT), hangup(L, L, T0 + 200, CALLER),
+    ]
+    [r] = run(evs)
+    assert [(t["target"], t["outcome"]) for t in r.transfers] == [("110", "no_answer"), ("120", "answered")]
+    assert r.outcome == "transferred" and r.actual_dest == "transfer:120"
+
+
+def test_warm_transfer_no_answer_returns_to_agent() -> None:
+    evs = inbound() + queue_answered() + [
+        user("HotlineTransfer", L, L, T0 + 50, Target="tax", Kind="branch_center", Mode="attended",
+             Outcome="no_answer", Agent="seat1001"),
+        hangup(L, L[:-1] + "2", T0 + 113, AGENT), hangup(L, L, T0 + 113, CALLER),
+    ]
+    [r] = run(evs)
+    assert r.outcome == "answered" and r.transfers[0]["outcome"] == "no_answer"
+
+
+def test_fallback_call_built_from_standard_events() -> None:
+    """Controller's AGI failed: only HotlineCall and the dialplan's HotlineRoute Fallback=1."""
+    evs = [newchannel(L, L, T0, CALLER, cid="13900001111", exten="12315"),
+           user("HotlineCall", L, L, T0 + 0.1, Dialed="12315", Caller="13900001111", Channel=CALLER),
+           user("HotlineRoute", L, L, T0 + 2.1, Line="", Mode="fallback", Dest="queue:general", Category="",
+                Fallback="1", Channel=CALLER)]
+    evs += queue_answered(t=T0 + 3, hold="7", talk="30", reason="caller")
+    evs += [hangup(L, L, T0 + 48, CALLER), hangup(L, L[:-1] + "2", T0 + 48.1, AGENT)]
+    [r] = run(evs)
+    assert r.handled_by == "fallback" and r.mode == "fallback"
+    assert r.dialed == "12315" and r.caller == "13900001111"
+    assert r.ivr_path == [] and r.category is None
+    assert r.outcome == "answered" and r.agent == "seat1001" and r.queue_wait_s == 7 and r.talk_s == 30
+
+
+def test_fallback_without_any_user_event_from_hotline_context() -> None:
+    """Even with no UserEvent at all, a channel in hotline-inbound makes a hotline call."""
+    evs = [newchannel(L, L, T0, CALLER, cid="13900001111", exten="12345"),
+           ev("QueueCallerJoin", L, L, T0 + 3, Channel=CALLER, Queue="general", Position="1"),
+           ev("QueueCallerLeave", L, L, T0 + 20, Channel=CALLER, Queue="general"),
+           hangup(L, L, T0 + 20, CALLER)]
+    [r] = run(evs)
+    assert r.caller == "13900001111" and r.dialed == "12345"
+    assert r.outcome == "abandoned_in_queue" and r.queue_wait_s == 17
+
+
+def test_talk_time_computed_when_agent_complete_missing() -> None:
+    evs = inbound() + queue_answered()[:-1] + [hangup(L, L[:-1] + "2", T0 + 48, AGENT),
+                                               hangup(L, L, T0 + 48, CALLER)]
+    [r] = run(evs)
+    assert r.talk_s == pytest.approx(30)
+
+
+def test_self_query_recorded() -> None:
+    evs = inbound(dest="hangup", ivr=("menu:main", "key:5")) + [
+        user("HotlineSelfQuery", L, L, T0 + 4, Ticket="202601010001", Result="wrong"),
+        user("HotlineSelfQuery", L, L, T0 + 4.5, Ticket="202601010001", Result="found"),
+        hangup(L, L, T0 + 9, CALLER)]
+    [r] = run(evs)
+    assert r.self_query == {"attempts": 2, "tickets": ["202601010001"], "result": "found"}
+
+
+def test_retired_and_forwarded_lines() -> None:
+    [r] = run(inbound(dest="hangup", mode="merged", line="12315", ivr=()) + [hangup(L, L, T0 + 9, CALLER)])
+    assert r.outcome == "retired" and r.legacy_line == "12315" and r.actual_dest == "hangup"
+    L9 = "1760000900.1"
+    evs = inbound(lid=L9, dest="dial:88880000", mode="forward", line="96666", ivr=())
+    evs = [{**e, "Linkedid": L9, "Uniqueid": L9} for e in evs] + [hangup(L9, L9, T0 + 60, CALLER)]
+    [r] = run(evs)
+    assert r.outcome == "forwarded" and r.actual_dest == "dial:88880000"
+
+
+def test_robot_call_roles() -> None:
+    half1, half2 = "Local/12345@hotline-inbound-0000001a;1", "Local/12345@hotline-inbound-0000001a;2"
+    evs = [newchannel(L, L, T0, half1, context="caller-robot", exten="s"),
+           newchannel(L, L[:-1] + "9", T0, half2),
+           user("HotlineCall", L, L[:-1] + "9", T0 + 0.1, Dialed="12345", Caller="13800138000", Channel=half2),
+           hangup(L, L[:-1] + "9", T0 + 5, half2), hangup(L, L, T0 + 5, half1)]
+    [r] = run(evs)
+    assert ("caller", half2) in r.participants and ("robot", half1) in r.participants
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+def test_replayed_events_do_not_double_count() -> None:
+    evs = inbound() + queue_answered() + [
+        user("HotlineTransfer", L, L, T0 + 50, Target="110", Kind="emergency", Mode="onekey",
+             Outcome="no_answer", Agent="seat1001"),
+        user("HotlineSurvey", L, L, T0 + 118, Rating="4", Scale="5"),
+    ]
+    doubled = [e for e in evs for _ in range(3)]
+    asm = Assembler()
+    assert run(doubled, asm) == []
+    [snap] = asm.open_records()
+    assert snap.ivr_path == ["menu:main", "key:1"]
+    assert len(snap.transfers) == 1 and snap.queue_wait_s == 12
+    assert snap.participants.count(("agent", AGENT)) == 1
+    [r] = run([hangup(L, L[:-1] + "2", T0 + 119, AGENT), hangup(L, L, T0 + 120, CALLER),
+               hangup(L, L, T0 + 120, CALLER)], asm)
+    assert r.ivr_path == ["menu:main", "key:1"] and len(r.transfers) == 1 and r.survey_rating == 4
+
+
+def test_replay_without_timestamps_is_idempotent_for_state_events() -> None:
+    evs = inbound() + queue_answered()
+    for e in evs:
+        e.pop("Timestamp")
+    state = [e for e in evs if e.get("UserEvent") != "HotlineIVR"]
+    asm = Assembler()
+    run(state + state, asm)
+    [snap] = asm.open_records()
+    assert snap.agent == "seat1001" and snap.queue_wait_s == 12 and snap.participants.count(("agent", AGENT)) == 1
+
+
+def test_a_whole_replay_after_close_yields_nothing_new() -> None:
+    evs = inbound() + [hangup(L, L, T0 + 9, CALLER)]
+    asm = Assembler()
+    assert len(run(evs, asm)) == 1
+    assert run(evs, asm) == []
+
+
+def test_unknown_linkedids_and_odd_events_do_not_crash() -> None:
+    asm = Assembler()
+    odd = [
+        {"Event": "Hangup", "Linkedid": "9.9", "Uniqueid": "9.9"},       # a call we never saw start
+        {"Event": "QueueCallerAbandon", "Linkedid": "9.8", "Queue": "x"},
+        {"Event": "AgentComplete", "Linkedid": "9.7", "TalkTime": "x"},
+        {"Event": "UserEvent", "UserEvent": "HotlineSurvey", "Linkedid": "9.6", "Rating": "9", "Scale": "z"},
+        {"Event": "UserEvent", "UserEvent": "SomethingElse", "Linkedid": "9.6"},
+        {"Event": "PeerStatus", "Peer": "PJSIP/1001"},                    # no linkedid at all
+        {"Event": "AttendedTransfer", "Result": "Fail"},
+        {"Event": "BlindTransfer", "TransfereeLinkedid": "9.5", "Extension": "110", "Result": "Success"},
+        {},
+    ]
+    for e in odd:
+        assert asm.feed(e, now=T0) == []
+    # a seat-to-seat call: not a hotline call, no record when it ends
+    seat = [newchannel("7.1", "7.1", T0, "PJSIP/1001-1", context="hotline-seats", exten="1002"),
+            hangup("7.1", "7.1", T0 + 3, "PJSIP/1001-1")]
+    assert run(seat, asm) == []
+
+
+def test_malformed_values_do_not_crash() -> None:
+    evs = inbound() + [
+        ev("QueueCallerJoin", L, L, T0 + 6, Channel=CALLER, Queue="general", Position="first"),
+        ev("AgentConnect", L, L, T0 + 10, Channel=CALLER, Queue="general", MemberName="seat1001",
+           HoldTime="abc", RingTime="", DestChannel=AGENT, DestUniqueid="x.2", DestLinkedid=L),
+        ev("AgentComplete", L, L, T0 + 20, Queue="general", MemberName="seat1001", HoldTime="NaN",
+           TalkTime="-", Reason="agent"),
+        user("HotlineSurvey", L, L, T0 + 21, Rating="七", Scale=""),
+        user("HotlineTransfer", L, L, T0 + 22),
+        hangup(L, "x.2", T0 + 23, AGENT),
+        {**hangup(L, L, T0 + 24, CALLER), "Timestamp": "not-a-time"},
+    ]
+    [r] = run(evs)
+    assert r.outcome == "answered" and r.queue_wait_s == pytest.approx(4)  # from join/leave times
+    assert r.talk_s == pytest.approx(10)  # AgentComplete had no usable TalkTime
+    assert r.survey_rating is None
+
+
+def test_now_is_used_without_timestamp_header() -> None:
+    asm = Assembler()
+    asm.feed({"Event": "Newchannel", "Linkedid": L, "Uniqueid": L, "Channel": CALLER, "Context": "hotline-inbound",
+              "Exten": "12345", "CallerIDNum": "1"}, now=T0)
+    [r] = asm.feed({"Event": "Hangup", "Linkedid": L, "Uniqueid": L, "Channel": CALLER}, now=T0 + 3)
+    assert r.started_at == T0 and r.ended_at == T0 + 3
+
+
+def test_to_dict_is_json_friendly() -> None:
+    import json
+
+    [r] = run(inbound() + [hangup(L, L, T0 + 9, CALLER)])
+    d = json.loads(json.dumps(r.to_dict(), ensure_ascii=False))
+    assert d["participants"][0] == ["caller", CALLER] and d["linkedid"] == L
+
+
+# --------------------------------------------------------------------------- CDR
+
+
+CDR_JSON = [
+    {"linkedid": L, "uniqueid": L, "clid": '"" <13700000000>', "src": "13700000000", "dst": "s",
+     "dcontext": "hotline-queue-general", "channel": CALLER, "dstchannel": AGENT, "lastapp": "Queue",
+     "lastdata": "q-general,c,,,120", "start": T0, "answer": T0 + 20, "end": T0 + 80, "duration": "80",
+     "billsec": "60", "disposition": "ANSWERED", "userfield": "", "hotline_dialed": "12345",
+     "hotline_fallback": "1", "hotline_queue": "general"},
+    {"linkedid": L, "uniqueid": L[:-1] + "3", "src": "13700000000", "channel": CALLER,
+     "dstchannel": "PJSIP/1002-00000003", "lastapp": "Queue", "start": T0 + 5, "answer": 0, "end": T0 + 20,
+     "billsec": "0", "disposition": "NO ANSWER", "hotline_dialed": "12345", "hotline_fallback": "1"},
+]
+
+
+def test_record_from_cdr_json_rows() -> None:
+    r = Assembler().record_from_cdr(CDR_JSON)
+    assert r is not None and r.source == "cdr"
+    assert r.linkedid == L and r.caller == "13700000000" and r.dialed == "12345"
+    assert r.handled_by == "fallback" and r.outcome == "answered" and r.agent == "PJSIP/1001"
+    assert r.talk_s == 60 and r.answered_at == T0 + 20 and r.queue == "general"
+    assert r.started_at == T0 and r.ended_at == T0 + 80
+
+
+def test_record_from_ami_cdr_event_abandoned() -> None:
+    row = {"Event": "Cdr", "AccountCode": "", "Source": "13700000000", "Destination": "s",
+           "DestinationContext": "hotline-queue-general", "CallerID": '"" <13700000000>', "Channel": CALLER,
+           "DestinationChannel": "", "LastApplication": "Queue", "LastData": "q-general,c,,,120",
+           "StartTime": "2026-03-02 09:00:00", "AnswerTime": "2026-03-02 09:00:01",
+           "EndTime": "2026-03-02 09:00:41", "Duration": "41", "BillableSeconds": "40",
+           "Disposition": "ANSWERED", "AMAFlags": "DOCUMENTATION", "UniqueID": L, "UserField": "",
+           "Linkedid": L, "HotlineDialed": "12345", "HotlineFallback": "", "HotlineQueue": "general"}
+    r = record_from_cdr(row)
+    assert r is not None and r.outcome == "abandoned_in_queue" and r.handled_by == "controller"
+    assert r.started_at == pytest.approx(1772413200.0)  # 09:00 Beijing time
+
+
+def test_record_from_cdr_nothing_usable() -> None:
+    assert record_from_cdr([]) is None
+    assert record_from_cdr({"foo": "bar"}) is None
+    r = record_from_cdr({"linkedid": L, "start": "garbage", "billsec": "x", "disposition": "NO ANSWER"})
+    assert r is not None and r.outcome == "ended_in_ivr" and r.started_at is None
+
+
+def test_cdr_event_marks_live_fallback() -> None:
+    asm = Assembler()
+    run([newchannel(L, L, T0, CALLER),
+         user("HotlineCall", L, L, T0 + 0.1, Dialed="12345", Caller="1", Channel=CALLER),
+         {"Event": "Cdr", "Linkedid": L, "UniqueID": L, "HotlineFallback": "1", "HotlineDialed": "12345"}], asm)
+    [r] = run([hangup(L, L, T0 + 2, CALLER)], asm)
+    assert r.handled_by == "fallback"
