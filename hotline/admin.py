@@ -52,6 +52,10 @@ OUR_PREFIX = "hotline-"
 Lines = dict[tuple[Any, ...], int]
 
 
+class EnvironmentMissing(RuntimeError):
+    """Something outside the config is missing (a secret, a module, an Asterisk): the CLI exits 3."""
+
+
 # =========================================================================== loading
 
 
@@ -291,7 +295,7 @@ def render_files(config: Config, seat_secrets: Mapping[str, str], *, ami_secret:
 def check_config(config: Config, *, file: str = "<config>", lines: Lines | None = None,
                  prompts_dir: Path | None = None, custom_dir: Path = CUSTOM_DIR,
                  environ: Mapping[str, str] | None = None, seat_secrets: Mapping[str, str] | None = None,
-                 files: Mapping[str, str] | None = None) -> list[Problem]:
+                 files: Mapping[str, str] | None = None, check_secrets: bool = True) -> list[Problem]:
     """Every problem at once: the routing graph, secrets, prompts, custom dialplan, feature codes, rendering.
 
     `seat_secrets` given: those are the secrets (apply's own resolution) and the
@@ -304,7 +308,8 @@ def check_config(config: Config, *, file: str = "<config>", lines: Lines | None 
     except ImportError as e:
         problems.append(Problem(file, None, "", f"whole-graph validation is unavailable ({e})"))
     if seat_secrets is None:
-        problems += secret_problems(config, file, lines, environ)
+        if check_secrets:
+            problems += secret_problems(config, file, lines, environ)
     else:
         for ext in config.seats:
             if not seat_secrets.get(ext):
@@ -346,13 +351,14 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
 
 
 def check_file(path: str | os.PathLike[str], *, prompts_dir: Path | None = None, custom_dir: Path = CUSTOM_DIR,
-               environ: Mapping[str, str] | None = None) -> tuple[Config | None, list[Problem]]:
+               environ: Mapping[str, str] | None = None,
+               check_secrets: bool = True) -> tuple[Config | None, list[Problem]]:
     """check for a file on disk: load problems first, then (when it loads) everything check_config finds."""
     loaded = load_for_admin(path)
     problems = list(loaded.problems)
     if loaded.config is not None:
         problems += check_config(loaded.config, file=loaded.file, lines=loaded.lines, prompts_dir=prompts_dir,
-                                 custom_dir=custom_dir, environ=environ)
+                                 custom_dir=custom_dir, environ=environ, check_secrets=check_secrets)
     else:
         # the model did not load; the admin's dialplan files can still be checked
         from routing.dialplan import custom_files
@@ -609,12 +615,14 @@ def _final_steps(config: Config, dest: Destination, category: Any, at: dt.dateti
         name = dest.queue
         seen: list[str] = []
         first = True
+        waited: int | None = None
         while name in config.queues and name not in seen:
             seen.append(name)
             q = config.queues[name]
             data: dict[str, Any] = {"queue": name, "asterisk_queue": asterisk_queue(name), "members": q.members,
                                     "max_wait_s": q.max_wait_s, "strategy": q.strategy}
-            verb = "queue" if first else "overflow to queue"
+            verb = "queue" if first else f"after {waited} s unanswered: overflow to queue"
+            waited = q.max_wait_s
             text = (f"{verb} {name} ({q.name}){cat}: members {', '.join(q.members) or 'none'}, "
                     f"{q.strategy}, rings each {q.ring_s} s, waits up to {q.max_wait_s} s")
             if q.hours:
@@ -851,7 +859,7 @@ def resolve_ami_secret(config: Config) -> str:
     except ImportError:
         value = os.environ.get(config.asterisk.ami.secret_env)
         if not value:
-            raise RuntimeError(f"${config.asterisk.ami.secret_env} is not set and the controller module cannot be "
+            raise EnvironmentMissing(f"${config.asterisk.ami.secret_env} is not set and the controller module cannot be "
                                "imported to supply its default") from None
         return value
     return ami_secret(config)
@@ -872,7 +880,8 @@ async def ami_command(ami: AmiLike, command: str) -> str:
     if str(resp.get("Response", "")).lower() == "error":
         raise RuntimeError(f"Asterisk refused `{command}`: {resp.get('Message', 'error')}")
     out = command_output(resp)
-    bad = ("No such command", "Unable to reload", "not found", "failed to reload", "Unknown module")
+    bad = ("No such command", "No such module", "Unable to reload", "not found", "failed to reload",
+           "Unknown module", "not properly initialized")
     if command.endswith(("reload", ".so")) or "reload" in command:
         for b in bad:
             if b.lower() in out.lower():

@@ -44,6 +44,8 @@ def explained(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except KeyboardInterrupt:
             _fail("interrupted", EXIT_BAD)
+        except admin.EnvironmentMissing as e:
+            _fail(str(e), EXIT_ENV)
         except ImportError as e:
             _fail(f"a part of hotline this command needs is not installed or not importable: {e}", EXIT_ENV)
         except Exception as e:  # noqa: BLE001 - the admin gets an explanation, not a traceback
@@ -92,8 +94,11 @@ def register(main: click.Group) -> None:
               help="also require a playable WAV for every prompt in this built prompts folder")
 @click.option("--custom", "custom_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="admin-owned dialplan folder (default: dialplans/custom)")
+@click.option("--skip-secrets", is_flag=True,
+              help="do not require the seats' SIP secrets in this environment (checking on a workstation)")
 @explained
-def check_cmd(config_path: str | None, as_json: bool, prompts_dir: Path | None, custom_dir: Path | None) -> None:
+def check_cmd(config_path: str | None, as_json: bool, prompts_dir: Path | None, custom_dir: Path | None,
+              skip_secrets: bool) -> None:
     """Check the configuration and the admin's dialplan files; list EVERY problem as file:line: field: message.
 
     Covers: config schema, the whole routing graph, seat secrets, feature codes
@@ -106,7 +111,8 @@ def check_cmd(config_path: str | None, as_json: bool, prompts_dir: Path | None, 
         _fail(f"The configuration file {path} does not exist (give one with -c FILE or $HOTLINE_CONFIG)", EXIT_ENV)
     if prompts_dir is not None and not prompts_dir.is_dir():
         _fail(f"--prompts {prompts_dir}: no such folder (build prompts with `hotline prompts --out DIR`)", EXIT_ENV)
-    _cfg, problems = admin.check_file(path, prompts_dir=prompts_dir, custom_dir=custom_dir or admin.CUSTOM_DIR)
+    _cfg, problems = admin.check_file(path, prompts_dir=prompts_dir, custom_dir=custom_dir or admin.CUSTOM_DIR,
+                                      check_secrets=not skip_secrets)
     if as_json:
         _dump({"ok": not problems, "config": str(path), "problems": [admin.problem_dict(p) for p in problems]})
     elif problems:
@@ -253,6 +259,9 @@ def apply_cmd(config_path: str | None, as_json: bool, dry_run: bool, yes: bool, 
     if not as_json:
         if preview.diff:
             click.echo(preview.diff, nl=False)
+        elif preview.changed or preview.removed:
+            click.echo("only secret values differ (masked in the diff): "
+                       + ", ".join(preview.changed + preview.removed))
         else:
             click.echo("no changes: Asterisk already runs this configuration")
     if preview.problems or dry_run or not (preview.changed or preview.removed):

@@ -143,6 +143,14 @@ def test_check_missing_built_prompt(tmp_path: Path, empty_custom: Path) -> None:
     assert len([ln for ln in r.output.splitlines() if ": prompts." in ln]) == 1
 
 
+def test_check_secret_from_environment(monkeypatch: pytest.MonkeyPatch, empty_custom: Path) -> None:
+    monkeypatch.delenv("HOTLINE_SEAT_SECRET")
+    r = run("check", "-c", str(SHIPPED), "--custom", str(empty_custom))
+    assert r.exit_code == 1 and "$HOTLINE_SEAT_SECRET is not set" in r.output
+    r = run("check", "-c", str(SHIPPED), "--custom", str(empty_custom), "--skip-secrets")
+    assert r.exit_code == 0, r.output
+
+
 def test_missing_config_file_is_environment_error(tmp_path: Path) -> None:
     r = run("check", "-c", str(tmp_path / "nope.yaml"))
     assert r.exit_code == 3 and "does not exist" in r.output
