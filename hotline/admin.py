@@ -1028,7 +1028,9 @@ async def apply_config(config: Config, sandbox: SandboxLike, ami: AmiLike | None
         return await _rollback(res, "write", f"writing the files failed: {e}", etc, before, written,
                                res.removed, ami, cmds, reload_after=False)
     # ---------------------------------------------------------------- reload
-    for cmd in cmds:
+    # `manager reload` can drop the very link we reload and verify through: it runs after verification.
+    manager_last = [c for c in cmds if c == "manager reload"]
+    for cmd in [c for c in cmds if c != "manager reload"]:
         try:
             out = await ami_command(ami, cmd)
         except Exception as e:  # noqa: BLE001
@@ -1047,6 +1049,13 @@ async def apply_config(config: Config, sandbox: SandboxLike, ami: AmiLike | None
     if bad:
         return await _rollback(res, bad[0].name, "; ".join(c.detail for c in bad), etc, before, written,
                                res.removed, ami, cmds)
+    for cmd in manager_last:
+        try:
+            await ami_command(ami, cmd)
+            res.steps.append(StepResult(f"reload: {cmd}", True))
+        except Exception as e:  # noqa: BLE001 - the link may drop as AMI users are reloaded; the files are right
+            res.steps.append(StepResult(f"reload: {cmd}", True, f"AMI link dropped during the reload ({e}); "
+                                        "reconnect with the new secret"))
     res.ok = True
     res.message = f"applied: {len(res.changed)} file(s) changed, reloaded with " + ", ".join(f"`{c}`" for c in cmds)
     if res.needs_restart:

@@ -394,6 +394,17 @@ def test_apply_keeps_installed_seat_secret_when_env_lacks_it(installed: tuple[Fa
     assert "pjsip.conf" not in res.changed
 
 
+def test_apply_reloads_manager_after_verifying(installed: tuple[FakeSandbox, Path]) -> None:
+    sb, custom = installed
+    cfg = load_config(SHIPPED)
+    ami = FakeAmi(cfg)
+    res = asyncio.run(admin.apply_config(cfg, sb, ami, dry_run=False, custom_dir=custom, environ=SECRET_ENV,
+                                         ami_secret="a-new-ami-secret"))
+    assert res.ok, res.message
+    assert ami.commands[-1] == "manager reload"
+    assert ami.commands.index("pjsip show endpoints") < ami.commands.index("manager reload")
+
+
 def test_reload_plan_puts_manager_last() -> None:
     cmds, restart = admin.reload_commands(["manager.conf", "custom/a.conf", "queues.conf", "modules.conf"])
     assert cmds == ["module reload app_queue.so", "dialplan reload", "manager reload"]
