@@ -338,3 +338,30 @@ def default_config_path() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parent.parent / "config" / "hotline.yaml"
+
+
+# --------------------------------------------------------------------------- line maps (for routing.graph)
+
+
+def config_lines(text: str) -> dict[tuple[Any, ...], int]:
+    """Field path -> 1-based line of a YAML text, so whole-graph checks can locate problems too."""
+    lines: dict[tuple[Any, ...], int] = {}
+    try:
+        node = yaml.compose(text, Loader=_LineLoader)
+    except yaml.YAMLError:
+        return lines
+    if node is not None:
+        _locate(node, (), lines)
+    return lines
+
+
+def line_for(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+    """The line of `loc`, or of its nearest located ancestor."""
+    return _line_for(lines, loc)
+
+
+def load_config_with_lines(path: str | os.PathLike[str]) -> tuple[Config, dict[tuple[Any, ...], int]]:
+    """`load_config` plus the line map of the same file (for `routing.graph.validate`)."""
+    p = Path(path)
+    config = load_config(p)
+    return config, config_lines(p.read_text(encoding="utf-8"))
