@@ -1,0 +1,503 @@
+"""Our own asyncio FastAGI server: one task per call, one reply per command, never a shifted reply.
+
+Why not panoramisk's server: its header loop spins on EOF (one port probe freezes every
+call), an out-of-band ``HANGUP`` or a multi-line ``520`` shifts every later reply by
+one, 511 is not a hang-up, routing ignores query strings, plain handlers crash on
+Python 3.11 and commands have no timeout (see /work/shared/LIBRARIES.md). Each of
+those has a regression test in tests/unit/test_fastagi.py.
+
+Protocol facts used here (res_agi.c): the environment is ``agi_key: value`` lines up to
+an empty line; a reply is ``200 result=N [(data)] [endpos=N]``, ``510``, ``511`` (dead
+channel) or ``520`` (single line, or ``520-`` … up to a line starting ``520 ``);
+``HANGUP`` arrives on its own line at any moment and is never a reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
+
+import structlog
+
+from hotline.privacy import mask_number
+
+log = structlog.get_logger("hotline.fastagi")
+
+T = TypeVar("T")
+
+Handler = Callable[["AgiSession"], Any]
+
+#: Bounds on what a peer may send before the script starts (a port probe or garbage must not cost us).
+MAX_ENV_LINES = 256
+MAX_LINE_BYTES = 64 * 1024
+
+_ENV_LINE = re.compile(r"^(agi_[A-Za-z0-9_]+):\s?(.*)$")
+_REPLY_LINE = re.compile(r"^(\d{3})([ -])(.*)$")
+_ENDPOS = re.compile(r"\s*endpos=(-?\d+)$")
+_VAR_NAME = re.compile(r"^[^\s\"\\]+$")
+
+#: Commands whose ``200 result=-1`` means "hang-up or failure" (res_agi docs); others use -1 otherwise.
+_MINUS_ONE_MEANS_HANGUP = (
+    "ANSWER", "STREAM FILE", "CONTROL STREAM FILE", "GET DATA", "GET OPTION", "WAIT FOR DIGIT",
+    "SAY ", "RECORD FILE", "RECEIVE CHAR", "RECEIVE TEXT", "EXEC",
+)
+
+
+class AgiHangup(Exception):
+    """The caller is gone (HANGUP line, 511, result=-1 on a dead channel, or EOF)."""
+
+
+class AgiError(Exception):
+    """Asterisk refused a command (510 unknown, 520 usage, other 5xx); the text says why."""
+
+
+class AgiTimeout(AgiError):
+    """No reply within the command's timeout; the late reply is skipped when it arrives."""
+
+
+@dataclass
+class AgiReply:
+    """One parsed reply: ``200 result=1 (value) endpos=0`` → code 200, result '1', data 'value'."""
+
+    code: int
+    result: str
+    data: str | None
+    endpos: int | None
+    raw: str
+
+    @property
+    def result_int(self) -> int | None:
+        try:
+            return int(self.result)
+        except ValueError:
+            return None
+
+
+def parse_reply(raw: str) -> AgiReply:
+    """Parse the first line of a reply (continuation lines of a 520 block ride along in ``raw``)."""
+    first = raw.split("\n", 1)[0]
+    m = _REPLY_LINE.match(first)
+    if not m:
+        raise AgiError(f"not an AGI reply: {first!r}")
+    code, rest = int(m.group(1)), m.group(3)
+    result, data, endpos = "", None, None
+    if code == 200 and rest.startswith("result="):
+        body = rest[len("result="):]
+        result, _, tail = body.partition(" ")
+        em = _ENDPOS.search(tail)
+        if em:
+            endpos = int(em.group(1))
+            tail = tail[: em.start()]
+        tail = tail.strip()
+        if tail.startswith("(") and tail.endswith(")"):
+            data = tail[1:-1]
+        elif tail:
+            data = tail
+    else:
+        data = rest
+    return AgiReply(code=code, result=result, data=data, endpos=endpos, raw=raw)
+
+
+def agi_quote(value: str) -> str:
+    """Quote one argument the way res_agi's parse_args reads it: backslash escapes, double quotes."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_EVENT_UNSAFE = str.maketrans({",": " ", "|": " ", "\r": " ", "\n": " ", '"': "'", "\\": "/",
+                               "(": "（", ")": "）", "[": "［", "]": "］"})
+
+
+def sanitize_event_value(value: Any) -> str:
+    """UserEvent splits on ',' (and '|' in compat mode) and nests on ()/[]: keep a value one value."""
+    return str(value).translate(_EVENT_UNSAFE)
+
+
+class AgiSession:
+    """One call's AGI conversation. Commands are serialised; replies are matched strictly in order."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, env: dict[str, str],
+                 *, command_timeout: float | None = 30.0) -> None:
+        self.env = env
+        raw_script = env.get("agi_network_script", "")
+        path, _, query = raw_script.partition("?")
+        self.script: str = path.strip().lstrip("/")
+        self.params: dict[str, str] = dict(parse_qsl(query, keep_blank_values=True))
+        self.args: list[str] = [v for _, v in sorted(
+            ((int(k[len("agi_arg_"):]), v) for k, v in env.items()
+             if k.startswith("agi_arg_") and k[len("agi_arg_"):].isdigit()))]
+        self.hungup: bool = False
+        self.command_timeout = command_timeout
+        self._reader = reader
+        self._writer = writer
+        self._lock = asyncio.Lock()
+        self._loop = asyncio.get_running_loop()
+        #: replies still owed for commands that timed out; they are read and dropped first.
+        self._orphans = 0
+        #: a reply half-read when a timeout struck (multi-line 520), resumed on the next read.
+        self._partial: list[str] = []
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def uniqueid(self) -> str:
+        return self.env.get("agi_uniqueid", "")
+
+    @property
+    def callerid(self) -> str:
+        return self.env.get("agi_callerid", "")
+
+    # ------------------------------------------------------------------ transport
+    async def command(self, line: str, timeout: float | None = None) -> AgiReply:
+        """Send one AGI command and return its reply; 511/EOF raise AgiHangup, 5xx raise AgiError."""
+        if "\n" in line or "\r" in line:
+            raise ValueError("an AGI command is one line; a newline would inject a second command")
+        limit = self.command_timeout if timeout is None else timeout
+        async with self._lock:
+            try:
+                self._writer.write(line.encode("utf-8") + b"\n")
+                await self._writer.drain()
+            except (ConnectionError, OSError) as e:
+                self.hungup = True
+                raise AgiHangup(f"connection lost sending {line.split(' ', 1)[0]}: {e}") from e
+            try:
+                if limit is None:
+                    reply = await self._next_reply()
+                else:
+                    reply = await asyncio.wait_for(self._next_reply(), limit)
+            except asyncio.TimeoutError:
+                self._orphans += 1
+                raise AgiTimeout(f"no reply to {line!r} within {limit} s") from None
+        return self._check(line, reply)
+
+    def _check(self, line: str, reply: AgiReply) -> AgiReply:
+        if reply.code == 511:
+            self.hungup = True
+            raise AgiHangup(reply.raw)
+        if reply.code != 200:
+            raise AgiError(reply.raw)
+        if reply.result == "-1" and self.hungup and _minus_one_is_hangup(line):
+            raise AgiHangup(f"{line.split(' ', 1)[0]}: result=-1 after HANGUP")
+        return reply
+
+    async def _next_reply(self) -> AgiReply:
+        """Read replies, dropping those owed to timed-out commands, and return this command's."""
+        while True:
+            reply = await self._read_reply()
+            if self._orphans:
+                self._orphans -= 1
+                log.debug("agi_late_reply_dropped", raw=reply.raw[:200])
+                continue
+            return reply
+
+    async def _read_reply(self) -> AgiReply:
+        """One whole reply; out-of-band HANGUP lines set `hungup` and are never a reply."""
+        while True:
+            line = await self._readline()
+            if line == "HANGUP":
+                self.hungup = True
+                continue
+            if self._partial:
+                self._partial.append(line)
+                if line.startswith(self._partial[0][:3] + " "):
+                    raw, self._partial = "\n".join(self._partial), []
+                    return parse_reply(raw)
+                continue
+            m = _REPLY_LINE.match(line)
+            if not m:
+                if line:
+                    log.warning("agi_unexpected_line", line=line[:200])
+                continue
+            if m.group(2) == "-":
+                self._partial = [line]
+                continue
+            return parse_reply(line)
+
+    async def _readline(self) -> str:
+        try:
+            data = await self._reader.readline()
+        except (ConnectionError, OSError) as e:
+            self.hungup = True
+            raise AgiHangup(f"connection lost: {e}") from e
+        except ValueError as e:  # line longer than the stream limit
+            raise AgiError(f"reply line too long: {e}") from e
+        if not data.endswith(b"\n"):
+            self.hungup = True
+            raise AgiHangup("connection closed by Asterisk")
+        return data.decode("utf-8", errors="replace").rstrip("\r\n")
+
+    async def _confirm_hangup(self, line: str) -> None:
+        """After ``result=-1`` with no HANGUP seen: ask the channel; 511 means it is gone.
+
+        -1 is also what a missing sound file gives, and that must not end a live call
+        (fail open: the caller still reaches an agent).
+        """
+        if self.hungup:
+            raise AgiHangup(f"{line.split(' ', 1)[0]}: result=-1 after HANGUP")
+        reply = await self.command("CHANNEL STATUS")  # not permitted on a dead channel → 511
+        if self.hungup or reply.result == "-1":
+            self.hungup = True
+            raise AgiHangup(f"{line.split(' ', 1)[0]}: result=-1, channel gone")
+        log.warning("agi_command_failed", command=line[:120], uniqueid=self.uniqueid)
+
+    def sync(self, awaitable: Awaitable[T], timeout: float | None = None) -> T:
+        """Run a session coroutine from a plain handler (which runs in a worker thread)."""
+        fut = asyncio.run_coroutine_threadsafe(_as_coro(awaitable), self._loop)
+        return fut.result(timeout)
+
+    # ------------------------------------------------------------------ helpers
+    async def get_variable(self, name: str) -> str | None:
+        """A channel variable or function value; None when unset. Never the string 'hangup'."""
+        _check_name(name)
+        reply = await self.command(f"GET VARIABLE {name}")
+        if reply.result != "1":
+            return None
+        return reply.data if reply.data is not None else ""
+
+    async def set_variable(self, name: str, value: Any) -> None:
+        _check_name(name)
+        await self.command(f"SET VARIABLE {name} {agi_quote(_one_line(str(value)))}")
+
+    async def stream_file(self, name: str, escape_digits: str = "") -> str | None:
+        """Play a sound; the digit that interrupted it, or None. A missing file plays as silence."""
+        line = f"STREAM FILE {_arg(name)} {agi_quote(escape_digits)}"
+        reply = await self.command(line)
+        return await self._digit_result(line, reply)
+
+    async def get_data(self, name: str, timeout_ms: int, max_digits: int) -> tuple[str, bool]:
+        """Play a prompt and collect digits: (digits, timed_out)."""
+        line = f"GET DATA {_arg(name)} {int(timeout_ms)} {int(max_digits)}"
+        reply = await self.command(line, timeout=self._wait_budget(timeout_ms * max(1, max_digits)))
+        if reply.result == "-1":
+            await self._confirm_hangup(line)
+            return "", True
+        return reply.result, (reply.data or "").strip() == "timeout"
+
+    async def wait_for_digit(self, timeout_ms: int) -> str | None:
+        line = f"WAIT FOR DIGIT {int(timeout_ms)}"
+        reply = await self.command(line, timeout=self._wait_budget(timeout_ms))
+        return await self._digit_result(line, reply)
+
+    async def say_digits(self, digits: str, escape: str = "") -> str | None:
+        line = f"SAY DIGITS {_arg(digits)} {agi_quote(escape)}"
+        reply = await self.command(line)
+        return await self._digit_result(line, reply)
+
+    async def exec(self, app: str, *args: Any) -> AgiReply:
+        """Run a dialplan application; args are joined with ',' and quoted once for AGI."""
+        line = f"EXEC {_arg(app)}"
+        if args:
+            line += " " + agi_quote(_one_line(",".join(str(a) for a in args)))
+        reply = await self.command(line)
+        if reply.result == "-1":
+            await self._confirm_hangup(line)
+        return reply
+
+    async def verbose(self, msg: str, level: int = 1) -> None:
+        await self.command(f"VERBOSE {agi_quote(_one_line(msg))} {int(level)}")
+
+    async def answer(self) -> None:
+        line = "ANSWER"
+        reply = await self.command(line)
+        if reply.result == "-1":
+            await self._confirm_hangup(line)
+
+    async def hangup(self) -> None:
+        await self.command("HANGUP")
+
+    async def user_event(self, name: str, **headers: Any) -> None:
+        """Emit an AMI UserEvent from this channel (values cleaned so each stays one header)."""
+        parts = [sanitize_event_value(name).replace(" ", "_")]
+        parts += [f"{sanitize_event_value(k)}: {sanitize_event_value(v)}" for k, v in headers.items()]
+        await self.exec("UserEvent", *parts)
+
+    async def _digit_result(self, line: str, reply: AgiReply) -> str | None:
+        code = reply.result_int
+        if code is None or code == 0:
+            return None
+        if code < 0:
+            await self._confirm_hangup(line)
+            return None
+        return chr(code)
+
+    def _wait_budget(self, timeout_ms: int) -> float | None:
+        """A command that waits for the caller gets its own wait on top of the normal timeout."""
+        if self.command_timeout is None:
+            return None
+        return self.command_timeout + max(0, timeout_ms) / 1000.0
+
+
+def _minus_one_is_hangup(line: str) -> bool:
+    upper = line.upper()
+    return any(upper.startswith(p) for p in _MINUS_ONE_MEANS_HANGUP)
+
+
+def _check_name(name: str) -> None:
+    if not _VAR_NAME.match(name):
+        raise ValueError(f"bad variable name {name!r}")
+
+
+def _one_line(value: str) -> str:
+    return value.replace("\r", " ").replace("\n", " ")
+
+
+def _arg(value: str) -> str:
+    """A bare argument (file name, digits, app); quoted when it holds spaces or quotes."""
+    value = _one_line(str(value))
+    if value and not any(c in value for c in ' \t"\\'):
+        return value
+    return agi_quote(value)
+
+
+async def _as_coro(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+class FastAgiServer:
+    """Accepts Asterisk's FastAGI connections and runs one routed handler per call."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 4573, backlog: int = 1024,
+                 command_timeout: float | None = 30.0, env_timeout: float = 5.0) -> None:
+        self.host = host
+        self._port = port
+        self.backlog = backlog
+        self.command_timeout = command_timeout
+        self.env_timeout = env_timeout
+        self._routes: dict[str, Handler] = {}
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sessions = 0
+
+    def route(self, script: str, handler: Handler) -> None:
+        """Register a handler for ``agi://host/<script>``; async, or plain (run in the executor)."""
+        self._routes[script.strip().strip("/")] = handler
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when constructed with port=0)."""
+        if self._server is not None and self._server.sockets:
+            return int(self._server.sockets[0].getsockname()[1])
+        return self._port
+
+    @property
+    def active_sessions(self) -> int:
+        return self._sessions
+
+    async def start(self) -> None:
+        # explicit backlog: Asterisk gives up after ~2 s, and a small backlog overflowed under bursts
+        self._server = await asyncio.start_server(self._on_connect, self.host, self._port,
+                                                  backlog=self.backlog, limit=MAX_LINE_BYTES)
+        log.info("agi_server_started", host=self.host, port=self.port, backlog=self.backlog)
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop accepting, let running calls finish for up to `grace_s`, then cancel the rest."""
+        if self._server is not None:
+            self._server.close()
+        pending = {t for t in self._tasks if not t.done()}
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=max(0.0, grace_s))
+            for t in still:
+                t.cancel()
+            if still:
+                log.warning("agi_sessions_cancelled", count=len(still))
+                await asyncio.wait(still, timeout=1.0)
+        if self._server is not None:
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+            self._server = None
+        log.info("agi_server_stopped")
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await self._serve(reader, writer)
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+            writer.close()
+            try:
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            except (asyncio.TimeoutError, ConnectionError, OSError):
+                pass
+            except asyncio.CancelledError:
+                raise
+
+    async def _read_env(self, reader: asyncio.StreamReader) -> dict[str, str] | None:
+        """The AGI environment, or None (EOF, garbage, too long, too slow): only this connection ends."""
+        env: dict[str, str] = {}
+        deadline = time.monotonic() + self.env_timeout
+        for _ in range(MAX_ENV_LINES):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.warning("agi_env_timeout", lines=len(env))
+                return None
+            try:
+                data = await asyncio.wait_for(reader.readline(), left)
+            except asyncio.TimeoutError:
+                log.warning("agi_env_timeout", lines=len(env))
+                return None
+            except (ValueError, ConnectionError, OSError) as e:
+                log.warning("agi_env_unreadable", error=str(e)[:200])
+                return None
+            if not data.endswith(b"\n"):  # EOF: a port probe, or Asterisk gave up mid-environment
+                if env or data:
+                    log.warning("agi_env_truncated", lines=len(env))
+                return None
+            line = data.decode("utf-8", errors="replace").rstrip("\r\n")
+            if line == "":
+                return env
+            m = _ENV_LINE.match(line)
+            if not m:
+                log.warning("agi_env_garbage", line=line[:100])
+                return None
+            env[m.group(1)] = m.group(2)
+        log.warning("agi_env_too_long", lines=len(env))
+        return None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        env = await self._read_env(reader)
+        if env is None:
+            return
+        session = AgiSession(reader, writer, env, command_timeout=self.command_timeout)
+        handler = self._routes.get(session.script)
+        if handler is None:
+            # closing makes AGI() fail with AGISTATUS=FAILURE; the dialplan falls back to the queue
+            log.warning("agi_unknown_script", script=session.script, request=env.get("agi_request", "")[:200])
+            return
+        started = time.monotonic()
+        self._sessions += 1
+        log.info("agi_session_started", script=session.script, uniqueid=session.uniqueid,
+                 channel=env.get("agi_channel", ""), caller=mask_number(session.callerid),
+                 extension=env.get("agi_extension", ""))
+        outcome = "completed"
+        try:
+            await self._run_handler(handler, session)
+        except AgiHangup:
+            outcome = "hangup"
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except Exception:
+            outcome = "failed"
+            log.exception("agi_handler_failed", script=session.script, uniqueid=session.uniqueid)
+        finally:
+            self._sessions -= 1
+            log.info("agi_session_ended", script=session.script, uniqueid=session.uniqueid,
+                     duration=round(time.monotonic() - started, 3), outcome=outcome, hungup=session.hungup)
+
+    async def _run_handler(self, handler: Handler, session: AgiSession) -> None:
+        if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(getattr(handler, "__call__", None)):
+            await handler(session)
+            return
+        # plain function: off the loop, so it may block (it talks to Asterisk through session.sync)
+        result = await asyncio.get_running_loop().run_in_executor(None, handler, session)
+        if inspect.isawaitable(result):
+            await result

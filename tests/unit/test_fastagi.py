@@ -1,0 +1,424 @@
+"""FastAGI server against a fake Asterisk: one regression test per panoramisk/pyst2 defect (LIBRARIES.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from ivr.fastagi import (
+    AgiError,
+    AgiHangup,
+    AgiReply,
+    AgiSession,
+    AgiTimeout,
+    FastAgiServer,
+    parse_reply,
+)
+try:
+    from tests.fakes import FakeAsteriskAgi, agi_env
+except ModuleNotFoundError:  # tests/ has no __init__.py: pytest puts tests/ itself on sys.path
+    from fakes import FakeAsteriskAgi, agi_env  # type: ignore[no-redef]
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FastAgiServer]:
+    srv = FastAgiServer("127.0.0.1", 0, command_timeout=2.0, env_timeout=0.5)
+    await srv.start()
+    yield srv
+    await srv.stop(0.5)
+
+
+def recorder(srv: FastAgiServer, script: str, body: Any) -> asyncio.Future[Any]:
+    """Route `script` to `body(session)`; the future gets its return value or its exception."""
+    fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def handler(s: AgiSession) -> None:
+        try:
+            res = await body(s)
+        except BaseException as e:  # noqa: BLE001 - the test inspects it
+            if not fut.done():
+                fut.set_exception(e)
+            raise
+        if not fut.done():
+            fut.set_result(res)
+
+    srv.route(script, handler)
+    return fut
+
+
+async def outcome(fut: asyncio.Future[Any]) -> Any:
+    try:
+        return await asyncio.wait_for(fut, 2)
+    except (AgiError, AgiHangup) as e:
+        return e
+
+
+# ---------------------------------------------------------------- whole-server freeze
+class ThreadedServer:
+    """Our server on its own loop in a thread, so a frozen loop fails the test instead of hanging it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.srv = FastAgiServer("127.0.0.1", 0, command_timeout=2.0, env_timeout=0.5)
+        self.results: list[str | None] = []
+
+        async def ivr(s: AgiSession) -> None:
+            self.results.append(await s.get_variable("CALLERID(num)"))
+
+        self.srv.route("inbound", ivr)
+        asyncio.run_coroutine_threadsafe(self.srv.start(), self.loop).result(2)
+
+    def close(self) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(self.srv.stop(0.2), self.loop).result(2)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(2)
+
+
+async def test_port_probe_truncated_env_garbage_and_silence_end_only_their_connection() -> None:
+    ts = ThreadedServer()
+    try:
+        port = ts.srv.port
+        cpu0 = time.process_time()
+        for _ in range(5):  # health probes: connect and close
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            w.close()
+        for _ in range(5):  # Asterisk gave up mid-environment
+            f = await FakeAsteriskAgi().open(port)
+            await f.send_raw(b"agi_network: yes\nagi_network_script: inbound\nagi_chan")
+            await f.close()
+        garbage = await FakeAsteriskAgi().open(port)
+        await garbage.send_raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        silent = await FakeAsteriskAgi().open(port)
+
+        # another call still completes, promptly
+        call = await FakeAsteriskAgi().connect(port, script="inbound")
+        await asyncio.wait_for(call.reply("GET VARIABLE CALLERID(num)", "200 result=1 (13800138000)"), 2)
+        await call.wait_closed(2)
+        assert ts.results == ["13800138000"]
+
+        assert await garbage.wait_closed(1) == b""
+        t0 = time.monotonic()
+        await silent.wait_closed(2)  # env_timeout=0.5
+        assert time.monotonic() - t0 < 1.5
+        await asyncio.sleep(0.3)
+        assert time.process_time() - cpu0 < 1.0, "the server spins on EOF"
+    finally:
+        ts.close()
+
+
+# ---------------------------------------------------------------- HANGUP never shifts replies
+async def test_hangup_after_reply_is_not_the_next_reply(server: FastAgiServer) -> None:
+    async def body(s: AgiSession) -> Any:
+        digit = await s.stream_file("greeting", "0123456789")
+        value = await s.get_variable("HOTLINE_DIALED")
+        return digit, value, s.hungup
+
+    fut = recorder(server, "inbound", body)
+    f = await FakeAsteriskAgi().connect(server.port)
+    await f.reply('STREAM FILE greeting "0123456789"', "200 result=0 endpos=8000", "HANGUP")
+    await f.reply("GET VARIABLE HOTLINE_DIALED", "200 result=1 (12345)")
+    assert await outcome(fut) == (None, "12345", True)
+
+
+async def test_hangup_before_minus_one_raises_agihangup(server: FastAgiServer) -> None:
+    async def body(s: AgiSession) -> Any:
+        return await s.get_data("menu", 5000, 1)
+
+    fut = recorder(server, "inbound", body)
+    f = await FakeAsteriskAgi().connect(server.port)
+    await f.reply("GET DATA menu 5000 1", "HANGUP", "200 result=-1")
+    assert isinstance(await outcome(fut), AgiHangup)
+
+
+async def test_minus_one_then_hangup_is_confirmed_as_hangup(server: FastAgiServer) -> None:
+    """Asterisk's usual order: result=-1 first, HANGUP after; the probe finds the channel gone."""
+    async def body(s: AgiSession) -> Any:
+        return await s.stream_file("greeting", "0")
+
+    fut = recorder(server, "inbound", body)
+    f = await FakeAsteriskAgi().connect(server.port)
+    await f.reply("STREAM FILE greeting", "200 result=-1 endpos=0", "HANGUP")
+    await f.reply("CHANNEL STATUS", "511 Command Not Permitted on a dead channel or intercept routine")
+    assert isinstance(await outcome(fut), AgiHangup)
+
+
+async def test_minus_one_on_live_channel_is_a_missing_file_not_a_hangup(server: FastAgiServer) -> None:
+    async def body(s: AgiSession) -> Any:
+        d = await s.stream_file("no_such_prompt", "0")
+        return d, await s.get_variable("X"), s.hungup
+
+    fut = recorder(server, "inbound", body)
+    f = await FakeAsteriskAgi().connect(server.port)
+    await f.reply("STREAM FILE no_such_prompt", "200 result=-1 endpos=0")
+    await f.reply("CHANNEL STATUS", "200 result=6")
+    await f.reply("GET VARIABLE X", "200 result=1 (x)")
+    assert await outcome(fut) == (None, "x", False)
+
+
+async def test_get_variable_after_hangup_never_returns_hangup(server: FastAgiServer) -> None:
+    async def body(s: AgiSession) -> Any:
+        return await s.get_variable("CALLERID(name)")
+
+    fut = recorder(server, "inbound", body)
+    f = await FakeAsteriskAgi().connect(server.port)
+    await f.hangup()
+    await f.reply("GET VARIABLE", "511 Command Not Permitted on a dead channel or intercept routine")
+    assert isinstance(await outcome(fut), AgiHangup)
+
+
+async def test_511_is_hangup(server: FastAgiServer) -> None:
+    async def body(s: AgiSession) -> Any:
+        try:
+            await s.answer()
+        except AgiHangup:
+            return s.hungup
+        return "no exception"
+
+    fut = recorder(server, "inbound", body)
+    f = await FakeAsteriskAgi().connect(server.port)
+    await f.reply("ANSWER", "511 Command Not Permitted on a dead channel or intercept routine")
+    assert await outcome(fut) is True
+
+
+async def test_eof_is_hangup(server: FastAgiServer) -> None:
+    fut = recorder(server, "inbound", lambda s: s.wait_for_digit(3000))
+    f = await FakeAsteriskAgi().connect(server.port)
+    await f.expect("WAIT FOR DIGIT 3000")
+    await f.close()
+    assert isinstance(await outcome(fut), AgiHangup)
+
+
+# ---------------------------------------------------------------- multi-line 520
+async def test_multiline_520_does_not_shift_replies(server: FastAgiServer) -> None:
+    async def body(s: AgiSession) -> Any:
+        with pytest.raises(AgiError) as ei:
+            await s.command("GET DATA")
+        return ei.value, await s.get_variable("A"), await s.get_variable("B")
+
+    fut = recorder(server, "inbound", body)
+    f = await FakeAsteriskAgi().connect(server.port)
+    await f.reply("GET DATA", "520-Invalid command syntax.  Proper usage follows:",
+                  " Usage: GET DATA <file to be streamed> [timeout] [max digits]",
+                  "  Stream the given file, and receive DTMF data.",
+                  "520 End of proper usage.")
+    await f.reply("GET VARIABLE A", "200 result=1 (a)")
+    await f.reply("GET VARIABLE B", "200 result=0")
+    err, a, b = await outcome(fut)
+    assert "Invalid command syntax" in str(err) and "End of proper usage" in str(err)
+    assert (a, b) == ("a", None)
+
+
+async def test_510_is_agierror_with_text(server: FastAgiServer) -> None:
+    fut = recorder(server, "inbound", lambda s: s.command("FROB"))
+    f = await FakeAsteriskAgi().connect(server.port)
+    await f.reply("FROB", "510 Invalid or unknown command")
+    e = await outcome(fut)
+    assert isinstance(e, AgiError) and not isinstance(e, AgiHangup) and "510" in str(e)
+
+
+# ---------------------------------------------------------------- routing
+async def test_routing_ignores_query_string(server: FastAgiServer) -> None:
+    async def body(s: AgiSession) -> Any:
+        return s.script, s.params, s.args
+
+    fut = recorder(server, "ivr", body)
+    f = await FakeAsteriskAgi().connect(server.port, script="ivr?x=1&lang=zh", args=["12345", "a b"])
+    assert await outcome(fut) == ("ivr", {"x": "1", "lang": "zh"}, ["12345", "a b"])
+    await f.wait_closed()
+
+
+async def test_routing_with_leading_slash(server: FastAgiServer) -> None:
+    fut = recorder(server, "survey", lambda s: asyncio.sleep(0, s.script))
+    await FakeAsteriskAgi().connect(server.port, script="/survey")
+    assert await outcome(fut) == "survey"
+
+
+async def test_unknown_script_closes_connection_and_logs(server: FastAgiServer) -> None:
+    with capture_logs() as logs:
+        f = await FakeAsteriskAgi().connect(server.port, script="nope?x=1")
+        assert await f.wait_closed(1) == b""
+    assert any(e["event"] == "agi_unknown_script" and e["script"] == "nope" for e in logs)
+
+
+# ---------------------------------------------------------------- plain handlers
+async def test_plain_handler_runs_in_executor(server: FastAgiServer) -> None:
+    seen: dict[str, Any] = {}
+    done = threading.Event()
+
+    def plain(s: AgiSession) -> None:
+        seen["thread"] = threading.current_thread() is not threading.main_thread()
+        seen["value"] = s.sync(s.get_variable("X"))
+        done.set()
+
+    server.route("plain", plain)
+    f = await FakeAsteriskAgi().connect(server.port, script="plain")
+    await f.reply("GET VARIABLE X", "200 result=1 (张三)")
+    await f.wait_closed()
+    assert done.is_set() and seen == {"thread": True, "value": "张三"}
+
+
+# ---------------------------------------------------------------- timeouts
+async def test_per_command_timeout_and_late_reply_is_dropped() -> None:
+    srv = FastAgiServer("127.0.0.1", 0, command_timeout=0.2)
+    await srv.start()
+    try:
+        async def body(s: AgiSession) -> Any:
+            t0 = time.monotonic()
+            with pytest.raises(AgiTimeout):
+                await s.get_variable("SLOW")
+            took = time.monotonic() - t0
+            return took, await s.get_variable("FAST")
+
+        fut = recorder(srv, "inbound", body)
+        f = await FakeAsteriskAgi().connect(srv.port)
+        await f.expect("GET VARIABLE SLOW")
+        await f.expect("GET VARIABLE FAST")
+        await f.answer("200 result=1 (slow)", "200 result=1 (fast)")
+        took, fast = await outcome(fut)
+        assert took < 1.0 and fast == "fast"
+    finally:
+        await srv.stop(0.2)
+
+
+async def test_timeout_in_the_middle_of_a_520_block_does_not_shift() -> None:
+    srv = FastAgiServer("127.0.0.1", 0, command_timeout=0.2)
+    await srv.start()
+    try:
+        async def body(s: AgiSession) -> Any:
+            with pytest.raises(AgiTimeout):
+                await s.command("GET DATA")
+            return await s.get_variable("V")
+
+        fut = recorder(srv, "inbound", body)
+        f = await FakeAsteriskAgi().connect(srv.port)
+        await f.expect("GET DATA")
+        await f.answer("520-Invalid command syntax.  Proper usage follows:", " Usage: GET DATA")
+        await f.expect("GET VARIABLE V")
+        await f.answer("520 End of proper usage.", "200 result=1 (v)")
+        assert await outcome(fut) == "v"
+    finally:
+        await srv.stop(0.2)
+
+
+# ---------------------------------------------------------------- handler failures, lifecycle
+async def test_handler_exception_is_logged_and_server_keeps_serving(server: FastAgiServer) -> None:
+    async def boom(s: AgiSession) -> None:
+        raise RuntimeError("bug")
+
+    server.route("boom", boom)
+    fut = recorder(server, "inbound", lambda s: s.get_variable("X"))
+    with capture_logs() as logs:
+        f1 = await FakeAsteriskAgi().connect(server.port, script="boom")
+        assert await f1.wait_closed() == b""
+        f2 = await FakeAsteriskAgi().connect(server.port)
+        await f2.reply("GET VARIABLE X", "200 result=1 (ok)")
+        assert await outcome(fut) == "ok"
+    failed = [e for e in logs if e["event"] == "agi_handler_failed"]
+    assert failed and failed[0]["script"] == "boom"
+    ended = [e for e in logs if e["event"] == "agi_session_ended"]
+    assert {e["script"] for e in ended} == {"boom", "inbound"}
+    started = [e for e in logs if e["event"] == "agi_session_started"]
+    assert all(e["caller"] == "138******00" for e in started)
+    assert all("duration" in e and "uniqueid" in e for e in ended)
+
+
+async def test_stop_waits_for_grace_then_cancels() -> None:
+    srv = FastAgiServer("127.0.0.1", 0)
+    await srv.start()
+    finished: list[str] = []
+    cancelled: list[str] = []
+
+    async def quick(s: AgiSession) -> None:
+        await asyncio.sleep(0.1)
+        finished.append("quick")
+
+    async def stuck(s: AgiSession) -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append("stuck")
+            raise
+
+    srv.route("quick", quick)
+    srv.route("stuck", stuck)
+    await FakeAsteriskAgi().connect(srv.port, script="quick")
+    await FakeAsteriskAgi().connect(srv.port, script="stuck")
+    for _ in range(50):
+        if srv.active_sessions == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert srv.active_sessions == 2
+    t0 = time.monotonic()
+    await srv.stop(0.3)
+    assert time.monotonic() - t0 < 1.5
+    assert finished == ["quick"] and cancelled == ["stuck"] and srv.active_sessions == 0
+    with pytest.raises(OSError):
+        await FakeAsteriskAgi().open(srv.port)
+
+
+# ---------------------------------------------------------------- helpers: quoting, UTF-8, parsing
+async def test_exec_set_variable_user_event_quoting_and_chinese(server: FastAgiServer) -> None:
+    async def body(s: AgiSession) -> Any:
+        await s.set_variable("CALLER_NAME", '张三 "老王"')
+        name = await s.get_variable("CALLER_NAME")
+        r = await s.exec("Dial", "PJSIP/100", "30", "tT")
+        await s.user_event("HotlineRoute", Dest="queue:general", Note="投诉,举报|x\ny")
+        await s.verbose("进入菜单")
+        return name, r.result
+
+    fut = recorder(server, "inbound", body)
+    f = await FakeAsteriskAgi().connect(server.port)
+    cmd = await f.reply("SET VARIABLE", "200 result=1")
+    assert cmd == 'SET VARIABLE CALLER_NAME "张三 \\"老王\\""'
+    await f.reply("GET VARIABLE CALLER_NAME", '200 result=1 (张三 "老王")')
+    assert await f.reply("EXEC", "200 result=0") == 'EXEC Dial "PJSIP/100,30,tT"'
+    ue = await f.reply("EXEC UserEvent", "200 result=0")
+    assert ue == 'EXEC UserEvent "HotlineRoute,Dest: queue:general,Note: 投诉 举报 x y"'
+    assert await f.reply("VERBOSE", "200 result=1") == 'VERBOSE "进入菜单" 1'
+    assert await outcome(fut) == ('张三 "老王"', "0")
+
+
+async def test_get_data_and_digits(server: FastAgiServer) -> None:
+    async def body(s: AgiSession) -> Any:
+        return (await s.get_data("menu", 3000, 1), await s.get_data("ticket", 3000, 8),
+                await s.get_data("pw", 3000, 4), await s.wait_for_digit(2000),
+                await s.say_digits("123", "#"), await s.stream_file("x", "12"))
+
+    fut = recorder(server, "inbound", body)
+    f = await FakeAsteriskAgi().connect(server.port)
+    await f.reply("GET DATA menu 3000 1", "200 result=1")
+    await f.reply("GET DATA ticket", "200 result= (timeout)")
+    await f.reply("GET DATA pw", "200 result=12 (timeout)")
+    await f.reply("WAIT FOR DIGIT 2000", "200 result=35")
+    await f.reply('SAY DIGITS 123 "#"', "200 result=0")
+    await f.reply('STREAM FILE x "12"', "200 result=50 endpos=1200")
+    assert await outcome(fut) == (("1", False), ("", True), ("12", True), "#", None, "2")
+
+
+def test_parse_reply() -> None:
+    assert parse_reply("200 result=1 (a (b) c) endpos=5") == AgiReply(200, "1", "a (b) c", 5,
+                                                                       "200 result=1 (a (b) c) endpos=5")
+    assert parse_reply("200 result=0").data is None
+    assert parse_reply("510 Invalid or unknown command").code == 510
+
+
+async def test_command_rejects_newline_injection(server: FastAgiServer) -> None:
+    fut = recorder(server, "inbound", lambda s: s.command("VERBOSE x\nHANGUP"))
+    await FakeAsteriskAgi().connect(server.port)
+    with pytest.raises(ValueError):
+        await asyncio.wait_for(fut, 2)
+
+
+def test_fake_env_is_asterisk_shaped() -> None:
+    env = agi_env("inbound", args=["1"])
+    assert env["agi_network_script"] == "inbound" and env["agi_arg_1"] == "1"
