@@ -1,0 +1,339 @@
+"""The ticket store against real databases: SQLite (a file per test) and PostgreSQL (a schema per test).
+
+PostgreSQL params skip with the reason when the server is unreachable, except under CI,
+where a missing database is a failure, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from hotline.config import load_config
+from ticketbridge.assembler import CallRecord, record_from_cdr
+from ticketbridge.lifecycle import IllegalTransition
+from ticketbridge.store import TicketNotFound, TicketStore
+
+PG_URL = os.environ.get("HOTLINE_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+IN_CI = bool(os.environ.get("CI"))
+SHIPPED = Path(__file__).resolve().parents[2] / "config" / "hotline.yaml"
+UTC = dt.timezone.utc
+#: 2026-03-02 17:30 UTC is already Tuesday 2026-03-03 01:30 in Beijing
+NOW = dt.datetime(2026, 3, 2, 17, 30, tzinfo=UTC)
+T0 = NOW.timestamp()
+
+_pg_ok: bool | None = None
+_pg_why = ""
+
+
+async def _pg_reachable() -> bool:
+    global _pg_ok, _pg_why
+    if _pg_ok is None:
+        engine = create_async_engine(PG_URL, connect_args={"timeout": 3})
+        try:
+            async with engine.connect() as c:
+                await c.execute(text("SELECT 1"))
+            _pg_ok = True
+        except Exception as e:  # noqa: BLE001 - any failure means "no PostgreSQL here"
+            _pg_ok, _pg_why = False, f"PostgreSQL unreachable at {PG_URL}: {type(e).__name__}: {e}"
+        finally:
+            await engine.dispose()
+    return _pg_ok
+
+
+class Clock:
+    def __init__(self, now: dt.datetime = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+StoreFactory = Callable[[], Awaitable[TicketStore]]
+
+
+@pytest.fixture(params=["sqlite", "pg"])
+async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreFactory]:
+    """A factory of opened stores sharing one database (several controllers), closed afterwards."""
+    cfg = load_config(SHIPPED)
+    clock = Clock()
+    opened: list[TicketStore] = []
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path}/nested/dir/tickets.db"
+        options: dict[str, Any] = {}
+    else:
+        if not await _pg_reachable():
+            if IN_CI:
+                pytest.fail(f"CI must have PostgreSQL: {_pg_why}")
+            pytest.skip(_pg_why)
+        url = PG_URL
+        admin = create_async_engine(PG_URL)
+        async with admin.begin() as c:
+            await c.execute(text(f'CREATE SCHEMA "{schema}"'))
+        await admin.dispose()
+        options = {"connect_args": {"server_settings": {"search_path": schema}}}
+
+    async def factory() -> TicketStore:
+        st = TicketStore(url, cfg, clock=clock, engine_options=options)
+        await st.open()
+        opened.append(st)
+        return st
+
+    factory.clock = clock  # type: ignore[attr-defined]
+    try:
+        yield factory
+    finally:
+        for st in opened:
+            await st.close()
+        if request.param == "pg":
+            admin = create_async_engine(PG_URL)
+            async with admin.begin() as c:
+                await c.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            await admin.dispose()
+
+
+@pytest.fixture
+async def store(make_store: StoreFactory) -> TicketStore:
+    return await make_store()
+
+
+def rec(linkedid: str = "1772472600.1", **kw: Any) -> CallRecord:
+    base: dict[str, Any] = dict(caller="13800138000", dialed="12345", mode="center", requested_dest="queue:general/咨询",
+                                actual_dest="agent:seat1001", category="咨询", ivr_path=["menu:main", "key:1"],
+                                queue="general", queue_wait_s=12.0, agent="seat1001", answered_at=T0 + 20,
+                                talk_s=95.0, participants=[("caller", "PJSIP/trunk-1"), ("agent", "PJSIP/1001-2")],
+                                outcome="answered", started_at=T0, ended_at=T0 + 120)
+    base.update(kw)
+    return CallRecord(linkedid=linkedid, **base)
+
+
+# --------------------------------------------------------------------------- saving
+
+
+async def test_save_creates_ticket_with_number_password_deadline(store: TicketStore) -> None:
+    saved = await store.save_call(rec())
+    assert saved.created and saved.password is not None and len(saved.password) == 6 and saved.password.isdigit()
+    assert saved.ticket_no == "202603030001"  # Beijing date, not UTC's
+    t = await store.get_ticket(saved.ticket_no)
+    assert t is not None and t.state == "accepted" and t.outcome == "answered"
+    assert saved.password not in t.query_password_hash
+    assert t.ivr_path == ["menu:main", "key:1"] and t.participants[0] == ["caller", "PJSIP/trunk-1"]
+    assert t.answered_at is not None and abs(t.answered_at.timestamp() - (T0 + 20)) < 1e-3
+    # 咨询: 2 working days on the office calendar from Tue 03-03 → Thu 03-05 end of day
+    assert t.deadline_at == dt.datetime(2026, 3, 5, 23, 59, 59, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    assert t.callback_needed is False
+    assert (await store.get_by_linkedid("1772472600.1")).ticket_no == saved.ticket_no  # type: ignore[union-attr]
+
+
+async def test_idempotent_replay(store: TicketStore) -> None:
+    results = [await store.save_call(rec()) for _ in range(3)]
+    assert len({r.ticket_no for r in results}) == 1
+    assert [r.created for r in results] == [True, False, False]
+    assert results[1].password is None and results[2].password is None
+    assert await store.count_tickets() == 1
+    assert len(await store.outbox_for(results[0].ticket_no)) == 1  # a replay changes nothing, pushes nothing
+
+
+async def test_concurrent_replays_of_one_call(make_store: StoreFactory) -> None:
+    a, b = await make_store(), await make_store()
+    results = await asyncio.gather(*[(a if i % 2 else b).save_call(rec()) for i in range(10)])
+    assert len({r.ticket_no for r in results}) == 1
+    assert sum(r.created for r in results) == 1
+    assert await a.count_tickets() == 1
+
+
+async def test_in_progress_then_complete(store: TicketStore) -> None:
+    partial = rec(outcome="in_progress", agent=None, actual_dest=None, talk_s=None, answered_at=None,
+                  ended_at=None, survey_rating=None, ivr_path=["menu:main"], category=None)
+    first = await store.save_call(partial)
+    t = await store.get_ticket(first.ticket_no)
+    assert t is not None and t.outcome == "in_progress" and t.version == 1
+    again = await store.save_call(rec(survey_rating=5, survey_scale=5))
+    assert again.ticket_no == first.ticket_no and not again.created
+    t = await store.get_ticket(first.ticket_no)
+    assert t is not None and t.outcome == "answered" and t.agent == "seat1001" and t.talk_s == 95
+    assert t.ivr_path == ["menu:main", "key:1"] and t.category == "咨询" and t.survey_rating == 5
+    assert t.version == 2
+    # a stale in-progress flush afterwards changes nothing
+    await store.save_call(partial)
+    t2 = await store.get_ticket(first.ticket_no)
+    assert t2 is not None and t2.outcome == "answered" and t2.version == 2
+    assert len(await store.outbox_for(first.ticket_no)) == 2
+    hist = await store.history(first.ticket_no)
+    assert [h.field for h in hist] == ["state", "record"] and "outcome" in (hist[1].note or "")
+
+
+async def test_fallback_cdr_never_overwrites_complete(store: TicketStore) -> None:
+    saved = await store.save_call(rec())
+    cdr = record_from_cdr({"linkedid": "1772472600.1", "uniqueid": "1772472600.1", "src": "13800138000",
+                           "hotline_dialed": "12345", "hotline_fallback": "1", "hotline_queue": "general",
+                           "lastapp": "Queue", "disposition": "NO ANSWER", "start": T0, "end": T0 + 50})
+    assert cdr is not None and cdr.handled_by == "fallback" and cdr.outcome == "abandoned_in_queue"
+    again = await store.save_call(cdr)
+    assert again.ticket_no == saved.ticket_no and not again.created
+    t = await store.get_ticket(saved.ticket_no)
+    assert t is not None and t.outcome == "answered" and t.handled_by == "controller" and t.source == "ami"
+    assert t.version == 1 and t.callback_needed is False
+
+
+async def test_cdr_first_then_live_record_upgrades(store: TicketStore) -> None:
+    cdr = record_from_cdr({"linkedid": "9.1", "src": "13900000000", "hotline_dialed": "12345",
+                           "hotline_fallback": "1", "hotline_queue": "general", "lastapp": "Queue",
+                           "disposition": "NO ANSWER", "start": T0, "end": T0 + 50})
+    assert cdr is not None
+    saved = await store.save_call(cdr)
+    t = await store.get_ticket(saved.ticket_no)
+    assert t is not None and t.callback_needed and t.source == "cdr"
+    assert [c.ticket_no for c in await store.pending_callbacks()] == [saved.ticket_no]
+    await store.save_call(rec("9.1", caller="13900000000"))
+    t = await store.get_ticket(saved.ticket_no)
+    assert t is not None and t.outcome == "answered" and t.source == "ami" and t.callback_needed is False
+    assert await store.pending_callbacks() == []
+
+
+async def test_fifty_concurrent_calls_get_distinct_numbers(make_store: StoreFactory) -> None:
+    """Two controllers sharing one database, 50 calls ending at once."""
+    a, b = await make_store(), await make_store()
+    results = await asyncio.gather(*[(a if i % 2 else b).save_call(rec(f"1772472600.{100 + i}"))
+                                     for i in range(50)])
+    numbers = sorted(r.ticket_no for r in results)
+    assert len(set(numbers)) == 50 and all(r.created for r in results)
+    assert numbers == [f"20260303{i:04d}" for i in range(1, 51)]
+    assert await a.count_tickets() == 50
+
+
+async def test_sequence_restarts_each_beijing_day(make_store: StoreFactory) -> None:
+    st = await make_store()
+    clock = make_store.clock  # type: ignore[attr-defined]
+    assert (await st.save_call(rec("d.1"))).ticket_no == "202603030001"
+    assert (await st.save_call(rec("d.2"))).ticket_no == "202603030002"
+    clock.now = NOW + dt.timedelta(days=1)
+    assert (await st.save_call(rec("d.3"))).ticket_no == "202603040001"
+
+
+async def test_open_twice_and_reopen_keeps_data(make_store: StoreFactory) -> None:
+    a = await make_store()
+    saved = await a.save_call(rec())
+    b = await make_store()  # migrations at head already: nothing to do, nothing lost
+    assert (await b.get_ticket(saved.ticket_no)) is not None
+
+
+# --------------------------------------------------------------------------- self-query
+
+
+async def test_verify_query_password(store: TicketStore) -> None:
+    saved = await store.save_call(rec())
+    assert saved.password is not None
+    t = await store.verify_query(saved.ticket_no, saved.password)
+    assert t is not None and t.ticket_no == saved.ticket_no
+    wrong = f"{(int(saved.password) + 1) % 10**6:06d}"
+    assert await store.verify_query(saved.ticket_no, wrong) is None
+    assert await store.verify_query(saved.ticket_no, "") is None
+    assert await store.verify_query("209901010001", saved.password) is None
+    assert await store.verify_query("12ab", saved.password) is None
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+async def test_state_transitions_with_history_and_outbox(store: TicketStore) -> None:
+    saved = await store.save_call(rec())
+    for target, actor in (("派单", "agent:1001"), ("handling", "dept:tax"), ("督办", "supervisor:li"),
+                          ("handling", "dept:tax"), ("replied", "dept:tax"), ("closed", "agent:1001")):
+        t = await store.change_state(saved.ticket_no, target, actor, note=f"to {target}")
+    assert t.state == "closed"
+    hist = await store.history(saved.ticket_no)
+    moves = [(h.from_value, h.to_value, h.actor) for h in hist if h.field == "state"]
+    assert moves[0] == (None, "accepted", "system")
+    assert moves[1:] == [("accepted", "dispatched", "agent:1001"), ("dispatched", "handling", "dept:tax"),
+                         ("handling", "supervised", "supervisor:li"), ("supervised", "handling", "dept:tax"),
+                         ("handling", "replied", "dept:tax"), ("replied", "closed", "agent:1001")]
+    box = await store.outbox_for(saved.ticket_no)
+    assert len(box) == 7 and len({o.idempotency_key for o in box}) == 7
+    assert box[-1].payload["state"] == "closed" and box[-1].payload["event"] == "state_changed"
+    assert "query_password_hash" not in box[-1].payload
+
+    with pytest.raises(IllegalTransition, match="closed.*rated"):
+        await store.change_state(saved.ticket_no, "评价", "agent:1001")
+    assert len(await store.outbox_for(saved.ticket_no)) == 7
+    t2 = await store.get_ticket(saved.ticket_no)
+    assert t2 is not None and t2.state == "closed"
+    with pytest.raises(TicketNotFound):
+        await store.change_state("209901010001", "closed", "x")
+
+
+async def test_set_survey(store: TicketStore) -> None:
+    saved = await store.save_call(rec())
+    t = await store.set_survey("1772472600.1", 4, 5)
+    assert t is not None and t.survey_rating == 4 and t.survey_scale == 5
+    assert await store.set_survey("nope", 4, 5) is None
+    with pytest.raises(ValueError):
+        await store.set_survey("1772472600.1", 6, 5)
+    # a later replay of the call record (which had no rating) keeps the survey
+    await store.save_call(rec())
+    t = await store.get_ticket(saved.ticket_no)
+    assert t is not None and t.survey_rating == 4
+    assert [o.payload["event"] for o in await store.outbox_for(saved.ticket_no)] == ["created", "survey"]
+
+
+async def test_list_tickets(store: TicketStore) -> None:
+    await store.save_call(rec("l.1"))
+    await store.save_call(rec("l.2", outcome="abandoned_in_queue", agent=None, caller="13911112222"))
+    await store.save_call(rec("l.3", outcome="ended_in_ivr", handled_by="fallback", agent=None))
+    assert len(await store.list_tickets()) == 3
+    assert [t.linkedid for t in await store.list_tickets(outcome="abandoned_in_queue")] == ["l.2"]
+    assert [t.linkedid for t in await store.list_tickets(caller="13911112222")] == ["l.2"]
+    assert [t.linkedid for t in await store.list_tickets(handled_by="fallback")] == ["l.3"]
+    assert {t.linkedid for t in await store.list_tickets(callback_needed=True)} == {"l.2", "l.3"}
+    assert len(await store.list_tickets(state="受理")) == 3
+    assert len(await store.list_tickets(limit=2)) == 2
+    assert await store.list_tickets(since=NOW + dt.timedelta(hours=1)) == []
+
+
+# --------------------------------------------------------------------------- callbacks and outbox
+
+
+async def test_callbacks_for_missed_calls(store: TicketStore) -> None:
+    missed = await store.save_call(rec("c.1", outcome="abandoned_in_queue", agent=None))
+    await store.save_call(rec("c.2", outcome="ended_in_ivr", agent=None, self_query={"result": "found"}))
+    await store.save_call(rec("c.3"))
+    pending = await store.pending_callbacks()
+    assert [(p.ticket_no, p.caller, p.attempts) for p in pending] == [(missed.ticket_no, "13800138000", 0)]
+    cb = await store.mark_callback(pending[0].id, "dialing")
+    assert cb.attempts == 1 and await store.pending_callbacks() == []
+    await store.mark_callback(pending[0].id, "done", "reached caller")
+    t = await store.get_ticket(missed.ticket_no)
+    assert t is not None and t.callback_needed is False
+    with pytest.raises(ValueError):
+        await store.mark_callback(pending[0].id, "whatever")
+
+
+async def test_outbox_delivery_cycle(make_store: StoreFactory) -> None:
+    st = await make_store()
+    clock = make_store.clock  # type: ignore[attr-defined]
+    a = await st.save_call(rec("o.1"))
+    b = await st.save_call(rec("o.2"))
+    due = await st.outbox_due(10)
+    assert [o.ticket_no for o in due] == [a.ticket_no, b.ticket_no]
+    assert due[0].payload["ticket_no"] == a.ticket_no and due[0].idempotency_key.startswith(a.ticket_no + ":1:")
+    await st.outbox_mark_delivered(due[0].id)
+    failed = await st.outbox_mark_failed(due[1].id, "HTTP 503")
+    assert failed.attempts == 1 and failed.last_error == "HTTP 503"
+    assert await st.outbox_due(10) == []  # backing off
+    clock.now = NOW + dt.timedelta(seconds=31)
+    [retry] = await st.outbox_due(10)
+    assert retry.id == due[1].id
+    await st.outbox_mark_failed(retry.id, "HTTP 503", backoff_s=5)
+    clock.now += dt.timedelta(seconds=6)
+    await st.outbox_mark_dead(retry.id, "gave up")
+    assert await st.outbox_due(10) == []

@@ -1,0 +1,695 @@
+"""The ticket store: SQLAlchemy 2 async over SQLite (WAL, embedded default) or PostgreSQL (shared).
+
+One ticket per caller call, keyed by linkedid. `save_call` is idempotent: a replayed
+event stream, a restart's shutdown flush or a CDR rebuild never duplicates a ticket,
+and an update may only add information (a complete record replaces an in-progress
+one; a CDR-rebuilt record never overwrites one built from live events). Every change
+writes an outbox row in the same transaction, so pushing to the provincial platform
+can never miss a change nor send one that was rolled back.
+
+Ticket numbers are `YYYYMMDD` (Asia/Shanghai) + a 4-digit daily sequence taken from
+`ticket_seq` with one atomic INSERT … ON CONFLICT DO UPDATE … RETURNING, so several
+controllers sharing one database never hand out the same number.
+
+The schema is owned by the Alembic migrations in ticketbridge/migrations; `open()`
+upgrades to head under a lock (BEGIN IMMEDIATE on SQLite, an advisory lock on
+PostgreSQL) so controllers starting together do not race each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import structlog
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from ticketbridge.assembler import CallRecord
+from ticketbridge.lifecycle import INITIAL, deadline, parse_state, transition
+
+log = structlog.get_logger("ticketbridge.store")
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+UTC = dt.timezone.utc
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+#: pg_advisory_xact_lock key serializing schema upgrades across controllers ("12345" + "TB")
+_PG_MIGRATION_LOCK = 1234508466
+#: outcomes after which the citizen is called back (漏接电话回拨) unless they served themselves
+CALLBACK_OUTCOMES = {"abandoned_in_queue", "ended_in_ivr"}
+CALLBACK_STATUSES = {"pending", "dialing", "done", "failed"}
+#: scrypt cost for the 6-digit query password (≈16 MiB, tens of ms; run off the event loop)
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+_RETRIES = 10
+
+
+# --------------------------------------------------------------------------- types and models
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware datetimes in, aware (Asia/Shanghai) out, UTC in the database (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(SHANGHAI)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_no: Mapped[str] = mapped_column(String(20), unique=True)
+    query_password_hash: Mapped[str] = mapped_column(String(200))
+    linkedid: Mapped[str] = mapped_column(String(64), unique=True)
+    caller: Mapped[str] = mapped_column(String(64), default="", index=True)
+    dialed: Mapped[str] = mapped_column(String(32), default="", index=True)
+    legacy_line: Mapped[str | None] = mapped_column(String(32))
+    mode: Mapped[str] = mapped_column(String(32), default="unknown")
+    requested_dest: Mapped[str | None] = mapped_column(String(200))
+    actual_dest: Mapped[str | None] = mapped_column(String(200))
+    category: Mapped[str | None] = mapped_column(String(32))
+    ivr_path: Mapped[list[str]] = mapped_column(JSON, default=list)
+    queue: Mapped[str | None] = mapped_column(String(64))
+    queue_wait_s: Mapped[float | None] = mapped_column(Float)
+    agent: Mapped[str | None] = mapped_column(String(128))
+    answered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    talk_s: Mapped[float | None] = mapped_column(Float)
+    transfers: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    participants: Mapped[list[list[str]]] = mapped_column(JSON, default=list)
+    survey_rating: Mapped[int | None] = mapped_column(Integer)
+    survey_scale: Mapped[int | None] = mapped_column(Integer)
+    self_query: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    recording: Mapped[str | None] = mapped_column(String(500))
+    transcript: Mapped[str | None] = mapped_column(Text)
+    handled_by: Mapped[str] = mapped_column(String(16), default="controller")
+    outcome: Mapped[str] = mapped_column(String(32), default="in_progress", index=True)
+    source: Mapped[str] = mapped_column(String(8), default="ami")
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(16), default=INITIAL.value, index=True)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    callback_needed: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"<Ticket {self.ticket_no} {self.state} {self.outcome} linkedid={self.linkedid}>"
+
+
+class TicketHistory(Base):
+    __tablename__ = "ticket_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(64))
+    field: Mapped[str] = mapped_column(String(32))
+    from_value: Mapped[str | None] = mapped_column(String(200))
+    to_value: Mapped[str | None] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class Callback(Base):
+    __tablename__ = "callbacks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_result: Mapped[str | None] = mapped_column(String(200))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class Outbox(Base):
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_no: Mapped[str] = mapped_column(String(20), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    dead_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class TicketSeq(Base):
+    __tablename__ = "ticket_seq"
+
+    day: Mapped[str] = mapped_column(String(8), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer)
+
+
+# --------------------------------------------------------------------------- small values
+
+
+@dataclass(frozen=True)
+class SavedTicket:
+    """What save_call tells the caller; `password` only on creation (it is never stored in clear)."""
+
+    ticket_no: str
+    password: str | None
+    created: bool
+
+
+@dataclass(frozen=True)
+class PendingCallback:
+    id: int
+    ticket_no: str
+    linkedid: str
+    caller: str
+    attempts: int
+    status: str
+    at: dt.datetime
+
+
+class TicketNotFound(LookupError):
+    pass
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    """Salted scrypt: `scrypt$n$r$p$salt$hash` (hex). CPU-heavy: call via asyncio.to_thread."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    n, r, p = _SCRYPT["n"], _SCRYPT["r"], _SCRYPT["p"]
+    dk = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=32)
+    return f"scrypt${n}${r}${p}${salt.hex()}${dk.hex()}"
+
+
+_DUMMY_HASH = "scrypt$16384$8$1$" + "00" * 16 + "$" + "00" * 32
+
+
+def check_password(password: str, stored: str) -> bool:
+    """Constant-time compare; a malformed stored hash is simply a mismatch."""
+    try:
+        scheme, n, r, p, salt, want = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        dk = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p),
+                            dklen=len(want) // 2)
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(dk.hex(), want)
+
+
+def _ts(epoch: float | None) -> dt.datetime | None:
+    return dt.datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
+
+
+def _iso(v: Any) -> Any:
+    return v.isoformat() if isinstance(v, dt.datetime) else v
+
+
+#: CallRecord fields copied into the ticket as they are
+_PLAIN = ("caller", "dialed", "legacy_line", "mode", "requested_dest", "actual_dest", "category", "ivr_path",
+          "queue", "queue_wait_s", "agent", "talk_s", "transfers", "survey_rating", "survey_scale",
+          "self_query", "recording", "transcript", "handled_by", "outcome", "source")
+_TIMES = ("answered_at", "started_at", "ended_at")
+
+
+def _record_values(record: CallRecord) -> dict[str, Any]:
+    v: dict[str, Any] = {k: getattr(record, k) for k in _PLAIN}
+    v["ivr_path"] = list(record.ivr_path or [])
+    v["transfers"] = [dict(t) for t in record.transfers or []]
+    v["participants"] = [list(p) for p in record.participants or []]
+    for k in _TIMES:
+        v[k] = _ts(getattr(record, k))
+    return v
+
+
+def _informative(key: str, value: Any) -> bool:
+    if value is None or value == "" or value == [] or value == {}:
+        return False
+    return not (key == "mode" and value == "unknown")
+
+
+def _rank(outcome: str, source: str) -> tuple[bool, bool]:
+    """Completeness first, then live events over a CDR rebuild."""
+    return (outcome != "in_progress", source != "cdr")
+
+
+def _wants_callback(outcome: str, self_query: Any) -> bool:
+    return outcome in CALLBACK_OUTCOMES and not self_query
+
+
+def ticket_payload(t: Ticket, kind: str) -> dict[str, Any]:
+    """What the outbox pushes: the whole ticket minus the password hash."""
+    out: dict[str, Any] = {"event": kind}
+    for col in Ticket.__table__.columns:
+        if col.key in ("id", "query_password_hash"):
+            continue
+        out[col.key] = _iso(getattr(t, col.key))
+    return out
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class TicketStore:
+    """Async ticket store; one per process, shared by all calls (and safely by several processes)."""
+
+    def __init__(self, url: str, config: Any | None = None, *, clock: Callable[[], dt.datetime] | None = None,
+                 engine_options: dict[str, Any] | None = None) -> None:
+        self.url = url
+        self.config = config
+        self._clock = clock or (lambda: dt.datetime.now(UTC))
+        self._engine_options = dict(engine_options or {})
+        self.engine: AsyncEngine | None = None
+        self._read: async_sessionmaker[AsyncSession] | None = None
+        self._write: async_sessionmaker[AsyncSession] | None = None
+
+    # -------------------------------------------------------------- lifecycle
+    async def open(self) -> None:
+        """Create the engine (SQLite: WAL, busy timeout, foreign keys) and upgrade the schema to head."""
+        url = make_url(self.url)
+        sqlite = url.get_backend_name() == "sqlite"
+        if sqlite and url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, **self._engine_options)
+        if sqlite:
+            _sqlite_pragmas(engine)
+        self.engine = engine
+        write_engine = engine.execution_options(hotline_write=True)
+        self._read = async_sessionmaker(engine, expire_on_commit=False)
+        self._write = async_sessionmaker(write_engine, expire_on_commit=False)
+        await self._migrate()
+        log.info("ticket_store_opened", backend=url.get_backend_name())
+
+    async def close(self) -> None:
+        if self.engine is not None:
+            await self.engine.dispose()
+            self.engine = None
+
+    async def _migrate(self) -> None:
+        assert self.engine is not None
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
+        def upgrade(sync_conn: Any) -> None:
+            cfg = AlembicConfig()
+            cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+            cfg.attributes["connection"] = sync_conn
+            command.upgrade(cfg, "head")
+
+        for attempt in range(_RETRIES):
+            try:
+                async with self.engine.execution_options(hotline_write=True).begin() as conn:
+                    if conn.dialect.name == "postgresql":
+                        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+                    await conn.run_sync(upgrade)
+                return
+            except (OperationalError, IntegrityError):
+                if attempt == _RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
+
+    def _sessions(self) -> tuple[async_sessionmaker[AsyncSession], async_sessionmaker[AsyncSession]]:
+        if self._read is None or self._write is None:
+            raise RuntimeError("TicketStore.open() has not been called")
+        return self._read, self._write
+
+    def _now(self) -> dt.datetime:
+        now = self._clock()
+        return now if now.tzinfo else now.replace(tzinfo=UTC)
+
+    # -------------------------------------------------------------- saving calls
+    async def save_call(self, record: CallRecord) -> SavedTicket:
+        """Create or enrich the ticket of one call; idempotent by linkedid, never loses information."""
+        _, write = self._sessions()
+        password: str | None = None
+        pw_hash: str | None = None
+        if not await self.has_ticket(record.linkedid):
+            password = f"{secrets.randbelow(10**6):06d}"
+            pw_hash = await asyncio.to_thread(hash_password, password)
+        for attempt in range(_RETRIES):
+            try:
+                async with write() as s, s.begin():
+                    existing = (await s.execute(
+                        select(Ticket).where(Ticket.linkedid == record.linkedid).with_for_update()
+                    )).scalar_one_or_none()
+                    if existing is not None:
+                        await self._merge(s, existing, record)
+                        return SavedTicket(existing.ticket_no, None, False)
+                    if password is None or pw_hash is None:  # it vanished between the check and now
+                        password = f"{secrets.randbelow(10**6):06d}"
+                        pw_hash = await asyncio.to_thread(hash_password, password)
+                    t = await self._insert(s, record, pw_hash)
+                    ticket_no = t.ticket_no
+                log.info("ticket_created", ticket=ticket_no, outcome=record.outcome, handled_by=record.handled_by)
+                return SavedTicket(ticket_no, password, True)
+            except (IntegrityError, OperationalError) as e:
+                # another controller inserted the same call, or took the same number, or SQLite was busy
+                if attempt == _RETRIES - 1:
+                    raise
+                log.info("ticket_save_retry", linkedid=record.linkedid, attempt=attempt + 1,
+                         error=type(e.orig).__name__ if isinstance(e, DBAPIError) else type(e).__name__)
+                await asyncio.sleep(0.01 * (attempt + 1) + secrets.randbelow(20) / 1000)
+        raise RuntimeError("unreachable")
+
+    async def _insert(self, s: AsyncSession, record: CallRecord, pw_hash: str) -> Ticket:
+        now = self._now()
+        ticket_no = await self._next_ticket_no(s, now)
+        values = _record_values(record)
+        t = Ticket(ticket_no=ticket_no, query_password_hash=pw_hash, linkedid=record.linkedid, **values)
+        t.participants = values["participants"]
+        t.state = INITIAL.value
+        t.urgent = False
+        t.deadline_at = deadline(self.config, t.category, False, now)
+        t.callback_needed = _wants_callback(t.outcome, t.self_query)
+        t.version = 1
+        t.created_at = t.updated_at = now
+        s.add(t)
+        await s.flush()
+        s.add(TicketHistory(ticket_id=t.id, at=now, actor="system", field="state", from_value=None,
+                            to_value=t.state, note=f"created from call ({t.outcome}, {t.handled_by})"))
+        if t.callback_needed:
+            s.add(Callback(ticket_id=t.id, status="pending", attempts=0, at=now))
+        self._outbox(s, t, "created", now)
+        return t
+
+    async def _next_ticket_no(self, s: AsyncSession, now: dt.datetime) -> str:
+        """`YYYYMMDD` + daily sequence, atomically (INSERT … ON CONFLICT DO UPDATE … RETURNING)."""
+        day = now.astimezone(SHANGHAI).strftime("%Y%m%d")
+        dialect = s.get_bind().dialect.name
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
+        stmt = dialect_insert(TicketSeq).values(day=day, last=1)
+        stmt = stmt.on_conflict_do_update(index_elements=[TicketSeq.day],
+                                          set_={"last": TicketSeq.last + 1}).returning(TicketSeq.last)
+        seq = (await s.execute(stmt)).scalar_one()
+        if seq > 9999:
+            # more than 9,999 tickets in a day: the number grows a digit rather than wrapping
+            log.warning("ticket_seq_overflow", day=day, seq=seq)
+        return f"{day}{seq:04d}"
+
+    async def _merge(self, s: AsyncSession, t: Ticket, record: CallRecord) -> None:
+        """Add what the new record knows; a better record (complete, live) replaces what it knows better."""
+        new = _record_values(record)
+        old_rank, new_rank = _rank(t.outcome, t.source), _rank(record.outcome, record.source)
+        if new_rank < old_rank:
+            return  # e.g. a CDR rebuild or a stale in-progress flush after the complete record
+        changed: list[str] = []
+        for key, value in new.items():
+            cur = getattr(t, key)
+            if key in _TIMES and cur is not None and value is not None:
+                if abs((cur - value).total_seconds()) < 1e-3:
+                    continue
+            if new_rank > old_rank:
+                take = _informative(key, value) and value != cur
+                if key in ("outcome", "source", "handled_by"):
+                    take = value != cur
+            else:
+                take = (not _informative(key, cur) and _informative(key, value)) or (
+                    isinstance(cur, list) and isinstance(value, list) and len(value) > len(cur)
+                    and value[: len(cur)] == cur)
+            if take:
+                setattr(t, key, value)
+                changed.append(key)
+        if not changed:
+            return
+        now = self._now()
+        if "category" in changed and t.state == INITIAL.value:
+            t.deadline_at = deadline(self.config, t.category, t.urgent, t.created_at)
+        want = _wants_callback(t.outcome, t.self_query)
+        if want != t.callback_needed:
+            t.callback_needed = want
+            cb = (await s.execute(select(Callback).where(Callback.ticket_id == t.id))).scalar_one_or_none()
+            if want and cb is None:
+                s.add(Callback(ticket_id=t.id, status="pending", attempts=0, at=now))
+            elif not want and cb is not None and cb.status == "pending":
+                cb.status, cb.last_result, cb.at = "done", "not needed any more", now
+        t.version += 1
+        t.updated_at = now
+        s.add(TicketHistory(ticket_id=t.id, at=now, actor="system", field="record",
+                            from_value=None, to_value=t.outcome, note="updated: " + ", ".join(changed)))
+        self._outbox(s, t, "updated", now)
+        log.info("ticket_updated", ticket=t.ticket_no, fields=changed)
+
+    def _outbox(self, s: AsyncSession, t: Ticket, kind: str, now: dt.datetime) -> None:
+        """One outbox row per ticket version, in the caller's transaction."""
+        payload = ticket_payload(t, kind)
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False,
+                                           default=str).encode()).hexdigest()[:16]
+        s.add(Outbox(ticket_no=t.ticket_no, idempotency_key=f"{t.ticket_no}:{t.version}:{digest}",
+                     payload=payload, attempts=0, next_attempt_at=now, created_at=now))
+
+    # -------------------------------------------------------------- reading
+    async def get_ticket(self, ticket_no: str) -> Ticket | None:
+        read, _ = self._sessions()
+        async with read() as s:
+            return (await s.execute(select(Ticket).where(Ticket.ticket_no == ticket_no))).scalar_one_or_none()
+
+    async def get_by_linkedid(self, linkedid: str) -> Ticket | None:
+        read, _ = self._sessions()
+        async with read() as s:
+            return (await s.execute(select(Ticket).where(Ticket.linkedid == linkedid))).scalar_one_or_none()
+
+    async def has_ticket(self, linkedid: str) -> bool:
+        read, _ = self._sessions()
+        async with read() as s:
+            found = await s.execute(select(Ticket.id).where(Ticket.linkedid == linkedid))
+            return found.first() is not None
+
+    async def verify_query(self, ticket_no: str, password: str) -> Ticket | None:
+        """The ticket only with its right query password; the same work is done for a wrong number."""
+        t = await self.get_ticket(ticket_no) if ticket_no and ticket_no.isdigit() else None
+        stored = t.query_password_hash if t is not None else _DUMMY_HASH
+        ok = await asyncio.to_thread(check_password, password or "", stored)
+        return t if ok and t is not None else None
+
+    async def history(self, ticket_no: str) -> list[TicketHistory]:
+        read, _ = self._sessions()
+        async with read() as s:
+            q = (select(TicketHistory).join(Ticket, Ticket.id == TicketHistory.ticket_id)
+                 .where(Ticket.ticket_no == ticket_no).order_by(TicketHistory.id))
+            return list((await s.execute(q)).scalars())
+
+    async def list_tickets(self, *, state: str | None = None, outcome: str | None = None,
+                           caller: str | None = None, dialed: str | None = None, category: str | None = None,
+                           handled_by: str | None = None, callback_needed: bool | None = None,
+                           since: dt.datetime | None = None, until: dt.datetime | None = None,
+                           limit: int = 100, offset: int = 0) -> list[Ticket]:
+        """Newest first; every filter optional."""
+        read, _ = self._sessions()
+        q = select(Ticket)
+        if state is not None:
+            q = q.where(Ticket.state == parse_state(state).value)
+        for col, val in ((Ticket.outcome, outcome), (Ticket.caller, caller), (Ticket.dialed, dialed),
+                         (Ticket.category, category), (Ticket.handled_by, handled_by),
+                         (Ticket.callback_needed, callback_needed)):
+            if val is not None:
+                q = q.where(col == val)
+        if since is not None:
+            q = q.where(Ticket.created_at >= since)
+        if until is not None:
+            q = q.where(Ticket.created_at < until)
+        q = q.order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(limit).offset(offset)
+        async with read() as s:
+            return list((await s.execute(q)).scalars())
+
+    # -------------------------------------------------------------- changing tickets
+    async def _locked(self, s: AsyncSession, **where: Any) -> Ticket | None:
+        q = select(Ticket).with_for_update()
+        for k, v in where.items():
+            q = q.where(getattr(Ticket, k) == v)
+        return (await s.execute(q)).scalar_one_or_none()
+
+    async def set_survey(self, linkedid: str, rating: int | None, scale: int) -> Ticket | None:
+        """满意度 from the survey script; None when the call has no ticket yet (the record will carry it)."""
+        if rating is not None and not 1 <= rating <= scale:
+            raise ValueError(f"rating {rating} outside 1..{scale}")
+        _, write = self._sessions()
+        async with write() as s, s.begin():
+            t = await self._locked(s, linkedid=linkedid)
+            if t is None:
+                return None
+            if (t.survey_rating, t.survey_scale) == (rating, scale):
+                return t
+            now = self._now()
+            s.add(TicketHistory(ticket_id=t.id, at=now, actor="survey", field="survey_rating",
+                                from_value=None if t.survey_rating is None else str(t.survey_rating),
+                                to_value=None if rating is None else str(rating), note=f"scale {scale}"))
+            t.survey_rating, t.survey_scale = rating, scale
+            t.version += 1
+            t.updated_at = now
+            self._outbox(s, t, "survey", now)
+            return t
+
+    async def change_state(self, ticket_no: str, target: str, actor: str, note: str | None = None) -> Ticket:
+        """Move a ticket along its lifecycle (IllegalTransition if the table forbids it)."""
+        _, write = self._sessions()
+        async with write() as s, s.begin():
+            t = await self._locked(s, ticket_no=ticket_no)
+            if t is None:
+                raise TicketNotFound(ticket_no)
+            new = transition(t.state, target)
+            now = self._now()
+            s.add(TicketHistory(ticket_id=t.id, at=now, actor=actor, field="state", from_value=t.state,
+                                to_value=new.value, note=note))
+            t.state = new.value
+            t.version += 1
+            t.updated_at = now
+            self._outbox(s, t, "state_changed", now)
+        log.info("ticket_state_changed", ticket=ticket_no, state=new.value, actor=actor)
+        return t
+
+    # -------------------------------------------------------------- callbacks (漏接电话回拨)
+    async def pending_callbacks(self, limit: int = 100) -> list[PendingCallback]:
+        read, _ = self._sessions()
+        q = (select(Callback, Ticket).join(Ticket, Ticket.id == Callback.ticket_id)
+             .where(Callback.status == "pending").order_by(Callback.at, Callback.id).limit(limit))
+        async with read() as s:
+            return [PendingCallback(cb.id, t.ticket_no, t.linkedid, t.caller, cb.attempts, cb.status, cb.at)
+                    for cb, t in (await s.execute(q)).all()]
+
+    async def mark_callback(self, callback_id: int, status: str, result: str | None = None,
+                            actor: str = "callback") -> Callback:
+        """`dialing` counts an attempt; `done` clears the ticket's callback_needed (and is pushed)."""
+        if status not in CALLBACK_STATUSES:
+            raise ValueError(f"callback status {status!r} not in {sorted(CALLBACK_STATUSES)}")
+        _, write = self._sessions()
+        async with write() as s, s.begin():
+            cb = (await s.execute(select(Callback).where(Callback.id == callback_id).with_for_update())
+                  ).scalar_one_or_none()
+            if cb is None:
+                raise LookupError(f"callback {callback_id}")
+            now = self._now()
+            s.add(TicketHistory(ticket_id=cb.ticket_id, at=now, actor=actor, field="callback",
+                                from_value=cb.status, to_value=status, note=result))
+            if status == "dialing":
+                cb.attempts += 1
+            cb.status, cb.at = status, now
+            if result is not None:
+                cb.last_result = result[:200]
+            if status == "done":
+                t = await self._locked(s, id=cb.ticket_id)
+                if t is not None and t.callback_needed:
+                    t.callback_needed = False
+                    t.version += 1
+                    t.updated_at = now
+                    self._outbox(s, t, "callback_done", now)
+            return cb
+
+    # -------------------------------------------------------------- outbox
+    async def outbox_due(self, limit: int = 100) -> list[Outbox]:
+        """Rows to push now, oldest first. Receivers dedupe on idempotency_key (delivery is at-least-once)."""
+        read, _ = self._sessions()
+        q = (select(Outbox).where(Outbox.delivered_at.is_(None), Outbox.dead_at.is_(None),
+                                  Outbox.next_attempt_at <= self._now())
+             .order_by(Outbox.next_attempt_at, Outbox.id).limit(limit))
+        async with read() as s:
+            return list((await s.execute(q)).scalars())
+
+    async def _outbox_update(self, outbox_id: int, fn: Callable[[Outbox, dt.datetime], None]) -> Outbox:
+        _, write = self._sessions()
+        async with write() as s, s.begin():
+            row = (await s.execute(select(Outbox).where(Outbox.id == outbox_id).with_for_update())
+                   ).scalar_one_or_none()
+            if row is None:
+                raise LookupError(f"outbox {outbox_id}")
+            fn(row, self._now())
+            return row
+
+    async def outbox_mark_delivered(self, outbox_id: int) -> Outbox:
+        def f(r: Outbox, now: dt.datetime) -> None:
+            r.delivered_at = now
+            r.attempts += 1
+        return await self._outbox_update(outbox_id, f)
+
+    async def outbox_mark_failed(self, outbox_id: int, error: str, backoff_s: float | None = None) -> Outbox:
+        """Try again later: `backoff_s`, or 30 s doubling per attempt up to an hour."""
+        def f(r: Outbox, now: dt.datetime) -> None:
+            r.attempts += 1
+            wait = backoff_s if backoff_s is not None else min(3600.0, 30.0 * 2 ** (r.attempts - 1))
+            r.next_attempt_at = now + dt.timedelta(seconds=wait)
+            r.last_error = error[:2000]
+        return await self._outbox_update(outbox_id, f)
+
+    async def outbox_mark_dead(self, outbox_id: int, error: str) -> Outbox:
+        def f(r: Outbox, now: dt.datetime) -> None:
+            r.dead_at = now
+            r.last_error = error[:2000]
+        return await self._outbox_update(outbox_id, f)
+
+    async def outbox_for(self, ticket_no: str) -> Sequence[Outbox]:
+        read, _ = self._sessions()
+        async with read() as s:
+            q = select(Outbox).where(Outbox.ticket_no == ticket_no).order_by(Outbox.id)
+            return list((await s.execute(q)).scalars())
+
+    async def count_tickets(self) -> int:
+        read, _ = self._sessions()
+        async with read() as s:
+            return int((await s.execute(select(func.count()).select_from(Ticket))).scalar_one())
+
+
+def _sqlite_pragmas(engine: AsyncEngine) -> None:
+    """WAL so readers never block; writers wait (busy_timeout) instead of failing; FKs on.
+
+    pysqlite's own transaction handling is switched off so that write transactions start
+    with BEGIN IMMEDIATE: a read-then-write transaction could otherwise deadlock-fail
+    ("database is locked") when two controllers share one file.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout = 30000")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("hotline_write") else "BEGIN")
