@@ -158,8 +158,15 @@ class Tick:
     at: float
 
 
+@dataclass(frozen=True)
+class Lost:
+    """The controller lost track of this transfer (restart, no way to re-attach): record it, never strand it."""
+
+    at: float
+
+
 Input = Union[ActionAck, TargetDialing, DialEnd, TargetHangup, TransfererHangup, CallerHangup,
-              AttendedTransferDone, BlindTransferDone, Tick]
+              AttendedTransferDone, BlindTransferDone, Tick, Lost]
 
 
 def target_answered(at: float) -> DialEnd:
@@ -273,6 +280,8 @@ class Transfer:
         if self.state in TERMINAL_STATES:  # pragma: no cover - terminal non-threeway states are closed
             self.closed = True
             return []
+        if isinstance(inp, Lost):
+            return self._end(State.ABANDONED, inp.at, work_order=self.answered_at is None, reason="lost track")
         if self.mode is Mode.BLIND:
             return self._blind(inp)
         if self.state is State.REQUESTED:
@@ -378,6 +387,9 @@ class Transfer:
         return []  # DialEnd/TargetDialing repeats, Tick (a consultation may last), acks
 
     def _in_threeway(self, inp: Input) -> list[Action]:
+        if isinstance(inp, Lost):
+            self.closed = True
+            return []
         if isinstance(inp, TransfererHangup):
             self.state, self.closed, self.ended_at = State.COMPLETED, True, inp.at
             self._log(inp.at, "completed")
