@@ -114,3 +114,139 @@ class FakeAsteriskAgi:
                 await self.writer.wait_closed()
             except (ConnectionError, OSError):
                 pass
+
+
+# ---------------------------------------------------------------------------------------------- AMI
+AmiMsg = dict[str, str]
+
+
+def ami_encode(msg: Mapping[str, str] | list[tuple[str, str]]) -> bytes:
+    """A message as Asterisk writes it; a list of pairs allows repeated headers."""
+    items = list(msg.items()) if isinstance(msg, Mapping) else msg
+    return ("".join(f"{k}: {v}\r\n" for k, v in items) + "\r\n").encode("utf-8")
+
+
+class FakeAmiConnection:
+    """One client connection to `FakeAmiServer`."""
+
+    def __init__(self, server: "FakeAmiServer", number: int, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.server = server
+        self.number = number
+        self.reader = reader
+        self.writer = writer
+        self.answer_ping = True
+
+    async def send(self, msg: Mapping[str, str] | list[tuple[str, str]] | bytes) -> None:
+        self.writer.write(msg if isinstance(msg, bytes) else ami_encode(msg))
+        await self.writer.drain()
+
+    async def respond(self, action: AmiMsg, response: str = "Success", **headers: str) -> None:
+        """Answer `action` (echoing its ActionID)."""
+        await self.send({"Response": response, "ActionID": action.get("ActionID", ""), **headers})
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+ActionHandler = Any  # async (conn, action) -> None; answer with conn.respond(...) or not at all
+
+
+class FakeAmiServer:
+    """Asterisk's AMI side on 127.0.0.1:0: banner, Login, Ping, and scripted actions.
+
+    Every action from every connection lands in `actions` (with ``_conn`` = connection
+    number). Unscripted actions get ``Response: Success``.
+    """
+
+    def __init__(self, *, username: str = "hotline", secret: str = "s3cret", banner: bool = True) -> None:
+        self.username = username
+        self.secret = secret
+        self.banner = banner
+        self.actions: list[AmiMsg] = []
+        self.handlers: dict[str, ActionHandler] = {}
+        self.connections: list[FakeAmiConnection] = []
+        self.blackhole_ping_on: set[int] = set()  # connection numbers that never answer Ping
+        self._server: asyncio.AbstractServer | None = None
+        self._new_action = asyncio.Event()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def conn(self) -> FakeAmiConnection:
+        return self.connections[-1]
+
+    async def start(self) -> "FakeAmiServer":
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for c in self.connections:
+            c.writer.close()
+
+    def on(self, action: str, handler: ActionHandler) -> None:
+        self.handlers[action.lower()] = handler
+
+    def seen(self, action: str) -> list[AmiMsg]:
+        return [a for a in self.actions if a.get("Action", "").lower() == action.lower()]
+
+    async def wait_action(self, action: str, count: int = 1, timeout: float = 2.0) -> AmiMsg:
+        async def _wait() -> AmiMsg:
+            while len(self.seen(action)) < count:
+                self._new_action.clear()
+                await self._new_action.wait()
+            return self.seen(action)[count - 1]
+
+        return await asyncio.wait_for(_wait(), timeout)
+
+    async def wait_connections(self, n: int, timeout: float = 2.0) -> None:
+        async def _wait() -> None:
+            while len(self.connections) < n:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(_wait(), timeout)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = FakeAmiConnection(self, len(self.connections) + 1, reader, writer)
+        self.connections.append(conn)
+        if self.banner:
+            writer.write(b"Asterisk Call Manager/9.0.0\r\n")
+        try:
+            while True:
+                raw = await reader.readuntil(b"\r\n\r\n")
+                msg: AmiMsg = {"_conn": str(conn.number)}
+                for line in raw.decode("utf-8").split("\r\n"):
+                    if ": " in line:
+                        k, v = line.split(": ", 1)
+                        msg[k] = f"{msg[k]}\n{v}" if k in msg else v
+                self.actions.append(msg)
+                self._new_action.set()
+                await self._handle(conn, msg)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, conn: FakeAmiConnection, msg: AmiMsg) -> None:
+        name = msg.get("Action", "").lower()
+        if name in self.handlers:
+            await self.handlers[name](conn, msg)
+        elif name == "login":
+            if msg.get("Username") == self.username and msg.get("Secret") == self.secret:
+                await conn.respond(msg, Message="Authentication accepted")
+                await conn.send({"Event": "FullyBooted", "Privilege": "system,all", "Status": "Fully Booted"})
+            else:
+                await conn.respond(msg, "Error", Message="Authentication failed")
+        elif name == "ping":
+            if conn.number not in self.blackhole_ping_on:
+                await conn.respond(msg, Ping="Pong", Timestamp="1700000000.000000")
+        elif name == "logoff":
+            await conn.respond(msg, "Goodbye", Message="Thanks for all the fish.")
+            conn.close()
+        else:
+            await conn.respond(msg)

@@ -1,0 +1,478 @@
+"""Our own asyncio AMI client: replies matched by ActionID, nothing ever re-sent, a dead link noticed.
+
+Why not panoramisk's manager: "…successfully queued" answers raise ``KeyError: 'async'``
+and drop the link, unanswered actions are re-sent after a reconnect (a second
+Originate is a second phone call), its Ping answer is never checked, a failing event
+handler drops the connection, non-ASCII split across reads is lost and actions have no
+timeout (see /work/shared/LIBRARIES.md). tests/unit/test_ami.py keeps a regression
+test for each.
+
+Shape: one background task owns the link (connect → Login → read until it dies →
+back off → again). The reader only frames and routes messages; events go through one
+queue to a dispatcher task, so a slow or failing callback never delays reading
+(Asterisk drops a client that falls 100 ms behind) and events stay in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger("hotline.ami")
+
+Message = dict[str, str]
+EventCallback = Callable[[Message], Any]
+
+_SEP = b"\r\n\r\n"
+_KEY = re.compile(r"^[^\s:]+$")
+#: A peer that never ends a message must not grow our buffer without bound.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+#: Warn when callbacks fall this far behind the wire (reading itself never waits for them).
+EVENT_BACKLOG_WARN = 10_000
+
+
+class AmiException(Exception):
+    """Base of everything this client raises."""
+
+
+class AmiError(AmiException, RuntimeError):
+    """Asterisk answered ``Response: Error``; the text is its Message."""
+
+    def __init__(self, message: str, response: Message | None = None) -> None:
+        super().__init__(message)
+        self.response: Message = response or {}
+
+
+class AmiTimeout(AmiException, TimeoutError):
+    """No answer in time; the action may still have run (it is never re-sent)."""
+
+
+class AmiDisconnected(AmiException, ConnectionError):
+    """The link was down, or dropped before the answer came; the action is never re-sent."""
+
+
+def parse_message(text: str) -> Message:
+    """One AMI message → dict. Repeated headers are joined with newlines; ``ChanVariable: n=v``
+    also appears as ``ChanVariable(n)``; lines that are not headers (legacy Command output)
+    are collected under ``Output``."""
+    msg: Message = {}
+    for line in re.split(r"\r?\n", text):
+        if not line:
+            continue
+        key, sep, value = line.partition(":")
+        if not sep or not _KEY.match(key):
+            key, value = "Output", line
+        elif value.startswith(" "):
+            value = value[1:]
+        if key in msg:
+            msg[key] = msg[key] + "\n" + value
+        else:
+            msg[key] = value
+        if key.endswith("ChanVariable") and "=" in value:
+            name, _, val = value.partition("=")
+            msg[f"{key}({name})"] = val
+    return msg
+
+
+def encode_action(name: str, action_id: str, headers: Mapping[str, Any]) -> bytes:
+    """Serialise an action; list values repeat the header (``Variable``). CR/LF are refused:
+    they would smuggle a second action onto the wire."""
+    lines = [("Action", name), ("ActionID", action_id)]
+    for k, v in headers.items():
+        if v is None or k in ("Action", "ActionID"):
+            continue
+        for item in (v if isinstance(v, (list, tuple)) else [v]):
+            lines.append((k, _text(item)))
+    out = []
+    for k, v in lines:
+        if not _KEY.match(k) or "\r" in v or "\n" in v:
+            raise ValueError(f"AMI header {k!r} must be one line without CR/LF")
+        out.append(f"{k}: {v}\r\n")
+    return ("".join(out) + "\r\n").encode("utf-8")
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _is_error(resp: Message) -> bool:
+    return resp.get("Response", "").lower() in ("error", "fail", "failed", "failure")
+
+
+@dataclass
+class _Pending:
+    name: str
+    future: asyncio.Future[Any]
+    #: None for a plain action; the collected events for an event-list action
+    items: list[Message] | None = None
+    response: Message | None = None
+
+
+@dataclass
+class _Link:
+    """One TCP connection; the actions sent on it live and die with it."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    number: int
+    pending: dict[str, _Pending] = field(default_factory=dict)
+    down: bool = False
+
+
+class AmiClient:
+    """A long-lived AMI connection that reconnects by itself and never replays an action."""
+
+    def __init__(self, host: str, port: int, username: str, secret: str, *, ping_interval: float = 5.0,
+                 action_timeout: float = 10.0, reconnect_delay: float = 1.0, connect_timeout: float = 5.0,
+                 ping_timeout: float | None = None, max_reconnect_delay: float = 30.0,
+                 events: str = "on") -> None:
+        self.host = host
+        self.port = port
+        self.username = username
+        self._secret = secret
+        self.ping_interval = ping_interval
+        #: how long a Ping may go unanswered before the link is declared dead
+        self.ping_timeout = ping_timeout if ping_timeout is not None else min(action_timeout, ping_interval)
+        self.action_timeout = action_timeout
+        self.reconnect_delay = reconnect_delay
+        self.max_reconnect_delay = max(max_reconnect_delay, reconnect_delay)
+        self.connect_timeout = connect_timeout
+        self.events = events
+        self.connected = asyncio.Event()
+        #: how many times a login succeeded (1 after the first connect; tests and health checks read it)
+        self.logins = 0
+        self._link: _Link | None = None
+        self._handlers: list[tuple[str, EventCallback]] = []
+        self._events: asyncio.Queue[Message] = asyncio.Queue()
+        self._run_task: asyncio.Task[None] | None = None
+        self._dispatch_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._ids = itertools.count(1)
+        self._prefix = uuid.uuid4().hex[:8]  # ActionIDs stay unique across reconnects and clients
+        self._links = itertools.count(1)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Launch the connection task and return at once; see `wait_connected`."""
+        if self._run_task is not None:
+            return
+        self._closing = False
+        self._dispatch_task = asyncio.create_task(self._dispatch_loop(), name="ami-dispatch")
+        self._run_task = asyncio.create_task(self._run(), name="ami-link")
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        """Wait until logged in; AmiTimeout when that does not happen in time."""
+        try:
+            await asyncio.wait_for(self.connected.wait(), timeout)
+        except asyncio.TimeoutError:
+            raise AmiTimeout(f"AMI {self.host}:{self.port} not connected within {timeout} s") from None
+
+    async def close(self) -> None:
+        """Log off, stop reconnecting, fail whatever is still waiting."""
+        self._closing = True
+        link = self._link
+        if link is not None and not link.down:
+            try:
+                link.writer.write(encode_action("Logoff", self._next_id(), {}))
+            except (ConnectionError, OSError, RuntimeError):
+                pass
+        for task in (self._run_task, self._dispatch_task):
+            if task is not None:
+                task.cancel()
+        for task in (self._run_task, self._dispatch_task):
+            if task is not None:
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
+                    pass
+        if link is not None:
+            self._link_down(link, "client closed")
+        self._run_task = self._dispatch_task = None
+
+    # ------------------------------------------------------------------ events
+    def on_event(self, name: str, callback: EventCallback) -> Callable[[], None]:
+        """Call `callback(event)` for events named `name` (case-insensitive) or '*' for all.
+
+        Sync or async. Callbacks run in arrival order from one dispatcher, never in the
+        reader; an exception is logged (``ami_event_handler_failed``) and the link stays.
+        Returns a function that unregisters the callback.
+        """
+        entry = (name.lower(), callback)
+        self._handlers.append(entry)
+
+        def off() -> None:
+            if entry in self._handlers:
+                self._handlers.remove(entry)
+
+        return off
+
+    def off_event(self, name: str, callback: EventCallback) -> None:
+        entry = (name.lower(), callback)
+        if entry in self._handlers:
+            self._handlers.remove(entry)
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            event = await self._events.get()
+            name = event.get("Event", "").lower()
+            for key, cb in list(self._handlers):
+                if key != "*" and key != name:
+                    continue
+                try:
+                    res = cb(event)
+                    if inspect.isawaitable(res):
+                        await res
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("ami_event_handler_failed", ami_event=event.get("Event"),
+                                  handler=getattr(cb, "__qualname__", repr(cb)))
+
+    # ------------------------------------------------------------------ actions
+    async def action(self, name: str, timeout: float | None = None, raise_on_error: bool = True,
+                     **headers: Any) -> Message:
+        """Send one action and return its response (matched by ActionID).
+
+        Raises AmiError on ``Response: Error`` (unless `raise_on_error` is False),
+        AmiTimeout, or AmiDisconnected when the link is down or drops first. Never re-sent.
+        """
+        resp, _ = await self._request(name, headers, timeout, raise_on_error, as_list=False)
+        return resp
+
+    async def action_list(self, name: str, timeout: float | None = None, **headers: Any) -> list[Message]:
+        """An action answered by an event list (QueueStatus, CoreShowChannels …): the item events,
+        without the opening response and the closing ``…Complete`` event."""
+        _, items = await self._request(name, headers, timeout, True, as_list=True)
+        return items
+
+    async def originate(self, channel: str, *, context: str | None = None, exten: str | None = None,
+                        priority: int | str | None = None, application: str | None = None,
+                        data: str | None = None, caller_id: str | None = None, timeout_ms: int = 30000,
+                        variables: Mapping[str, Any] | None = None, channel_id: str | None = None,
+                        other_channel_id: str | None = None, async_: bool = True,
+                        timeout: float | None = None, **headers: Any) -> str:
+        """Originate with a ChannelId (Asterisk refuses a duplicate while the first channel
+        lives), so even a retried Originate cannot place a second call. Returns the ChannelId."""
+        channel_id = channel_id or f"hotline-{uuid.uuid4().hex}"
+        h: dict[str, Any] = {
+            "Channel": channel, "Context": context, "Exten": exten,
+            "Priority": priority if priority is not None else (1 if exten is not None else None),
+            "Application": application, "Data": data, "CallerID": caller_id, "Timeout": timeout_ms,
+            "ChannelId": channel_id, "OtherChannelId": other_channel_id, "Async": async_,
+        }
+        if variables:
+            h["Variable"] = [f"{k}={v}" for k, v in variables.items()]
+        h.update(headers)
+        await self.action("Originate", timeout=timeout, **h)
+        return channel_id
+
+    async def _request(self, name: str, headers: Mapping[str, Any], timeout: float | None,
+                       raise_on_error: bool, *, as_list: bool) -> tuple[Message, list[Message]]:
+        limit = self.action_timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        link = await self._current_link(limit)
+        resp, items = await self._send(link, name, headers, max(0.0, deadline - loop.time()), as_list=as_list)
+        if raise_on_error and _is_error(resp):
+            raise AmiError(resp.get("Message", "error") or "error", resp)
+        return resp, items
+
+    async def _current_link(self, timeout: float) -> _Link:
+        """The live link; waits for a (re)connect up to `timeout` — waiting is not replaying."""
+        if self._closing or self._run_task is None:
+            raise AmiDisconnected("AMI client is not running (start() it)")
+        if not self.connected.is_set() or self._link is None:
+            try:
+                await asyncio.wait_for(self.connected.wait(), timeout)
+            except asyncio.TimeoutError:
+                raise AmiDisconnected(f"AMI {self.host}:{self.port} not connected") from None
+        link = self._link
+        if link is None or link.down:
+            raise AmiDisconnected("AMI link dropped")
+        return link
+
+    async def _send(self, link: _Link, name: str, headers: Mapping[str, Any], timeout: float, *,
+                    as_list: bool = False) -> tuple[Message, list[Message]]:
+        if link.down:
+            raise AmiDisconnected("AMI link dropped")
+        action_id = str(headers.get("ActionID") or self._next_id())
+        if action_id in link.pending:
+            raise ValueError(f"ActionID {action_id!r} is already waiting")
+        payload = encode_action(name, action_id, headers)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        link.pending[action_id] = _Pending(name, fut, [] if as_list else None)
+        try:
+            link.writer.write(payload)
+            await asyncio.wait_for(self._drain_then(link, fut), timeout)
+            return fut.result()
+        except AmiException:
+            raise
+        except asyncio.TimeoutError:
+            raise AmiTimeout(f"{name}: no answer within {timeout:.1f} s") from None
+        except (ConnectionError, OSError) as e:
+            raise AmiDisconnected(f"{name}: link lost: {e}") from e
+        finally:
+            link.pending.pop(action_id, None)
+
+    @staticmethod
+    async def _drain_then(link: _Link, fut: asyncio.Future[Any]) -> None:
+        await link.writer.drain()
+        await asyncio.shield(fut)
+
+    def _next_id(self) -> str:
+        return f"{self._prefix}-{next(self._ids)}"
+
+    # ------------------------------------------------------------------ the link
+    async def _run(self) -> None:
+        delay = self.reconnect_delay
+        while not self._closing:
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(self.host, self.port, limit=MAX_MESSAGE_BYTES), self.connect_timeout)
+            except (OSError, asyncio.TimeoutError) as e:
+                log.warning("ami_connect_failed", host=self.host, port=self.port, error=str(e) or type(e).__name__,
+                            retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_reconnect_delay)
+                continue
+            link = _Link(reader, writer, next(self._links))
+            self._link = link
+            reader_task = asyncio.create_task(self._read_loop(link), name=f"ami-read-{link.number}")
+            # EOF fails the waiting actions at once (a Login included), not at their timeouts
+            reader_task.add_done_callback(lambda t, link=link: self._link_down(link, _reason(t)))
+            ping_task: asyncio.Task[None] | None = None
+            reason = "closed"
+            try:
+                resp, _ = await self._send(link, "Login", {"Username": self.username, "Secret": self._secret,
+                                                           "Events": self.events}, self.connect_timeout)
+                if _is_error(resp) or resp.get("Response", "").lower() != "success":
+                    reason = "login failed"
+                    log.error("ami_login_failed", host=self.host, port=self.port, username=self.username,
+                              message=resp.get("Message", ""), retry_in=delay)
+                else:
+                    self.logins += 1
+                    delay = self.reconnect_delay
+                    self.connected.set()
+                    log.info("ami_connected" if self.logins == 1 else "ami_reconnected",
+                             host=self.host, port=self.port, link=link.number)
+                    ping_task = asyncio.create_task(self._ping_loop(link), name=f"ami-ping-{link.number}")
+                    done, _ = await asyncio.wait({reader_task, ping_task}, return_when=asyncio.FIRST_COMPLETED)
+                    reason = "link dead" if ping_task in done else _reason(reader_task)
+            except (AmiException, ConnectionError, OSError) as e:
+                reason = f"login: {e}"
+                log.warning("ami_login_failed", host=self.host, port=self.port, error=str(e), retry_in=delay)
+            finally:
+                for t in (reader_task, ping_task):
+                    if t is not None:
+                        t.cancel()
+                self._link_down(link, reason)
+                if reader_task.done() and not reader_task.cancelled():
+                    reader_task.exception()  # retrieved: EOF is an expected way for a link to end
+            if self._closing:
+                break
+            await asyncio.sleep(delay)
+            if reason.startswith("login"):  # a wrong secret must not hammer Asterisk
+                delay = min(delay * 2, self.max_reconnect_delay)
+
+    def _link_down(self, link: _Link, reason: str) -> None:
+        """Fail every action waiting on this link: they are never re-sent on the next one."""
+        if link.down:
+            return
+        link.down = True
+        if self._link is link:
+            self._link = None
+            self.connected.clear()
+        for p in list(link.pending.values()):
+            if not p.future.done():
+                p.future.set_exception(AmiDisconnected(f"{p.name}: AMI link dropped ({reason}); not re-sent"))
+                p.future.exception()  # mark retrieved: the waiter may already have timed out
+        link.pending.clear()
+        link.writer.transport.abort()
+        if not self._closing:
+            log.warning("ami_disconnected", host=self.host, port=self.port, link=link.number, reason=reason)
+
+    async def _ping_loop(self, link: _Link) -> None:
+        """Returns when a Ping goes unanswered: Asterisk hung or the path is black-holed."""
+        while not link.down:
+            await asyncio.sleep(self.ping_interval)
+            try:
+                await self._send(link, "Ping", {}, self.ping_timeout)
+            except AmiTimeout:
+                log.warning("ami_link_dead", host=self.host, port=self.port, link=link.number,
+                            ping_timeout=self.ping_timeout)
+                return
+            except AmiDisconnected:
+                return
+
+    async def _read_loop(self, link: _Link) -> None:
+        """Frame on CRLFCRLF over bytes; decode a message only when whole (UTF-8 split across reads)."""
+        buf = bytearray()
+        banner_checked = False
+        while True:
+            data = await link.reader.read(65536)
+            if not data:
+                raise ConnectionError("AMI closed the connection")
+            buf += data
+            if not banner_checked:
+                nl = buf.find(b"\r\n")
+                if nl < 0:
+                    continue
+                banner_checked = True
+                if buf.startswith(b"Asterisk Call Manager"):
+                    log.debug("ami_banner", banner=bytes(buf[:nl]).decode("utf-8", "replace"))
+                    del buf[: nl + 2]
+            while True:
+                end = buf.find(_SEP)
+                if end < 0:
+                    break
+                raw = bytes(buf[:end])
+                del buf[: end + 4]
+                if raw.strip():
+                    self._on_message(link, parse_message(raw.decode("utf-8", errors="replace")))
+            if len(buf) > MAX_MESSAGE_BYTES:
+                raise ConnectionError("AMI message larger than the limit")
+
+    def _on_message(self, link: _Link, msg: Message) -> None:
+        aid = msg.get("ActionID")
+        p = link.pending.get(aid) if aid else None
+        if p is not None and not p.future.done():
+            if "Response" in msg and p.response is None:
+                p.response = msg
+                listing = msg.get("EventList", "").lower() == "start" or "follow" in msg.get("Message", "").lower()
+                if p.items is None or _is_error(msg) or not listing:
+                    p.future.set_result((msg, p.items or []))
+                return
+            if p.items is not None and "Event" in msg:
+                if msg.get("EventList", "").lower() == "complete":
+                    p.future.set_result((p.response or {}, p.items))
+                else:
+                    p.items.append(msg)
+                return
+        if "Event" in msg:
+            self._events.put_nowait(msg)
+            if self._events.qsize() == EVENT_BACKLOG_WARN:
+                log.warning("ami_event_backlog", queued=EVENT_BACKLOG_WARN)
+        elif "Response" in msg:
+            log.debug("ami_orphan_response", action_id=aid, response=msg.get("Response"))
+
+
+def _reason(task: asyncio.Task[Any]) -> str:
+    if task.cancelled():
+        return "cancelled"
+    exc = task.exception()
+    return str(exc) if exc else "reader ended"
+
+
+def events_named(events: Iterable[Message], name: str) -> list[Message]:
+    """Small helper for callers and tests: the events of one kind, in order."""
+    return [e for e in events if e.get("Event", "").lower() == name.lower()]
