@@ -167,6 +167,7 @@ class AmiClient:
         if self._run_task is not None:
             return
         self._closing = False
+        self._events = asyncio.Queue()  # bound to the loop that runs us, even after a close()/start()
         self._dispatch_task = asyncio.create_task(self._dispatch_loop(), name="ami-dispatch")
         self._run_task = asyncio.create_task(self._run(), name="ami-link")
 

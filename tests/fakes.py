@@ -1,5 +1,8 @@
 """Fake Asterisk peers for fast adapter tests (Wazo's pattern: play Asterisk's side of the wire).
 
+`FakeAmiServer` (further down) is Asterisk's manager side: banner, Login, Ping, and
+per-action handlers you script; every action it received is kept for assertions.
+
 `FakeAsteriskAgi` is the FastAGI *client* Asterisk would be: it connects to our server,
 sends the AGI environment, then reads each command line and answers with the raw
 reply lines you give it (``200 result=1 (x)``, ``HANGUP``, a ``520-`` block ...).
