@@ -56,7 +56,7 @@ class AsteriskSettings(_M):
 
 class StoreSettings(_M):
     #: SQLAlchemy async URL; SQLite (WAL) by default, postgresql+asyncpg://… for a shared database.
-    url: str = "sqlite+aiosqlite:///var/lib/hotline12345/tickets.db"
+    url: str = "sqlite+aiosqlite:////var/lib/hotline12345/tickets.db"
 
 
 class Center(_M):

@@ -44,7 +44,7 @@ class Controller:
                  clock: Callable[[], Any] | None = None, recognizer: Any = None) -> None:
         self.config = config
         self.clock = clock or system_clock(config.center.timezone)
-        self.store = TicketStore(store_url or config.store.url)
+        self.store = TicketStore(store_url or config.store.url, config)
         self.assembler = Assembler()
         a = config.asterisk
         self.ami = AmiClient(a.ami.host, a.ami.port, a.ami.username, ami_secret(config),

@@ -33,6 +33,7 @@ from routing.destinations import (
     SelfServiceDest,
     TransferDest,
 )
+from routing.hours import is_open
 from routing.numberplan import decide
 
 log = structlog.get_logger("hotline.ivr")
@@ -168,6 +169,7 @@ class CallScripts:
                          path: list[str]) -> None:
         cfg = self.config
         route, extra = "queue", {"HOTLINE_QUEUE": cfg.center.general_queue}
+        dest = self._open_queue(dest)
         if isinstance(dest, QueueDest):
             extra = {"HOTLINE_QUEUE": dest.queue}
             category = dest.category or category
@@ -188,6 +190,20 @@ class CallScripts:
                            Category=category.value if category else "", Fallback="0")
         await s.set_variable("HOTLINE_ROUTE", route)
 
+    def _open_queue(self, dest: Destination, hops: int = 0) -> Destination:
+        """A queue with hours (expert seats) outside them gives way to its `closed` alternative."""
+        if not isinstance(dest, QueueDest) or hops > 8:
+            return dest
+        q = self.config.queues.get(dest.queue)
+        if q is None or q.hours is None or is_open(self.config.hours.get(q.hours), self.clock(),
+                                                   self.config.center.timezone):
+            return dest
+        alt = q.closed or QueueDest(queue=self.config.center.general_queue)
+        if isinstance(alt, QueueDest) and alt.category is None and dest.category is not None:
+            alt = QueueDest(queue=alt.queue, category=dest.category)
+        log.info("queue_closed", queue=dest.queue, hours=q.hours, alternative=alt.label())
+        return self._open_queue(alt, hops + 1)
+
     # ------------------------------------------------------------------ self-service
     async def progress_query(self, s: AgiSession) -> Destination:
         """办理进度查询: ticket number + query password; nothing is read without the password."""
@@ -204,10 +220,14 @@ class CallScripts:
             if ticket is not None:
                 await s.user_event("HotlineSelfQuery", Ticket=ticket_no, Result="found")
                 log.info("self_query_found", ticket=ticket_no, attempt=attempt)
-                await self._play(s, "query_state")
-                await self._play(s, f"state_{ticket.state}" if False else "query_state_value")
+                await self._play(s, "query_ticket_is")
                 await self._say_digits(s, ticket_no)
-                return HangupDest(prompt="survey_thanks")
+                await self._play(s, "query_state")
+                await self._play(s, f"state_{_state_name(ticket.state)}")
+                digit = await s.stream_file(sound_name("query_done"), "0")
+                if digit is None:
+                    digit = await s.wait_for_digit(3000)
+                return general if digit == "0" else HangupDest()
             log.info("self_query_wrong", ticket=ticket_no, attempt=attempt)  # never the password
             await s.user_event("HotlineSelfQuery", Ticket=ticket_no, Result="wrong")
             await self._play(s, "query_wrong")
@@ -242,6 +262,10 @@ class CallScripts:
         except AgiHangup:
             log.info("survey_abandoned")
             raise
+
+
+def _state_name(state: Any) -> str:
+    return str(getattr(state, "value", state))
 
 
 def _dial_string(number: str) -> str:

@@ -37,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ticketbridge.lifecycle import State
 from hotline.config import DIGITS, Config, Problem, line_for
 from routing.destinations import (
     AnnounceDest,
@@ -69,7 +70,8 @@ BUILTIN_FEATURES: dict[str, str] = {
 #: DTMF, so only an identical feature code clashes with it (``*810`` does not).
 PICKUP_EXTEN = "*8"
 #: prompts the self-service adapter (ivr/calls.py) plays by fixed id.
-SELF_SERVICE_PROMPTS = ("query_ticket", "query_password", "query_wrong", "query_locked")
+SELF_SERVICE_PROMPTS = ("query_ticket", "query_password", "query_wrong", "query_locked", "query_ticket_is",
+                        "query_state", "query_done") + tuple(f"state_{s.value}" for s in State)
 #: prompts queues.conf names when a queue announces the caller's position.
 QUEUE_POSITION_PROMPTS = ("queue_position", "queue_position_unit")
 
