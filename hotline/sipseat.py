@@ -54,6 +54,8 @@ class BaresipSeat:
             "sip_listen 127.0.0.1:0\n"
             "audio_player aufile,/dev/null\n"
             "audio_source ausine,440\n"
+            "ausrc_srate 48000\nausrc_channels 2\n"
+            "auplay_srate 48000\n"
             "audio_alert aufile,/dev/null\n"
             "module_path /usr/lib/baresip/modules\n"
             "module g711.so\nmodule ausine.so\nmodule aufile.so\n"
