@@ -100,14 +100,16 @@ def _secrets(cfg: Config, demo: bool) -> dict[str, str]:
         sys.exit(EXIT_BAD)
 
 
-def install_everything(cfg: Config, sb: Any, *, with_sim: bool, demo_secrets: bool, prompts_dir: Path) -> None:
+def install_everything(cfg: Config, sb: Any, *, with_sim: bool, demo_secrets: bool, prompts_dir: Path,
+                       rtp_range: tuple[int, int] = (10000, 10999)) -> None:
     """Render config, build prompts and put both where Asterisk reads them."""
     from hotline.controller import ami_secret
     from ivr.prompts import build_prompts
     from routing.dialplan import RenderInputs, custom_files, render
 
     files = render(cfg, RenderInputs(ami_secret=ami_secret(cfg), seat_secrets=_secrets(cfg, demo_secrets),
-                                     with_sim=with_sim, layout=sb.layout, sip_bind=cfg.asterisk.ami.host))
+                                     with_sim=with_sim, layout=sb.layout, sip_bind=cfg.asterisk.ami.host,
+                                     rtp_range=rtp_range))
     files.update(custom_files())
     sb.remove_stale(set(files))
     sb.install_config(files)

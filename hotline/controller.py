@@ -41,7 +41,8 @@ def ami_secret(config: Config) -> str:
 
 class Controller:
     def __init__(self, config: Config, *, store_url: str | None = None, cdr_path: Path | None = None,
-                 clock: Callable[[], Any] | None = None, recognizer: Any = None) -> None:
+                 clock: Callable[[], Any] | None = None, recognizer: Any = None,
+                 cdr_settle_s: float = CDR_SETTLE_S) -> None:
         self.config = config
         self.clock = clock or system_clock(config.center.timezone)
         self.store = TicketStore(store_url or config.store.url, config)
@@ -57,6 +58,7 @@ class Controller:
         self.agi.route("survey", self.scripts.survey)
         self.cdr_path = cdr_path or (Path(a.cdr_csv) if a.cdr_csv else None)
         self._cdr_task: asyncio.Task[None] | None = None
+        self.cdr_settle_s = cdr_settle_s
         self._save_lock = asyncio.Lock()
         self.saved: list[str] = []  # ticket numbers saved by this process (for the demo and tests)
         self.on_saved: list[Callable[[CallRecord, Any], Any]] = []
@@ -135,11 +137,12 @@ class Controller:
         done = 0
         open_ids = {r.linkedid for r in self.assembler.open_records()}
         for lid, rows in rows_by_call.items():
-            if lid in open_ids or now - newest[lid] < CDR_SETTLE_S:
+            if lid in open_ids or now - newest[lid] < self.cdr_settle_s:
                 continue
             if not any(r.get("hotline_dialed") for r in rows):
                 continue  # not a call into the hotline (a seat-to-seat call, a test leg)
-            if await self.store.has_ticket(lid):
+            known = await self.store.get_by_linkedid(lid)
+            if known is not None and known.outcome != "in_progress":
                 continue
             record = self.assembler.record_from_cdr(rows)
             if record is None:
@@ -154,7 +157,7 @@ class Controller:
 
     async def _cdr_loop(self) -> None:
         while True:
-            await asyncio.sleep(CDR_SETTLE_S / 2)
+            await asyncio.sleep(max(1.0, self.cdr_settle_s / 2))
             try:
                 await self.reconcile_cdr()
             except Exception:
@@ -177,6 +180,13 @@ async def serve(controller: Controller, stop_event: asyncio.Event | None = None)
             loop.add_signal_handler(sig, stop_event.set)
         except (NotImplementedError, RuntimeError):
             pass
-    await controller.start()
-    await stop_event.wait()
-    await controller.stop()
+    try:
+        await controller.start()
+        await stop_event.wait()
+        await controller.stop()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError):
+                pass

@@ -76,15 +76,18 @@ class Sandbox:
 
     # ------------------------------------------------------------------ discovery / build
     @classmethod
-    def discover(cls, *, ami_host: str = "127.0.0.1", ami_port: int = 5038, build: bool = True) -> "Sandbox":
+    def discover(cls, *, ami_host: str = "127.0.0.1", ami_port: int = 5038, build: bool = True,
+                 instance: str | None = None) -> "Sandbox":
+        """`instance` (or $HOTLINE_INSTANCE) runs a separate Asterisk beside the main one."""
+        inst = instance if instance is not None else os.environ.get("HOTLINE_INSTANCE", "")
         system = shutil.which("asterisk") or (Path("/usr/sbin/asterisk").exists() and "/usr/sbin/asterisk")
         if system and not os.environ.get("HOTLINE_FORCE_ROOTFS"):
-            return cls(Path("/"), _layout_for(Path("/")), ami_host, ami_port)
+            return cls(Path("/"), _layout_for(Path("/")).for_instance(inst), ami_host, ami_port)
         if not (ROOTFS / "usr/sbin/asterisk").exists():
             if not build:
                 raise SandboxError(f"no Asterisk: neither a system asterisk nor a root filesystem at {ROOTFS}")
             build_rootfs(ROOTFS)
-        return cls(ROOTFS, _layout_for(ROOTFS), ami_host, ami_port)
+        return cls(ROOTFS, _layout_for(ROOTFS).for_instance(inst), ami_host, ami_port)
 
     @property
     def chrooted(self) -> bool:
@@ -152,9 +155,8 @@ class Sandbox:
         """Copy built prompt audio under sounds/hotline (and Mandarin digits under sounds/zh/digits)."""
         uid, gid = self._uid_gid()
         dest = self.sounds_dir / "hotline"
-        if dest.exists():
-            shutil.rmtree(dest)
-        shutil.copytree(built, dest)
+        # copy over, never remove first: another Asterisk instance may be playing these files
+        shutil.copytree(built, dest, dirs_exist_ok=True)
         digits = built / "digits"
         if digits.is_dir():
             zh = self.sounds_dir / "zh" / "digits"
@@ -193,8 +195,8 @@ class Sandbox:
             for f in ("etc/hosts", "etc/resolv.conf"):
                 if Path("/" + f).exists():
                     shutil.copy2("/" + f, self.root / f)
-        for inside in (self.layout.run, self.layout.log, "/var/lib/asterisk", "/var/spool/asterisk",
-                       "/var/cache/asterisk", "/var/spool/asterisk/monitor"):
+        for inside in (self.layout.run, self.layout.log, "/var/lib/asterisk", self.layout.db, self.layout.spool,
+                       "/var/cache/asterisk", f"{self.layout.spool}/monitor"):
             d = self.host_path(inside)
             d.mkdir(parents=True, exist_ok=True)
             os.chown(d, uid, gid)
@@ -294,7 +296,8 @@ def _layout_for(root: Path) -> Layout:
         moddir = "/usr/lib/asterisk/modules"
     if root == Path("/"):
         return Layout(etc="/etc/hotline12345/asterisk", run="/run/hotline12345-asterisk",
-                      log="/var/log/hotline12345-asterisk", moddir=moddir)
+                      log="/var/log/hotline12345-asterisk", moddir=moddir, db="/var/lib/hotline12345-asterisk",
+                      spool="/var/spool/hotline12345-asterisk")
     return Layout(moddir=moddir)
 
 

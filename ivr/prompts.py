@@ -86,7 +86,7 @@ SAMPLE_WIDTH = 2
 #: See the module docstring: ``cmn`` reads pinyin as English on Debian's espeak-ng 1.51.
 DEFAULT_VOICE = "cmn-latn-pinyin"
 #: words per minute; espeak's default is 175, slower is clearer over a phone line.
-DEFAULT_SPEED = 150
+DEFAULT_SPEED = 210
 #: admin recording extensions, in the order they are preferred when several exist.
 AUDIO_EXTENSIONS = ("wav", "mp3", "ogg", "flac")
 #: per-prompt synthesis limit; espeak-ng takes well under a second for a sentence.

@@ -61,6 +61,15 @@ class Layout:
     run: str = "/run/asterisk"
     log: str = "/var/log/asterisk"
     moddir: str = "/usr/lib/x86_64-linux-gnu/asterisk/modules"
+    db: str = "/var/lib/asterisk"
+    spool: str = "/var/spool/asterisk"
+
+    def for_instance(self, name: str) -> "Layout":
+        """A second Asterisk beside the first (parallel test runs): its own etc, run, log, db, spool."""
+        if name in ("", "main"):
+            return self
+        return Layout(etc=f"{self.etc}-{name}", run=f"{self.run}-{name}", log=f"{self.log}-{name}",
+                      moddir=self.moddir, db=f"{self.db}-{name}", spool=f"{self.spool}-{name}")
 
 
 @dataclass

@@ -1,12 +1,12 @@
 """End-to-end fixtures: a real Asterisk 22 (session), the real controller, real SQLite.
 
 Calls are placed with Local channels (the caller-robot context) and answered by
-scripted Local agents or by baresip SIP seats.
+scripted Local agents or by baresip SIP seats. HOTLINE_INSTANCE / HOTLINE_PORT_OFFSET
+run a second, independent Asterisk (own files and ports) beside another test run.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 
@@ -21,10 +21,18 @@ from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[2]
 os.environ.setdefault("HOTLINE_SEAT_SECRET", "e2e-seat-secret")
+INSTANCE = os.environ.get("HOTLINE_INSTANCE", "")
+OFFSET = int(os.environ.get("HOTLINE_PORT_OFFSET", "0"))
 
 
-def e2e_config() -> Config:
-    return load_config(ROOT / "config" / "hotline.yaml")
+def e2e_config(path: Path | None = None) -> Config:
+    """The shipped config, moved to this instance's ports."""
+    cfg = load_config(path or ROOT / "config" / "hotline.yaml")
+    a = cfg.asterisk
+    a.ami.port += OFFSET
+    a.fastagi.port += OFFSET
+    a.sip_port += OFFSET
+    return cfg
 
 
 @pytest.fixture(scope="session")
@@ -33,16 +41,20 @@ def cfg() -> Config:
 
 
 @pytest.fixture(scope="session")
-def asterisk(cfg: Config, tmp_path_factory: pytest.TempPathFactory) -> Sandbox:
+def asterisk(cfg: Config) -> Sandbox:
     """One Asterisk for the whole session, with the simulated outside world loaded."""
     require(os.geteuid() == 0, "end-to-end tests run Asterisk in a chroot: run as root")
     from hotline.cli import install_everything
 
-    sb = Sandbox.discover(ami_host=cfg.asterisk.ami.host, ami_port=cfg.asterisk.ami.port)
+    sb = Sandbox.discover(ami_host=cfg.asterisk.ami.host, ami_port=cfg.asterisk.ami.port, instance=INSTANCE)
     if sb.running():
         sb.stop()
-    install_everything(cfg, sb, with_sim=True, demo_secrets=True,
+    rtp = 10000 + OFFSET * 10
+    install_everything(cfg, sb, with_sim=True, demo_secrets=True, rtp_range=(rtp, rtp + 999),
                        prompts_dir=Path(os.environ.get("HOTLINE_STATE", "/var/lib/hotline12345")) / "prompts")
+    asterisk_cdr = sb.cdr_csv
+    if asterisk_cdr.exists():
+        asterisk_cdr.unlink()  # calls of earlier runs are not this session's
     sb.start(sip_port=cfg.asterisk.sip_port)
     yield sb
     sb.stop()
@@ -59,8 +71,8 @@ async def ami(cfg: Config, asterisk: Sandbox):
     await client.close()
 
 
-@pytest_asyncio.fixture
-async def store_url(tmp_path: Path) -> str:
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path}/tickets.db"
 
 
@@ -74,11 +86,12 @@ async def controller(cfg: Config, asterisk: Sandbox, store_url: str):
 
 
 @pytest_asyncio.fixture
-async def agents(ami: AmiClient, cfg: Config):
+async def agents(ami: AmiClient):
     """Scripted agents: `await agents.add('general', talk_s=3)` puts Local/<talk>@agent-robot in a queue."""
 
     class Agents:
-        added: list[tuple[str, str]] = []
+        def __init__(self) -> None:
+            self.added: list[tuple[str, str]] = []
 
         async def add(self, queue: str, talk_s: int = 3) -> str:
             iface = f"Local/{talk_s}@agent-robot/n"
@@ -91,5 +104,5 @@ async def agents(ami: AmiClient, cfg: Config):
     for queue, iface in a.added:
         try:
             await ami.action("QueueRemove", Queue=f"hotline-{queue}", Interface=iface)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - the member may already be gone
             pass
