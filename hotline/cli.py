@@ -219,17 +219,21 @@ def demo_cmd(config_path: str | None, once: bool) -> None:
     sys.exit(asyncio.run(run_demo(cfg, _sandbox(cfg), once=once)))
 
 
-def _register_optional() -> None:
+def _register_groups() -> None:
     """Admin and supervisor command groups live in their own modules."""
+    import importlib
+
     for mod in ("hotline.admin_cli", "ticketbridge.cli"):
         try:
-            m = __import__(mod, fromlist=["register"])
-        except ImportError:
+            m = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:  # a real missing dependency must not hide a command group
+                raise
             continue
         m.register(main)
 
 
-_register_optional()
+_register_groups()
 
 if __name__ == "__main__":
     main()

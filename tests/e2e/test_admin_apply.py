@@ -1,0 +1,70 @@
+"""Issue 6: `apply` against the real Asterisk — a live call survives the reload; a broken config changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import pytest
+
+from hotline.admin import apply_config
+from hotline.callrobot import CallRobot, wait_ticket
+from hotline.config import Queue
+from routing.destinations import QueueDest
+
+pytestmark = pytest.mark.e2e
+
+
+def fingerprint(sb) -> dict[str, str]:
+    return {str(p.relative_to(sb.etc_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(sb.etc_dir.rglob("*.conf"))}
+
+
+def is_event(name: str, **headers: str):
+    return lambda e: e.get("Event") == name and all(e.get(k) == v for k, v in headers.items())
+
+
+async def test_apply_reloads_without_dropping_a_live_call(cfg, asterisk, controller, ami, agents):
+    await agents.add("general", talk_s=25)
+    robot = await CallRobot(ami, caller="13500000005").dial()
+    await robot.wait_step("menu:main", 30)
+    await robot.press("1")
+    await robot.wait_for(is_event("AgentConnect"), 20)
+
+    changed = cfg.model_copy(deep=True)
+    changed.queues["apply_probe"] = Queue(name="应用验证", members=["1003"], overflow=QueueDest(queue="general"))
+    changed.queues["general"].max_wait_s = 90
+    result = await apply_config(changed, asterisk, ami, dry_run=False)
+    assert result.ok, result.message + "\n" + "\n".join(str(p) for p in result.problems)
+    assert "queues.conf" in result.changed and "extensions.conf" in result.changed
+    assert "hotline-apply_probe" in asterisk.cli("queue show hotline-apply_probe")
+    assert "hotline-general,c" in asterisk.cli("dialplan show hotline-queue-general") or \
+        ",90)" in asterisk.cli("dialplan show hotline-queue-general")
+
+    # the call in progress is untouched by the reload: still bridged, hangs up only when we say so
+    await asyncio.sleep(2)
+    assert not robot.hung_up
+    assert not [e for e in robot.events if e.get("Event") == "Hangup"]
+    await robot.hangup()
+    t = await wait_ticket(controller.store, robot.linkedid, 20)
+    assert t.outcome == "answered" and (t.talk_s or 0) >= 2
+
+    # put the shipped configuration back for the tests after this one
+    restored = await apply_config(cfg, asterisk, ami, dry_run=False)
+    assert restored.ok, restored.message
+
+
+async def test_broken_config_is_refused_and_nothing_changes(cfg, asterisk, ami):
+    before_files = fingerprint(asterisk)
+    before_plan = asterisk.cli("dialplan show hotline-route")
+    broken = cfg.model_copy(deep=True)
+    broken.menus["main"].options["3"] = QueueDest(queue="no_such_queue")
+    broken.legacy_lines["12315"].merged_on = None
+    result = await apply_config(broken, asterisk, ami, dry_run=False)
+    assert not result.ok
+    assert result.failed_step == "check"
+    text = "\n".join(str(p) for p in result.problems)
+    assert "no_such_queue" in text and "menus.main.options.3" in text
+    assert "12315" in text and "merged_on" in text
+    assert fingerprint(asterisk) == before_files
+    assert asterisk.cli("dialplan show hotline-route") == before_plan
