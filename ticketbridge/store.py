@@ -7,9 +7,11 @@ one; a CDR-rebuilt record never overwrites one built from live events). Every ch
 writes an outbox row in the same transaction, so pushing to the provincial platform
 can never miss a change nor send one that was rolled back.
 
-Ticket numbers are `YYYYMMDD` (Asia/Shanghai) + a 4-digit daily sequence taken from
+Ticket numbers are 12 digits — the IVR self-query keys exactly 12 — `YYMMDD` (Asia/Shanghai)
++ a 6-digit daily sequence (up to 999,999 a day: Beijing takes about 65,000), taken from
 `ticket_seq` with one atomic INSERT … ON CONFLICT DO UPDATE … RETURNING, so several
-controllers sharing one database never hand out the same number.
+controllers sharing one database never hand out the same number. (The sequence row is
+still keyed by the full `YYYYMMDD` day, so no schema change was needed.)
 
 The schema is owned by the Alembic migrations in ticketbridge/migrations; `open()`
 upgrades to head under a lock (BEGIN IMMEDIATE on SQLite, an advisory lock on
@@ -67,6 +69,8 @@ CALLBACK_STATUSES = {"pending", "dialing", "done", "failed"}
 #: scrypt cost for the 6-digit query password (≈16 MiB, tens of ms; run off the event loop)
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 _RETRIES = 10
+#: the daily sequence fits 6 digits, so ticket numbers stay 12 digits long
+TICKET_SEQ_MAX = 999_999
 
 
 # --------------------------------------------------------------------------- types and models
@@ -209,6 +213,29 @@ class PendingCallback:
     attempts: int
     status: str
     at: dt.datetime
+
+
+@dataclass(frozen=True)
+class CallbackRow:
+    """One missed call to ring back, with where its callback stands (any status)."""
+
+    id: int
+    ticket_no: str
+    linkedid: str
+    caller: str
+    dialed: str
+    outcome: str
+    status: str
+    attempts: int
+    last_result: str | None
+    at: dt.datetime
+    created_at: dt.datetime
+
+
+#: the ticket columns KPI figures are computed from (ticketbridge.kpi), read without the ORM objects
+KPI_COLUMNS = ("ticket_no", "created_at", "started_at", "dialed", "legacy_line", "mode", "queue", "agent", "outcome",
+               "handled_by", "queue_wait_s", "answered_at", "talk_s", "survey_rating", "survey_scale",
+               "transfers", "state", "category", "callback_needed")
 
 
 class TicketNotFound(LookupError):
@@ -415,7 +442,7 @@ class TicketStore:
         return t
 
     async def _next_ticket_no(self, s: AsyncSession, now: dt.datetime) -> str:
-        """`YYYYMMDD` + daily sequence, atomically (INSERT … ON CONFLICT DO UPDATE … RETURNING)."""
+        """`YYMMDD` + 6-digit daily sequence = 12 digits, atomically (INSERT … ON CONFLICT DO UPDATE … RETURNING)."""
         day = now.astimezone(SHANGHAI).strftime("%Y%m%d")
         dialect = s.get_bind().dialect.name
         if dialect == "postgresql":
@@ -426,10 +453,11 @@ class TicketStore:
         stmt = stmt.on_conflict_do_update(index_elements=[TicketSeq.day],
                                           set_={"last": TicketSeq.last + 1}).returning(TicketSeq.last)
         seq = (await s.execute(stmt)).scalar_one()
-        if seq > 9999:
-            # more than 9,999 tickets in a day: the number grows a digit rather than wrapping
+        if seq > TICKET_SEQ_MAX:
+            # more than 999,999 tickets in a day (15× Beijing's volume): the number grows a digit
+            # rather than wrapping onto an earlier ticket; the IVR self-query cannot key it then
             log.warning("ticket_seq_overflow", day=day, seq=seq)
-        return f"{day}{seq:04d}"
+        return f"{day[2:]}{seq:06d}"
 
     async def _merge(self, s: AsyncSession, t: Ticket, record: CallRecord) -> None:
         """Add what the new record knows; a better record (complete, live) replaces what it knows better."""
@@ -618,6 +646,102 @@ class TicketStore:
                     t.updated_at = now
                     self._outbox(s, t, "callback_done", now)
             return cb
+
+    async def callbacks(self, *, status: str | None = None, ticket_no: str | None = None,
+                        since: dt.datetime | None = None, until: dt.datetime | None = None,
+                        limit: int = 100) -> list[CallbackRow]:
+        """The callback list (漏接电话回拨) with its status; oldest missed call first."""
+        if status is not None and status not in CALLBACK_STATUSES:
+            raise ValueError(f"callback status {status!r} not in {sorted(CALLBACK_STATUSES)}")
+        read, _ = self._sessions()
+        q = select(Callback, Ticket).join(Ticket, Ticket.id == Callback.ticket_id)
+        if status is not None:
+            q = q.where(Callback.status == status)
+        if ticket_no is not None:
+            q = q.where(Ticket.ticket_no == ticket_no)
+        if since is not None:
+            q = q.where(Ticket.created_at >= since)
+        if until is not None:
+            q = q.where(Ticket.created_at < until)
+        q = q.order_by(Ticket.created_at, Callback.id).limit(limit)
+        async with read() as s:
+            return [CallbackRow(cb.id, t.ticket_no, t.linkedid, t.caller, t.dialed, t.outcome, cb.status,
+                                cb.attempts, cb.last_result, cb.at, t.created_at)
+                    for cb, t in (await s.execute(q)).all()]
+
+    async def callback_for(self, ticket_no: str) -> CallbackRow | None:
+        rows = await self.callbacks(ticket_no=ticket_no, limit=1)
+        return rows[0] if rows else None
+
+    async def claim_callback(self, callback_id: int, actor: str = "callback",
+                             stale_after_s: float = 300.0) -> Callback | None:
+        """Atomically move a callback to `dialing` (one more attempt) unless it is done or being dialed.
+
+        Two supervisors (or two controllers) pressing "call back" together place one call, not two.
+        A `dialing` older than `stale_after_s` (a controller died mid-dial) may be claimed again.
+        """
+        _, write = self._sessions()
+        async with write() as s, s.begin():
+            cb = (await s.execute(select(Callback).where(Callback.id == callback_id).with_for_update())
+                  ).scalar_one_or_none()
+            if cb is None:
+                raise LookupError(f"callback {callback_id}")
+            now = self._now()
+            if cb.status == "done":
+                return None
+            if cb.status == "dialing" and (now - cb.at).total_seconds() < stale_after_s:
+                return None
+            s.add(TicketHistory(ticket_id=cb.ticket_id, at=now, actor=actor, field="callback",
+                                from_value=cb.status, to_value="dialing", note=f"attempt {cb.attempts + 1}"))
+            cb.status, cb.at = "dialing", now
+            cb.attempts += 1
+            return cb
+
+    # -------------------------------------------------------------- KPI input
+    async def kpi_rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None,
+                       batch: int = 5000) -> list[dict[str, Any]]:
+        """Plain dicts of KPI_COLUMNS (+ `closed_on_spot`, `callback_status`) for tickets created in [since, until)."""
+        read, _ = self._sessions()
+        cols = [getattr(Ticket, c) for c in KPI_COLUMNS]
+        on_spot = (select(TicketHistory.id).where(TicketHistory.ticket_id == Ticket.id,
+                                                  TicketHistory.field == "state",
+                                                  TicketHistory.from_value == "accepted",
+                                                  TicketHistory.to_value == "closed")
+                   .exists().label("closed_on_spot"))
+        q = (select(*cols, on_spot, Callback.status.label("callback_status"))
+             .outerjoin(Callback, Callback.ticket_id == Ticket.id))
+        if since is not None:
+            q = q.where(Ticket.created_at >= since)
+        if until is not None:
+            q = q.where(Ticket.created_at < until)
+        q = q.order_by(Ticket.id)
+        out: list[dict[str, Any]] = []
+        async with read() as s:
+            result = await s.stream(q.execution_options(yield_per=batch))
+            async for row in result:
+                out.append(dict(row._mapping))
+        return out
+
+    async def outbox_list(self, *, dead: bool | None = None, delivered: bool | None = None,
+                          limit: int = 100) -> list[Outbox]:
+        """Outbox rows for a supervisor: `dead=True` the dead letters, `delivered=False` what is still owed."""
+        read, _ = self._sessions()
+        q = select(Outbox)
+        if dead is not None:
+            q = q.where(Outbox.dead_at.is_not(None) if dead else Outbox.dead_at.is_(None))
+        if delivered is not None:
+            q = q.where(Outbox.delivered_at.is_not(None) if delivered else Outbox.delivered_at.is_(None))
+        q = q.order_by(Outbox.id.desc()).limit(limit)
+        async with read() as s:
+            return list((await s.execute(q)).scalars())
+
+    async def outbox_retry(self, outbox_id: int) -> Outbox:
+        """Give a dead letter another round (after the receiver was fixed)."""
+        def f(r: Outbox, now: dt.datetime) -> None:
+            r.dead_at = None
+            r.attempts = 0
+            r.next_attempt_at = now
+        return await self._outbox_update(outbox_id, f)
 
     # -------------------------------------------------------------- outbox
     async def outbox_due(self, limit: int = 100) -> list[Outbox]:

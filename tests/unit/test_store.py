@@ -123,7 +123,7 @@ def rec(linkedid: str = "1772472600.1", **kw: Any) -> CallRecord:
 async def test_save_creates_ticket_with_number_password_deadline(store: TicketStore) -> None:
     saved = await store.save_call(rec())
     assert saved.created and saved.password is not None and len(saved.password) == 6 and saved.password.isdigit()
-    assert saved.ticket_no == "202603030001"  # Beijing date, not UTC's
+    assert saved.ticket_no == "260303000001"  # Beijing date, not UTC's
     t = await store.get_ticket(saved.ticket_no)
     assert t is not None and t.state == "accepted" and t.outcome == "answered"
     assert saved.password not in t.query_password_hash
@@ -208,17 +208,17 @@ async def test_fifty_concurrent_calls_get_distinct_numbers(make_store: StoreFact
                                      for i in range(50)])
     numbers = sorted(r.ticket_no for r in results)
     assert len(set(numbers)) == 50 and all(r.created for r in results)
-    assert numbers == [f"20260303{i:04d}" for i in range(1, 51)]
+    assert numbers == [f"260303{i:06d}" for i in range(1, 51)]
     assert await a.count_tickets() == 50
 
 
 async def test_sequence_restarts_each_beijing_day(make_store: StoreFactory) -> None:
     st = await make_store()
     clock = make_store.clock  # type: ignore[attr-defined]
-    assert (await st.save_call(rec("d.1"))).ticket_no == "202603030001"
-    assert (await st.save_call(rec("d.2"))).ticket_no == "202603030002"
+    assert (await st.save_call(rec("d.1"))).ticket_no == "260303000001"
+    assert (await st.save_call(rec("d.2"))).ticket_no == "260303000002"
     clock.now = NOW + dt.timedelta(days=1)
-    assert (await st.save_call(rec("d.3"))).ticket_no == "202603040001"
+    assert (await st.save_call(rec("d.3"))).ticket_no == "260304000001"
 
 
 async def test_open_twice_and_reopen_keeps_data(make_store: StoreFactory) -> None:
@@ -239,7 +239,7 @@ async def test_verify_query_password(store: TicketStore) -> None:
     wrong = f"{(int(saved.password) + 1) % 10**6:06d}"
     assert await store.verify_query(saved.ticket_no, wrong) is None
     assert await store.verify_query(saved.ticket_no, "") is None
-    assert await store.verify_query("209901010001", saved.password) is None
+    assert await store.verify_query("990101000001", saved.password) is None
     assert await store.verify_query("12ab", saved.password) is None
 
 
@@ -269,7 +269,7 @@ async def test_state_transitions_with_history_and_outbox(store: TicketStore) -> 
     t2 = await store.get_ticket(saved.ticket_no)
     assert t2 is not None and t2.state == "closed"
     with pytest.raises(TicketNotFound):
-        await store.change_state("209901010001", "closed", "x")
+        await store.change_state("990101000001", "closed", "x")
 
 
 async def test_set_survey(store: TicketStore) -> None:
@@ -337,3 +337,20 @@ async def test_outbox_delivery_cycle(make_store: StoreFactory) -> None:
     clock.now += dt.timedelta(seconds=6)
     await st.outbox_mark_dead(retry.id, "gave up")
     assert await st.outbox_due(10) == []
+
+
+async def test_ticket_number_stays_12_digits_at_beijing_scale(make_store: StoreFactory) -> None:
+    """YYMMDD + 6-digit daily sequence: Beijing's ~65,000 calls a day still key 12 digits in the IVR."""
+    from ticketbridge.store import TicketSeq
+
+    st = await make_store()
+    assert st.engine is not None
+    async with st.engine.begin() as c:
+        await c.execute(TicketSeq.__table__.insert().values(day="20260303", last=64_999))
+    no = (await st.save_call(rec("big.1"))).ticket_no
+    assert no == "260303065000" and len(no) == 12
+    async with st.engine.begin() as c:
+        await c.execute(TicketSeq.__table__.update().values(last=999_998))
+    assert (await st.save_call(rec("big.2"))).ticket_no == "260303999999"
+    # past a million a day the number grows a digit rather than wrapping onto an earlier ticket
+    assert (await st.save_call(rec("big.3"))).ticket_no == "2603031000000"
