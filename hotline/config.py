@@ -59,6 +59,34 @@ class StoreSettings(_M):
     url: str = "sqlite+aiosqlite:////var/lib/hotline12345/tickets.db"
 
 
+class OutboxSettings(_M):
+    """Pushing ticket changes to an outside system (the provincial platform): at-least-once HTTP POST."""
+
+    #: where each ticket change is POSTed as JSON (header Idempotency-Key); None: nothing is pushed
+    url: str | None = None
+    #: optional bearer token, read from this environment variable (never from the YAML)
+    token_env: str | None = None
+    timeout_s: float = 10.0
+    #: a change still undelivered after this many attempts becomes a dead letter (`hotline tickets outbox --dead`)
+    max_attempts: int = 10
+    #: first retry after this many seconds, doubling per attempt up to max_backoff_s
+    backoff_s: float = 30.0
+    max_backoff_s: float = 3600.0
+    poll_s: float = 2.0
+
+
+class CallbackSettings(_M):
+    """Calling back missed calls (漏接电话回拨) through Asterisk."""
+
+    #: the channel that rings the citizen; {number} is the caller's number. `hotline-outbound` is
+    #: the admin's outbound context (dialplans/custom/), e.g. Dial(PJSIP/${EXTEN}@carrier)
+    dial: str = "Local/{number}@hotline-outbound"
+    #: the queue the citizen is connected to once they answer
+    queue: str = "general"
+    caller_id: str = "12345"
+    ring_s: int = 30
+
+
 class Center(_M):
     name: str = "12345政务服务便民热线"
     number: str = "12345"
@@ -156,6 +184,12 @@ class Trunk(_M):
     kind: Literal["emergency", "utility", "branch_center", "legacy_seat"] = "branch_center"
     #: DTMF feature code an agent keys during a call (one-key transfer)
     feature_code: str | None = None
+    #: digits that reach this target in the transfer contexts, for a key that is not digits
+    #: (water/power/gas): what an agent keys after *2 and what AMI Atxfer sends as DTMF
+    exten: str | None = None
+    #: transfer mode when none is asked for (feature codes): attended, threeway, onekey, blind;
+    #: None follows the default for the target's kind (routing.transfer.DEFAULT_MODE_BY_KIND)
+    transfer_mode: Literal["attended", "threeway", "onekey", "blind"] | None = None
     ring_s: int = 20
     hours: str | None = None
 
@@ -208,6 +242,8 @@ class Config(_M):
     center: Center = Center()
     asterisk: AsteriskSettings = AsteriskSettings()
     store: StoreSettings = StoreSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    callbacks: CallbackSettings = CallbackSettings()
     prompts: dict[str, str] = Field(default_factory=dict)
     menus: dict[str, Menu] = Field(default_factory=dict)
     queues: dict[str, Queue] = Field(default_factory=dict)

@@ -753,6 +753,32 @@ class TicketStore:
         async with read() as s:
             return list((await s.execute(q)).scalars())
 
+    async def outbox_claim(self, limit: int = 100, lease_s: float = 60.0) -> list[Outbox]:
+        """Take due rows for one pusher: their next attempt moves `lease_s` ahead in the same transaction.
+
+        Several controllers sharing a database then push different rows (PostgreSQL: SKIP LOCKED;
+        SQLite: writers are serialized), and a pusher killed mid-POST loses nothing: its rows fall
+        due again when the lease runs out (delivery stays at-least-once; receivers dedupe on the key).
+        """
+        _, write = self._sessions()
+        for attempt in range(_RETRIES):
+            try:
+                async with write() as s, s.begin():
+                    now = self._now()
+                    q = (select(Outbox).where(Outbox.delivered_at.is_(None), Outbox.dead_at.is_(None),
+                                              Outbox.next_attempt_at <= now)
+                         .order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)
+                         .with_for_update(skip_locked=True))
+                    rows = list((await s.execute(q)).scalars())
+                    for r in rows:
+                        r.next_attempt_at = now + dt.timedelta(seconds=lease_s)
+                    return rows
+            except OperationalError:
+                if attempt == _RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise RuntimeError("unreachable")
+
     async def _outbox_update(self, outbox_id: int, fn: Callable[[Outbox, dt.datetime], None]) -> Outbox:
         _, write = self._sessions()
         async with write() as s, s.begin():

@@ -1,0 +1,131 @@
+"""Pushing ticket changes to an outside system (the provincial 12345 platform): the outbox pusher.
+
+Every ticket change already wrote an outbox row in the same transaction as the change
+(ticketbridge.store), so nothing is missed and nothing rolled back is sent. This task
+POSTs each row's JSON payload to `outbox.url` with the header `Idempotency-Key`:
+
+* at-least-once: a row is marked delivered only after a 2xx answer; a pusher killed
+  mid-POST leaves its claimed rows to fall due again when their lease runs out, so the
+  receiver may see a key twice and must dedupe on it (changes of one ticket carry
+  `version`: order by it, not by arrival);
+* any other answer, a timeout or a refused connection is a failure: retried after
+  `backoff_s` doubling per attempt (capped at `max_backoff_s`), a dead letter after
+  `max_attempts` (`hotline tickets outbox --dead`; `--retry ID` gives it another round);
+* never in a call's way: it runs as its own asyncio task, logs its errors and keeps going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import httpx
+import structlog
+
+log = structlog.get_logger("ticketbridge.outbox")
+
+
+class OutboxPusher:
+    def __init__(self, store: Any, url: str, *, timeout_s: float = 10.0, max_attempts: int = 10,
+                 backoff_s: float = 30.0, max_backoff_s: float = 3600.0, poll_s: float = 2.0,
+                 batch: int = 50, lease_s: float | None = None, headers: dict[str, str] | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.store = store
+        self.url = url
+        self.timeout_s = timeout_s
+        self.max_attempts = max(1, max_attempts)
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.poll_s = poll_s
+        self.batch = batch
+        #: a claimed row falls due again after this long if its pusher vanished mid-POST
+        self.lease_s = lease_s if lease_s is not None else max(30.0, 3 * timeout_s)
+        self.headers = dict(headers or {})
+        self._transport = transport
+        self._wake = asyncio.Event()
+        self.delivered = 0
+        self.failed = 0
+        self.dead = 0
+
+    @classmethod
+    def from_config(cls, store: Any, settings: Any, **kw: Any) -> "OutboxPusher | None":
+        """From `config.outbox`; None when no URL is configured."""
+        if settings is None or not getattr(settings, "url", None):
+            return None
+        headers = {}
+        if settings.token_env and os.environ.get(settings.token_env):
+            headers["Authorization"] = f"Bearer {os.environ[settings.token_env]}"
+        return cls(store, settings.url, timeout_s=settings.timeout_s, max_attempts=settings.max_attempts,
+                   backoff_s=settings.backoff_s, max_backoff_s=settings.max_backoff_s, poll_s=settings.poll_s,
+                   headers=headers, **kw)
+
+    def notify(self) -> None:
+        """Something new was saved: push now instead of at the next poll."""
+        self._wake.set()
+
+    def backoff(self, attempts_done: int) -> float:
+        """Wait after the `attempts_done`-th failed attempt (1-based)."""
+        return min(self.max_backoff_s, self.backoff_s * 2 ** max(0, attempts_done - 1))
+
+    async def run(self) -> None:
+        """Push until cancelled; never raises (errors are logged and retried at the next poll)."""
+        log.info("outbox_pusher_started", url=_redact(self.url))
+        async with httpx.AsyncClient(timeout=self.timeout_s, transport=self._transport) as client:
+            while True:
+                try:
+                    sent = await self.push_once(client)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - the database may be briefly away; try again
+                    log.exception("outbox_push_failed")
+                    sent = 0
+                if sent >= self.batch:
+                    continue  # more may be waiting
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def push_once(self, client: httpx.AsyncClient) -> int:
+        """Claim the due rows and POST each once; returns how many were claimed."""
+        rows = await self.store.outbox_claim(self.batch, self.lease_s)
+        for row in rows:
+            await self._push(client, row)
+        return len(rows)
+
+    async def _push(self, client: httpx.AsyncClient, row: Any) -> None:
+        headers = {**self.headers, "Idempotency-Key": row.idempotency_key}
+        error: str | None = None
+        try:
+            resp = await client.post(self.url, json=row.payload, headers=headers)
+            if 200 <= resp.status_code < 300:
+                await self.store.outbox_mark_delivered(row.id)
+                self.delivered += 1
+                log.info("outbox_delivered", ticket=row.ticket_no, key=row.idempotency_key,
+                         attempt=row.attempts + 1)
+                return
+            error = f"HTTP {resp.status_code}: {resp.text[:200]}"
+        except httpx.HTTPError as e:
+            error = f"{type(e).__name__}: {e}"[:500] or type(e).__name__
+        attempts = row.attempts + 1
+        self.failed += 1
+        if attempts >= self.max_attempts:
+            await self.store.outbox_mark_failed(row.id, error, backoff_s=0)
+            await self.store.outbox_mark_dead(row.id, f"gave up after {attempts} attempts: {error}")
+            self.dead += 1
+            log.error("outbox_dead_letter", ticket=row.ticket_no, key=row.idempotency_key, attempts=attempts,
+                      error=error)
+            return
+        wait = self.backoff(attempts)
+        await self.store.outbox_mark_failed(row.id, error, backoff_s=wait)
+        log.warning("outbox_retry_later", ticket=row.ticket_no, key=row.idempotency_key, attempts=attempts,
+                    retry_in_s=wait, error=error)
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
