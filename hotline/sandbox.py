@@ -221,8 +221,9 @@ class Sandbox:
         if self.chrooted:
             cmd = ["chroot", str(self.root), *cmd]
         out = open(self.log_dir / "console.log", "ab")
+        # recordings and logs hold personal data: nothing Asterisk writes is world-readable
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=lambda: os.umask(0o027))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:

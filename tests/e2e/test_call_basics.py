@@ -125,3 +125,18 @@ async def test_sigterm_keeps_the_ticket_of_a_call_in_progress(cfg, asterisk, ami
         assert "agent:0" in t.ivr_path  # what the live controller saw is kept
     finally:
         await c2.stop()
+
+
+async def test_answered_call_is_recorded_for_the_ticket(controller, ami, agents, asterisk):
+    await agents.add("general", talk_s=2)
+    robot = await CallRobot(ami, caller="13912340000").dial()
+    await robot.wait_user_event("HotlineCall", 10)
+    await robot.press("1")  # during the greeting: barge-in
+    await robot.wait_for(is_event("AgentConnect"), 30)
+    await robot.wait_for(is_event("AgentComplete"), 20)
+    await robot.hangup()
+    t = await wait_ticket(controller.store, robot.linkedid, 20)
+    assert t.recording and t.recording.endswith(f"{robot.linkedid}.wav")
+    f = asterisk.host_path(asterisk.layout.spool) / "monitor" / t.recording
+    assert f.exists() and f.stat().st_size > 1000
+    assert oct(f.stat().st_mode & 0o007) == "0o0", "recordings are personal data: not world-readable"
