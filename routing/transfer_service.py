@@ -62,8 +62,12 @@ except ImportError:  # pragma: no cover
 
 log = structlog.get_logger("routing.transfer_service")
 
-#: the dialplan context that holds the transfer targets (dialplans/templates/extensions.conf.j2)
+#: the dialplan context that holds the transfer targets for a caller sent there (blind transfer):
+#: a failed dial still ends in the general queue (dialplans/templates/extensions.conf.j2)
 TRANSFER_CONTEXT = "hotline-transfer"
+#: the context of an agent's consultation leg (Atxfer, *2): a failed dial just ends, so Asterisk
+#: returns the caller to the agent; it is also every hotline call's TRANSFER_CONTEXT
+AGENT_TRANSFER_CONTEXT = "hotline-agent-transfer"
 #: features.conf.j2: atxferthreeway / atxfercomplete, keyed on the agent's channel as if pressed
 THREEWAY_KEYS = "*3"
 COMPLETE_KEYS = "*2"
@@ -131,13 +135,17 @@ class TransferService:
                  clock: Callable[[], float] = time.monotonic,
                  mode_policy: Mapping[str, Mode | str] | None = None,
                  context: str = TRANSFER_CONTEXT, grace_s: float = 5.0, setup_timeout_s: float = 10.0,
-                 tick_s: float = 1.0, is_agent_channel: Callable[[str], bool] | None = None) -> None:
+                 tick_s: float = 1.0, is_agent_channel: Callable[[str], bool] | None = None,
+                 agent_context: str | None = None) -> None:
+        """`context` takes blind transfers (the caller alone); `agent_context` (default: `context`)
+        takes Atxfer consultation legs, whose failure must return the caller to the agent."""
         self.ami = ami
         self.config = config
         self.on_outcome = on_outcome
         self.clock = clock
         self.mode_policy = dict(mode_policy or {})
         self.context = context
+        self.agent_context = agent_context or context
         self.grace_s = grace_s
         self.setup_timeout_s = setup_timeout_s
         self.tick_s = tick_s
@@ -170,6 +178,22 @@ class TransferService:
         live = self._begin(agent_channel, target, mode, linkedid or "", caller_number or "", caller_channel)
         await self._run_start(live.machine.id)
         return live.view()
+
+    async def complete(self, agent_channel: str) -> bool:
+        """The agent hands the caller over (the atxfercomplete key on the agent's channel), e.g. from an API."""
+        return await self._keys_for(agent_channel, COMPLETE_KEYS, "complete")
+
+    async def merge(self, agent_channel: str) -> bool:
+        """Turn the agent's consultation into a three-way call (the atxferthreeway key)."""
+        return await self._keys_for(agent_channel, THREEWAY_KEYS, "threeway")
+
+    async def _keys_for(self, agent_channel: str, keys: str, why: str) -> bool:
+        tid = self._by_agent.get(agent_channel)
+        live = self._live.get(tid) if tid else None
+        if live is None:
+            raise TransferError(f"{agent_channel} has no transfer in progress")
+        async with self._locks[tid]:
+            return await self._keys(live, keys, why)
 
     def active(self) -> list[dict[str, Any]]:
         """Transfers in progress (including three-way calls still up), for an API or the CLI."""
@@ -275,7 +299,7 @@ class TransferService:
                                                   "Exten": m.target}
             else:
                 # Atxfer keys the extension as DTMF on the agent's channel: it must be dialable digits
-                name, headers = "Atxfer", {"Channel": live.agent_channel, "Context": self.context,
+                name, headers = "Atxfer", {"Channel": live.agent_channel, "Context": self.agent_context,
                                            "Exten": live.exten}
             try:
                 resp = await self.ami.action(name, **headers)
@@ -325,7 +349,7 @@ class TransferService:
             tid = self._by_linkedid.get(ev.get("Linkedid", ""))
             live = self._live.get(tid) if tid else None
             chan = ev.get("Channel", "")
-            if live is None or not (ev.get("Context") == self.context or self._is_leg(ev)):
+            if live is None or not (ev.get("Context") in (self.context, self.agent_context) or self._is_leg(ev)):
                 return []
             if chan.startswith("Local/"):
                 self._add_leg(tid, live, chan)
@@ -488,12 +512,18 @@ class TransferService:
 
     def _is_leg(self, row: Mapping[str, str]) -> bool:
         chan = row.get("Channel", "")
-        return chan.startswith("Local/") and (f"@{self.context}-" in chan or row.get("Context") == self.context)
+        if not chan.startswith("Local/"):
+            return False
+        return any(f"@{ctx}-" in chan or row.get("Context") == ctx for ctx in {self.context, self.agent_context})
 
     def _exten(self, target: str) -> str:
-        """A DTMF-dialable extension for the target: its key if digits, else a legacy number aliased to it."""
+        """A DTMF-dialable extension for the target: its key if digits, its `exten`, else a legacy number aliased to it."""
         if target and set(target) <= DTMF:
             return target
+        trunk = self.config.trunk(target)
+        own = getattr(trunk, "exten", None) if trunk else None
+        if own and set(own) <= DTMF:
+            return own
         for number, line in self.config.legacy_lines.items():
             if line.mode == "branch_center" and line.branch == target and set(number) <= DTMF:
                 return number
@@ -552,6 +582,9 @@ class TransferService:
     def _target_for_exten(self, exten: str) -> str:
         if self.config.trunk(exten):
             return exten
+        for key, trunk in list(self.config.transfer_targets.items()) + list(self.config.branch_centers.items()):
+            if getattr(trunk, "exten", None) == exten:
+                return key
         line = self.config.legacy_lines.get(exten)
         if line and line.branch:
             return line.branch
