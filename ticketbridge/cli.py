@@ -1,0 +1,496 @@
+"""The supervisors' commands: `hotline tickets …` and `hotline kpi`.
+
+Thin: reads options, calls the store / the KPI core / the callback dialer, prints.
+Exit codes: 0 ok, 1 the thing asked for is wrong or failed (no such ticket, illegal
+state move, callback not answered), 2 usage, 3 environment missing (store or AMI
+unreachable). No tracebacks reach a supervisor.
+
+Access rule for personal data: caller numbers are masked (138******00) in every listing,
+`show`, export and JSON unless `--show-numbers` is given; each use of `--show-numbers`
+is logged (event `caller_numbers_shown`, with the OS user). Who may run these commands
+at all is decided by who may read the store (the SQLite file's permissions, the
+PostgreSQL role in the store URL) — give supervisors a read-only role; only `state`,
+`callback` and `outbox --retry` write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import getpass
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+from zoneinfo import ZoneInfo
+
+import click
+import structlog
+
+from hotline.privacy import mask_number
+
+log = structlog.get_logger("ticketbridge.cli")
+
+EXIT_BAD, EXIT_ENV = 1, 3
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+T = TypeVar("T")
+
+#: columns of `tickets list` / `tickets export --csv`
+LIST_COLUMNS = ("ticket_no", "created_at", "state", "outcome", "caller", "dialed", "legacy_line", "category",
+                "queue", "queue_wait_s", "agent", "talk_s", "survey_rating", "survey_scale", "handled_by",
+                "callback_needed", "deadline_at", "linkedid")
+
+
+def _fail(message: str, code: int = EXIT_BAD) -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+def parse_when(value: str | None, *, end: bool = False) -> dt.datetime | None:
+    """`2026-03-03` or `2026-03-03T08:00[+08:00]`; naive is Beijing time. A bare date as
+    --until means the end of that day (so --since D --until D is the whole day D)."""
+    if value is None:
+        return None
+    v = value.strip()
+    try:
+        if len(v) == 10:
+            d = dt.date.fromisoformat(v)
+            t = dt.datetime.combine(d, dt.time(), SHANGHAI)
+            return t + dt.timedelta(days=1) if end else t
+        t = dt.datetime.fromisoformat(v)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD) or time (YYYY-MM-DDTHH:MM)") from None
+    return t if t.tzinfo else t.replace(tzinfo=SHANGHAI)
+
+
+def _show_numbers_logged(show: bool, what: str) -> None:
+    if show:
+        try:
+            user = getpass.getuser()
+        except Exception:  # noqa: BLE001
+            user = "?"
+        log.info("caller_numbers_shown", command=what, os_user=user)
+
+
+def _num(number: str | None, show: bool) -> str:
+    return (number or "") if show else mask_number(number)
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, dt.datetime):
+        return v.astimezone(SHANGHAI).isoformat(timespec="seconds")
+    return v
+
+
+def ticket_dict(t: Any, show_numbers: bool) -> dict[str, Any]:
+    from ticketbridge.store import ticket_payload
+
+    d = ticket_payload(t, "ticket")
+    d.pop("event", None)
+    d["caller"] = _num(t.caller, show_numbers)
+    return d
+
+
+# --------------------------------------------------------------------------- plumbing
+
+
+def _store_url(config_path: str | None, store_url: str | None) -> tuple[str, Any]:
+    from hotline.cli import _load
+
+    cfg = _load(config_path)
+    return store_url or cfg.store.url, cfg
+
+
+def with_store(fn: Callable[..., Awaitable[T]]) -> Callable[..., T]:
+    """Open the store (from --store or the config), run the coroutine, close; errors explained."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, config_path: str | None = None, store_url: str | None = None, **kw: Any) -> T:
+        from ticketbridge.store import TicketStore
+
+        url, cfg = _store_url(config_path, store_url)
+
+        async def go() -> T:
+            store = TicketStore(url, cfg)
+            try:
+                await store.open()
+            except Exception as e:  # noqa: BLE001 - unreachable database, bad URL
+                _fail(f"Cannot open the ticket store: {type(e).__name__}: {e}", EXIT_ENV)
+            try:
+                return await fn(store, cfg, *args, **kw)
+            finally:
+                await store.close()
+
+        return asyncio.run(go())
+
+    return wrapper
+
+
+def store_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--store", "store_url", default=None, metavar="URL",
+                     help="SQLAlchemy URL of the ticket store (default: store.url of the config)")(f)
+    return click.option("--config", "-c", "config_path", metavar="FILE",
+                        help="hotline YAML (default: $HOTLINE_CONFIG or config/hotline.yaml)")(f)
+
+
+def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed([
+        click.option("--state", default=None, help="lifecycle state (accepted or 受理, …)"),
+        click.option("--outcome", default=None,
+                     help="answered, abandoned_in_queue, ended_in_ivr, transferred, forwarded, retired, in_progress"),
+        click.option("--caller", default=None, help="caller number (exact)"),
+        click.option("--dialed", default=None, help="number dialed (12345 or a legacy line)"),
+        click.option("--since", default=None, help="created at or after (YYYY-MM-DD[THH:MM], Beijing time)"),
+        click.option("--until", default=None, help="created before this time; a bare date includes that day"),
+        click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1_000_000)),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _filters(state: str | None, outcome: str | None, caller: str | None, dialed: str | None,
+             since: str | None, until: str | None) -> dict[str, Any]:
+    if state is not None:
+        from ticketbridge.lifecycle import parse_state
+
+        try:
+            parse_state(state)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--state") from None
+    return dict(state=state, outcome=outcome, caller=caller, dialed=dialed, since=parse_when(since),
+                until=parse_when(until, end=True))
+
+
+show_numbers_option = click.option("--show-numbers", is_flag=True,
+                                   help="print callers' numbers in full (logged; masked otherwise)")
+json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+
+
+def _setup_logs() -> None:
+    """Logs as JSON lines on stderr, so stdout is only the answer (pipeable, --json parseable)."""
+    from hotline.cli import setup_logging
+
+    setup_logging(json_logs=True)
+
+
+def _echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False, indent=2, default=str))
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def register(main: click.Group) -> None:
+    main.add_command(tickets)
+    main.add_command(kpi_cmd)
+
+
+@click.group()
+def tickets() -> None:
+    """Read and move tickets; missed-call callbacks; the outbox to the provincial platform."""
+    _setup_logs()
+
+
+@tickets.command("list")
+@filter_options
+@show_numbers_option
+@json_option
+@store_options
+def list_cmd(config_path: str | None, store_url: str | None, state: str | None, outcome: str | None,
+             caller: str | None, dialed: str | None, since: str | None, until: str | None, limit: int,
+             show_numbers: bool, as_json: bool) -> None:
+    """Tickets, newest first (caller numbers masked unless --show-numbers)."""
+    filters = _filters(state, outcome, caller, dialed, since, until)
+    _show_numbers_logged(show_numbers, "tickets list")
+
+    @with_store
+    async def run(store: Any, cfg: Any) -> None:
+        rows = await store.list_tickets(limit=limit, **filters)
+        if as_json:
+            _echo_json([ticket_dict(t, show_numbers) for t in rows])
+            return
+        if not rows:
+            click.echo("no tickets")
+            return
+        click.echo(f"{'ticket':<13}{'created (Beijing)':<20}{'state':<12}{'outcome':<20}{'caller':<14}"
+                   f"{'dialed':<8}{'queue':<10}{'wait':>6}  agent")
+        for t in rows:
+            created = t.created_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S") if t.created_at else ""
+            wait = f"{t.queue_wait_s:.0f}s" if t.queue_wait_s is not None else "-"
+            click.echo(f"{t.ticket_no:<13}{created:<20}{t.state:<12}{t.outcome:<20}"
+                       f"{_num(t.caller, show_numbers):<14}{t.dialed:<8}{(t.queue or '-'):<10}{wait:>6}  "
+                       f"{t.agent or '-'}")
+
+    run(config_path=config_path, store_url=store_url)
+
+
+@tickets.command("show")
+@click.argument("ticket_no")
+@show_numbers_option
+@json_option
+@store_options
+def show_cmd(config_path: str | None, store_url: str | None, ticket_no: str, show_numbers: bool,
+             as_json: bool) -> None:
+    """One ticket with its history, callback and outbox deliveries."""
+    _show_numbers_logged(show_numbers, "tickets show")
+
+    @with_store
+    async def run(store: Any, cfg: Any) -> None:
+        from ticketbridge.lifecycle import parse_state
+
+        t = await store.get_ticket(ticket_no)
+        if t is None:
+            _fail(f"no ticket {ticket_no}")
+        hist = await store.history(ticket_no)
+        cb = await store.callback_for(ticket_no)
+        box = await store.outbox_for(ticket_no)
+        history = [{"at": _plain(h.at), "actor": h.actor, "field": h.field, "from": h.from_value,
+                    "to": h.to_value, "note": h.note} for h in hist]
+        callback = None if cb is None else {"status": cb.status, "attempts": cb.attempts,
+                                            "last_result": cb.last_result, "at": _plain(cb.at)}
+        outbox = [{"key": o.idempotency_key, "event": o.payload.get("event"), "attempts": o.attempts,
+                   "delivered_at": _plain(o.delivered_at), "dead_at": _plain(o.dead_at),
+                   "last_error": o.last_error} for o in box]
+        d = ticket_dict(t, show_numbers)
+        if as_json:
+            _echo_json({**d, "history": history, "callback": callback, "outbox": outbox})
+            return
+        click.echo(f"ticket {t.ticket_no}   state {t.state} ({parse_state(t.state).label})   outcome {t.outcome}")
+        for k in ("created_at", "deadline_at", "caller", "dialed", "legacy_line", "mode", "category", "ivr_path",
+                  "requested_dest", "actual_dest", "queue", "queue_wait_s", "agent", "answered_at", "talk_s",
+                  "transfers", "survey_rating", "survey_scale", "self_query", "recording", "handled_by", "source",
+                  "started_at", "ended_at", "callback_needed", "linkedid", "version"):
+            v = d.get(k)
+            if v not in (None, "", [], {}):
+                click.echo(f"  {k:<15} {json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v}")
+        if callback:
+            click.echo(f"  callback        {callback['status']}, {callback['attempts']} attempt(s)"
+                       + (f": {callback['last_result']}" if callback["last_result"] else ""))
+        click.echo("history:")
+        for h in history:
+            move = f"{h['from'] or ''} → {h['to'] or ''}"
+            click.echo(f"  {h['at']}  {h['actor']:<16} {h['field']:<10} {move}" + (f"  ({h['note']})" if h['note']
+                                                                                 else ""))
+        delivered = sum(1 for o in outbox if o["delivered_at"])
+        dead = sum(1 for o in outbox if o["dead_at"])
+        click.echo(f"outbox: {len(outbox)} change(s), {delivered} delivered, {dead} dead")
+
+    run(config_path=config_path, store_url=store_url)
+
+
+@tickets.command("state")
+@click.argument("ticket_no")
+@click.argument("target")
+@click.option("--actor", required=True, help="who makes the move (e.g. supervisor:li, dept:tax)")
+@click.option("--note", default=None, help="why (kept in the history)")
+@store_options
+def state_cmd(config_path: str | None, store_url: str | None, ticket_no: str, target: str, actor: str,
+              note: str | None) -> None:
+    """Move a ticket along 受理 → 派单 → 办理 → 答复 → (督办) → 办结 → 回访 → 评价 (English or Chinese names)."""
+
+    @with_store
+    async def run(store: Any, cfg: Any) -> None:
+        from ticketbridge.lifecycle import TRANSITIONS, IllegalTransition, parse_state
+        from ticketbridge.store import TicketNotFound
+
+        try:
+            t = await store.change_state(ticket_no, target, actor, note)
+        except TicketNotFound:
+            _fail(f"no ticket {ticket_no}")
+        except IllegalTransition as e:
+            cur = (await store.get_ticket(ticket_no)).state
+            allowed = sorted(TRANSITIONS[parse_state(cur)], key=lambda s: list(TRANSITIONS).index(s))
+            options = ", ".join(f"{s.value} ({s.label})" for s in allowed) or "none: the ticket's loop is finished"
+            _fail(f"{e}.\nTicket {ticket_no} is {parse_state(cur).value} ({parse_state(cur).label}); "
+                  f"from there it may move to: {options}.")
+        click.echo(f"ticket {t.ticket_no} is now {t.state} ({parse_state(t.state).label})")
+
+    run(config_path=config_path, store_url=store_url)
+
+
+@tickets.command("export")
+@click.option("--csv", "csv_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="file to write (UTF-8 with BOM, so spreadsheet programs read the Chinese)")
+@filter_options
+@show_numbers_option
+@store_options
+def export_cmd(config_path: str | None, store_url: str | None, csv_path: Path, state: str | None,
+               outcome: str | None, caller: str | None, dialed: str | None, since: str | None, until: str | None,
+               limit: int, show_numbers: bool) -> None:
+    """Tickets to a CSV file (same filters as list; --limit defaults to 100, raise it for a full export)."""
+    filters = _filters(state, outcome, caller, dialed, since, until)
+    _show_numbers_logged(show_numbers, "tickets export")
+
+    @with_store
+    async def run(store: Any, cfg: Any) -> int:
+        rows = await store.list_tickets(limit=limit, **filters)
+        with csv_path.open("w", encoding="utf-8-sig", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(LIST_COLUMNS)
+            for t in rows:
+                d = ticket_dict(t, show_numbers)
+                w.writerow([d.get(c) if not isinstance(d.get(c), (list, dict)) else json.dumps(d.get(c),
+                            ensure_ascii=False) for c in LIST_COLUMNS])
+        return len(rows)
+
+    n = run(config_path=config_path, store_url=store_url)
+    click.echo(f"wrote {n} ticket(s) to {csv_path}")
+
+
+@tickets.command("outbox")
+@click.option("--dead", is_flag=True, help="only dead letters (gave up after outbox.max_attempts)")
+@click.option("--pending", is_flag=True, help="only changes not yet delivered")
+@click.option("--retry", "retry_id", type=int, default=None, metavar="ID", help="give dead letter ID another round")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
+@json_option
+@store_options
+def outbox_cmd(config_path: str | None, store_url: str | None, dead: bool, pending: bool, retry_id: int | None,
+               limit: int, as_json: bool) -> None:
+    """Changes pushed (or owed) to the provincial platform."""
+
+    @with_store
+    async def run(store: Any, cfg: Any) -> None:
+        if retry_id is not None:
+            try:
+                row = await store.outbox_retry(retry_id)
+            except LookupError:
+                _fail(f"no outbox row {retry_id}")
+            click.echo(f"outbox {row.id} ({row.ticket_no}) will be pushed again")
+            return
+        rows = await store.outbox_list(dead=True if dead else None, delivered=False if pending else None,
+                                       limit=limit)
+        items = [{"id": o.id, "ticket_no": o.ticket_no, "key": o.idempotency_key, "event": o.payload.get("event"),
+                  "attempts": o.attempts, "created_at": _plain(o.created_at),
+                  "next_attempt_at": _plain(o.next_attempt_at), "delivered_at": _plain(o.delivered_at),
+                  "dead_at": _plain(o.dead_at), "last_error": o.last_error} for o in rows]
+        if as_json:
+            _echo_json(items)
+            return
+        if not items:
+            click.echo("no dead letters" if dead else "outbox empty")
+            return
+        for o in items:
+            status = ("dead " + str(o["dead_at"])) if o["dead_at"] else (
+                "delivered " + str(o["delivered_at"]) if o["delivered_at"] else "pending, next " + str(o["next_attempt_at"]))
+            click.echo(f"{o['id']:>6}  {o['ticket_no']}  {o['event']:<14} attempts {o['attempts']:<3} {status}"
+                       + (f"\n        last error: {o['last_error']}" if o["last_error"] else ""))
+
+    run(config_path=config_path, store_url=store_url)
+
+
+@tickets.command("callbacks")
+@click.option("--status", type=click.Choice(["pending", "dialing", "done", "failed"]), default=None,
+              help="only callbacks in this status (default: all not done)")
+@click.option("--all", "show_all", is_flag=True, help="include done callbacks")
+@click.option("--since", default=None, help="missed at or after (YYYY-MM-DD[THH:MM], Beijing time)")
+@click.option("--until", default=None, help="missed before; a bare date includes that day")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1_000_000))
+@show_numbers_option
+@json_option
+@store_options
+def callbacks_cmd(config_path: str | None, store_url: str | None, status: str | None, show_all: bool,
+                  since: str | None, until: str | None, limit: int, show_numbers: bool, as_json: bool) -> None:
+    """The missed-call callback list (漏接电话回拨), oldest first."""
+    _show_numbers_logged(show_numbers, "tickets callbacks")
+
+    @with_store
+    async def run(store: Any, cfg: Any) -> None:
+        rows = await store.callbacks(status=status, since=parse_when(since), until=parse_when(until, end=True),
+                                     limit=limit)
+        if status is None and not show_all:
+            rows = [r for r in rows if r.status != "done"]
+        items = [{"ticket_no": r.ticket_no, "caller": _num(r.caller, show_numbers), "dialed": r.dialed,
+                  "outcome": r.outcome, "status": r.status, "attempts": r.attempts, "last_result": r.last_result,
+                  "missed_at": _plain(r.created_at), "updated_at": _plain(r.at)} for r in rows]
+        if as_json:
+            _echo_json(items)
+            return
+        if not items:
+            click.echo("no callbacks owed")
+            return
+        for i in items:
+            click.echo(f"{i['ticket_no']}  {i['missed_at']}  {i['caller']:<14} {i['outcome']:<20} {i['status']:<8} "
+                       f"attempts {i['attempts']}" + (f"  ({i['last_result']})" if i["last_result"] else ""))
+
+    run(config_path=config_path, store_url=store_url)
+
+
+@tickets.command("callback")
+@click.argument("ticket_no")
+@click.option("--actor", default=None, help="who calls back (default: the OS user)")
+@store_options
+def callback_cmd(config_path: str | None, store_url: str | None, ticket_no: str, actor: str | None) -> None:
+    """Call the citizen of a missed call back now (AMI Originate; an agent of callbacks.queue takes it).
+
+    The result — done or failed, attempts — is written onto the same ticket. Exit 1 if not answered.
+    """
+    actor = actor or f"supervisor:{getpass.getuser()}"
+
+    @with_store
+    async def run(store: Any, cfg: Any) -> Any:
+        from hotline.ami import AmiClient
+        from hotline.controller import ami_secret
+        from ticketbridge.callbacks import CallbackDialer, CallbackError
+
+        a = cfg.asterisk.ami
+        ami = AmiClient(a.host, a.port, a.username, ami_secret(cfg), connect_timeout=a.connect_timeout_s)
+        await ami.start()
+        try:
+            try:
+                await ami.wait_connected(10)
+            except Exception:  # noqa: BLE001
+                _fail(f"Cannot reach Asterisk's AMI at {a.host}:{a.port}", EXIT_ENV)
+            try:
+                return await CallbackDialer(store, ami, cfg.callbacks).call_back(ticket_no, actor=actor)
+            except CallbackError as e:
+                _fail(str(e))
+        finally:
+            await ami.close()
+
+    r = run(config_path=config_path, store_url=store_url)
+    click.echo(f"ticket {r.ticket_no}: callback {r.status} after {r.attempts} attempt(s): {r.result}")
+    if r.status != "done":
+        sys.exit(EXIT_BAD)
+
+
+@click.command("kpi")
+@click.option("--since", default=None, help="from (YYYY-MM-DD[THH:MM], Beijing time; default: everything)")
+@click.option("--until", default=None, help="to (exclusive; a bare date includes that day)")
+@click.option("--by", "by", type=click.Choice(["day", "queue", "line"]), default=None,
+              help="one block of figures per day, queue or dialed line")
+@json_option
+@store_options
+def kpi_cmd(config_path: str | None, store_url: str | None, since: str | None, until: str | None, by: str | None,
+            as_json: bool) -> None:
+    """The hotline's KPIs: 接通率, 15 s answer, abandon, 当场解答率, 满意率, transfers, lines, callbacks."""
+    from ticketbridge import kpi
+
+    _setup_logs()
+    lo, hi = parse_when(since), parse_when(until, end=True)
+
+    @with_store
+    async def run(store: Any, cfg: Any) -> list[dict[str, Any]]:
+        return await store.kpi_rows(since=lo, until=hi)
+
+    rows = run(config_path=config_path, store_url=store_url)
+    total = kpi.compute(rows)
+    groups = kpi.grouped(rows, by) if by else {}
+    if as_json:
+        out: dict[str, Any] = {"since": _plain(lo), "until": _plain(hi), "total": total.to_dict()}
+        if by:
+            out["by"] = by
+            out["groups"] = {k: v.to_dict() for k, v in groups.items()}
+        _echo_json(out)
+        return
+    span = f"{_plain(lo) or 'start'} … {_plain(hi) or 'now'}"
+    click.echo(f"KPIs {span} (definitions: README, Tickets and KPIs)")
+    click.echo("total:")
+    for line in kpi.report_lines(total):
+        click.echo(line)
+    for k, f in groups.items():
+        click.echo(f"{by} {k}:")
+        for line in kpi.report_lines(f):
+            click.echo(line)
