@@ -27,6 +27,8 @@ from ivr.fastagi import FastAgiServer
 from routing.dialplan import config_queue
 from routing.hours import system_clock
 from ticketbridge.assembler import Assembler, CallRecord
+from ticketbridge.callbacks import CallbackDialer, CallbackResult, is_callback_call
+from ticketbridge.outbox import OutboxPusher
 from ticketbridge.store import TicketStore
 
 log = structlog.get_logger("hotline.controller")
@@ -62,6 +64,10 @@ class Controller:
         self._save_lock = asyncio.Lock()
         self.saved: list[str] = []  # ticket numbers saved by this process (for the demo and tests)
         self.on_saved: list[Callable[[CallRecord, Any], Any]] = []
+        # missed-call callbacks (漏接电话回拨) and the outbox pusher (None unless outbox.url is set)
+        self.callbacks = CallbackDialer(self.store, self.ami, config.callbacks)
+        self.outbox = OutboxPusher.from_config(self.store, config.outbox)
+        self._outbox_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.store.open()
@@ -71,6 +77,8 @@ class Controller:
         if self.cdr_path:
             await self.reconcile_cdr()
             self._cdr_task = asyncio.create_task(self._cdr_loop(), name="cdr-reconcile")
+        if self.outbox is not None:  # its own task: a slow or absent platform never delays a call
+            self._outbox_task = asyncio.create_task(self.outbox.run(), name="outbox-pusher")
         log.info("controller_started", fastagi_port=self.agi.port, ami=f"{self.config.asterisk.ami.host}:"
                  f"{self.config.asterisk.ami.port}", store=_redact_url(self.store.url))
 
@@ -82,12 +90,16 @@ class Controller:
         await self.agi.stop(grace_s)
         for record in self.assembler.open_records():
             await self._save(record)
+        if self._outbox_task:
+            self._outbox_task.cancel()  # undelivered rows stay in the outbox for the next start
         await self.ami.close()
         await self.store.close()
         log.info("controller_stopped")
 
     # ------------------------------------------------------------------ AMI → tickets
     async def _on_event(self, event: dict[str, str]) -> None:
+        if is_callback_call(event):
+            return  # a callback we placed belongs to the missed call's ticket, never a new one
         if "Queue" in event:
             event = {**event, "Queue": config_queue(event["Queue"])}
         try:
@@ -106,10 +118,18 @@ class Controller:
                 log.exception("ticket_save_failed", linkedid=record.linkedid)
                 return
         self.saved.append(saved.ticket_no)
+        if self.outbox is not None:
+            self.outbox.notify()
         log.info("ticket_saved", ticket=saved.ticket_no, linkedid=record.linkedid, outcome=record.outcome,
                  handled_by=record.handled_by, caller=mask_number(record.caller), created=saved.created)
         for cb in self.on_saved:
             cb(record, saved)
+
+    # ------------------------------------------------------------------ callbacks
+    async def call_back(self, ticket_no: str, actor: str = "controller") -> CallbackResult:
+        """Ring the citizen of a missed call back into `callbacks.queue`; the result joins the same ticket
+        (raises ticketbridge.callbacks.CallbackError when the ticket owes no callback)."""
+        return await self.callbacks.call_back(ticket_no, actor=actor)
 
     # ------------------------------------------------------------------ CDR replay
     async def reconcile_cdr(self) -> int:
