@@ -26,6 +26,7 @@ from ivr.calls import CallScripts
 from ivr.fastagi import FastAgiServer
 from routing.dialplan import config_queue
 from routing.hours import system_clock
+from routing.transfer_service import AGENT_TRANSFER_CONTEXT, TransferService
 from ticketbridge.assembler import Assembler, CallRecord
 from ticketbridge.callbacks import CallbackDialer, CallbackResult, is_callback_call
 from ticketbridge.outbox import OutboxPusher
@@ -64,6 +65,12 @@ class Controller:
         self._save_lock = asyncio.Lock()
         self.saved: list[str] = []  # ticket numbers saved by this process (for the demo and tests)
         self.on_saved: list[Callable[[CallRecord, Any], Any]] = []
+        #: agents' transfers (feature codes *71/*810…, or the API): Asterisk's Atxfer does the call
+        #: handling; each outcome reaches the ticket as UserEvent HotlineTransfer (Linkedid of the call)
+        self.transfers = TransferService(self.ami, config, self._on_transfer_outcome,
+                                         agent_context=AGENT_TRANSFER_CONTEXT)
+        self._work_orders: dict[str, str] = {}  # linkedid -> target not reached (工单派转)
+        self._recover_task: asyncio.Task[Any] | None = None
         # missed-call callbacks (漏接电话回拨) and the outbox pusher (None unless outbox.url is set)
         self.callbacks = CallbackDialer(self.store, self.ami, config.callbacks)
         self.outbox = OutboxPusher.from_config(self.store, config.outbox)
@@ -73,7 +80,10 @@ class Controller:
         await self.store.open()
         await self.agi.start()
         self.ami.on_event("*", self._on_event)
+        # FullyBooted arrives on every AMI login: re-attach transfers after a (re)connect
+        self.ami.on_event("FullyBooted", self._on_ami_login)
         await self.ami.start()
+        self.transfers.start_timer()
         if self.cdr_path:
             await self.reconcile_cdr()
             self._cdr_task = asyncio.create_task(self._cdr_loop(), name="cdr-reconcile")
@@ -92,6 +102,9 @@ class Controller:
             await self._save(record)
         if self._outbox_task:
             self._outbox_task.cancel()  # undelivered rows stay in the outbox for the next start
+        if self._recover_task:
+            self._recover_task.cancel()
+        await self.transfers.close()
         await self.ami.close()
         await self.store.close()
         log.info("controller_stopped")
@@ -122,6 +135,9 @@ class Controller:
             self.outbox.notify()
         log.info("ticket_saved", ticket=saved.ticket_no, linkedid=record.linkedid, outcome=record.outcome,
                  handled_by=record.handled_by, caller=mask_number(record.caller), created=saved.created)
+        target = self._work_orders.pop(record.linkedid, None) if record.complete else None
+        if target is not None:
+            await self._dispatch_work_order(saved.ticket_no, target)
         for cb in self.on_saved:
             cb(record, saved)
 
@@ -182,6 +198,34 @@ class Controller:
                 await self.reconcile_cdr()
             except Exception:
                 log.exception("cdr_reconcile_failed")
+
+
+    # ------------------------------------------------------------------ transfers → tickets
+    def _on_ami_login(self, event: dict[str, str]) -> None:
+        if self._recover_task is None or self._recover_task.done():
+            self._recover_task = asyncio.create_task(self.transfers.recover(), name="transfer-recover")
+
+    async def _on_transfer_outcome(self, record: dict[str, Any]) -> None:
+        """A transfer ended (or became three-way): straight into the assembler too, so the ticket has it
+        even if the UserEvent over AMI was lost (the assembler drops the echo as the same report)."""
+        lid = str(record.get("linkedid") or "")
+        if not lid:
+            return
+        if record.get("work_order"):
+            self._work_orders[lid] = str(record.get("target") or "")
+        await self._on_event({"Event": "UserEvent", "UserEvent": "HotlineTransfer", "Linkedid": lid,
+                              "Target": str(record.get("target") or ""), "Kind": str(record.get("kind") or ""),
+                              "Mode": str(record.get("mode") or ""), "Outcome": str(record.get("outcome") or ""),
+                              "Agent": str(record.get("agent") or "")})
+
+    async def _dispatch_work_order(self, ticket_no: str, target: str) -> None:
+        """工单派转: the transfer target was not reached, so the ticket goes to it as a work order (派单)."""
+        try:
+            await self.store.change_state(ticket_no, "dispatched", actor="transfer",
+                                          note=f"work order to {target}: transfer not answered")
+            log.info("ticket_work_order", ticket=ticket_no, target=target)
+        except Exception:
+            log.exception("ticket_work_order_failed", ticket=ticket_no, target=target)
 
 
 def _redact_url(url: str) -> str:
