@@ -24,6 +24,7 @@ from hotline.config import Config
 from hotline.privacy import mask_number
 from ivr.calls import CallScripts
 from ivr.fastagi import FastAgiServer
+from ivr.speech import load_recognizer
 from routing.dialplan import config_queue
 from routing.hours import system_clock
 from routing.transfer_service import AGENT_TRANSFER_CONTEXT, TransferService
@@ -45,7 +46,10 @@ def ami_secret(config: Config) -> str:
 class Controller:
     def __init__(self, config: Config, *, store_url: str | None = None, cdr_path: Path | None = None,
                  clock: Callable[[], Any] | None = None, recognizer: Any = None,
-                 cdr_settle_s: float = CDR_SETTLE_S) -> None:
+                 cdr_settle_s: float = CDR_SETTLE_S, asterisk_root: str | os.PathLike[str] = "/",
+                 asterisk_spool: str = "/var/spool/asterisk") -> None:
+        """`asterisk_root`/`asterisk_spool`: where Asterisk runs (Sandbox.root, Sandbox.layout.spool),
+        so speech recordings made inside its (chrooted) filesystem can be read here."""
         self.config = config
         self.clock = clock or system_clock(config.center.timezone)
         self.store = TicketStore(store_url or config.store.url, config)
@@ -54,7 +58,12 @@ class Controller:
         self.ami = AmiClient(a.ami.host, a.ami.port, a.ami.username, ami_secret(config),
                              ping_interval=a.ami.ping_interval_s, action_timeout=a.ami.action_timeout_s,
                              connect_timeout=a.ami.connect_timeout_s)
-        self.scripts = CallScripts(config, self.clock, self.store, recognizer)
+        self._own_recognizer = recognizer is None
+        if recognizer is None:
+            recognizer = load_recognizer(config)  # None: speech off (no model configured or found)
+        self.recognizer = recognizer
+        self.scripts = CallScripts(config, self.clock, self.store, recognizer, recordings_root=asterisk_root,
+                                   record_dir=f"{asterisk_spool.rstrip('/')}/tmp")
         self.agi = FastAgiServer(a.fastagi.host, a.fastagi.port, backlog=a.fastagi.backlog,
                                  command_timeout=a.fastagi.command_timeout_s)
         self.agi.route("inbound", self.scripts.inbound)
@@ -65,18 +74,21 @@ class Controller:
         self._save_lock = asyncio.Lock()
         self.saved: list[str] = []  # ticket numbers saved by this process (for the demo and tests)
         self.on_saved: list[Callable[[CallRecord, Any], Any]] = []
+        # missed-call callbacks (漏接电话回拨) and the outbox pusher (None unless outbox.url is set)
+        self.callbacks = CallbackDialer(self.store, self.ami, config.callbacks)
+        self.outbox = OutboxPusher.from_config(self.store, config.outbox)
+        self._outbox_task: asyncio.Task[None] | None = None
         #: agents' transfers (feature codes *71/*810…, or the API): Asterisk's Atxfer does the call
         #: handling; each outcome reaches the ticket as UserEvent HotlineTransfer (Linkedid of the call)
         self.transfers = TransferService(self.ami, config, self._on_transfer_outcome,
                                          agent_context=AGENT_TRANSFER_CONTEXT)
         self._work_orders: dict[str, str] = {}  # linkedid -> target not reached (工单派转)
         self._recover_task: asyncio.Task[Any] | None = None
-        # missed-call callbacks (漏接电话回拨) and the outbox pusher (None unless outbox.url is set)
-        self.callbacks = CallbackDialer(self.store, self.ami, config.callbacks)
-        self.outbox = OutboxPusher.from_config(self.store, config.outbox)
-        self._outbox_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        if self.recognizer is not None:
+            await self.recognizer.load()  # seconds of work, done before the first caller waits on it
+            self.scripts.prepare_recordings()
         await self.store.open()
         await self.agi.start()
         self.ami.on_event("*", self._on_event)
@@ -100,13 +112,15 @@ class Controller:
         await self.agi.stop(grace_s)
         for record in self.assembler.open_records():
             await self._save(record)
-        if self._outbox_task:
-            self._outbox_task.cancel()  # undelivered rows stay in the outbox for the next start
         if self._recover_task:
             self._recover_task.cancel()
         await self.transfers.close()
+        if self._outbox_task:
+            self._outbox_task.cancel()  # undelivered rows stay in the outbox for the next start
         await self.ami.close()
         await self.store.close()
+        if self.recognizer is not None and self._own_recognizer:
+            self.recognizer.close()
         log.info("controller_stopped")
 
     # ------------------------------------------------------------------ AMI → tickets

@@ -9,8 +9,11 @@ in the general queue (fail open), never in silence.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import os
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,6 +44,9 @@ log = structlog.get_logger("hotline.ivr")
 #: Bound on legacy → legacy hops chosen from menus, so a misconfiguration cannot spin.
 MAX_LEGACY_HOPS = 4
 
+#: Where speech recordings go, as Asterisk sees its filesystem (under its spool dir, which it can write).
+DEFAULT_RECORD_DIR = "/var/spool/asterisk/tmp"
+
 
 class QueryStore(Protocol):
     async def verify_query(self, ticket_no: str, password: str) -> Any: ...
@@ -53,11 +59,37 @@ class CallScripts:
     """Holds what every call's script needs; one instance serves all concurrent calls."""
 
     def __init__(self, config: Config, clock: Clock, store: QueryStore | None = None,
-                 recognizer: Any = None) -> None:
+                 recognizer: Any = None, *, recordings_root: str | os.PathLike[str] = "/",
+                 record_dir: str = DEFAULT_RECORD_DIR) -> None:
         self.config = config
         self.clock = clock
         self.store = store
         self.recognizer = recognizer
+        #: Asterisk's root as the controller sees it ("/" for a system Asterisk, the chroot otherwise):
+        #: RECORD FILE paths are inside Asterisk's filesystem, the controller reads them under this root.
+        self.recordings_root = Path(recordings_root)
+        #: the directory RECORD FILE writes to, as Asterisk sees it
+        self.record_dir = record_dir.rstrip("/") or "/"
+
+    def record_host_dir(self) -> Path:
+        """Where the controller finds what Asterisk recorded in `record_dir`."""
+        return self.recordings_root / self.record_dir.lstrip("/")
+
+    def prepare_recordings(self) -> None:
+        """Create the speech recording directory, owned like its parent (Asterisk's spool), if missing.
+
+        res_agi's RECORD FILE does not create directories; without this, every listen fails
+        (and falls back to DTMF). Mode 0770: recordings are personal data.
+        """
+        d = self.record_host_dir()
+        if d.is_dir():
+            return
+        try:
+            d.mkdir(mode=0o770, parents=True, exist_ok=True)
+            st = d.parent.stat()
+            os.chown(d, st.st_uid, st.st_gid)
+        except OSError as e:
+            log.warning("speech_record_dir_unusable", dir=str(d), error=str(e))
 
     # ------------------------------------------------------------------ inbound
     async def inbound(self, s: AgiSession) -> None:
@@ -85,11 +117,14 @@ class CallScripts:
             log.warning("numberplan_warning", dialed=dialed, warning=w)
         log.info("call_routed", dialed=dialed, caller=mask_number(caller), mode=decision.mode,
                  line=decision.line, dest=decision.dest.label(), reason=decision.reason)
+        # barge-in: a key pressed during the greeting skips the rest and is the first menu input
+        pending: str | None = None
         for prompt in decision.announcements:
-            await self._play(s, prompt)
+            if pending is None:
+                pending = await self._play(s, prompt)
         await s.set_variable("HOTLINE_GREETED", "1")
         engine = MenuEngine(self.config, now)
-        dest, category = await self._walk(s, engine, decision.dest)
+        dest, category = await self._walk(s, engine, decision.dest, pending)
         category = category or decision.category
         hops = 0
         while isinstance(dest, LegacyDest) and hops < MAX_LEGACY_HOPS:
@@ -110,12 +145,15 @@ class CallScripts:
             dest = await self.progress_query(s)
         await self._set_route(s, dest, category, decision, engine.path)
 
-    async def _walk(self, s: AgiSession, engine: MenuEngine, dest: Destination) -> tuple[Destination, Any]:
-        """Run menus until a non-menu destination; the engine decides, we perform."""
+    async def _walk(self, s: AgiSession, engine: MenuEngine, dest: Destination,
+                    pending: str | None = None) -> tuple[Destination, Any]:
+        """Run menus until a non-menu destination; the engine decides, we perform.
+
+        `pending`: a digit pressed during the greeting (barge-in), fed to the first Collect.
+        """
         if not isinstance(dest, (MenuDest, AnnounceDest)):
             return dest, None
         step = engine.start(dest)
-        pending: str | None = None  # a digit pressed during a Play (barge-in)
         reported = 0
         while True:
             for label in engine.path[reported:]:
@@ -136,34 +174,66 @@ class CallScripts:
             step = engine.feed(event)
 
     async def _collect(self, s: AgiSession, c: Collect) -> Any:
-        digits, timed_out = await s.get_data(sound_name(c.prompt), int(c.timeout_s * 1000), 1)
+        digits, timed_out = await self._ask(s, c.prompt, int(c.timeout_s * 1000), 1)
         if digits:
             return Digit(digits[0])
+        if not timed_out:
+            # GET DATA takes '#' as "end of input": it returns nothing, without "(timeout)".
+            # In a menu '#' means back, so it must not count as a silent caller.
+            return Digit("#")
         if c.speech and self.recognizer is not None:
             heard = await self._listen(s)
             if heard is not None:
                 return heard
         return Timeout()
 
-    async def _listen(self, s: AgiSession) -> SpeechResult | None:
-        """Record a few seconds and decode off the loop; any failure falls back to DTMF."""
-        try:
-            from ivr.speech import read_wav_pcm
+    async def _listen(self, s: AgiSession) -> SpeechResult | Digit | None:
+        """Record a few seconds and decode off the loop; any failure falls back to DTMF.
 
-            path = f"/tmp/hotline-speech-{s.env.get('agi_uniqueid', 'x')}"
-            ms = int(self.config.speech.listen_s * 1000)
-            await s.command(f'RECORD FILE {path} wav "0123456789*#" {ms} BEEP s=2')
-            pcm, rate = read_wav_pcm(Path(path + ".wav"))
-            res = await self.recognizer.recognize(pcm, rate)
+        RECORD FILE writes inside Asterisk's filesystem (a chroot, perhaps): the file is
+        named there (`record_dir`) and read here under `recordings_root`. A key pressed
+        while listening is that key. The recording is deleted once decoded (personal data).
+        """
+        name = f"hotline-speech-{_safe_id(s.uniqueid)}-{uuid.uuid4().hex[:8]}"
+        inside = f"{self.record_dir}/{name}"
+        host = self.record_host_dir() / f"{name}.wav"
+        ms = int(self.config.speech.listen_s * 1000)
+        line = f'RECORD FILE {inside} wav "0123456789*#" {ms} BEEP s=2'
+        try:
+            await s.user_event("HotlineSpeech", Phase="listening")
+            reply = await s.command(line, timeout=(s.command_timeout or 30.0) + ms / 1000)
+            code = reply.result_int
+            if code is not None and code < 0:
+                await s._confirm_hangup(line)  # raises AgiHangup when the caller is gone
+                log.warning("speech_record_failed", reason=(reply.data or "").strip("()"), dir=self.record_dir)
+                return None
+            if code:
+                return Digit(chr(code))
+            res = await self.recognizer.recognize_file(host)
+            await s.user_event("HotlineSpeech", Phase="heard", Confidence=f"{res.confidence:.2f}",
+                               Words=str(len(res.text.split())))
+            log.info("speech_heard", confidence=round(res.confidence, 2), words=len(res.text.split()))
             return SpeechResult(res.text, res.confidence)
         except AgiHangup:
             raise
         except Exception:  # noqa: BLE001
             log.warning("speech_failed_fallback_dtmf", exc_info=True)
             return None
+        finally:
+            await asyncio.to_thread(_unlink_quietly, host)
 
     async def _play(self, s: AgiSession, prompt: str, *, interruptible: bool = True) -> str | None:
-        return await s.stream_file(sound_name(prompt), "0123456789*#" if interruptible else "")
+        return await self._stream(s, prompt, "0123456789*#" if interruptible else "")
+
+    # Every prompt is announced as a HotlinePrompt UserEvent as it starts, so what a caller heard
+    # is visible on AMI (supervisors, tests) without the `agi` event class. Never the keys pressed.
+    async def _stream(self, s: AgiSession, prompt: str, escape: str) -> str | None:
+        await s.user_event("HotlinePrompt", Prompt=prompt)
+        return await s.stream_file(sound_name(prompt), escape)
+
+    async def _ask(self, s: AgiSession, prompt: str, timeout_ms: int, max_digits: int) -> tuple[str, bool]:
+        await s.user_event("HotlinePrompt", Prompt=prompt)
+        return await s.get_data(sound_name(prompt), timeout_ms, max_digits)
 
     async def _set_route(self, s: AgiSession, dest: Destination, category: Any, decision: Any,
                          path: list[str]) -> None:
@@ -212,10 +282,12 @@ class CallScripts:
         if self.store is None:
             return general
         for attempt in range(1, cfg.self_query.max_attempts + 1):
-            ticket_no, _ = await s.get_data(sound_name("query_ticket"), 8000, cfg.self_query.ticket_digits)
+            # one more than the number's length: the prompt asks for '#' at the end, and with exactly
+            # `ticket_digits` GET DATA would return before it, leaving the '#' to end the password at once
+            ticket_no, _ = await self._ask(s, "query_ticket", 8000, cfg.self_query.ticket_digits + 1)
             if ticket_no == "0":
                 return general
-            password, _ = await s.get_data(sound_name("query_password"), 8000, 8)
+            password, _ = await self._ask(s, "query_password", 8000, 8)
             ticket = await self.store.verify_query(ticket_no, password) if ticket_no and password else None
             if ticket is not None:
                 await s.user_event("HotlineSelfQuery", Ticket=ticket_no, Result="found")
@@ -224,7 +296,7 @@ class CallScripts:
                 await self._say_digits(s, ticket_no)
                 await self._play(s, "query_state")
                 await self._play(s, f"state_{_state_name(ticket.state)}")
-                digit = await s.stream_file(sound_name("query_done"), "0")
+                digit = await self._stream(s, "query_done", "0")
                 if digit is None:
                     digit = await s.wait_for_digit(3000)
                 return general if digit == "0" else HangupDest()
@@ -232,7 +304,7 @@ class CallScripts:
             await s.user_event("HotlineSelfQuery", Ticket=ticket_no, Result="wrong")
             await self._play(s, "query_wrong")
         await s.user_event("HotlineSelfQuery", Ticket="", Result="locked")
-        digit = await s.stream_file(sound_name("query_locked"), "0")
+        digit = await self._stream(s, "query_locked", "0")
         return general if digit == "0" else HangupDest()
 
     async def _say_digits(self, s: AgiSession, number: str) -> None:
@@ -248,7 +320,7 @@ class CallScripts:
         rating = ""
         try:
             for _ in range(2):
-                digits, _ = await s.get_data(sound_name(cfg.prompt), int(cfg.timeout_s * 1000), 1)
+                digits, _ = await self._ask(s, cfg.prompt, int(cfg.timeout_s * 1000), 1)
                 if digits and digits.isdigit() and 1 <= int(digits) <= cfg.scale:
                     rating = digits
                     break
@@ -262,6 +334,19 @@ class CallScripts:
         except AgiHangup:
             log.info("survey_abandoned")
             raise
+
+
+def _safe_id(uniqueid: str) -> str:
+    return "".join(c for c in uniqueid if c.isalnum() or c in "._-") or "x"
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        log.warning("speech_recording_not_deleted", path=str(path), error=str(e))
 
 
 def _state_name(state: Any) -> str:
