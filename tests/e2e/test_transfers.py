@@ -154,6 +154,7 @@ async def test_one_key_transfer(controller, ami, seat, target, code, number, mod
     assert ev["Target"] == target and ev["Mode"] == mode
     if mode == "threeway":
         await seat.ahangup()  # the agent drops out once 110 has it; caller and 110 go on
+        await robot.wait_user_event("HotlineTransfer", 10, Outcome="completed")
     t = await hang_up_and_ticket(controller, robot)
     assert (target, mode, outcome) in [(x["target"], x["mode"], x["outcome"]) for x in t.transfers]
     assert t.outcome == "transferred" and t.actual_dest == f"transfer:{target}"
