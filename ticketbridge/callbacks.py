@@ -80,19 +80,31 @@ class CallbackDialer:
             raise CallbackError(f"ticket {ticket_no} is being called back right now")
         s = self.settings
         channel_id = f"{CALLBACK_PREFIX}{ticket_no}-{claimed.attempts}-{uuid.uuid4().hex[:8]}"
+        dial = s.dial.format(number=number)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[dict[str, str]] = loop.create_future()
 
-        def on_response(e: dict[str, str]) -> None:
-            if e.get("Uniqueid") == channel_id and not done.done():
-                done.set_result(e)
+        def on_event(e: dict[str, str]) -> None:
+            if done.done():
+                return
+            uid = e.get("Uniqueid", "")
+            if e.get("Event") == "OriginateResponse":
+                # a failed originate may have no channel left: Uniqueid "<null>", Channel the dial string
+                if uid == channel_id or (uid in ("", "<null>") and e.get("Channel") == dial):
+                    done.set_result(e)
+            elif e.get("Event") == "Hangup" and uid == channel_id:
+                # our leg went before any OriginateResponse said it was answered (Asterisk does not
+                # always send the failure response while another originate is up): not reached
+                cause = e.get("Cause", "")
+                reason = {"17": "5", "34": "8", "38": "8", "1": "0", "3": "0"}.get(cause, "3")
+                done.set_result({"Response": "Failure", "Reason": reason, "Cause": cause})
 
-        off = self.ami.on_event("OriginateResponse", on_response)
+        off = self.ami.on_event("*", on_event)
         log.info("callback_dialing", ticket=ticket_no, caller=mask_number(number), attempt=claimed.attempts)
         try:
             try:
                 await self.ami.originate(
-                    s.dial.format(number=number), context="hotline-route", exten="queue", priority=1,
+                    dial, context="hotline-route", exten="queue", priority=1,
                     caller_id=f'"12345" <{s.caller_id}>', timeout_ms=int(s.ring_s * 1000),
                     variables={"HOTLINE_QUEUE": s.queue, "HOTLINE_CALLBACK": ticket_no},
                     channel_id=channel_id, other_channel_id=channel_id + "-2")
