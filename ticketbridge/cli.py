@@ -435,6 +435,12 @@ def callback_cmd(config_path: str | None, store_url: str | None, ticket_no: str,
         from hotline.controller import ami_secret
         from ticketbridge.callbacks import CallbackDialer, CallbackError
 
+        cb = await store.callback_for(ticket_no)
+        if cb is None or cb.status == "done":
+            try:  # explained without touching Asterisk
+                await CallbackDialer(store, None, cfg.callbacks).call_back(ticket_no, actor=actor)
+            except CallbackError as e:
+                _fail(str(e))
         a = cfg.asterisk.ami
         ami = AmiClient(a.host, a.port, a.username, ami_secret(cfg), connect_timeout=a.connect_timeout_s)
         await ami.start()

@@ -137,10 +137,11 @@ def test_callbacks_list_and_outbox(store_url: dict[str, str]) -> None:
 
 
 def test_callback_of_a_ticket_not_on_the_list(store_url: dict[str, str]) -> None:
-    # no Asterisk at the configured AMI port (exit 3), or not on the list (exit 1): never a traceback
     r = CliRunner().invoke(main, ["tickets", "callback", store_url["answered"], "--store", store_url["url"],
                                   "-c", str(SHIPPED)])
-    assert r.exit_code in (1, 3)
+    assert r.exit_code == 1 and "is not on the callback list" in r.output  # checked before any AMI link
+    r = CliRunner().invoke(main, ["tickets", "callback", "990101000001", "--store", store_url["url"]])
+    assert r.exit_code == 1 and "does not exist" in r.output
 
 
 def test_kpi_text_and_json(store_url: dict[str, str]) -> None:
