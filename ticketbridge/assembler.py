@@ -29,7 +29,7 @@ Event = Mapping[str, str]
 
 OUTCOMES = ("ended_in_ivr", "abandoned_in_queue", "answered", "transferred", "forwarded", "retired", "in_progress")
 #: transfer outcomes that mean the caller reached the target
-TRANSFER_REACHED = {"answered", "completed"}
+TRANSFER_REACHED = {"answered", "completed", "threeway"}  # three-way: the caller talks to the target too
 #: contexts our dialplan answers hotline calls in (a call seen there is a caller call)
 HOTLINE_CONTEXTS = {"hotline-inbound"}
 #: how many finished linkedids are remembered to drop their late events
