@@ -205,9 +205,10 @@ class CallScripts:
             code = reply.result_int
             if code is not None and code < 0:
                 await s._confirm_hangup(line)  # raises AgiHangup when the caller is gone
-                log.warning("speech_record_failed", reason=(reply.data or "").strip("()"), dir=self.record_dir)
+                log.warning("speech_record_failed", reason=reply.data or "", dir=self.record_dir)
                 return None
-            if code:
+            # only "(dtmf)" carries a key; "(timeout)" may come with result=1 when silence ended it
+            if code and (reply.data or "").strip() == "dtmf":
                 return Digit(chr(code))
             res = await self.recognizer.recognize_file(host)
             await s.user_event("HotlineSpeech", Phase="heard", Confidence=f"{res.confidence:.2f}",

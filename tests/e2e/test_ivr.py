@@ -75,6 +75,14 @@ async def wait_prompt(robot: CallRobot, prompt: str, nth: int = 1, timeout: floa
     return prompts(robot, prompt)[nth - 1]
 
 
+async def wait_user_event(robot: CallRobot, name: str, timeout: float = 15.0, **headers: str) -> dict[str, str]:
+    """robot.wait_user_event, saying what the call heard when it times out."""
+    try:
+        return await robot.wait_user_event(name, timeout, **headers)
+    except TimeoutError as e:
+        raise TimeoutError(f"{e}\nno {name} {headers}; heard: {heard(robot)}") from None
+
+
 def heard(robot: CallRobot) -> list[str]:
     """The call's prompts, IVR steps and routes in order (for failure messages)."""
     out = []
@@ -228,7 +236,7 @@ async def test_zero_in_a_submenu_reaches_an_agent_and_the_survey_rating_is_recor
     await robot.wait_for(is_event("AgentConnect"), 20)
     await wait_prompt(robot, "survey")
     await robot.press("5")
-    survey = await robot.wait_user_event("HotlineSurvey", 20)
+    survey = await wait_user_event(robot, "HotlineSurvey", 20)
     assert survey["Rating"] == "5" and survey["Scale"] == "5"
     await wait_prompt(robot, "survey_thanks")
     await robot.wait_hangup(20)  # the dialplan ends the call after the thanks
@@ -248,7 +256,7 @@ async def test_a_caller_who_does_not_answer_the_survey_has_no_rating(make_contro
     assert await joined_queue(robot) == "hotline-general"
     await robot.wait_for(is_event("AgentConnect"), 20)
     await wait_prompt(robot, "survey")
-    survey = await robot.wait_user_event("HotlineSurvey", 30)  # the caller keys nothing
+    survey = await wait_user_event(robot, "HotlineSurvey", 30)  # the caller keys nothing
     assert survey["Rating"] == ""
     await robot.wait_hangup(20)
     assert not prompts(robot, "survey_thanks")
@@ -283,7 +291,7 @@ async def test_self_query_with_the_right_password_reads_the_ticket_state(make_co
     robot = await CallRobot(ami, caller="13900000107").dial()
     await during_greeting(robot, "5")
     await _key_ticket_and_password(robot, 1, ticket_no, password)
-    found = await robot.wait_user_event("HotlineSelfQuery", 20)
+    found = await wait_user_event(robot, "HotlineSelfQuery", 20)
     assert found["Result"] == "found" and found["Ticket"] == ticket_no
     await wait_prompt(robot, "query_state")
     await wait_prompt(robot, "state_accepted")  # the ticket's state, 已受理
@@ -307,9 +315,9 @@ async def test_self_query_wrong_password_three_times_locks_and_ends_politely(mak
             await _key_ticket_and_password(robot, attempt, ticket_no, wrong)
             await robot.wait_for(lambda e: len([x for x in robot.user_events("HotlineSelfQuery")
                                                 if x.get("Result") == "wrong"]) >= attempt, 20)
-        await robot.wait_user_event("HotlineSelfQuery", 20, Result="locked")
+        await wait_user_event(robot, "HotlineSelfQuery", 20, Result="locked")
         locked = await wait_prompt(robot, "query_locked")
-        route = await robot.wait_user_event("HotlineRoute", 20)
+        route = await wait_user_event(robot, "HotlineRoute", 20)
         await robot.wait_hangup(20)
     results = [e["Result"] for e in robot.user_events("HotlineSelfQuery")]
     assert results == ["wrong", "wrong", "wrong", "locked"]
@@ -475,14 +483,14 @@ async def test_speech_navigation_decodes_the_callers_voice_and_dtmf_still_works(
 
     robot = await CallRobot(ami, caller="13900000130").dial()
     await during_greeting(robot, "*")  # skip the greeting: the menu is said again
-    await robot.wait_user_event("HotlineSpeech", 30, Phase="listening")
+    await wait_user_event(robot, "HotlineSpeech", 30, Phase="listening")
     await asyncio.sleep(0.3)
     # the caller speaks while the IVR listens
     await ami.action("Setvar", Channel=robot.channel, Variable="ROBOT_SAY", Value=sound)
     await ami.action("Redirect", Channel=robot.channel, Context="caller-robot-say", Exten="s", Priority="1")
-    heard = await robot.wait_user_event("HotlineSpeech", 30, Phase="heard")
+    decoded = await wait_user_event(robot, "HotlineSpeech", 30, Phase="heard")
     # real audio went through Asterisk's recording and the real model: words with a confidence
-    assert int(heard["Words"]) >= 1 and float(heard["Confidence"]) > 0.0
+    assert int(decoded["Words"]) >= 1 and float(decoded["Confidence"]) > 0.0, decoded
 
     def speech_steps() -> list[str]:
         return [s for s in steps(robot) if s.startswith("speech:") or s == "invalid:speech"]
