@@ -7,8 +7,8 @@ on the callback list (ticketbridge.store). `CallbackDialer.call_back(ticket_no)`
    "call back" together place one call);
 2. AMI Originate to the caller's number through `callbacks.dial` (default
    `Local/{number}@hotline-outbound`, the admin's outbound context) and, once the citizen
-   answers, into the hotline's `hotline-route,queue` with HOTLINE_QUEUE = `callbacks.queue`,
-   so an agent of that queue takes the call;
+   answers, into the rendered context of `callbacks.queue` (`hotline-queue-<name>,s`: its
+   overflow and survey apply), so an agent of that queue takes the call;
 3. waits for Asterisk's OriginateResponse and writes the result onto the SAME ticket:
    callback `done` (the citizen answered) or `failed` (no answer, busy, congestion, …),
    with a history row each time.
@@ -104,7 +104,10 @@ class CallbackDialer:
         try:
             try:
                 await self.ami.originate(
-                    dial, context="hotline-route", exten="queue", priority=1,
+                    # straight into the queue's own context: originating into hotline-route would run
+                    # its catch-all `_[a-z].` for Asterisk's "failed" extension on a failed attempt and
+                    # queue a phantom "OutgoingSpoolFailed" caller in front of real ones
+                    dial, context=f"hotline-queue-{s.queue}", exten="s", priority=1,
                     caller_id=f'"12345" <{s.caller_id}>', timeout_ms=int(s.ring_s * 1000),
                     variables={"HOTLINE_QUEUE": s.queue, "HOTLINE_CALLBACK": ticket_no},
                     channel_id=channel_id, other_channel_id=channel_id + "-2")

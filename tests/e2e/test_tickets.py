@@ -138,6 +138,10 @@ async def test_each_outcome_leaves_one_correct_ticket_and_callbacks_join_it(cont
     # a second try is allowed after a failure and counts as attempt 2
     again = await controller.call_back(t_ivr.ticket_no, actor="supervisor:e2e")
     assert again.status == "failed" and again.attempts == 2
+    # a failed callback leaves nothing behind in the queue (no phantom "OutgoingSpoolFailed" caller)
+    entries = [e for e in await ami.action_list("QueueStatus", Queue="hotline-general")
+               if e.get("Event") == "QueueEntry"]
+    assert not [e for e in entries if "OutgoingSpoolFailed" in e.get("Channel", "")], entries
     await asyncio.sleep(4.0)  # the answered callback ends (agent talks 2 s): still no ticket of its own
     for c in (c_ivr, c_ab, c_an):
         assert len(await store.list_tickets(caller=c)) == 1
