@@ -190,12 +190,6 @@ class Trunk(_M):
     #: transfer mode when none is asked for (feature codes): attended, threeway, onekey, blind;
     #: None follows the default for the target's kind (routing.transfer.DEFAULT_MODE_BY_KIND)
     transfer_mode: Literal["attended", "threeway", "onekey", "blind"] | None = None
-    #: digits that reach this target in the transfer contexts, for a key that is not digits
-    #: (water/power/gas): what an agent keys after *2 and what AMI Atxfer sends as DTMF
-    exten: str | None = None
-    #: transfer mode when none is asked for (feature codes): attended, threeway, onekey, blind;
-    #: None follows the default for the target's kind (routing.transfer.DEFAULT_MODE_BY_KIND)
-    transfer_mode: Literal["attended", "threeway", "onekey", "blind"] | None = None
     ring_s: int = 20
     hours: str | None = None
 
