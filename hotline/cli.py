@@ -199,12 +199,11 @@ def run_cmd(config_path: str | None, store_url: str | None) -> None:
 
     setup_logging()
     cfg = _load(config_path)
-    cdr = None
     try:
-        cdr = Sandbox.discover(build=False).cdr_csv
-    except Exception:  # noqa: BLE001 - no local Asterisk: no CDR replay
-        pass
-    asyncio.run(serve(Controller(cfg, store_url=store_url, cdr_path=cdr)))
+        controller = Controller.for_sandbox(cfg, Sandbox.discover(build=False), store_url=store_url)
+    except Exception:  # noqa: BLE001 - Asterisk runs elsewhere: no CDR replay from here
+        controller = Controller(cfg, store_url=store_url)
+    asyncio.run(serve(controller))
 
 
 @main.command("demo")

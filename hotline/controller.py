@@ -85,6 +85,12 @@ class Controller:
         self._work_orders: dict[str, str] = {}  # linkedid -> target not reached (工单派转)
         self._recover_task: asyncio.Task[Any] | None = None
 
+    @classmethod
+    def for_sandbox(cls, config: Config, sandbox: Any, **kw: Any) -> "Controller":
+        """A controller wired to a local Asterisk: its CDR file and its (chrooted) filesystem."""
+        return cls(config, cdr_path=sandbox.cdr_csv, asterisk_root=sandbox.root,
+                   asterisk_spool=sandbox.layout.spool, **kw)
+
     async def start(self) -> None:
         if self.recognizer is not None:
             await self.recognizer.load()  # seconds of work, done before the first caller waits on it

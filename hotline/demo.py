@@ -52,7 +52,7 @@ async def run_demo(cfg: Config, sb: Sandbox, *, once: bool = False) -> int:
         click.echo(f"Asterisk did not start: {e}", err=True)
         return 3
     click.echo("Asterisk 22 is up.", err=True)
-    controller = Controller(cfg, store_url=store_url, cdr_path=sb.cdr_csv)
+    controller = Controller.for_sandbox(cfg, sb, store_url=store_url)
     seat: BaresipSeat | None = None
     code = 0
     try:
