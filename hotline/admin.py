@@ -609,7 +609,15 @@ def _final_steps(config: Config, dest: Destination, category: Any, at: dt.dateti
     from routing.dialplan import _overflow_app, asterisk_queue
     from routing.hours import is_open
 
+    from routing.queues import resolve_queue
+
     out: list[ExplainStep] = []
+    resolved, prompts, notes = resolve_queue(config, dest, at)
+    for note in notes:
+        out.append(ExplainStep("hours", note, {"dest": dest.label()}))
+    for prompt in prompts:
+        out.append(ExplainStep("announcement", f"plays {_prompt_text(config, prompt)}", {"prompt": prompt}))
+    dest = resolved
     cat = f", category {category.value}" if category is not None and hasattr(category, "value") else ""
     if isinstance(dest, QueueDest):
         name = dest.queue

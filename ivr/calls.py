@@ -36,8 +36,8 @@ from routing.destinations import (
     SelfServiceDest,
     TransferDest,
 )
-from routing.hours import is_open
 from routing.numberplan import decide
+from routing.queues import resolve_queue
 
 log = structlog.get_logger("hotline.ivr")
 
@@ -240,7 +240,11 @@ class CallScripts:
                          path: list[str]) -> None:
         cfg = self.config
         route, extra = "queue", {"HOTLINE_QUEUE": cfg.center.general_queue}
-        dest = self._open_queue(dest)
+        dest, prompts, notes = resolve_queue(cfg, dest, self.clock())
+        for note in notes:
+            log.info("queue_closed", note=note)
+        for prompt in prompts:
+            await self._play(s, prompt)
         if isinstance(dest, QueueDest):
             extra = {"HOTLINE_QUEUE": dest.queue}
             category = dest.category or category
@@ -260,20 +264,6 @@ class CallScripts:
         await s.user_event("HotlineRoute", Line=decision.line or "", Mode=decision.mode, Dest=dest.label(),
                            Category=category.value if category else "", Fallback="0")
         await s.set_variable("HOTLINE_ROUTE", route)
-
-    def _open_queue(self, dest: Destination, hops: int = 0) -> Destination:
-        """A queue with hours (expert seats) outside them gives way to its `closed` alternative."""
-        if not isinstance(dest, QueueDest) or hops > 8:
-            return dest
-        q = self.config.queues.get(dest.queue)
-        if q is None or q.hours is None or is_open(self.config.hours.get(q.hours), self.clock(),
-                                                   self.config.center.timezone):
-            return dest
-        alt = q.closed or QueueDest(queue=self.config.center.general_queue)
-        if isinstance(alt, QueueDest) and alt.category is None and dest.category is not None:
-            alt = QueueDest(queue=alt.queue, category=dest.category)
-        log.info("queue_closed", queue=dest.queue, hours=q.hours, alternative=alt.label())
-        return self._open_queue(alt, hops + 1)
 
     # ------------------------------------------------------------------ self-service
     async def progress_query(self, s: AgiSession) -> Destination:

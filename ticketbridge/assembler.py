@@ -488,11 +488,13 @@ class Assembler:
 
     def _user_HotlineSelfQuery(self, call: _Call, e: Event, ts: float | None) -> None:
         sq = call.self_query or {"attempts": 0, "tickets": [], "result": None}
-        sq["attempts"] += 1
+        result = _s(e.get("Result"))
+        if result != "locked":  # "locked" closes the query; it is not another try
+            sq["attempts"] += 1
         ticket = _s(e.get("Ticket"))
         if ticket and ticket not in sq["tickets"]:
             sq["tickets"].append(ticket)
-        sq["result"] = _s(e.get("Result")) or sq["result"]
+        sq["result"] = result or sq["result"]
         call.self_query = sq
 
     def _user_HotlineRecording(self, call: _Call, e: Event, ts: float | None) -> None:

@@ -219,7 +219,13 @@ def test_explain_hours_and_closed_expert_queue() -> None:
     exp = admin.explain_call(cfg.model_copy(update={"center": cfg.center.model_copy(
         update={"entry": admin_dest("queue:expert")})}), "12345", None, sunday)
     text = "\n".join(exp.lines())
-    assert "hours office: closed now" in text and "closed → queue:general" in text
+    assert "queue expert is closed (hours office)" in text
+    assert "expert_closed" in text  # the caller is told why
+    assert "final destination: queue:general" in text  # and reaches a person anyway
+    monday = local(dt.datetime(2026, 3, 9, 10, 0))
+    exp = admin.explain_call(cfg.model_copy(update={"center": cfg.center.model_copy(
+        update={"entry": admin_dest("queue:expert")})}), "12345", None, monday)
+    assert "final destination: queue:expert" in "\n".join(exp.lines())
 
 
 def admin_dest(s: str) -> Any:
