@@ -20,6 +20,7 @@ import click
 from hotline.callrobot import CallRobot, wait_ticket
 from hotline.config import Config
 from hotline.controller import Controller
+from hotline.privacy import mask_number
 from hotline.sandbox import Sandbox, SandboxError
 from hotline.sipseat import BaresipSeat, SeatError
 
@@ -29,11 +30,12 @@ STATE = Path(os.environ.get("HOTLINE_STATE", "/var/lib/hotline12345"))
 def ticket_summary(t: Any) -> dict[str, Any]:
     keys = ["ticket_no", "state", "outcome", "handled_by", "caller", "dialed", "legacy_line", "category",
             "ivr_path", "queue", "queue_wait_s", "agent", "talk_s", "survey_rating", "survey_scale",
-            "transfers", "deadline_at", "created_at"]
+            "transfers", "recording", "deadline_at", "created_at"]
     out = {}
     for k in keys:
         v = getattr(t, k, None)
         out[k] = v.isoformat() if hasattr(v, "isoformat") else v
+    out["caller"] = mask_number(out["caller"])  # as every listing does unless asked (see `hotline tickets`)
     return out
 
 
