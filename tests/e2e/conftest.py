@@ -78,7 +78,7 @@ def store_url(tmp_path: Path) -> str:
 
 @pytest_asyncio.fixture
 async def controller(cfg: Config, asterisk: Sandbox, store_url: str):
-    c = Controller(cfg, store_url=store_url, cdr_path=asterisk.cdr_csv)
+    c = Controller.for_sandbox(cfg, asterisk, store_url=store_url)
     await c.start()
     await c.ami.wait_connected(10)
     yield c

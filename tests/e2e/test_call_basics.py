@@ -75,7 +75,7 @@ async def test_controller_down_caller_still_queued_and_ticket_rebuilt(cfg, aster
     await robot.wait_hangup(10)
     await asyncio.sleep(1.0)  # Asterisk writes the CDR line as the channels go
 
-    c = Controller(cfg, store_url=store_url, cdr_path=asterisk.cdr_csv, cdr_settle_s=0)
+    c = Controller.for_sandbox(cfg, asterisk, store_url=store_url, cdr_settle_s=0)
     await c.start()
     try:
         t = await wait_ticket(c.store, robot.linkedid, 20)
@@ -88,7 +88,7 @@ async def test_controller_down_caller_still_queued_and_ticket_rebuilt(cfg, aster
 
 
 async def test_sigterm_keeps_the_ticket_of_a_call_in_progress(cfg, asterisk, ami, agents, store_url):
-    c = Controller(cfg, store_url=store_url, cdr_path=asterisk.cdr_csv, cdr_settle_s=0)
+    c = Controller.for_sandbox(cfg, asterisk, store_url=store_url, cdr_settle_s=0)
     stop = asyncio.Event()
     runner = asyncio.create_task(serve(c, stop))
     await c.ami.wait_connected(10)
@@ -115,7 +115,7 @@ async def test_sigterm_keeps_the_ticket_of_a_call_in_progress(cfg, asterisk, ami
     await robot.wait_hangup(10)
     await asyncio.sleep(1.0)
 
-    c2 = Controller(cfg, store_url=store_url, cdr_path=asterisk.cdr_csv, cdr_settle_s=0)
+    c2 = Controller.for_sandbox(cfg, asterisk, store_url=store_url, cdr_settle_s=0)
     await c2.start()
     try:
         t = await wait_ticket(c2.store, robot.linkedid, 20)

@@ -52,7 +52,7 @@ async def hotline(cfg, asterisk, store_url, monkeypatch):
         now = LAST_DAY_OF_WINDOW
 
     clock = Clock()
-    c = Controller(cfg, store_url=store_url, cdr_path=asterisk.cdr_csv, clock=lambda: clock.now)
+    c = Controller.for_sandbox(cfg, asterisk, store_url=store_url, clock=lambda: clock.now)
     played: list[str] = []
     original = c.scripts._play
 

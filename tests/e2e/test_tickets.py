@@ -153,7 +153,7 @@ async def test_hard_killed_controller_call_is_completed_from_cdr_after_restart(c
                                                                                 store_url):
     """The controller dies mid-call (no graceful stop, nothing flushed); the restarted one completes the ticket."""
     c_k = f"134000{random.randrange(10**4):04d}"
-    c = Controller(cfg, store_url=store_url, cdr_path=asterisk.cdr_csv, cdr_settle_s=0)
+    c = Controller.for_sandbox(cfg, asterisk, store_url=store_url, cdr_settle_s=0)
     stop = asyncio.Event()
     runner = asyncio.create_task(serve(c, stop))
     await c.ami.wait_connected(10)
@@ -184,7 +184,7 @@ async def test_hard_killed_controller_call_is_completed_from_cdr_after_restart(c
     await robot.wait_hangup(10)
     await asyncio.sleep(1.0)  # Asterisk writes the CDR line as the channels go
 
-    c2 = Controller(cfg, store_url=store_url, cdr_path=asterisk.cdr_csv, cdr_settle_s=0)
+    c2 = Controller.for_sandbox(cfg, asterisk, store_url=store_url, cdr_settle_s=0)
     await c2.start()
     try:
         t = await wait_ticket(c2.store, robot.linkedid, 20)
