@@ -1012,10 +1012,16 @@ async def apply_config(config: Config, sandbox: SandboxLike, ami: AmiLike | None
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     backup = (backup_root or etc.parent / "backups") / stamp
     try:
-        for name, data in before.items():
-            (backup / name).parent.mkdir(parents=True, exist_ok=True)
-            (backup / name).write_bytes(data)
-        backup.mkdir(parents=True, exist_ok=True)
+        # backups hold SIP and AMI secrets: root-only directories and files
+        old_umask = os.umask(0o077)
+        try:
+            for name, data in before.items():
+                (backup / name).parent.mkdir(parents=True, exist_ok=True)
+                (backup / name).write_bytes(data)
+            backup.mkdir(parents=True, exist_ok=True)
+            os.chmod(backup.parent, 0o700)
+        finally:
+            os.umask(old_umask)
     except OSError as e:
         res.failed_step, res.message = "backup", f"cannot back up the current files to {backup}: {e}; nothing changed"
         res.steps.append(StepResult("backup", False, res.message))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import time
 from collections.abc import Callable
@@ -37,10 +38,34 @@ log = structlog.get_logger("hotline.controller")
 
 #: CDR rows younger than this are left to the live AMI path (avoids racing the assembler).
 CDR_SETTLE_S = 20.0
+#: rows of a call that never shows a hotline leg are forgotten after this long.
+CDR_FORGET_S = 600.0
 
 
 def ami_secret(config: Config) -> str:
-    return os.environ.get(config.asterisk.ami.secret_env) or "hotline-demo-secret"
+    """The AMI secret: from its environment variable, else one generated once for this machine.
+
+    Never a well-known default: the AMI account can originate calls and sees callers'
+    numbers. The generated secret lives in a root-only file that the controller, the
+    CLI and the rendered manager.conf all read.
+    """
+    env = os.environ.get(config.asterisk.ami.secret_env)
+    if env:
+        return env
+    path = Path(os.environ.get("HOTLINE_STATE", "/var/lib/hotline12345")) / "ami.secret"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_hex(16)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+    return secret
 
 
 class Controller:
@@ -71,6 +96,11 @@ class Controller:
         self.cdr_path = cdr_path or (Path(a.cdr_csv) if a.cdr_csv else None)
         self._cdr_task: asyncio.Task[None] | None = None
         self.cdr_settle_s = cdr_settle_s
+        self._cdr_offset = 0
+        self._cdr_rows: dict[str, list[dict[str, Any]]] = {}
+        self._cdr_newest: dict[str, float] = {}
+        self._cdr_done: set[str] = set()
+        self._cdr_lock = asyncio.Lock()
         self._save_lock = asyncio.Lock()
         self.saved: list[str] = []  # ticket numbers saved by this process (for the demo and tests)
         self.on_saved: list[Callable[[CallRecord, Any], Any]] = []
@@ -168,48 +198,77 @@ class Controller:
         return await self.callbacks.call_back(ticket_no, actor=actor)
 
     # ------------------------------------------------------------------ CDR replay
+    def _read_new_cdr_lines(self) -> None:
+        """Parse only what Asterisk appended since the last read (runs in a worker thread)."""
+        assert self.cdr_path is not None
+        try:
+            size = self.cdr_path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size < self._cdr_offset:  # rotated or truncated: start over
+            self._cdr_offset = 0
+        with self.cdr_path.open("rb") as f:
+            f.seek(self._cdr_offset)
+            data = f.read()
+        end = data.rfind(b"\n")
+        if end < 0:
+            return  # no complete line yet
+        self._cdr_offset += end + 1
+        for raw in data[: end + 1].splitlines():
+            line = raw.decode("utf-8", errors="replace").strip()
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                log.warning("cdr_line_unreadable", file=str(self.cdr_path))
+                continue
+            lid = str(row.get("linkedid") or "")
+            if not lid or lid in self._cdr_done:
+                continue
+            self._cdr_rows.setdefault(lid, []).append(row)
+            try:
+                self._cdr_newest[lid] = max(self._cdr_newest.get(lid, 0.0), float(row.get("end") or 0.0))
+            except (TypeError, ValueError):
+                self._cdr_newest.setdefault(lid, 0.0)
+
     async def reconcile_cdr(self) -> int:
-        """Tickets for calls that ended while the controller was away, from Asterisk's CDR lines."""
-        if not self.cdr_path or not self.cdr_path.exists():
+        """Tickets for calls that ended while the controller was away, from Asterisk's CDR lines.
+
+        The file is read incrementally off the event loop; each call is looked at once
+        it has settled, and never again once it has a complete ticket.
+        """
+        if not self.cdr_path:
             return 0
-        rows_by_call: dict[str, list[dict[str, Any]]] = {}
-        newest: dict[str, float] = {}
-        with self.cdr_path.open(encoding="utf-8", errors="replace") as f:
-            for n, line in enumerate(f, 1):
-                line = line.strip()
-                if not line:
+        async with self._cdr_lock:
+            await asyncio.to_thread(self._read_new_cdr_lines)
+            now = time.time()
+            done = 0
+            open_ids = {r.linkedid for r in self.assembler.open_records()}
+            for lid in list(self._cdr_rows):
+                rows = self._cdr_rows[lid]
+                if lid in open_ids or now - self._cdr_newest.get(lid, 0.0) < self.cdr_settle_s:
                     continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    log.warning("cdr_line_unreadable", file=str(self.cdr_path), line=n)
+                if not any(r.get("hotline_dialed") for r in rows):
+                    # a seat-to-seat call or a test leg, or the caller's row has not come yet
+                    if now - self._cdr_newest.get(lid, 0.0) > CDR_FORGET_S:
+                        del self._cdr_rows[lid]
+                        self._cdr_newest.pop(lid, None)
                     continue
-                lid = str(row.get("linkedid") or "")
-                if not lid:
-                    continue
-                rows_by_call.setdefault(lid, []).append(row)
-                newest[lid] = max(newest.get(lid, 0.0), float(row.get("end") or 0.0))
-        now = time.time()
-        done = 0
-        open_ids = {r.linkedid for r in self.assembler.open_records()}
-        for lid, rows in rows_by_call.items():
-            if lid in open_ids or now - newest[lid] < self.cdr_settle_s:
-                continue
-            if not any(r.get("hotline_dialed") for r in rows):
-                continue  # not a call into the hotline (a seat-to-seat call, a test leg)
-            known = await self.store.get_by_linkedid(lid)
-            if known is not None and known.outcome != "in_progress":
-                continue
-            record = self.assembler.record_from_cdr(rows)
-            if record is None:
-                continue
-            if record.queue:
-                record.queue = config_queue(record.queue)
-            await self._save(record)
-            done += 1
-        if done:
-            log.info("cdr_reconciled", tickets=done)
-        return done
+                known = await self.store.get_by_linkedid(lid)
+                if known is None or known.outcome == "in_progress":
+                    record = self.assembler.record_from_cdr(rows)
+                    if record is not None:
+                        if record.queue:
+                            record.queue = config_queue(record.queue)
+                        await self._save(record)
+                        done += 1
+                self._cdr_done.add(lid)
+                del self._cdr_rows[lid]
+                self._cdr_newest.pop(lid, None)
+            if done:
+                log.info("cdr_reconciled", tickets=done)
+            return done
 
     async def _cdr_loop(self) -> None:
         while True:

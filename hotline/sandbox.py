@@ -137,7 +137,10 @@ class Sandbox:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.chown(target.parent, uid, gid)
             tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_text(text, encoding="utf-8")
+            # created 0600: pjsip.conf and manager.conf hold secrets, never readable in between
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
             os.chown(tmp, uid, gid)
             os.chmod(tmp, 0o640)
             os.replace(tmp, target)

@@ -295,8 +295,8 @@ class CallScripts:
             await s.user_event("HotlineSelfQuery", Ticket=ticket_no, Result="wrong")
             await self._play(s, "query_wrong")
         await s.user_event("HotlineSelfQuery", Ticket="", Result="locked")
-        digit = await self._stream(s, "query_locked", "0")
-        return general if digit == "0" else HangupDest()
+        await self._stream(s, "query_locked", "")
+        return general  # the query is over, the call is not: an agent takes it from here
 
     async def _say_digits(self, s: AgiSession, number: str) -> None:
         for f in say_digits_files(number):

@@ -31,7 +31,7 @@ NOLOAD = [
     "res_prometheus.so", "res_phoneprov.so", "res_pjsip_phoneprov_provider.so", "res_aeap.so", "res_speech_aeap.so",
     "cdr_adaptive_odbc.so", "cdr_odbc.so", "cdr_pgsql.so", "cdr_radius.so", "cdr_tds.so", "cdr_sqlite3_custom.so",
     "cdr_csv.so", "cdr_beanstalkd.so", "cel_odbc.so", "cel_pgsql.so", "cel_radius.so", "cel_tds.so",
-    "cel_sqlite3_custom.so", "cel_custom.so", "cel_beanstalkd.so"
+    "cel_sqlite3_custom.so", "cel_custom.so", "cel_beanstalkd.so",
     "pbx_dundi.so", "pbx_ael.so", "pbx_lua.so", "pbx_realtime.so", "app_voicemail.so", "app_voicemail_imap.so",
     "app_voicemail_odbc.so", "app_minivm.so", "app_festival.so", "app_jack.so", "res_pjsip_outbound_publish.so",
     "res_ari_model.so", "res_stir_shaken.so", "res_geolocation.so", "res_pjsip_geolocation.so",
@@ -110,20 +110,27 @@ def seat_secrets(config: Config, environ: dict[str, str] | None = None) -> dict[
 
 
 def _overflow_app(cfg: Config, name: str, q: Queue) -> tuple[str, str]:
-    """The dialplan step after a queue times out: (application, label). Never a hang-up."""
+    """The dialplan step after a queue gives up on a caller: (application, label). Never a hang-up.
+
+    A queue without overflow has no wait limit (the caller keeps their place); it only
+    returns when full, and then the caller goes to the general queue (or, for the
+    general queue itself, tries again after a breath).
+    """
     dest: Destination | None = q.overflow
-    if dest is None:
-        return f"Goto(hotline-queue-{name},s,1)", f"wait again in {name}"
+    general = cfg.center.general_queue
+    if dest is None or isinstance(dest, HangupDest):  # hang-up overflow is refused by check; stay safe anyway
+        if name == general:
+            return f"Gosub(hotline-queue-retry,s,1({name}))", f"keeps waiting in {name} (no overflow set)"
+        return f"Goto(hotline-queue-{general},s,1)", f"keeps waiting in {name}; if full, queue:{general}"
     if isinstance(dest, QueueDest):
         return f"Goto(hotline-queue-{dest.queue},s,1)", dest.label()
     if isinstance(dest, DialDest):
         dial = dest.number if "/" in dest.number else f"Local/{dest.number}@hotline-outbound"
-        return f"Dial({dial},60)", dest.label()
+        # through hotline-route,dial: a dial that fails still ends in the general queue
+        return f"Gosub(hotline-overflow-dial,s,1({dial}))", dest.label()
     if isinstance(dest, TransferDest):
         return f"Goto(hotline-transfer,{dest.target},1)", dest.label()
-    if isinstance(dest, HangupDest):  # refused by graph validation; stay safe anyway
-        return f"Goto(hotline-queue-{name},s,1)", f"wait again in {name}"
-    return f"Goto(hotline-queue-{cfg.center.general_queue},s,1)", f"queue:{cfg.center.general_queue}"
+    return f"Goto(hotline-queue-{general},s,1)", f"queue:{general}"
 
 
 def render(config: Config, inputs: RenderInputs) -> dict[str, str]:

@@ -303,7 +303,7 @@ async def test_self_query_with_the_right_password_reads_the_ticket_state(make_co
     assert t.self_query and t.self_query["result"] == "found" and ticket_no in t.self_query["tickets"]
 
 
-async def test_self_query_wrong_password_three_times_locks_and_ends_politely(make_controller, cfg, ami):
+async def test_self_query_wrong_password_three_times_locks_and_hands_over_to_an_agent(make_controller, cfg, ami):
     c = await make_controller(cfg)
     ticket_no, password = await _ticket_to_query(c)
     wrong = f"{(int(password) + 500_001) % 1_000_000:06d}"
@@ -318,15 +318,14 @@ async def test_self_query_wrong_password_three_times_locks_and_ends_politely(mak
         await wait_user_event(robot, "HotlineSelfQuery", 20, Result="locked")
         locked = await wait_prompt(robot, "query_locked")
         route = await wait_user_event(robot, "HotlineRoute", 20)
-        await robot.wait_hangup(20)
+        assert await joined_queue(robot) == "hotline-general"
+        await robot.hangup()
     results = [e["Result"] for e in robot.user_events("HotlineSelfQuery")]
     assert results == ["wrong", "wrong", "wrong", "locked"]
-    # ended politely: the whole goodbye prompt (5.5 s) was played, then the route said hang up
-    hangup = next(e for e in robot.events if e.get("Event") == "Hangup" and e.get("Channel") == robot.channel)
-    assert route["Dest"] == "hangup"
+    # never a hang-up on a citizen: the whole notice is played, then an agent (the general queue)
+    assert route["Dest"].startswith("queue:general")
     assert robot.events.index(locked) < robot.events.index(route)
-    assert ts(route) - ts(locked) >= 5.0, "the goodbye prompt was cut short"
-    assert hangup.get("Cause") == "16"  # normal clearing, from the dialplan's hang-up route
+    assert ts(route) - ts(locked) >= 2.0, "the notice was cut short"
     assert not prompts(robot, "state_accepted")  # nothing read without the password
     # the attempts are logged, never the password (logs, UserEvents, AGI commands all checked)
     wrong_logs = [e for e in logs if e.get("event") == "self_query_wrong"]
