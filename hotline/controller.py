@@ -282,7 +282,21 @@ class Controller:
     # ------------------------------------------------------------------ transfers → tickets
     def _on_ami_login(self, event: dict[str, str]) -> None:
         if self._recover_task is None or self._recover_task.done():
-            self._recover_task = asyncio.create_task(self.transfers.recover(), name="transfer-recover")
+            self._recover_task = asyncio.create_task(self._after_login(), name="after-ami-login")
+
+    async def _after_login(self) -> None:
+        """After a (re)connect: re-attach transfers, and close calls that ended while AMI was down."""
+        await self.transfers.recover()
+        asked_at = time.time()
+        try:
+            channels = await self.ami.action_list("CoreShowChannels")
+        except Exception:  # noqa: BLE001 - the CDR replay still completes those tickets later
+            log.warning("ami_channel_sweep_failed", exc_info=True)
+            return
+        live = {c.get("Uniqueid", "") for c in channels} - {""}
+        for record in self.assembler.expire(live, asked_at):
+            log.info("call_closed_after_reconnect", linkedid=record.linkedid)
+            await self._save(record)
 
     async def _on_transfer_outcome(self, record: dict[str, Any]) -> None:
         """A transfer ended (or became three-way): straight into the assembler too, so the ticket has it

@@ -252,6 +252,23 @@ class Assembler:
             return self._close(call, ts)
         return []
 
+    def expire(self, live: set[str], before: float) -> list[CallRecord]:
+        """Close calls whose channels Asterisk no longer has (their Hangup was missed while AMI was down).
+
+        `live` holds the Uniqueids Asterisk reports now; only calls last heard of before
+        `before` (when that list was asked for) are judged, so a call that began since is safe.
+        """
+        out: list[CallRecord] = []
+        for call in list(self._calls.values()):
+            if call.last_at is not None and call.last_at >= before:
+                continue
+            gone = call.alive - live
+            if not gone or call.alive & live:
+                continue
+            call.hung |= gone
+            out.extend(self._close(call, before))
+        return out
+
     def open_records(self) -> list[CallRecord]:
         """Snapshot of hotline calls still in progress (outcome 'in_progress'), for a shutdown flush."""
         return [self._build(c, final=False) for c in self._calls.values() if c.hotline]

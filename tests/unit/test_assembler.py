@@ -437,3 +437,25 @@ def test_cdr_event_marks_live_fallback() -> None:
          {"Event": "Cdr", "Linkedid": L, "UniqueID": L, "HotlineFallback": "1", "HotlineDialed": "12345"}], asm)
     [r] = run([hangup(L, L, T0 + 2, CALLER)], asm)
     assert r.handled_by == "fallback"
+
+
+def test_expire_closes_a_call_whose_hangup_was_missed_while_ami_was_down() -> None:
+    a = Assembler()
+    lid = "1700000100.1"
+    a.feed({"Event": "Newchannel", "Channel": "PJSIP/trunk-1", "Uniqueid": lid, "Linkedid": lid,
+            "Context": "hotline-inbound", "Exten": "12345", "CallerIDNum": "13800000000"}, now=100.0)
+    a.feed({"Event": "UserEvent", "UserEvent": "HotlineCall", "Uniqueid": lid, "Linkedid": lid,
+            "Dialed": "12345", "Caller": "13800000000"}, now=100.5)
+    other = "1700000200.1"  # began after the channel list was asked for: left alone
+    a.feed({"Event": "Newchannel", "Channel": "PJSIP/trunk-2", "Uniqueid": other, "Linkedid": other,
+            "Context": "hotline-inbound", "Exten": "12345"}, now=300.0)
+    live_one = "1700000050.1"  # still up in Asterisk: left alone
+    a.feed({"Event": "Newchannel", "Channel": "PJSIP/trunk-3", "Uniqueid": live_one, "Linkedid": live_one,
+            "Context": "hotline-inbound", "Exten": "12345"}, now=50.0)
+
+    closed = a.expire(live={live_one}, before=200.0)
+
+    assert [r.linkedid for r in closed] == [lid]
+    assert closed[0].outcome != "in_progress" and closed[0].caller == "13800000000"
+    assert {r.linkedid for r in a.open_records()} == {other, live_one}
+    assert a.expire(live={live_one}, before=200.0) == []  # once only
