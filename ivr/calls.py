@@ -36,6 +36,7 @@ from routing.destinations import (
     SelfServiceDest,
     TransferDest,
 )
+from routing.dialplan import dial_string
 from routing.numberplan import decide
 from routing.queues import resolve_queue
 
@@ -251,7 +252,7 @@ class CallScripts:
             if cfg.center.queue_prompt:
                 await self._play(s, cfg.center.queue_prompt)
         elif isinstance(dest, DialDest):
-            route, extra = "dial", {"HOTLINE_DIAL": _dial_string(dest.number)}
+            route, extra = "dial", {"HOTLINE_DIAL": dial_string(dest.number)}
         elif isinstance(dest, TransferDest):
             route, extra = "transfer", {"HOTLINE_TRANSFER": dest.target}
         elif isinstance(dest, HangupDest):
@@ -343,6 +344,3 @@ def _unlink_quietly(path: Path) -> None:
 def _state_name(state: Any) -> str:
     return str(getattr(state, "value", state))
 
-
-def _dial_string(number: str) -> str:
-    return number if "/" in number else f"Local/{number}@hotline-outbound"

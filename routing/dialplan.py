@@ -109,6 +109,11 @@ def seat_secrets(config: Config, environ: dict[str, str] | None = None) -> dict[
     return out
 
 
+def dial_string(number: str) -> str:
+    """A configured number as Asterisk dials it: a dial string as is, digits via the admin's outbound context."""
+    return number if "/" in number else f"Local/{number}@hotline-outbound"
+
+
 def _overflow_app(cfg: Config, name: str, q: Queue) -> tuple[str, str]:
     """The dialplan step after a queue gives up on a caller: (application, label). Never a hang-up.
 
@@ -125,7 +130,7 @@ def _overflow_app(cfg: Config, name: str, q: Queue) -> tuple[str, str]:
     if isinstance(dest, QueueDest):
         return f"Goto(hotline-queue-{dest.queue},s,1)", dest.label()
     if isinstance(dest, DialDest):
-        dial = dest.number if "/" in dest.number else f"Local/{dest.number}@hotline-outbound"
+        dial = dial_string(dest.number)
         # through hotline-route,dial: a dial that fails still ends in the general queue
         return f"Gosub(hotline-overflow-dial,s,1({dial}))", dest.label()
     if isinstance(dest, TransferDest):
