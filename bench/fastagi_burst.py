@@ -38,10 +38,10 @@ def serve(port: int, ready: "mp.Event") -> None:  # type: ignore[name-defined]
     import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    from hotline.config import load_config
+    from model.config import load_config
     from ivr.calls import CallScripts
-    from ivr.fastagi import FastAgiServer
-    from routing.hours import system_clock
+    from wire.fastagi import FastAgiServer
+    from model.hours import system_clock
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "config" / "hotline.yaml")
 

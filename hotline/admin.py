@@ -26,9 +26,9 @@ from zoneinfo import ZoneInfo
 import structlog
 import yaml
 
-from hotline.asterisk_conf import dialplan_steps, load_tree, parse
-from hotline.config import Config, ConfigError, Problem, _line_for, _LineLoader, _locate, parse_config
-from routing.destinations import (
+from wire.conf import dialplan_steps, load_tree, parse
+from model.config import Config, ConfigError, Problem, _line_for, _LineLoader, _locate, parse_config
+from model.destinations import (
     AnnounceDest,
     Destination,
     DialDest,
@@ -70,7 +70,7 @@ class Loaded:
 
 
 def yaml_lines(text: str) -> Lines:
-    """Line of every mapping key and sequence item, keyed by path (as hotline.config locates pydantic errors)."""
+    """Line of every mapping key and sequence item, keyed by path (as model.config locates pydantic errors)."""
     try:
         node = yaml.compose(text, Loader=_LineLoader)
     except yaml.YAMLError:
@@ -607,7 +607,7 @@ def _walk(config: Config, at: dt.datetime, dest: Destination, inputs: list[Any],
 def _final_steps(config: Config, dest: Destination, category: Any, at: dt.datetime) -> list[ExplainStep]:
     """What the dialplan does with the route (routing/dialplan.py, extensions.conf.j2)."""
     from routing.dialplan import _overflow_app, asterisk_queue
-    from routing.hours import is_open
+    from model.hours import is_open
 
     from routing.queues import resolve_queue
 

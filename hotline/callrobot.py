@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hotline.ami import AmiClient
+from wire.ami import AmiClient
 
 Event = dict[str, str]
 

@@ -19,7 +19,7 @@ from typing import Any
 import click
 import structlog
 
-from hotline.config import Config, ConfigError, default_config_path, load_config
+from model.config import Config, ConfigError, default_config_path, load_config
 
 EXIT_BAD = 1
 EXIT_ENV = 3
@@ -222,7 +222,7 @@ def _register_groups() -> None:
     """Admin and supervisor command groups live in their own modules."""
     import importlib
 
-    for mod in ("hotline.admin_cli", "ticketbridge.cli"):
+    for mod in ("hotline.cli_admin", "hotline.cli_tickets"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:

@@ -20,14 +20,14 @@ from typing import Any
 
 import structlog
 
-from hotline.ami import AmiClient
-from hotline.config import Config
-from hotline.privacy import mask_number
+from wire.ami import AmiClient
+from model.config import Config
+from model.privacy import mask_number
 from ivr.calls import CallScripts
-from ivr.fastagi import FastAgiServer
+from wire.fastagi import FastAgiServer
 from ivr.speech import load_recognizer
 from routing.dialplan import config_queue
-from routing.hours import system_clock
+from model.hours import system_clock
 from routing.transfer_service import AGENT_TRANSFER_CONTEXT, TransferService
 from ticketbridge.assembler import Assembler, CallRecord
 from ticketbridge.callbacks import CallbackDialer, CallbackResult, is_callback_call

@@ -18,9 +18,9 @@ from typing import Any
 import click
 
 from hotline.callrobot import CallRobot, wait_ticket
-from hotline.config import Config
+from model.config import Config
 from hotline.controller import Controller
-from hotline.privacy import mask_number
+from model.privacy import mask_number
 from hotline.sandbox import Sandbox, SandboxError
 from hotline.sipseat import BaresipSeat, SeatError
 

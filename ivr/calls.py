@@ -20,12 +20,12 @@ from typing import Any, Protocol
 
 import structlog
 
-from hotline.config import Config
-from hotline.privacy import mask_number
-from ivr.fastagi import AgiHangup, AgiSession
+from model.config import Config
+from model.privacy import mask_number
+from wire.fastagi import AgiHangup, AgiSession
 from ivr.menu import Collect, Digit, MenuEngine, Play, Route, SpeechResult, Step, Timeout
 from ivr.prompts import say_digits_files, sound_name
-from routing.destinations import (
+from model.destinations import (
     AnnounceDest,
     Destination,
     DialDest,

@@ -15,7 +15,7 @@ must never stand between a caller and an agent:
 * a broken reference (unknown menu, queue, legacy line or transfer target), an
   endless announce/closed chain, or more than ``max_events`` inputs in one call
   fail open to a queue, never to silence; an unknown ``hours`` name counts as
-  open (``routing.hours.is_open(None)``), since an open menu still offers 0.
+  open (``model.hours.is_open(None)``), since an open menu still offers 0.
 * ``0``, retries used up and a closed menu without ``closed`` need a human: only
   a queue, transfer or dial may end those; anything else there (a menu, a
   self-service, a legacy line, a hang-up) is replaced by the general queue.
@@ -57,8 +57,8 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from hotline.config import Config, Menu
-from routing.destinations import (
+from model.config import Config, Menu
+from model.destinations import (
     AnnounceDest,
     Category,
     Destination,
@@ -70,7 +70,7 @@ from routing.destinations import (
     SelfServiceDest,
     TransferDest,
 )
-from routing.hours import is_open
+from model.hours import is_open
 
 __all__ = [
     "AGENT_WORDS",

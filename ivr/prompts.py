@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Literal
 
 import structlog
 
-from hotline.config import Config
+from model.config import Config
 
 if TYPE_CHECKING:
     from pydub import AudioSegment

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from hotline.config import Config
+from model.config import Config
 from ivr.menu import SpeechResult
 
 if TYPE_CHECKING:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import jinja2
 
-from hotline.config import Config, Queue
-from routing.destinations import Destination, DialDest, HangupDest, QueueDest, TransferDest
+from model.config import Config, Queue
+from model.destinations import Destination, DialDest, HangupDest, QueueDest, TransferDest
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "dialplans" / "templates"
 SIM_DIR = Path(__file__).resolve().parent.parent / "dialplans" / "sim"

@@ -42,9 +42,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Literal
 
-from hotline.config import Config, LegacyLine
-from routing.destinations import Category, Destination, DialDest, HangupDest, QueueDest, TransferDest
-from routing.hours import local
+from model.config import Config, LegacyLine
+from model.destinations import Category, Destination, DialDest, HangupDest, QueueDest, TransferDest
+from model.hours import local
 
 __all__ = [
     "MAX_FORWARD_HOPS",

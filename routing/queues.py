@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from hotline.config import Config
-from routing.destinations import AnnounceDest, Destination, QueueDest
-from routing.hours import is_open
+from model.config import Config
+from model.destinations import AnnounceDest, Destination, QueueDest
+from model.hours import is_open
 
 MAX_HOPS = 8
 

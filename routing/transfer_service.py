@@ -28,8 +28,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from hotline.config import Config
-from hotline.privacy import mask_number
+from model.config import Config
+from model.privacy import mask_number
 from routing.transfer import (
     Action,
     ActionAck,
@@ -55,7 +55,7 @@ from routing.transfer import (
 )
 
 try:  # the real client; a stand-in keeps this module importable on its own
-    from hotline.ami import AmiDisconnected
+    from wire.ami import AmiDisconnected
 except ImportError:  # pragma: no cover
     class AmiDisconnected(ConnectionError):  # type: ignore[no-redef]
         pass
@@ -75,7 +75,7 @@ DTMF = set("0123456789*#")
 
 
 class Ami(Protocol):
-    """What this service needs from `hotline.ami.AmiClient`."""
+    """What this service needs from `wire.ami.AmiClient`."""
 
     async def action(self, name: str, timeout: float | None = None, raise_on_error: bool = True,
                      **headers: Any) -> dict[str, str]: ...

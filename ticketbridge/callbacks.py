@@ -28,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from hotline.privacy import mask_number
+from model.privacy import mask_number
 
 log = structlog.get_logger("ticketbridge.callbacks")
 

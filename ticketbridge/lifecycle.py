@@ -15,8 +15,8 @@ import datetime as dt
 from enum import Enum
 from typing import Any
 
-from hotline.config import Deadline, Hours
-from routing.hours import add_working_days, local
+from model.config import Deadline, Hours
+from model.hours import add_working_days, local
 
 
 class State(str, Enum):

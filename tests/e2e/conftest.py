@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from hotline.ami import AmiClient
-from hotline.config import Config, load_config
+from wire.ami import AmiClient
+from model.config import Config, load_config
 from hotline.controller import Controller, ami_secret
 from hotline.sandbox import Sandbox
 from tests.conftest import require

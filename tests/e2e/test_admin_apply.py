@@ -9,8 +9,8 @@ import pytest
 
 from hotline.admin import apply_config
 from hotline.callrobot import CallRobot, wait_ticket
-from hotline.config import Queue
-from routing.destinations import QueueDest
+from model.config import Queue
+from model.destinations import QueueDest
 
 pytestmark = pytest.mark.e2e
 

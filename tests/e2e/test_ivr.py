@@ -29,9 +29,9 @@ import pytest_asyncio
 from structlog.testing import capture_logs
 
 from hotline.callrobot import CallRobot, wait_ticket
-from hotline.config import Config, Menu
+from model.config import Config, Menu
 from hotline.controller import Controller
-from routing.destinations import (
+from model.destinations import (
     AnnounceDest,
     Category,
     DialDest,

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from hotline import admin
 from hotline.cli import main
-from hotline.config import default_config_path, load_config, parse_config
+from model.config import default_config_path, load_config, parse_config
 from ivr.prompts import all_prompt_texts, output_path
 from routing.dialplan import Layout
 
@@ -212,7 +212,7 @@ def test_explain_default_is_center_number_now() -> None:
 
 def test_explain_hours_and_closed_expert_queue() -> None:
     cfg = load_config(SHIPPED)
-    from routing.hours import local
+    from model.hours import local
     import datetime as dt
 
     sunday = local(dt.datetime(2026, 3, 8, 10, 0))
@@ -229,7 +229,7 @@ def test_explain_hours_and_closed_expert_queue() -> None:
 
 
 def admin_dest(s: str) -> Any:
-    from routing.destinations import parse_destination
+    from model.destinations import parse_destination
 
     return parse_destination(s)
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from hotline.ami import (
+from wire.ami import (
     AmiClient,
     AmiDisconnected,
     AmiError,

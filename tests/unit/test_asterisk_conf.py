@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hotline.asterisk_conf import ConfParseError, dialplan_steps, load, load_tree, parse
+from wire.conf import ConfParseError, dialplan_steps, load, load_tree, parse
 
 PJSIP = """\
 [transport-udp]
@@ -160,7 +160,7 @@ def test_dialplan_steps_fill_in_same_and_labels() -> None:
 
 def test_rendered_files_parse_cleanly() -> None:
     """Every file we render must read without a problem (the same check `hotline check` runs)."""
-    from hotline.config import default_config_path, load_config
+    from model.config import default_config_path, load_config
     from routing.dialplan import RenderInputs, render
 
     cfg = load_config(default_config_path())

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from ivr.fastagi import (
+from wire.fastagi import (
     AgiError,
     AgiHangup,
     AgiReply,

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from hotline.config import Deadline, Hours, load_config
-from routing.destinations import Category
+from model.config import Deadline, Hours, load_config
+from model.destinations import Category
 from ticketbridge.lifecycle import (
     INITIAL,
     LABELS,

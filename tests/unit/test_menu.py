@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hotline.config import Config, parse_config
+from model.config import Config, parse_config
 from ivr.menu import (
     MAX_EVENTS,
     Collect,
@@ -30,7 +30,7 @@ from ivr.menu import (
     Timeout,
     explain_walk,
 )
-from routing.destinations import (
+from model.destinations import (
     AnnounceDest,
     Category,
     DialDest,

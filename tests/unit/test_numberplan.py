@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hotline.config import Config, load_config, parse_config
-from routing.destinations import Category, DialDest, HangupDest, MenuDest, QueueDest, TransferDest
+from model.config import Config, load_config, parse_config
+from model.destinations import Category, DialDest, HangupDest, MenuDest, QueueDest, TransferDest
 from routing.numberplan import RouteDecision, add_months, decide, merge_window, transition_calendar
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config" / "hotline.yaml"

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from hotline.cli import main
-from hotline.config import load_config
+from model.config import load_config
 from ticketbridge.assembler import CallRecord
 from ticketbridge.store import TicketStore
 

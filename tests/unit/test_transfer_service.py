@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from hotline.ami import AmiDisconnected, AmiError
-from hotline.config import parse_config
+from wire.ami import AmiDisconnected, AmiError
+from model.config import parse_config
 from routing.transfer_service import TransferError, TransferService
 
 CONFIG = """

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from routing.destinations import Category, Destination, QueueDest
+from model.destinations import Category, Destination, QueueDest
 
 DIGITS = "0123456789*#"
 

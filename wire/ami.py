@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 
-log = structlog.get_logger("hotline.ami")
+log = structlog.get_logger("wire.ami")
 
 Message = dict[str, str]
 EventCallback = Callable[[Message], Any]

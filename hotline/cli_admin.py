@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import click
 
 from hotline import admin
-from hotline.config import Config, Problem, default_config_path
+from model.config import Config, Problem, default_config_path
 
 EXIT_OK, EXIT_BAD, EXIT_USAGE, EXIT_ENV = 0, 1, 2, 3
 
@@ -281,7 +281,7 @@ def apply_cmd(config_path: str | None, as_json: bool, dry_run: bool, yes: bool, 
 
 
 async def _apply_live(cfg: Config, sb: Any, kwargs: dict[str, Any]) -> admin.ApplyResult:
-    from hotline.ami import AmiClient
+    from wire.ami import AmiClient
 
     a = cfg.asterisk.ami
     ami = AmiClient(a.host, a.port, a.username, admin.resolve_ami_secret(cfg))

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
-from hotline.config import Hours
+from model.config import Hours
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

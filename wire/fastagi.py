@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl
 
 import structlog
 
-from hotline.privacy import mask_number
+from model.privacy import mask_number
 
 log = structlog.get_logger("hotline.fastagi")
 

@@ -30,9 +30,9 @@ from zoneinfo import ZoneInfo
 import click
 import structlog
 
-from hotline.privacy import mask_number
+from model.privacy import mask_number
 
-log = structlog.get_logger("ticketbridge.cli")
+log = structlog.get_logger("hotline.cli_tickets")
 
 EXIT_BAD, EXIT_ENV = 1, 3
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -431,7 +431,7 @@ def callback_cmd(config_path: str | None, store_url: str | None, ticket_no: str,
 
     @with_store
     async def run(store: Any, cfg: Any) -> Any:
-        from hotline.ami import AmiClient
+        from wire.ami import AmiClient
         from hotline.controller import ami_secret
         from ticketbridge.callbacks import CallbackDialer, CallbackError
 
