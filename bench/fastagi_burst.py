@@ -38,7 +38,7 @@ def serve(port: int, ready: "mp.Event") -> None:  # type: ignore[name-defined]
     import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    from model.config import load_config
+    from model.loading import load_config
     from ivr.calls import CallScripts
     from wire.fastagi import FastAgiServer
     from model.hours import system_clock

@@ -1,6 +1,6 @@
 """The admin commands: `hotline check | explain | transitions | render | apply`.
 
-Thin: the decisions are in hotline.admin; this module reads options, prints, and
+Thin: the decisions are in admin/ (check, explain, apply) and routing.numberplan; this module reads options, prints, and
 turns every failure into a sentence and an exit code (0 ok, 1 problems found or
 apply failed, 2 usage, 3 environment missing). No tracebacks reach the admin.
 """
@@ -8,80 +8,40 @@ apply failed, 2 usage, 3 environment missing). No tracebacks reach the admin.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import json
 import sys
-from collections.abc import Callable
-from functools import wraps
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from hotline import admin
-from model.config import Config, Problem, default_config_path
-
-EXIT_OK, EXIT_BAD, EXIT_USAGE, EXIT_ENV = 0, 1, 2, 3
-
-config_option = click.option("--config", "-c", "config_path", metavar="FILE",
-                             help="hotline YAML (default: $HOTLINE_CONFIG or config/hotline.yaml)")
-json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(message, err=True)
-    sys.exit(code)
-
-
-def explained(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn any unexpected error into one explained line and exit 1 instead of a traceback."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (SystemExit, click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
-            raise
-        except KeyboardInterrupt:
-            _fail("interrupted", EXIT_BAD)
-        except admin.EnvironmentMissing as e:
-            _fail(str(e), EXIT_ENV)
-        except ImportError as e:
-            _fail(f"a part of hotline this command needs is not installed or not importable: {e}", EXIT_ENV)
-        except Exception as e:  # noqa: BLE001 - the admin gets an explanation, not a traceback
-            _fail(f"{fn.__name__.removesuffix('_cmd')} failed: {type(e).__name__}: {e}", EXIT_BAD)
-
-    return wrapper
-
-
-def _config_path(config_path: str | None) -> Path:
-    return Path(config_path) if config_path else default_config_path()
-
-
-def _load(config_path: str | None) -> admin.Loaded:
-    """Load for a command that needs a valid model: print every load problem and exit 1 otherwise."""
-    path = _config_path(config_path)
-    if not path.exists():
-        _fail(f"The configuration file {path} does not exist (give one with -c FILE or $HOTLINE_CONFIG)", EXIT_ENV)
-    loaded = admin.load_for_admin(path)
-    if loaded.config is None:
-        _print_problems(loaded.problems, f"The configuration {path} cannot be used")
-        sys.exit(EXIT_BAD)
-    return loaded
-
-
-def _print_problems(problems: list[Problem], head: str) -> None:
-    click.echo(f"{head}: {len(problems)} problem(s):", err=True)
-    for p in problems:
-        click.echo(f"  {p}", err=True)
-
-
-def _dump(data: Any) -> None:
-    click.echo(json.dumps(admin._jsonable(data), ensure_ascii=False, indent=2))
-
+from admin.apply import ApplyResult, apply_config, resolve_seat_secrets, write_rendered
+from admin.check import check_file, problem_dict, render_files
+from admin.explain import explain_call, parse_at, parse_digits
+from hotline.cli_base import (
+    EXIT_BAD,
+    EXIT_ENV,
+    EXIT_OK,
+    EXIT_USAGE,
+    config_option,
+    config_path as _config_path,
+    dump,
+    explained,
+    fail,
+    json_option,
+    load,
+    load_with_lines,
+    print_problems,
+)
+from hotline.sandbox import Sandbox, SandboxError
+from model.config import Config
+from model.secrets import ami_secret
+from routing.dialplan import CUSTOM_DIR
+from routing.numberplan import transition_calendar
+from wire.ami import AmiClient
 
 def register(main: click.Group) -> None:
-    """Add the admin commands to the `hotline` group (called from hotline.cli)."""
+    """Add the admin commands to the `hotline` group (hotline/cli.py calls this)."""
     for cmd in (check_cmd, explain_cmd, transitions_cmd, render_cmd, apply_cmd):
         main.add_command(cmd)
 
@@ -108,13 +68,13 @@ def check_cmd(config_path: str | None, as_json: bool, prompts_dir: Path | None, 
     """
     path = _config_path(config_path)
     if not path.exists():
-        _fail(f"The configuration file {path} does not exist (give one with -c FILE or $HOTLINE_CONFIG)", EXIT_ENV)
+        fail(f"The configuration file {path} does not exist (give one with -c FILE or $HOTLINE_CONFIG)", EXIT_ENV)
     if prompts_dir is not None and not prompts_dir.is_dir():
-        _fail(f"--prompts {prompts_dir}: no such folder (build prompts with `hotline prompts --out DIR`)", EXIT_ENV)
-    _cfg, problems = admin.check_file(path, prompts_dir=prompts_dir, custom_dir=custom_dir or admin.CUSTOM_DIR,
+        fail(f"--prompts {prompts_dir}: no such folder (build prompts with `hotline prompts --out DIR`)", EXIT_ENV)
+    _cfg, problems = check_file(path, prompts_dir=prompts_dir, custom_dir=custom_dir or CUSTOM_DIR,
                                       check_secrets=not skip_secrets)
     if as_json:
-        _dump({"ok": not problems, "config": str(path), "problems": [admin.problem_dict(p) for p in problems]})
+        dump({"ok": not problems, "config": str(path), "problems": [problem_dict(p) for p in problems]})
     elif problems:
         click.echo(f"{path}: {len(problems)} problem(s)")
         for p in problems:
@@ -141,18 +101,17 @@ def explain_cmd(config_path: str | None, as_json: bool, dialed: str | None, call
     """Show step by step how a call would be handled: number plan, transition window, announcements,
     menus, hours, the queue and its overflow chain, the final destination.
 
-    Uses the same pure cores the controller runs (routing.numberplan, ivr.menu).
+    Runs the same call-flow code as a live call (ivr/callflow.py), so it cannot disagree with one.
     """
-    cfg = _load(config_path).config
-    assert cfg is not None
+    cfg = load(config_path)
     try:
-        when = admin.parse_at(at, cfg.center.timezone)
-        keys = admin.parse_digits(digits)
+        when = parse_at(at, cfg.center.timezone)
+        keys = parse_digits(digits)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    result = admin.explain_call(cfg, dialed or cfg.center.number, caller, when, keys)
+    result = explain_call(cfg, dialed or cfg.center.number, caller, when, keys)
     if as_json:
-        _dump(result.to_json())
+        dump(result.to_json())
     else:
         click.echo("\n".join(result.lines()))
         if result.path:
@@ -170,15 +129,14 @@ def transitions_cmd(config_path: str | None, as_json: bool, at: str | None) -> N
 
     The window end is exclusive: the first day callers no longer hear the transition announcement.
     """
-    cfg = _load(config_path).config
-    assert cfg is not None
+    cfg = load(config_path)
     try:
-        today = admin.parse_at(at, cfg.center.timezone).date()
+        today = parse_at(at, cfg.center.timezone).date()
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    rows = admin.transition_rows(cfg, today)
+    rows = [asdict(r) for r in transition_calendar(cfg, today)]
     if as_json:
-        _dump({"today": today, "lines": rows})
+        dump({"today": today, "lines": rows})
         return
     head = ("line", "name", "mode", "merged on", "window end", "days left", "status")
     table = [head] + [(str(r["line"]), str(r["name"]), str(r["mode"]), str(r["merged_on"] or "-"),
@@ -210,16 +168,15 @@ def render_cmd(config_path: str | None, out: Path, sim: bool) -> None:
     Seat secrets come from the environment; seats without one get the placeholder
     CHANGE-ME so the files can still be read (apply never installs a placeholder).
     """
-    cfg = _load(config_path).config
-    assert cfg is not None
-    secrets = admin.resolve_seat_secrets(cfg, {})
+    cfg = load(config_path)
+    secrets = resolve_seat_secrets(cfg, {})
     missing = [ext for ext in cfg.seats if ext not in secrets]
     secrets.update({ext: "CHANGE-ME" for ext in missing})
-    files = admin.render_files(cfg, secrets, ami_secret=admin.resolve_ami_secret(cfg), with_sim=sim)
+    files = render_files(cfg, secrets, ami_secret=ami_secret(cfg), with_sim=sim)
     try:
-        written = admin.write_rendered(files, out)
+        written = write_rendered(files, out)
     except OSError as e:
-        _fail(f"cannot write into {out}: {e.strerror or e}", EXIT_ENV)
+        fail(f"cannot write into {out}: {e.strerror or e}", EXIT_ENV)
     click.echo(f"wrote {len(written)} files to {out} (they hold secrets: keep the folder private)")
     if missing:
         click.echo(f"seats without a secret in this environment got CHANGE-ME: {', '.join(missing)}", err=True)
@@ -242,20 +199,16 @@ def apply_cmd(config_path: str | None, as_json: bool, dry_run: bool, yes: bool, 
     manager last) → verify what Asterisk loaded → on any failure restore the backup,
     reload again and exit 1 naming the failed step.
     """
-    from hotline.sandbox import Sandbox, SandboxError
-
-    loaded = _load(config_path)
-    cfg = loaded.config
-    assert cfg is not None
+    cfg, file, lines = load_with_lines(config_path)
     try:
         sb = Sandbox.discover(ami_host=cfg.asterisk.ami.host, ami_port=cfg.asterisk.ami.port, build=False)
     except SandboxError as e:
-        _fail(f"No Asterisk to apply to: {e}", EXIT_ENV)
+        fail(f"No Asterisk to apply to: {e}", EXIT_ENV)
     if not sb.etc_dir.is_dir():
-        _fail(f"Asterisk's configuration folder {sb.etc_dir} does not exist: start it once with "
+        fail(f"Asterisk's configuration folder {sb.etc_dir} does not exist: start it once with "
               "`hotline asterisk start`", EXIT_ENV)
-    kwargs: dict[str, Any] = dict(config_file=loaded.file, lines=loaded.lines, prompts_dir=prompts_dir)
-    preview = asyncio.run(admin.apply_config(cfg, sb, None, dry_run=True, **kwargs))
+    kwargs: dict[str, Any] = dict(config_file=file, lines=lines, prompts_dir=prompts_dir)
+    preview = asyncio.run(apply_config(cfg, sb, None, dry_run=True, **kwargs))
     if not as_json:
         if preview.diff:
             click.echo(preview.diff, nl=False)
@@ -268,33 +221,31 @@ def apply_cmd(config_path: str | None, as_json: bool, dry_run: bool, yes: bool, 
         _report(preview, as_json)
         sys.exit(EXIT_OK if preview.ok else EXIT_BAD)
     if not sb.running():
-        _fail("Asterisk is not running: start it with `hotline asterisk start` (apply reloads a running one)",
+        fail("Asterisk is not running: start it with `hotline asterisk start` (apply reloads a running one)",
               EXIT_ENV)
     if not yes:
         if not sys.stdin.isatty():
-            _fail("not applied: confirm with --yes when not running in a terminal", EXIT_USAGE)
+            fail("not applied: confirm with --yes when not running in a terminal", EXIT_USAGE)
         if not click.confirm(f"Write {len(preview.changed)} file(s) and reload Asterisk?", default=False):
-            _fail("not applied; nothing changed", EXIT_BAD)
+            fail("not applied; nothing changed", EXIT_BAD)
     result = asyncio.run(_apply_live(cfg, sb, kwargs))
     _report(result, as_json)
     sys.exit(EXIT_OK if result.ok else EXIT_BAD)
 
 
-async def _apply_live(cfg: Config, sb: Any, kwargs: dict[str, Any]) -> admin.ApplyResult:
-    from wire.ami import AmiClient
-
+async def _apply_live(cfg: Config, sb: Any, kwargs: dict[str, Any]) -> ApplyResult:
     a = cfg.asterisk.ami
-    ami = AmiClient(a.host, a.port, a.username, admin.resolve_ami_secret(cfg))
+    ami = AmiClient(a.host, a.port, a.username, ami_secret(cfg))
     try:
         await ami.start()
         try:
             await asyncio.wait_for(ami.wait_connected(), timeout=a.connect_timeout_s)
         except (asyncio.TimeoutError, TimeoutError):
-            return admin.ApplyResult(ok=False, dry_run=False, failed_step="connect",
+            return ApplyResult(ok=False, dry_run=False, failed_step="connect",
                                      message=f"AMI at {a.host}:{a.port} did not accept user {a.username} within "
                                              f"{a.connect_timeout_s:g} s (is ${a.secret_env} the secret Asterisk "
                                              "runs with?); nothing was changed")
-        return await admin.apply_config(cfg, sb, ami, dry_run=False, **kwargs)
+        return await apply_config(cfg, sb, ami, dry_run=False, **kwargs)
     finally:
         try:
             await ami.close()
@@ -302,12 +253,12 @@ async def _apply_live(cfg: Config, sb: Any, kwargs: dict[str, Any]) -> admin.App
             pass
 
 
-def _report(res: admin.ApplyResult, as_json: bool) -> None:
+def _report(res: ApplyResult, as_json: bool) -> None:
     if as_json:
-        _dump(res.to_json())
+        dump(res.to_json())
         return
     if res.problems:
-        _print_problems(res.problems, "Refusing to apply")
+        print_problems(res.problems, "Refusing to apply")
     for step in res.steps:
         if not step.ok:
             click.echo(f"  step {step.name}: FAILED {step.detail}", err=True)

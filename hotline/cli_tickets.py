@@ -22,31 +22,35 @@ import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from functools import wraps
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import click
 import structlog
 
+from hotline.cli_base import EXIT_BAD, EXIT_ENV, fail, load, setup_logging
+from model.config import DEFAULT_TZ
 from model.privacy import mask_number
+from model.secrets import ami_secret
+from ticketbridge import kpi
+from ticketbridge.callbacks import CallbackDialer, CallbackError
+from ticketbridge.lifecycle import TRANSITIONS, IllegalTransition, parse_state
+from ticketbridge.store import TicketNotFound, TicketStore, ticket_payload
+from wire.ami import AmiClient
 
 log = structlog.get_logger("hotline.cli_tickets")
 
-EXIT_BAD, EXIT_ENV = 1, 3
-SHANGHAI = ZoneInfo("Asia/Shanghai")
+#: the center's time zone (center.timezone), set as soon as --config is read (an eager option)
+_ZONE: ContextVar[ZoneInfo] = ContextVar("center_zone", default=ZoneInfo(DEFAULT_TZ))
 T = TypeVar("T")
 
 #: columns of `tickets list` / `tickets export --csv`
 LIST_COLUMNS = ("ticket_no", "created_at", "state", "outcome", "caller", "dialed", "legacy_line", "category",
                 "queue", "queue_wait_s", "agent", "talk_s", "survey_rating", "survey_scale", "handled_by",
                 "callback_needed", "deadline_at", "linkedid")
-
-
-def _fail(message: str, code: int = EXIT_BAD) -> NoReturn:
-    click.echo(message, err=True)
-    sys.exit(code)
 
 
 def parse_when(value: str | None, *, end: bool = False) -> dt.datetime | None:
@@ -58,12 +62,12 @@ def parse_when(value: str | None, *, end: bool = False) -> dt.datetime | None:
     try:
         if len(v) == 10:
             d = dt.date.fromisoformat(v)
-            t = dt.datetime.combine(d, dt.time(), SHANGHAI)
+            t = dt.datetime.combine(d, dt.time(), _ZONE.get())
             return t + dt.timedelta(days=1) if end else t
         t = dt.datetime.fromisoformat(v)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD) or time (YYYY-MM-DDTHH:MM)") from None
-    return t if t.tzinfo else t.replace(tzinfo=SHANGHAI)
+    return t if t.tzinfo else t.replace(tzinfo=_ZONE.get())
 
 
 def _show_numbers_logged(show: bool, what: str) -> None:
@@ -81,12 +85,11 @@ def _num(number: str | None, show: bool) -> str:
 
 def _plain(v: Any) -> Any:
     if isinstance(v, dt.datetime):
-        return v.astimezone(SHANGHAI).isoformat(timespec="seconds")
+        return v.astimezone(_ZONE.get()).isoformat(timespec="seconds")
     return v
 
 
 def ticket_dict(t: Any, show_numbers: bool) -> dict[str, Any]:
-    from ticketbridge.store import ticket_payload
 
     d = ticket_payload(t, "ticket")
     d.pop("event", None)
@@ -98,10 +101,14 @@ def ticket_dict(t: Any, show_numbers: bool) -> dict[str, Any]:
 
 
 def _store_url(config_path: str | None, store_url: str | None) -> tuple[str, Any]:
-    from hotline.cli import _load
-
-    cfg = _load(config_path)
+    cfg = load(config_path)
     return store_url or cfg.store.url, cfg
+
+
+def _read_zone(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Eager --config callback: dates on the command line are in the center's zone, so read it first."""
+    _ZONE.set(ZoneInfo(load(value).center.timezone))
+    return value
 
 
 def with_store(fn: Callable[..., Awaitable[T]]) -> Callable[..., T]:
@@ -109,7 +116,6 @@ def with_store(fn: Callable[..., Awaitable[T]]) -> Callable[..., T]:
 
     @wraps(fn)
     def wrapper(*args: Any, config_path: str | None = None, store_url: str | None = None, **kw: Any) -> T:
-        from ticketbridge.store import TicketStore
 
         url, cfg = _store_url(config_path, store_url)
 
@@ -118,7 +124,7 @@ def with_store(fn: Callable[..., Awaitable[T]]) -> Callable[..., T]:
             try:
                 await store.open()
             except Exception as e:  # noqa: BLE001 - unreachable database, bad URL
-                _fail(f"Cannot open the ticket store: {type(e).__name__}: {e}", EXIT_ENV)
+                fail(f"Cannot open the ticket store: {type(e).__name__}: {e}", EXIT_ENV)
             try:
                 return await fn(store, cfg, *args, **kw)
             finally:
@@ -132,7 +138,7 @@ def with_store(fn: Callable[..., Awaitable[T]]) -> Callable[..., T]:
 def store_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--store", "store_url", default=None, metavar="URL",
                      help="SQLAlchemy URL of the ticket store (default: store.url of the config)")(f)
-    return click.option("--config", "-c", "config_path", metavar="FILE",
+    return click.option("--config", "-c", "config_path", metavar="FILE", is_eager=True, callback=_read_zone,
                         help="hotline YAML (default: $HOTLINE_CONFIG or config/hotline.yaml)")(f)
 
 
@@ -154,7 +160,6 @@ def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def _filters(state: str | None, outcome: str | None, caller: str | None, dialed: str | None,
              since: str | None, until: str | None) -> dict[str, Any]:
     if state is not None:
-        from ticketbridge.lifecycle import parse_state
 
         try:
             parse_state(state)
@@ -171,8 +176,6 @@ json_option = click.option("--json", "as_json", is_flag=True, help="machine-read
 
 def _setup_logs() -> None:
     """Logs as JSON lines on stderr, so stdout is only the answer (pipeable, --json parseable)."""
-    from hotline.cli import setup_logging
-
     setup_logging(json_logs=True)
 
 
@@ -218,7 +221,7 @@ def list_cmd(config_path: str | None, store_url: str | None, state: str | None, 
         click.echo(f"{'ticket':<13}{'created (Beijing)':<20}{'state':<12}{'outcome':<20}{'caller':<14}"
                    f"{'dialed':<8}{'queue':<10}{'wait':>6}  agent")
         for t in rows:
-            created = t.created_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S") if t.created_at else ""
+            created = t.created_at.astimezone(_ZONE.get()).strftime("%Y-%m-%d %H:%M:%S") if t.created_at else ""
             wait = f"{t.queue_wait_s:.0f}s" if t.queue_wait_s is not None else "-"
             click.echo(f"{t.ticket_no:<13}{created:<20}{t.state:<12}{t.outcome:<20}"
                        f"{_num(t.caller, show_numbers):<14}{t.dialed:<8}{(t.queue or '-'):<10}{wait:>6}  "
@@ -239,11 +242,10 @@ def show_cmd(config_path: str | None, store_url: str | None, ticket_no: str, sho
 
     @with_store
     async def run(store: Any, cfg: Any) -> None:
-        from ticketbridge.lifecycle import parse_state
 
         t = await store.get_ticket(ticket_no)
         if t is None:
-            _fail(f"no ticket {ticket_no}")
+            fail(f"no ticket {ticket_no}")
         hist = await store.history(ticket_no)
         cb = await store.callback_for(ticket_no)
         box = await store.outbox_for(ticket_no)
@@ -293,18 +295,15 @@ def state_cmd(config_path: str | None, store_url: str | None, ticket_no: str, ta
 
     @with_store
     async def run(store: Any, cfg: Any) -> None:
-        from ticketbridge.lifecycle import TRANSITIONS, IllegalTransition, parse_state
-        from ticketbridge.store import TicketNotFound
-
         try:
             t = await store.change_state(ticket_no, target, actor, note)
         except TicketNotFound:
-            _fail(f"no ticket {ticket_no}")
+            fail(f"no ticket {ticket_no}")
         except IllegalTransition as e:
             cur = (await store.get_ticket(ticket_no)).state
             allowed = sorted(TRANSITIONS[parse_state(cur)], key=lambda s: list(TRANSITIONS).index(s))
             options = ", ".join(f"{s.value} ({s.label})" for s in allowed) or "none: the ticket's loop is finished"
-            _fail(f"{e}.\nTicket {ticket_no} is {parse_state(cur).value} ({parse_state(cur).label}); "
+            fail(f"{e}.\nTicket {ticket_no} is {parse_state(cur).value} ({parse_state(cur).label}); "
                   f"from there it may move to: {options}.")
         click.echo(f"ticket {t.ticket_no} is now {t.state} ({parse_state(t.state).label})")
 
@@ -357,7 +356,7 @@ def outbox_cmd(config_path: str | None, store_url: str | None, dead: bool, pendi
             try:
                 row = await store.outbox_retry(retry_id)
             except LookupError:
-                _fail(f"no outbox row {retry_id}")
+                fail(f"no outbox row {retry_id}")
             click.echo(f"outbox {row.id} ({row.ticket_no}) will be pushed again")
             return
         rows = await store.outbox_list(dead=True if dead else None, delivered=False if pending else None,
@@ -431,16 +430,12 @@ def callback_cmd(config_path: str | None, store_url: str | None, ticket_no: str,
 
     @with_store
     async def run(store: Any, cfg: Any) -> Any:
-        from wire.ami import AmiClient
-        from hotline.controller import ami_secret
-        from ticketbridge.callbacks import CallbackDialer, CallbackError
-
         cb = await store.callback_for(ticket_no)
         if cb is None or cb.status == "done":
             try:  # explained without touching Asterisk
                 await CallbackDialer(store, None, cfg.callbacks).call_back(ticket_no, actor=actor)
             except CallbackError as e:
-                _fail(str(e))
+                fail(str(e))
         a = cfg.asterisk.ami
         ami = AmiClient(a.host, a.port, a.username, ami_secret(cfg), connect_timeout=a.connect_timeout_s)
         await ami.start()
@@ -448,11 +443,11 @@ def callback_cmd(config_path: str | None, store_url: str | None, ticket_no: str,
             try:
                 await ami.wait_connected(10)
             except Exception:  # noqa: BLE001
-                _fail(f"Cannot reach Asterisk's AMI at {a.host}:{a.port}", EXIT_ENV)
+                fail(f"Cannot reach Asterisk's AMI at {a.host}:{a.port}", EXIT_ENV)
             try:
                 return await CallbackDialer(store, ami, cfg.callbacks).call_back(ticket_no, actor=actor)
             except CallbackError as e:
-                _fail(str(e))
+                fail(str(e))
         finally:
             await ami.close()
 
@@ -472,8 +467,6 @@ def callback_cmd(config_path: str | None, store_url: str | None, ticket_no: str,
 def kpi_cmd(config_path: str | None, store_url: str | None, since: str | None, until: str | None, by: str | None,
             as_json: bool) -> None:
     """The hotline's KPIs: 接通率, 15 s answer, abandon, 当场解答率, 满意率, transfers, lines, callbacks."""
-    from ticketbridge import kpi
-
     _setup_logs()
     lo, hi = parse_when(since), parse_when(until, end=True)
 

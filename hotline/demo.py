@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import signal
-from pathlib import Path
 from typing import Any
 
 import click
@@ -20,11 +19,13 @@ import click
 from hotline.callrobot import CallRobot, wait_ticket
 from model.config import Config
 from hotline.controller import Controller
+from hotline.install import install_everything
 from model.privacy import mask_number
+from model.secrets import state_dir
 from hotline.sandbox import Sandbox, SandboxError
 from hotline.sipseat import BaresipSeat, SeatError
 
-STATE = Path(os.environ.get("HOTLINE_STATE", "/var/lib/hotline12345"))
+STATE = state_dir()
 
 
 def ticket_summary(t: Any) -> dict[str, Any]:
@@ -40,8 +41,6 @@ def ticket_summary(t: Any) -> dict[str, Any]:
 
 
 async def run_demo(cfg: Config, sb: Sandbox, *, once: bool = False) -> int:
-    from hotline.cli import install_everything
-
     store_url = os.environ.get("HOTLINE_STORE", f"sqlite+aiosqlite:///{STATE}/tickets.db")
     if sb.running():
         click.echo("Stopping the Asterisk left from an earlier run…", err=True)

@@ -1,8 +1,8 @@
 """The FastAGI scripts a call runs: `inbound` (greeting, number plan, menus, self-query) and `survey`.
 
-Thin adapter: the decisions come from routing.numberplan and ivr.menu; this module
-only plays, collects and hands the chosen route back to the dialplan in channel
-variables (HOTLINE_ROUTE and friends). The dialplan carries the route out, so a
+Thin adapter: the inbound decisions come from the call-flow core (ivr/callflow.py, the
+same code `hotline explain` drives); this module only plays, collects and hands the
+chosen route back to the dialplan in channel variables (model/contract.py names them). The dialplan carries the route out, so a
 controller restart never strands a caller, and anything that goes wrong here ends
 in the general queue (fail open), never in silence.
 """
@@ -14,36 +14,22 @@ import datetime as dt
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
 
+from ivr.callflow import Decided, FlowAction, Greeted, MenuExit, MenuPath, Note, SelfService, SetRoute, inbound_flow
+from ivr.menu import Collect, Digit, Play, SpeechResult, Timeout
+from ivr.prompts import say_digits_files, sound_name
 from model.config import Config
+from model.contract import Event, Var
+from model.destinations import Destination, HangupDest, QueueDest
+from model.hours import Clock
 from model.privacy import mask_number
 from wire.fastagi import AgiHangup, AgiSession
-from ivr.menu import Collect, Digit, MenuEngine, Play, Route, SpeechResult, Step, Timeout
-from ivr.prompts import say_digits_files, sound_name
-from model.destinations import (
-    AnnounceDest,
-    Destination,
-    DialDest,
-    HangupDest,
-    LegacyDest,
-    MenuDest,
-    QueueDest,
-    SelfServiceDest,
-    TransferDest,
-)
-from routing.dialplan import dial_string
-from routing.numberplan import decide
-from routing.queues import resolve_queue
 
 log = structlog.get_logger("hotline.ivr")
-
-#: Bound on legacy → legacy hops chosen from menus, so a misconfiguration cannot spin.
-MAX_LEGACY_HOPS = 4
 
 #: Where speech recordings go, as Asterisk sees its filesystem (under its spool dir, which it can write).
 DEFAULT_RECORD_DIR = "/var/spool/asterisk/tmp"
@@ -51,9 +37,6 @@ DEFAULT_RECORD_DIR = "/var/spool/asterisk/tmp"
 
 class QueryStore(Protocol):
     async def verify_query(self, ticket_no: str, password: str) -> Any: ...
-
-
-Clock = Callable[[], dt.datetime]
 
 
 class CallScripts:
@@ -106,73 +89,53 @@ class CallScripts:
             # fail open: the dialplan finds no HOTLINE_ROUTE and queues the caller
             log.exception("ivr_failed_open", dialed=dialed, caller=mask_number(caller))
             try:
-                await s.set_variable("HOTLINE_ROUTE", "")
+                await s.set_variable(Var.ROUTE, "")
             except Exception:  # noqa: BLE001 - the channel may be gone; the dialplan still falls back
                 pass
         finally:
             log.info("ivr_done", dialed=dialed, ms=round((time.monotonic() - started) * 1000))
 
     async def _inbound(self, s: AgiSession, dialed: str, caller: str, now: dt.datetime) -> None:
-        decision = decide(self.config, dialed, caller, now)
-        for w in decision.warnings:
-            log.warning("numberplan_warning", dialed=dialed, warning=w)
-        log.info("call_routed", dialed=dialed, caller=mask_number(caller), mode=decision.mode,
-                 line=decision.line, dest=decision.dest.label(), reason=decision.reason)
-        # barge-in: a key pressed during the greeting skips the rest and is the first menu input
-        pending: str | None = None
-        for prompt in decision.announcements:
-            if pending is None:
-                pending = await self._play(s, prompt)
-        await s.set_variable("HOTLINE_GREETED", "1")
-        engine = MenuEngine(self.config, now)
-        dest, category = await self._walk(s, engine, decision.dest, pending)
-        category = category or decision.category
-        hops = 0
-        while isinstance(dest, LegacyDest) and hops < MAX_LEGACY_HOPS:
-            hops += 1
-            sub = decide(self.config, dest.line, caller, now)
-            for prompt in sub.announcements:
-                if prompt != self.config.center.greeting:
-                    await self._play(s, prompt)
-            if isinstance(sub.dest, HangupDest):
-                # chosen from a menu: a retired line's notice, then an agent, never a hang-up
-                if sub.dest.prompt:
-                    await self._play(s, sub.dest.prompt, interruptible=False)
-                dest = QueueDest(queue=self.config.center.general_queue)
-                break
-            dest, cat2 = await self._walk(s, MenuEngine(self.config, now), sub.dest)
-            category = cat2 or sub.category or category
-        if isinstance(dest, SelfServiceDest):
-            dest = await self.progress_query(s)
-        await self._set_route(s, dest, category, decision, engine.path)
-
-    async def _walk(self, s: AgiSession, engine: MenuEngine, dest: Destination,
-                    pending: str | None = None) -> tuple[Destination, Any]:
-        """Run menus until a non-menu destination; the engine decides, we perform.
-
-        `pending`: a digit pressed during the greeting (barge-in), fed to the first Collect.
-        """
-        if not isinstance(dest, (MenuDest, AnnounceDest)):
-            return dest, None
-        step = engine.start(dest)
-        reported = 0
+        """Drive the one call-flow core (ivr/callflow.py): perform each action, answer it, go on."""
+        flow = inbound_flow(self.config, dialed, caller, now)
+        answer: object = None
         while True:
-            for label in engine.path[reported:]:
-                await s.user_event("HotlineIVR", Step=label)
-            reported = len(engine.path)
-            for action in step.plays:
-                if pending is None:
-                    pending = await self._play(s, action.prompt, interruptible=action.interruptible)
-            final = step.final
-            if isinstance(final, Route):
-                return final.dest, final.category
-            assert isinstance(final, Collect)
-            if pending is not None:
-                event: Any = Digit(pending)
-                pending = None
-            else:
-                event = await self._collect(s, final)
-            step = engine.feed(event)
+            try:
+                action = flow.send(answer)
+            except StopIteration:
+                return
+            answer = await self._perform(s, action, dialed, caller)
+
+    async def _perform(self, s: AgiSession, action: FlowAction, dialed: str, caller: str) -> object:
+        match action:
+            case Play(prompt=prompt, interruptible=interruptible):
+                return await self._play(s, prompt, interruptible=interruptible)
+            case Collect():
+                return await self._collect(s, action)
+            case MenuPath(labels=labels):
+                for label in labels:
+                    await s.user_event(Event.IVR, Step=label)
+            case Decided(decision=d, chosen=chosen):
+                for w in d.warnings:
+                    log.warning("numberplan_warning", dialed=d.dialed, warning=w)
+                log.info("call_routed", dialed=d.dialed, caller=mask_number(caller), mode=d.mode, line=d.line,
+                         dest=d.dest.label(), reason=d.reason, chosen_in_menu=chosen)
+            case Greeted():
+                await s.set_variable(Var.GREETED, "1")
+            case Note(kind=kind, text=text):
+                log.info("call_flow_note", kind=kind, note=text, dialed=dialed)
+            case SelfService():
+                return await self.progress_query(s)
+            case MenuExit():
+                pass
+            case SetRoute():
+                for name, value in action.variables:
+                    await s.set_variable(name, value)
+                d = action.decision
+                await s.user_event(Event.ROUTE, Line=d.line or "", Mode=d.mode, Dest=action.dest.label(),
+                                   Category=action.category.value if action.category else "", Fallback="0")
+                await s.set_variable(Var.ROUTE, action.route)
+        return None
 
     async def _collect(self, s: AgiSession, c: Collect) -> Any:
         digits, timed_out = await self._ask(s, c.prompt, int(c.timeout_s * 1000), 1)
@@ -201,18 +164,18 @@ class CallScripts:
         ms = int(self.config.speech.listen_s * 1000)
         line = f'RECORD FILE {inside} wav "0123456789*#" {ms} BEEP s=2'
         try:
-            await s.user_event("HotlineSpeech", Phase="listening")
+            await s.user_event(Event.SPEECH, Phase="listening")
             reply = await s.command(line, timeout=(s.command_timeout or 30.0) + ms / 1000)
             code = reply.result_int
             if code is not None and code < 0:
-                await s._confirm_hangup(line)  # raises AgiHangup when the caller is gone
+                await s.confirm_hangup(line)  # raises AgiHangup when the caller is gone
                 log.warning("speech_record_failed", reason=reply.data or "", dir=self.record_dir)
                 return None
             # only "(dtmf)" carries a key; "(timeout)" may come with result=1 when silence ended it
             if code and (reply.data or "").strip() == "dtmf":
                 return Digit(chr(code))
             res = await self.recognizer.recognize_file(host)
-            await s.user_event("HotlineSpeech", Phase="heard", Confidence=f"{res.confidence:.2f}",
+            await s.user_event(Event.SPEECH, Phase="heard", Confidence=f"{res.confidence:.2f}",
                                Words=str(len(res.text.split())))
             log.info("speech_heard", confidence=round(res.confidence, 2), words=len(res.text.split()))
             return SpeechResult(res.text, res.confidence)
@@ -230,41 +193,12 @@ class CallScripts:
     # Every prompt is announced as a HotlinePrompt UserEvent as it starts, so what a caller heard
     # is visible on AMI (supervisors, tests) without the `agi` event class. Never the keys pressed.
     async def _stream(self, s: AgiSession, prompt: str, escape: str) -> str | None:
-        await s.user_event("HotlinePrompt", Prompt=prompt)
+        await s.user_event(Event.PROMPT, Prompt=prompt)
         return await s.stream_file(sound_name(prompt), escape)
 
     async def _ask(self, s: AgiSession, prompt: str, timeout_ms: int, max_digits: int) -> tuple[str, bool]:
-        await s.user_event("HotlinePrompt", Prompt=prompt)
+        await s.user_event(Event.PROMPT, Prompt=prompt)
         return await s.get_data(sound_name(prompt), timeout_ms, max_digits)
-
-    async def _set_route(self, s: AgiSession, dest: Destination, category: Any, decision: Any,
-                         path: list[str]) -> None:
-        cfg = self.config
-        route, extra = "queue", {"HOTLINE_QUEUE": cfg.center.general_queue}
-        dest, prompts, notes = resolve_queue(cfg, dest, self.clock())
-        for note in notes:
-            log.info("queue_closed", note=note)
-        for prompt in prompts:
-            await self._play(s, prompt)
-        if isinstance(dest, QueueDest):
-            extra = {"HOTLINE_QUEUE": dest.queue}
-            category = dest.category or category
-            if cfg.center.queue_prompt:
-                await self._play(s, cfg.center.queue_prompt)
-        elif isinstance(dest, DialDest):
-            route, extra = "dial", {"HOTLINE_DIAL": dial_string(dest.number)}
-        elif isinstance(dest, TransferDest):
-            route, extra = "transfer", {"HOTLINE_TRANSFER": dest.target}
-        elif isinstance(dest, HangupDest):
-            if dest.prompt:
-                await self._play(s, dest.prompt, interruptible=False)
-            route, extra = "hangup", {}
-        for k, v in extra.items():
-            await s.set_variable(k, v)
-        await s.set_variable("HOTLINE_CATEGORY", category.value if category else "")
-        await s.user_event("HotlineRoute", Line=decision.line or "", Mode=decision.mode, Dest=dest.label(),
-                           Category=category.value if category else "", Fallback="0")
-        await s.set_variable("HOTLINE_ROUTE", route)
 
     # ------------------------------------------------------------------ self-service
     async def progress_query(self, s: AgiSession) -> Destination:
@@ -282,7 +216,7 @@ class CallScripts:
             password, _ = await self._ask(s, "query_password", 8000, 8)
             ticket = await self.store.verify_query(ticket_no, password) if ticket_no and password else None
             if ticket is not None:
-                await s.user_event("HotlineSelfQuery", Ticket=ticket_no, Result="found")
+                await s.user_event(Event.SELF_QUERY, Ticket=ticket_no, Result="found")
                 log.info("self_query_found", ticket=ticket_no, attempt=attempt)
                 await self._play(s, "query_ticket_is")
                 await self._say_digits(s, ticket_no)
@@ -293,9 +227,9 @@ class CallScripts:
                     digit = await s.wait_for_digit(3000)
                 return general if digit == "0" else HangupDest()
             log.info("self_query_wrong", ticket=ticket_no, attempt=attempt)  # never the password
-            await s.user_event("HotlineSelfQuery", Ticket=ticket_no, Result="wrong")
+            await s.user_event(Event.SELF_QUERY, Ticket=ticket_no, Result="wrong")
             await self._play(s, "query_wrong")
-        await s.user_event("HotlineSelfQuery", Ticket="", Result="locked")
+        await s.user_event(Event.SELF_QUERY, Ticket="", Result="locked")
         await self._stream(s, "query_locked", "")
         return general  # the query is over, the call is not: an agent takes it from here
 
@@ -319,7 +253,7 @@ class CallScripts:
                 if not digits:
                     break
                 await self._play(s, "invalid_input")
-            await s.user_event("HotlineSurvey", Rating=rating, Scale=str(cfg.scale))
+            await s.user_event(Event.SURVEY, Rating=rating, Scale=str(cfg.scale))
             log.info("survey_answered", rating=rating or None, scale=cfg.scale)
             if rating:
                 await self._play(s, cfg.thanks, interruptible=False)

@@ -22,7 +22,7 @@ must never stand between a caller and an agent:
 
 What the engine does not do: the greeting, ``center.queue_prompt`` and a queue's
 own hours/overflow belong to whoever executes the Route (adapter, dialplan,
-number plan); ``explain_walk`` shows the greeting for the admin's benefit.
+number plan). The words `hotline explain` prints for each step are in admin/explain.py.
 
 Usage (the adapter's loop)::
 
@@ -85,7 +85,6 @@ __all__ = [
     "SpeechResult",
     "Step",
     "Timeout",
-    "explain_walk",
 ]
 
 #: Spoken words that act as ``0`` (agent) in every menu, besides ``menu.speech["0"]``.
@@ -418,134 +417,3 @@ def _match_speech(menu: Menu, text: str) -> tuple[str, str] | None:
         if at >= 0 and (best is None or (at, -len(word)) < (best[0], best[1])):
             best = (at, -len(word), word, key)
     return (best[2], best[3]) if best else None
-
-
-# --------------------------------------------------------------------------- explain
-
-
-_CATEGORY_EN = {
-    Category.consult: "consultation",
-    Category.complaint: "complaint/report",
-    Category.help: "help",
-    Category.suggestion: "suggestion",
-    Category.other: "other",
-}
-
-
-def _prompt(config: Config, name: str) -> str:
-    text = config.prompts.get(name)
-    return f"{name} 「{text}」" if text else name
-
-
-def _dest_text(config: Config, dest: Destination) -> str:
-    if isinstance(dest, QueueDest):
-        q = config.queues.get(dest.queue)
-        out = f"queue {dest.queue}" + (f" ({q.name})" if q else "")
-        if dest.category:
-            out += f", category {_CATEGORY_EN[dest.category]} ({dest.category.value})"
-        return out
-    if isinstance(dest, TransferDest):
-        t = config.trunk(dest.target)
-        return f"transfer to {dest.target}" + (f" ({t.name})" if t else "")
-    if isinstance(dest, LegacyDest):
-        line = config.legacy_lines.get(dest.line)
-        return f"legacy line {dest.line}" + (f" ({line.name})" if line else "")
-    if isinstance(dest, SelfServiceDest):
-        return "self-service progress query (办理进度查询)"
-    if isinstance(dest, DialDest):
-        return f"dial {dest.number} (呼叫转移)"
-    if isinstance(dest, HangupDest):
-        return "hang up (挂机)"
-    return dest.label()
-
-
-_LABELS = {
-    "timeout": "no input, timeout (无输入超时)",
-    "agent:0": "key 0: agent (按0转人工)",
-    "agent:retries": "retries used up: agent (重试次数用尽，转人工)",
-    "repeat": "repeat the menu (重听)",
-    "back": "back to the previous menu (返回上一级)",
-    "back:top": "back at the top menu: repeat (已是首层菜单，重听)",
-    "speech:low": "speech not understood with confidence: press a key instead (语音识别置信度低，请按键)",
-    "max_events": "too many inputs: agent (输入次数过多，转人工)",
-}
-
-
-def _label_text(config: Config, label: str) -> str | None:
-    if label in _LABELS:
-        return _LABELS[label]
-    kind, _, rest = label.partition(":")
-    if kind == "menu":
-        return f"enter menu {rest} (进入菜单)"
-    if kind == "key":
-        return f"key {rest} (按键 {rest})"
-    if kind == "invalid":
-        return f"invalid input {rest} (无效输入)"
-    if kind == "closed":
-        menu = config.menus.get(rest)
-        return f"menu {rest} is closed now, hours {menu.hours if menu else '?'} (非服务时间)"
-    if kind == "announce":
-        return None  # shown by its Play
-    if kind == "speech":
-        return f"speech heard 「{rest}」 (语音识别)"
-    if kind == "fail_open":
-        return f"fail open ({rest}): a queue, never silence (故障兜底转人工)"
-    if kind == "route":
-        return None  # shown by the Route
-    return label
-
-
-def _step_lines(config: Config, labels: list[str], step: Step) -> list[str]:
-    out = [f"  {t}" for t in (_label_text(config, lb) for lb in labels) if t]
-    for action in step:
-        if isinstance(action, Play):
-            out.append(f"  plays {_prompt(config, action.prompt)}")
-        elif isinstance(action, Collect):
-            out.append(
-                f"  plays {_prompt(config, action.prompt)} and waits {action.timeout_s:g} s for one key "
-                f"(keys {action.valid_keys})"
-            )
-        else:
-            out.append(f"  => {_dest_text(config, action.dest)} [reason: {action.reason}] (结果)")
-    return out
-
-
-def explain_walk(config: Config, digits: list[str | None], now: dt.datetime) -> list[str]:
-    """Human-readable lines for the admin ``explain`` command, produced by the real engine.
-
-    `digits`: one entry per input; None is a timeout, a string of several keys is
-    pressed key by key. When the inputs run out before a Route, the walk goes on
-    with timeouts, because that is what a silent caller meets (and it ends at an agent).
-    """
-    engine = MenuEngine(config, now)
-    lines = [f"call to {config.center.number} ({config.center.name}) at {now.isoformat()}"]
-    if config.center.greeting:
-        lines.append(f"  greeting: {_prompt(config, config.center.greeting)}")
-    seen = 0
-
-    def run(step_fn: Callable[[], Step]) -> Step:
-        nonlocal seen
-        step = step_fn()
-        lines.extend(_step_lines(config, engine.path[seen:], step))
-        seen = len(engine.path)
-        return step
-
-    step = run(lambda: engine.start(config.center.entry))
-    events: list[Event] = []
-    for d in digits:
-        if d is None:
-            events.append(Timeout())
-        else:
-            events.extend(Digit(k) for k in d)
-    for n, ev in enumerate(events, 1):
-        if step.done:
-            lines.append(f"input {n} ignored: the call has left the menu (已离开菜单)")
-            continue
-        what = f"key {ev.key} (按键)" if isinstance(ev, Digit) else "timeout (超时无输入)"
-        lines.append(f"input {n}: {what}")
-        step = run(lambda ev=ev: engine.feed(ev))  # type: ignore[misc]
-    while not step.done:
-        lines.append("no more input: timeout (无更多输入，超时)")
-        step = run(lambda: engine.feed(Timeout()))
-    lines.append("path: " + " > ".join(engine.path))
-    return lines

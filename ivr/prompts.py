@@ -111,6 +111,9 @@ Outcome = Literal["built", "reused", "recorded", "failed"]
 #: ``progress(done, total, prompt_id, outcome)``, called in the caller's thread once per prompt.
 ProgressCallback = Callable[[int, int, str, Outcome], None]
 
+#: the repository's `recordings/` folder: admin recordings in `recordings/prompts/<id>.wav` win over synthesis
+RECORDINGS = Path(__file__).resolve().parent.parent / "recordings"
+
 
 class EspeakMissingError(RuntimeError):
     """Some prompt needs synthesis and espeak-ng is not installed."""

@@ -9,18 +9,17 @@ YAML itself.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from model.destinations import Category, Destination, QueueDest
 
 DIGITS = "0123456789*#"
+
+#: `center.timezone` unless configured; every time function takes the configured zone
+DEFAULT_TZ = "Asia/Shanghai"
 
 
 class _M(BaseModel):
@@ -90,7 +89,7 @@ class CallbackSettings(_M):
 class Center(_M):
     name: str = "12345政务服务便民热线"
     number: str = "12345"
-    timezone: str = "Asia/Shanghai"
+    timezone: str = DEFAULT_TZ
     #: where a call to the center goes after the greeting: a menu, or straight to a queue.
     entry: Destination = QueueDest(queue="general")
     greeting: str = "greeting"
@@ -270,134 +269,3 @@ class Config(_M):
 
     def trunk(self, key: str) -> Trunk | None:
         return self.transfer_targets.get(key) or self.branch_centers.get(key)
-
-
-# --------------------------------------------------------------------------- loading
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One configuration problem, located for a human."""
-
-    file: str
-    line: int | None
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
-
-
-@dataclass
-class ConfigError(Exception):
-    problems: list[Problem] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        return "\n".join(str(p) for p in self.problems)
-
-
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that remembers the line of every mapping key and sequence item."""
-
-
-def _locate(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            key = k.value
-            out[path + (key,)] = k.start_mark.line + 1
-            _locate(v, path + (key,), out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            _locate(v, path + (i,), out)
-
-
-def _line_for(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
-    loc = tuple(str(x) if not isinstance(x, int) else x for x in loc)
-    while loc:
-        if loc in lines:
-            return lines[loc]
-        # pydantic adds union tags ("queue", "menu") into paths; drop unknown parts
-        loc = loc[:-1]
-    return lines.get((), None)
-
-
-def _normalise_keys(data: Any) -> Any:
-    """YAML reads 12315 and 1 as ints; every key in this config is a string."""
-    if isinstance(data, dict):
-        return {str(k): _normalise_keys(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_normalise_keys(v) for v in data]
-    return data
-
-
-def load_config(path: str | os.PathLike[str]) -> Config:
-    """Load and validate one YAML file; raise ConfigError listing every problem with its line."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError([Problem(str(p), None, "", f"cannot read: {e.strerror}")]) from None
-    return parse_config(text, str(p))
-
-
-def parse_config(text: str, filename: str = "<config>") -> Config:
-    try:
-        node = yaml.compose(text, Loader=_LineLoader)
-        data = yaml.load(text, Loader=_LineLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        raise ConfigError([Problem(filename, line, "", f"not valid YAML: {getattr(e, 'problem', e)}")]) from None
-    lines: dict[tuple[Any, ...], int] = {}
-    if node is not None:
-        _locate(node, (), lines)
-    data = _normalise_keys(data or {})
-    if not isinstance(data, dict):
-        raise ConfigError([Problem(filename, 1, "", "the top level must be a mapping")])
-    try:
-        return Config.model_validate(data)
-    except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            loc = tuple(err["loc"])
-            field_path = ".".join(str(x) for x in loc)
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append(Problem(filename, _line_for(lines, loc), field_path, msg))
-        raise ConfigError(problems) from None
-
-
-def default_config_path() -> Path:
-    """`HOTLINE_CONFIG` or config/hotline.yaml beside the code."""
-    env = os.environ.get("HOTLINE_CONFIG")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "config" / "hotline.yaml"
-
-
-# --------------------------------------------------------------------------- line maps (for routing.graph)
-
-
-def config_lines(text: str) -> dict[tuple[Any, ...], int]:
-    """Field path -> 1-based line of a YAML text, so whole-graph checks can locate problems too."""
-    lines: dict[tuple[Any, ...], int] = {}
-    try:
-        node = yaml.compose(text, Loader=_LineLoader)
-    except yaml.YAMLError:
-        return lines
-    if node is not None:
-        _locate(node, (), lines)
-    return lines
-
-
-def line_for(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
-    """The line of `loc`, or of its nearest located ancestor."""
-    return _line_for(lines, loc)
-
-
-def load_config_with_lines(path: str | os.PathLike[str]) -> tuple[Config, dict[tuple[Any, ...], int]]:
-    """`load_config` plus the line map of the same file (for `routing.graph.validate`)."""
-    p = Path(path)
-    config = load_config(p)
-    return config, config_lines(p.read_text(encoding="utf-8"))

@@ -11,20 +11,20 @@ import datetime as dt
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
-from model.config import Hours
+from model.config import DEFAULT_TZ, Hours
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
+
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 Clock = Callable[[], dt.datetime]
 
 
-def system_clock(tz: str = "Asia/Shanghai") -> Clock:
+def system_clock(tz: str = DEFAULT_TZ) -> Clock:
     zone = ZoneInfo(tz)
     return lambda: dt.datetime.now(zone)
 
 
-def local(at: dt.datetime, tz: str = "Asia/Shanghai") -> dt.datetime:
+def local(at: dt.datetime, tz: str = DEFAULT_TZ) -> dt.datetime:
     """Naive datetimes are taken as already local to `tz`."""
     zone = ZoneInfo(tz)
     return at.replace(tzinfo=zone) if at.tzinfo is None else at.astimezone(zone)
@@ -54,7 +54,7 @@ def ranges_for(hours: Hours, day: dt.date) -> list[str]:
     return list(ranges)
 
 
-def is_open(hours: Hours | None, at: dt.datetime, tz: str = "Asia/Shanghai") -> bool:
+def is_open(hours: Hours | None, at: dt.datetime, tz: str = DEFAULT_TZ) -> bool:
     """No schedule means always open (12345 itself is 7×24)."""
     if hours is None:
         return True
@@ -67,7 +67,7 @@ def is_open(hours: Hours | None, at: dt.datetime, tz: str = "Asia/Shanghai") -> 
     return False
 
 
-def add_working_days(hours: Hours, start: dt.datetime, days: int, tz: str = "Asia/Shanghai") -> dt.datetime:
+def add_working_days(hours: Hours, start: dt.datetime, days: int, tz: str = DEFAULT_TZ) -> dt.datetime:
     """Deadline `days` working days after `start` (end of that day), skipping holidays, honouring 调休."""
     at = local(start, tz)
     day = at.date()

@@ -6,13 +6,13 @@ roll back before anything touches a live Asterisk.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
 
 from model.config import Config, Queue
+from model.contract import Context, queue_context, template_names
 from model.destinations import Destination, DialDest, HangupDest, QueueDest, TransferDest
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "dialplans" / "templates"
@@ -82,39 +82,12 @@ class RenderInputs:
     layout: Layout = field(default_factory=Layout)
 
 
-class SecretMissing(Exception):
-    """A seat has no secret: rendering would publish an endpoint anyone could register as."""
-
-
-def seat_secrets(config: Config, environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Read each seat's SIP secret from its environment variable or secret file."""
-    env = os.environ if environ is None else environ
-    out: dict[str, str] = {}
-    missing: list[str] = []
-    for ext, seat in config.seats.items():
-        secret = None
-        if seat.secret_file:
-            try:
-                secret = Path(seat.secret_file).read_text().strip()
-            except OSError:
-                secret = None
-        if not secret and seat.secret_env:
-            secret = env.get(seat.secret_env)
-        if not secret:
-            missing.append(f"seats.{ext}: no secret (set ${seat.secret_env or '…'} or secret_file)")
-        else:
-            out[ext] = secret
-    if missing:
-        raise SecretMissing("; ".join(missing))
-    return out
-
-
 def dial_string(number: str) -> str:
     """A configured number as Asterisk dials it: a dial string as is, digits via the admin's outbound context."""
-    return number if "/" in number else f"Local/{number}@hotline-outbound"
+    return number if "/" in number else f"Local/{number}@{Context.OUTBOUND}"
 
 
-def _overflow_app(cfg: Config, name: str, q: Queue) -> tuple[str, str]:
+def overflow_step(cfg: Config, name: str, q: Queue) -> tuple[str, str]:
     """The dialplan step after a queue gives up on a caller: (application, label). Never a hang-up.
 
     A queue without overflow has no wait limit (the caller keeps their place); it only
@@ -148,7 +121,7 @@ def render(config: Config, inputs: RenderInputs) -> dict[str, str]:
     )
     queues = []
     for name, q in config.queues.items():
-        app, label = _overflow_app(config, name, q)
+        app, label = overflow_step(config, name, q)
         queues.append((name, _QueueView(q, app, label)))
     trunks = list(config.transfer_targets.items()) + list(config.branch_centers.items())
     aliases = [

@@ -2,7 +2,7 @@
 
 pydantic checks each model on its own; this module checks how they point at each
 other, and reports *every* problem in one pass with its field path (and line, when
-a line map from ``model.config.load_config_with_lines`` is given), so an admin
+a line map from ``model.loading.load_config_with_lines`` is given), so an admin
 fixes a config in one round instead of one error per reload. FreePBX accepted a
 destination pointing at itself and calendars that never matched; here such a
 config does not load.
@@ -38,7 +38,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ticketbridge.lifecycle import State
-from model.config import DIGITS, Config, Problem, line_for
+from model.config import DIGITS, Config
+from model.loading import Problem, line_for
 from model.destinations import (
     AnnounceDest,
     Destination,

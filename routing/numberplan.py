@@ -82,6 +82,8 @@ class RouteDecision:
     days_left: int | None = None
     reason: str = ""
     warnings: list[str] = field(default_factory=list)
+    #: merged lines: where the transition stands on the call's local date (see `merge_window`)
+    status: TransitionStatus = "n/a"
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ def decide(config: Config, dialed: str, caller: str, at: dt.datetime) -> RouteDe
 def _center(config: Config, dialed: str, *, line: str | None, mode: str, reason: str,
             category: Category | None = None, warnings: list[str] | None = None,
             announcements: list[str] | None = None, window_end: dt.date | None = None,
-            days_left: int | None = None) -> RouteDecision:
+            days_left: int | None = None, status: TransitionStatus = "n/a") -> RouteDecision:
     """The 12345 flow: greeting (unless replaced) then the center entry."""
     return RouteDecision(
         dialed=dialed,
@@ -159,6 +161,7 @@ def _center(config: Config, dialed: str, *, line: str | None, mode: str, reason:
         days_left=days_left,
         reason=reason,
         warnings=warnings or [],
+        status=status,
     )
 
 
@@ -260,22 +263,22 @@ def _merged(config: Config, number: str, line: LegacyLine, today: dt.date) -> Ro
             warnings.append(f"merged line {number} has no announcement; playing the greeting instead")
         until = f" until {end - dt.timedelta(days=1)} inclusive ({left} day(s) left)" if end and left else ""
         return _center(config, number, line=number, mode="merged", category=cat, announcements=announcements,
-                       window_end=end, days_left=left, warnings=warnings,
+                       window_end=end, days_left=left, warnings=warnings, status=status,
                        reason=f"{number} merged into 12345; transition window{until}: announce, then {entry}.")
     if status == "pending":
-        return _center(config, number, line=number, mode="merged", category=cat, window_end=end,
+        return _center(config, number, line=number, mode="merged", category=cat, window_end=end, status=status,
                        reason=f"{number} merges into 12345 on {line.merged_on}, not yet: greeting, then {entry}.")
     if status == "retired":
         if line.retirement_notice:
             return RouteDecision(number, number, "merged", [], HangupDest(prompt=line.retirement_notice), cat,
-                                 window_end=end, days_left=0,
+                                 window_end=end, days_left=0, status=status,
                                  reason=f"{number} was retired on {end}: retirement notice, then hang up.")
-        return _center(config, number, line=number, mode="merged", category=cat, window_end=end, days_left=0,
+        return _center(config, number, line=number, mode="merged", category=cat, window_end=end, days_left=0, status=status,
                        reason=f"{number} was retired on {end} but has no retirement notice: the 12345 flow.",
                        warnings=[f"retired line {number} has no retirement_notice; putting through rather "
                                  "than hanging up in silence"])
     return _center(config, number, line=number, mode="merged", category=cat, window_end=end, days_left=0,
-                   reason=f"{number}'s transition window ended on {end} and it is kept open: greeting, then {entry}.")
+                   status=status, reason=f"{number}'s transition window ended on {end} and it is kept open: greeting, then {entry}.")
 
 
 def transition_calendar(config: Config, today: dt.date | dt.datetime) -> list[TransitionRow]:

@@ -53,6 +53,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from model.config import DEFAULT_TZ
 from ticketbridge.assembler import CallRecord
 from ticketbridge.lifecycle import INITIAL, deadline, parse_state, transition
 
@@ -326,6 +327,8 @@ class TicketStore:
                  engine_options: dict[str, Any] | None = None) -> None:
         self.url = url
         self.config = config
+        #: the center's zone: ticket numbers carry its local date
+        self.zone = ZoneInfo(config.center.timezone if config is not None else DEFAULT_TZ)
         self._clock = clock or (lambda: dt.datetime.now(UTC))
         self._engine_options = dict(engine_options or {})
         self.engine: AsyncEngine | None = None
@@ -443,7 +446,7 @@ class TicketStore:
 
     async def _next_ticket_no(self, s: AsyncSession, now: dt.datetime) -> str:
         """`YYMMDD` + 6-digit daily sequence = 12 digits, atomically (INSERT … ON CONFLICT DO UPDATE … RETURNING)."""
-        day = now.astimezone(SHANGHAI).strftime("%Y%m%d")
+        day = now.astimezone(self.zone).strftime("%Y%m%d")
         dialect = s.get_bind().dialect.name
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as dialect_insert

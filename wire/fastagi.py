@@ -230,7 +230,7 @@ class AgiSession:
             raise AgiHangup("connection closed by Asterisk")
         return data.decode("utf-8", errors="replace").rstrip("\r\n")
 
-    async def _confirm_hangup(self, line: str) -> None:
+    async def confirm_hangup(self, line: str) -> None:
         """After ``result=-1`` with no HANGUP seen: ask the channel; 511 means it is gone.
 
         -1 is also what a missing sound file gives, and that must not end a live call
@@ -273,7 +273,7 @@ class AgiSession:
         line = f"GET DATA {_arg(name)} {int(timeout_ms)} {int(max_digits)}"
         reply = await self.command(line, timeout=self._wait_budget(timeout_ms * max(1, max_digits)))
         if reply.result == "-1":
-            await self._confirm_hangup(line)
+            await self.confirm_hangup(line)
             return "", True
         return reply.result, (reply.data or "").strip() == "timeout"
 
@@ -294,7 +294,7 @@ class AgiSession:
             line += " " + agi_quote(_one_line(",".join(str(a) for a in args)))
         reply = await self.command(line)
         if reply.result == "-1":
-            await self._confirm_hangup(line)
+            await self.confirm_hangup(line)
         return reply
 
     async def verbose(self, msg: str, level: int = 1) -> None:
@@ -304,7 +304,7 @@ class AgiSession:
         line = "ANSWER"
         reply = await self.command(line)
         if reply.result == "-1":
-            await self._confirm_hangup(line)
+            await self.confirm_hangup(line)
 
     async def hangup(self) -> None:
         await self.command("HANGUP")
@@ -320,7 +320,7 @@ class AgiSession:
         if code is None or code == 0:
             return None
         if code < 0:
-            await self._confirm_hangup(line)
+            await self.confirm_hangup(line)
             return None
         return chr(code)
 

@@ -14,7 +14,8 @@ import pytest
 import pytest_asyncio
 
 from wire.ami import AmiClient
-from model.config import Config, load_config
+from model.config import Config
+from model.loading import load_config
 from hotline.controller import Controller, ami_secret
 from hotline.sandbox import Sandbox
 from tests.conftest import require
@@ -44,7 +45,7 @@ def cfg() -> Config:
 def asterisk(cfg: Config) -> Sandbox:
     """One Asterisk for the whole session, with the simulated outside world loaded."""
     require(os.geteuid() == 0, "end-to-end tests run Asterisk in a chroot: run as root")
-    from hotline.cli import install_everything
+    from hotline.install import install_everything
 
     sb = Sandbox.discover(ami_host=cfg.asterisk.ami.host, ami_port=cfg.asterisk.ami.port, instance=INSTANCE)
     if sb.running():

@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from hotline import admin
+from admin import apply as admin_apply
+from admin import check as admin_check
+from admin import explain as admin_explain
 from hotline.cli import main
-from model.config import default_config_path, load_config, parse_config
+from model.loading import default_config_path, load_config, parse_config
 from ivr.prompts import all_prompt_texts, output_path
 from routing.dialplan import Layout
 
@@ -216,14 +218,14 @@ def test_explain_hours_and_closed_expert_queue() -> None:
     import datetime as dt
 
     sunday = local(dt.datetime(2026, 3, 8, 10, 0))
-    exp = admin.explain_call(cfg.model_copy(update={"center": cfg.center.model_copy(
+    exp = admin_explain.explain_call(cfg.model_copy(update={"center": cfg.center.model_copy(
         update={"entry": admin_dest("queue:expert")})}), "12345", None, sunday)
     text = "\n".join(exp.lines())
     assert "queue expert is closed (hours office)" in text
     assert "expert_closed" in text  # the caller is told why
     assert "final destination: queue:general" in text  # and reaches a person anyway
     monday = local(dt.datetime(2026, 3, 9, 10, 0))
-    exp = admin.explain_call(cfg.model_copy(update={"center": cfg.center.model_copy(
+    exp = admin_explain.explain_call(cfg.model_copy(update={"center": cfg.center.model_copy(
         update={"entry": admin_dest("queue:expert")})}), "12345", None, monday)
     assert "final destination: queue:expert" in "\n".join(exp.lines())
 
@@ -315,15 +317,15 @@ def installed(tmp_path: Path) -> tuple[FakeSandbox, Path]:
     (custom / "site.conf").write_text("[hotline-outbound]\nexten => _X.,1,Dial(PJSIP/${EXTEN}@trunk)\n")
     old = parse_config(SHIPPED.read_text(encoding="utf-8").replace("max_wait_s: 120", "max_wait_s: 90")
                        .replace("ring_s: 15", "ring_s: 10"), "old.yaml")
-    files = admin.render_files(old, {k: "seat-pw" for k in old.seats}, ami_secret="ami-pw", custom_dir=custom)
+    files = admin_check.render_files(old, {k: "seat-pw" for k in old.seats}, ami_secret="ami-pw", custom_dir=custom)
     files["custom/stale.conf"] = "[site-stale]\n"
     sb.install_config(files)
     return sb, custom
 
 
 def _apply(cfg: Any, sb: FakeSandbox, ami: FakeAmi | None, custom: Path, *, dry_run: bool = False,
-           tmp: Path | None = None) -> admin.ApplyResult:
-    return asyncio.run(admin.apply_config(cfg, sb, ami, dry_run=dry_run, custom_dir=custom, environ=SECRET_ENV,
+           tmp: Path | None = None) -> admin_apply.ApplyResult:
+    return asyncio.run(admin_apply.apply_config(cfg, sb, ami, dry_run=dry_run, custom_dir=custom, environ=SECRET_ENV,
                                           ami_secret="ami-pw", backup_root=(tmp or sb.etc_dir.parent) / "backups"))
 
 
@@ -394,7 +396,7 @@ def test_apply_failed_reload_rolls_back(installed: tuple[FakeSandbox, Path]) -> 
 def test_apply_keeps_installed_seat_secret_when_env_lacks_it(installed: tuple[FakeSandbox, Path]) -> None:
     sb, custom = installed
     cfg = load_config(SHIPPED)
-    res = asyncio.run(admin.apply_config(cfg, sb, None, dry_run=True, custom_dir=custom, environ={},
+    res = asyncio.run(admin_apply.apply_config(cfg, sb, None, dry_run=True, custom_dir=custom, environ={},
                                          ami_secret="ami-pw"))
     assert res.ok, res.problems
     assert "pjsip.conf" not in res.changed
@@ -404,7 +406,7 @@ def test_apply_reloads_manager_after_verifying(installed: tuple[FakeSandbox, Pat
     sb, custom = installed
     cfg = load_config(SHIPPED)
     ami = FakeAmi(cfg)
-    res = asyncio.run(admin.apply_config(cfg, sb, ami, dry_run=False, custom_dir=custom, environ=SECRET_ENV,
+    res = asyncio.run(admin_apply.apply_config(cfg, sb, ami, dry_run=False, custom_dir=custom, environ=SECRET_ENV,
                                          ami_secret="a-new-ami-secret"))
     assert res.ok, res.message
     assert ami.commands[-1] == "manager reload"
@@ -412,11 +414,11 @@ def test_apply_reloads_manager_after_verifying(installed: tuple[FakeSandbox, Pat
 
 
 def test_reload_plan_puts_manager_last() -> None:
-    cmds, restart = admin.reload_commands(["manager.conf", "custom/a.conf", "queues.conf", "modules.conf"])
+    cmds, restart = admin_apply.reload_commands(["manager.conf", "custom/a.conf", "queues.conf", "modules.conf"])
     assert cmds == ["module reload app_queue.so", "dialplan reload", "manager reload"]
     assert restart == ["modules.conf"]
 
 
 def test_diff_masks_secrets() -> None:
-    d = admin.unified_diff({"pjsip.conf": "[a]\npassword = old\n"}, {"pjsip.conf": "[a]\npassword = new\n"})
+    d = admin_apply.unified_diff({"pjsip.conf": "[a]\npassword = old\n"}, {"pjsip.conf": "[a]\npassword = new\n"})
     assert "old" not in d and "new" not in d

@@ -160,7 +160,7 @@ def test_dialplan_steps_fill_in_same_and_labels() -> None:
 
 def test_rendered_files_parse_cleanly() -> None:
     """Every file we render must read without a problem (the same check `hotline check` runs)."""
-    from model.config import default_config_path, load_config
+    from model.loading import default_config_path, load_config
     from routing.dialplan import RenderInputs, render
 
     cfg = load_config(default_config_path())

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from model.config import Problem, config_lines, load_config_with_lines, parse_config
+from model.loading import Problem, config_lines, load_config_with_lines, parse_config
 from routing.graph import validate
 from ticketbridge.lifecycle import State
 

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from model.config import Deadline, Hours, load_config
+from model.config import Deadline, Hours
+from model.loading import load_config
 from model.destinations import Category
 from ticketbridge.lifecycle import (
     INITIAL,

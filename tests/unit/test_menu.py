@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model.config import Config, parse_config
+from model.config import Config
+from model.loading import parse_config
 from ivr.menu import (
     MAX_EVENTS,
     Collect,
@@ -28,7 +29,6 @@ from ivr.menu import (
     SpeechResult,
     Step,
     Timeout,
-    explain_walk,
 )
 from model.destinations import (
     AnnounceDest,
@@ -459,23 +459,6 @@ def test_shipped_config_walks(shipped: Config) -> None:
     assert step.route is not None and step.route.category is Category.complaint
     engine, step = begin(shipped)
     assert walk(engine, step, "5").route == Route(SelfServiceDest(), None, "option")
-
-
-def test_explain_walk_on_the_shipped_config(shipped: Config) -> None:
-    lines = explain_walk(shipped, ["2", None, "1", "9"], MONDAY_10)
-    text = "\n".join(lines)
-    assert "enter menu complaint" in text and "no input, timeout" in text
-    assert "category complaint/report (投诉举报)" in text and "综合受理" in text
-    assert "input 4 ignored" in text
-    assert lines[-1] == "path: menu:main > key:2 > menu:complaint > timeout > key:1 > route:queue:general/投诉举报"
-
-
-def test_explain_walk_silent_caller_ends_at_an_agent(shipped: Config) -> None:
-    lines = explain_walk(shipped, [], MONDAY_10)
-    assert lines[-1] == "path: menu:main > timeout > timeout > agent:retries > route:queue:general"
-    assert sum("no more input" in ln for ln in lines) == 2
-    # several keys in one entry are pressed one by one
-    assert explain_walk(shipped, ["21"], MONDAY_10)[-1].endswith("key:1 > route:queue:general/投诉举报")
 
 
 # --------------------------------------------------------------------------- properties

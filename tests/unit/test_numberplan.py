@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from model.config import Config, load_config, parse_config
+from model.config import Config
+from model.loading import load_config, parse_config
 from model.destinations import Category, DialDest, HangupDest, MenuDest, QueueDest, TransferDest
 from routing.numberplan import RouteDecision, add_months, decide, merge_window, transition_calendar
 

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from model.config import load_config
+from model.loading import load_config
 from tests.conftest import PG_URL, require
 from ticketbridge.assembler import CallRecord
 from ticketbridge.outbox import OutboxPusher

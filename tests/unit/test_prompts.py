@@ -12,7 +12,7 @@ from tests.conftest import IN_CI
 from pydub import AudioSegment
 from pydub.generators import Sine
 
-from model.config import parse_config
+from model.loading import parse_config
 from ivr import prompts as P
 
 # in CI a missing espeak-ng is a failure (scripts/bootstrap installs it), never a silent skip

@@ -20,7 +20,7 @@ from tests.conftest import IN_CI
 from pydub import AudioSegment
 from structlog.testing import capture_logs
 
-from model.config import parse_config
+from model.loading import parse_config
 from ivr.menu import SpeechResult as MenuSpeechResult
 from ivr.speech import SpeechRecognizer, SpeechResult, load_recognizer, match_keyword, normalise_text, read_wav_pcm
 

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from model.config import load_config
+from model.loading import load_config
 from ticketbridge.assembler import CallRecord, record_from_cdr
 from ticketbridge.lifecycle import IllegalTransition
 from ticketbridge.store import TicketNotFound, TicketStore

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from hotline.cli import main
-from model.config import load_config
+from model.loading import load_config
 from ticketbridge.assembler import CallRecord
 from ticketbridge.store import TicketStore
 

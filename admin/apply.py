@@ -1,0 +1,420 @@
+"""`hotline apply`: diff → check → back up → write → reload → verify, or roll back byte for byte.
+
+The one admin job that touches a running Asterisk: through a sandbox (its etc files;
+hotline/sandbox.py, or a fake in tests) and an AMI client (reloads, verification).
+None of the reloads it issues hangs up a live call. A broken configuration is refused
+with every problem listed, and nothing changes on disk or in Asterisk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from admin.check import check_config, problem_dict, render_files
+from model.config import Config
+from model.loading import Lines, Problem
+from model.secrets import SecretMissing, seat_secret
+from model.secrets import ami_secret as read_ami_secret
+from routing.dialplan import CUSTOM_DIR, asterisk_queue
+from wire.conf import parse
+
+log = structlog.get_logger("hotline.admin.apply")
+
+
+class SandboxLike(Protocol):
+    """What apply needs of hotline.sandbox.Sandbox (a test passes a fake in a tmp dir)."""
+
+    @property
+    def etc_dir(self) -> Path: ...
+
+    @property
+    def layout(self) -> Any: ...
+
+    def install_config(self, files: dict[str, str]) -> None: ...
+
+
+class AmiLike(Protocol):
+    async def action(self, name: str, **headers: Any) -> dict[str, Any]: ...
+
+
+@dataclass
+class StepResult:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class ApplyResult:
+    """What apply did; `ok` False means the running Asterisk is on the previous files (rolled back) or untouched."""
+
+    ok: bool
+    dry_run: bool
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    diff: str = ""
+    problems: list[Problem] = field(default_factory=list)
+    steps: list[StepResult] = field(default_factory=list)
+    failed_step: str | None = None
+    message: str = ""
+    backup_dir: Path | None = None
+    rolled_back: bool = False
+    needs_restart: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "dry_run": self.dry_run, "changed": self.changed, "removed": self.removed,
+                "problems": [problem_dict(p) for p in self.problems],
+                "steps": [asdict(s) for s in self.steps], "failed_step": self.failed_step, "message": self.message,
+                "backup_dir": str(self.backup_dir) if self.backup_dir else None, "rolled_back": self.rolled_back,
+                "needs_restart": self.needs_restart}
+
+
+#: file → the reload that makes Asterisk read it, in the order they run. manager.conf last: it may drop our link.
+RELOADS: list[tuple[str, str]] = [
+    ("pjsip.conf", "module reload res_pjsip.so"),
+    ("queues.conf", "module reload app_queue.so"),
+    ("features.conf", "module reload features"),
+    ("rtp.conf", "module reload res_rtp_asterisk.so"),
+    ("musiconhold.conf", "moh reload"),
+    ("logger.conf", "logger reload"),
+    ("cdr.conf", "module reload cdr"),
+    ("cdr_custom.conf", "module reload cdr_custom.so"),
+    ("cdr_manager.conf", "module reload cdr_manager.so"),
+    ("extensions.conf", "dialplan reload"),
+    ("manager.conf", "manager reload"),
+]
+#: read only at start-up
+RESTART_ONLY = ("asterisk.conf", "modules.conf")
+
+
+def reload_commands(changed: list[str]) -> tuple[list[str], list[str]]:
+    """(CLI reload commands for the changed files, files that only take effect at a restart)."""
+    names = set(changed)
+    if any(n.startswith(("custom/", "sim/")) for n in names):
+        names.add("extensions.conf")
+    cmds = [cmd for f, cmd in RELOADS if f in names]
+    return cmds, [f for f in RESTART_ONLY if f in names]
+
+
+_SECRET_LINE = re.compile(r"^(\s*(?:password|secret)\s*=\s*).*$", re.IGNORECASE)
+
+
+def _mask_secrets(text: str) -> str:
+    return "\n".join(_SECRET_LINE.sub(r"\1********", ln) for ln in text.split("\n"))
+
+
+def unified_diff(old: Mapping[str, str], new: Mapping[str, str]) -> str:
+    """Reviewable diff of the etc dir, secrets masked (a diff ends up in terminals and tickets)."""
+    chunks: list[str] = []
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name), new.get(name)
+        if a == b:
+            continue
+        chunks.extend(difflib.unified_diff(
+            _mask_secrets(a or "").splitlines(keepends=True), _mask_secrets(b or "").splitlines(keepends=True),
+            fromfile=f"a/{name}" if a is not None else "/dev/null", tofile=f"b/{name}" if b is not None else "/dev/null"))
+        if chunks and not chunks[-1].endswith("\n"):
+            chunks[-1] += "\n"
+    return "".join(chunks)
+
+
+def read_installed(etc_dir: Path, names: set[str]) -> dict[str, bytes]:
+    """The bytes Asterisk runs now: the files we would write, plus every custom/ and sim/ file of ours."""
+    out: dict[str, bytes] = {}
+    for name in names:
+        p = etc_dir / name
+        if p.is_file():
+            out[name] = p.read_bytes()
+    for sub in ("custom", "sim"):
+        d = etc_dir / sub
+        if d.is_dir():
+            for f in sorted(d.glob("*.conf")):
+                out[f"{sub}/{f.name}"] = f.read_bytes()
+    return out
+
+
+def _text(b: bytes) -> str:
+    return b.decode("utf-8", errors="surrogateescape")
+
+
+def installed_seat_secrets(installed: Mapping[str, bytes]) -> dict[str, str]:
+    """Seat passwords in the running pjsip.conf: kept when this shell lacks the env var (demo secrets are random)."""
+    raw = installed.get("pjsip.conf")
+    if raw is None:
+        return {}
+    conf = parse(_text(raw), "pjsip.conf")
+    out = {}
+    for sec in conf.sections:
+        vals = conf.values(sec)
+        if vals.get("type") == "auth" and vals.get("username") and vals.get("password"):
+            out[vals["username"]] = vals["password"]
+    return out
+
+
+def resolve_seat_secrets(config: Config, installed: Mapping[str, bytes],
+                         environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Each seat's secret from env / secret_file; otherwise the one Asterisk already has (never a made-up one).
+
+    A seat with neither is left out: `check_config` then reports it and apply refuses.
+    """
+    kept = installed_seat_secrets(installed)
+    out: dict[str, str] = {}
+    for ext, seat in config.seats.items():
+        try:
+            out[ext] = seat_secret(ext, seat, environ)
+        except SecretMissing:
+            if kept.get(ext):
+                out[ext] = kept[ext]
+    return out
+
+
+def command_output(resp: Mapping[str, Any]) -> str:
+    """The text of an AMI `Command` response, whichever way the client carries it."""
+    for key in ("Output", "output", "__output__", "content", "Content"):
+        v = resp.get(key)
+        if v:
+            return "\n".join(v) if isinstance(v, (list, tuple)) else str(v)
+    return ""
+
+
+async def ami_command(ami: AmiLike, command: str) -> str:
+    """Run one CLI command over AMI; raise RuntimeError when Asterisk refuses it."""
+    resp = await ami.action("Command", Command=command)
+    if str(resp.get("Response", "")).lower() == "error":
+        raise RuntimeError(f"Asterisk refused `{command}`: {resp.get('Message', 'error')}")
+    out = command_output(resp)
+    bad = ("No such command", "No such module", "Unable to reload", "not found", "failed to reload",
+           "Unknown module", "not properly initialized")
+    if command.endswith(("reload", ".so")) or "reload" in command:
+        for b in bad:
+            if b.lower() in out.lower():
+                raise RuntimeError(f"`{command}` failed: {out.strip()[:300]}")
+    return out
+
+
+async def verify_loaded(config: Config, ami: AmiLike) -> list[StepResult]:
+    """Ask Asterisk what it loaded: our inbound extension, every queue, every seat endpoint."""
+    results = []
+    out = await ami_command(ami, "dialplan show hotline-inbound")
+    ok = "_X." in out and "no such context" not in out.lower()
+    results.append(StepResult("verify dialplan hotline-inbound", ok,
+                              "" if ok else "the inbound context has no _X. extension after the reload"))
+    for name in config.queues:
+        qn = asterisk_queue(name)
+        out = await ami_command(ami, f"queue show {qn}")
+        ok = qn in out and "no such queue" not in out.lower()
+        results.append(StepResult(f"verify queue {qn}", ok, "" if ok else f"Asterisk does not know queue {qn}"))
+    if config.seats:
+        out = await ami_command(ami, "pjsip show endpoints")
+        missing = [ext for ext in config.seats if not re.search(rf"Endpoint:\s+{re.escape(ext)}\b", out)]
+        results.append(StepResult("verify pjsip endpoints", not missing,
+                                  "" if not missing else f"endpoints missing after reload: {', '.join(missing)}"))
+    return results
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.restore")
+    tmp.write_bytes(data)
+    try:
+        st = path.stat()
+        os.chmod(tmp, st.st_mode & 0o777)
+        os.chown(tmp, st.st_uid, st.st_gid)
+    except OSError:
+        pass
+    os.replace(tmp, path)
+
+
+def _restore(etc: Path, before: Mapping[str, bytes], written: list[str], removed: list[str]) -> None:
+    """Put back the exact bytes that were there, and drop files that did not exist before."""
+    for name in written + removed:
+        if name in before:
+            _write_bytes_atomic(etc / name, before[name])
+        else:
+            try:
+                (etc / name).unlink()
+            except FileNotFoundError:
+                pass
+
+
+async def apply_config(config: Config, sandbox: SandboxLike, ami: AmiLike | None, *, dry_run: bool,
+                       custom_dir: Path = CUSTOM_DIR, environ: Mapping[str, str] | None = None,
+                       with_sim: bool | None = None, config_file: str = "<config>", lines: Lines | None = None,
+                       prompts_dir: Path | None = None, backup_root: Path | None = None,
+                       ami_secret: str | None = None) -> ApplyResult:
+    """Render → diff → check → back up → write atomically → reload → verify; on failure restore and reload.
+
+    Nothing on disk changes unless check is clean. Reloads are `dialplan reload`,
+    `module reload app_queue.so` / `res_pjsip.so` / `features` and friends: none of
+    them hangs up a live channel. `manager reload` runs last and only when
+    manager.conf changed, since it can drop the AMI link we reload through.
+    `with_sim` None keeps whatever the running dialplan has (the e2e simulation includes).
+    """
+    etc = Path(sandbox.etc_dir)
+    res = ApplyResult(ok=False, dry_run=dry_run)
+    # ---------------------------------------------------------------- render
+    try:
+        current_ext = (etc / "extensions.conf").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        current_ext = ""
+    if with_sim is None:
+        with_sim = '#include "sim/*.conf"' in current_ext
+    if ami_secret is None:
+        ami_secret = read_ami_secret(config)
+    try:
+        probe_names = set(render_files(config, {k: "x" for k in config.seats}, ami_secret=ami_secret,
+                                       with_sim=with_sim, layout=sandbox.layout, custom_dir=custom_dir))
+    except Exception as e:  # noqa: BLE001
+        res.failed_step, res.message = "render", f"the configuration does not render: {type(e).__name__}: {e}"
+        res.steps.append(StepResult("render", False, res.message))
+        return res
+    before = read_installed(etc, probe_names)
+    secrets = resolve_seat_secrets(config, before, environ)
+    files = render_files(config, secrets, ami_secret=ami_secret, with_sim=with_sim, layout=sandbox.layout,
+                         custom_dir=custom_dir)
+    res.steps.append(StepResult("render", True, f"{len(files)} files"))
+    # ---------------------------------------------------------------- diff
+    old_text = {k: _text(v) for k, v in before.items()}
+    res.changed = sorted(n for n, t in files.items() if old_text.get(n) != t)
+    res.removed = sorted(n for n in before if n.startswith(("custom/", "sim/")) and n not in files)
+    res.diff = unified_diff(old_text, {**{k: v for k, v in old_text.items() if k not in res.removed}, **files})
+    res.steps.append(StepResult("diff", True, f"{len(res.changed)} changed, {len(res.removed)} removed"))
+    # ---------------------------------------------------------------- check
+    res.problems = check_config(config, file=config_file, lines=lines, prompts_dir=prompts_dir,
+                                custom_dir=custom_dir, seat_secrets=secrets, files=files)
+    if res.problems:
+        res.failed_step = "check"
+        res.message = f"check found {len(res.problems)} problem(s); nothing was changed"
+        res.steps.append(StepResult("check", False, res.message))
+        return res
+    res.steps.append(StepResult("check", True))
+    cmds, res.needs_restart = reload_commands(res.changed + res.removed)
+    if dry_run:
+        res.ok = True
+        res.message = ("dry run: nothing written; would run " + ", ".join(f"`{c}`" for c in cmds)) if cmds \
+            else "dry run: Asterisk already runs this configuration"
+        return res
+    if not res.changed and not res.removed:
+        res.ok = True
+        res.message = "Asterisk already runs this configuration; nothing to do"
+        return res
+    if ami is None:
+        res.failed_step, res.message = "connect", "no AMI connection: cannot reload; nothing was changed"
+        return res
+    # ---------------------------------------------------------------- backup
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    backup = (backup_root or etc.parent / "backups") / stamp
+    try:
+        # backups hold SIP and AMI secrets: root-only directories and files
+        old_umask = os.umask(0o077)
+        try:
+            for name, data in before.items():
+                (backup / name).parent.mkdir(parents=True, exist_ok=True)
+                (backup / name).write_bytes(data)
+            backup.mkdir(parents=True, exist_ok=True)
+            os.chmod(backup.parent, 0o700)
+        finally:
+            os.umask(old_umask)
+    except OSError as e:
+        res.failed_step, res.message = "backup", f"cannot back up the current files to {backup}: {e}; nothing changed"
+        res.steps.append(StepResult("backup", False, res.message))
+        return res
+    res.backup_dir = backup
+    res.steps.append(StepResult("backup", True, str(backup)))
+    log.info("apply_backup", dir=str(backup), files=len(before))
+    # ---------------------------------------------------------------- write
+    written: list[str] = []
+    try:
+        for name in res.changed:
+            written.append(name)  # before the write: a half-done write is restored too
+            sandbox.install_config({name: files[name]})
+        for name in res.removed:
+            (etc / name).unlink(missing_ok=True)
+        res.steps.append(StepResult("write", True, f"{len(written)} written, {len(res.removed)} removed"))
+    except Exception as e:  # noqa: BLE001 - any write failure is rolled back; Asterisk has not reloaded yet
+        return await _rollback(res, "write", f"writing the files failed: {e}", etc, before, written,
+                               res.removed, ami, cmds, reload_after=False)
+    # ---------------------------------------------------------------- reload
+    # `manager reload` can drop the very link we reload and verify through: it runs after verification.
+    manager_last = [c for c in cmds if c == "manager reload"]
+    for cmd in [c for c in cmds if c != "manager reload"]:
+        try:
+            out = await ami_command(ami, cmd)
+        except Exception as e:  # noqa: BLE001
+            return await _rollback(res, f"reload: {cmd}", f"`{cmd}` failed: {e}", etc, before, written,
+                                   res.removed, ami, cmds)
+        res.steps.append(StepResult(f"reload: {cmd}", True, out.strip()[:200]))
+        log.info("apply_reloaded", command=cmd)
+    # ---------------------------------------------------------------- verify
+    try:
+        checks = await verify_loaded(config, ami)
+    except Exception as e:  # noqa: BLE001
+        return await _rollback(res, "verify", f"asking Asterisk what it loaded failed: {e}", etc, before, written,
+                               res.removed, ami, cmds)
+    res.steps.extend(checks)
+    bad = [c for c in checks if not c.ok]
+    if bad:
+        return await _rollback(res, bad[0].name, "; ".join(c.detail for c in bad), etc, before, written,
+                               res.removed, ami, cmds)
+    for cmd in manager_last:
+        try:
+            await ami_command(ami, cmd)
+            res.steps.append(StepResult(f"reload: {cmd}", True))
+        except Exception as e:  # noqa: BLE001 - the link may drop as AMI users are reloaded; the files are right
+            res.steps.append(StepResult(f"reload: {cmd}", True, f"AMI link dropped during the reload ({e}); "
+                                        "reconnect with the new secret"))
+    res.ok = True
+    res.message = f"applied: {len(res.changed)} file(s) changed, reloaded with " + ", ".join(f"`{c}`" for c in cmds)
+    if res.needs_restart:
+        res.message += f"; {', '.join(res.needs_restart)} take effect only at the next Asterisk restart"
+    log.info("apply_done", changed=len(res.changed))
+    return res
+
+
+async def _rollback(res: ApplyResult, step: str, why: str, etc: Path, before: Mapping[str, bytes],
+                    written: list[str], removed: list[str], ami: AmiLike, cmds: list[str],
+                    reload_after: bool = True) -> ApplyResult:
+    res.failed_step = step
+    res.steps.append(StepResult(step, False, why))
+    log.warning("apply_failed_rolling_back", step=step, why=why)
+    try:
+        _restore(etc, before, written, removed)
+    except OSError as e:
+        res.message = (f"{step} failed ({why}), and restoring the previous files failed too: {e}. "
+                       f"The backup is in {res.backup_dir}; copy it back into {etc} by hand")
+        return res
+    res.rolled_back = True
+    again: list[str] = []
+    if reload_after:
+        for cmd in cmds:
+            try:
+                await ami_command(ami, cmd)
+            except Exception as e:  # noqa: BLE001
+                again.append(f"`{cmd}` ({e})")
+    res.steps.append(StepResult("rollback", not again, "previous files restored" +
+                                (f"; reload after restore failed: {', '.join(again)}" if again else "")))
+    res.message = f"{step} failed: {why}. The previous files are back in place"
+    res.message += (" and Asterisk reloaded them" if reload_after and not again else
+                    "" if not reload_after else f", but reloading them failed: {', '.join(again)}; run those by hand")
+    return res
+
+
+def write_rendered(files: Mapping[str, str], out: Path) -> list[Path]:
+    """`hotline render --out DIR`: the files for review (secrets included: keep DIR private)."""
+    written = []
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in sorted(files.items()):
+        p = out / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text, encoding="utf-8")
+        written.append(p)
+    return written

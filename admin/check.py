@@ -1,0 +1,233 @@
+"""`hotline check`: every problem of a configuration at once, each located to file, line and field.
+
+What it adds to the whole-graph validation (routing/graph.py): seat secrets that the
+environment cannot supply, prompts without audio, the admin-owned dialplan files in
+`dialplans/custom/` (parsed by wire/conf.py), feature codes against what the rendered
+features.conf sets, and whether the Asterisk files render at all. Pure apart from
+reading those files; prints nothing (the CLI does).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ivr.prompts import missing_prompts
+from model.config import Config
+from model.contract import CONTEXT_PREFIX, Context
+from model.loading import Lines, Problem, line_of, load_located
+from model.secrets import SecretMissing, seat_secret
+from routing.dialplan import CUSTOM_DIR, Layout, RenderInputs, custom_files, render
+from routing.graph import BUILTIN_FEATURES, PICKUP_EXTEN, validate
+from wire.conf import dialplan_steps, load_tree, parse
+
+#: Contexts under our prefix that the admin owns (README of dialplans/custom): forwarded numbers leave here.
+ADMIN_CONTEXTS = frozenset({Context.OUTBOUND.value})
+OUR_PREFIX = CONTEXT_PREFIX
+
+
+def secret_problems(config: Config, file: str, lines: Lines, environ: Mapping[str, str] | None = None) -> list[Problem]:
+    """Per seat: a secret must be configured and readable; an endpoint without one could be registered by anyone."""
+    out: list[Problem] = []
+    for ext, seat in config.seats.items():
+        if not seat.secret_env and not seat.secret_file:
+            continue  # routing.graph reports it (a config problem, not an environment one)
+        try:
+            seat_secret(ext, seat, environ)
+        except SecretMissing as e:
+            out.append(Problem(file, line_of(lines, "seats", ext), f"seats.{ext}",
+                               str(e).removeprefix(f"seats.{ext}: ")))
+    return out
+
+
+#: Asterisk's DTMF features as our features.conf sets them, by the key that names them there.
+BUILTIN_FEATURE_KEYS = {
+    "featuremap": ("blindxfer", "atxfer", "disconnect", "automon", "automixmon", "parkcall"),
+    "general": ("atxferabort", "atxfercomplete", "atxferthreeway", "atxferswap", "pickupexten"),
+}
+#: Asterisk's own defaults when features.conf does not set them (features_config.c).
+BUILTIN_FEATURE_DEFAULTS = {"blindxfer": "#", "disconnect": "*", "pickupexten": "*8"}
+
+
+def builtin_features(features_conf: str) -> dict[str, str]:
+    """name -> DTMF code of Asterisk's built-in features, read from our rendered features.conf."""
+    conf = parse(features_conf, "features.conf")
+    out = dict(BUILTIN_FEATURE_DEFAULTS)
+    for section, keys in BUILTIN_FEATURE_KEYS.items():
+        for sec in conf.sections_named(section):
+            for key in keys:
+                v = sec.get(key)
+                if v is not None:
+                    if v:
+                        out[key] = v
+                    else:
+                        out.pop(key, None)
+    return out
+
+
+def feature_code_problems(config: Config, file: str, lines: Lines, features_conf: str | None) -> list[Problem]:
+    """One-key codes against the built-ins our rendered features.conf actually sets.
+
+    routing.graph checks codes against each other and Asterisk's defaults; this adds
+    what only the rendered file knows (e.g. the attended-transfer keys *1..*4 that
+    are live while an agent transfers). Asterisk matches in-call features digit by
+    digit, so a code that is a prefix of another (or equal) shadows it.
+    """
+    known = set(BUILTIN_FEATURES) | {PICKUP_EXTEN}
+    builtins = builtin_features(features_conf) if features_conf is not None else {}
+    builtins.pop("pickupexten", None)  # dialed, not keyed in a call
+    out: list[Problem] = []
+    for group in ("transfer_targets", "branch_centers"):
+        targets = config.transfer_targets if group == "transfer_targets" else config.branch_centers
+        for key, t in targets.items():
+            code = t.feature_code
+            if not code or not re.fullmatch(r"[0-9*#]+", code):
+                continue  # routing.graph reports malformed codes
+            fieldpath = f"{group}.{key}.feature_code"
+            for name, b in sorted(builtins.items()):
+                if b in known or not (code == b or code.startswith(b) or b.startswith(code)):
+                    continue
+                how = "is" if code == b else ("starts with" if code.startswith(b) else "is the start of")
+                out.append(Problem(file, line_of(lines, group, key, "feature_code"), fieldpath,
+                                   f"feature code {code} {how} {b}, set as {name} in the rendered features.conf; "
+                                   "the shorter code fires first"))
+    return out
+
+
+def _custom_path(name: str, custom_dir: Path) -> str:
+    """Map a tree name (custom/x.conf) back to the admin's file, relative to the repo when possible."""
+    if name.startswith("custom/"):
+        p = custom_dir / name.removeprefix("custom/")
+        try:
+            return str(p.relative_to(Path.cwd()))
+        except ValueError:
+            return str(p)
+    return name
+
+
+def custom_problems(files: Mapping[str, str], custom_dir: Path) -> list[Problem]:
+    """Admin-owned custom/*.conf: parse errors, and contexts that would merge into ours."""
+    out: list[Problem] = []
+    ours = load_tree({k: v for k, v in files.items() if not k.startswith("custom/")}, "extensions.conf")
+    our_contexts = set(ours.names())
+    for name in sorted(n for n in files if n.startswith("custom/")):
+        conf = load_tree(files, name)
+        path = _custom_path
+        for issue in conf.errors:
+            out.append(Problem(path(issue.file, custom_dir), issue.line, "syntax", issue.message))
+        for issue in dialplan_steps(conf)[1]:
+            out.append(Problem(path(issue.file, custom_dir), issue.line, "dialplan", issue.message))
+        for sec in conf.sections:
+            if sec.file != name and not sec.file.startswith("custom/"):
+                continue
+            where = path(sec.file, custom_dir)
+            if sec.name == "globals":
+                for item in sec.items:
+                    if item.key.upper().startswith("HOTLINE_"):
+                        out.append(Problem(where, item.line, f"[globals] {item.key}",
+                                           "redefines a hotline variable the rendered dialplan relies on"))
+                continue
+            if sec.name == "general":
+                out.append(Problem(where, sec.line, "[general]",
+                                   "extensions.conf's [general] is ours (static, writeprotect); remove it here"))
+                continue
+            if sec.name in ADMIN_CONTEXTS:
+                continue
+            if sec.name in our_contexts:
+                out.append(Problem(where, sec.line, f"[{sec.name}]",
+                                   "this context is rendered by hotline; Asterisk would merge both and mix "
+                                   "their extensions. Use another name"))
+            elif sec.name.startswith(OUR_PREFIX):
+                out.append(Problem(where, sec.line, f"[{sec.name}]",
+                                   f"the {OUR_PREFIX}* names are reserved for rendered contexts "
+                                   f"(only {', '.join(sorted(ADMIN_CONTEXTS))} is yours); use another name"))
+    return out
+
+
+def render_files(config: Config, seat_secrets: Mapping[str, str], *, ami_secret: str, with_sim: bool = False,
+                 layout: Any = None, custom_dir: Path = CUSTOM_DIR) -> dict[str, str]:
+    """Rendered files plus the admin's custom/*.conf, exactly what goes into Asterisk's etc dir."""
+    inputs = RenderInputs(ami_secret=ami_secret, seat_secrets=dict(seat_secrets), with_sim=with_sim,
+                          layout=layout or Layout(), sip_bind=config.asterisk.ami.host)
+    files = render(config, inputs)
+    files.update(custom_files(custom_dir))
+    return files
+
+
+def check_config(config: Config, *, file: str = "<config>", lines: Lines | None = None,
+                 prompts_dir: Path | None = None, custom_dir: Path = CUSTOM_DIR,
+                 environ: Mapping[str, str] | None = None, seat_secrets: Mapping[str, str] | None = None,
+                 files: Mapping[str, str] | None = None, check_secrets: bool = True) -> list[Problem]:
+    """Every problem at once: the routing graph, secrets, prompts, custom dialplan, feature codes, rendering.
+
+    `seat_secrets` given: those are the secrets (apply's own resolution) and the
+    environment is not consulted. `files` given: check that render instead of rendering.
+    """
+    lines = lines or {}
+    problems: list[Problem] = []
+    problems += validate(config, filename=file, lines=lines)
+    if seat_secrets is None:
+        if check_secrets:
+            problems += secret_problems(config, file, lines, environ)
+    else:
+        for ext in config.seats:
+            if not seat_secrets.get(ext):
+                problems.append(Problem(file, line_of(lines, "seats", ext), f"seats.{ext}", "no SIP secret available"))
+    if prompts_dir is not None:
+        for pid in missing_prompts(config, prompts_dir):
+            problems.append(Problem(file, line_of(lines, "prompts", pid) if pid in config.prompts else None,
+                                    f"prompts.{pid}", f"no playable {prompts_dir}/{pid}.wav: run `hotline prompts`"))
+    if files is None:
+        try:
+            files = render_files(config, {k: "check" for k in config.seats}, ami_secret="check",
+                                 custom_dir=custom_dir)
+        except Exception as e:  # noqa: BLE001 - a template error is a finding, not a crash
+            problems.append(Problem(file, None, "render", f"the Asterisk files do not render: {type(e).__name__}: {e}"))
+            files = None
+    if files is not None:
+        for name in sorted(n for n in files if not n.startswith(("custom/", "sim/"))):
+            conf = load_tree(files, name)
+            for issue in conf.errors:
+                if not issue.file.startswith("custom/"):
+                    problems.append(Problem(f"rendered {issue.file}", issue.line, "render", issue.message))
+        problems += custom_problems(files, custom_dir)
+        problems += feature_code_problems(config, file, lines, files.get("features.conf"))
+    else:
+        problems += feature_code_problems(config, file, lines, None)
+    return _dedupe(problems)
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: set[Problem] = set()
+    out = []
+    for p in problems:
+        if p not in seen:
+            seen.add(p)
+            out.append(p)
+    return out
+
+
+def check_file(path: str | os.PathLike[str], *, prompts_dir: Path | None = None, custom_dir: Path = CUSTOM_DIR,
+               environ: Mapping[str, str] | None = None,
+               check_secrets: bool = True) -> tuple[Config | None, list[Problem]]:
+    """check for a file on disk: load problems first, then (when it loads) everything check_config finds."""
+    loaded = load_located(path)
+    problems = list(loaded.problems)
+    if loaded.config is not None:
+        problems += check_config(loaded.config, file=loaded.file, lines=loaded.lines, prompts_dir=prompts_dir,
+                                 custom_dir=custom_dir, environ=environ, check_secrets=check_secrets)
+    else:
+        # the model did not load; the admin's dialplan files can still be checked
+        try:
+            files = {"extensions.conf": "", **custom_files(custom_dir)}
+            problems += custom_problems(files, custom_dir)
+        except OSError as e:
+            problems.append(Problem(str(custom_dir), None, "", f"cannot read: {e}"))
+    return loaded.config, _dedupe(problems)
+
+
+def problem_dict(p: Problem) -> dict[str, Any]:
+    return {"file": p.file, "line": p.line, "field": p.field, "message": p.message, "text": str(p)}

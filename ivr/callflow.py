@@ -1,0 +1,207 @@
+"""The inbound call flow, written once: a pure generator of actions that two drivers run.
+
+A call to the center or a legacy line goes: number plan decision → its announcements
+(a key pressed during them is the first menu input: barge-in) → the menu engine →
+legacy lines chosen in a menu (bounded hops; a retired one gives an agent, never a
+hang-up) → self-service → the closed-queue rule → the route handed to the dialplan.
+
+This module decides all of that and performs nothing. `inbound_flow()` is a generator:
+it yields an action, the driver performs it and sends back the answer (see each
+action's docstring), until the generator returns. Two drivers exist:
+
+* `ivr/calls.py` — the live FastAGI script (plays, collects DTMF/speech, sets variables);
+* `admin/explain.py` — `hotline explain` (narrates each action; inputs come from --digits).
+
+So what `explain` prints is what a caller meets; `tests/unit/test_callflow.py` walks
+several configurations through both drivers and compares them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import cast
+
+from ivr.menu import Collect, Digit, Event, MenuEngine, Play, Route, SpeechResult, Timeout
+from model.config import Config
+from model.contract import Route as RouteName
+from model.contract import Var
+from model.destinations import (
+    AnnounceDest,
+    Category,
+    Destination,
+    DialDest,
+    HangupDest,
+    LegacyDest,
+    MenuDest,
+    QueueDest,
+    SelfServiceDest,
+    TransferDest,
+)
+from routing.dialplan import dial_string
+from routing.numberplan import RouteDecision, decide
+from routing.queues import resolve_queue
+
+#: Bound on legacy → legacy hops chosen from menus, so a misconfiguration cannot spin.
+MAX_LEGACY_HOPS = 4
+
+
+@dataclass(frozen=True)
+class Decided:
+    """The number plan decided where the call goes first (`chosen`: a legacy line picked in a menu). Answer: None."""
+
+    decision: RouteDecision
+    chosen: bool = False
+
+
+@dataclass(frozen=True)
+class Greeted:
+    """The greeting/announcements are over (the dialplan's fallback must not greet again). Answer: None."""
+
+
+@dataclass(frozen=True)
+class MenuPath:
+    """The menu engine took these decisions (labels as in `MenuEngine.path`). Answer: None."""
+
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MenuExit:
+    """The menu engine ended in this route. Answer: None."""
+
+    route: Route
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something worth a log line / an explain line: `kind` is `fail_open` or `hours`. Answer: None."""
+
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True)
+class SelfService:
+    """Run the self-service `service` (办理进度查询). Answer: where the call goes next (a Destination)."""
+
+    service: str
+
+
+@dataclass(frozen=True)
+class SetRoute:
+    """Hand the route to the dialplan: set `variables` (in order), report, then set `Var.ROUTE` to `route`.
+
+    Answer: None. Always the last action.
+    """
+
+    route: RouteName
+    variables: tuple[tuple[Var, str], ...]
+    dest: Destination
+    category: Category | None
+    decision: RouteDecision
+
+
+#: what the flow yields: `Play` (answer: the key pressed during it, or None) and `Collect`
+#: (answer: a menu Event — Digit, Timeout or SpeechResult) come from the menu engine's vocabulary
+FlowAction = Decided | Greeted | Play | Collect | MenuPath | MenuExit | Note | SelfService | SetRoute
+Flow = Generator[FlowAction, object, None]
+
+
+def inbound_flow(config: Config, dialed: str, caller: str, now: dt.datetime) -> Flow:
+    """The whole inbound script of one call, as actions (see the module docstring)."""
+    decision = decide(config, dialed, caller, now)
+    yield Decided(decision)
+    # barge-in: a key pressed during the greeting skips the rest and is the first menu input
+    pending: str | None = None
+    for prompt in decision.announcements:
+        if pending is None:
+            pending = yield from _play(prompt)
+    yield Greeted()
+    dest, category = yield from _walk(config, now, decision.dest, pending)
+    category = category or decision.category
+    hops = 0
+    while isinstance(dest, LegacyDest) and hops < MAX_LEGACY_HOPS:
+        hops += 1
+        sub = decide(config, dest.line, caller, now)
+        yield Decided(sub, chosen=True)
+        for prompt in sub.announcements:
+            if prompt != config.center.greeting:
+                yield from _play(prompt)
+        if isinstance(sub.dest, HangupDest):
+            if sub.dest.prompt:
+                yield from _play(sub.dest.prompt, interruptible=False)
+            yield Note("fail_open", f"{dest.line} chosen from a menu is retired: an agent instead, never a "
+                                    "hang-up (不挂机，转人工)")
+            dest = QueueDest(queue=config.center.general_queue)
+            break
+        dest, cat2 = yield from _walk(config, now, sub.dest)
+        category = cat2 or sub.category or category
+    if isinstance(dest, SelfServiceDest):
+        dest = cast(Destination, (yield SelfService(dest.service)))
+    yield from _route(config, now, dest, category, decision)
+
+
+def _play(prompt: str, *, interruptible: bool = True) -> Generator[FlowAction, object, str | None]:
+    key = yield Play(prompt, interruptible)
+    return key if interruptible and isinstance(key, str) and key else None
+
+
+def _walk(config: Config, now: dt.datetime, dest: Destination,
+          pending: str | None = None) -> Generator[FlowAction, object, tuple[Destination, Category | None]]:
+    """Run menus until a non-menu destination; `pending` (a barge-in key) is fed to the first Collect."""
+    if not isinstance(dest, (MenuDest, AnnounceDest)):
+        return dest, None
+    engine = MenuEngine(config, now)
+    step = engine.start(dest)
+    reported = 0
+    while True:
+        if len(engine.path) > reported:
+            yield MenuPath(tuple(engine.path[reported:]))
+            reported = len(engine.path)
+        for action in step.plays:
+            if pending is None:
+                pending = yield from _play(action.prompt, interruptible=action.interruptible)
+        final = step.final
+        if isinstance(final, Route):
+            yield MenuExit(final)
+            return final.dest, final.category
+        event: Event
+        if pending is not None:
+            event, pending = Digit(pending), None
+        else:
+            answer = yield final
+            assert isinstance(answer, (Digit, Timeout, SpeechResult)), "a Collect is answered with an Event"
+            event = answer
+        step = engine.feed(event)
+
+
+def _route(config: Config, now: dt.datetime, dest: Destination, category: Category | None,
+           decision: RouteDecision) -> Generator[FlowAction, object, None]:
+    """The closed-queue rule, the prompts before the route, and the route itself."""
+    dest, prompts, notes = resolve_queue(config, dest, now)
+    for note in notes:
+        yield Note("hours", note)
+    for prompt in prompts:
+        yield from _play(prompt)
+    route, variables = RouteName.QUEUE, [(Var.QUEUE, config.center.general_queue)]
+    if isinstance(dest, QueueDest):
+        variables = [(Var.QUEUE, dest.queue)]
+        category = dest.category or category
+        if config.center.queue_prompt:
+            yield from _play(config.center.queue_prompt)
+    elif isinstance(dest, DialDest):
+        route, variables = RouteName.DIAL, [(Var.DIAL, dial_string(dest.number))]
+    elif isinstance(dest, TransferDest):
+        route, variables = RouteName.TRANSFER, [(Var.TRANSFER, dest.target)]
+    elif isinstance(dest, HangupDest):
+        if dest.prompt:
+            yield from _play(dest.prompt, interruptible=False)
+        route, variables = RouteName.HANGUP, []
+    else:
+        # anything the flow cannot carry out (a menu left over, an unknown kind) goes to the general queue
+        yield Note("fail_open", f"{dest.label()} is not a route the dialplan takes: the general queue")
+        dest = QueueDest(queue=config.center.general_queue)
+    variables.append((Var.CATEGORY, category.value if category else ""))
+    yield SetRoute(route, tuple(variables), dest, category, decision)

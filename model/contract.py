@@ -1,0 +1,99 @@
+"""The wire contract between our Python and the dialplan: every name both sides must agree on.
+
+UserEvent names, channel variables and dialplan contexts are written here once. Python
+imports them (`Var.ROUTE`, `Event.ROUTE`, `Context.SURVEY`); `routing/dialplan.py` passes
+the same enums to the Jinja templates (as `var`, `ref`, `event`, `ctx`), so renaming one is a
+one-line change that cannot leave the dialplan and the controller disagreeing.
+
+Pure vocabulary: imports nothing of ours.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Var(StrEnum):
+    """Channel and global variables set by one side and read by the other."""
+
+    #: the route the controller chose (a `Route`); empty or unset → the general queue
+    ROUTE = "HOTLINE_ROUTE"
+    QUEUE = "HOTLINE_QUEUE"
+    DIAL = "HOTLINE_DIAL"
+    DIAL_TIMEOUT = "HOTLINE_DIAL_TIMEOUT"
+    TRANSFER = "HOTLINE_TRANSFER"
+    CATEGORY = "HOTLINE_CATEGORY"
+    #: "1" once the IVR played the greeting (the fallback path then does not play it again)
+    GREETED = "HOTLINE_GREETED"
+    #: the number the caller dialed, inherited by every channel of the call
+    DIALED = "HOTLINE_DIALED"
+    FALLBACK_QUEUE = "HOTLINE_FALLBACK_QUEUE"
+    #: set on the citizen's leg of a missed-call callback (never becomes a ticket of its own)
+    CALLBACK = "HOTLINE_CALLBACK"
+    #: globals
+    GENERAL = "HOTLINE_GENERAL"
+    AGI = "HOTLINE_AGI"
+    DYNAMIC_FEATURES = "HOTLINE_DYNAMIC_FEATURES"
+
+
+class Event(StrEnum):
+    """UserEvent names: what the dialplan and the IVR report on AMI (the assembler reads them)."""
+
+    CALL = "HotlineCall"
+    ROUTE = "HotlineRoute"
+    IVR = "HotlineIVR"
+    PROMPT = "HotlinePrompt"
+    SPEECH = "HotlineSpeech"
+    SELF_QUERY = "HotlineSelfQuery"
+    SURVEY = "HotlineSurvey"
+    OVERFLOW = "HotlineOverflow"
+    DIAL_FAILED = "HotlineDialFailed"
+    RECORDING = "HotlineRecording"
+    FEATURE = "HotlineFeature"
+
+
+class Context(StrEnum):
+    """Dialplan contexts the controller originates into, transfers through or recognises."""
+
+    INBOUND = "hotline-inbound"
+    ROUTE = "hotline-route"
+    SURVEY = "hotline-survey"
+    TRANSFER = "hotline-transfer"
+    #: an agent's consultation leg (*2, Atxfer): a failed dial returns the caller to the agent
+    AGENT_TRANSFER = "hotline-agent-transfer"
+    SEATS = "hotline-seats"
+    OVERFLOW_DIAL = "hotline-overflow-dial"
+    QUEUE_RETRY = "hotline-queue-retry"
+    #: admin-owned (dialplans/custom/): forwarded numbers and callbacks leave here
+    OUTBOUND = "hotline-outbound"
+
+
+class Route(StrEnum):
+    """Values of `Var.ROUTE`: extensions of `Context.ROUTE`."""
+
+    QUEUE = "queue"
+    DIAL = "dial"
+    TRANSFER = "transfer"
+    HANGUP = "hangup"
+
+
+#: every context we render starts with this; the admin's own contexts use other names
+CONTEXT_PREFIX = "hotline-"
+#: one context per configured queue: `hotline-queue-<name>`
+QUEUE_CONTEXT_PREFIX = "hotline-queue-"
+
+
+def queue_context(queue: str) -> str:
+    """The dialplan context that puts a caller into the configured queue `queue`."""
+    return f"{QUEUE_CONTEXT_PREFIX}{queue}"
+
+
+def template_names() -> dict[str, object]:
+    """The names as the Jinja templates use them: `var.X` a variable's name, `ref.X` its `${X}` reading."""
+    return {
+        "var": Var,
+        "ref": {v.name: f"${{{v.value}}}" for v in Var},
+        "event": Event,
+        "ctx": Context,
+        "route": Route,
+    }
