@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from model.contract import Event as UserEventName
 from wire.ami import AmiClient
 
 Event = dict[str, str]
@@ -84,7 +85,7 @@ class CallRobot:
             and all(e.get(k) == v for k, v in headers.items()), timeout)
 
     async def wait_step(self, step: str, timeout: float = 15.0) -> Event:
-        return await self.wait_user_event("HotlineIVR", timeout, Step=step)
+        return await self.wait_user_event(UserEventName.IVR, timeout, Step=step)
 
     async def press(self, digits: str, gap_s: float = 0.3) -> None:
         """Key DTMF as the caller (played out of our leg into the IVR's)."""
@@ -108,7 +109,7 @@ class CallRobot:
 
     def played(self) -> list[str]:
         """Sound files Asterisk reports playing on this call (from Newexten/Playback data is not enough)."""
-        return [e.get("Step", "") for e in self.user_events("HotlineIVR")]
+        return [e.get("Step", "") for e in self.user_events(UserEventName.IVR)]
 
 
 async def wait_ticket(store: Any, linkedid: str, timeout: float = 20.0, complete: bool = True) -> Any:

@@ -20,6 +20,7 @@ from hotline.callrobot import CallRobot, wait_ticket
 from model.config import Config
 from hotline.controller import Controller
 from hotline.install import install_everything
+from model.contract import Context, Event
 from model.privacy import mask_number
 from model.secrets import state_dir
 from hotline.sandbox import Sandbox, SandboxError
@@ -74,10 +75,10 @@ async def run_demo(cfg: Config, sb: Sandbox, *, once: bool = False) -> int:
         await asyncio.sleep(3)
         await seat.ahangup()
         await robot.wait_for(lambda e: e.get("Event") == "AGIExecStart" or
-                             (e.get("Event") == "Newexten" and e.get("Context") == "hotline-survey"), 15)
+                             (e.get("Event") == "Newexten" and e.get("Context") == Context.SURVEY), 15)
         await asyncio.sleep(1.5)
         await robot.press("1")
-        await robot.wait_user_event("HotlineSurvey", 20)
+        await robot.wait_user_event(Event.SURVEY, 20)
         await robot.hangup()
         ticket = await wait_ticket(controller.store, robot.linkedid or "", 30)
         click.echo("\nThe demo call's ticket:")

@@ -78,7 +78,7 @@ class CallScripts:
     # ------------------------------------------------------------------ inbound
     async def inbound(self, s: AgiSession) -> None:
         started = time.monotonic()
-        dialed = s.env.get("agi_extension", "") or (await s.get_variable("HOTLINE_DIALED") or "")
+        dialed = s.env.get("agi_extension", "") or (await s.get_variable(Var.DIALED) or "")
         caller = s.env.get("agi_callerid", "")
         now = self.clock()
         try:

@@ -54,7 +54,7 @@ Key semantics:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from model.config import Config, Menu

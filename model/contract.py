@@ -50,6 +50,8 @@ class Event(StrEnum):
     DIAL_FAILED = "HotlineDialFailed"
     RECORDING = "HotlineRecording"
     FEATURE = "HotlineFeature"
+    #: a transfer's progress and outcome (routing/transfer.py)
+    TRANSFER = "HotlineTransfer"
 
 
 class Context(StrEnum):
@@ -66,6 +68,19 @@ class Context(StrEnum):
     QUEUE_RETRY = "hotline-queue-retry"
     #: admin-owned (dialplans/custom/): forwarded numbers and callbacks leave here
     OUTBOUND = "hotline-outbound"
+
+
+class CdrVar(StrEnum):
+    """CDR variables the dialplan sets (`CDR(name)`); Asterisk's CDR events carry them under `ami_header`."""
+
+    DIALED = "hotline_dialed"
+    FALLBACK = "hotline_fallback"
+    QUEUE = "hotline_queue"
+
+    @property
+    def ami_header(self) -> str:
+        """`hotline_dialed` → `HotlineDialed`, as cdr_manager.conf maps it."""
+        return "".join(part.capitalize() for part in self.value.split("_"))
 
 
 class Route(StrEnum):
@@ -96,4 +111,6 @@ def template_names() -> dict[str, object]:
         "event": Event,
         "ctx": Context,
         "route": Route,
+        "cdr": CdrVar,
+        "queue_context_prefix": QUEUE_CONTEXT_PREFIX,
     }

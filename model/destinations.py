@@ -2,7 +2,7 @@
 
 Menu options, timeouts, hours alternatives, queue overflow and legacy lines all
 point at a `Destination`, so the whole graph can be validated in one pass
-(see `hotline.check`). In YAML a destination is either a mapping with a `type`
+(see `hotline check`: routing/graph.py and admin/check.py). In YAML a destination is either a mapping with a `type`
 key or the short string form ``"type:name"`` (``"queue:general"``,
 ``"menu:main"``, ``"hangup"``).
 """

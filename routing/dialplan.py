@@ -98,17 +98,17 @@ def overflow_step(cfg: Config, name: str, q: Queue) -> tuple[str, str]:
     general = cfg.center.general_queue
     if dest is None or isinstance(dest, HangupDest):  # hang-up overflow is refused by check; stay safe anyway
         if name == general:
-            return f"Gosub(hotline-queue-retry,s,1({name}))", f"keeps waiting in {name} (no overflow set)"
-        return f"Goto(hotline-queue-{general},s,1)", f"keeps waiting in {name}; if full, queue:{general}"
+            return f"Gosub({Context.QUEUE_RETRY},s,1({name}))", f"keeps waiting in {name} (no overflow set)"
+        return f"Goto({queue_context(general)},s,1)", f"keeps waiting in {name}; if full, queue:{general}"
     if isinstance(dest, QueueDest):
-        return f"Goto(hotline-queue-{dest.queue},s,1)", dest.label()
+        return f"Goto({queue_context(dest.queue)},s,1)", dest.label()
     if isinstance(dest, DialDest):
         dial = dial_string(dest.number)
-        # through hotline-route,dial: a dial that fails still ends in the general queue
-        return f"Gosub(hotline-overflow-dial,s,1({dial}))", dest.label()
+        # through the route context's dial: a dial that fails still ends in the general queue
+        return f"Gosub({Context.OVERFLOW_DIAL},s,1({dial}))", dest.label()
     if isinstance(dest, TransferDest):
-        return f"Goto(hotline-transfer,{dest.target},1)", dest.label()
-    return f"Goto(hotline-queue-{general},s,1)", f"queue:{general}"
+        return f"Goto({Context.TRANSFER},{dest.target},1)", dest.label()
+    return f"Goto({queue_context(general)},s,1)", f"queue:{general}"
 
 
 def render(config: Config, inputs: RenderInputs) -> dict[str, str]:
@@ -131,6 +131,7 @@ def render(config: Config, inputs: RenderInputs) -> dict[str, str]:
     ]
     feature_keys = [k for k, t in trunks if t.feature_code]
     ctx = {
+        **template_names(),
         "config": config,
         "layout": inputs.layout,
         "noload": NOLOAD,

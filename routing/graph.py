@@ -7,6 +7,10 @@ fixes a config in one round instead of one error per reload. FreePBX accepted a
 destination pointing at itself and calendars that never matched; here such a
 config does not load.
 
+Why one module (≈550 lines): one checker walks the whole graph once and every rule
+reads the same walk (reachability, chains, cycles); split, the rules would each
+re-derive it.
+
 Kinds of problem, each with a field path such as ``menus.main.options.2``:
 
 * dangling references: menus, queues, legacy lines, transfer targets, branch
@@ -37,7 +41,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ticketbridge.lifecycle import State
+from model.ticket_state import TicketState
 from model.config import DIGITS, Config
 from model.loading import Problem, line_for
 from model.destinations import (
@@ -72,7 +76,7 @@ BUILTIN_FEATURES: dict[str, str] = {
 PICKUP_EXTEN = "*8"
 #: prompts the self-service adapter (ivr/calls.py) plays by fixed id.
 SELF_SERVICE_PROMPTS = ("query_ticket", "query_password", "query_wrong", "query_locked", "query_ticket_is",
-                        "query_state", "query_done") + tuple(f"state_{s.value}" for s in State)
+                        "query_state", "query_done") + tuple(f"state_{s.value}" for s in TicketState)
 #: prompts queues.conf names when a queue announces the caller's position.
 QUEUE_POSITION_PROMPTS = ("queue_position", "queue_position_unit")
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import structlog
 
+from model.contract import Var
 from model.privacy import mask_number
 
 log = structlog.get_logger("ticketbridge.callbacks")
@@ -109,7 +110,7 @@ class CallbackDialer:
                     # queue a phantom "OutgoingSpoolFailed" caller in front of real ones
                     dial, context=f"hotline-queue-{s.queue}", exten="s", priority=1,
                     caller_id=f'"12345" <{s.caller_id}>', timeout_ms=int(s.ring_s * 1000),
-                    variables={"HOTLINE_QUEUE": s.queue, "HOTLINE_CALLBACK": ticket_no},
+                    variables={Var.QUEUE.value: s.queue, Var.CALLBACK.value: ticket_no},
                     channel_id=channel_id, other_channel_id=channel_id + "-2")
                 resp = await asyncio.wait_for(done, s.ring_s + 15)
             except asyncio.TimeoutError:

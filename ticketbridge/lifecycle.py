@@ -12,49 +12,28 @@ and `parse_state` accepts either.
 from __future__ import annotations
 
 import datetime as dt
-from enum import Enum
 from typing import Any
 
 from model.config import Deadline, Hours
 from model.hours import add_working_days, local
+from model.ticket_state import BY_LABEL, TicketState
 
 
-class State(str, Enum):
-    accepted = "accepted"      # 受理
-    dispatched = "dispatched"  # 派单
-    handling = "handling"      # 办理
-    replied = "replied"        # 答复
-    supervised = "supervised"  # 督办
-    closed = "closed"          # 办结
-    revisited = "revisited"    # 回访
-    rated = "rated"            # 评价
-
-    @property
-    def label(self) -> str:
-        return LABELS[self]
-
-
-LABELS: dict[State, str] = {
-    State.accepted: "受理", State.dispatched: "派单", State.handling: "办理", State.replied: "答复",
-    State.supervised: "督办", State.closed: "办结", State.revisited: "回访", State.rated: "评价",
-}
-_BY_LABEL = {v: k for k, v in LABELS.items()}
-
-INITIAL = State.accepted
+INITIAL = TicketState.accepted
 
 #: Allowed moves. Beyond the straight line: a consultation answered on the spot (当场解答) is
 #: closed at once; a dispatch can be sent back (退单) for re-dispatch; a reply the center rejects,
 #: or an unsatisfied follow-up (回访不满意), goes back to handling; 督办 can be raised on any open
 #: stage after dispatch and always returns to handling.
-TRANSITIONS: dict[State, frozenset[State]] = {
-    State.accepted: frozenset({State.dispatched, State.handling, State.closed}),
-    State.dispatched: frozenset({State.handling, State.supervised, State.accepted}),
-    State.handling: frozenset({State.replied, State.supervised}),
-    State.replied: frozenset({State.closed, State.supervised, State.handling}),
-    State.supervised: frozenset({State.handling}),
-    State.closed: frozenset({State.revisited}),
-    State.revisited: frozenset({State.rated, State.handling}),
-    State.rated: frozenset(),
+TRANSITIONS: dict[TicketState, frozenset[TicketState]] = {
+    TicketState.accepted: frozenset({TicketState.dispatched, TicketState.handling, TicketState.closed}),
+    TicketState.dispatched: frozenset({TicketState.handling, TicketState.supervised, TicketState.accepted}),
+    TicketState.handling: frozenset({TicketState.replied, TicketState.supervised}),
+    TicketState.replied: frozenset({TicketState.closed, TicketState.supervised, TicketState.handling}),
+    TicketState.supervised: frozenset({TicketState.handling}),
+    TicketState.closed: frozenset({TicketState.revisited}),
+    TicketState.revisited: frozenset({TicketState.rated, TicketState.handling}),
+    TicketState.rated: frozenset(),
 }
 
 
@@ -76,27 +55,27 @@ def _show(value: Any) -> str:
         return repr(value)
 
 
-def parse_state(value: State | str) -> State:
-    """`State`, its English key or its Chinese label."""
-    if isinstance(value, State):
+def parse_state(value: TicketState | str) -> TicketState:
+    """`TicketState`, its English key or its Chinese label."""
+    if isinstance(value, TicketState):
         return value
     v = str(value).strip()
-    if v in _BY_LABEL:
-        return _BY_LABEL[v]
+    if v in BY_LABEL:
+        return BY_LABEL[v]
     try:
-        return State(v)
+        return TicketState(v)
     except ValueError:
         raise ValueError(f"unknown ticket state {value!r}") from None
 
 
-def allowed(current: State | str, target: State | str) -> bool:
+def allowed(current: TicketState | str, target: TicketState | str) -> bool:
     try:
         return parse_state(target) in TRANSITIONS[parse_state(current)]
     except ValueError:
         return False
 
 
-def transition(current: State | str, target: State | str) -> State:
+def transition(current: TicketState | str, target: TicketState | str) -> TicketState:
     """Return `target` if the move is allowed, else raise IllegalTransition naming both."""
     try:
         cur, tgt = parse_state(current), parse_state(target)

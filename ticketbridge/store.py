@@ -16,6 +16,10 @@ still keyed by the full `YYYYMMDD` day, so no schema change was needed.)
 The schema is owned by the Alembic migrations in ticketbridge/migrations; `open()`
 upgrades to head under a lock (BEGIN IMMEDIATE on SQLite, an advisory lock on
 PostgreSQL) so controllers starting together do not race each other.
+
+Why one module (≈700 lines): `TicketStore` is one adapter whose methods are each one
+transaction over the same tables (ticketbridge/schema.py); the rules that decide
+(assembler, lifecycle, KPIs, outbox policy) live in their own pure modules.
 """
 
 from __future__ import annotations
@@ -33,34 +37,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    DateTime,
-    Float,
-    ForeignKey,
-    Integer,
-    String,
-    Text,
-    event,
-    func,
-    select,
-    text,
-)
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy import event, func, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
 
 from model.config import DEFAULT_TZ
+from ticketbridge.schema import UTC, Callback, Outbox, Ticket, TicketHistory, TicketSeq
 from ticketbridge.assembler import CallRecord
 from ticketbridge.lifecycle import INITIAL, deadline, parse_state, transition
 
 log = structlog.get_logger("ticketbridge.store")
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-UTC = dt.timezone.utc
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 #: pg_advisory_xact_lock key serializing schema upgrades across controllers ("12345" + "TB")
 _PG_MIGRATION_LOCK = 1234508466
@@ -72,125 +60,6 @@ _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 _RETRIES = 10
 #: the daily sequence fits 6 digits, so ticket numbers stay 12 digits long
 TICKET_SEQ_MAX = 999_999
-
-
-# --------------------------------------------------------------------------- types and models
-
-
-class UTCDateTime(TypeDecorator[dt.datetime]):
-    """Aware datetimes in, aware (Asia/Shanghai) out, UTC in the database (SQLite keeps no zone)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(SHANGHAI)
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Ticket(Base):
-    __tablename__ = "tickets"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    ticket_no: Mapped[str] = mapped_column(String(20), unique=True)
-    query_password_hash: Mapped[str] = mapped_column(String(200))
-    linkedid: Mapped[str] = mapped_column(String(64), unique=True)
-    caller: Mapped[str] = mapped_column(String(64), default="", index=True)
-    dialed: Mapped[str] = mapped_column(String(32), default="", index=True)
-    legacy_line: Mapped[str | None] = mapped_column(String(32))
-    mode: Mapped[str] = mapped_column(String(32), default="unknown")
-    requested_dest: Mapped[str | None] = mapped_column(String(200))
-    actual_dest: Mapped[str | None] = mapped_column(String(200))
-    category: Mapped[str | None] = mapped_column(String(32))
-    ivr_path: Mapped[list[str]] = mapped_column(JSON, default=list)
-    queue: Mapped[str | None] = mapped_column(String(64))
-    queue_wait_s: Mapped[float | None] = mapped_column(Float)
-    agent: Mapped[str | None] = mapped_column(String(128))
-    answered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    talk_s: Mapped[float | None] = mapped_column(Float)
-    transfers: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    participants: Mapped[list[list[str]]] = mapped_column(JSON, default=list)
-    survey_rating: Mapped[int | None] = mapped_column(Integer)
-    survey_scale: Mapped[int | None] = mapped_column(Integer)
-    self_query: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    recording: Mapped[str | None] = mapped_column(String(500))
-    transcript: Mapped[str | None] = mapped_column(Text)
-    handled_by: Mapped[str] = mapped_column(String(16), default="controller")
-    outcome: Mapped[str] = mapped_column(String(32), default="in_progress", index=True)
-    source: Mapped[str] = mapped_column(String(8), default="ami")
-    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    state: Mapped[str] = mapped_column(String(16), default=INITIAL.value, index=True)
-    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
-    deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    callback_needed: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
-    version: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-
-    def __repr__(self) -> str:
-        return f"<Ticket {self.ticket_no} {self.state} {self.outcome} linkedid={self.linkedid}>"
-
-
-class TicketHistory(Base):
-    __tablename__ = "ticket_history"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
-    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    actor: Mapped[str] = mapped_column(String(64))
-    field: Mapped[str] = mapped_column(String(32))
-    from_value: Mapped[str | None] = mapped_column(String(200))
-    to_value: Mapped[str | None] = mapped_column(String(200))
-    note: Mapped[str | None] = mapped_column(Text)
-
-
-class Callback(Base):
-    __tablename__ = "callbacks"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), unique=True)
-    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    last_result: Mapped[str | None] = mapped_column(String(200))
-    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-
-
-class Outbox(Base):
-    __tablename__ = "outbox"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    ticket_no: Mapped[str] = mapped_column(String(20), index=True)
-    idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
-    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    dead_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-
-
-class TicketSeq(Base):
-    __tablename__ = "ticket_seq"
-
-    day: Mapped[str] = mapped_column(String(8), primary_key=True)
-    last: Mapped[int] = mapped_column(Integer)
 
 
 # --------------------------------------------------------------------------- small values

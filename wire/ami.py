@@ -4,7 +4,7 @@ Why not panoramisk's manager: "…successfully queued" answers raise ``KeyError:
 and drop the link, unanswered actions are re-sent after a reconnect (a second
 Originate is a second phone call), its Ping answer is never checked, a failing event
 handler drops the connection, non-ASCII split across reads is lost and actions have no
-timeout (see /work/shared/LIBRARIES.md). tests/unit/test_ami.py keeps a regression
+timeout (see ../shared/LIBRARIES.md). tests/unit/test_ami.py keeps a regression
 test for each.
 
 Shape: one background task owns the link (connect → Login → read until it dies →

@@ -3,7 +3,7 @@
 Why not panoramisk's server: its header loop spins on EOF (one port probe freezes every
 call), an out-of-band ``HANGUP`` or a multi-line ``520`` shifts every later reply by
 one, 511 is not a hang-up, routing ignores query strings, plain handlers crash on
-Python 3.11 and commands have no timeout (see /work/shared/LIBRARIES.md). Each of
+Python 3.11 and commands have no timeout (see ../shared/LIBRARIES.md). Each of
 those has a regression test in tests/unit/test_fastagi.py.
 
 Protocol facts used here (res_agi.c): the environment is ``agi_key: value`` lines up to

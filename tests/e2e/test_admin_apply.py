@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from hotline.admin import apply_config
+from admin.apply import apply_config
 from hotline.callrobot import CallRobot, wait_ticket
 from model.config import Queue
 from model.destinations import QueueDest

@@ -12,7 +12,7 @@ import yaml
 
 from model.loading import Problem, config_lines, load_config_with_lines, parse_config
 from routing.graph import validate
-from ticketbridge.lifecycle import State
+from model.ticket_state import TicketState
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config" / "hotline.yaml"
 
@@ -22,7 +22,7 @@ BASE: dict[str, Any] = {
         "greeting", "connecting", "main", "sub", "invalid_input", "no_input", "survey", "survey_thanks",
         "queue_position", "queue_position_unit", "query_ticket", "query_password", "query_wrong",
         "query_locked", "query_ticket_is", "query_state", "query_done", "t", "r", "closed_msg")}
-    | {f"state_{s.value}": s.value for s in State},
+    | {f"state_{s.value}": s.value for s in TicketState},
     "menus": {
         "main": {"prompt": "main", "hours": "office", "closed": "queue:general",
                  "options": {"1": "queue:general/咨询", "2": "menu:sub", "5": "self_service:progress_query"},

@@ -12,12 +12,11 @@ import pytest
 from model.config import Deadline, Hours
 from model.loading import load_config
 from model.destinations import Category
+from model.ticket_state import LABELS, TicketState
 from ticketbridge.lifecycle import (
     INITIAL,
-    LABELS,
     TRANSITIONS,
     IllegalTransition,
-    State,
     allowed,
     deadline,
     parse_state,
@@ -30,15 +29,15 @@ SHIPPED = Path(__file__).resolve().parents[2] / "config" / "hotline.yaml"
 
 def test_happy_path_through_the_loop() -> None:
     s = INITIAL
-    assert s is State.accepted
+    assert s is TicketState.accepted
     for nxt in ("派单", "办理", "答复", "督办", "办理", "答复", "办结", "回访", "评价"):
         s = transition(s, nxt)
-    assert s is State.rated
+    assert s is TicketState.rated
 
 
-@pytest.mark.parametrize("src", list(State))
-@pytest.mark.parametrize("dst", list(State))
-def test_table_is_the_only_authority(src: State, dst: State) -> None:
+@pytest.mark.parametrize("src", list(TicketState))
+@pytest.mark.parametrize("dst", list(TicketState))
+def test_table_is_the_only_authority(src: TicketState, dst: TicketState) -> None:
     if dst in TRANSITIONS[src]:
         assert transition(src, dst) is dst and allowed(src, dst)
     else:
@@ -50,11 +49,11 @@ def test_table_is_the_only_authority(src: State, dst: State) -> None:
 
 
 def test_supervision_reachable_and_returns_to_handling() -> None:
-    for src in (State.dispatched, State.handling, State.replied):
-        assert State.supervised in TRANSITIONS[src]
-    assert TRANSITIONS[State.supervised] == {State.handling}
-    assert State.supervised not in TRANSITIONS[State.accepted]
-    assert TRANSITIONS[State.rated] == set()
+    for src in (TicketState.dispatched, TicketState.handling, TicketState.replied):
+        assert TicketState.supervised in TRANSITIONS[src]
+    assert TRANSITIONS[TicketState.supervised] == {TicketState.handling}
+    assert TicketState.supervised not in TRANSITIONS[TicketState.accepted]
+    assert TRANSITIONS[TicketState.rated] == set()
 
 
 def test_every_state_reachable_from_initial() -> None:
@@ -64,12 +63,12 @@ def test_every_state_reachable_from_initial() -> None:
             if n not in seen:
                 seen.add(n)
                 todo.append(n)
-    assert seen == set(State)
+    assert seen == set(TicketState)
 
 
 def test_labels_and_unknown_states() -> None:
-    assert parse_state("受理") is State.accepted and parse_state("closed") is State.closed
-    assert State.supervised.label == "督办"
+    assert parse_state("受理") is TicketState.accepted and parse_state("closed") is TicketState.closed
+    assert TicketState.supervised.label == "督办"
     with pytest.raises(ValueError):
         parse_state("lost")
     with pytest.raises(IllegalTransition, match="'lost'"):

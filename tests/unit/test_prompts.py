@@ -171,3 +171,11 @@ def test_speakable_text_reads_long_numbers_digit_by_digit():
     assert P.speakable_text("请拨打12345。") == "请拨打幺二三四五。"
     assert P.speakable_text("拨打110、119、120") == "拨打幺幺零、幺幺九、幺二零"
     assert P.speakable_text("请按1，10个工作日") == "请按1，10个工作日"
+
+
+def test_the_recordings_folder_is_where_admin_recordings_are_read_from() -> None:
+    """recordings/prompts exists in a fresh clone and is what `hotline prompts` reads (README, Layout)."""
+    from ivr.prompts import RECORDINGS
+
+    assert RECORDINGS == Path(__file__).resolve().parents[2] / "recordings"
+    assert (RECORDINGS / "prompts").is_dir() and (RECORDINGS / "README.md").is_file()

@@ -341,7 +341,7 @@ async def test_outbox_delivery_cycle(make_store: StoreFactory) -> None:
 
 async def test_ticket_number_stays_12_digits_at_beijing_scale(make_store: StoreFactory) -> None:
     """YYMMDD + 6-digit daily sequence: Beijing's ~65,000 calls a day still key 12 digits in the IVR."""
-    from ticketbridge.store import TicketSeq
+    from ticketbridge.schema import TicketSeq
 
     st = await make_store()
     assert st.engine is not None

@@ -14,7 +14,7 @@ from typing import Any
 
 from alembic import context
 
-from ticketbridge.store import Base
+from ticketbridge.schema import Base
 
 target_metadata = Base.metadata
 config = context.config

@@ -1,0 +1,121 @@
+"""The shape of the house, checked: layers import only downwards, and no module imports itself in a circle.
+
+Layers, bottom to top (README, "Layout"):
+
+    model     typed config, routing vocabulary, wire names, hours, secrets, privacy — imports nothing of ours above
+    wire      Asterisk wire adapters: FastAGI, AMI, .conf reader, channel names — imports model only
+    routing   where a call goes, the dialplan it renders, transfers — model, wire
+    ivr       the call flow and the caller's side — model, wire, routing
+    ticketbridge  calls -> tickets — model, wire, routing
+    admin     check, explain, apply — everything below
+    hotline   the composition root: CLI and process wiring — everything; imported by nobody
+
+Imports are read from the source (every `import`/`from` anywhere in a module, including
+ones inside functions), so a lazy import cannot hide an upward arrow.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LAYERS = ["model", "wire", "routing", "ivr", "ticketbridge", "admin", "hotline"]
+#: packages a package may import besides itself
+ALLOWED = {
+    "model": set(),
+    "wire": {"model"},
+    "routing": {"model", "wire"},
+    "ivr": {"model", "wire", "routing"},
+    "ticketbridge": {"model", "wire", "routing"},
+    "admin": {"model", "wire", "routing", "ivr", "ticketbridge"},
+    "hotline": {"model", "wire", "routing", "ivr", "ticketbridge", "admin"},
+}
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for pkg in LAYERS:
+        for path in (ROOT / pkg).rglob("*.py"):
+            rel = path.relative_to(ROOT).with_suffix("")
+            parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+            out[".".join(parts)] = path
+    return out
+
+
+def imports_of(path: Path, known: set[str]) -> set[str]:
+    """Our modules that `path` imports (a `from pkg import mod` counts as pkg.mod when that is a module)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module
+                     for a in node.names]
+        else:
+            continue
+        for name in names:
+            if name.split(".")[0] in LAYERS:
+                while name not in known and "." in name:
+                    name = name.rsplit(".", 1)[0]
+                found.add(name)
+    return found
+
+
+MODULES = modules()
+GRAPH = {m: imports_of(p, set(MODULES)) - {m} for m, p in MODULES.items()}
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_point_down(module: str) -> None:
+    pkg = module.split(".")[0]
+    upward = sorted(t for t in GRAPH[module] if t.split(".")[0] not in ALLOWED[pkg] | {pkg})
+    assert not upward, f"{module} ({pkg}) imports {upward}: above its layer"
+
+
+def test_nothing_imports_the_composition_root() -> None:
+    users = sorted(m for m, deps in GRAPH.items()
+                   if not m.startswith("hotline") and any(d.startswith("hotline") for d in deps))
+    assert not users, f"{users} import the composition root"
+
+
+def test_no_import_cycles_between_files() -> None:
+    seen: dict[str, int] = {}  # 1 = on the stack, 2 = done
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(m: str) -> None:
+        seen[m] = 1
+        stack.append(m)
+        for d in sorted(GRAPH.get(m, ())):
+            if seen.get(d) == 1:
+                cycles.append(stack[stack.index(d):] + [d])
+            elif d not in seen:
+                visit(d)
+        stack.pop()
+        seen[m] = 2
+
+    for m in sorted(GRAPH):
+        if m not in seen:
+            visit(m)
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_modules_stay_small_or_say_why() -> None:
+    """No module over ~500 lines without a reason stated in its docstring ("Why one module: …")."""
+    big = []
+    for m, p in MODULES.items():
+        lines = p.read_text(encoding="utf-8").count("\n")
+        doc = ast.get_docstring(ast.parse(p.read_text(encoding="utf-8"))) or ""
+        if lines > 520 and "Why one module" not in doc:
+            big.append(f"{m} ({lines} lines)")
+    assert not big, f"too large without a stated reason: {big}"
+
+
+def test_the_checker_sees_a_planted_cycle(tmp_path: Path) -> None:
+    """The reader finds upward and lazy imports (so the tests above can fail)."""
+    f = tmp_path / "m.py"
+    f.write_text("def f():\n    from hotline.cli import main\n    import routing.dialplan\n", encoding="utf-8")
+    assert imports_of(f, set(MODULES)) == {"hotline.cli", "routing.dialplan"}

@@ -1,0 +1,139 @@
+"""The ticket store's tables (SQLAlchemy 2 ORM), owned by the Alembic migrations in ticketbridge/migrations.
+
+Times are stored in UTC (SQLite keeps no zone) and come back aware. Changing a table here
+means a new migration under ticketbridge/migrations/versions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from model.config import DEFAULT_TZ
+from model.ticket_state import TicketState
+
+UTC = dt.timezone.utc
+#: the zone aware values come back in (display only: comparisons and arithmetic do not depend on it)
+DISPLAY_ZONE = ZoneInfo(DEFAULT_TZ)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware datetimes in, aware (Asia/Shanghai) out, UTC in the database (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(DISPLAY_ZONE)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_no: Mapped[str] = mapped_column(String(20), unique=True)
+    query_password_hash: Mapped[str] = mapped_column(String(200))
+    linkedid: Mapped[str] = mapped_column(String(64), unique=True)
+    caller: Mapped[str] = mapped_column(String(64), default="", index=True)
+    dialed: Mapped[str] = mapped_column(String(32), default="", index=True)
+    legacy_line: Mapped[str | None] = mapped_column(String(32))
+    mode: Mapped[str] = mapped_column(String(32), default="unknown")
+    requested_dest: Mapped[str | None] = mapped_column(String(200))
+    actual_dest: Mapped[str | None] = mapped_column(String(200))
+    category: Mapped[str | None] = mapped_column(String(32))
+    ivr_path: Mapped[list[str]] = mapped_column(JSON, default=list)
+    queue: Mapped[str | None] = mapped_column(String(64))
+    queue_wait_s: Mapped[float | None] = mapped_column(Float)
+    agent: Mapped[str | None] = mapped_column(String(128))
+    answered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    talk_s: Mapped[float | None] = mapped_column(Float)
+    transfers: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    participants: Mapped[list[list[str]]] = mapped_column(JSON, default=list)
+    survey_rating: Mapped[int | None] = mapped_column(Integer)
+    survey_scale: Mapped[int | None] = mapped_column(Integer)
+    self_query: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    recording: Mapped[str | None] = mapped_column(String(500))
+    transcript: Mapped[str | None] = mapped_column(Text)
+    handled_by: Mapped[str] = mapped_column(String(16), default="controller")
+    outcome: Mapped[str] = mapped_column(String(32), default="in_progress", index=True)
+    source: Mapped[str] = mapped_column(String(8), default="ami")
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(16), default=TicketState.accepted.value, index=True)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    callback_needed: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"<Ticket {self.ticket_no} {self.state} {self.outcome} linkedid={self.linkedid}>"
+
+
+class TicketHistory(Base):
+    __tablename__ = "ticket_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(64))
+    field: Mapped[str] = mapped_column(String(32))
+    from_value: Mapped[str | None] = mapped_column(String(200))
+    to_value: Mapped[str | None] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class Callback(Base):
+    __tablename__ = "callbacks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_result: Mapped[str | None] = mapped_column(String(200))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class Outbox(Base):
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_no: Mapped[str] = mapped_column(String(20), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    dead_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class TicketSeq(Base):
+    __tablename__ = "ticket_seq"
+
+    day: Mapped[str] = mapped_column(String(8), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer)
