@@ -28,6 +28,7 @@ from model.config import Config
 from model.contract import Route as RouteName
 from model.contract import Var
 from model.destinations import (
+    MAX_LINE_HOPS,
     AnnounceDest,
     Category,
     Destination,
@@ -42,9 +43,6 @@ from model.destinations import (
 from routing.dialplan import dial_string
 from routing.numberplan import RouteDecision, decide
 from routing.queues import resolve_queue
-
-#: Bound on legacy → legacy hops chosen from menus, so a misconfiguration cannot spin.
-MAX_LEGACY_HOPS = 4
 
 
 @dataclass(frozen=True)
@@ -122,7 +120,7 @@ def inbound_flow(config: Config, dialed: str, caller: str, now: dt.datetime) -> 
     dest, category = yield from _walk(config, now, decision.dest, pending)
     category = category or decision.category
     hops = 0
-    while isinstance(dest, LegacyDest) and hops < MAX_LEGACY_HOPS:
+    while isinstance(dest, LegacyDest) and hops < MAX_LINE_HOPS:
         hops += 1
         sub = decide(config, dest.line, caller, now)
         yield Decided(sub, chosen=True)

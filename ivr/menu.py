@@ -59,6 +59,7 @@ from dataclasses import dataclass
 
 from model.config import Config, Menu
 from model.destinations import (
+    MAX_REDIRECTS,
     AnnounceDest,
     Category,
     Destination,
@@ -89,9 +90,6 @@ __all__ = [
 
 #: Spoken words that act as ``0`` (agent) in every menu, besides ``menu.speech["0"]``.
 AGENT_WORDS: tuple[str, ...] = ("人工", "话务员", "客服")
-
-#: Hops through announce/closed/fail-open redirections before giving up on a chain.
-MAX_HOPS = 16
 
 #: Default cap on inputs in one call; past it the caller goes to the agent (stuck key, noise).
 MAX_EVENTS = 60
@@ -323,7 +321,7 @@ class MenuEngine:
         cfg = self.config
         general = QueueDest(queue=cfg.center.general_queue)
         plays: list[Play] = []
-        for _ in range(MAX_HOPS):
+        for _ in range(MAX_REDIRECTS):
             if isinstance(dest, MenuDest):
                 self._entered_menu = True  # from here on, nothing may hang up (even a closed menu)
                 menu = cfg.menus.get(dest.menu)

@@ -15,6 +15,14 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 
+#: Redirections one destination chain may take (announce → then, closed → alternative, fail-open)
+#: before it gives up and fails open to the general queue. The menu engine and the closed-queue
+#: rule both stop here, so `explain` and a live call give up at the same point.
+MAX_REDIRECTS = 16
+#: Line-to-line hops one call may take (a forward to another legacy line, a legacy line chosen in a menu).
+MAX_LINE_HOPS = 4
+
+
 class Category(str, Enum):
     """Request categories of the national classification (诉求类型)."""
 

@@ -43,11 +43,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from model.config import Config, LegacyLine
-from model.destinations import Category, Destination, DialDest, HangupDest, QueueDest, TransferDest
+from model.destinations import MAX_LINE_HOPS, Category, Destination, DialDest, HangupDest, QueueDest, TransferDest
 from model.hours import local
 
 __all__ = [
-    "MAX_FORWARD_HOPS",
     "RouteDecision",
     "TransitionRow",
     "TransitionStatus",
@@ -56,9 +55,6 @@ __all__ = [
     "merge_window",
     "transition_calendar",
 ]
-
-#: Bound on forward → legacy → forward hops, so a forwarding loop cannot spin.
-MAX_FORWARD_HOPS = 4
 
 TransitionStatus = Literal["announcing", "retired", "put_through", "pending", "n/a"]
 
@@ -227,7 +223,7 @@ def _decide(config: Config, number: str, today: dt.date, *, hops: int, seen: tup
                            reason=f"{number} (call forwarding) forwards to the center number: greeting, "
                                   f"then {center.entry.label()}.")
         if target in config.legacy_lines:
-            if target in seen + (number,) or hops >= MAX_FORWARD_HOPS:
+            if target in seen + (number,) or hops >= MAX_LINE_HOPS:
                 chain = " -> ".join(seen + (number, target))
                 return _center(config, number, line=number, mode=mode, category=cat,
                                reason=f"{number} (call forwarding) loops ({chain}), so the 12345 flow.",

@@ -8,10 +8,8 @@ from __future__ import annotations
 import datetime as dt
 
 from model.config import Config
-from model.destinations import AnnounceDest, Destination, QueueDest
+from model.destinations import MAX_REDIRECTS, AnnounceDest, Destination, QueueDest
 from model.hours import is_open
-
-MAX_HOPS = 8
 
 
 def resolve_queue(config: Config, dest: Destination, at: dt.datetime) -> tuple[Destination, list[str], list[str]]:
@@ -24,7 +22,7 @@ def resolve_queue(config: Config, dest: Destination, at: dt.datetime) -> tuple[D
     general = QueueDest(queue=config.center.general_queue)
     prompts: list[str] = []
     notes: list[str] = []
-    for _ in range(MAX_HOPS):
+    for _ in range(MAX_REDIRECTS):
         if isinstance(dest, AnnounceDest):
             prompts.append(dest.prompt)
             dest = dest.then or general
