@@ -1,5 +1,9 @@
 """One agent transfer as a pure state machine: AMI-derived inputs in, actions out, no I/O.
 
+Holds the transfer's vocabulary (`Mode`, `State`, inputs, actions, `resolve_mode`), the
+`Transfer` record and the transition tables that drive it. Which AMI event is which
+input lives in `routing.transfer_correlation` (pure); AMI I/O in `routing.transfer_service`.
+
 Why a state machine: transfers fail in the field at the edges — the caller and the
 agent hanging up at the same instant, the target answering as the caller leaves, a
 timeout racing an answer. Here each of those is an ordinary transition; every
@@ -16,6 +20,15 @@ States::
 nothing) but stays *open* until a party leaves: the agent leaving then refines it to
 ``completed`` (the caller and the target keep talking), anyone else leaving closes it.
 
+The transitions are tables, in the spirit of h11's ``_state.py``: per mode, a dict
+``(State, InputKind) → handler`` (`TRANSITIONS`). Rows shared by several states are
+written once; `build_table` refuses a pair defined twice or left out, so nothing falls
+through unnoticed, and pairs where nothing happens name the explicit `ignore` handler.
+
+Why one module (≈575 lines): the tables are keyed by this module's `State` and
+`InputKind` and name the `Transfer` methods they call; vocabulary, record and tables
+are one contract, and a row is only checkable next to the handler and input it names.
+
 Asterisk's own attended-transfer machinery (``Atxfer``, ``atxfernoanswertimeout``,
 ``atxferthreeway``) does the call handling; this machine only decides what happened
 and what the controller must do about it (return the caller to the agent, mark the
@@ -24,10 +37,11 @@ ticket for work-order dispatch 工单派转, tell the ticket assembler).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal, Union
+from itertools import product
+from typing import Any, ClassVar, Literal, Union
 
 
 class Mode(StrEnum):
@@ -90,13 +104,28 @@ def resolve_mode(requested: Mode | str | None, kind: str, policy: Mapping[str, M
 
 
 # --------------------------------------------------------------------------- inputs
-# Each input carries `at` (seconds on one clock, as the adapter observed it).
+# Each input carries `at` (seconds on one clock, as the adapter observed it) and, as a
+# class attribute, its `kind`: the column of the transition tables it is looked up in.
+
+
+class InputKind(StrEnum):
+    ACK = "ack"
+    TARGET_DIALING = "target_dialing"
+    DIAL_END = "dial_end"
+    TARGET_HANGUP = "target_hangup"
+    TRANSFERER_HANGUP = "transferer_hangup"
+    CALLER_HANGUP = "caller_hangup"
+    ATTENDED_DONE = "attended_done"
+    BLIND_DONE = "blind_done"
+    TICK = "tick"
+    LOST = "lost"
 
 
 @dataclass(frozen=True)
 class ActionAck:
     """Asterisk's answer to the Atxfer/BlindTransfer action. For Atxfer, ok means only "queued"."""
 
+    kind: ClassVar[InputKind] = InputKind.ACK
     ok: bool
     at: float
     message: str = ""
@@ -106,6 +135,7 @@ class ActionAck:
 class TargetDialing:
     """The target leg exists and is being dialed (DialBegin from the hotline-transfer context)."""
 
+    kind: ClassVar[InputKind] = InputKind.TARGET_DIALING
     at: float
 
 
@@ -113,12 +143,14 @@ class TargetDialing:
 class DialEnd:
     """The target leg's Dial ended: ANSWER, BUSY, NOANSWER, CANCEL, CHANUNAVAIL, CONGESTION, …"""
 
+    kind: ClassVar[InputKind] = InputKind.DIAL_END
     status: str
     at: float
 
 
 @dataclass(frozen=True)
 class TargetHangup:
+    kind: ClassVar[InputKind] = InputKind.TARGET_HANGUP
     at: float
 
 
@@ -126,11 +158,13 @@ class TargetHangup:
 class TransfererHangup:
     """The agent's channel hung up."""
 
+    kind: ClassVar[InputKind] = InputKind.TRANSFERER_HANGUP
     at: float
 
 
 @dataclass(frozen=True)
 class CallerHangup:
+    kind: ClassVar[InputKind] = InputKind.CALLER_HANGUP
     at: float
 
 
@@ -138,6 +172,7 @@ class CallerHangup:
 class AttendedTransferDone:
     """AMI AttendedTransfer: Result (Success/Fail/Invalid/Not Permitted) and DestType (Bridge/App/Link/Threeway/Fail)."""
 
+    kind: ClassVar[InputKind] = InputKind.ATTENDED_DONE
     result: str
     dest_type: str
     at: float
@@ -147,6 +182,7 @@ class AttendedTransferDone:
 class BlindTransferDone:
     """AMI BlindTransfer: Result (Success/Fail/Invalid/Not Permitted)."""
 
+    kind: ClassVar[InputKind] = InputKind.BLIND_DONE
     result: str
     at: float
 
@@ -155,6 +191,7 @@ class BlindTransferDone:
 class Tick:
     """Time passes; lets the machine give up when Asterisk's events never come."""
 
+    kind: ClassVar[InputKind] = InputKind.TICK
     at: float
 
 
@@ -162,6 +199,7 @@ class Tick:
 class Lost:
     """The controller lost track of this transfer (restart, no way to re-attach): record it, never strand it."""
 
+    kind: ClassVar[InputKind] = InputKind.LOST
     at: float
 
 
@@ -214,13 +252,8 @@ Action = Union[ReturnToAgent, MarkWorkOrder, MergeThreeway, CompleteTransfer, Em
 
 #: Dial statuses that mean "the target could not take the call" → outcome
 _DIAL_FAILURES: Mapping[str, State] = {
-    "BUSY": State.BUSY,
-    "NOANSWER": State.NO_ANSWER,
-    "CHANUNAVAIL": State.FAILED,
-    "CONGESTION": State.FAILED,
-    "DONTCALL": State.FAILED,
-    "TORTURE": State.FAILED,
-    "INVALIDARGS": State.FAILED,
+    "BUSY": State.BUSY, "NOANSWER": State.NO_ANSWER,
+    **dict.fromkeys(("CHANUNAVAIL", "CONGESTION", "DONTCALL", "TORTURE", "INVALIDARGS"), State.FAILED),
 }
 
 #: how close to the no-answer timeout a cancelled leg counts as Asterisk's timeout rather than the agent's *1
@@ -272,23 +305,10 @@ class Transfer:
         return self.state in TERMINAL_STATES
 
     def feed(self, inp: Input) -> list[Action]:
-        """Apply one input; total over every (state, input) pair, never raises on valid inputs."""
+        """Apply one input: the handler at `TRANSITIONS[mode][(state, inp.kind)]`. Never raises on valid inputs."""
         if self.closed:
             return []
-        if self.state is State.THREEWAY:
-            return self._in_threeway(inp)
-        if self.state in TERMINAL_STATES:  # pragma: no cover - terminal non-threeway states are closed
-            self.closed = True
-            return []
-        if isinstance(inp, Lost):
-            return self._end(State.ABANDONED, inp.at, work_order=self.answered_at is None, reason="lost track")
-        if self.mode is Mode.BLIND:
-            return self._blind(inp)
-        if self.state is State.REQUESTED:
-            return self._requested(inp)
-        if self.state is State.RINGING:
-            return self._ringing(inp)
-        return self._answered(inp)
+        return TRANSITIONS[self.mode][(self.state, inp.kind)](self, inp)
 
     def snapshot(self) -> dict[str, object]:
         return {
@@ -299,104 +319,95 @@ class Transfer:
             "closed": self.closed,
         }
 
-    # ------------------------------------------------------------------ per state
-    def _blind(self, inp: Input) -> list[Action]:
-        """Blind: only "did Asterisk take the transfer" matters; the caller's own dialplan handles failure."""
-        if isinstance(inp, BlindTransferDone):
-            return self._end(State.BLIND if _ok(inp.result) else State.FAILED, inp.at)
-        if isinstance(inp, ActionAck):
-            return self._end(State.BLIND if inp.ok else State.FAILED, inp.at)
-        if isinstance(inp, (TargetDialing, DialEnd)):
-            return self._end(State.BLIND, inp.at)  # the caller is already dialing the target
-        if isinstance(inp, CallerHangup):
-            return self._end(State.ABANDONED, inp.at, work_order=True)
-        if isinstance(inp, TransfererHangup):
-            # BlindTransfer hangs the agent up once the caller is on its way; the ack/event decides.
-            self.agent_gone = True
-            return []
-        if isinstance(inp, Tick) and inp.at >= self.started_at + self.setup_timeout_s:
-            return self._end(State.BLIND if self.agent_gone else State.FAILED, inp.at)
+    # ------------------------------------------------------------------ transitions (the tables' cells)
+    def _lost(self, inp: Lost) -> list[Action]:
+        """Lost track mid-transfer: abandoned, and a work order if the target never answered."""
+        return self._end(State.ABANDONED, inp.at, work_order=self.answered_at is None, reason="lost track")
+
+    def _fail_if_refused(self, inp: ActionAck) -> list[Action]:
+        """Atxfer refused: failed. Accepted only means "queued"; the events tell the rest."""
+        return [] if inp.ok else self._end(State.FAILED, inp.at)
+
+    def _ringing(self, inp: TargetDialing) -> list[Action]:
+        self.state, self.ringing_at = State.RINGING, inp.at
+        self._log(inp.at, "ringing")
         return []
 
-    def _requested(self, inp: Input) -> list[Action]:
-        if isinstance(inp, ActionAck):
-            return [] if inp.ok else self._end(State.FAILED, inp.at)
-        if isinstance(inp, TargetDialing):
-            self.state, self.ringing_at = State.RINGING, inp.at
-            self._log(inp.at, "ringing")
-            return []
-        if isinstance(inp, (DialEnd, TargetHangup, AttendedTransferDone)):
-            self.ringing_at = inp.at  # the Dial start was missed; treat as ringing from now
-            self.state = State.RINGING
-            return self._ringing(inp)
-        if isinstance(inp, (CallerHangup, TransfererHangup)):
-            return self._end(State.ABANDONED, inp.at, work_order=True)
-        if isinstance(inp, Tick) and inp.at >= self.started_at + self.setup_timeout_s:
+    def _ringing_from_now(self, inp: Input) -> list[Action]:
+        """The Dial start was missed: treat the leg as ringing from now and apply the input there."""
+        self.ringing_at = inp.at
+        self.state = State.RINGING
+        return self.feed(inp)
+
+    def _setup_timeout(self, inp: Tick) -> list[Action]:
+        if inp.at >= self.started_at + self.setup_timeout_s:
             return self._end(State.FAILED, inp.at, reason="target leg never appeared")
         return []
 
-    def _ringing(self, inp: Input) -> list[Action]:
-        if isinstance(inp, DialEnd):
-            status = inp.status.upper()
-            if status == "ANSWER":
-                return self._answer(inp.at)
-            self.dial_status = status
-            return self._target_failed(inp.at)
-        if isinstance(inp, TargetHangup):
-            return self._target_failed(inp.at)
-        if isinstance(inp, CallerHangup):
-            return self._end(State.ABANDONED, inp.at, work_order=True)
-        if isinstance(inp, TransfererHangup):
-            # atxferdropcall=no: Asterisk keeps the caller with the still-ringing target (blond transfer)
+    def _dial_ended(self, inp: DialEnd) -> list[Action]:
+        status = inp.status.upper()
+        if status == "ANSWER":
+            return self._answer(inp.at)
+        self.dial_status = status
+        return self._target_failed(inp.at)
+
+    def _target_left_ringing(self, inp: TargetHangup) -> list[Action]:
+        return self._target_failed(inp.at)
+
+    def _agent_left_ringing(self, inp: TransfererHangup) -> list[Action]:
+        """atxferdropcall=no: Asterisk keeps the caller with the still-ringing target (blond transfer)."""
+        self.agent_gone = True
+        self._log(inp.at, "agent_left_while_ringing")
+        return []
+
+    def _transfer_key_while_ringing(self, inp: AttendedTransferDone) -> list[Action]:
+        """*2 or *3 before the answer: remembered; the answer then completes or merges."""
+        if not _ok(inp.result):
+            return self._end(State.FAILED, inp.at, reason=f"attended transfer {inp.result}")
+        if inp.dest_type.lower() == "threeway":
+            self.merged = True
+        else:
             self.agent_gone = True
-            self._log(inp.at, "agent_left_while_ringing")
-            return []
-        if isinstance(inp, AttendedTransferDone):
-            if not _ok(inp.result):
-                return self._end(State.FAILED, inp.at, reason=f"attended transfer {inp.result}")
-            if inp.dest_type.lower() == "threeway":
-                self.merged = True
-            else:
-                self.agent_gone = True
-            return []
-        if isinstance(inp, Tick):
-            since = self.ringing_at if self.ringing_at is not None else self.started_at
-            if inp.at >= since + self.timeout_s + self.grace_s:
-                self.dial_status = self.dial_status or "NOANSWER"
-                return self._end(State.NO_ANSWER, inp.at, return_to_agent=True)
-            return []
-        if isinstance(inp, ActionAck):
-            return [] if inp.ok else self._end(State.FAILED, inp.at)
-        return []  # TargetDialing again, BlindTransferDone: nothing new
+        return []
 
-    def _answered(self, inp: Input) -> list[Action]:
-        if isinstance(inp, AttendedTransferDone):
-            if not _ok(inp.result):
-                self._log(inp.at, f"completion_refused:{inp.result}")
-                return []  # Asterisk keeps the consultation up; the agent may retry or abort
-            if inp.dest_type.lower() == "threeway":
-                return self._end(State.THREEWAY, inp.at)
-            return self._end(State.COMPLETED, inp.at)
-        if isinstance(inp, TransfererHangup):
-            # hanging up during the consultation completes an attended transfer in Asterisk
-            return self._end(State.COMPLETED, inp.at)
-        if isinstance(inp, TargetHangup):
-            return self._end(State.CANCELLED, inp.at, return_to_agent=True)
-        if isinstance(inp, CallerHangup):
-            return self._end(State.ABANDONED, inp.at)
-        return []  # DialEnd/TargetDialing repeats, Tick (a consultation may last), acks
+    def _no_answer_timeout(self, inp: Tick) -> list[Action]:
+        since = self.ringing_at if self.ringing_at is not None else self.started_at
+        if inp.at >= since + self.timeout_s + self.grace_s:
+            self.dial_status = self.dial_status or "NOANSWER"
+            return self._end(State.NO_ANSWER, inp.at, return_to_agent=True)
+        return []
 
-    def _in_threeway(self, inp: Input) -> list[Action]:
-        if isinstance(inp, Lost):
-            self.closed = True
-            return []
-        if isinstance(inp, TransfererHangup):
-            self.state, self.closed, self.ended_at = State.COMPLETED, True, inp.at
-            self._log(inp.at, "completed")
-            return [self._event()]
-        if isinstance(inp, (CallerHangup, TargetHangup)):
-            self.closed = True
-            self._log(inp.at, "threeway_ended")
+    def _completion(self, inp: AttendedTransferDone) -> list[Action]:
+        if not _ok(inp.result):
+            self._log(inp.at, f"completion_refused:{inp.result}")
+            return []  # Asterisk keeps the consultation up; the agent may retry or abort
+        return self._end(State.THREEWAY if inp.dest_type.lower() == "threeway" else State.COMPLETED, inp.at)
+
+    def _agent_left_threeway(self, inp: TransfererHangup) -> list[Action]:
+        """The caller and the target keep talking: the outcome is refined to completed."""
+        self.state, self.closed, self.ended_at = State.COMPLETED, True, inp.at
+        self._log(inp.at, "completed")
+        return [self._event()]
+
+    def _threeway_ended(self, inp: Input) -> list[Action]:
+        self.closed = True
+        self._log(inp.at, "threeway_ended")
+        return []
+
+    def _blind_result(self, inp: BlindTransferDone) -> list[Action]:
+        return self._end(State.BLIND if _ok(inp.result) else State.FAILED, inp.at)
+
+    def _blind_ack(self, inp: ActionAck) -> list[Action]:
+        return self._end(State.BLIND if inp.ok else State.FAILED, inp.at)
+
+    def _blind_agent_left(self, inp: TransfererHangup) -> list[Action]:
+        """BlindTransfer hangs the agent up once the caller is on its way; the ack/event decides."""
+        self.agent_gone = True
+        return []
+
+    def _blind_setup_timeout(self, inp: Tick) -> list[Action]:
+        if inp.at >= self.started_at + self.setup_timeout_s:
+            return self._end(State.BLIND if self.agent_gone else State.FAILED, inp.at)
         return []
 
     # ------------------------------------------------------------------ helpers
@@ -408,11 +419,7 @@ class Transfer:
             return self._end(State.COMPLETED, at)
         self.state = State.ANSWERED
         self._log(at, "answered")
-        if self.mode is Mode.THREEWAY:
-            return [MergeThreeway()]
-        if self.mode is Mode.ONEKEY:
-            return [CompleteTransfer()]
-        return []
+        return list(_ON_ANSWER[self.mode])
 
     def _target_failed(self, at: float) -> list[Action]:
         """The target leg ended before answering: busy, no answer, failure, or cancelled by the agent."""
@@ -449,5 +456,121 @@ class Transfer:
         self.history.append((at, what))
 
 
+#: what the machine asks for once the target answers a consultation, per mode
+_ON_ANSWER: Mapping[Mode, tuple[Action, ...]] = {
+    Mode.ATTENDED: (), Mode.THREEWAY: (MergeThreeway(),), Mode.ONEKEY: (CompleteTransfer(),),
+    Mode.BLIND: (),  # a blind transfer never consults
+}
+
+
 def _ok(result: str) -> bool:
     return result.strip().lower() == "success"
+
+
+# --------------------------------------------------------------------------- the tables
+
+#: a table cell: the transfer and an input of the kind its row names → the actions to carry out
+Handler = Callable[[Transfer, Any], list[Action]]
+Row = tuple[frozenset[State], frozenset[InputKind], Handler]
+Table = Mapping[tuple[State, InputKind], Handler]
+
+
+def ignore(t: Transfer, inp: Input) -> list[Action]:
+    """Nothing happens: the input is stale, repeated, or does not matter in this state."""
+    return []
+
+
+def settle(t: Transfer, inp: Input) -> list[Action]:
+    """The outcome is already reported: close the transfer quietly."""
+    t.closed = True
+    return []
+
+
+def ends(outcome: State, *, return_to_agent: bool = False, work_order: bool | None = None) -> Handler:
+    """A cell that just ends the transfer with `outcome` (`Transfer._end` adds the actions)."""
+    def handler(t: Transfer, inp: Input) -> list[Action]:
+        return t._end(outcome, inp.at, return_to_agent=return_to_agent, work_order=work_order)
+    handler.__name__ = handler.__qualname__ = f"ends_{outcome}"
+    return handler
+
+
+def row(states: State | Iterable[State], kinds: InputKind | Iterable[InputKind], handler: Handler) -> Row:
+    """One line of a table: `handler` for every pair in `states` × `kinds`."""
+    s = frozenset([states]) if isinstance(states, State) else frozenset(states)
+    k = frozenset([kinds]) if isinstance(kinds, InputKind) else frozenset(kinds)
+    return s, k, handler
+
+
+def build_table(rows: Iterable[Row]) -> dict[tuple[State, InputKind], Handler]:
+    """Expand rows into a total table; a pair defined twice or not at all is a ValueError."""
+    table: dict[tuple[State, InputKind], Handler] = {}
+    for states, kinds, handler in rows:
+        for pair in product(states, kinds):
+            if pair in table:
+                raise ValueError(f"{pair} defined twice ({table[pair].__name__}, {handler.__name__})")
+            table[pair] = handler
+    missing = set(product(State, InputKind)) - set(table)
+    if missing:
+        raise ValueError(f"no transition for {sorted(missing)}")
+    return table
+
+
+S, K, T = State, InputKind, Transfer
+PRE_ANSWER = frozenset({S.REQUESTED, S.RINGING})
+SETTLED_STATES = TERMINAL_STATES - {S.THREEWAY}
+#: a party left before the target heard the matter: abandoned, and the ticket becomes a work order
+_abandoned_unheard = ends(S.ABANDONED, work_order=True)
+
+#: rows every mode shares: losing track mid-transfer, and everything after the outcome
+_SHARED_ROWS: tuple[Row, ...] = (
+    row(ACTIVE_STATES, K.LOST, T._lost),
+    row(S.THREEWAY, K.TRANSFERER_HANGUP, T._agent_left_threeway),
+    row(S.THREEWAY, {K.CALLER_HANGUP, K.TARGET_HANGUP}, T._threeway_ended),
+    row(S.THREEWAY, K.LOST, settle),
+    row(S.THREEWAY, {K.ACK, K.TARGET_DIALING, K.DIAL_END, K.ATTENDED_DONE, K.BLIND_DONE, K.TICK}, ignore),
+    row(SETTLED_STATES, InputKind, settle),
+)
+
+#: attended, three-way and one-key: Atxfer, then a consultation leg towards the target
+CONSULT_TABLE: Table = build_table((
+    *_SHARED_ROWS,
+    row(PRE_ANSWER, K.CALLER_HANGUP, _abandoned_unheard),
+    row(PRE_ANSWER, K.ACK, T._fail_if_refused),
+    row(PRE_ANSWER, K.BLIND_DONE, ignore),
+    # requested: waiting for the target leg to appear
+    row(S.REQUESTED, K.TARGET_DIALING, T._ringing),
+    row(S.REQUESTED, {K.DIAL_END, K.TARGET_HANGUP, K.ATTENDED_DONE}, T._ringing_from_now),
+    row(S.REQUESTED, K.TRANSFERER_HANGUP, _abandoned_unheard),
+    row(S.REQUESTED, K.TICK, T._setup_timeout),
+    # ringing: the target leg is being dialed
+    row(S.RINGING, K.DIAL_END, T._dial_ended),
+    row(S.RINGING, K.TARGET_HANGUP, T._target_left_ringing),
+    row(S.RINGING, K.TRANSFERER_HANGUP, T._agent_left_ringing),
+    row(S.RINGING, K.ATTENDED_DONE, T._transfer_key_while_ringing),
+    row(S.RINGING, K.TICK, T._no_answer_timeout),
+    row(S.RINGING, K.TARGET_DIALING, ignore),
+    # answered: agent and target talk (a consultation may last: no timeout)
+    row(S.ANSWERED, K.ATTENDED_DONE, T._completion),
+    row(S.ANSWERED, K.TRANSFERER_HANGUP, ends(S.COMPLETED)),  # hanging up completes it in Asterisk
+    row(S.ANSWERED, K.TARGET_HANGUP, ends(S.CANCELLED, return_to_agent=True)),
+    row(S.ANSWERED, K.CALLER_HANGUP, ends(S.ABANDONED)),
+    row(S.ANSWERED, {K.ACK, K.TARGET_DIALING, K.DIAL_END, K.BLIND_DONE, K.TICK}, ignore),
+))
+
+#: blind: BlindTransfer sends the caller off alone; the same rows in every active state
+BLIND_TABLE: Table = build_table((
+    *_SHARED_ROWS,
+    row(ACTIVE_STATES, K.BLIND_DONE, T._blind_result),
+    row(ACTIVE_STATES, K.ACK, T._blind_ack),
+    row(ACTIVE_STATES, {K.TARGET_DIALING, K.DIAL_END}, ends(S.BLIND)),  # the caller is already dialing it
+    row(ACTIVE_STATES, K.CALLER_HANGUP, _abandoned_unheard),
+    row(ACTIVE_STATES, K.TRANSFERER_HANGUP, T._blind_agent_left),
+    row(ACTIVE_STATES, K.TICK, T._blind_setup_timeout),
+    row(ACTIVE_STATES, {K.TARGET_HANGUP, K.ATTENDED_DONE}, ignore),
+))
+
+#: mode → its table; `Transfer.feed` looks every input up here
+TRANSITIONS: Mapping[Mode, Table] = {
+    Mode.ATTENDED: CONSULT_TABLE, Mode.THREEWAY: CONSULT_TABLE, Mode.ONEKEY: CONSULT_TABLE,
+    Mode.BLIND: BLIND_TABLE,
+}

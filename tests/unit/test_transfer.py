@@ -1,12 +1,18 @@
-"""The transfer state machine: every mode × every ending, simultaneous hang-ups, and totality."""
+"""The transfer state machine: every mode × every ending, simultaneous hang-ups, totality, and the tables."""
 
 from __future__ import annotations
+
+from itertools import product
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from routing.transfer import (
+    ACTIVE_STATES,
+    BLIND_TABLE,
+    CONSULT_TABLE,
+    TRANSITIONS,
     ActionAck,
     AttendedTransferDone,
     BlindTransferDone,
@@ -14,6 +20,7 @@ from routing.transfer import (
     CompleteTransfer,
     DialEnd,
     EmitUserEvent,
+    InputKind,
     MarkWorkOrder,
     MergeThreeway,
     Lost,
@@ -26,7 +33,12 @@ from routing.transfer import (
     Tick,
     Transfer,
     TransfererHangup,
+    build_table,
+    ends,
+    ignore,
     resolve_mode,
+    row,
+    settle,
     target_answered,
 )
 
@@ -422,3 +434,101 @@ def test_lost_track_is_recorded_as_abandoned() -> None:
     t = ringing(make())
     acts = t.feed(Lost(T0 + 3))
     assert t.state is State.ABANDONED and t.closed and MarkWorkOrder("tax", "lost track") in acts
+
+
+# --------------------------------------------------------------------------- the tables themselves
+
+ALL_PAIRS = set(product(State, InputKind))
+TABLES = {"consult": CONSULT_TABLE, "blind": BLIND_TABLE}
+#: one input of each kind (fields that matter for "ignored" cells are chosen to be harmless)
+SAMPLE = {
+    InputKind.ACK: ActionAck(True, T0 + 50), InputKind.TARGET_DIALING: TargetDialing(T0 + 50),
+    InputKind.DIAL_END: DialEnd("ANSWER", T0 + 50), InputKind.TARGET_HANGUP: TargetHangup(T0 + 50),
+    InputKind.TRANSFERER_HANGUP: TransfererHangup(T0 + 50), InputKind.CALLER_HANGUP: CallerHangup(T0 + 50),
+    InputKind.ATTENDED_DONE: AttendedTransferDone("Success", "Bridge", T0 + 50),
+    InputKind.BLIND_DONE: BlindTransferDone("Success", T0 + 50), InputKind.TICK: Tick(T0 + 5000),
+    InputKind.LOST: Lost(T0 + 50),
+}
+
+
+def in_state(mode: Mode, state: State) -> Transfer:
+    t = make(mode)
+    t.state = state
+    return t
+
+
+def test_every_mode_has_a_table_and_every_table_every_pair() -> None:
+    assert set(TRANSITIONS) == set(Mode)
+    for name, table in TABLES.items():
+        assert set(table) == ALL_PAIRS, name
+        for pair, handler in table.items():
+            assert callable(handler) and handler.__name__ != "<lambda>", (name, pair)
+
+
+def test_every_input_class_names_its_own_kind() -> None:
+    kinds = [type(inp).kind for inp in SAMPLE.values()]
+    assert sorted(kinds) == sorted(InputKind) and all(inp.kind is k for k, inp in SAMPLE.items())
+
+
+def test_build_table_refuses_gaps_and_pairs_defined_twice() -> None:
+    with pytest.raises(ValueError, match="no transition"):
+        build_table([row(State.REQUESTED, InputKind.TICK, ignore)])
+    with pytest.raises(ValueError, match="defined twice"):
+        build_table([row(State, InputKind, ignore), row(State.RINGING, InputKind.TICK, settle)])
+
+
+def test_shared_rows_are_written_once_for_every_mode() -> None:
+    for state, kind in ALL_PAIRS:
+        if state not in ACTIVE_STATES:  # after the outcome, modes do not differ
+            assert CONSULT_TABLE[(state, kind)] is BLIND_TABLE[(state, kind)]
+    lost = {table[(s, InputKind.LOST)] for table in TABLES.values() for s in ACTIVE_STATES}
+    assert len(lost) == 1
+    settled = {CONSULT_TABLE[(s, k)] for s in set(State) - ACTIVE_STATES - {State.THREEWAY} for k in InputKind}
+    assert settled == {settle}
+    # the caller leaving before the target answered is one row for requested and ringing
+    assert CONSULT_TABLE[(State.REQUESTED, InputKind.CALLER_HANGUP)] is CONSULT_TABLE[(State.RINGING, InputKind.CALLER_HANGUP)]
+    # blind: the same rows in every active state
+    for kind in InputKind:
+        assert len({BLIND_TABLE[(s, kind)] for s in ACTIVE_STATES}) == 1
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_ignored_cells_change_nothing(mode: Mode) -> None:
+    cells = [(s, k) for (s, k), h in TRANSITIONS[mode].items() if h is ignore]
+    assert cells  # there are some, and each is explicit
+    for state, kind in cells:
+        t = in_state(mode, state)
+        before = (t.snapshot(), list(t.history), t.merged, t.agent_gone)
+        assert t.feed(SAMPLE[kind]) == []
+        assert (t.snapshot(), t.history, t.merged, t.agent_gone) == before, (state, kind)
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_settled_cells_close_quietly(mode: Mode) -> None:
+    for (state, kind), handler in TRANSITIONS[mode].items():
+        if handler is settle:
+            t = in_state(mode, state)
+            assert t.feed(SAMPLE[kind]) == [] and t.closed and t.state is state and t.history == []
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_every_cell_answers_from_its_state(mode: Mode) -> None:
+    """Each (state, kind) cell, entered directly, returns a list and never moves backwards."""
+    for (state, kind), handler in TRANSITIONS[mode].items():
+        t = in_state(mode, state)
+        acts = t.feed(SAMPLE[kind])
+        assert isinstance(acts, list), (state, kind, handler.__name__)
+        assert RANK.get(t.state, 3) >= RANK.get(state, 3), (state, kind, handler.__name__)
+
+
+def test_ends_cells_report_their_outcome() -> None:
+    t = in_state(Mode.ATTENDED, State.ANSWERED)
+    acts = ends(State.CANCELLED, return_to_agent=True)(t, TargetHangup(T0 + 9))
+    assert t.state is State.CANCELLED and t.closed and acts[0] == ReturnToAgent() and outcomes(acts) == ["cancelled"]
+    assert CONSULT_TABLE[(State.ANSWERED, InputKind.TARGET_HANGUP)].__name__ == "ends_cancelled"
+
+
+def test_a_blind_transfer_found_ringing_follows_the_blind_rows() -> None:
+    """A re-attached transfer under a blind mode policy: its events still mean "blind", whatever the state."""
+    t = in_state(Mode.BLIND, State.RINGING)
+    assert t.feed(DialEnd("BUSY", T0 + 3))[-1].as_dict()["Outcome"] == "blind"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from wire.ami import AmiDisconnected, AmiError
-from model.config import parse_config
+from model.loading import parse_config
 from routing.transfer_service import TransferError, TransferService
 
 CONFIG = """
