@@ -5,7 +5,7 @@ by agent channel, call Linkedid and leg/target channel), its event routing table
 event name → function that turns the event dict into machine inputs), the decisions
 around starting a transfer (target and mode, the dialable extension, which AMI action
 starts it), re-attaching transfers after a restart from a CoreShowChannels listing,
-and the small channel-name helpers these need.
+and the few config lookups these need (channel names are read by `wire.channels`).
 
 Everything here works on plain dicts as the AMI client delivers them and on the pure
 machine in `routing.transfer`; `routing.transfer_service` sends the actions, keeps the
@@ -34,6 +34,7 @@ from routing.transfer import (
     TransfererHangup,
     resolve_mode,
 )
+from wire.channels import endpoint, is_local, local_exten, other_half
 
 if TYPE_CHECKING:
     from model.config import Config
@@ -190,7 +191,7 @@ class Correlator:
 
     def _machine(self, tid: str, target: str, kind: str, mode: Mode, agent_channel: str, started_at: float,
                  linkedid: str) -> Transfer:
-        return Transfer(id=tid, target=target, kind=kind, mode=mode, agent=agent_name(agent_channel),
+        return Transfer(id=tid, target=target, kind=kind, mode=mode, agent=endpoint(agent_channel),
                         started_at=started_at, timeout_s=float(self.config.transfer_timeout_s),
                         grace_s=self.grace_s, setup_timeout_s=self.setup_timeout_s, linkedid=linkedid)
 
@@ -207,7 +208,7 @@ class Correlator:
         if tid is None or live is None or not (ev.get("Context") in (self.context, self.agent_context)
                                                or self.is_leg(ev)):
             return []
-        if chan.startswith("Local/"):
+        if is_local(chan):
             self._add_leg(tid, live, chan)
             dest = ev.get("DestChannel", "")
             if dest:
@@ -281,7 +282,7 @@ class Correlator:
     def is_leg(self, row: Mapping[str, str]) -> bool:
         """A Local channel in one of the transfer contexts (an event or a CoreShowChannel row)."""
         chan = row.get("Channel", "")
-        if not chan.startswith("Local/"):
+        if not is_local(chan):
             return False
         return any(f"@{ctx}-" in chan or row.get("Context") == ctx for ctx in {self.context, self.agent_context})
 
@@ -310,7 +311,7 @@ class Correlator:
         """Tell caller, agent, legs and target apart by Uniqueid and bridges; ringing or answered by the leg's state."""
         two = next((r for r in legs if r.get("Channel", "").endswith(";2")), legs[0])
         one = next((r for r in legs if r.get("Channel", "").endswith(";1")), None)
-        exten = two.get("Exten", "") or exten_of(two.get("Channel", ""))
+        exten = two.get("Exten", "") or local_exten(two.get("Channel", ""))
         target = self.target_for_exten(exten)
         caller = next((r for r in group if r.get("Uniqueid") == linkedid), None)
         leg_names = {r.get("Channel", "") for r in legs}
@@ -394,29 +395,7 @@ def seat_channel(config: Config, channel: str) -> bool:
     """Whether a channel is a configured seat's (any channel when no seats are configured)."""
     if not config.seats:
         return True
-    return agent_name(channel) in config.seats
-
-
-def agent_name(channel: str) -> str:
-    """PJSIP/1001-0000000a → 1001 (the seat), for the ticket's Agent."""
-    if "/" not in channel:
-        return channel
-    rest = channel.split("/", 1)[1]
-    return rest.rsplit("-", 1)[0] if "-" in rest else rest
-
-
-def other_half(chan: str) -> str:
-    """The other end of a Local channel pair: …;1 ↔ …;2 ("" for anything else)."""
-    if chan.endswith(";1"):
-        return chan[:-1] + "2"
-    if chan.endswith(";2"):
-        return chan[:-1] + "1"
-    return ""
-
-
-def exten_of(chan: str) -> str:
-    """Local/110@hotline-transfer-00000003;2 → 110."""
-    return chan.split("/", 1)[-1].split("@", 1)[0]
+    return endpoint(channel) in config.seats
 
 
 def seconds(duration: str) -> float:

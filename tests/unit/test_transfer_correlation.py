@@ -28,10 +28,7 @@ from routing.transfer_correlation import (
     FeatureRequest,
     LiveTransfer,
     TransferError,
-    agent_name,
     dtmf_exten,
-    exten_of,
-    other_half,
     read_feature,
     seat_channel,
     seconds,
@@ -299,11 +296,7 @@ def test_recover_sees_an_answered_consultation_and_skips_followed_calls(corr: Co
 # --------------------------------------------------------------------------- helpers
 
 
-def test_channel_name_helpers() -> None:
-    assert agent_name("PJSIP/1001-0000000a") == "1001" and agent_name("unknown:1") == "unknown:1"
-    assert agent_name("PJSIP/1001") == "1001"
-    assert other_half(L1) == L2 and other_half(L2) == L1 and other_half(AGENT) == ""
-    assert exten_of(L2) == "12366"
+def test_durations_and_seats() -> None:
     assert seconds("01:02:03") == 3723.0 and seconds("") == 0.0
     assert seat_channel(CFG, AGENT) and not seat_channel(CFG, "PJSIP/trunk-00000001")
 
