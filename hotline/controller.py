@@ -1,20 +1,21 @@
 """The controller process: FastAGI server + AMI client + ticket store in one asyncio loop.
 
 Wiring only. Decisions live in the pure cores (numberplan, menu engine, call
-assembler); this module carries AMI events into the assembler, finished call
-records into the store, and keeps tickets complete across restarts by replaying
-Asterisk's CDR file for calls it never saw.
+assembler, CDR replay); this module carries AMI events into the assembler, finished
+call records into the store, and keeps tickets complete across restarts by running
+the CDR replay (ticketbridge.cdr) at start-up and then periodically. The background
+tasks it starts are its own: `stop` cancels and awaits every one of them, and a task
+that dies of an exception is logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +32,11 @@ from model.hours import system_clock
 from routing.transfer_service import AGENT_TRANSFER_CONTEXT, TransferService
 from ticketbridge.assembler import Assembler, CallRecord
 from ticketbridge.callbacks import CallbackDialer, CallbackResult, is_callback_call
+from ticketbridge.cdr import CDR_SETTLE_S, CdrReplayer
 from ticketbridge.outbox import OutboxPusher
 from ticketbridge.store import TicketStore
 
 log = structlog.get_logger("hotline.controller")
-
-#: CDR rows younger than this are left to the live AMI path (avoids racing the assembler).
-CDR_SETTLE_S = 20.0
-#: rows of a call that never shows a hotline leg are forgotten after this long.
-CDR_FORGET_S = 600.0
 
 
 def ami_secret(config: Config) -> str:
@@ -94,13 +91,16 @@ class Controller:
         self.agi.route("inbound", self.scripts.inbound)
         self.agi.route("survey", self.scripts.survey)
         self.cdr_path = cdr_path or (Path(a.cdr_csv) if a.cdr_csv else None)
-        self._cdr_task: asyncio.Task[None] | None = None
         self.cdr_settle_s = cdr_settle_s
-        self._cdr_offset = 0
-        self._cdr_rows: dict[str, list[dict[str, Any]]] = {}
-        self._cdr_newest: dict[str, float] = {}
-        self._cdr_done: set[str] = set()
-        self._cdr_lock = asyncio.Lock()
+        #: tickets for calls the controller never saw, from Asterisk's CDR file (None: no file configured)
+        self.cdr: CdrReplayer | None = None
+        if self.cdr_path:
+            self.cdr = CdrReplayer(self.cdr_path, lookup=self._ticket_of, save=self._save_from_cdr,
+                                   open_ids=self._open_linkedids, settle_s=cdr_settle_s)
+        #: every background task this controller started and has not seen finish (stop() awaits them)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        self._cdr_task: asyncio.Task[None] | None = None
         self._save_lock = asyncio.Lock()
         self.saved: list[str] = []  # ticket numbers saved by this process (for the demo and tests)
         self.on_saved: list[Callable[[CallRecord, Any], Any]] = []
@@ -122,6 +122,7 @@ class Controller:
                    asterisk_spool=sandbox.layout.spool, **kw)
 
     async def start(self) -> None:
+        self._stopping = False
         if self.recognizer is not None:
             await self.recognizer.load()  # seconds of work, done before the first caller waits on it
             self.scripts.prepare_recordings()
@@ -132,32 +133,62 @@ class Controller:
         self.ami.on_event("FullyBooted", self._on_ami_login)
         await self.ami.start()
         self.transfers.start_timer()
-        if self.cdr_path:
+        if self.cdr is not None:
             await self.reconcile_cdr()
-            self._cdr_task = asyncio.create_task(self._cdr_loop(), name="cdr-reconcile")
+            self._cdr_task = self._spawn(self.cdr.run(), "cdr-reconcile")
         if self.outbox is not None:  # its own task: a slow or absent platform never delays a call
-            self._outbox_task = asyncio.create_task(self.outbox.run(), name="outbox-pusher")
+            self._outbox_task = self._spawn(self.outbox.run(), "outbox-pusher")
         log.info("controller_started", fastagi_port=self.agi.port, ami=f"{self.config.asterisk.ami.host}:"
                  f"{self.config.asterisk.ami.port}", store=_redact_url(self.store.url))
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        """Stop taking calls, let running scripts finish, and keep the tickets of calls in progress."""
+        """Stop taking calls, let running scripts finish, and keep the tickets of calls in progress.
+
+        Returns only once every background task this controller started has finished.
+        """
         log.info("controller_stopping")
-        if self._cdr_task:
-            self._cdr_task.cancel()
+        self._stopping = True
+        await self._end_task(self._cdr_task)
         await self.agi.stop(grace_s)
         for record in self.assembler.open_records():
             await self._save(record)
-        if self._recover_task:
-            self._recover_task.cancel()
+        await self._end_task(self._recover_task)
         await self.transfers.close()
-        if self._outbox_task:
-            self._outbox_task.cancel()  # undelivered rows stay in the outbox for the next start
+        await self._end_task(self._outbox_task)  # undelivered rows stay in the outbox for the next start
         await self.ami.close()
+        while self._tasks:  # anything else still running (none expected once AMI is closed)
+            for task in list(self._tasks):
+                await self._end_task(task)
         await self.store.close()
         if self.recognizer is not None and self._own_recognizer:
             self.recognizer.close()
         log.info("controller_stopped")
+
+    # ------------------------------------------------------------------ background tasks
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Start a background task this controller owns: tracked until it finishes, its failure logged."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()  # retrieved here, so it is never lost as "exception was never retrieved"
+        if exc is not None:
+            log.error("controller_task_failed", task=task.get_name(), error=repr(exc), exc_info=exc)
+
+    async def _end_task(self, task: asyncio.Task[Any] | None) -> None:
+        """Cancel `task` (when still running) and wait until it has finished; its failure is logged by
+        `_task_done`, not raised here. A cancellation of the caller itself still propagates."""
+        if task is None:
+            return
+        if not task.done():
+            task.cancel()
+        await asyncio.wait({task})
+        self._tasks.discard(task)
 
     # ------------------------------------------------------------------ AMI → tickets
     async def _on_event(self, event: dict[str, str]) -> None:
@@ -198,91 +229,30 @@ class Controller:
         return await self.callbacks.call_back(ticket_no, actor=actor)
 
     # ------------------------------------------------------------------ CDR replay
-    def _read_new_cdr_lines(self) -> None:
-        """Parse only what Asterisk appended since the last read (runs in a worker thread)."""
-        assert self.cdr_path is not None
-        try:
-            size = self.cdr_path.stat().st_size
-        except FileNotFoundError:
-            return
-        if size < self._cdr_offset:  # rotated or truncated: start over
-            self._cdr_offset = 0
-        with self.cdr_path.open("rb") as f:
-            f.seek(self._cdr_offset)
-            data = f.read()
-        end = data.rfind(b"\n")
-        if end < 0:
-            return  # no complete line yet
-        self._cdr_offset += end + 1
-        for raw in data[: end + 1].splitlines():
-            line = raw.decode("utf-8", errors="replace").strip()
-            if not line:
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                log.warning("cdr_line_unreadable", file=str(self.cdr_path))
-                continue
-            lid = str(row.get("linkedid") or "")
-            if not lid or lid in self._cdr_done:
-                continue
-            self._cdr_rows.setdefault(lid, []).append(row)
-            try:
-                self._cdr_newest[lid] = max(self._cdr_newest.get(lid, 0.0), float(row.get("end") or 0.0))
-            except (TypeError, ValueError):
-                self._cdr_newest.setdefault(lid, 0.0)
-
     async def reconcile_cdr(self) -> int:
-        """Tickets for calls that ended while the controller was away, from Asterisk's CDR lines.
-
-        The file is read incrementally off the event loop; each call is looked at once
-        it has settled, and never again once it has a complete ticket.
-        """
-        if not self.cdr_path:
+        """Tickets for calls that ended while the controller was away, from Asterisk's CDR lines
+        (ticketbridge.cdr); returns how many were saved, 0 without a CDR file."""
+        if self.cdr is None:
             return 0
-        async with self._cdr_lock:
-            await asyncio.to_thread(self._read_new_cdr_lines)
-            now = time.time()
-            done = 0
-            open_ids = {r.linkedid for r in self.assembler.open_records()}
-            for lid in list(self._cdr_rows):
-                rows = self._cdr_rows[lid]
-                if lid in open_ids or now - self._cdr_newest.get(lid, 0.0) < self.cdr_settle_s:
-                    continue
-                if not any(r.get("hotline_dialed") for r in rows):
-                    # a seat-to-seat call or a test leg, or the caller's row has not come yet
-                    if now - self._cdr_newest.get(lid, 0.0) > CDR_FORGET_S:
-                        del self._cdr_rows[lid]
-                        self._cdr_newest.pop(lid, None)
-                    continue
-                known = await self.store.get_by_linkedid(lid)
-                if known is None or known.outcome == "in_progress":
-                    record = self.assembler.record_from_cdr(rows)
-                    if record is not None:
-                        if record.queue:
-                            record.queue = config_queue(record.queue)
-                        await self._save(record)
-                        done += 1
-                self._cdr_done.add(lid)
-                del self._cdr_rows[lid]
-                self._cdr_newest.pop(lid, None)
-            if done:
-                log.info("cdr_reconciled", tickets=done)
-            return done
+        return await self.cdr.reconcile()
 
-    async def _cdr_loop(self) -> None:
-        while True:
-            await asyncio.sleep(max(1.0, self.cdr_settle_s / 2))
-            try:
-                await self.reconcile_cdr()
-            except Exception:
-                log.exception("cdr_reconcile_failed")
+    async def _ticket_of(self, linkedid: str) -> Any:
+        return await self.store.get_by_linkedid(linkedid)
 
+    def _open_linkedids(self) -> set[str]:
+        return {r.linkedid for r in self.assembler.open_records()}
+
+    async def _save_from_cdr(self, record: CallRecord) -> None:
+        if record.queue:
+            record.queue = config_queue(record.queue)
+        await self._save(record)
 
     # ------------------------------------------------------------------ transfers → tickets
     def _on_ami_login(self, event: dict[str, str]) -> None:
+        if self._stopping:
+            return  # a login while shutting down re-attaches nothing that would be awaited
         if self._recover_task is None or self._recover_task.done():
-            self._recover_task = asyncio.create_task(self._after_login(), name="after-ami-login")
+            self._recover_task = self._spawn(self._after_login(), "after-ami-login")
 
     async def _after_login(self) -> None:
         """After a (re)connect: re-attach transfers, and close calls that ended while AMI was down."""

@@ -1,4 +1,4 @@
-"""AMI events → one call record per caller call (pure: no I/O, no clock of its own).
+"""AMI events → one call record per caller call (pure: no clock of its own, no I/O but log lines).
 
 Asterisk tells a call's story across many channels and events; the ticket needs one
 record per *caller call*, keyed by the caller's `Linkedid`. Our own UserEvents
@@ -12,7 +12,15 @@ Robustness rules, because the input is a live wire:
 * a value that does not parse (HoldTime: "abc") is treated as missing, never raised;
 * events without a Linkedid, or for calls that are not hotline calls (seat-to-seat,
   an agent's consultation leg that was never joined), produce no record;
-* late events for a call already emitted (the Cdr after the Hangup) are ignored.
+* late events for a call already emitted (the Cdr after the Hangup) are ignored;
+* events are dispatched by explicit tables (event name → handler): a UserEvent whose
+  name is not in the table, or that has no name, is ignored with a log line.
+
+Why one module: it is one state machine. The per-call state (`_Call`), the handlers that
+update it and `_build`, which turns it into a record, share that private state; splitting
+them would make it public for no reader's benefit. The CDR rebuild (`record_from_cdr`,
+at the end) shares the CDR header normalisation with the live `Cdr` handler; it can move
+next to ticketbridge.cdr once `CallRecord` has a module of its own.
 """
 
 from __future__ import annotations
@@ -20,10 +28,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import structlog
+
+log = structlog.get_logger("ticketbridge.assembler")
 
 Event = Mapping[str, str]
 
@@ -37,6 +49,11 @@ CLOSED_MEMORY = 50_000
 _SHANGHAI = ZoneInfo("Asia/Shanghai")
 #: events that may legitimately repeat identically within a call when they carry no timestamp
 _REPEATABLE = {"HotlineIVR", "HotlineSelfQuery", "DTMFBegin", "DTMFEnd", "VarSet", "Newexten"}
+#: UserEvents our dialplan and IVR send that carry nothing for the ticket (known, deliberately ignored)
+USER_EVENTS_WITHOUT_TICKET_DATA = ("HotlineDialFailed", "HotlineOverflow", "HotlineFeature", "HotlinePrompt",
+                                   "HotlineSpeech")
+#: how many distinct unknown UserEvent names are logged at info level (then at debug: no log flood)
+_UNKNOWN_LOGGED_MAX = 256
 
 
 @dataclass
@@ -209,6 +226,9 @@ class _Call:
 
 # --------------------------------------------------------------------------- the assembler
 
+#: an event handler: (the call, the event, its time) → None; it updates the call in place
+_Handler = Callable[[_Call, Event, float | None], None]
+
 
 class Assembler:
     """Feeds on AMI events; hands back each caller call's record once all its channels are gone."""
@@ -217,6 +237,30 @@ class Assembler:
         self._calls: dict[str, _Call] = {}
         self._alias: dict[str, str] = {}  # second linkedid of an attended transfer → the caller's
         self._closed: OrderedDict[str, None] = OrderedDict()
+        self._unknown_logged: set[str] = set()
+        #: standard AMI events that change a call's record (any other event only tracks channels)
+        self.event_handlers: dict[str, _Handler] = {
+            "Newchannel": self._on_newchannel,
+            "Hangup": self._on_hangup,
+            "QueueCallerJoin": self._on_queue_caller_join,
+            "QueueCallerAbandon": self._on_queue_caller_abandon,
+            "QueueCallerLeave": self._on_queue_caller_leave,
+            "AgentConnect": self._on_agent_connect,
+            "AgentComplete": self._on_agent_complete,
+            "BridgeEnter": self._on_bridge_enter,
+            "Cdr": self._on_cdr,
+        }
+        #: our UserEvents (header `UserEvent`) → handler; a name missing here is logged and ignored
+        self.user_event_handlers: dict[str, _Handler] = {
+            "HotlineCall": self._user_call,
+            "HotlineRoute": self._user_route,
+            "HotlineIVR": self._user_ivr,
+            "HotlineSurvey": self._user_survey,
+            "HotlineTransfer": self._user_transfer,
+            "HotlineSelfQuery": self._user_self_query,
+            "HotlineRecording": self._user_recording,
+            **{name: self._user_ignored for name in USER_EVENTS_WITHOUT_TICKET_DATA},
+        }
 
     # -------------------------------------------------------------- public API
     def feed(self, event: Event, now: float | None = None) -> list[CallRecord]:
@@ -243,9 +287,7 @@ class Assembler:
                 call.started_at = ts
             call.last_at = ts if call.last_at is None else max(call.last_at, ts)
         self._track_channels(call, event, lid)
-        handler = getattr(self, f"_on_{name}", None)
-        if name == "UserEvent":
-            handler = getattr(self, f"_user_{_s(event.get('UserEvent'))}", None)
+        handler = self._user_handler(event) if name == "UserEvent" else self.event_handlers.get(name)
         if handler is not None:
             handler(call, event, ts)
         if name == "Hangup" and not call.alive:
@@ -278,6 +320,24 @@ class Assembler:
         return record_from_cdr(rows)
 
     # -------------------------------------------------------------- bookkeeping
+    def _user_handler(self, event: Event) -> _Handler | None:
+        """The handler of a UserEvent by its name; None when the name is unknown or missing, which is
+        logged (once per name at info, then at debug, so a chatty sender cannot flood the log)."""
+        name = _s(event.get("UserEvent"))
+        handler = self.user_event_handlers.get(name)
+        if handler is not None:
+            return handler
+        name = name[:64]
+        first = name not in self._unknown_logged and len(self._unknown_logged) < _UNKNOWN_LOGGED_MAX
+        if first:
+            self._unknown_logged.add(name)
+        emit = log.info if first else log.debug
+        if name:
+            emit("assembler_user_event_unknown", user_event=name)
+        else:
+            emit("assembler_user_event_malformed", reason="no UserEvent name")
+        return None
+
     @staticmethod
     def _is_replay(call: _Call, event: Event) -> bool:
         """An exact duplicate is a replay when the event is unique in time (Timestamp/SequenceNumber) or
@@ -324,21 +384,21 @@ class Assembler:
         return [self._build(call, final=True)]
 
     # -------------------------------------------------------------- standard events
-    def _on_Newchannel(self, call: _Call, e: Event, ts: float | None) -> None:
+    def _on_newchannel(self, call: _Call, e: Event, ts: float | None) -> None:
         if not call.first_channel_cid:
             call.first_channel_cid = _s(e.get("CallerIDNum"))
             call.first_channel_exten = _s(e.get("Exten"))
         if _s(e.get("Context")) == "caller-robot":
             call.add_participant("robot", _s(e.get("Channel")))
 
-    def _on_Hangup(self, call: _Call, e: Event, ts: float | None) -> None:
+    def _on_hangup(self, call: _Call, e: Event, ts: float | None) -> None:
         uid = _s(e.get("Uniqueid"))
         if uid:
             call.hung.add(uid)
         if uid and uid == call.agent_uid and call.agent_hungup_at is None:
             call.agent_hungup_at = ts
 
-    def _on_QueueCallerJoin(self, call: _Call, e: Event, ts: float | None) -> None:
+    def _on_queue_caller_join(self, call: _Call, e: Event, ts: float | None) -> None:
         q = _s(e.get("Queue"))
         if not q:
             return
@@ -366,13 +426,13 @@ class Assembler:
             v.wait_s = max(0.0, v.left_at - v.joined_at)
         return v
 
-    def _on_QueueCallerAbandon(self, call: _Call, e: Event, ts: float | None) -> None:
+    def _on_queue_caller_abandon(self, call: _Call, e: Event, ts: float | None) -> None:
         self._leave(call, e, ts, _num(e.get("HoldTime")))
 
-    def _on_QueueCallerLeave(self, call: _Call, e: Event, ts: float | None) -> None:
+    def _on_queue_caller_leave(self, call: _Call, e: Event, ts: float | None) -> None:
         self._leave(call, e, ts, None)
 
-    def _on_AgentConnect(self, call: _Call, e: Event, ts: float | None) -> None:
+    def _on_agent_connect(self, call: _Call, e: Event, ts: float | None) -> None:
         self._leave(call, e, ts, _num(e.get("HoldTime")))
         agent = _s(e.get("MemberName")) or _s(e.get("Interface")) or _peer(_s(e.get("DestChannel")))
         if call.answered_at is None or call.agent is None:
@@ -382,7 +442,7 @@ class Assembler:
         call.add_participant("agent", _s(e.get("DestChannel")) or _s(e.get("Interface")))
         call.hotline = True
 
-    def _on_AgentComplete(self, call: _Call, e: Event, ts: float | None) -> None:
+    def _on_agent_complete(self, call: _Call, e: Event, ts: float | None) -> None:
         talk = _num(e.get("TalkTime"))
         if talk is not None and talk >= 0:
             call.talk_s = talk
@@ -395,13 +455,13 @@ class Assembler:
         if call.agent_hungup_at is None:
             call.agent_hungup_at = ts
 
-    def _on_BridgeEnter(self, call: _Call, e: Event, ts: float | None) -> None:
+    def _on_bridge_enter(self, call: _Call, e: Event, ts: float | None) -> None:
         """A forwarded call (Dial) has no AgentConnect: the caller entering a bridge is its answer."""
         uid = _s(e.get("Uniqueid"))
         if uid and uid == call.caller_uid and call.bridged_at is None:
             call.bridged_at = ts
 
-    def _on_Cdr(self, call: _Call, e: Event, ts: float | None) -> None:
+    def _on_cdr(self, call: _Call, e: Event, ts: float | None) -> None:
         row = _normalise_cdr(e)
         if _s(row.get("hotline_fallback")) == "1" or "fallback" in _s(row.get("userfield")).lower():
             call.cdr_fallback = True
@@ -456,7 +516,7 @@ class Assembler:
         return []
 
     # -------------------------------------------------------------- our UserEvents
-    def _user_HotlineCall(self, call: _Call, e: Event, ts: float | None) -> None:
+    def _user_call(self, call: _Call, e: Event, ts: float | None) -> None:
         call.hotline = True
         call.dialed = _s(e.get("Dialed")) or call.dialed
         call.caller = _s(e.get("Caller")) or call.caller
@@ -471,18 +531,18 @@ class Assembler:
                 # a call placed by the call robot: the other half of the Local channel is its "phone"
                 call.add_participant("robot", ch[:-1] + "1")
 
-    def _user_HotlineRoute(self, call: _Call, e: Event, ts: float | None) -> None:
+    def _user_route(self, call: _Call, e: Event, ts: float | None) -> None:
         call.hotline = True
         route = {k: _s(e.get(k)) for k in ("Line", "Mode", "Dest", "Category", "Fallback")}
         if route not in call.routes:
             call.routes.append(route)
 
-    def _user_HotlineIVR(self, call: _Call, e: Event, ts: float | None) -> None:
+    def _user_ivr(self, call: _Call, e: Event, ts: float | None) -> None:
         step = _s(e.get("Step"))
         if step:
             call.ivr_path.append(step)
 
-    def _user_HotlineSurvey(self, call: _Call, e: Event, ts: float | None) -> None:
+    def _user_survey(self, call: _Call, e: Event, ts: float | None) -> None:
         scale = _int(e.get("Scale"))
         rating = _int(e.get("Rating"))
         if scale is not None and scale > 0:
@@ -490,7 +550,7 @@ class Assembler:
         if rating is not None and 1 <= rating <= (call.survey_scale or 5):
             call.survey_rating = rating
 
-    def _user_HotlineTransfer(self, call: _Call, e: Event, ts: float | None) -> None:
+    def _user_transfer(self, call: _Call, e: Event, ts: float | None) -> None:
         t = {"target": _s(e.get("Target")), "kind": _s(e.get("Kind")) or None, "mode": _s(e.get("Mode")) or None,
              "outcome": _s(e.get("Outcome")) or None, "agent": _s(e.get("Agent")) or None, "at": ts}
         for old in reversed(call.transfers):
@@ -503,7 +563,7 @@ class Assembler:
                 break
         call.transfers.append(t)
 
-    def _user_HotlineSelfQuery(self, call: _Call, e: Event, ts: float | None) -> None:
+    def _user_self_query(self, call: _Call, e: Event, ts: float | None) -> None:
         sq = call.self_query or {"attempts": 0, "tickets": [], "result": None}
         result = _s(e.get("Result"))
         if result != "locked":  # "locked" closes the query; it is not another try
@@ -514,8 +574,11 @@ class Assembler:
         sq["result"] = result or sq["result"]
         call.self_query = sq
 
-    def _user_HotlineRecording(self, call: _Call, e: Event, ts: float | None) -> None:
+    def _user_recording(self, call: _Call, e: Event, ts: float | None) -> None:
         call.recording = _s(e.get("File")) or call.recording
+
+    def _user_ignored(self, call: _Call, e: Event, ts: float | None) -> None:
+        """A UserEvent of ours that carries nothing for the ticket (its channel is still tracked)."""
 
     # -------------------------------------------------------------- building the record
     def _build(self, call: _Call, *, final: bool) -> CallRecord:

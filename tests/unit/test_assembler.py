@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
+import re
+from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
+from model.contract import Event, template_names
 from ticketbridge.assembler import Assembler, CallRecord, record_from_cdr
+
+ROOT = Path(__file__).resolve().parents[2]
 
 T0 = 1_760_000_000.0
 _seq = itertools.count(1)
@@ -459,3 +466,110 @@ def test_expire_closes_a_call_whose_hangup_was_missed_while_ami_was_down() -> No
     assert closed[0].outcome != "in_progress" and closed[0].caller == "13800000000"
     assert {r.linkedid for r in a.open_records()} == {other, live_one}
     assert a.expire(live={live_one}, before=200.0) == []  # once only
+
+
+# --------------------------------------------------------------------------- dispatch tables
+
+#: `UserEvent(HotlineCall,…)` in a template, or `UserEvent({{ event.CALL }},…)` with the shared names
+_TEMPLATE_LITERAL = re.compile(r"\bUserEvent\(\s*([A-Za-z]\w*)")
+_TEMPLATE_SYMBOL = re.compile(r"\bUserEvent\(\s*\{\{\s*([A-Za-z_]\w*)\.([A-Za-z_]\w*)\s*\}\}")
+#: `s.user_event("HotlineIVR", …)` / `EmitUserEvent("HotlineTransfer", …)`, or with `Event.IVR`
+_PY_LITERAL = re.compile(r"""\b(?:user_event|EmitUserEvent)\(\s*["']([A-Za-z]\w*)["']""")
+_PY_SYMBOL = re.compile(r"\b(?:user_event|EmitUserEvent)\(\s*([A-Za-z_]\w*)\.([A-Za-z_]\w*)")
+
+
+def sent_user_events() -> dict[str, set[str]]:
+    """Every UserEvent name our dialplan templates, IVR and routing send, by where it was found."""
+    found: dict[str, set[str]] = {"templates": set(), "ivr": set(), "routing": set()}
+    for pkg in ("ivr", "routing"):
+        for path in sorted((ROOT / pkg).glob("*.py")):
+            text = path.read_text(encoding="utf-8")
+            found[pkg] |= set(_PY_LITERAL.findall(text))
+            symbols = _PY_SYMBOL.findall(text)
+            if symbols:  # names from a shared vocabulary: resolve them as the module sees them
+                module = importlib.import_module(f"{pkg}.{path.stem}")
+                for holder, member in symbols:
+                    found[pkg].add(str(getattr(getattr(module, holder), member)))
+    names = template_names()  # what routing.dialplan hands the templates
+    for path in sorted((ROOT / "dialplans" / "templates").glob("*.j2")):
+        text = path.read_text(encoding="utf-8")
+        found["templates"] |= set(_TEMPLATE_LITERAL.findall(text))
+        for holder, member in _TEMPLATE_SYMBOL.findall(text):
+            found["templates"].add(str(getattr(names[holder], member)))
+    return found
+
+
+def test_user_event_table_covers_every_name_we_send() -> None:
+    found = sent_user_events()
+    # the scan itself must keep working: each source sends something, and the core events are seen
+    assert all(found.values()), found
+    sent = set().union(*found.values())
+    assert {"HotlineCall", "HotlineRoute", "HotlineTransfer", "HotlineFeature"} <= sent, sent
+    missing = sent - set(Assembler().user_event_handlers)
+    assert not missing, f"UserEvents sent but not in the assembler's table: {sorted(missing)}"
+
+
+def test_user_event_table_covers_the_shared_vocabulary() -> None:
+    missing = {str(e) for e in Event} - set(Assembler().user_event_handlers)
+    assert not missing, f"model.contract.Event names not in the assembler's table: {sorted(missing)}"
+
+
+def test_known_user_events_without_ticket_data_are_ignored_silently() -> None:
+    asm = Assembler()
+    with capture_logs() as logs:
+        evs = inbound() + [
+            user("HotlinePrompt", L, L, T0 + 5.5, Prompt="connecting", Channel=CALLER),
+            user("HotlineOverflow", L, L, T0 + 6, Queue="general", Status="FULL", To="dial", Channel=CALLER),
+            user("HotlineDialFailed", L, L, T0 + 7, Dial="x", Status="BUSY", Channel=CALLER),
+            hangup(L, L, T0 + 8, CALLER),
+        ]
+        [r] = run(evs, asm)
+    assert r.outcome == "ended_in_ivr" and r.ivr_path == ["menu:main", "key:1"]
+    assert not [e for e in logs if e["event"].startswith("assembler_user_event")]
+
+
+def test_unknown_or_malformed_user_events_are_logged_and_ignored() -> None:
+    asm = Assembler()
+    odd: list[dict[str, object]] = [
+        {"Event": "UserEvent", "UserEvent": "SomethingElse", "Linkedid": L, "Uniqueid": L},
+        {"Event": "UserEvent", "UserEvent": "SomethingElse", "Linkedid": L, "Uniqueid": L, "X": "again"},
+        {"Event": "UserEvent", "Linkedid": L, "Uniqueid": L},                        # no name at all
+        {"Event": "UserEvent", "UserEvent": "", "Linkedid": L},
+        {"Event": "UserEvent", "UserEvent": "   ", "Linkedid": L},
+        {"Event": "UserEvent", "UserEvent": None, "Linkedid": L},
+        {"Event": "UserEvent", "UserEvent": 42, "Linkedid": L},
+        {"Event": "UserEvent", "UserEvent": ["HotlineCall"], "Linkedid": L},
+        # names that getattr-dispatch would have turned into attribute lookups
+        {"Event": "UserEvent", "UserEvent": "__class__", "Linkedid": L},
+        {"Event": "UserEvent", "UserEvent": "call", "Linkedid": L},
+        {"Event": "UserEvent", "UserEvent": "_close", "Linkedid": L},
+        {"Event": "transfer_event", "Linkedid": L, "Uniqueid": L},
+        {"Event": "__init__", "Linkedid": L},
+        {"Event": "UserEvent", "UserEvent": "x" * 10_000, "Linkedid": L},
+        # known names with values of the wrong type
+        {"Event": "UserEvent", "UserEvent": "HotlineSurvey", "Linkedid": L, "Rating": None, "Scale": [5]},
+        {"Event": "UserEvent", "UserEvent": "HotlineIVR", "Linkedid": L, "Step": {"a": 1}},
+        {"Event": "UserEvent", "UserEvent": "HotlineSelfQuery", "Linkedid": L, "Ticket": 7, "Result": None},
+        {"Event": "UserEvent", "UserEvent": "HotlineRoute", "Linkedid": L, "Dest": None},
+        {"Event": "UserEvent", "UserEvent": "HotlineTransfer", "Linkedid": L, "Target": 1, "Outcome": 2},
+        {"Event": "UserEvent", "UserEvent": "HotlineCall", "Linkedid": L, "Dialed": 12345, "Channel": None},
+    ]
+    with capture_logs() as logs:
+        for e in odd:
+            assert asm.feed(e, now=T0) == []  # type: ignore[arg-type]
+    unknown = [e for e in logs if e["event"] == "assembler_user_event_unknown"]
+    malformed = [e for e in logs if e["event"] == "assembler_user_event_malformed"]
+    assert [e["user_event"] for e in unknown if e["log_level"] == "info"][:1] == ["SomethingElse"]
+    assert len([e for e in unknown if e["user_event"] == "SomethingElse"]) == 2  # the second at debug only
+    assert [e["log_level"] for e in unknown if e["user_event"] == "SomethingElse"] == ["info", "debug"]
+    assert malformed, "a UserEvent without a name leaves a log line"
+    assert all(len(e["user_event"]) <= 64 for e in unknown)
+    # the call still goes on normally afterwards
+    [r] = run(inbound() + [hangup(L, L, T0 + 9, CALLER)], asm)
+    assert r.caller == "13800138000"
+
+
+def test_standard_events_are_dispatched_by_the_table_too() -> None:
+    asm = Assembler()
+    assert {"Newchannel", "Hangup", "QueueCallerJoin", "AgentConnect", "Cdr"} <= set(asm.event_handlers)
+    assert "UserEvent" not in asm.event_handlers
