@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import signal
 import time
 from collections.abc import Callable, Coroutine
@@ -23,13 +22,15 @@ import structlog
 
 from wire.ami import AmiClient
 from model.config import Config
+from model.contract import Context, Event
+from model.secrets import ami_secret
 from model.privacy import mask_number
 from ivr.calls import CallScripts
 from wire.fastagi import FastAgiServer
 from ivr.speech import load_recognizer
 from routing.dialplan import config_queue
-from model.hours import system_clock
-from routing.transfer_service import AGENT_TRANSFER_CONTEXT, TransferService
+from model.hours import Clock, system_clock
+from routing.transfer_service import TransferService
 from ticketbridge.assembler import Assembler, CallRecord
 from ticketbridge.callbacks import CallbackDialer, CallbackResult, is_callback_call
 from ticketbridge.cdr import CDR_SETTLE_S, CdrReplayer
@@ -39,35 +40,9 @@ from ticketbridge.store import TicketStore
 log = structlog.get_logger("hotline.controller")
 
 
-def ami_secret(config: Config) -> str:
-    """The AMI secret: from its environment variable, else one generated once for this machine.
-
-    Never a well-known default: the AMI account can originate calls and sees callers'
-    numbers. The generated secret lives in a root-only file that the controller, the
-    CLI and the rendered manager.conf all read.
-    """
-    env = os.environ.get(config.asterisk.ami.secret_env)
-    if env:
-        return env
-    path = Path(os.environ.get("HOTLINE_STATE", "/var/lib/hotline12345")) / "ami.secret"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_hex(16)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process won the race
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as f:
-        f.write(secret + "\n")
-    return secret
-
-
 class Controller:
     def __init__(self, config: Config, *, store_url: str | None = None, cdr_path: Path | None = None,
-                 clock: Callable[[], Any] | None = None, recognizer: Any = None,
+                 clock: Clock | None = None, recognizer: Any = None,
                  cdr_settle_s: float = CDR_SETTLE_S, asterisk_root: str | os.PathLike[str] = "/",
                  asterisk_spool: str = "/var/spool/asterisk") -> None:
         """`asterisk_root`/`asterisk_spool`: where Asterisk runs (Sandbox.root, Sandbox.layout.spool),
@@ -111,7 +86,7 @@ class Controller:
         #: agents' transfers (feature codes *71/*810…, or the API): Asterisk's Atxfer does the call
         #: handling; each outcome reaches the ticket as UserEvent HotlineTransfer (Linkedid of the call)
         self.transfers = TransferService(self.ami, config, self._on_transfer_outcome,
-                                         agent_context=AGENT_TRANSFER_CONTEXT)
+                                         agent_context=Context.AGENT_TRANSFER)
         self._work_orders: dict[str, str] = {}  # linkedid -> target not reached (工单派转)
         self._recover_task: asyncio.Task[Any] | None = None
 
@@ -276,7 +251,7 @@ class Controller:
             return
         if record.get("work_order"):
             self._work_orders[lid] = str(record.get("target") or "")
-        await self._on_event({"Event": "UserEvent", "UserEvent": "HotlineTransfer", "Linkedid": lid,
+        await self._on_event({"Event": "UserEvent", "UserEvent": Event.TRANSFER.value, "Linkedid": lid,
                               "Target": str(record.get("target") or ""), "Kind": str(record.get("kind") or ""),
                               "Mode": str(record.get("mode") or ""), "Outcome": str(record.get("outcome") or ""),
                               "Agent": str(record.get("agent") or "")})

@@ -43,6 +43,8 @@ from enum import StrEnum
 from itertools import product
 from typing import Any, ClassVar, Literal, Union
 
+from model.contract import Event
+
 
 class Mode(StrEnum):
     #: the agent talks to the target first, then completes (hangs up or *2)
@@ -446,7 +448,7 @@ class Transfer:
         return actions
 
     def _event(self) -> EmitUserEvent:
-        return EmitUserEvent("HotlineTransfer", (
+        return EmitUserEvent(Event.TRANSFER.value, (
             ("Target", self.target), ("Kind", self.kind), ("Mode", str(self.mode)),
             ("Outcome", str(self.state)), ("Agent", self.agent), ("Linkedid", self.linkedid),
             ("TransferId", self.id), ("WorkOrder", "1" if self.work_order else "0"),

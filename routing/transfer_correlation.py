@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from model.contract import Event
 from model.privacy import mask_number
 from routing.transfer import (
     AttendedTransferDone,
@@ -110,7 +111,7 @@ class FeatureIgnored:
 def read_feature(ev: Mapping[str, str], is_agent_channel: Callable[[str], bool]
                  ) -> FeatureRequest | FeatureIgnored | None:
     """A HotlineFeature UserEvent as a transfer request (or why not); None for any other event."""
-    if ev.get("Event", "") != "UserEvent" or ev.get("UserEvent") != "HotlineFeature":
+    if ev.get("Event", "") != "UserEvent" or ev.get("UserEvent") != Event.FEATURE:
         return None
     channel, target = ev.get("Channel", ""), ev.get("Target", "").strip()
     if not channel or not target:

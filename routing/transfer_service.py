@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from model.contract import Context
 from model.config import Config
 from model.privacy import mask_number
 from routing.transfer import (
@@ -73,10 +74,10 @@ log = structlog.get_logger("routing.transfer_service")
 
 #: the dialplan context that holds the transfer targets for a caller sent there (blind transfer):
 #: a failed dial still ends in the general queue (dialplans/templates/extensions.conf.j2)
-TRANSFER_CONTEXT = "hotline-transfer"
+TRANSFER_CONTEXT = Context.TRANSFER.value
 #: the context of an agent's consultation leg (Atxfer, *2): a failed dial just ends, so Asterisk
 #: returns the caller to the agent; it is also every hotline call's TRANSFER_CONTEXT
-AGENT_TRANSFER_CONTEXT = "hotline-agent-transfer"
+AGENT_TRANSFER_CONTEXT = Context.AGENT_TRANSFER.value
 #: features.conf.j2: atxferthreeway / atxfercomplete, keyed on the agent's channel as if pressed
 THREEWAY_KEYS = "*3"
 COMPLETE_KEYS = "*2"

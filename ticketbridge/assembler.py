@@ -35,6 +35,11 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from model.config import DEFAULT_TZ
+from model.contract import CdrVar, Context
+from model.contract import Event as UserEventName
+from wire.channels import device
+
 log = structlog.get_logger("ticketbridge.assembler")
 
 Event = Mapping[str, str]
@@ -43,15 +48,15 @@ OUTCOMES = ("ended_in_ivr", "abandoned_in_queue", "answered", "transferred", "fo
 #: transfer outcomes that mean the caller reached the target
 TRANSFER_REACHED = {"answered", "completed", "threeway"}  # three-way: the caller talks to the target too
 #: contexts our dialplan answers hotline calls in (a call seen there is a caller call)
-HOTLINE_CONTEXTS = {"hotline-inbound"}
+HOTLINE_CONTEXTS = {Context.INBOUND.value}
 #: how many finished linkedids are remembered to drop their late events
 CLOSED_MEMORY = 50_000
-_SHANGHAI = ZoneInfo("Asia/Shanghai")
+#: CDR times are written in local time without a zone; the center's default zone reads them
+_CDR_ZONE = ZoneInfo(DEFAULT_TZ)
 #: events that may legitimately repeat identically within a call when they carry no timestamp
-_REPEATABLE = {"HotlineIVR", "HotlineSelfQuery", "DTMFBegin", "DTMFEnd", "VarSet", "Newexten"}
+_REPEATABLE = {UserEventName.IVR.value, UserEventName.SELF_QUERY.value, "DTMFBegin", "DTMFEnd", "VarSet", "Newexten"}
 #: UserEvents our dialplan and IVR send that carry nothing for the ticket (known, deliberately ignored)
-USER_EVENTS_WITHOUT_TICKET_DATA = ("HotlineDialFailed", "HotlineOverflow", "HotlineFeature", "HotlinePrompt",
-                                   "HotlineSpeech")
+USER_EVENTS_WITHOUT_TICKET_DATA = (UserEventName.DIAL_FAILED, UserEventName.OVERFLOW, UserEventName.FEATURE, UserEventName.PROMPT, UserEventName.SPEECH)
 #: how many distinct unknown UserEvent names are logged at info level (then at debug: no log flood)
 _UNKNOWN_LOGGED_MAX = 256
 
@@ -125,15 +130,7 @@ def _s(value: Any) -> str:
     return "" if v in ("<unknown>", "(null)") else v
 
 
-def _peer(channel: str) -> str:
-    """`PJSIP/1001-0000002a` → `PJSIP/1001` (the device, not this call's channel)."""
-    base, sep, tail = channel.rpartition("-")
-    if sep and base and tail and all(c in "0123456789abcdef" for c in tail.lower()):
-        return base
-    return channel
-
-
-def _epoch(value: Any, tz: ZoneInfo = _SHANGHAI) -> float | None:
+def _epoch(value: Any, tz: ZoneInfo = _CDR_ZONE) -> float | None:
     """CDR times come as epoch floats (our JSON) or 'YYYY-MM-DD HH:MM:SS' local (AMI Cdr)."""
     f = _num(value)
     if f is not None:
@@ -252,13 +249,13 @@ class Assembler:
         }
         #: our UserEvents (header `UserEvent`) → handler; a name missing here is logged and ignored
         self.user_event_handlers: dict[str, _Handler] = {
-            "HotlineCall": self._user_call,
-            "HotlineRoute": self._user_route,
-            "HotlineIVR": self._user_ivr,
-            "HotlineSurvey": self._user_survey,
-            "HotlineTransfer": self._user_transfer,
-            "HotlineSelfQuery": self._user_self_query,
-            "HotlineRecording": self._user_recording,
+            UserEventName.CALL: self._user_call,
+            UserEventName.ROUTE: self._user_route,
+            UserEventName.IVR: self._user_ivr,
+            UserEventName.SURVEY: self._user_survey,
+            UserEventName.TRANSFER: self._user_transfer,
+            UserEventName.SELF_QUERY: self._user_self_query,
+            UserEventName.RECORDING: self._user_recording,
             **{name: self._user_ignored for name in USER_EVENTS_WITHOUT_TICKET_DATA},
         }
 
@@ -434,7 +431,7 @@ class Assembler:
 
     def _on_agent_connect(self, call: _Call, e: Event, ts: float | None) -> None:
         self._leave(call, e, ts, _num(e.get("HoldTime")))
-        agent = _s(e.get("MemberName")) or _s(e.get("Interface")) or _peer(_s(e.get("DestChannel")))
+        agent = _s(e.get("MemberName")) or _s(e.get("Interface")) or device(_s(e.get("DestChannel")))
         if call.answered_at is None or call.agent is None:
             call.answered_at = ts
         call.agent = agent or call.agent
@@ -463,10 +460,10 @@ class Assembler:
 
     def _on_cdr(self, call: _Call, e: Event, ts: float | None) -> None:
         row = _normalise_cdr(e)
-        if _s(row.get("hotline_fallback")) == "1" or "fallback" in _s(row.get("userfield")).lower():
+        if _s(row.get(CdrVar.FALLBACK)) == "1" or "fallback" in _s(row.get("userfield")).lower():
             call.cdr_fallback = True
-        if not call.dialed and _s(row.get("hotline_dialed")):
-            call.dialed = _s(row.get("hotline_dialed"))
+        if not call.dialed and _s(row.get(CdrVar.DIALED)):
+            call.dialed = _s(row.get(CdrVar.DIALED))
             call.hotline = True
 
     def _on_transfer_event(self, name: str, e: Event, now: float | None) -> list[CallRecord]:
@@ -665,8 +662,7 @@ _CDR_AMI = {
     "Channel": "channel", "DestinationChannel": "dstchannel", "LastApplication": "lastapp",
     "LastData": "lastdata", "StartTime": "start", "AnswerTime": "answer", "EndTime": "end",
     "Duration": "duration", "BillableSeconds": "billsec", "Disposition": "disposition",
-    "UserField": "userfield", "HotlineDialed": "hotline_dialed", "HotlineFallback": "hotline_fallback",
-    "HotlineQueue": "hotline_queue",
+    "UserField": "userfield", **{c.ami_header: c.value for c in CdrVar},
 }
 
 
@@ -690,15 +686,15 @@ def record_from_cdr(rows: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> Ca
         return None
     lid = next((_s(r.get("linkedid")) for r in norm if _s(r.get("linkedid"))), _s(norm[0].get("uniqueid")))
     norm.sort(key=lambda r: _epoch(r.get("start")) or 0.0)
-    entry = next((r for r in norm if _s(r.get("hotline_dialed"))), norm[0])
+    entry = next((r for r in norm if _s(r.get(CdrVar.DIALED))), norm[0])
     rec = CallRecord(linkedid=lid, source="cdr")
     rec.caller = _s(entry.get("src"))
-    rec.dialed = _s(entry.get("hotline_dialed")) or _s(entry.get("dst"))
-    fallback = any(_s(r.get("hotline_fallback")) == "1" or "fallback" in _s(r.get("userfield")).lower()
+    rec.dialed = _s(entry.get(CdrVar.DIALED)) or _s(entry.get("dst"))
+    fallback = any(_s(r.get(CdrVar.FALLBACK)) == "1" or "fallback" in _s(r.get("userfield")).lower()
                    for r in norm)
     rec.handled_by = "fallback" if fallback else "controller"
     rec.mode = "fallback" if fallback else "unknown"
-    queue = next((_s(r.get("hotline_queue")) for r in reversed(norm) if _s(r.get("hotline_queue"))), "")
+    queue = next((_s(r.get(CdrVar.QUEUE)) for r in reversed(norm) if _s(r.get(CdrVar.QUEUE))), "")
     if not queue:
         q = next((r for r in norm if _s(r.get("lastapp")).lower() == "queue"), None)
         if q is not None:
@@ -715,7 +711,7 @@ def record_from_cdr(rows: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> Ca
     by_dial = [r for r in answered if _s(r.get("lastapp")).lower() == "dial"]
     if by_queue:
         a = by_queue[0]
-        rec.agent = _peer(_s(a.get("dstchannel")))
+        rec.agent = device(_s(a.get("dstchannel")))
         rec.answered_at = _epoch(a.get("answer"))
         rec.talk_s = _num(a.get("billsec"))
         rec.participants.append(("agent", _s(a.get("dstchannel"))))

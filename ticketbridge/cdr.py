@@ -25,6 +25,7 @@ from typing import Any
 
 import structlog
 
+from model.contract import CdrVar
 from ticketbridge.assembler import CallRecord, record_from_cdr
 
 log = structlog.get_logger("ticketbridge.cdr")
@@ -125,7 +126,7 @@ class CdrReplay:
             age = now - self.newest.get(lid, 0.0)
             if lid in live or age < self.settle_s:
                 continue
-            if not any(r.get("hotline_dialed") for r in rows):
+            if not any(r.get(CdrVar.DIALED) for r in rows):
                 if age > self.forget_s:
                     self._drop(lid)
                 continue

@@ -119,3 +119,23 @@ def test_the_checker_sees_a_planted_cycle(tmp_path: Path) -> None:
     f = tmp_path / "m.py"
     f.write_text("def f():\n    from hotline.cli import main\n    import routing.dialplan\n", encoding="utf-8")
     assert imports_of(f, set(MODULES)) == {"hotline.cli", "routing.dialplan"}
+
+
+def test_wire_names_are_written_only_in_the_contract() -> None:
+    """UserEvent names, channel variables and contexts appear as literals only in model/contract.py
+    (the templates get them from there too: dialplans/templates has none of them either)."""
+    from model.contract import CdrVar, Context, Event, Var
+
+    names = {n.value for enum in (Var, Event, Context, CdrVar) for n in enum}
+    found = []
+    for m, p in MODULES.items():
+        if m == "model.contract":
+            continue
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in names:
+                found.append(f"{p.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
+    for t in sorted((ROOT / "dialplans" / "templates").glob("*.j2")):
+        for i, line in enumerate(t.read_text(encoding="utf-8").splitlines(), 1):
+            found += [f"{t.relative_to(ROOT)}:{i}: {n!r}" for n in names
+                      if n in line and not line.lstrip().startswith(";")]
+    assert not found, "wire names written outside model/contract.py:\n" + "\n".join(found)
