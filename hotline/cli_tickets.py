@@ -476,7 +476,7 @@ def kpi_cmd(config_path: str | None, store_url: str | None, since: str | None, u
 
     rows = run(config_path=config_path, store_url=store_url)
     total = kpi.compute(rows)
-    groups = kpi.grouped(rows, by) if by else {}
+    groups = kpi.grouped(rows, by, tz=_ZONE.get()) if by else {}
     if as_json:
         out: dict[str, Any] = {"since": _plain(lo), "until": _plain(hi), "total": total.to_dict()}
         if by:

@@ -33,11 +33,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from model.config import DEFAULT_TZ
+
 Row = Mapping[str, Any]
 
 #: GB/T 33358-2016: calls should be answered within 15 seconds
 ANSWER_WITHIN_S = 15.0
-SHANGHAI = ZoneInfo("Asia/Shanghai")
+#: days are counted in the center's zone (center.timezone); this is its default
+DEFAULT_ZONE = ZoneInfo(DEFAULT_TZ)
 GROUPINGS = ("day", "queue", "line")
 
 
@@ -112,7 +115,7 @@ def line_of(row: Row) -> str:
     return str(row.get("legacy_line") or row.get("dialed") or "?")
 
 
-def day_of(row: Row, tz: ZoneInfo = SHANGHAI) -> str:
+def day_of(row: Row, tz: ZoneInfo = DEFAULT_ZONE) -> str:
     t = row.get("created_at") or row.get("started_at")
     if isinstance(t, (int, float)):
         t = dt.datetime.fromtimestamp(t, tz)
@@ -194,9 +197,9 @@ def compute(rows: Iterable[Row], *, answer_within_s: float = ANSWER_WITHIN_S) ->
     return f
 
 
-def _key(by: str) -> Callable[[Row], str]:
+def _key(by: str, tz: ZoneInfo) -> Callable[[Row], str]:
     if by == "day":
-        return day_of
+        return lambda r: day_of(r, tz)
     if by == "queue":
         return lambda r: str(r.get("queue") or "(none)")
     if by == "line":
@@ -204,9 +207,10 @@ def _key(by: str) -> Callable[[Row], str]:
     raise ValueError(f"unknown grouping {by!r}: one of {', '.join(GROUPINGS)}")
 
 
-def grouped(rows: Iterable[Row], by: str, *, answer_within_s: float = ANSWER_WITHIN_S) -> dict[str, Figures]:
-    """Figures per day (Asia/Shanghai, by ticket creation), per queue (last queue) or per line."""
-    key = _key(by)
+def grouped(rows: Iterable[Row], by: str, *, answer_within_s: float = ANSWER_WITHIN_S,
+            tz: ZoneInfo = DEFAULT_ZONE) -> dict[str, Figures]:
+    """Figures per day (in `tz`, the center's zone, by ticket creation), per queue (last queue) or per line."""
+    key = _key(by, tz)
     groups: dict[str, list[Row]] = {}
     for row in rows:
         groups.setdefault(key(row), []).append(row)

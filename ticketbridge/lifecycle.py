@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from model.config import Deadline, Hours
+from model.config import DEFAULT_TZ, Deadline, Hours
 from model.hours import add_working_days, local
 from model.ticket_state import BY_LABEL, TicketState
 
@@ -102,7 +102,7 @@ WEEKDAYS = Hours(weekly={d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu"
 
 
 def deadline(config: Any, category: Any, urgent: bool, accepted_at: dt.datetime,
-             tz: str = "Asia/Shanghai") -> dt.datetime:
+             tz: str = DEFAULT_TZ) -> dt.datetime:
     """When the ticket must be handled: working days by category on the office calendar, hours if urgent.
 
     `config` needs only `.deadlines` and `.hours` (a Config, or anything shaped like one).

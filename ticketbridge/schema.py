@@ -24,7 +24,7 @@ DISPLAY_ZONE = ZoneInfo(DEFAULT_TZ)
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
-    """Aware datetimes in, aware (Asia/Shanghai) out, UTC in the database (SQLite keeps no zone)."""
+    """Aware datetimes in, aware (DISPLAY_ZONE) out, UTC in the database (SQLite keeps no zone)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True

@@ -7,7 +7,7 @@ one; a CDR-rebuilt record never overwrites one built from live events). Every ch
 writes an outbox row in the same transaction, so pushing to the provincial platform
 can never miss a change nor send one that was rolled back.
 
-Ticket numbers are 12 digits — the IVR self-query keys exactly 12 — `YYMMDD` (Asia/Shanghai)
+Ticket numbers are 12 digits — the IVR self-query keys exactly 12 — `YYMMDD` (the local date in center.timezone, Asia/Shanghai by default)
 + a 6-digit daily sequence (up to 999,999 a day: Beijing takes about 65,000), taken from
 `ticket_seq` with one atomic INSERT … ON CONFLICT DO UPDATE … RETURNING, so several
 controllers sharing one database never hand out the same number. (The sequence row is
@@ -300,7 +300,7 @@ class TicketStore:
         t.participants = values["participants"]
         t.state = INITIAL.value
         t.urgent = False
-        t.deadline_at = deadline(self.config, t.category, False, now)
+        t.deadline_at = deadline(self.config, t.category, False, now, self.zone.key)
         t.callback_needed = _wants_callback(t.outcome, t.self_query)
         t.version = 1
         t.created_at = t.updated_at = now
@@ -358,7 +358,7 @@ class TicketStore:
             return
         now = self._now()
         if "category" in changed and t.state == INITIAL.value:
-            t.deadline_at = deadline(self.config, t.category, t.urgent, t.created_at)
+            t.deadline_at = deadline(self.config, t.category, t.urgent, t.created_at, self.zone.key)
         want = _wants_callback(t.outcome, t.self_query)
         if want != t.callback_needed:
             t.callback_needed = want
