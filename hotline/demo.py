@@ -22,7 +22,7 @@ from hotline.controller import Controller
 from hotline.install import install_everything
 from model.contract import Context, Event
 from model.privacy import mask_number
-from model.secrets import state_dir
+from model.secrets import seat_secret, state_dir
 from hotline.sandbox import Sandbox, SandboxError
 from hotline.sipseat import BaresipSeat, SeatError
 
@@ -61,8 +61,7 @@ async def run_demo(cfg: Config, sb: Sandbox, *, once: bool = False) -> int:
         await controller.start()
         await controller.ami.wait_connected(10)
         seat_ext = next(iter(cfg.queues[cfg.center.general_queue].members), "1001")
-        seat_env = cfg.seats[seat_ext].secret_env or "HOTLINE_SEAT_SECRET"
-        seat = BaresipSeat(seat_ext, os.environ[seat_env], sip_port=cfg.asterisk.sip_port)
+        seat = BaresipSeat(seat_ext, seat_secret(seat_ext, cfg.seats[seat_ext]), sip_port=cfg.asterisk.sip_port)
         seat.start()
         await asyncio.to_thread(seat.wait_registered, 15)
         click.echo(f"Seat {seat_ext} (baresip) registered; placing the demo call to {cfg.center.number}…", err=True)
