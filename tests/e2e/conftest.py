@@ -16,7 +16,8 @@ import pytest_asyncio
 from wire.ami import AmiClient
 from model.config import Config
 from model.loading import load_config
-from hotline.controller import Controller, ami_secret
+from hotline.controller import Controller
+from model.secrets import ami_secret
 from hotline.sandbox import Sandbox
 from tests.conftest import require
 
