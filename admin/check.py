@@ -190,7 +190,9 @@ def check_config(config: Config, *, file: str = "<config>", lines: Lines | None 
     if files is not None:
         for name in sorted(n for n in files if not n.startswith(("custom/", "sim/"))):
             conf = load_tree(files, name)
-            for issue in conf.errors:
+            # read the way Asterisk reads them: a ';' in rendered text would cut a dialplan line
+            issues = conf.errors + (dialplan_steps(conf)[1] if name == "extensions.conf" else [])
+            for issue in issues:
                 if not issue.file.startswith("custom/"):
                     problems.append(Problem(f"rendered {issue.file}", issue.line, "render", issue.message))
         problems += custom_problems(files, custom_dir)

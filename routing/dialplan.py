@@ -82,6 +82,13 @@ class RenderInputs:
     layout: Layout = field(default_factory=Layout)
 
 
+def dialplan_text(text: str) -> str:
+    """Free text as an argument inside a dialplan application: ';' would start a comment and cut the
+    line, ',' would split the arguments, unbalanced parentheses would end them early."""
+    return (str(text).replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
+            .replace("(", "[").replace(")", "]"))
+
+
 def dial_string(number: str) -> str:
     """A configured number as Asterisk dials it: a dial string as is, digits via the admin's outbound context."""
     return number if "/" in number else f"Local/{number}@{Context.OUTBOUND}"
@@ -119,6 +126,7 @@ def render(config: Config, inputs: RenderInputs) -> dict[str, str]:
         keep_trailing_newline=True,
         autoescape=False,
     )
+    env.filters["dialplan_text"] = dialplan_text
     queues = []
     for name, q in config.queues.items():
         app, label = overflow_step(config, name, q)

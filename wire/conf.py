@@ -440,8 +440,25 @@ def dialplan_steps(conf: Conf) -> tuple[list[DialplanStep], list[ConfIssue]]:
                 prio, _, label = prio[:-1].partition("(")
             if not (prio.isdigit() or prio in ("n", "hint") or prio.startswith("n+")):
                 issues.append(ConfIssue(item.file, item.line, f"[{sec.name}] priority {prio!r} is not a number, n or hint"))
+            if "(" in app and not _parentheses_close(app):
+                # pbx_config.c: "No closing parenthesis found? '…'" — typically a ';' in the
+                # arguments started a comment and cut the line (write it as '\;')
+                issues.append(ConfIssue(item.file, item.line,
+                                        f"[{sec.name}] no closing parenthesis in {app!r} (an unescaped ';' starts "
+                                        "a comment in Asterisk's .conf files: write it as '\\;')"))
             steps.append(DialplanStep(sec.name, exten, prio, label, app, item))
     return steps, issues
+
+
+def _parentheses_close(app: str) -> bool:
+    """Whether the application's argument list `App(…)` is closed, as pbx_config requires."""
+    depth = 0
+    for ch in app:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+    return depth <= 0 and app.rstrip().endswith(")")
 
 
 def _split_args(value: str) -> list[str]:
