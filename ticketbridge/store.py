@@ -29,6 +29,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import os
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -210,7 +211,7 @@ class TicketStore:
         url = make_url(self.url)
         sqlite = url.get_backend_name() == "sqlite"
         if sqlite and url.database and url.database != ":memory:" and not url.database.startswith("file:"):
-            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_file(Path(url.database).expanduser())
         engine = create_async_engine(url, **self._engine_options)
         if sqlite:
             _sqlite_pragmas(engine)
@@ -692,6 +693,41 @@ class TicketStore:
         read, _ = self._sessions()
         async with read() as s:
             return int((await s.execute(select(func.count()).select_from(Ticket))).scalar_one())
+
+
+#: the ticket database holds every caller's number: owner read/write only, its folder owner(+group) only
+DB_FILE_MODE = 0o600
+DB_DIR_MODE = 0o750
+
+
+def _private_sqlite_file(db: Path) -> None:
+    """Create the SQLite file (and its folder) private before SQLite opens it.
+
+    SQLite creates `-wal` and `-shm` with the database file's own mode, so a database
+    created 0600 keeps its companions 0600 too; an older, looser database and its
+    companions are tightened here. The folder is made 0750 when we create it, and tightened to 0750
+    when it is ours and open to others (never a shared, world-writable folder such as /tmp).
+    """
+    parent = db.parent
+    if not parent.exists():
+        parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(parent, DB_DIR_MODE)
+    else:
+        st = parent.stat()
+        if st.st_uid == os.geteuid() and st.st_mode & 0o007 and not st.st_mode & 0o002:
+            os.chmod(parent, DB_DIR_MODE)
+    try:
+        fd = os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DB_FILE_MODE)
+    except FileExistsError:
+        pass
+    else:
+        os.close(fd)
+    for f in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"), db.with_name(db.name + "-journal")):
+        try:
+            if f.stat().st_mode & 0o077:
+                os.chmod(f, DB_FILE_MODE)
+        except FileNotFoundError:
+            pass
 
 
 def _sqlite_pragmas(engine: AsyncEngine) -> None:

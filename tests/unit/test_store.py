@@ -354,3 +354,42 @@ async def test_ticket_number_stays_12_digits_at_beijing_scale(make_store: StoreF
     assert (await st.save_call(rec("big.2"))).ticket_no == "260303999999"
     # past a million a day the number grows a digit rather than wrapping onto an earlier ticket
     assert (await st.save_call(rec("big.3"))).ticket_no == "2603031000000"
+
+
+async def test_sqlite_database_wal_shm_and_folder_are_private(tmp_path: Path) -> None:
+    """Item 8: the database holds every caller's number; no other local user may read it."""
+    os.umask(0o022)  # the usual umask: files 0644, folders 0755 unless the store says otherwise
+    existing = tmp_path / "state"
+    existing.mkdir(mode=0o755)
+    existing.chmod(0o755)
+    for folder in (tmp_path / "fresh" / "db", existing):
+        db = folder / "tickets.db"
+        store = TicketStore(f"sqlite+aiosqlite:///{db}", load_config(SHIPPED))
+        await store.open()
+        try:
+            rec = CallRecord(linkedid=f"priv-{folder.name}", caller="13800138000", dialed="12345",
+                             started_at=T0, ended_at=T0 + 5, outcome="answered")
+            await store.save_call(rec)
+            files = [db, db.with_name("tickets.db-wal"), db.with_name("tickets.db-shm")]
+            for f in files:
+                assert f.exists(), f"{f.name} missing: WAL not in use?"
+                assert f.stat().st_mode & 0o777 == 0o600, f"{f} is {oct(f.stat().st_mode & 0o777)}"
+            assert folder.stat().st_mode & 0o777 == 0o750, f"{folder} is {oct(folder.stat().st_mode & 0o777)}"
+        finally:
+            await store.close()
+    # an older database created 0644 (with its WAL) is tightened on open
+    old = tmp_path / "old"
+    old.mkdir()
+    db = old / "tickets.db"
+    store = TicketStore(f"sqlite+aiosqlite:///{db}", load_config(SHIPPED))
+    await store.open()
+    await store.close()
+    for f in old.iterdir():
+        f.chmod(0o644)
+    store = TicketStore(f"sqlite+aiosqlite:///{db}", load_config(SHIPPED))
+    await store.open()
+    try:
+        for f in old.iterdir():
+            assert f.stat().st_mode & 0o077 == 0, f"{f} is {oct(f.stat().st_mode & 0o777)}"
+    finally:
+        await store.close()
