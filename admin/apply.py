@@ -409,12 +409,23 @@ async def _rollback(res: ApplyResult, step: str, why: str, etc: Path, before: Ma
 
 
 def write_rendered(files: Mapping[str, str], out: Path) -> list[Path]:
-    """`hotline render --out DIR`: the files for review (secrets included: keep DIR private)."""
+    """`hotline render --out DIR`: the files for review.
+
+    They hold the AMI secrets and seat passwords: every file is written 0600 and every
+    folder 0700 (an existing DIR and files already there are tightened too), never
+    readable in between.
+    """
     written = []
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(out, 0o700)
     for name, text in sorted(files.items()):
         p = out / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text, encoding="utf-8")
+        if p.parent != out:
+            p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(p.parent, 0o700)
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # a file left by an earlier, looser render
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
         written.append(p)
     return written

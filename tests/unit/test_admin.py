@@ -257,6 +257,23 @@ def test_render_writes_files(tmp_path: Path) -> None:
     assert "password = seat-pw" in (out / "pjsip.conf").read_text()
 
 
+def test_render_out_is_private(tmp_path: Path) -> None:
+    """Item 10: the rendered files hold the AMI secrets and seat passwords: 0600 files in 0700 folders."""
+    os.umask(0o022)
+    out = tmp_path / "review"
+    out.mkdir(mode=0o755)
+    (out / "pjsip.conf").write_text("old")
+    (out / "pjsip.conf").chmod(0o644)
+    r = run("render", "-c", str(SHIPPED), "--sim", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    assert out.stat().st_mode & 0o777 == 0o700
+    paths = list(out.rglob("*"))
+    assert any(p.name == "manager.conf" for p in paths) and any(p.parent.name == "sim" for p in paths)
+    for p in paths:
+        want = 0o700 if p.is_dir() else 0o600
+        assert p.stat().st_mode & 0o777 == want, f"{p} is {oct(p.stat().st_mode & 0o777)}"
+
+
 # ------------------------------------------------------------------ apply
 
 
