@@ -28,7 +28,7 @@ from model.privacy import mask_number
 from ivr.calls import CallScripts
 from wire.fastagi import FastAgiServer
 from ivr.speech import load_recognizer
-from routing.dialplan import config_queue
+from routing.dialplan import MAIN_INSTANCE, config_queue
 from model.hours import Clock, system_clock
 from routing.transfer_service import TransferService
 from ticketbridge.assembler import Assembler, CallRecord
@@ -44,9 +44,10 @@ class Controller:
     def __init__(self, config: Config, *, store_url: str | None = None, cdr_path: Path | None = None,
                  clock: Clock | None = None, recognizer: Any = None,
                  cdr_settle_s: float = CDR_SETTLE_S, asterisk_root: str | os.PathLike[str] = "/",
-                 asterisk_spool: str = "/var/spool/asterisk") -> None:
+                 asterisk_spool: str = "/var/spool/asterisk", instance: str = MAIN_INSTANCE) -> None:
         """`asterisk_root`/`asterisk_spool`: where Asterisk runs (Sandbox.root, Sandbox.layout.spool),
-        so speech recordings made inside its (chrooted) filesystem can be read here."""
+        so speech recordings made inside its (chrooted) filesystem can be read here. `instance`: which
+        Asterisk's CDR rows are ours (Layout.instance); rows another instance tagged are ignored."""
         self.config = config
         self.clock = clock or system_clock(config.center.timezone)
         self.store = TicketStore(store_url or config.store.url, config)
@@ -71,7 +72,7 @@ class Controller:
         self.cdr: CdrReplayer | None = None
         if self.cdr_path:
             self.cdr = CdrReplayer(self.cdr_path, lookup=self._ticket_of, save=self._save_from_cdr,
-                                   open_ids=self._open_linkedids, settle_s=cdr_settle_s)
+                                   open_ids=self._open_linkedids, settle_s=cdr_settle_s, instance=instance)
         #: every background task this controller started and has not seen finish (stop() awaits them)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
@@ -94,7 +95,7 @@ class Controller:
     def for_sandbox(cls, config: Config, sandbox: Any, **kw: Any) -> "Controller":
         """A controller wired to a local Asterisk: its CDR file and its (chrooted) filesystem."""
         return cls(config, cdr_path=sandbox.cdr_csv, asterisk_root=sandbox.root,
-                   asterisk_spool=sandbox.layout.spool, **kw)
+                   asterisk_spool=sandbox.layout.spool, instance=sandbox.layout.instance, **kw)
 
     async def start(self) -> None:
         self._stopping = False

@@ -76,6 +76,9 @@ class CdrVar(StrEnum):
     DIALED = "hotline_dialed"
     FALLBACK = "hotline_fallback"
     QUEUE = "hotline_queue"
+    #: the Asterisk instance that wrote the row (Layout.instance, "main" for the default one): a
+    #: controller replays only its own instance's calls, never a test run's
+    INSTANCE = "hotline_instance"
 
     @property
     def ami_header(self) -> str:

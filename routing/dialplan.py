@@ -6,6 +6,7 @@ roll back before anything touches a live Asterisk.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,9 @@ def config_queue(asterisk_name: str) -> str:
     return asterisk_name.removeprefix(QUEUE_PREFIX)
 
 
+MAIN_INSTANCE = "main"
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where Asterisk finds things, as seen from inside its (possibly chrooted) root."""
@@ -63,13 +67,17 @@ class Layout:
     moddir: str = "/usr/lib/x86_64-linux-gnu/asterisk/modules"
     db: str = "/var/lib/asterisk"
     spool: str = "/var/spool/asterisk"
+    #: which Asterisk this is: "main" (production, the demo) or a test run's own (tags its CDR rows)
+    instance: str = MAIN_INSTANCE
 
     def for_instance(self, name: str) -> "Layout":
         """A second Asterisk beside the first (parallel test runs): its own etc, run, log, db, spool."""
-        if name in ("", "main"):
+        if name in ("", MAIN_INSTANCE):
             return self
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", name):
+            raise ValueError(f"instance name {name!r}: letters, digits, - and _ only (it names folders and CDR rows)")
         return Layout(etc=f"{self.etc}-{name}", run=f"{self.run}-{name}", log=f"{self.log}-{name}",
-                      moddir=self.moddir, db=f"{self.db}-{name}", spool=f"{self.spool}-{name}")
+                      moddir=self.moddir, db=f"{self.db}-{name}", spool=f"{self.spool}-{name}", instance=name)
 
 
 @dataclass

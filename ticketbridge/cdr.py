@@ -90,8 +90,11 @@ class CdrReplay:
     """The state of one replay: how far the file was read, the rows of calls not yet looked at, and
     the calls already looked at (never again). Pure: the caller reads the file and the clock."""
 
-    def __init__(self, *, settle_s: float = CDR_SETTLE_S, forget_s: float = CDR_FORGET_S) -> None:
+    def __init__(self, *, settle_s: float = CDR_SETTLE_S, forget_s: float = CDR_FORGET_S,
+                 instance: str = "main") -> None:
         self.settle_s = settle_s
+        #: the Asterisk instance this replay serves: calls tagged with another (a test run's) are ignored
+        self.instance = instance
         self.forget_s = forget_s
         #: bytes of the file already taken in
         self.offset = 0
@@ -107,6 +110,14 @@ class CdrReplay:
         for row in chunk.rows:
             lid = str(row.get("linkedid") or "")
             if not lid or lid in self.done:
+                continue
+            tag = row.get(CdrVar.INSTANCE)
+            if tag and tag != self.instance:
+                # another Asterisk's call (e.g. a test run writing the same file): never a ticket here
+                if lid not in self.rows:
+                    log.warning("cdr_foreign_instance_ignored", linkedid=lid, instance=str(tag), own=self.instance)
+                self.done.add(lid)
+                self._drop(lid)
                 continue
             self.rows.setdefault(lid, []).append(row)
             end = _end_of(row)
@@ -173,9 +184,10 @@ class CdrReplayer:
 
     def __init__(self, path: Path, *, lookup: Callable[[str], Awaitable[Any]],
                  save: Callable[[CallRecord], Awaitable[None]], open_ids: Callable[[], Iterable[str]],
-                 settle_s: float = CDR_SETTLE_S, clock: Callable[[], float] = time.time) -> None:
+                 settle_s: float = CDR_SETTLE_S, clock: Callable[[], float] = time.time,
+                 instance: str = "main") -> None:
         self.path = path
-        self.replay = CdrReplay(settle_s=settle_s)
+        self.replay = CdrReplay(settle_s=settle_s, instance=instance)
         self._lookup = lookup
         self._save = save
         self._open_ids = open_ids

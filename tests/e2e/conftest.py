@@ -23,7 +23,12 @@ from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[2]
 os.environ.setdefault("HOTLINE_SEAT_SECRET", "e2e-seat-secret")
-INSTANCE = os.environ.get("HOTLINE_INSTANCE", "")
+# tests never run on the main instance (production, the demo): their calls stay in their own
+# Asterisk's files (CDR, spool, logs), tagged with their instance in every CDR row
+os.environ.setdefault("HOTLINE_INSTANCE", "e2e")
+if os.environ["HOTLINE_INSTANCE"] in ("", "main"):
+    raise RuntimeError("HOTLINE_INSTANCE=main is production's Asterisk: end-to-end tests need an instance of their own")
+INSTANCE = os.environ["HOTLINE_INSTANCE"]
 OFFSET = int(os.environ.get("HOTLINE_PORT_OFFSET", "0"))
 
 

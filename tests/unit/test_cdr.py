@@ -80,6 +80,29 @@ def test_rows_without_a_usable_end_count_as_settled() -> None:
     assert rp.due(T0) == ["1.1", "2.1"]
 
 
+def test_calls_of_another_asterisk_instance_are_never_replayed() -> None:
+    """Item 12: a test run's calls in the CDR file never become tickets in the production store."""
+    rp = CdrReplay(settle_s=0)  # the main instance (production, the demo)
+    rp.take(0, parse_chunk(lines(row("test.1", T0, hotline_instance="e2e"), row("ours.1", T0, hotline_instance="main"),
+                                 row("old.1", T0))))  # a row written before instances were tagged
+    rp.take(rp.offset, parse_chunk(lines(row("test.1", T0 + 1))))  # a later, untagged leg of the test call
+    assert rp.due(T0 + 5) == ["ours.1", "old.1"]
+    e2e = CdrReplay(settle_s=0, instance="e2e")
+    e2e.take(0, parse_chunk(lines(row("test.1", T0, hotline_instance="e2e"), row("ours.1", T0, hotline_instance="main"))))
+    assert e2e.due(T0 + 5) == ["test.1"]
+
+
+def test_the_dialplan_tags_each_call_with_its_instance() -> None:
+    from model.loading import default_config_path, load_config
+    from routing.dialplan import Layout, RenderInputs, render
+
+    cfg = load_config(default_config_path())
+    for layout, tag in ((Layout(), "main"), (Layout().for_instance("e2e"), "e2e")):
+        files = render(cfg, RenderInputs(ami_secret="a" * 16, seat_secrets={k: "s" for k in cfg.seats}, layout=layout))
+        assert f"Set(CDR(hotline_instance)={tag})" in files["extensions.conf"]
+        assert "hotline_instance(uservar)" in files["cdr_custom.conf"]
+
+
 def test_rows_without_a_linkedid_are_skipped() -> None:
     rp = CdrReplay()
     rp.take(0, parse_chunk(lines({"src": "1"}, {"linkedid": ""}, {"linkedid": None})))
