@@ -279,8 +279,11 @@ async def apply_config(config: Config, sandbox: SandboxLike, ami: AmiLike | None
         return res
     before = read_installed(etc, probe_names)
     secrets = resolve_seat_secrets(config, before, environ)
-    files = render_files(config, secrets, ami_secret=ami_secret, with_sim=with_sim, layout=sandbox.layout,
-                         custom_dir=custom_dir)
+    # a seat with no secret anywhere renders with a placeholder only to be checked: check reports it, and
+    # apply refuses before anything is written
+    placeholders = {ext: "no-secret-never-installed" for ext in config.seats}
+    files = render_files(config, {**placeholders, **secrets}, ami_secret=ami_secret, with_sim=with_sim,
+                         layout=sandbox.layout, custom_dir=custom_dir)
     res.steps.append(StepResult("render", True, f"{len(files)} files"))
     # ---------------------------------------------------------------- diff
     old_text = {k: _text(v) for k, v in before.items()}
@@ -289,8 +292,10 @@ async def apply_config(config: Config, sandbox: SandboxLike, ami: AmiLike | None
     res.diff = unified_diff(old_text, {**{k: v for k, v in old_text.items() if k not in res.removed}, **files})
     res.steps.append(StepResult("diff", True, f"{len(res.changed)} changed, {len(res.removed)} removed"))
     # ---------------------------------------------------------------- check
+    # the same check `hotline check` runs, in the same environment (env + the running Asterisk's secrets)
     res.problems = check_config(config, file=config_file, lines=lines, prompts_dir=prompts_dir,
-                                custom_dir=custom_dir, seat_secrets=secrets, files=files)
+                                custom_dir=custom_dir, environ=environ, files=files,
+                                installed_secrets=installed_seat_secrets(before))
     if res.problems:
         res.failed_step = "check"
         res.message = f"check found {len(res.problems)} problem(s); nothing was changed"

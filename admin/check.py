@@ -29,8 +29,13 @@ ADMIN_CONTEXTS = frozenset({Context.OUTBOUND.value})
 OUR_PREFIX = CONTEXT_PREFIX
 
 
-def secret_problems(config: Config, file: str, lines: Lines, environ: Mapping[str, str] | None = None) -> list[Problem]:
-    """Per seat: a secret must be configured and readable; an endpoint without one could be registered by anyone."""
+def secret_problems(config: Config, file: str, lines: Lines, environ: Mapping[str, str] | None = None,
+                    installed: Mapping[str, str] | None = None) -> list[Problem]:
+    """Per seat: a secret must be configured and readable; an endpoint without one could be registered by anyone.
+
+    `installed`: the seat passwords the running Asterisk already has (admin.apply.installed_seat_secrets);
+    apply keeps those when this environment lacks one, so check accepts them too (check and apply agree).
+    """
     out: list[Problem] = []
     for ext, seat in config.seats.items():
         if not seat.secret_env and not seat.secret_file:
@@ -38,8 +43,12 @@ def secret_problems(config: Config, file: str, lines: Lines, environ: Mapping[st
         try:
             seat_secret(ext, seat, environ)
         except SecretMissing as e:
-            out.append(Problem(file, line_of(lines, "seats", ext), f"seats.{ext}",
-                               str(e).removeprefix(f"seats.{ext}: ")))
+            if installed and installed.get(ext):
+                continue
+            why = str(e).removeprefix(f"seats.{ext}: ")
+            if installed is not None:
+                why += "; the running Asterisk has no password for this seat either"
+            out.append(Problem(file, line_of(lines, "seats", ext), f"seats.{ext}", why))
     return out
 
 
@@ -160,18 +169,21 @@ def render_files(config: Config, seat_secrets: Mapping[str, str], *, ami_secret:
 def check_config(config: Config, *, file: str = "<config>", lines: Lines | None = None,
                  prompts_dir: Path | None = None, custom_dir: Path = CUSTOM_DIR,
                  environ: Mapping[str, str] | None = None, seat_secrets: Mapping[str, str] | None = None,
-                 files: Mapping[str, str] | None = None, check_secrets: bool = True) -> list[Problem]:
+                 files: Mapping[str, str] | None = None, check_secrets: bool = True,
+                 installed_secrets: Mapping[str, str] | None = None) -> list[Problem]:
     """Every problem at once: the routing graph, secrets, prompts, custom dialplan, feature codes, rendering.
 
-    `seat_secrets` given: those are the secrets (apply's own resolution) and the
-    environment is not consulted. `files` given: check that render instead of rendering.
+    The one check `hotline check` and `hotline apply [--dry-run]` both run, given the same
+    environment: `environ` and `installed_secrets` (what the running Asterisk has) for seat
+    secrets. `seat_secrets` given: those are the secrets and neither is consulted.
+    `files` given: check that render instead of rendering.
     """
     lines = lines or {}
     problems: list[Problem] = []
     problems += validate(config, filename=file, lines=lines)
     if seat_secrets is None:
         if check_secrets:
-            problems += secret_problems(config, file, lines, environ)
+            problems += secret_problems(config, file, lines, environ, installed_secrets)
     else:
         for ext in config.seats:
             if not seat_secrets.get(ext):
@@ -213,14 +225,15 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
 
 
 def check_file(path: str | os.PathLike[str], *, prompts_dir: Path | None = None, custom_dir: Path = CUSTOM_DIR,
-               environ: Mapping[str, str] | None = None,
-               check_secrets: bool = True) -> tuple[Config | None, list[Problem]]:
+               environ: Mapping[str, str] | None = None, check_secrets: bool = True,
+               installed_secrets: Mapping[str, str] | None = None) -> tuple[Config | None, list[Problem]]:
     """check for a file on disk: load problems first, then (when it loads) everything check_config finds."""
     loaded = load_located(path)
     problems = list(loaded.problems)
     if loaded.config is not None:
         problems += check_config(loaded.config, file=loaded.file, lines=loaded.lines, prompts_dir=prompts_dir,
-                                 custom_dir=custom_dir, environ=environ, check_secrets=check_secrets)
+                                 custom_dir=custom_dir, environ=environ, check_secrets=check_secrets,
+                                 installed_secrets=installed_secrets)
     else:
         # the model did not load; the admin's dialplan files can still be checked
         try:

@@ -15,7 +15,14 @@ from typing import Any
 
 import click
 
-from admin.apply import ApplyResult, apply_config, resolve_seat_secrets, write_rendered
+from admin.apply import (
+    ApplyResult,
+    apply_config,
+    installed_seat_secrets,
+    read_installed,
+    resolve_seat_secrets,
+    write_rendered,
+)
 from admin.check import check_file, problem_dict, render_files
 from admin.explain import explain_call, parse_at, parse_digits
 from hotline.cli_base import (
@@ -71,8 +78,10 @@ def check_cmd(config_path: str | None, as_json: bool, prompts_dir: Path | None, 
         fail(f"The configuration file {path} does not exist (give one with -c FILE or $HOTLINE_CONFIG)", EXIT_ENV)
     if prompts_dir is not None and not prompts_dir.is_dir():
         fail(f"--prompts {prompts_dir}: no such folder (build prompts with `hotline prompts --out DIR`)", EXIT_ENV)
+    # the environment apply would see: seat passwords the installed Asterisk already has count (apply keeps them)
+    installed = _installed_secrets()
     _cfg, problems = check_file(path, prompts_dir=prompts_dir, custom_dir=custom_dir or CUSTOM_DIR,
-                                      check_secrets=not skip_secrets)
+                                check_secrets=not skip_secrets, installed_secrets=installed)
     if as_json:
         dump({"ok": not problems, "config": str(path), "problems": [problem_dict(p) for p in problems]})
     elif problems:
@@ -82,6 +91,22 @@ def check_cmd(config_path: str | None, as_json: bool, prompts_dir: Path | None, 
     else:
         click.echo(f"{path}: OK, no problems found")
     sys.exit(EXIT_BAD if problems else EXIT_OK)
+
+
+def _local_asterisk() -> Sandbox | None:
+    """The Asterisk on this machine that apply would change ($HOTLINE_INSTANCE), or None when there is none."""
+    try:
+        return Sandbox.discover(build=False)
+    except SandboxError:
+        return None
+
+
+def _installed_secrets() -> dict[str, str] | None:
+    """Seat passwords in the installed Asterisk's pjsip.conf (what apply keeps); None when there is no Asterisk."""
+    sb = _local_asterisk()
+    if sb is None or not (sb.etc_dir / "pjsip.conf").is_file():
+        return None
+    return installed_seat_secrets(read_installed(sb.etc_dir, {"pjsip.conf"}))
 
 
 # --------------------------------------------------------------------------- explain

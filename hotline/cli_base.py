@@ -39,7 +39,16 @@ class EnvironmentMissing(RuntimeError):
     """Something outside the config is missing (a secret, an Asterisk, a store): the command exits 3."""
 
 
-def fail(message: str, code: int = EXIT_BAD) -> NoReturn:
+#: set by `explained` while a command given --json runs: every failure is then printed as JSON too
+_json_mode = False
+
+
+def fail(message: str, code: int = EXIT_BAD, problems: list[Problem] | None = None) -> NoReturn:
+    """Explain and exit; under --json the same explanation is also printed as JSON on stdout."""
+    if _json_mode:
+        dump({"ok": False, "error": message, "exit_code": code,
+              "problems": [{"file": p.file, "line": p.line, "field": p.field, "message": p.message, "text": str(p)}
+                           for p in problems or []]})
     click.echo(message, err=True)
     sys.exit(code)
 
@@ -81,6 +90,9 @@ def load_with_lines(path: str | None) -> tuple[Config, str, dict[tuple[Any, ...]
     loaded = load_located(p)
     if loaded.config is None:
         print_problems(loaded.problems, f"The configuration {p} cannot be used")
+        if _json_mode:
+            fail(f"The configuration {p} cannot be used: {len(loaded.problems)} problem(s)", EXIT_BAD,
+                 loaded.problems)
         sys.exit(EXIT_BAD)
     return loaded.config, loaded.file, loaded.lines
 
@@ -90,6 +102,8 @@ def explained(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        global _json_mode
+        _json_mode = bool(kwargs.get("as_json"))
         try:
             return fn(*args, **kwargs)
         except (SystemExit, click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
@@ -100,6 +114,8 @@ def explained(fn: Callable[..., Any]) -> Callable[..., Any]:
             fail(str(e), EXIT_ENV)
         except Exception as e:  # noqa: BLE001 - the user gets an explanation, not a traceback
             fail(f"{fn.__name__.removesuffix('_cmd')} failed: {type(e).__name__}: {e}", EXIT_BAD)
+        finally:
+            _json_mode = False
 
     return wrapper
 

@@ -7,13 +7,16 @@ and keys given twice, for `hotline check` and the other admin commands.
 
 from __future__ import annotations
 
+import difflib
 import os
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from model.config import Config
 
@@ -47,6 +50,61 @@ class ConfigError(Exception):
 
 class _LineLoader(yaml.SafeLoader):
     """SafeLoader that remembers the line of every mapping key and sequence item."""
+
+
+def _lenient_timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    """A date-looking scalar that is no date (2026-02-30): kept as text, so the model reports it with its line.
+
+    PyYAML's own constructor raises a bare ValueError ("day is out of range for month") with no file or line.
+    """
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except ValueError:
+        return loader.construct_scalar(node)
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:timestamp", _lenient_timestamp)
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the model accepts where `loc` points (its last part being the unknown key), for "did you mean"."""
+    def expand(tp: Any) -> list[Any]:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            return expand(typing.get_args(tp)[0])
+        if origin in (typing.Union, types.UnionType):
+            return [t for a in typing.get_args(tp) for t in expand(a)]
+        return [tp]
+
+    current: list[Any] = [Config]
+    for part in loc[:-1]:
+        nxt: list[Any] = []
+        for tp in current:
+            origin = typing.get_origin(tp)
+            if isinstance(tp, type) and issubclass(tp, BaseModel):
+                f = tp.model_fields.get(str(part))
+                if f is not None:
+                    nxt += expand(f.annotation)
+                else:
+                    nxt.append(tp)  # a union tag pydantic put into the path
+            elif origin is dict:
+                nxt += expand(typing.get_args(tp)[1])
+            elif origin in (list, tuple, set, frozenset) and isinstance(part, int):
+                nxt += expand(typing.get_args(tp)[0])
+        current = nxt
+    names: list[str] = []
+    for tp in current:
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            for name, f in tp.model_fields.items():
+                names += [name] + ([f.alias] if f.alias else [])
+    return sorted(set(names))
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    if not loc:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), _allowed_keys(loc), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _locate(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
@@ -113,6 +171,10 @@ def parse_config(text: str, filename: str = "<config>") -> Config:
             loc = tuple(err["loc"])
             field_path = ".".join(str(x) for x in loc)
             msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = f"unknown key {str(loc[-1])!r}{_did_you_mean(loc)}" if loc else msg
+            elif err["type"].startswith(("date_", "datetime_")) and isinstance(err.get("input"), str):
+                msg = f"{err['input']!r} is not a date: {msg}"
             problems.append(Problem(filename, line_for(lines, loc), field_path, msg))
         raise ConfigError(problems) from None
 

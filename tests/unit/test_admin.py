@@ -30,6 +30,14 @@ def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(k, v)
 
 
+@pytest.fixture(autouse=True)
+def _no_local_asterisk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI looks at this machine's Asterisk (installed secrets, sounds); these tests must not see one."""
+    from hotline import cli_admin
+
+    monkeypatch.setattr(cli_admin, "_local_asterisk", lambda: None)
+
+
 @pytest.fixture()
 def empty_custom(tmp_path: Path) -> Path:
     d = tmp_path / "custom"
