@@ -205,6 +205,13 @@ class Sandbox:
             os.chown(d, uid, gid)
         (self.log_dir / "cdr-custom").mkdir(parents=True, exist_ok=True)
         os.chown(self.log_dir / "cdr-custom", uid, gid)
+        # logs, CDR, recordings: personal data, for Asterisk (and root) only
+        for d in (self.log_dir, self.log_dir / "cdr-custom", self.host_path(self.layout.spool),
+                  self.host_path(f"{self.layout.spool}/monitor")):
+            os.chmod(d, 0o750)
+        for f in [*self.log_dir.rglob("*"), *self.host_path(self.layout.spool).rglob("*")]:
+            if not f.is_symlink() and f.stat().st_mode & 0o007:
+                os.chmod(f, f.stat().st_mode & 0o770)  # left by an older, looser version (or the package)
 
     def start(self, *, timeout: float = 30.0, sip_port: int | None = 5060) -> int:
         """Start Asterisk and wait until AMI answers. Says exactly why when it cannot."""
@@ -223,7 +230,9 @@ class Sandbox:
         cmd = ["/usr/sbin/asterisk", "-U", "asterisk", "-G", "asterisk", "-C", conf, "-f", "-n"]
         if self.chrooted:
             cmd = ["chroot", str(self.root), *cmd]
-        out = open(self.log_dir / "console.log", "ab")
+        fd = os.open(self.log_dir / "console.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        os.fchmod(fd, 0o640)
+        out = os.fdopen(fd, "ab")
         # recordings and logs hold personal data: nothing Asterisk writes is world-readable
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, preexec_fn=lambda: os.umask(0o027))
