@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import structlog
 
 from admin.check import check_config, problem_dict, render_files
+from admin.live_config import notify_controller
 from model.config import Config
 from model.loading import Lines, Problem
 from model.secrets import SecretMissing, seat_secret
@@ -69,13 +70,15 @@ class ApplyResult:
     backup_dir: Path | None = None
     rolled_back: bool = False
     needs_restart: list[str] = field(default_factory=list)
+    #: what the running controller said about the new configuration ("" when it was not asked)
+    controller: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "dry_run": self.dry_run, "changed": self.changed, "removed": self.removed,
                 "problems": [problem_dict(p) for p in self.problems],
                 "steps": [asdict(s) for s in self.steps], "failed_step": self.failed_step, "message": self.message,
                 "backup_dir": str(self.backup_dir) if self.backup_dir else None, "rolled_back": self.rolled_back,
-                "needs_restart": self.needs_restart}
+                "needs_restart": self.needs_restart, "controller": self.controller}
 
 
 #: file → the reload that makes Asterisk read it, in the order they run. manager.conf last: it may drop our link.
@@ -250,7 +253,8 @@ async def apply_config(config: Config, sandbox: SandboxLike, ami: AmiLike | None
                        custom_dir: Path = CUSTOM_DIR, environ: Mapping[str, str] | None = None,
                        with_sim: bool | None = None, config_file: str = "<config>", lines: Lines | None = None,
                        prompts_dir: Path | None = None, backup_root: Path | None = None,
-                       ami_secret: str | None = None) -> ApplyResult:
+                       ami_secret: str | None = None, reach_controller: bool = False,
+                       snapshot_dir: Path | None = None, controller_timeout_s: float = 5.0) -> ApplyResult:
     """Render → diff → check → back up → write atomically → reload → verify; on failure restore and reload.
 
     Nothing on disk changes unless check is clean. Reloads are `dialplan reload`,
@@ -258,6 +262,8 @@ async def apply_config(config: Config, sandbox: SandboxLike, ami: AmiLike | None
     them hangs up a live channel. `manager reload` runs last and only when
     manager.conf changed, since it can drop the AMI link we reload through.
     `with_sim` None keeps whatever the running dialplan has (the e2e simulation includes).
+    `reach_controller`: then hand the configuration to the running controller too (admin/live_config.py) and
+    fail, saying so, when it did not take it (`hotline apply` always does; the files stay applied).
     """
     etc = Path(sandbox.etc_dir)
     res = ApplyResult(ok=False, dry_run=dry_run)
@@ -311,6 +317,8 @@ async def apply_config(config: Config, sandbox: SandboxLike, ami: AmiLike | None
     if not res.changed and not res.removed:
         res.ok = True
         res.message = "Asterisk already runs this configuration; nothing to do"
+        if reach_controller and ami is not None:
+            await _reach_controller(res, config, ami, snapshot_dir or etc.parent / "applied", controller_timeout_s)
         return res
     if ami is None:
         res.failed_step, res.message = "connect", "no AMI connection: cannot reload; nothing was changed"
@@ -382,7 +390,25 @@ async def apply_config(config: Config, sandbox: SandboxLike, ami: AmiLike | None
     if res.needs_restart:
         res.message += f"; {', '.join(res.needs_restart)} take effect only at the next Asterisk restart"
     log.info("apply_done", changed=len(res.changed))
+    if reach_controller:
+        await _reach_controller(res, config, ami, snapshot_dir or etc.parent / "applied", controller_timeout_s)
     return res
+
+
+async def _reach_controller(res: ApplyResult, config: Config, ami: AmiLike, snapshot_dir: Path,
+                            timeout_s: float) -> None:
+    """The controller takes the configuration too, or apply fails and says a restart is needed."""
+    try:
+        ok, said = await notify_controller(ami, config, snapshot_dir, timeout_s)
+    except Exception as e:  # noqa: BLE001 - the files are applied; the admin must hear the controller is not
+        ok, said = False, f"controller not reached ({type(e).__name__}: {e}): restart it to take this configuration"
+    res.controller = said
+    res.steps.append(StepResult("controller", ok, said))
+    res.message += f"; {said}"
+    if not ok:
+        res.ok = False
+        res.failed_step = "controller"
+    log.info("apply_controller", ok=ok, said=said)
 
 
 async def _rollback(res: ApplyResult, step: str, why: str, etc: Path, before: Mapping[str, bytes],

@@ -242,13 +242,14 @@ def apply_cmd(config_path: str | None, as_json: bool, dry_run: bool, yes: bool, 
                        + ", ".join(preview.changed + preview.removed))
         else:
             click.echo("no changes: Asterisk already runs this configuration")
-    if preview.problems or dry_run or not (preview.changed or preview.removed):
+    if preview.problems or dry_run:
         _report(preview, as_json)
         sys.exit(EXIT_OK if preview.ok else EXIT_BAD)
+    # no file changes still goes on: the running controller may not run this configuration yet
     if not sb.running():
         fail("Asterisk is not running: start it with `hotline asterisk start` (apply reloads a running one)",
               EXIT_ENV)
-    if not yes:
+    if not yes and (preview.changed or preview.removed):
         if not sys.stdin.isatty():
             fail("not applied: confirm with --yes when not running in a terminal", EXIT_USAGE)
         if not click.confirm(f"Write {len(preview.changed)} file(s) and reload Asterisk?", default=False):
@@ -270,7 +271,7 @@ async def _apply_live(cfg: Config, sb: Any, kwargs: dict[str, Any]) -> ApplyResu
                                      message=f"AMI at {a.host}:{a.port} did not accept user {a.username} within "
                                              f"{a.connect_timeout_s:g} s (is ${a.secret_env} the secret Asterisk "
                                              "runs with?); nothing was changed")
-        return await apply_config(cfg, sb, ami, dry_run=False, **kwargs)
+        return await apply_config(cfg, sb, ami, dry_run=False, reach_controller=True, **kwargs)
     finally:
         try:
             await ami.close()

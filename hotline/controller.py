@@ -22,7 +22,8 @@ import structlog
 
 from wire.ami import AmiClient
 from model.config import Config
-from model.contract import Context, Event
+from model.contract import Context, ControlEvent, ControlHeader, Event
+from admin.live_config import ERROR, LOADED, RESTART, load_snapshot, restart_fields
 from model.secrets import ami_secret
 from model.privacy import mask_number
 from ivr.calls import CallScripts
@@ -66,6 +67,8 @@ class Controller:
                                  command_timeout=a.fastagi.command_timeout_s)
         self.agi.route("inbound", self.scripts.inbound)
         self.agi.route("survey", self.scripts.survey)
+        #: the generation of the configuration `hotline apply` last handed over (0: the one started with)
+        self.generation = "0"
         self.cdr_path = cdr_path or (Path(a.cdr_csv) if a.cdr_csv else None)
         self.cdr_settle_s = cdr_settle_s
         #: tickets for calls the controller never saw, from Asterisk's CDR file (None: no file configured)
@@ -107,6 +110,7 @@ class Controller:
         self.ami.on_event("*", self._on_event)
         # FullyBooted arrives on every AMI login: re-attach transfers after a (re)connect
         self.ami.on_event("FullyBooted", self._on_ami_login)
+        self.ami.on_event("UserEvent", self._on_control)
         await self.ami.start()
         self.transfers.start_timer()
         if self.cdr is not None:
@@ -197,6 +201,41 @@ class Controller:
             await self._dispatch_work_order(saved.ticket_no, target)
         for cb in self.on_saved:
             cb(record, saved)
+
+    # ------------------------------------------------------------------ applied configuration
+    def take_config(self, config: Config, generation: str) -> None:
+        """Swap in a new configuration between calls: each new call reads it once, at its start (a new
+        CallScripts); calls in progress keep running the scripts, and so the config, they started with.
+        No await in here: the swap is atomic on the event loop."""
+        scripts = CallScripts(config, self.clock, self.store, self.recognizer,
+                              recordings_root=self.scripts.recordings_root, record_dir=self.scripts.record_dir)
+        self.agi.route("inbound", scripts.inbound)
+        self.agi.route("survey", scripts.survey)
+        self.scripts, self.config, self.generation = scripts, config, generation
+        log.info("controller_config_loaded", generation=generation)
+
+    async def _on_control(self, event: dict[str, str]) -> None:
+        """`hotline apply` announced a configuration (admin/live_config.py): take it, or say why not."""
+        if event.get("UserEvent") != ControlEvent.CONFIG_APPLIED:
+            return
+        generation = event.get(ControlHeader.GENERATION, "")
+        try:
+            new = load_snapshot(event.get(ControlHeader.FILE, ""), event.get(ControlHeader.DIGEST, ""))
+            cold = restart_fields(self.config, new)
+        except Exception as e:  # noqa: BLE001 - a bad announcement never takes the controller down
+            result, detail = ERROR, f"{type(e).__name__}: {e}".replace("\n", " ")[:300]
+        else:
+            result, detail = (RESTART, "changed: " + ", ".join(cold)) if cold else (LOADED, "")
+            if not cold:
+                self.take_config(new, generation)
+            else:
+                log.warning("controller_config_needs_restart", generation=generation, fields=cold)
+        try:
+            await self.ami.action("UserEvent", UserEvent=ControlEvent.CONFIG_LOADED.value,
+                                  **{ControlHeader.GENERATION.value: generation, ControlHeader.RESULT.value: result,
+                                     ControlHeader.DETAIL.value: detail or "-"})
+        except Exception:  # noqa: BLE001 - apply then reports the controller as not reached
+            log.warning("controller_config_answer_failed", generation=generation, exc_info=True)
 
     # ------------------------------------------------------------------ callbacks
     async def call_back(self, ticket_no: str, actor: str = "controller") -> CallbackResult:

@@ -117,3 +117,23 @@ def template_names() -> dict[str, object]:
         "cdr": CdrVar,
         "queue_context_prefix": QUEUE_CONTEXT_PREFIX,
     }
+
+
+class ControlEvent(StrEnum):
+    """UserEvents between `hotline apply` and the running controller (not call events: no ticket reads them).
+
+    apply raises CONFIG_APPLIED (headers in ControlHeader) once Asterisk runs the new files; the controller
+    loads that configuration between calls and answers CONFIG_LOADED with the same generation.
+    """
+
+    CONFIG_APPLIED = "HotlineConfigApplied"
+    CONFIG_LOADED = "HotlineConfigLoaded"
+
+
+class ControlHeader(StrEnum):
+    GENERATION = "Generation"
+    FILE = "File"
+    DIGEST = "Digest"
+    #: CONFIG_LOADED: `loaded`, `restart` (the change needs a controller restart; nothing was swapped) or `error`
+    RESULT = "Result"
+    DETAIL = "Detail"

@@ -68,3 +68,34 @@ async def test_broken_config_is_refused_and_nothing_changes(cfg, asterisk, ami):
     assert "12315" in text and "merged_on" in text
     assert fingerprint(asterisk) == before_files
     assert asterisk.cli("dialplan show hotline-route") == before_plan
+
+
+async def test_apply_reaches_the_controller_a_new_legacy_line_routes_by_its_mode(cfg, asterisk, controller, ami,
+                                                                                 agents):
+    """Item 4 of "Ready for real traffic": a legacy line added to the config and applied is routed by its mode
+    by the running controller (not the 12345 flow for an unknown number), without a restart."""
+    from model.config import LegacyLine
+
+    changed = cfg.model_copy(deep=True)
+    changed.legacy_lines["12398"] = LegacyLine(name="新增热线", mode="dual_cancelled", category="求助")
+    result = await apply_config(changed, asterisk, ami, dry_run=False, reach_controller=True)
+    try:
+        assert result.ok, result.message + "\n" + "\n".join(str(p) for p in result.problems)
+        assert "controller reloaded: generation" in result.message
+        assert "12398" in controller.config.legacy_lines
+
+        await agents.add("general", talk_s=1)
+        robot = await CallRobot(ami, number="12398", caller="13900004098").dial()
+        route = await robot.wait_user_event("HotlineRoute", 15)
+        assert route.get("Line") == "12398" and route.get("Mode") == "dual_cancelled", route
+        join = await robot.wait_for(is_event("QueueCallerJoin"), 15)
+        assert join["Queue"] == "hotline-general"
+        await robot.wait_for(is_event("AgentConnect"), 15)
+        await robot.hangup()
+        t = await wait_ticket(controller.store, robot.linkedid, 20)
+        assert t.legacy_line == "12398" and t.mode == "dual_cancelled" and t.category == "求助"
+        assert not t.ivr_path  # not the 12345 menu an unknown number gets
+    finally:
+        restored = await apply_config(cfg, asterisk, ami, dry_run=False, reach_controller=True)
+        assert restored.ok, restored.message
+        assert "12398" not in controller.config.legacy_lines
