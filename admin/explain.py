@@ -18,7 +18,7 @@ from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ivr.callflow import Decided, Greeted, MenuExit, MenuPath, Note, SelfService, SetRoute, inbound_flow
+from ivr.callflow import Decided, Greeted, MenuExit, MenuPath, Note, Now, SelfService, SetRoute, inbound_flow
 from ivr.menu import Collect, Digit, Event, Play, Timeout
 from model.config import Config
 from model.destinations import (
@@ -248,6 +248,8 @@ def explain_call(config: Config, dialed: str, caller: str | None, at: dt.datetim
                                          {"dest": route.dest.label(), "reason": route.reason}))
             case Note(kind=kind, text=text):
                 steps.append(ExplainStep(kind, text, {}))
+            case Now():
+                answer = at
             case SelfService(service=service):
                 steps.append(ExplainStep("self_service", "self-service progress query (办理进度查询): ticket number and "
                                          "query password; 0, too many wrong tries or no store → the general queue",

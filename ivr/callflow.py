@@ -81,6 +81,15 @@ class Note:
 
 
 @dataclass(frozen=True)
+class Now:
+    """What time is it now? Answer: a datetime (live: the clock, as the call leaves the IVR; explain: the call's time).
+
+    The closed-queue rule judges hours when the route is handed over, not when the call arrived:
+    a caller who spends two minutes in menus around closing time meets the queue as it is then.
+    """
+
+
+@dataclass(frozen=True)
 class SelfService:
     """Run the self-service `service` (办理进度查询). Answer: where the call goes next (a Destination)."""
 
@@ -103,7 +112,7 @@ class SetRoute:
 
 #: what the flow yields: `Play` (answer: the key pressed during it, or None) and `Collect`
 #: (answer: a menu Event — Digit, Timeout or SpeechResult) come from the menu engine's vocabulary
-FlowAction = Decided | Greeted | Play | Collect | MenuPath | MenuExit | Note | SelfService | SetRoute
+FlowAction = Decided | Greeted | Play | Collect | MenuPath | MenuExit | Note | Now | SelfService | SetRoute
 Flow = Generator[FlowAction, object, None]
 
 
@@ -138,7 +147,7 @@ def inbound_flow(config: Config, dialed: str, caller: str, now: dt.datetime) -> 
         category = cat2 or sub.category or category
     if isinstance(dest, SelfServiceDest):
         dest = cast(Destination, (yield SelfService(dest.service)))
-    yield from _route(config, now, dest, category, decision)
+    yield from _route(config, dest, category, decision)
 
 
 def _play(prompt: str, *, interruptible: bool = True) -> Generator[FlowAction, object, str | None]:
@@ -175,10 +184,11 @@ def _walk(config: Config, now: dt.datetime, dest: Destination,
         step = engine.feed(event)
 
 
-def _route(config: Config, now: dt.datetime, dest: Destination, category: Category | None,
+def _route(config: Config, dest: Destination, category: Category | None,
            decision: RouteDecision) -> Generator[FlowAction, object, None]:
-    """The closed-queue rule, the prompts before the route, and the route itself."""
-    dest, prompts, notes = resolve_queue(config, dest, now)
+    """The closed-queue rule (at the time the route is handed over), the prompts before the route, the route."""
+    current = cast(dt.datetime, (yield Now()))
+    dest, prompts, notes = resolve_queue(config, dest, current)
     for note in notes:
         yield Note("hours", note)
     for prompt in prompts:

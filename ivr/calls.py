@@ -19,7 +19,18 @@ from typing import Any, Protocol
 
 import structlog
 
-from ivr.callflow import Decided, FlowAction, Greeted, MenuExit, MenuPath, Note, SelfService, SetRoute, inbound_flow
+from ivr.callflow import (
+    Decided,
+    FlowAction,
+    Greeted,
+    MenuExit,
+    MenuPath,
+    Note,
+    Now,
+    SelfService,
+    SetRoute,
+    inbound_flow,
+)
 from ivr.menu import Collect, Digit, Play, SpeechResult, Timeout
 from ivr.prompts import say_digits_files, sound_name
 from model.config import Config
@@ -123,7 +134,9 @@ class CallScripts:
             case Greeted():
                 await s.set_variable(Var.GREETED, "1")
             case Note(kind=kind, text=text):
-                log.info("call_flow_note", kind=kind, note=text, dialed=dialed)
+                log.info("queue_closed" if kind == "hours" else "call_flow_note", kind=kind, note=text, dialed=dialed)
+            case Now():
+                return self.clock()
             case SelfService():
                 return await self.progress_query(s)
             case MenuExit():

@@ -1,0 +1,171 @@
+"""The live FastAGI driver (ivr/calls.py) against transcripts of what it must say to Asterisk.
+
+tests/unit/test_callflow.py shows that the live IVR and `explain` agree; this file pins
+what the live one does on the wire, so a bug in the shared core cannot hide behind that
+agreement: barge-in, when HOTLINE_GREETED is set, the order of the route variables and
+the HotlineRoute event, hours judged when the route is handed over, the self-query with
+a real password check, and failing open.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+from ivr.calls import CallScripts
+from model.config import Config
+from model.contract import Event, Var
+from model.destinations import parse_destination
+from model.hours import local
+from model.loading import default_config_path, load_config
+from ticketbridge.store import hash_password
+
+MONDAY_10 = local(dt.datetime(2026, 3, 9, 10, 0))
+
+
+class Transcript:
+    """An AGI peer that logs every call in order; keys are pressed during prompts (`barge`) or at GET DATA."""
+
+    def __init__(self, dialed: str = "12345", *, keys: list[str | None] | None = None,
+                 barge: dict[str, str] | None = None) -> None:
+        self.env = {"agi_extension": dialed, "agi_callerid": "13800138000"}
+        self.uniqueid = "1.1"
+        self.command_timeout = 5.0
+        self.keys: deque[str | None] = deque(keys or [])
+        self.barge = dict(barge or {})
+        self.log: list[tuple[Any, ...]] = []
+
+    async def get_variable(self, name: str) -> str | None:
+        return None
+
+    async def set_variable(self, name: str, value: Any) -> None:
+        self.log.append(("set", str(name), str(value)))
+
+    async def user_event(self, name: str, **headers: Any) -> None:
+        self.log.append(("event", str(name), headers))
+
+    async def stream_file(self, name: str, escape_digits: str = "") -> str | None:
+        self.log.append(("play", name))
+        key = self.barge.pop(name.rsplit("/", 1)[-1], None)
+        return key if key and key in escape_digits else None
+
+    async def get_data(self, name: str, timeout_ms: int, max_digits: int) -> tuple[str, bool]:
+        self.log.append(("ask", name))
+        key = self.keys.popleft() if self.keys else None
+        return ("", True) if key is None else (key, False)
+
+    async def wait_for_digit(self, timeout_ms: int) -> str | None:
+        return None
+
+    def sets(self) -> list[tuple[str, str]]:
+        return [(e[1], e[2]) for e in self.log if e[0] == "set"]
+
+    def index(self, kind: str, name: str) -> int:
+        return next(i for i, e in enumerate(self.log) if e[0] == kind and e[1] == name)
+
+    def prompts(self) -> list[str]:
+        return [e[2]["Prompt"] for e in self.log if e[0] == "event" and e[1] == Event.PROMPT]
+
+
+def shipped() -> Config:
+    return load_config(default_config_path())
+
+
+def clock_at(*times: dt.datetime) -> Any:
+    it: Iterator[dt.datetime] = iter(times)
+    last = [times[0]]
+
+    def now() -> dt.datetime:
+        last[0] = next(it, last[0])
+        return last[0]
+    return now
+
+
+async def test_a_key_during_the_greeting_skips_the_rest_and_is_the_first_choice() -> None:
+    cfg = shipped()
+    greeting = cfg.center.greeting
+    agi = Transcript(barge={greeting: "1"})
+    await CallScripts(cfg, clock=lambda: MONDAY_10).inbound(agi)  # type: ignore[arg-type]
+    steps = [e[2]["Step"] for e in agi.log if e[0] == "event" and e[1] == Event.IVR]
+    assert steps[:2] == ["menu:main", "key:1"]
+    assert ("ask", "hotline/main_menu") not in agi.log  # the menu prompt is not played: the key chose already
+    assert dict(agi.sets())[Var.CATEGORY] == "咨询"
+
+
+async def test_greeted_is_set_after_the_announcements_and_before_the_menu() -> None:
+    cfg = shipped()
+    agi = Transcript(keys=["1"])
+    await CallScripts(cfg, clock=lambda: MONDAY_10).inbound(agi)  # type: ignore[arg-type]
+    greeted = agi.log.index(("set", Var.GREETED.value, "1"))
+    assert greeted > agi.index("play", f"hotline/{cfg.center.greeting}")
+    assert greeted < agi.index("event", Event.IVR) < agi.index("ask", "hotline/main_menu")
+
+
+async def test_route_variables_then_the_route_event_then_the_route_last() -> None:
+    cfg = shipped()
+    agi = Transcript(keys=["2", "1"])
+    await CallScripts(cfg, clock=lambda: MONDAY_10).inbound(agi)  # type: ignore[arg-type]
+    sets = agi.sets()
+    assert sets[-1] == (Var.ROUTE.value, "queue")  # the dialplan acts on ROUTE: it must come last
+    assert (Var.QUEUE.value, "general") in sets and (Var.CATEGORY.value, "投诉举报") in sets
+    route_event = agi.index("event", Event.ROUTE)
+    assert agi.log.index(("set", Var.CATEGORY.value, "投诉举报")) < route_event < agi.log.index(
+        ("set", Var.ROUTE.value, "queue"))
+    assert agi.log[route_event][2] == {"Line": "", "Mode": "center", "Dest": "queue:general/投诉举报",
+                                       "Category": "投诉举报", "Fallback": "0"}
+
+
+async def test_queue_hours_are_judged_when_the_call_leaves_the_ivr() -> None:
+    """Arrives at 17:29:50 (expert open), leaves the IVR after closing: told why, and queued in general."""
+    cfg = shipped()
+    cfg = cfg.model_copy(update={"center": cfg.center.model_copy(update={"entry": parse_destination("queue:expert")})})
+    arrive, leave = local(dt.datetime(2026, 3, 9, 17, 29, 50)), local(dt.datetime(2026, 3, 9, 17, 31))
+    agi = Transcript()
+    await CallScripts(cfg, clock=clock_at(arrive, leave)).inbound(agi)  # type: ignore[arg-type]
+    assert "expert_closed" in agi.prompts()
+    assert dict(agi.sets())[Var.QUEUE] == "general"
+    still_open = Transcript()
+    await CallScripts(cfg, clock=clock_at(arrive, arrive)).inbound(still_open)  # type: ignore[arg-type]
+    assert dict(still_open.sets())[Var.QUEUE] == "expert"
+
+
+class OneTicket:
+    """The store's verify_query with the real password hash."""
+
+    def __init__(self, ticket_no: str, password: str) -> None:
+        self.ticket_no, self.hash = ticket_no, hash_password(password)
+
+    async def verify_query(self, ticket_no: str, password: str) -> Any:
+        from ticketbridge.store import check_password
+
+        if ticket_no == self.ticket_no and check_password(password, self.hash):
+            return type("T", (), {"state": "handling"})()
+        return None
+
+
+async def test_self_query_reads_the_state_and_ends_the_call_unless_the_caller_presses_0() -> None:
+    cfg = shipped()
+    store = OneTicket("261129000042", "123456")
+    agi = Transcript(keys=["5", "261129000042", "123456"])
+    await CallScripts(cfg, clock=lambda: MONDAY_10, store=store).inbound(agi)  # type: ignore[arg-type]
+    assert [e[2]["Result"] for e in agi.log if e[0] == "event" and e[1] == Event.SELF_QUERY] == ["found"]
+    assert "state_handling" in agi.prompts()
+    assert agi.sets()[-1] == (Var.ROUTE.value, "hangup")
+    assert all("123456" not in str(e) for e in agi.log if e[0] == "event")  # never the password
+    wrong = Transcript(keys=["5", "261129000042", "000000"] * 3)
+    await CallScripts(cfg, clock=lambda: MONDAY_10, store=store).inbound(wrong)  # type: ignore[arg-type]
+    results = [e[2]["Result"] for e in wrong.log if e[0] == "event" and e[1] == Event.SELF_QUERY]
+    assert results == ["wrong", "wrong", "wrong", "locked"]
+    assert wrong.sets()[-1] == (Var.ROUTE.value, "queue")  # locked out of the query, not out of the call
+
+
+async def test_anything_going_wrong_fails_open_to_the_dialplan_fallback() -> None:
+    class Broken:
+        async def verify_query(self, ticket_no: str, password: str) -> Any:
+            raise RuntimeError("database gone")
+
+    agi = Transcript(keys=["5", "261129000042", "123456"])
+    await CallScripts(shipped(), clock=lambda: MONDAY_10, store=Broken()).inbound(agi)  # type: ignore[arg-type]
+    assert agi.sets()[-1] == (Var.ROUTE.value, "")  # empty route: the dialplan queues the caller
