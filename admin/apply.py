@@ -8,6 +8,7 @@ with every problem listed, and nothing changes on disk or in Asterisk.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import difflib
 import os
@@ -21,9 +22,10 @@ import structlog
 
 from admin.check import check_config, problem_dict, render_files
 from admin.live_config import notify_controller
+from ivr.prompts import RECORDINGS, build_prompts, missing_prompts
 from model.config import Config
 from model.loading import Lines, Problem
-from model.secrets import SecretMissing, seat_secret
+from model.secrets import SecretMissing, seat_secret, state_dir
 from model.secrets import ami_secret as read_ami_secret
 from routing.dialplan import CUSTOM_DIR, asterisk_queue
 from wire.conf import parse
@@ -254,7 +256,8 @@ async def apply_config(config: Config, sandbox: SandboxLike, ami: AmiLike | None
                        with_sim: bool | None = None, config_file: str = "<config>", lines: Lines | None = None,
                        prompts_dir: Path | None = None, backup_root: Path | None = None,
                        ami_secret: str | None = None, reach_controller: bool = False,
-                       snapshot_dir: Path | None = None, controller_timeout_s: float = 5.0) -> ApplyResult:
+                       snapshot_dir: Path | None = None, controller_timeout_s: float = 5.0,
+                       prompts_build_dir: Path | None = None) -> ApplyResult:
     """Render → diff → check → back up → write atomically → reload → verify; on failure restore and reload.
 
     Nothing on disk changes unless check is clean. Reloads are `dialplan reload`,
@@ -264,9 +267,12 @@ async def apply_config(config: Config, sandbox: SandboxLike, ami: AmiLike | None
     `with_sim` None keeps whatever the running dialplan has (the e2e simulation includes).
     `reach_controller`: then hand the configuration to the running controller too (admin/live_config.py) and
     fail, saying so, when it did not take it (`hotline apply` always does; the files stay applied).
+    Prompts: a sandbox with `sounds_dir` and `install_sounds` (the real one) gets every prompt it cannot play
+    yet built (into `prompts_build_dir`, default the state dir's prompts/) and installed before reloading.
     """
     etc = Path(sandbox.etc_dir)
     res = ApplyResult(ok=False, dry_run=dry_run)
+    sounds = Path(sandbox.sounds_dir) / "hotline" if getattr(sandbox, "sounds_dir", None) is not None else None
     # ---------------------------------------------------------------- render
     try:
         current_ext = (etc / "extensions.conf").read_text(encoding="utf-8")
@@ -301,7 +307,7 @@ async def apply_config(config: Config, sandbox: SandboxLike, ami: AmiLike | None
     # the same check `hotline check` runs, in the same environment (env + the running Asterisk's secrets)
     res.problems = check_config(config, file=config_file, lines=lines, prompts_dir=prompts_dir,
                                 custom_dir=custom_dir, environ=environ, files=files,
-                                installed_secrets=installed_seat_secrets(before))
+                                installed_secrets=installed_seat_secrets(before), sounds_dir=sounds)
     if res.problems:
         res.failed_step = "check"
         res.message = f"check found {len(res.problems)} problem(s); nothing was changed"
@@ -314,6 +320,10 @@ async def apply_config(config: Config, sandbox: SandboxLike, ami: AmiLike | None
         res.message = ("dry run: nothing written; would run " + ", ".join(f"`{c}`" for c in cmds)) if cmds \
             else "dry run: Asterisk already runs this configuration"
         return res
+    # ---------------------------------------------------------------- prompts (before anything plays them)
+    if sounds is not None and hasattr(sandbox, "install_sounds") and missing_prompts(config, sounds):
+        if not await _install_prompts(res, config, sandbox, sounds, prompts_build_dir or state_dir() / "prompts"):
+            return res
     if not res.changed and not res.removed:
         res.ok = True
         res.message = "Asterisk already runs this configuration; nothing to do"
@@ -393,6 +403,26 @@ async def apply_config(config: Config, sandbox: SandboxLike, ami: AmiLike | None
     if reach_controller:
         await _reach_controller(res, config, ami, snapshot_dir or etc.parent / "applied", controller_timeout_s)
     return res
+
+
+async def _install_prompts(res: ApplyResult, config: Config, sandbox: Any, sounds: Path, build_dir: Path) -> bool:
+    """Build the prompts the running Asterisk cannot play yet and install them where it plays them."""
+    missing = missing_prompts(config, sounds)
+    try:
+        report = await asyncio.to_thread(build_prompts, config, RECORDINGS, build_dir)
+        await asyncio.to_thread(sandbox.install_sounds, build_dir)
+    except Exception as e:  # noqa: BLE001 - nothing is written yet: refuse with the reason
+        report, why = None, f"{type(e).__name__}: {e}"
+    still = missing_prompts(config, sounds)
+    if report is None or still:
+        failed = report.failed if report is not None else {}
+        why = why if report is None else "; ".join(f"{k}: {failed.get(k, 'not built')}" for k in still)
+        res.failed_step, res.message = "prompts", f"prompts cannot be played ({why}); nothing was changed"
+        res.steps.append(StepResult("prompts", False, res.message))
+        return False
+    res.steps.append(StepResult("prompts", True, f"built and installed {len(missing)}: {', '.join(missing)}"))
+    log.info("apply_prompts_installed", count=len(missing))
+    return True
 
 
 async def _reach_controller(res: ApplyResult, config: Config, ami: AmiLike, snapshot_dir: Path,

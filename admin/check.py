@@ -15,18 +15,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ivr.prompts import missing_prompts
+from ivr.prompts import RECORDINGS, missing_prompts, unplayable_prompts
 from model.config import Config
-from model.contract import CONTEXT_PREFIX
+from model.contract import CONTEXT_PREFIX, Context
 from model.loading import Lines, Problem, line_of, load_located
-from model.secrets import SecretMissing, carrier_secret, carrier_secrets, seat_secret, weak_secret
+from model.secrets import SecretMissing, seat_secret
 from routing.dialplan import CUSTOM_DIR, Layout, RenderInputs, custom_files, render
 from routing.graph import BUILTIN_FEATURES, PICKUP_EXTEN, validate
 from wire.conf import dialplan_steps, load_tree, parse
 
-#: Contexts under our prefix that the admin owns (README of dialplans/custom). hotline-outbound was one;
-#: it is rendered from `outbound:` now (the allow-list), so a custom one is refused like any rendered context.
-ADMIN_CONTEXTS: frozenset[str] = frozenset()
+#: Contexts under our prefix that the admin owns (README of dialplans/custom): forwarded numbers leave here.
+ADMIN_CONTEXTS = frozenset({Context.OUTBOUND.value})
 OUR_PREFIX = CONTEXT_PREFIX
 
 
@@ -42,7 +41,7 @@ def secret_problems(config: Config, file: str, lines: Lines, environ: Mapping[st
         if not seat.secret_env and not seat.secret_file:
             continue  # routing.graph reports it (a config problem, not an environment one)
         try:
-            value = seat_secret(ext, seat, environ)
+            seat_secret(ext, seat, environ)
         except SecretMissing as e:
             if installed and installed.get(ext):
                 continue
@@ -50,43 +49,6 @@ def secret_problems(config: Config, file: str, lines: Lines, environ: Mapping[st
             if installed is not None:
                 why += "; the running Asterisk has no password for this seat either"
             out.append(Problem(file, line_of(lines, "seats", ext), f"seats.{ext}", why))
-        else:
-            out += weak_secret_problems(config, {ext: value}, file, lines)
-    out += shared_secret_problems(config, file, lines)
-    for name, c in config.carriers.items():
-        if c.auth != "register" or not (c.secret_env or c.secret_file):
-            continue  # routing.graph reports a registering carrier without one
-        try:
-            carrier_secret(name, c, environ)
-        except SecretMissing as e:
-            out.append(Problem(file, line_of(lines, "carriers", name), f"carriers.{name}",
-                               str(e).removeprefix(f"carriers.{name}: ")))
-    return out
-
-
-def weak_secret_problems(config: Config, secrets: Mapping[str, str], file: str, lines: Lines) -> list[Problem]:
-    """Seat secrets anyone on the LAN could guess: short, digits only, few distinct characters."""
-    out: list[Problem] = []
-    for ext, value in secrets.items():
-        why = weak_secret(value)
-        if why:
-            out.append(Problem(file, line_of(lines, "seats", ext), f"seats.{ext}", f"weak SIP secret: {why}"))
-    return out
-
-
-def shared_secret_problems(config: Config, file: str, lines: Lines) -> list[Problem]:
-    """Seats naming one secret variable share one password: one leaked phone opens every seat."""
-    envs: dict[str, list[str]] = {}
-    for ext, seat in config.seats.items():
-        if seat.secret_env and not seat.secret_file:
-            envs.setdefault(seat.secret_env, []).append(ext)
-    out: list[Problem] = []
-    for env, exts in envs.items():
-        if len(exts) > 1:
-            for ext in exts:
-                out.append(Problem(file, line_of(lines, "seats", ext), f"seats.{ext}",
-                                   f"seats {', '.join(exts)} share ${env}: give each seat its own secret "
-                                   f"(e.g. $HOTLINE_SEAT_{ext}_SECRET)"))
     return out
 
 
@@ -189,21 +151,16 @@ def custom_problems(files: Mapping[str, str], custom_dir: Path) -> list[Problem]
                                    "their extensions. Use another name"))
             elif sec.name.startswith(OUR_PREFIX):
                 out.append(Problem(where, sec.line, f"[{sec.name}]",
-                                   f"the {OUR_PREFIX}* names are reserved for rendered contexts; use another "
-                                   "name (hotline-outbound is rendered from `outbound:` in the config)"))
+                                   f"the {OUR_PREFIX}* names are reserved for rendered contexts "
+                                   f"(only {', '.join(sorted(ADMIN_CONTEXTS))} is yours); use another name"))
     return out
 
 
 def render_files(config: Config, seat_secrets: Mapping[str, str], *, ami_secret: str, with_sim: bool = False,
-                 layout: Any = None, custom_dir: Path = CUSTOM_DIR,
-                 carrier_secrets_: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Rendered files plus the admin's custom/*.conf, exactly what goes into Asterisk's etc dir.
-
-    Carriers' secrets: `carrier_secrets_`, else read from the environment (SecretMissing when absent).
-    """
-    carriers = dict(carrier_secrets(config) if carrier_secrets_ is None else carrier_secrets_)
+                 layout: Any = None, custom_dir: Path = CUSTOM_DIR) -> dict[str, str]:
+    """Rendered files plus the admin's custom/*.conf, exactly what goes into Asterisk's etc dir."""
     inputs = RenderInputs(ami_secret=ami_secret, seat_secrets=dict(seat_secrets), with_sim=with_sim,
-                          layout=layout or Layout(), carrier_secrets=carriers)
+                          layout=layout or Layout(), sip_bind=config.asterisk.ami.host)
     files = render(config, inputs)
     files.update(custom_files(custom_dir))
     return files
@@ -213,13 +170,15 @@ def check_config(config: Config, *, file: str = "<config>", lines: Lines | None 
                  prompts_dir: Path | None = None, custom_dir: Path = CUSTOM_DIR,
                  environ: Mapping[str, str] | None = None, seat_secrets: Mapping[str, str] | None = None,
                  files: Mapping[str, str] | None = None, check_secrets: bool = True,
-                 installed_secrets: Mapping[str, str] | None = None) -> list[Problem]:
+                 installed_secrets: Mapping[str, str] | None = None,
+                 sounds_dir: Path | None = None, recordings_dir: Path = RECORDINGS) -> list[Problem]:
     """Every problem at once: the routing graph, secrets, prompts, custom dialplan, feature codes, rendering.
 
     The one check `hotline check` and `hotline apply [--dry-run]` both run, given the same
     environment: `environ` and `installed_secrets` (what the running Asterisk has) for seat
     secrets. `seat_secrets` given: those are the secrets and neither is consulted.
-    `files` given: check that render instead of rendering.
+    `files` given: check that render instead of rendering. `sounds_dir`: where the running
+    Asterisk plays our prompts from; a prompt neither there nor buildable by apply is a problem.
     """
     lines = lines or {}
     problems: list[Problem] = []
@@ -233,14 +192,17 @@ def check_config(config: Config, *, file: str = "<config>", lines: Lines | None 
                 problems.append(Problem(file, line_of(lines, "seats", ext), f"seats.{ext}", "no SIP secret available"))
     if prompts_dir is not None:
         for pid in missing_prompts(config, prompts_dir):
-        problems += weak_secret_problems(config, {k: v for k, v in seat_secrets.items() if v}, file, lines)
-        problems += shared_secret_problems(config, file, lines)
             problems.append(Problem(file, line_of(lines, "prompts", pid) if pid in config.prompts else None,
                                     f"prompts.{pid}", f"no playable {prompts_dir}/{pid}.wav: run `hotline prompts`"))
+    if sounds_dir is not None:
+        for pid in unplayable_prompts(config, sounds_dir, recordings_dir):
+            problems.append(Problem(file, line_of(lines, "prompts", pid) if pid in config.prompts else None,
+                                    f"prompts.{pid}", f"cannot be played: not in {sounds_dir} and apply cannot "
+                                    f"build it (no recording in {recordings_dir}/prompts, espeak-ng not installed)"))
     if files is None:
         try:
             files = render_files(config, {k: "check" for k in config.seats}, ami_secret="check",
-                                 custom_dir=custom_dir, carrier_secrets_={k: "check" for k in config.carriers})
+                                 custom_dir=custom_dir)
         except Exception as e:  # noqa: BLE001 - a template error is a finding, not a crash
             problems.append(Problem(file, None, "render", f"the Asterisk files do not render: {type(e).__name__}: {e}"))
             files = None
@@ -271,14 +233,15 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
 
 def check_file(path: str | os.PathLike[str], *, prompts_dir: Path | None = None, custom_dir: Path = CUSTOM_DIR,
                environ: Mapping[str, str] | None = None, check_secrets: bool = True,
-               installed_secrets: Mapping[str, str] | None = None) -> tuple[Config | None, list[Problem]]:
+               installed_secrets: Mapping[str, str] | None = None,
+               sounds_dir: Path | None = None) -> tuple[Config | None, list[Problem]]:
     """check for a file on disk: load problems first, then (when it loads) everything check_config finds."""
     loaded = load_located(path)
     problems = list(loaded.problems)
     if loaded.config is not None:
         problems += check_config(loaded.config, file=loaded.file, lines=loaded.lines, prompts_dir=prompts_dir,
                                  custom_dir=custom_dir, environ=environ, check_secrets=check_secrets,
-                                 installed_secrets=installed_secrets)
+                                 installed_secrets=installed_secrets, sounds_dir=sounds_dir)
     else:
         # the model did not load; the admin's dialplan files can still be checked
         try:

@@ -100,13 +100,24 @@ def asterisk_status(config_path: str | None) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="output folder")
 @click.option("--force", is_flag=True, help="rebuild even when cached")
 def prompts_cmd(config_path: str | None, out: Path | None, force: bool) -> None:
-    """Build prompt audio: admin recordings in recordings/prompts win, the rest is synthesized (espeak-ng)."""
+    """Build prompt audio (admin recordings in recordings/prompts win, the rest is synthesized with espeak-ng)
+    and install it into this machine's Asterisk; with --out, only build into that folder (for review)."""
     cfg = _load(config_path)
+    default_out = out is None
     out = out or STATE / "prompts"
     report = build_prompts(cfg, RECORDINGS, out, force=force,
                            progress=lambda i, n, name, *_: click.echo(f"[{i}/{n}] {name}", err=True))
     click.echo(f"built {len(report.built)}, reused {len(report.reused)}, recorded {len(report.recorded)}, "
                f"failed {len(report.failed)} → {out}")
+    if default_out:  # where Asterisk plays them: the built folder alone is not read by Asterisk
+        try:
+            sb = Sandbox.discover(ami_host=cfg.asterisk.ami.host, ami_port=cfg.asterisk.ami.port, build=False)
+        except SandboxError as e:
+            click.echo(f"not installed into Asterisk ({e}); `hotline asterisk start` or `hotline apply` installs "
+                       "them", err=True)
+        else:
+            sb.install_sounds(out)
+            click.echo(f"installed into {sb.sounds_dir / 'hotline'} (where Asterisk plays them)")
     if report.failed:
         for k, why in report.failed.items():
             click.echo(f"  {k}: {why}", err=True)

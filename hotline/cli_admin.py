@@ -80,8 +80,10 @@ def check_cmd(config_path: str | None, as_json: bool, prompts_dir: Path | None, 
         fail(f"--prompts {prompts_dir}: no such folder (build prompts with `hotline prompts --out DIR`)", EXIT_ENV)
     # the environment apply would see: seat passwords the installed Asterisk already has count (apply keeps them)
     installed = _installed_secrets()
+    sb = _local_asterisk()  # and the prompts it plays (apply builds what it can; check fails on the rest)
     _cfg, problems = check_file(path, prompts_dir=prompts_dir, custom_dir=custom_dir or CUSTOM_DIR,
-                                check_secrets=not skip_secrets, installed_secrets=installed)
+                                check_secrets=not skip_secrets, installed_secrets=installed,
+                                sounds_dir=sb.sounds_dir / "hotline" if sb is not None else None)
     if as_json:
         dump({"ok": not problems, "config": str(path), "problems": [problem_dict(p) for p in problems]})
     elif problems:

@@ -69,6 +69,7 @@ __all__ = [
     "build_prompts",
     "is_asterisk_wav",
     "missing_prompts",
+    "unplayable_prompts",
     "output_path",
     "say_digits_files",
     "sound_name",
@@ -198,6 +199,15 @@ def is_asterisk_wav(path: Path) -> bool:
 def missing_prompts(config: Config, out_dir: Path) -> list[str]:
     """Prompt ids (config and digits) without a playable ``<out_dir>/<id>.wav``; for ``hotline check``."""
     return [pid for pid in all_prompt_texts(config) if not is_asterisk_wav(output_path(Path(out_dir), pid))]
+
+
+def unplayable_prompts(config: Config, installed_dir: Path, recordings_dir: Path = RECORDINGS,
+                       espeak: bool | None = None) -> list[str]:
+    """Prompt ids Asterisk cannot play from ``installed_dir`` and `hotline apply` could not build either:
+    no admin recording and no espeak-ng (`espeak` None: look for it on PATH)."""
+    can_speak = shutil.which("espeak-ng") is not None if espeak is None else espeak
+    return [pid for pid in missing_prompts(config, installed_dir)
+            if not can_speak and _find_recording(recordings_dir, pid) is None]
 
 
 # --------------------------------------------------------------------------- build

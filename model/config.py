@@ -45,49 +45,12 @@ class FastAgiSettings(_M):
     command_timeout_s: float = 30.0
 
 
-class SipTls(_M):
-    """An optional TLS transport for seats (SIP over TLS; SRTP keys then travel encrypted)."""
-
-    port: int = 5061
-    cert_file: str
-    key_file: str
-    ca_list_file: str | None = None
-    method: Literal["tlsv1_2", "tlsv1_3"] = "tlsv1_2"
-
-
-class SipSettings(_M):
-    """Where Asterisk listens for SIP: seats' desk phones on the LAN, carriers. Independent of AMI's host."""
-
-    #: address SIP binds to: 0.0.0.0 (all) or the LAN address for desk phones; AMI stays on loopback
-    bind: str = "127.0.0.1"
-    port: int = 5060
-    tls: SipTls | None = None
-
-
 class AsteriskSettings(_M):
     ami: AmiSettings = AmiSettings()
     fastagi: FastAgiSettings = FastAgiSettings()
-    sip: SipSettings = SipSettings()
+    sip_port: int = 5060
     #: where the controller reads Asterisk's CDR CSV to rebuild tickets of calls it never saw.
     cdr_csv: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _sip_port_alias(cls, data: Any) -> Any:
-        """`asterisk.sip_port` (before `asterisk.sip`) still works: it is `asterisk.sip.port`."""
-        if isinstance(data, dict) and "sip_port" in data:
-            data = dict(data)
-            port = data.pop("sip_port")
-            sip = dict(data.get("sip") or {})
-            if "port" in sip and sip["port"] != port:
-                raise ValueError("asterisk.sip_port and asterisk.sip.port disagree; keep only asterisk.sip.port")
-            sip["port"] = port
-            data["sip"] = sip
-        return data
-
-    @property
-    def sip_port(self) -> int:
-        return self.sip.port
 
 
 class StoreSettings(_M):
@@ -114,8 +77,8 @@ class OutboxSettings(_M):
 class CallbackSettings(_M):
     """Calling back missed calls (漏接电话回拨) through Asterisk."""
 
-    #: the channel that rings the citizen; {number} is the caller's number. `hotline-outbound` is rendered
-    #: from `outbound:` (its allow-list, then the carrier); the same list is checked before dialing
+    #: the channel that rings the citizen; {number} is the caller's number. `hotline-outbound` is
+    #: the admin's outbound context (dialplans/custom/), e.g. Dial(PJSIP/${EXTEN}@carrier)
     dial: str = "Local/{number}@hotline-outbound"
     #: the queue the citizen is connected to once they answer
     queue: str = "general"
@@ -184,7 +147,7 @@ class Queue(_M):
 class Seat(_M):
     name: str
     skills: list[str] = Field(default_factory=lambda: ["general"])
-    #: environment variable holding this seat's own SIP secret (e.g. HOTLINE_SEAT_1001_SECRET); or a file
+    #: environment variable holding the SIP secret; or a file via secret_file
     secret_env: str | None = None
     secret_file: str | None = None
 
@@ -195,10 +158,6 @@ LegacyMode = Literal["merged", "dual_retained", "dual_cancelled", "branch_center
 class LegacyLine(_M):
     name: str
     department: str = ""
-    #: SIP transport of the phone: udp, or tls (needs asterisk.sip.tls)
-    transport: Literal["udp", "tls"] = "udp"
-    #: encrypt the seat's media (SRTP, SDES keys; needs transport tls)
-    srtp: bool = False
     mode: LegacyMode
     merged_on: dt.date | None = None
     transition_months: int = Field(3, ge=0, le=36)
@@ -242,55 +201,6 @@ class Hours(_M):
     workdays: list[dt.date] = Field(default_factory=list)
 
     @field_validator("weekly")
-class Carrier(_M):
-    """A carrier's SIP trunk that delivers 12345 and the legacy numbers and carries outbound calls.
-
-    Not a `Trunk` (those are transfer targets and branch centers): this is the line to the PSTN.
-    """
-
-    #: the carrier's SIP server (address or name) and port
-    host: str
-    port: int = 5060
-    #: ip: the carrier's INVITEs are recognised by source address (`match`); register: we register
-    #: to the carrier with username + secret (and still recognise its INVITEs by `match`, default host)
-    auth: Literal["ip", "register"] = "ip"
-    #: addresses / CIDRs the carrier sends from; default: host
-    match: list[str] = Field(default_factory=list)
-    username: str | None = None
-    secret_env: str | None = None
-    secret_file: str | None = None
-    #: codecs, in order of preference
-    codecs: list[str] = Field(default_factory=lambda: ["alaw", "ulaw"])
-    #: DIDs the carrier delivers -> the hotline number they are (the center number or a legacy line);
-    #: the center number and every legacy number are always accepted as themselves
-    dids: dict[str, str] = Field(default_factory=dict)
-    #: where the dialed number is read, first known DID wins: diversion (Diversion header: a call
-    #: forwarded to us), to (To header), request_uri
-    number_from: list[Literal["diversion", "to", "request_uri"]] = Field(
-        default_factory=lambda: ["diversion", "to", "request_uri"])
-    #: trust the carrier's P-Asserted-Identity / Remote-Party-ID for the caller's number
-    trust_caller_id: bool = True
-
-
-class OutboundPolicy(_M):
-    """Which numbers may be dialed out through the carrier (forwarding, callbacks, transfers).
-
-    Patterns are Asterisk extension patterns (`_1[3-9]XXXXXXXXX`) or plain numbers; the same list is
-    rendered into the hotline-outbound context and checked where a callback number is accepted.
-    """
-
-    #: the carrier trunk outbound calls leave by; None: the first under carriers
-    carrier: str | None = None
-    #: dial string for an allowed number ({number}); default PJSIP/{number}@<carrier>
-    dial: str | None = None
-    #: domestic only by default: mobiles, long distance with area code, local 7/8-digit numbers
-    allow: list[str] = Field(default_factory=lambda: [
-        "_1[3-9]XXXXXXXXX", "_0[1-9]XXXXXXXXX", "_0[1-9]XXXXXXXXXX", "_[2-8]XXXXXXX", "_[2-8]XXXXXX"])
-    #: also allow the digits of the configured emergency and utility transfer targets (110, 95598, …)
-    allow_transfer_targets: bool = True
-    ring_s: int = 30
-
-
     @classmethod
     def _ranges(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
         for day, ranges in v.items():
@@ -359,6 +269,3 @@ class Config(_M):
 
     def trunk(self, key: str) -> Trunk | None:
         return self.transfer_targets.get(key) or self.branch_centers.get(key)
-    #: carriers' SIP trunks (the PSTN side): inbound DIDs, outbound calls
-    carriers: dict[str, Carrier] = Field(default_factory=dict)
-    outbound: OutboundPolicy = OutboundPolicy()

@@ -36,10 +36,6 @@ class Var(StrEnum):
     DYNAMIC_FEATURES = "HOTLINE_DYNAMIC_FEATURES"
 
 
-    #: a carrier call: the number read from one header while looking for a known DID
-    DID_TRY = "HOTLINE_DID_TRY"
-    #: the carrier trunk a call came in by
-    CARRIER = "HOTLINE_CARRIER"
 class Event(StrEnum):
     """UserEvent names: what the dialplan and the IVR report on AMI (the assembler reads them)."""
 
@@ -58,8 +54,6 @@ class Event(StrEnum):
     TRANSFER = "HotlineTransfer"
 
 
-    #: hotline-outbound refused a number (not on the outbound allow-list, or no route)
-    OUTBOUND_DENIED = "HotlineOutboundDenied"
 class Context(StrEnum):
     """Dialplan contexts the controller originates into, transfers through or recognises."""
 
@@ -72,7 +66,7 @@ class Context(StrEnum):
     SEATS = "hotline-seats"
     OVERFLOW_DIAL = "hotline-overflow-dial"
     QUEUE_RETRY = "hotline-queue-retry"
-    #: rendered from `outbound:`: forwarded numbers, callbacks and transfers leave here (allow-list)
+    #: admin-owned (dialplans/custom/): forwarded numbers and callbacks leave here
     OUTBOUND = "hotline-outbound"
 
 
@@ -107,9 +101,6 @@ CONTEXT_PREFIX = "hotline-"
 QUEUE_CONTEXT_PREFIX = "hotline-queue-"
 
 
-#: one context per carrier trunk: its calls enter here (`hotline-carrier-<name>`), DIDs in `hotline-did-<name>`
-CARRIER_CONTEXT_PREFIX = "hotline-carrier-"
-DID_CONTEXT_PREFIX = "hotline-did-"
 def queue_context(queue: str) -> str:
     """The dialplan context that puts a caller into the configured queue `queue`."""
     return f"{QUEUE_CONTEXT_PREFIX}{queue}"
@@ -127,8 +118,6 @@ def template_names() -> dict[str, object]:
         "queue_context_prefix": QUEUE_CONTEXT_PREFIX,
     }
 
-        "carrier_context_prefix": CARRIER_CONTEXT_PREFIX,
-        "did_context_prefix": DID_CONTEXT_PREFIX,
 
 class ControlEvent(StrEnum):
     """UserEvents between `hotline apply` and the running controller (not call events: no ticket reads them).

@@ -44,7 +44,6 @@ from typing import Any
 from model.ticket_state import TicketState
 from model.config import DIGITS, Config
 from model.loading import Problem, line_for
-from routing.outbound import carrier_problems
 from model.destinations import (
     AnnounceDest,
     Destination,
@@ -547,7 +546,4 @@ def validate(config: Config, *, prompt_exists: Callable[[str], bool] | None = No
     recording); a referenced prompt is missing only when it has neither text under
     ``prompts:`` nor audio. `lines` is the map from ``load_config_with_lines``.
     """
-    problems = _Checker(config, prompt_exists, filename, lines).run()
-    for path, message in carrier_problems(config):  # carriers and the outbound policy (routing/outbound.py)
-        problems.append(Problem(filename, line_for(lines, path) if lines else None, _fmt(path), message))
-    return problems
+    return _Checker(config, prompt_exists, filename, lines).run()
