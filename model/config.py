@@ -45,12 +45,49 @@ class FastAgiSettings(_M):
     command_timeout_s: float = 30.0
 
 
+class SipTls(_M):
+    """An optional TLS transport for seats (SIP over TLS; SRTP keys then travel encrypted)."""
+
+    port: int = 5061
+    cert_file: str
+    key_file: str
+    ca_list_file: str | None = None
+    method: Literal["tlsv1_2", "tlsv1_3"] = "tlsv1_2"
+
+
+class SipSettings(_M):
+    """Where Asterisk listens for SIP: seats' desk phones on the LAN, carriers. Independent of AMI's host."""
+
+    #: address SIP binds to: 0.0.0.0 (all) or the LAN address for desk phones; AMI stays on loopback
+    bind: str = "127.0.0.1"
+    port: int = 5060
+    tls: SipTls | None = None
+
+
 class AsteriskSettings(_M):
     ami: AmiSettings = AmiSettings()
     fastagi: FastAgiSettings = FastAgiSettings()
-    sip_port: int = 5060
+    sip: SipSettings = SipSettings()
     #: where the controller reads Asterisk's CDR CSV to rebuild tickets of calls it never saw.
     cdr_csv: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sip_port_alias(cls, data: Any) -> Any:
+        """`asterisk.sip_port` (before `asterisk.sip`) still works: it is `asterisk.sip.port`."""
+        if isinstance(data, dict) and "sip_port" in data:
+            data = dict(data)
+            port = data.pop("sip_port")
+            sip = dict(data.get("sip") or {})
+            if "port" in sip and sip["port"] != port:
+                raise ValueError("asterisk.sip_port and asterisk.sip.port disagree; keep only asterisk.sip.port")
+            sip["port"] = port
+            data["sip"] = sip
+        return data
+
+    @property
+    def sip_port(self) -> int:
+        return self.sip.port
 
 
 class StoreSettings(_M):
@@ -77,8 +114,8 @@ class OutboxSettings(_M):
 class CallbackSettings(_M):
     """Calling back missed calls (漏接电话回拨) through Asterisk."""
 
-    #: the channel that rings the citizen; {number} is the caller's number. `hotline-outbound` is
-    #: the admin's outbound context (dialplans/custom/), e.g. Dial(PJSIP/${EXTEN}@carrier)
+    #: the channel that rings the citizen; {number} is the caller's number. `hotline-outbound` is rendered
+    #: from `outbound:` (its allow-list, then the carrier); the same list is checked before dialing
     dial: str = "Local/{number}@hotline-outbound"
     #: the queue the citizen is connected to once they answer
     queue: str = "general"
@@ -93,6 +130,11 @@ class Center(_M):
     #: where a call to the center goes after the greeting: a menu, or straight to a queue.
     entry: Destination = QueueDest(queue="general")
     greeting: str = "greeting"
+    #: the emergency notice (110/119/120) played once to EVERY caller, after the greeting or a merged
+    #: line's transition announcement (which replaces the greeting), never interrupted; None plays none
+    emergency_notice: str | None = None
+    #: `hotline check` warns when a caller who presses nothing would reach a queue later than this (s)
+    no_input_budget_s: float = 30.0
     #: the queue every fail-open path ends in.
     general_queue: str = "general"
     #: prompt played before putting a caller into a queue; None plays nothing
@@ -106,6 +148,9 @@ class Menu(_M):
     options: dict[str, Destination] = Field(default_factory=dict)
     timeout_s: float = 5.0
     max_retries: int = Field(2, ge=0, le=5)
+    #: replays of the menu after no input (None: max_retries). 0: a silent caller goes to `agent` at the
+    #: first timeout (GB/T 33358: no forced navigation); an invalid key still replays up to max_retries
+    no_input_retries: int | None = Field(None, ge=0, le=5)
     invalid_prompt: str = "invalid_input"
     timeout_prompt: str = "no_input"
     #: where the caller goes after retries are used up, and where 0 goes (an agent, always).
@@ -147,9 +192,13 @@ class Queue(_M):
 class Seat(_M):
     name: str
     skills: list[str] = Field(default_factory=lambda: ["general"])
-    #: environment variable holding the SIP secret; or a file via secret_file
+    #: environment variable holding this seat's own SIP secret (e.g. HOTLINE_SEAT_1001_SECRET); or a file
     secret_env: str | None = None
     secret_file: str | None = None
+    #: SIP transport of the phone: udp, or tls (needs asterisk.sip.tls)
+    transport: Literal["udp", "tls"] = "udp"
+    #: encrypt the seat's media (SRTP, SDES keys; needs transport tls)
+    srtp: bool = False
 
 
 LegacyMode = Literal["merged", "dual_retained", "dual_cancelled", "branch_center", "forward", "dedicated", "parallel"]
@@ -193,6 +242,55 @@ class Trunk(_M):
     hours: str | None = None
 
 
+class Carrier(_M):
+    """A carrier's SIP trunk that delivers 12345 and the legacy numbers and carries outbound calls.
+
+    Not a `Trunk` (those are transfer targets and branch centers): this is the line to the PSTN.
+    """
+
+    #: the carrier's SIP server (address or name) and port
+    host: str
+    port: int = 5060
+    #: ip: the carrier's INVITEs are recognised by source address (`match`); register: we register
+    #: to the carrier with username + secret (and still recognise its INVITEs by `match`, default host)
+    auth: Literal["ip", "register"] = "ip"
+    #: addresses / CIDRs the carrier sends from; default: host
+    match: list[str] = Field(default_factory=list)
+    username: str | None = None
+    secret_env: str | None = None
+    secret_file: str | None = None
+    #: codecs, in order of preference
+    codecs: list[str] = Field(default_factory=lambda: ["alaw", "ulaw"])
+    #: DIDs the carrier delivers -> the hotline number they are (the center number or a legacy line);
+    #: the center number and every legacy number are always accepted as themselves
+    dids: dict[str, str] = Field(default_factory=dict)
+    #: where the dialed number is read, first known DID wins: diversion (Diversion header: a call
+    #: forwarded to us), to (To header), request_uri
+    number_from: list[Literal["diversion", "to", "request_uri"]] = Field(
+        default_factory=lambda: ["diversion", "to", "request_uri"])
+    #: trust the carrier's P-Asserted-Identity / Remote-Party-ID for the caller's number
+    trust_caller_id: bool = True
+
+
+class OutboundPolicy(_M):
+    """Which numbers may be dialed out through the carrier (forwarding, callbacks, transfers).
+
+    Patterns are Asterisk extension patterns (`_1[3-9]XXXXXXXXX`) or plain numbers; the same list is
+    rendered into the hotline-outbound context and checked where a callback number is accepted.
+    """
+
+    #: the carrier trunk outbound calls leave by; None: the first under carriers
+    carrier: str | None = None
+    #: dial string for an allowed number ({number}); default PJSIP/{number}@<carrier>
+    dial: str | None = None
+    #: domestic only by default: mobiles, long distance with area code, local 7/8-digit numbers
+    allow: list[str] = Field(default_factory=lambda: [
+        "_1[3-9]XXXXXXXXX", "_0[1-9]XXXXXXXXX", "_0[1-9]XXXXXXXXXX", "_[2-8]XXXXXXX", "_[2-8]XXXXXX"])
+    #: also allow the digits of the configured emergency and utility transfer targets (110, 95598, …)
+    allow_transfer_targets: bool = True
+    ring_s: int = 30
+
+
 class Hours(_M):
     """Weekly opening hours plus a holiday calendar with make-up working days (调休)."""
 
@@ -216,6 +314,17 @@ class Survey(_M):
     prompt: str = "survey"
     thanks: str = "survey_thanks"
     timeout_s: float = 8.0
+
+
+class Recording(_M):
+    """Call recording (MixMonitor when an agent answers) and how long recordings are kept."""
+
+    #: prompt played to the caller once before the first queue (so before any recording starts); None: none
+    notice: str | None = None
+    #: `hotline recordings purge` without --older-than deletes recordings older than this many days
+    retention_days: int | None = Field(None, ge=1)
+    #: where Asterisk writes recordings (its monitor spool) on this machine
+    dir: str = "/var/spool/hotline12345-asterisk/monitor"
 
 
 class SelfQuery(_M):
@@ -250,9 +359,13 @@ class Config(_M):
     legacy_lines: dict[str, LegacyLine] = Field(default_factory=dict)
     branch_centers: dict[str, Trunk] = Field(default_factory=dict)
     transfer_targets: dict[str, Trunk] = Field(default_factory=dict)
+    #: carriers' SIP trunks (the PSTN side): inbound DIDs, outbound calls
+    carriers: dict[str, Carrier] = Field(default_factory=dict)
+    outbound: OutboundPolicy = OutboundPolicy()
     hours: dict[str, Hours] = Field(default_factory=dict)
     survey: Survey = Survey()
     self_query: SelfQuery = SelfQuery()
+    recording: Recording = Recording()
     speech: Speech = Speech()
     deadlines: dict[str, Deadline] = Field(default_factory=dict)
     #: transfer no-answer time before the caller returns to the agent (s)

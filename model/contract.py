@@ -25,6 +25,8 @@ class Var(StrEnum):
     CATEGORY = "HOTLINE_CATEGORY"
     #: "1" once the IVR played the greeting (the fallback path then does not play it again)
     GREETED = "HOTLINE_GREETED"
+    #: "1" once the caller heard the recording notice (played once per call, before the first queue)
+    RECORDING_NOTICED = "HOTLINE_RECORDING_NOTICED"
     #: the number the caller dialed, inherited by every channel of the call
     DIALED = "HOTLINE_DIALED"
     FALLBACK_QUEUE = "HOTLINE_FALLBACK_QUEUE"
@@ -34,6 +36,10 @@ class Var(StrEnum):
     GENERAL = "HOTLINE_GENERAL"
     AGI = "HOTLINE_AGI"
     DYNAMIC_FEATURES = "HOTLINE_DYNAMIC_FEATURES"
+    #: a carrier call: the number read from one header while looking for a known DID
+    DID_TRY = "HOTLINE_DID_TRY"
+    #: the carrier trunk a call came in by
+    CARRIER = "HOTLINE_CARRIER"
 
 
 class Event(StrEnum):
@@ -52,6 +58,8 @@ class Event(StrEnum):
     FEATURE = "HotlineFeature"
     #: a transfer's progress and outcome (routing/transfer.py)
     TRANSFER = "HotlineTransfer"
+    #: hotline-outbound refused a number (not on the outbound allow-list, or no route)
+    OUTBOUND_DENIED = "HotlineOutboundDenied"
 
 
 class Context(StrEnum):
@@ -66,7 +74,7 @@ class Context(StrEnum):
     SEATS = "hotline-seats"
     OVERFLOW_DIAL = "hotline-overflow-dial"
     QUEUE_RETRY = "hotline-queue-retry"
-    #: admin-owned (dialplans/custom/): forwarded numbers and callbacks leave here
+    #: rendered from `outbound:`: forwarded numbers, callbacks and transfers leave here (allow-list)
     OUTBOUND = "hotline-outbound"
 
 
@@ -99,6 +107,9 @@ class Route(StrEnum):
 CONTEXT_PREFIX = "hotline-"
 #: one context per configured queue: `hotline-queue-<name>`
 QUEUE_CONTEXT_PREFIX = "hotline-queue-"
+#: one context per carrier trunk: its calls enter here (`hotline-carrier-<name>`), DIDs in `hotline-did-<name>`
+CARRIER_CONTEXT_PREFIX = "hotline-carrier-"
+DID_CONTEXT_PREFIX = "hotline-did-"
 
 
 def queue_context(queue: str) -> str:
@@ -116,6 +127,8 @@ def template_names() -> dict[str, object]:
         "route": Route,
         "cdr": CdrVar,
         "queue_context_prefix": QUEUE_CONTEXT_PREFIX,
+        "carrier_context_prefix": CARRIER_CONTEXT_PREFIX,
+        "did_context_prefix": DID_CONTEXT_PREFIX,
     }
 
 

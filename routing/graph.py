@@ -44,6 +44,7 @@ from typing import Any
 from model.ticket_state import TicketState
 from model.config import DIGITS, Config
 from model.loading import Problem, line_for
+from routing.outbound import carrier_problems
 from model.destinations import (
     AnnounceDest,
     Destination,
@@ -426,6 +427,10 @@ class _Checker:
         refs: list[tuple[Path, str]] = [(("center", "greeting"), c.center.greeting)]
         if c.center.queue_prompt:
             refs.append((("center", "queue_prompt"), c.center.queue_prompt))
+        if c.center.emergency_notice:
+            refs.append((("center", "emergency_notice"), c.center.emergency_notice))
+        if c.recording.notice:
+            refs.append((("recording", "notice"), c.recording.notice))
         for name, menu in c.menus.items():
             for fld in ("prompt", "invalid_prompt", "timeout_prompt"):
                 refs.append((("menus", name, fld), getattr(menu, fld)))
@@ -546,4 +551,7 @@ def validate(config: Config, *, prompt_exists: Callable[[str], bool] | None = No
     recording); a referenced prompt is missing only when it has neither text under
     ``prompts:`` nor audio. `lines` is the map from ``load_config_with_lines``.
     """
-    return _Checker(config, prompt_exists, filename, lines).run()
+    problems = _Checker(config, prompt_exists, filename, lines).run()
+    for path, message in carrier_problems(config):  # carriers and the outbound policy (routing/outbound.py)
+        problems.append(Problem(filename, line_for(lines, path) if lines else None, _fmt(path), message))
+    return problems
