@@ -17,15 +17,16 @@ from typing import Any
 
 from ivr.prompts import RECORDINGS, missing_prompts, unplayable_prompts
 from model.config import Config
-from model.contract import CONTEXT_PREFIX, Context
+from model.contract import CONTEXT_PREFIX
 from model.loading import Lines, Problem, line_of, load_located
-from model.secrets import SecretMissing, seat_secret
+from model.secrets import SecretMissing, carrier_secret, carrier_secrets, seat_secret, weak_secret
 from routing.dialplan import CUSTOM_DIR, Layout, RenderInputs, custom_files, render
 from routing.graph import BUILTIN_FEATURES, PICKUP_EXTEN, validate
 from wire.conf import dialplan_steps, load_tree, parse
 
-#: Contexts under our prefix that the admin owns (README of dialplans/custom): forwarded numbers leave here.
-ADMIN_CONTEXTS = frozenset({Context.OUTBOUND.value})
+#: Contexts under our prefix that the admin owns (README of dialplans/custom). hotline-outbound was one;
+#: it is rendered from `outbound:` now (the allow-list), so a custom one is refused like any rendered context.
+ADMIN_CONTEXTS: frozenset[str] = frozenset()
 OUR_PREFIX = CONTEXT_PREFIX
 
 
@@ -41,7 +42,7 @@ def secret_problems(config: Config, file: str, lines: Lines, environ: Mapping[st
         if not seat.secret_env and not seat.secret_file:
             continue  # routing.graph reports it (a config problem, not an environment one)
         try:
-            seat_secret(ext, seat, environ)
+            value = seat_secret(ext, seat, environ)
         except SecretMissing as e:
             if installed and installed.get(ext):
                 continue
@@ -49,6 +50,43 @@ def secret_problems(config: Config, file: str, lines: Lines, environ: Mapping[st
             if installed is not None:
                 why += "; the running Asterisk has no password for this seat either"
             out.append(Problem(file, line_of(lines, "seats", ext), f"seats.{ext}", why))
+        else:
+            out += weak_secret_problems(config, {ext: value}, file, lines)
+    out += shared_secret_problems(config, file, lines)
+    for name, c in config.carriers.items():
+        if c.auth != "register" or not (c.secret_env or c.secret_file):
+            continue  # routing.graph reports a registering carrier without one
+        try:
+            carrier_secret(name, c, environ)
+        except SecretMissing as e:
+            out.append(Problem(file, line_of(lines, "carriers", name), f"carriers.{name}",
+                               str(e).removeprefix(f"carriers.{name}: ")))
+    return out
+
+
+def weak_secret_problems(config: Config, secrets: Mapping[str, str], file: str, lines: Lines) -> list[Problem]:
+    """Seat secrets anyone on the LAN could guess: short, digits only, few distinct characters."""
+    out: list[Problem] = []
+    for ext, value in secrets.items():
+        why = weak_secret(value)
+        if why:
+            out.append(Problem(file, line_of(lines, "seats", ext), f"seats.{ext}", f"weak SIP secret: {why}"))
+    return out
+
+
+def shared_secret_problems(config: Config, file: str, lines: Lines) -> list[Problem]:
+    """Seats naming one secret variable share one password: one leaked phone opens every seat."""
+    envs: dict[str, list[str]] = {}
+    for ext, seat in config.seats.items():
+        if seat.secret_env and not seat.secret_file:
+            envs.setdefault(seat.secret_env, []).append(ext)
+    out: list[Problem] = []
+    for env, exts in envs.items():
+        if len(exts) > 1:
+            for ext in exts:
+                out.append(Problem(file, line_of(lines, "seats", ext), f"seats.{ext}",
+                                   f"seats {', '.join(exts)} share ${env}: give each seat its own secret "
+                                   f"(e.g. $HOTLINE_SEAT_{ext}_SECRET)"))
     return out
 
 
@@ -151,16 +189,21 @@ def custom_problems(files: Mapping[str, str], custom_dir: Path) -> list[Problem]
                                    "their extensions. Use another name"))
             elif sec.name.startswith(OUR_PREFIX):
                 out.append(Problem(where, sec.line, f"[{sec.name}]",
-                                   f"the {OUR_PREFIX}* names are reserved for rendered contexts "
-                                   f"(only {', '.join(sorted(ADMIN_CONTEXTS))} is yours); use another name"))
+                                   f"the {OUR_PREFIX}* names are reserved for rendered contexts; use another "
+                                   "name (hotline-outbound is rendered from `outbound:` in the config)"))
     return out
 
 
 def render_files(config: Config, seat_secrets: Mapping[str, str], *, ami_secret: str, with_sim: bool = False,
-                 layout: Any = None, custom_dir: Path = CUSTOM_DIR) -> dict[str, str]:
-    """Rendered files plus the admin's custom/*.conf, exactly what goes into Asterisk's etc dir."""
+                 layout: Any = None, custom_dir: Path = CUSTOM_DIR,
+                 carrier_secrets_: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Rendered files plus the admin's custom/*.conf, exactly what goes into Asterisk's etc dir.
+
+    Carriers' secrets: `carrier_secrets_`, else read from the environment (SecretMissing when absent).
+    """
+    carriers = dict(carrier_secrets(config) if carrier_secrets_ is None else carrier_secrets_)
     inputs = RenderInputs(ami_secret=ami_secret, seat_secrets=dict(seat_secrets), with_sim=with_sim,
-                          layout=layout or Layout(), sip_bind=config.asterisk.ami.host)
+                          layout=layout or Layout(), carrier_secrets=carriers)
     files = render(config, inputs)
     files.update(custom_files(custom_dir))
     return files
@@ -190,6 +233,8 @@ def check_config(config: Config, *, file: str = "<config>", lines: Lines | None 
         for ext in config.seats:
             if not seat_secrets.get(ext):
                 problems.append(Problem(file, line_of(lines, "seats", ext), f"seats.{ext}", "no SIP secret available"))
+        problems += weak_secret_problems(config, {k: v for k, v in seat_secrets.items() if v}, file, lines)
+        problems += shared_secret_problems(config, file, lines)
     if prompts_dir is not None:
         for pid in missing_prompts(config, prompts_dir):
             problems.append(Problem(file, line_of(lines, "prompts", pid) if pid in config.prompts else None,
@@ -202,7 +247,7 @@ def check_config(config: Config, *, file: str = "<config>", lines: Lines | None 
     if files is None:
         try:
             files = render_files(config, {k: "check" for k in config.seats}, ami_secret="check",
-                                 custom_dir=custom_dir)
+                                 custom_dir=custom_dir, carrier_secrets_={k: "check" for k in config.carriers})
         except Exception as e:  # noqa: BLE001 - a template error is a finding, not a crash
             problems.append(Problem(file, None, "render", f"the Asterisk files do not render: {type(e).__name__}: {e}"))
             files = None

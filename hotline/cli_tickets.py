@@ -433,7 +433,7 @@ def callback_cmd(config_path: str | None, store_url: str | None, ticket_no: str,
         cb = await store.callback_for(ticket_no)
         if cb is None or cb.status == "done":
             try:  # explained without touching Asterisk
-                await CallbackDialer(store, None, cfg.callbacks).call_back(ticket_no, actor=actor)
+                await CallbackDialer(store, None, cfg.callbacks, policy=cfg).call_back(ticket_no, actor=actor)
             except CallbackError as e:
                 fail(str(e))
         a = cfg.asterisk.ami
@@ -445,7 +445,7 @@ def callback_cmd(config_path: str | None, store_url: str | None, ticket_no: str,
             except Exception:  # noqa: BLE001
                 fail(f"Cannot reach Asterisk's AMI at {a.host}:{a.port}", EXIT_ENV)
             try:
-                return await CallbackDialer(store, ami, cfg.callbacks).call_back(ticket_no, actor=actor)
+                return await CallbackDialer(store, ami, cfg.callbacks, policy=cfg).call_back(ticket_no, actor=actor)
             except CallbackError as e:
                 fail(str(e))
         finally:

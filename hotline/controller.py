@@ -84,7 +84,7 @@ class Controller:
         self.saved: list[str] = []  # ticket numbers saved by this process (for the demo and tests)
         self.on_saved: list[Callable[[CallRecord, Any], Any]] = []
         # missed-call callbacks (漏接电话回拨) and the outbox pusher (None unless outbox.url is set)
-        self.callbacks = CallbackDialer(self.store, self.ami, config.callbacks)
+        self.callbacks = CallbackDialer(self.store, self.ami, config.callbacks, policy=config)
         self.outbox = OutboxPusher.from_config(self.store, config.outbox)
         self._outbox_task: asyncio.Task[None] | None = None
         #: agents' transfers (feature codes *71/*810…, or the API): Asterisk's Atxfer does the call

@@ -14,7 +14,7 @@ from typing import Any
 
 from ivr.prompts import RECORDINGS, build_prompts
 from model.config import Config
-from model.secrets import ami_secret, seat_secrets
+from model.secrets import ami_secret, carrier_secrets, seat_secrets
 from routing.dialplan import RenderInputs, custom_files, render
 
 
@@ -22,7 +22,7 @@ def demo_seat_secrets(cfg: Config) -> None:
     """Give every seat whose secret variable is unset a random one (demo and tests only), in os.environ."""
     for seat in cfg.seats.values():
         if seat.secret_env and not os.environ.get(seat.secret_env):
-            os.environ[seat.secret_env] = secrets.token_hex(8)
+            os.environ[seat.secret_env] = "demo-" + secrets.token_urlsafe(12)
 
 
 def install_everything(cfg: Config, sb: Any, *, with_sim: bool, demo_secrets: bool, prompts_dir: Path,
@@ -36,7 +36,7 @@ def install_everything(cfg: Config, sb: Any, *, with_sim: bool, demo_secrets: bo
     if demo_secrets:
         demo_seat_secrets(cfg)
     files = render(cfg, RenderInputs(ami_secret=ami_secret(cfg), seat_secrets=seat_secrets(cfg),
-                                     with_sim=with_sim, layout=sb.layout, sip_bind=cfg.asterisk.ami.host,
+                                     with_sim=with_sim, layout=sb.layout, carrier_secrets=carrier_secrets(cfg),
                                      rtp_range=rtp_range))
     files.update(custom_files())
     sb.remove_stale(set(files))

@@ -130,11 +130,6 @@ class Center(_M):
     #: where a call to the center goes after the greeting: a menu, or straight to a queue.
     entry: Destination = QueueDest(queue="general")
     greeting: str = "greeting"
-    #: the emergency notice (110/119/120) played once to EVERY caller, after the greeting or a merged
-    #: line's transition announcement (which replaces the greeting), never interrupted; None plays none
-    emergency_notice: str | None = None
-    #: `hotline check` warns when a caller who presses nothing would reach a queue later than this (s)
-    no_input_budget_s: float = 30.0
     #: the queue every fail-open path ends in.
     general_queue: str = "general"
     #: prompt played before putting a caller into a queue; None plays nothing
@@ -148,9 +143,6 @@ class Menu(_M):
     options: dict[str, Destination] = Field(default_factory=dict)
     timeout_s: float = 5.0
     max_retries: int = Field(2, ge=0, le=5)
-    #: replays of the menu after no input (None: max_retries). 0: a silent caller goes to `agent` at the
-    #: first timeout (GB/T 33358: no forced navigation); an invalid key still replays up to max_retries
-    no_input_retries: int | None = Field(None, ge=0, le=5)
     invalid_prompt: str = "invalid_input"
     timeout_prompt: str = "no_input"
     #: where the caller goes after retries are used up, and where 0 goes (an agent, always).
@@ -195,10 +187,6 @@ class Seat(_M):
     #: environment variable holding this seat's own SIP secret (e.g. HOTLINE_SEAT_1001_SECRET); or a file
     secret_env: str | None = None
     secret_file: str | None = None
-    #: SIP transport of the phone: udp, or tls (needs asterisk.sip.tls)
-    transport: Literal["udp", "tls"] = "udp"
-    #: encrypt the seat's media (SRTP, SDES keys; needs transport tls)
-    srtp: bool = False
 
 
 LegacyMode = Literal["merged", "dual_retained", "dual_cancelled", "branch_center", "forward", "dedicated", "parallel"]
@@ -207,6 +195,10 @@ LegacyMode = Literal["merged", "dual_retained", "dual_cancelled", "branch_center
 class LegacyLine(_M):
     name: str
     department: str = ""
+    #: SIP transport of the phone: udp, or tls (needs asterisk.sip.tls)
+    transport: Literal["udp", "tls"] = "udp"
+    #: encrypt the seat's media (SRTP, SDES keys; needs transport tls)
+    srtp: bool = False
     mode: LegacyMode
     merged_on: dt.date | None = None
     transition_months: int = Field(3, ge=0, le=36)
@@ -242,6 +234,14 @@ class Trunk(_M):
     hours: str | None = None
 
 
+class Hours(_M):
+    """Weekly opening hours plus a holiday calendar with make-up working days (调休)."""
+
+    weekly: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], list[str]] = Field(default_factory=dict)
+    holidays: list[dt.date] = Field(default_factory=list)
+    workdays: list[dt.date] = Field(default_factory=list)
+
+    @field_validator("weekly")
 class Carrier(_M):
     """A carrier's SIP trunk that delivers 12345 and the legacy numbers and carries outbound calls.
 
@@ -291,14 +291,6 @@ class OutboundPolicy(_M):
     ring_s: int = 30
 
 
-class Hours(_M):
-    """Weekly opening hours plus a holiday calendar with make-up working days (调休)."""
-
-    weekly: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], list[str]] = Field(default_factory=dict)
-    holidays: list[dt.date] = Field(default_factory=list)
-    workdays: list[dt.date] = Field(default_factory=list)
-
-    @field_validator("weekly")
     @classmethod
     def _ranges(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
         for day, ranges in v.items():
@@ -314,17 +306,6 @@ class Survey(_M):
     prompt: str = "survey"
     thanks: str = "survey_thanks"
     timeout_s: float = 8.0
-
-
-class Recording(_M):
-    """Call recording (MixMonitor when an agent answers) and how long recordings are kept."""
-
-    #: prompt played to the caller once before the first queue (so before any recording starts); None: none
-    notice: str | None = None
-    #: `hotline recordings purge` without --older-than deletes recordings older than this many days
-    retention_days: int | None = Field(None, ge=1)
-    #: where Asterisk writes recordings (its monitor spool) on this machine
-    dir: str = "/var/spool/hotline12345-asterisk/monitor"
 
 
 class SelfQuery(_M):
@@ -359,13 +340,9 @@ class Config(_M):
     legacy_lines: dict[str, LegacyLine] = Field(default_factory=dict)
     branch_centers: dict[str, Trunk] = Field(default_factory=dict)
     transfer_targets: dict[str, Trunk] = Field(default_factory=dict)
-    #: carriers' SIP trunks (the PSTN side): inbound DIDs, outbound calls
-    carriers: dict[str, Carrier] = Field(default_factory=dict)
-    outbound: OutboundPolicy = OutboundPolicy()
     hours: dict[str, Hours] = Field(default_factory=dict)
     survey: Survey = Survey()
     self_query: SelfQuery = SelfQuery()
-    recording: Recording = Recording()
     speech: Speech = Speech()
     deadlines: dict[str, Deadline] = Field(default_factory=dict)
     #: transfer no-answer time before the caller returns to the agent (s)
@@ -382,3 +359,6 @@ class Config(_M):
 
     def trunk(self, key: str) -> Trunk | None:
         return self.transfer_targets.get(key) or self.branch_centers.get(key)
+    #: carriers' SIP trunks (the PSTN side): inbound DIDs, outbound calls
+    carriers: dict[str, Carrier] = Field(default_factory=dict)
+    outbound: OutboundPolicy = OutboundPolicy()

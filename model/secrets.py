@@ -14,7 +14,7 @@ import secrets as _random
 from collections.abc import Mapping
 from pathlib import Path
 
-from model.config import Config, Seat
+from model.config import Carrier, Config, Seat
 
 #: where generated secrets and other machine state live (`$HOTLINE_STATE` overrides)
 DEFAULT_STATE_DIR = "/var/lib/hotline12345"
@@ -49,6 +49,53 @@ def seat_secret(ext: str, seat: Seat, environ: Mapping[str, str] | None = None) 
         if not seat.secret_file:
             why = f"seats.{ext}: environment variable ${seat.secret_env} is not set (the seat's SIP secret)"
     raise SecretMissing(why)
+
+
+#: shorter than this, or digits only, a SIP secret falls to a scan of the LAN in minutes
+MIN_SECRET_LEN = 12
+
+
+def weak_secret(value: str) -> str | None:
+    """Why a SIP secret is too weak to publish an endpoint with, or None."""
+    if len(value) < MIN_SECRET_LEN:
+        return f"the secret is too short ({len(value)} characters; at least {MIN_SECRET_LEN})"
+    if value.isdigit():
+        return "the secret is digits only (guessable); mix letters and digits"
+    if len(set(value)) < 4:
+        return "the secret repeats too few characters (guessable)"
+    return None
+
+
+def carrier_secret(name: str, carrier: Carrier, environ: Mapping[str, str] | None = None) -> str:
+    """A registering carrier's password: its `secret_file`, then its `secret_env`; SecretMissing says why not."""
+    env = os.environ if environ is None else environ
+    if carrier.secret_file:
+        try:
+            value = Path(carrier.secret_file).read_text().strip()
+        except OSError as e:
+            raise SecretMissing(f"carriers.{name}: secret_file {carrier.secret_file} cannot be read "
+                                f"({e.strerror or e})") from None
+        if value:
+            return value
+    if carrier.secret_env and env.get(carrier.secret_env):
+        return env[carrier.secret_env]
+    raise SecretMissing(f"carriers.{name}: no secret (set ${carrier.secret_env or '…'} or secret_file)")
+
+
+def carrier_secrets(config: Config, environ: Mapping[str, str] | None = None, *,
+                    placeholder: str | None = None) -> dict[str, str]:
+    """Secrets of the carriers that register; a missing one raises SecretMissing unless `placeholder` is given."""
+    out: dict[str, str] = {}
+    for name, c in config.carriers.items():
+        if c.auth != "register":
+            continue
+        try:
+            out[name] = carrier_secret(name, c, environ)
+        except SecretMissing:
+            if placeholder is None:
+                raise
+            out[name] = placeholder
+    return out
 
 
 def seat_secrets(config: Config, environ: Mapping[str, str] | None = None, *,

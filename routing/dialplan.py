@@ -12,9 +12,10 @@ from pathlib import Path
 
 import jinja2
 
-from model.config import Config, Queue
+from model.config import Carrier, Config, Queue
 from model.contract import Context, queue_context, template_names
 from model.destinations import Destination, DialDest, HangupDest, QueueDest, TransferDest
+from routing.outbound import allowed_patterns, carrier_match, did_map, outbound_dial
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "dialplans" / "templates"
 SIM_DIR = Path(__file__).resolve().parent.parent / "dialplans" / "sim"
@@ -85,7 +86,10 @@ class RenderInputs:
     ami_secret: str
     seat_secrets: dict[str, str]
     with_sim: bool = False
-    sip_bind: str = "127.0.0.1"
+    #: where SIP listens; None: config.asterisk.sip.bind (never AMI's host)
+    sip_bind: str | None = None
+    #: passwords of the carriers that register (model.secrets.carrier_secrets)
+    carrier_secrets: dict[str, str] = field(default_factory=dict)
     rtp_range: tuple[int, int] = (10000, 10999)
     layout: Layout = field(default_factory=Layout)
 
@@ -161,7 +165,12 @@ def render(config: Config, inputs: RenderInputs) -> dict[str, str]:
         "trunk_aliases": aliases,
         "dynamic_features": "#".join(f"hotline_xfer_{k}" for k in feature_keys),
         "with_sim": inputs.with_sim,
-        "sip_bind": inputs.sip_bind,
+        "sip_bind": inputs.sip_bind or config.asterisk.sip.bind,
+        "sip": config.asterisk.sip,
+        "carriers": [_CarrierView(name, c, config, inputs.carrier_secrets.get(name, ""))
+                     for name, c in config.carriers.items()],
+        "outbound_patterns": allowed_patterns(config),
+        "outbound_dial": outbound_dial(config),
         "rtp_start": inputs.rtp_range[0],
         "rtp_end": inputs.rtp_range[1],
     }
@@ -172,6 +181,20 @@ def render(config: Config, inputs: RenderInputs) -> dict[str, str]:
         for f in sorted(SIM_DIR.glob("*.conf")):
             out[f"sim/{f.name}"] = f.read_text(encoding="utf-8")
     return out
+
+
+class _CarrierView:
+    """A carrier trunk plus what the templates need: addresses, DIDs (digits -> hotline number), secret."""
+
+    def __init__(self, name: str, c: Carrier, config: Config, secret: str) -> None:
+        self.name = name
+        self.c = c
+        self.match = carrier_match(c)
+        self.dids = sorted(did_map(config, c).items())
+        self.secret = secret
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - template access
+        return getattr(self.c, name)
 
 
 class _QueueView:

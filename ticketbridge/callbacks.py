@@ -6,7 +6,7 @@ on the callback list (ticketbridge.store). `CallbackDialer.call_back(ticket_no)`
 1. claims the callback atomically (`dialing`, one more attempt; two supervisors pressing
    "call back" together place one call);
 2. AMI Originate to the caller's number through `callbacks.dial` (default
-   `Local/{number}@hotline-outbound`, the admin's outbound context) and, once the citizen
+   `Local/{number}@hotline-outbound`, the rendered outbound context) and, once the citizen
    answers, into the rendered context of `callbacks.queue` (`hotline-queue-<name>,s`: its
    overflow and survey apply), so an agent of that queue takes the call;
 3. waits for Asterisk's OriginateResponse and writes the result onto the SAME ticket:
@@ -28,8 +28,10 @@ from typing import Any
 
 import structlog
 
+from model.config import Config
 from model.contract import Var
 from model.privacy import mask_number
+from routing.outbound import outbound_refusal
 
 log = structlog.get_logger("ticketbridge.callbacks")
 
@@ -59,10 +61,14 @@ def is_callback_call(event: dict[str, str]) -> bool:
 
 
 class CallbackDialer:
-    def __init__(self, store: Any, ami: Any, settings: Any) -> None:
+    """`policy`: the config whose outbound allow-list (routing.outbound) a callback number must pass,
+    before anything is dialed; Asterisk's hotline-outbound enforces the same list again."""
+
+    def __init__(self, store: Any, ami: Any, settings: Any, *, policy: Config | None = None) -> None:
         self.store = store
         self.ami = ami
         self.settings = settings
+        self.policy = policy
 
     async def call_back(self, ticket_no: str, actor: str = "supervisor") -> CallbackResult:
         cb = await self.store.callback_for(ticket_no)
@@ -76,6 +82,12 @@ class CallbackDialer:
         if not _NUMBER.match(number):
             await self.store.mark_callback(cb.id, "failed", f"no callable number ({number!r})", actor=actor)
             raise CallbackError(f"ticket {ticket_no} has no callable caller number")
+        refused = outbound_refusal(self.policy, number) if self.policy is not None else None
+        if refused:
+            await self.store.mark_callback(cb.id, "failed", "refused by the outbound policy", actor=actor)
+            log.warning("callback_refused", ticket=ticket_no, caller=mask_number(number))
+            raise CallbackError(f"ticket {ticket_no}: the caller's number is refused by the outbound policy "
+                                "(outbound.allow)")
         claimed = await self.store.claim_callback(cb.id, actor=actor)
         if claimed is None:
             raise CallbackError(f"ticket {ticket_no} is being called back right now")

@@ -22,7 +22,6 @@ from hotline.sandbox import Sandbox
 from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[2]
-os.environ.setdefault("HOTLINE_SEAT_SECRET", "e2e-seat-secret")
 # tests never run on the main instance (production, the demo): their calls stay in their own
 # Asterisk's files (CDR, spool, logs), tagged with their instance in every CDR row
 os.environ.setdefault("HOTLINE_INSTANCE", "e2e")
@@ -38,7 +37,7 @@ def e2e_config(path: Path | None = None) -> Config:
     a = cfg.asterisk
     a.ami.port += OFFSET
     a.fastagi.port += OFFSET
-    a.sip_port += OFFSET
+    a.sip.port += OFFSET
     return cfg
 
 

@@ -10,12 +10,12 @@ to send DTMF inside a call, so the phone itself cannot be made to key them.
 from __future__ import annotations
 
 import asyncio
-import os
 
 import pytest
 
 from hotline.callrobot import CallRobot, wait_ticket
 from hotline.sipseat import BaresipSeat
+from model.secrets import seat_secret
 from tests.conftest import require
 
 pytestmark = pytest.mark.e2e
@@ -30,7 +30,7 @@ def seat(cfg, asterisk):
     import shutil
 
     require(shutil.which("baresip") is not None, "baresip is missing: apt-get install baresip")
-    s = BaresipSeat("1001", os.environ["HOTLINE_SEAT_SECRET"], sip_port=cfg.asterisk.sip_port)
+    s = BaresipSeat("1001", seat_secret("1001", cfg.seats["1001"]), sip_port=cfg.asterisk.sip.port)
     s.start()
     s.wait_registered(10)
     yield s

@@ -21,7 +21,8 @@ from ivr.prompts import all_prompt_texts, output_path
 from routing.dialplan import Layout
 
 SHIPPED = default_config_path()
-SECRET_ENV = {"HOTLINE_SEAT_SECRET": "seat-pw", "HOTLINE_AMI_SECRET": "ami-pw"}
+SECRET_ENV = {**{f"HOTLINE_SEAT_{ext}_SECRET": f"seat-pw-{ext}-k7Qm2x" for ext in ("1001", "1002", "1003")},
+              "HOTLINE_AMI_SECRET": "ami-pw"}
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +56,7 @@ def broken_yaml() -> str:
     edits = [
         ('"3": queue:general/求助', '"3": queue:nowhere'),                       # unknown queue
         ("    merged_on: 2025-03-01\n", ""),                                     # merged line without a date
-        ('"1003": {name: 人社专席, skills: [hrss, expert], secret_env: HOTLINE_SEAT_SECRET}',
+        ('"1003": {name: 人社专席, skills: [hrss, expert], secret_env: HOTLINE_SEAT_1003_SECRET}',
          '"1003": {name: 人社专席, skills: [hrss, expert]}'),                     # seat without a secret
         ('feature_code: "*833"', 'feature_code: "*81"'),                          # prefix of 110's *810
         ("    prompt: complaint_menu\n", "    prompt: complaint_menu_v2\n"),     # prompt not defined
@@ -108,7 +109,8 @@ def test_check_lists_every_problem_with_file_and_line(tmp_path: Path) -> None:
     for where, what in expect.items():
         hits = [ln for ln in lines if ln.startswith(where) and what in ln]
         assert hits, f"missing {where} … {what} in:\n{out}"
-    assert not [ln for ln in lines if "[hotline-outbound]" in ln]  # the admin's own context is allowed
+    # hotline-outbound is rendered from `outbound:` now: an admin's own one would merge into it
+    assert [ln for ln in lines if "[hotline-outbound]" in ln and "rendered by hotline" in ln]
     assert "Traceback" not in out
 
 
@@ -154,9 +156,9 @@ def test_check_missing_built_prompt(tmp_path: Path, empty_custom: Path) -> None:
 
 
 def test_check_secret_from_environment(monkeypatch: pytest.MonkeyPatch, empty_custom: Path) -> None:
-    monkeypatch.delenv("HOTLINE_SEAT_SECRET")
+    monkeypatch.delenv("HOTLINE_SEAT_1001_SECRET")
     r = run("check", "-c", str(SHIPPED), "--custom", str(empty_custom))
-    assert r.exit_code == 1 and "$HOTLINE_SEAT_SECRET is not set" in r.output
+    assert r.exit_code == 1 and "$HOTLINE_SEAT_1001_SECRET is not set" in r.output
     r = run("check", "-c", str(SHIPPED), "--custom", str(empty_custom), "--skip-secrets")
     assert r.exit_code == 0, r.output
 
@@ -339,7 +341,7 @@ def installed(tmp_path: Path) -> tuple[FakeSandbox, Path]:
     sb = FakeSandbox(tmp_path / "root")
     custom = tmp_path / "custom"
     custom.mkdir()
-    (custom / "site.conf").write_text("[hotline-outbound]\nexten => _X.,1,Dial(PJSIP/${EXTEN}@trunk)\n")
+    (custom / "site.conf").write_text("[site-outbound]\nexten => _X.,1,Dial(PJSIP/${EXTEN}@trunk)\n")
     old = parse_config(SHIPPED.read_text(encoding="utf-8").replace("max_wait_s: 120", "max_wait_s: 90")
                        .replace("ring_s: 15", "ring_s: 10"), "old.yaml")
     files = admin_check.render_files(old, {k: "seat-pw" for k in old.seats}, ami_secret="ami-pw", custom_dir=custom)
