@@ -25,6 +25,7 @@ from admin.apply import (
 )
 from admin.check import check_file, problem_dict, render_files
 from admin.explain import explain_call, parse_at, parse_digits
+from ivr import no_input
 from hotline.cli_base import (
     EXIT_BAD,
     EXIT_ENV,
@@ -84,15 +85,33 @@ def check_cmd(config_path: str | None, as_json: bool, prompts_dir: Path | None, 
     _cfg, problems = check_file(path, prompts_dir=prompts_dir, custom_dir=custom_dir or CUSTOM_DIR,
                                 check_secrets=not skip_secrets, installed_secrets=installed,
                                 sounds_dir=sb.sounds_dir / "hotline" if sb is not None else None)
+    warnings = _no_input_warnings(_cfg, prompts_dir) if _cfg is not None else []
     if as_json:
-        dump({"ok": not problems, "config": str(path), "problems": [problem_dict(p) for p in problems]})
-    elif problems:
+        dump({"ok": not problems, "config": str(path), "problems": [problem_dict(p) for p in problems],
+              "warnings": warnings})
+        sys.exit(EXIT_BAD if problems else EXIT_OK)
+    for w in warnings:
+        click.echo(f"warning: {w}")
+    if problems:
         click.echo(f"{path}: {len(problems)} problem(s)")
         for p in problems:
             click.echo(str(p))
     else:
         click.echo(f"{path}: OK, no problems found")
     sys.exit(EXIT_BAD if problems else EXIT_OK)
+
+
+def _seconds(cfg: Any, prompts_dir: Path | None) -> Any:
+    """Prompt durations: the built WAVs of --prompts when given, else the text at ivr.no_input.CHARS_PER_SECOND."""
+    return no_input.estimate_seconds(cfg, no_input.wav_seconds(prompts_dir) if prompts_dir else None)
+
+
+def _no_input_warnings(cfg: Any, prompts_dir: Path | None) -> list[str]:
+    """GB/T 33358: each entry whose silent caller reaches a queue later than center.no_input_budget_s (now)."""
+    now = parse_at(None, cfg.center.timezone)
+    return [f"{number}: a caller who presses nothing waits {no_input.describe(t)}, over center.no_input_budget_s "
+            f"= {cfg.center.no_input_budget_s:g} s (GB/T 33358: do not force menu navigation)"
+            for number, t in no_input.over_budget(cfg, now, _seconds(cfg, prompts_dir))]
 
 
 def _local_asterisk() -> Sandbox | None:
@@ -137,12 +156,15 @@ def explain_cmd(config_path: str | None, as_json: bool, dialed: str | None, call
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     result = explain_call(cfg, dialed or cfg.center.number, caller, when, keys)
+    silent = no_input.no_input_time(cfg, dialed or cfg.center.number, when, _seconds(cfg, None))
     if as_json:
-        dump(result.to_json())
+        dump({**result.to_json(), "no_input_s": silent.seconds, "no_input_route": silent.route})
     else:
         click.echo("\n".join(result.lines()))
         if result.path:
             click.echo("menu path: " + " > ".join(result.path))
+        click.echo(f"pressing nothing: {no_input.describe(silent)} (budget {cfg.center.no_input_budget_s:g} s; "
+                   f"prompts estimated at {no_input.CHARS_PER_SECOND:g} characters a second)")
 
 
 # --------------------------------------------------------------------------- transitions

@@ -125,6 +125,10 @@ def inbound_flow(config: Config, dialed: str, caller: str, now: dt.datetime) -> 
     for prompt in decision.announcements:
         if pending is None:
             pending = yield from _play(prompt)
+    # the emergency notice: once for every caller (also when a merged line's announcement replaced the
+    # greeting, or a line has no greeting), never cut short; a key pressed during the greeting still counts
+    if config.center.emergency_notice:
+        yield from _play(config.center.emergency_notice, interruptible=False)
     yield Greeted()
     dest, category = yield from _walk(config, now, decision.dest, pending)
     category = category or decision.category
@@ -134,7 +138,7 @@ def inbound_flow(config: Config, dialed: str, caller: str, now: dt.datetime) -> 
         sub = decide(config, dest.line, caller, now)
         yield Decided(sub, chosen=True)
         for prompt in sub.announcements:
-            if prompt != config.center.greeting:
+            if prompt not in (config.center.greeting, config.center.emergency_notice):
                 yield from _play(prompt)
         if isinstance(sub.dest, HangupDest):
             if sub.dest.prompt:

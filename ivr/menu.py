@@ -8,7 +8,9 @@ must never stand between a caller and an agent:
 
 * ``0`` in any menu goes to that menu's ``agent`` destination;
 * no input ends with an agent: timeouts and invalid keys are counted separately,
-  and the first count that goes past ``max_retries`` routes to ``agent``;
+  and the first count that goes past its limit routes to ``agent`` (invalid keys:
+  ``max_retries``; timeouts: ``no_input_retries``, default ``max_retries`` — 0 sends a
+  silent caller to an agent at the first timeout, without replaying the menu);
 * once a caller has been in a menu nothing reachable from it hangs up: a
   ``hangup`` destination is replaced by the menu's agent (graph validation in
   ``routing/graph.py`` should reject it first; this is the last line of defence);
@@ -265,7 +267,8 @@ class MenuEngine:
     def _no_input(self, menu: Menu) -> Step:
         self._timeouts += 1
         self.path.append("timeout")
-        if self._timeouts > menu.max_retries:
+        limit = menu.max_retries if menu.no_input_retries is None else menu.no_input_retries
+        if self._timeouts > limit:
             self.path.append("agent:retries")
             return self._go(menu.agent, "no_input", agent=True)
         return self._collect(menu, Play(menu.timeout_prompt))

@@ -130,6 +130,11 @@ class Center(_M):
     #: where a call to the center goes after the greeting: a menu, or straight to a queue.
     entry: Destination = QueueDest(queue="general")
     greeting: str = "greeting"
+    #: the emergency notice (110/119/120) played once to EVERY caller, after the greeting or a merged
+    #: line's transition announcement (which replaces the greeting), never interrupted; None plays none
+    emergency_notice: str | None = None
+    #: `hotline check` warns when a caller who presses nothing would reach a queue later than this (s)
+    no_input_budget_s: float = 30.0
     #: the queue every fail-open path ends in.
     general_queue: str = "general"
     #: prompt played before putting a caller into a queue; None plays nothing
@@ -143,6 +148,9 @@ class Menu(_M):
     options: dict[str, Destination] = Field(default_factory=dict)
     timeout_s: float = 5.0
     max_retries: int = Field(2, ge=0, le=5)
+    #: replays of the menu after no input (None: max_retries). 0: a silent caller goes to `agent` at the
+    #: first timeout (GB/T 33358: no forced navigation); an invalid key still replays up to max_retries
+    no_input_retries: int | None = Field(None, ge=0, le=5)
     invalid_prompt: str = "invalid_input"
     timeout_prompt: str = "no_input"
     #: where the caller goes after retries are used up, and where 0 goes (an agent, always).
@@ -308,6 +316,17 @@ class Survey(_M):
     timeout_s: float = 8.0
 
 
+class Recording(_M):
+    """Call recording (MixMonitor when an agent answers) and how long recordings are kept."""
+
+    #: prompt played to the caller once before the first queue (so before any recording starts); None: none
+    notice: str | None = None
+    #: `hotline recordings purge` without --older-than deletes recordings older than this many days
+    retention_days: int | None = Field(None, ge=1)
+    #: where Asterisk writes recordings (its monitor spool) on this machine
+    dir: str = "/var/spool/hotline12345-asterisk/monitor"
+
+
 class SelfQuery(_M):
     max_attempts: int = 3
     ticket_digits: int = 12
@@ -343,6 +362,7 @@ class Config(_M):
     hours: dict[str, Hours] = Field(default_factory=dict)
     survey: Survey = Survey()
     self_query: SelfQuery = SelfQuery()
+    recording: Recording = Recording()
     speech: Speech = Speech()
     deadlines: dict[str, Deadline] = Field(default_factory=dict)
     #: transfer no-answer time before the caller returns to the agent (s)

@@ -25,6 +25,8 @@ class Var(StrEnum):
     CATEGORY = "HOTLINE_CATEGORY"
     #: "1" once the IVR played the greeting (the fallback path then does not play it again)
     GREETED = "HOTLINE_GREETED"
+    #: "1" once the caller heard the recording notice (played once per call, before the first queue)
+    RECORDING_NOTICED = "HOTLINE_RECORDING_NOTICED"
     #: the number the caller dialed, inherited by every channel of the call
     DIALED = "HOTLINE_DIALED"
     FALLBACK_QUEUE = "HOTLINE_FALLBACK_QUEUE"

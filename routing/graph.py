@@ -427,6 +427,10 @@ class _Checker:
         refs: list[tuple[Path, str]] = [(("center", "greeting"), c.center.greeting)]
         if c.center.queue_prompt:
             refs.append((("center", "queue_prompt"), c.center.queue_prompt))
+        if c.center.emergency_notice:
+            refs.append((("center", "emergency_notice"), c.center.emergency_notice))
+        if c.recording.notice:
+            refs.append((("recording", "notice"), c.recording.notice))
         for name, menu in c.menus.items():
             for fld in ("prompt", "invalid_prompt", "timeout_prompt"):
                 refs.append((("menus", name, fld), getattr(menu, fld)))

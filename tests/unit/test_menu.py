@@ -453,7 +453,7 @@ def test_shipped_config_walks(shipped: Config) -> None:
     step = walk(engine, step, "2", "1")
     assert engine.path == ["menu:main", "key:2", "menu:complaint", "key:1", "route:queue:general/投诉举报"]
     engine, step = begin(shipped)
-    assert walk(engine, step, None, None).route == Route(QueueDest(queue="general"), None, "no_input")
+    assert walk(engine, step, None).route == Route(QueueDest(queue="general"), None, "no_input")
     engine, step = begin(shipped)
     step = walk(engine, step, "2", None, None)
     assert step.route is not None and step.route.category is Category.complaint
