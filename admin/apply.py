@@ -183,12 +183,8 @@ def resolve_seat_secrets(config: Config, installed: Mapping[str, bytes],
 
 
 def command_output(resp: Mapping[str, Any]) -> str:
-    """The text of an AMI `Command` response, whichever way the client carries it."""
-    for key in ("Output", "output", "__output__", "content", "Content"):
-        v = resp.get(key)
-        if v:
-            return "\n".join(v) if isinstance(v, (list, tuple)) else str(v)
-    return ""
+    """The text of an AMI `Command` response (wire.ami joins its output lines under `Output`)."""
+    return str(resp.get("Output") or "")
 
 
 async def ami_command(ami: AmiLike, command: str) -> str:

@@ -252,7 +252,9 @@ def explain_call(config: Config, dialed: str, caller: str | None, at: dt.datetim
                 answer = at
             case SelfService(service=service):
                 steps.append(ExplainStep("self_service", "self-service progress query (办理进度查询): ticket number and "
-                                         "query password; 0, too many wrong tries or no store → the general queue",
+                                         "query password; found → the state is read out and the call ends unless "
+                                         "the caller presses 0; 0, three wrong tries or no store → the general "
+                                         "queue. Followed here: the way to an agent",
                                          {"service": service}))
                 answer = QueueDest(queue=config.center.general_queue)
             case SetRoute(dest=dest, category=category):
@@ -323,22 +325,24 @@ def _dialplan_steps(config: Config, dest: Destination, category: Category | None
                     data["closed"] = q.closed.label()
             out.append(ExplainStep("queue" if first else "overflow", text, data))
             first = False
+            # the dialplan's own decision for this queue (routing/dialplan.py renders the same step)
             _app, label = overflow_step(config, name, q)
             nxt = q.overflow
-            if nxt is None:
-                out.append(ExplainStep("overflow", f"after {q.max_wait_s} s unanswered: {label} (no overflow set)",
+            if nxt is None or isinstance(nxt, HangupDest):
+                why = "no overflow set" if nxt is None else "a hang-up overflow is never rendered"
+                out.append(ExplainStep("overflow", f"after {q.max_wait_s} s unanswered: {label} ({why})",
                                        {"queue": name, "then": label}))
                 break
             if not isinstance(nxt, QueueDest):
-                out.append(ExplainStep("overflow", f"after {q.max_wait_s} s unanswered: {nxt.label()}",
-                                       {"queue": name, "then": nxt.label()}))
-                out.extend(_dialplan_steps(config, nxt, None, at)[:1] if not isinstance(nxt, HangupDest) else [])
+                out.append(ExplainStep("overflow", f"after {q.max_wait_s} s unanswered: {label}",
+                                       {"queue": name, "then": label}))
+                out.extend(_dialplan_steps(config, nxt, None, at)[:1])
                 break
-            name = nxt.queue
+            current, name = name, nxt.queue
             if name in seen:
                 out.append(ExplainStep("overflow", f"after {q.max_wait_s} s unanswered: back to queue {name} "
                                        "(the chain loops; callers keep waiting, never dropped)",
-                                       {"queue": q.name, "then": f"queue:{name}"}))
+                                       {"queue": current, "then": label}))
         if dest.queue not in config.queues:
             out.append(ExplainStep("fail_open", f"queue {dest.queue} is not defined: the dialplan puts the caller "
                                    f"in {config.center.general_queue}", {"queue": dest.queue}))

@@ -168,7 +168,7 @@ class Correlator:
         if linkedid and linkedid in self.by_linkedid:
             raise TransferError(f"call {linkedid} is already being transferred ({self.by_linkedid[linkedid]})")
         policy = dict(self.mode_policy)
-        own = getattr(trunk, "transfer_mode", None)  # a per-target override, if the config grows one
+        own = trunk.transfer_mode  # a per-target override of the policy by kind
         if own:
             policy[trunk.kind] = own
         tid = new_id("x")
@@ -352,7 +352,7 @@ class Correlator:
         if self.config.trunk(exten):
             return exten
         for key, trunk in list(self.config.transfer_targets.items()) + list(self.config.branch_centers.items()):
-            if getattr(trunk, "exten", None) == exten:
+            if trunk.exten == exten:
                 return key
         line = self.config.legacy_lines.get(exten)
         if line and line.branch:
@@ -383,7 +383,7 @@ def dtmf_exten(config: Config, target: str) -> str | None:
     if is_dtmf(target):
         return target
     trunk = config.trunk(target)
-    own = getattr(trunk, "exten", None) if trunk else None
+    own = trunk.exten if trunk else None
     if own and is_dtmf(own):
         return own
     for number, line in config.legacy_lines.items():

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
@@ -61,11 +60,7 @@ from routing.transfer_correlation import (
     seat_channel,
 )
 
-try:  # the real client; a stand-in keeps this module importable on its own
-    from wire.ami import AmiDisconnected
-except ImportError:  # pragma: no cover
-    class AmiDisconnected(ConnectionError):  # type: ignore[no-redef]
-        pass
+from wire.ami import AmiDisconnected
 
 __all__ = ["AGENT_TRANSFER_CONTEXT", "COMPLETE_KEYS", "THREEWAY_KEYS", "TRANSFER_CONTEXT", "Ami",
            "TransferError", "TransferService"]
@@ -94,13 +89,13 @@ class Ami(Protocol):
     def on_event(self, name: str, callback: Callable[[dict[str, str]], Any]) -> Any: ...
 
 
-OutcomeCallback = Callable[[dict[str, Any]], Any]
+OutcomeCallback = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class TransferService:
     """Starts transfers (feature codes, API), follows them through AMI events, reports outcomes.
 
-    `on_outcome(record)` is called (sync or async) once per reported outcome with the
+    `await on_outcome(record)` is called once per reported outcome with the
     transfer's snapshot plus ``caller`` (unmasked, for the ticket) and ``work_order``.
     """
 
@@ -345,9 +340,7 @@ class TransferService:
         if self.on_outcome is not None:
             record = {**live.view(), "outcome": headers["Outcome"], "caller": live.caller_number}
             try:
-                res = self.on_outcome(record)
-                if inspect.isawaitable(res):
-                    await res
+                await self.on_outcome(record)
             except Exception:
                 log.exception("transfer_outcome_callback_failed", transfer=m.id)
 

@@ -83,7 +83,10 @@ class Clock:
 @pytest.fixture
 def env():
     ami, clock, outcomes = FakeAmi(), Clock(), []
-    svc = TransferService(ami, parse_config(CONFIG), outcomes.append, clock=clock)
+    async def record(outcome: dict) -> None:
+        outcomes.append(outcome)
+
+    svc = TransferService(ami, parse_config(CONFIG), record, clock=clock)
     return ami, clock, outcomes, svc
 
 
@@ -284,7 +287,7 @@ async def test_a_failing_outcome_callback_or_userevent_does_not_stop_others(env)
     ami, clock, _, _svc = env
     seen = []
 
-    def callback(record):
+    async def callback(record):
         seen.append(record["target"])
         if record["target"] == "tax":
             raise RuntimeError("ticket store down")
