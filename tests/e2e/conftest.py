@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 
 from wire.ami import AmiClient
-from model.config import Config
+from model.config import Carrier, Config
 from model.loading import load_config
 from hotline.controller import Controller
 from model.secrets import ami_secret
@@ -29,6 +29,8 @@ if os.environ["HOTLINE_INSTANCE"] in ("", "main"):
     raise RuntimeError("HOTLINE_INSTANCE=main is production's Asterisk: end-to-end tests need an instance of their own")
 INSTANCE = os.environ["HOTLINE_INSTANCE"]
 OFFSET = int(os.environ.get("HOTLINE_PORT_OFFSET", "0"))
+SIM_CARRIER = "simcarrier"
+SIM_CARRIER_PORT = 5090 + OFFSET
 
 
 def e2e_config(path: Path | None = None) -> Config:
@@ -38,6 +40,9 @@ def e2e_config(path: Path | None = None) -> Config:
     a.ami.port += OFFSET
     a.fastagi.port += OFFSET
     a.sip.port += OFFSET
+    # the simulated carrier (SIPp in test_carrier.py) sends from 127.0.0.2, so the seats' phones on
+    # 127.0.0.1 are never taken for the carrier (PJSIP identifies by address before username)
+    cfg.carriers[SIM_CARRIER] = Carrier(host="127.0.0.2", port=SIM_CARRIER_PORT, dids={"057112345": "12345"})
     return cfg
 
 
