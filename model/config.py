@@ -195,6 +195,10 @@ class Seat(_M):
     #: environment variable holding this seat's own SIP secret (e.g. HOTLINE_SEAT_1001_SECRET); or a file
     secret_env: str | None = None
     secret_file: str | None = None
+    #: SIP transport of the phone: udp, or tls (needs asterisk.sip.tls)
+    transport: Literal["udp", "tls"] = "udp"
+    #: encrypt the seat's media (SRTP, SDES keys; needs transport tls)
+    srtp: bool = False
 
 
 LegacyMode = Literal["merged", "dual_retained", "dual_cancelled", "branch_center", "forward", "dedicated", "parallel"]
@@ -203,10 +207,6 @@ LegacyMode = Literal["merged", "dual_retained", "dual_cancelled", "branch_center
 class LegacyLine(_M):
     name: str
     department: str = ""
-    #: SIP transport of the phone: udp, or tls (needs asterisk.sip.tls)
-    transport: Literal["udp", "tls"] = "udp"
-    #: encrypt the seat's media (SRTP, SDES keys; needs transport tls)
-    srtp: bool = False
     mode: LegacyMode
     merged_on: dt.date | None = None
     transition_months: int = Field(3, ge=0, le=36)
@@ -242,14 +242,6 @@ class Trunk(_M):
     hours: str | None = None
 
 
-class Hours(_M):
-    """Weekly opening hours plus a holiday calendar with make-up working days (调休)."""
-
-    weekly: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], list[str]] = Field(default_factory=dict)
-    holidays: list[dt.date] = Field(default_factory=list)
-    workdays: list[dt.date] = Field(default_factory=list)
-
-    @field_validator("weekly")
 class Carrier(_M):
     """A carrier's SIP trunk that delivers 12345 and the legacy numbers and carries outbound calls.
 
@@ -299,6 +291,14 @@ class OutboundPolicy(_M):
     ring_s: int = 30
 
 
+class Hours(_M):
+    """Weekly opening hours plus a holiday calendar with make-up working days (调休)."""
+
+    weekly: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], list[str]] = Field(default_factory=dict)
+    holidays: list[dt.date] = Field(default_factory=list)
+    workdays: list[dt.date] = Field(default_factory=list)
+
+    @field_validator("weekly")
     @classmethod
     def _ranges(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
         for day, ranges in v.items():
@@ -359,6 +359,9 @@ class Config(_M):
     legacy_lines: dict[str, LegacyLine] = Field(default_factory=dict)
     branch_centers: dict[str, Trunk] = Field(default_factory=dict)
     transfer_targets: dict[str, Trunk] = Field(default_factory=dict)
+    #: carriers' SIP trunks (the PSTN side): inbound DIDs, outbound calls
+    carriers: dict[str, Carrier] = Field(default_factory=dict)
+    outbound: OutboundPolicy = OutboundPolicy()
     hours: dict[str, Hours] = Field(default_factory=dict)
     survey: Survey = Survey()
     self_query: SelfQuery = SelfQuery()
@@ -379,6 +382,3 @@ class Config(_M):
 
     def trunk(self, key: str) -> Trunk | None:
         return self.transfer_targets.get(key) or self.branch_centers.get(key)
-    #: carriers' SIP trunks (the PSTN side): inbound DIDs, outbound calls
-    carriers: dict[str, Carrier] = Field(default_factory=dict)
-    outbound: OutboundPolicy = OutboundPolicy()

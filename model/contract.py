@@ -36,12 +36,12 @@ class Var(StrEnum):
     GENERAL = "HOTLINE_GENERAL"
     AGI = "HOTLINE_AGI"
     DYNAMIC_FEATURES = "HOTLINE_DYNAMIC_FEATURES"
-
-
     #: a carrier call: the number read from one header while looking for a known DID
     DID_TRY = "HOTLINE_DID_TRY"
     #: the carrier trunk a call came in by
     CARRIER = "HOTLINE_CARRIER"
+
+
 class Event(StrEnum):
     """UserEvent names: what the dialplan and the IVR report on AMI (the assembler reads them)."""
 
@@ -58,10 +58,10 @@ class Event(StrEnum):
     FEATURE = "HotlineFeature"
     #: a transfer's progress and outcome (routing/transfer.py)
     TRANSFER = "HotlineTransfer"
-
-
     #: hotline-outbound refused a number (not on the outbound allow-list, or no route)
     OUTBOUND_DENIED = "HotlineOutboundDenied"
+
+
 class Context(StrEnum):
     """Dialplan contexts the controller originates into, transfers through or recognises."""
 
@@ -107,11 +107,11 @@ class Route(StrEnum):
 CONTEXT_PREFIX = "hotline-"
 #: one context per configured queue: `hotline-queue-<name>`
 QUEUE_CONTEXT_PREFIX = "hotline-queue-"
-
-
 #: one context per carrier trunk: its calls enter here (`hotline-carrier-<name>`), DIDs in `hotline-did-<name>`
 CARRIER_CONTEXT_PREFIX = "hotline-carrier-"
 DID_CONTEXT_PREFIX = "hotline-did-"
+
+
 def queue_context(queue: str) -> str:
     """The dialplan context that puts a caller into the configured queue `queue`."""
     return f"{QUEUE_CONTEXT_PREFIX}{queue}"
@@ -127,10 +127,10 @@ def template_names() -> dict[str, object]:
         "route": Route,
         "cdr": CdrVar,
         "queue_context_prefix": QUEUE_CONTEXT_PREFIX,
-    }
-
         "carrier_context_prefix": CARRIER_CONTEXT_PREFIX,
         "did_context_prefix": DID_CONTEXT_PREFIX,
+    }
+
 
 class ControlEvent(StrEnum):
     """UserEvents between `hotline apply` and the running controller (not call events: no ticket reads them).
