@@ -14,7 +14,6 @@ import datetime as dt
 import re
 from collections import deque
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -93,20 +92,9 @@ class Explanation:
         return [head] + [f"{i:2}. {s.text}" for i, s in enumerate(self.steps, 1)]
 
     def to_json(self) -> dict[str, Any]:
+        """Plain data for `--json` (dates and enums are made JSON by the CLI's dump)."""
         return {"dialed": self.dialed, "caller": self.caller, "at": self.at.isoformat(), "final": self.final,
-                "path": self.path, "steps": [{"kind": s.kind, "text": s.text, **_jsonable(s.data)} for s in self.steps]}
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (dt.date, dt.datetime)):
-        return v.isoformat()
-    if isinstance(v, Enum):
-        return v.value
-    return v
+                "path": self.path, "steps": [{"kind": s.kind, "text": s.text, **s.data} for s in self.steps]}
 
 
 MODE_TEXT = {

@@ -52,7 +52,7 @@ class Controller:
         self.config = config
         self.clock = clock or system_clock(config.center.timezone)
         self.store = TicketStore(store_url or config.store.url, config)
-        self.assembler = Assembler()
+        self.assembler = Assembler(config.center.timezone)
         a = config.asterisk
         self.ami = AmiClient(a.ami.host, a.ami.port, a.ami.username, ami_secret(config),
                              ping_interval=a.ami.ping_interval_s, action_timeout=a.ami.action_timeout_s,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import structlog
 
+from model.contract import CDR_FILE
 from routing.dialplan import Layout
 
 log = structlog.get_logger("hotline.sandbox")
@@ -110,7 +111,7 @@ class Sandbox:
 
     @property
     def cdr_csv(self) -> Path:
-        return self.log_dir / "cdr-custom" / "hotline-cdr.json"
+        return self.log_dir / "cdr-custom" / CDR_FILE
 
     def _uid_gid(self) -> tuple[int, int]:
         if self.chrooted:

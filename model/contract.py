@@ -107,6 +107,11 @@ class Route(StrEnum):
 CONTEXT_PREFIX = "hotline-"
 #: one context per configured queue: `hotline-queue-<name>`
 QUEUE_CONTEXT_PREFIX = "hotline-queue-"
+#: Asterisk's queues.conf reserves [general]: every configured queue is named `hotline-<name>` there
+#: (and so in QueueCallerJoin/AgentConnect events)
+ASTERISK_QUEUE_PREFIX = "hotline-"
+#: the JSON-lines CDR file cdr_custom writes (under Asterisk's log dir, cdr-custom/)
+CDR_FILE = "hotline-cdr.json"
 #: one context per carrier trunk: its calls enter here (`hotline-carrier-<name>`), DIDs in `hotline-did-<name>`
 CARRIER_CONTEXT_PREFIX = "hotline-carrier-"
 DID_CONTEXT_PREFIX = "hotline-did-"
@@ -127,6 +132,7 @@ def template_names() -> dict[str, object]:
         "route": Route,
         "cdr": CdrVar,
         "queue_context_prefix": QUEUE_CONTEXT_PREFIX,
+        "cdr_file": CDR_FILE,
         "carrier_context_prefix": CARRIER_CONTEXT_PREFIX,
         "did_context_prefix": DID_CONTEXT_PREFIX,
     }

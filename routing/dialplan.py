@@ -13,7 +13,7 @@ from pathlib import Path
 import jinja2
 
 from model.config import Carrier, Config, Queue
-from model.contract import Context, queue_context, template_names
+from model.contract import ASTERISK_QUEUE_PREFIX, Context, queue_context, template_names
 from model.destinations import Destination, DialDest, HangupDest, QueueDest, TransferDest
 from routing.outbound import allowed_patterns, carrier_match, did_map, outbound_dial
 
@@ -42,17 +42,15 @@ NOLOAD = [
 ]
 
 
-#: Asterisk's queues.conf reserves [general]; every hotline queue is named with this prefix there.
-QUEUE_PREFIX = "hotline-"
 
 
 def asterisk_queue(name: str) -> str:
-    return QUEUE_PREFIX + name
+    return ASTERISK_QUEUE_PREFIX + name
 
 
 def config_queue(asterisk_name: str) -> str:
     """The config name of a queue from the name Asterisk reports in its events."""
-    return asterisk_name.removeprefix(QUEUE_PREFIX)
+    return asterisk_name.removeprefix(ASTERISK_QUEUE_PREFIX)
 
 
 MAIN_INSTANCE = "main"
@@ -155,7 +153,7 @@ def render(config: Config, inputs: RenderInputs) -> dict[str, str]:
         "config": config,
         "layout": inputs.layout,
         "noload": NOLOAD,
-        "queue_prefix": QUEUE_PREFIX,
+        "queue_prefix": ASTERISK_QUEUE_PREFIX,
         "ami_secret": inputs.ami_secret,
         "secrets": inputs.seat_secrets,
         "seats": list(config.seats.items()),

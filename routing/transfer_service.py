@@ -2,7 +2,7 @@
 
 What this module holds: `TransferService` (AMI actions, the per-transfer locks, the
 event-handling tasks, the tick timer, the outcome callback, and the log lines) and the
-dialplan names it uses (`TRANSFER_CONTEXT`, `AGENT_TRANSFER_CONTEXT`, the feature keys).
+feature keys it presses (the contexts are model.contract's Context.TRANSFER / AGENT_TRANSFER).
 Every decision is delegated: `routing.transfer_correlation` says which transfer an AMI
 event belongs to and what it means, how to start one and what to re-attach after a
 restart; `routing.transfer` (the state machine) says what happened and what to do.
@@ -62,17 +62,11 @@ from routing.transfer_correlation import (
 
 from wire.ami import AmiDisconnected
 
-__all__ = ["AGENT_TRANSFER_CONTEXT", "COMPLETE_KEYS", "THREEWAY_KEYS", "TRANSFER_CONTEXT", "Ami",
+__all__ = ["COMPLETE_KEYS", "THREEWAY_KEYS", "Ami",
            "TransferError", "TransferService"]
 
 log = structlog.get_logger("routing.transfer_service")
 
-#: the dialplan context that holds the transfer targets for a caller sent there (blind transfer):
-#: a failed dial still ends in the general queue (dialplans/templates/extensions.conf.j2)
-TRANSFER_CONTEXT = Context.TRANSFER.value
-#: the context of an agent's consultation leg (Atxfer, *2): a failed dial just ends, so Asterisk
-#: returns the caller to the agent; it is also every hotline call's TRANSFER_CONTEXT
-AGENT_TRANSFER_CONTEXT = Context.AGENT_TRANSFER.value
 #: features.conf.j2: atxferthreeway / atxfercomplete, keyed on the agent's channel as if pressed
 THREEWAY_KEYS = "*3"
 COMPLETE_KEYS = "*2"
@@ -102,11 +96,12 @@ class TransferService:
     def __init__(self, ami: Ami, config: Config, on_outcome: OutcomeCallback | None = None, *,
                  clock: Callable[[], float] = time.monotonic,
                  mode_policy: Mapping[str, Mode | str] | None = None,
-                 context: str = TRANSFER_CONTEXT, grace_s: float = 5.0, setup_timeout_s: float = 10.0,
+                 context: str = Context.TRANSFER, grace_s: float = 5.0, setup_timeout_s: float = 10.0,
                  tick_s: float = 1.0, is_agent_channel: Callable[[str], bool] | None = None,
                  agent_context: str | None = None) -> None:
-        """`context` takes blind transfers (the caller alone); `agent_context` (default: `context`)
-        takes Atxfer consultation legs, whose failure must return the caller to the agent."""
+        """`context` takes blind transfers (the caller alone: a failed dial still ends in the general
+        queue); `agent_context` (default: `context`; the controller passes Context.AGENT_TRANSFER, where a
+        failed dial just ends and Asterisk returns the caller to the agent) takes Atxfer consultation legs."""
         self.ami = ami
         self.config = config
         self.on_outcome = on_outcome

@@ -51,7 +51,7 @@ TRANSFER_REACHED = {"answered", "completed", "threeway"}  # three-way: the calle
 HOTLINE_CONTEXTS = {Context.INBOUND.value}
 #: how many finished linkedids are remembered to drop their late events
 CLOSED_MEMORY = 50_000
-#: CDR times are written in local time without a zone; the center's default zone reads them
+#: AMI Cdr events carry local times without a zone: read in center.timezone (this is its default)
 _CDR_ZONE = ZoneInfo(DEFAULT_TZ)
 #: events that may legitimately repeat identically within a call when they carry no timestamp
 _REPEATABLE = {UserEventName.IVR.value, UserEventName.SELF_QUERY.value, "DTMFBegin", "DTMFEnd", "VarSet", "Newexten"}
@@ -231,7 +231,9 @@ _Handler = Callable[[_Call, Event, float | None], None]
 class Assembler:
     """Feeds on AMI events; hands back each caller call's record once all its channels are gone."""
 
-    def __init__(self) -> None:
+    def __init__(self, tz: str = DEFAULT_TZ) -> None:
+        #: the zone Asterisk writes local CDR times in (center.timezone); the JSON CDR file uses epochs
+        self.zone = ZoneInfo(tz)
         self._calls: dict[str, _Call] = {}
         self._alias: dict[str, str] = {}  # second linkedid of an attended transfer → the caller's
         self._closed: OrderedDict[str, None] = OrderedDict()
@@ -315,7 +317,7 @@ class Assembler:
 
     def record_from_cdr(self, rows: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> CallRecord | None:
         """Rebuild a call the controller never saw from its CDR row(s) (one linkedid)."""
-        return record_from_cdr(rows)
+        return record_from_cdr(rows, self.zone)
 
     # -------------------------------------------------------------- bookkeeping
     def _user_handler(self, event: Event) -> _Handler | None:
@@ -674,7 +676,8 @@ def _normalise_cdr(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def record_from_cdr(rows: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> CallRecord | None:
+def record_from_cdr(rows: Mapping[str, Any] | Iterable[Mapping[str, Any]],
+                    zone: ZoneInfo = _CDR_ZONE) -> CallRecord | None:
     """A record for a call seen only in CDR (controller was down); None when the rows say nothing usable.
 
     Accepts one row or all rows of one linkedid, as AMI `Cdr` events or our JSON lines.
@@ -686,7 +689,7 @@ def record_from_cdr(rows: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> Ca
     if not norm:
         return None
     lid = next((_s(r.get("linkedid")) for r in norm if _s(r.get("linkedid"))), _s(norm[0].get("uniqueid")))
-    norm.sort(key=lambda r: _epoch(r.get("start")) or 0.0)
+    norm.sort(key=lambda r: _epoch(r.get("start"), zone) or 0.0)
     entry = next((r for r in norm if _s(r.get(CdrVar.DIALED))), norm[0])
     rec = CallRecord(linkedid=lid, source="cdr")
     rec.caller = _s(entry.get("src"))
@@ -703,8 +706,8 @@ def record_from_cdr(rows: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> Ca
     rec.queue = queue or None
     if rec.queue:
         rec.requested_dest = f"queue:{rec.queue}"
-    starts = [t for t in (_epoch(r.get("start")) for r in norm) if t is not None]
-    ends = [t for t in (_epoch(r.get("end")) for r in norm) if t is not None]
+    starts = [t for t in (_epoch(r.get("start"), zone) for r in norm) if t is not None]
+    ends = [t for t in (_epoch(r.get("end"), zone) for r in norm) if t is not None]
     rec.started_at = min(starts) if starts else None
     rec.ended_at = max(ends) if ends else None
     answered = [r for r in norm if _s(r.get("disposition")).upper() == "ANSWERED" and _s(r.get("dstchannel"))]
@@ -713,7 +716,7 @@ def record_from_cdr(rows: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> Ca
     if by_queue:
         a = by_queue[0]
         rec.agent = device(_s(a.get("dstchannel")))
-        rec.answered_at = _epoch(a.get("answer"))
+        rec.answered_at = _epoch(a.get("answer"), zone)
         rec.talk_s = _num(a.get("billsec"))
         rec.participants.append(("agent", _s(a.get("dstchannel"))))
         rec.outcome = "answered"

@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 
 from model.config import Config
-from model.contract import Var
+from model.contract import Var, queue_context
 from model.privacy import mask_number
 from routing.outbound import outbound_refusal
 
@@ -120,7 +120,7 @@ class CallbackDialer:
                     # straight into the queue's own context: originating into hotline-route would run
                     # its catch-all `_[a-z].` for Asterisk's "failed" extension on a failed attempt and
                     # queue a phantom "OutgoingSpoolFailed" caller in front of real ones
-                    dial, context=f"hotline-queue-{s.queue}", exten="s", priority=1,
+                    dial, context=queue_context(s.queue), exten="s", priority=1,
                     caller_id=f'"12345" <{s.caller_id}>', timeout_ms=int(s.ring_s * 1000),
                     variables={Var.QUEUE.value: s.queue, Var.CALLBACK.value: ticket_no},
                     channel_id=channel_id, other_channel_id=channel_id + "-2")
