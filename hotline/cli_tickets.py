@@ -263,8 +263,8 @@ def show_cmd(config_path: str | None, store_url: str | None, ticket_no: str, sho
         click.echo(f"ticket {t.ticket_no}   state {t.state} ({parse_state(t.state).label})   outcome {t.outcome}")
         for k in ("created_at", "deadline_at", "caller", "dialed", "legacy_line", "mode", "category", "ivr_path",
                   "requested_dest", "actual_dest", "queue", "queue_wait_s", "agent", "answered_at", "talk_s",
-                  "transfers", "survey_rating", "survey_scale", "self_query", "recording", "handled_by", "source",
-                  "started_at", "ended_at", "callback_needed", "linkedid", "version"):
+                  "transfers", "survey_rating", "survey_scale", "self_query", "recording", "recording_purged_at",
+                  "handled_by", "source", "started_at", "ended_at", "callback_needed", "linkedid", "version"):
             v = d.get(k)
             if v not in (None, "", [], {}):
                 click.echo(f"  {k:<15} {json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v}")

@@ -75,6 +75,8 @@ class Ticket(Base):
     survey_scale: Mapped[int | None] = mapped_column(Integer)
     self_query: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     recording: Mapped[str | None] = mapped_column(String(500))
+    #: when the retention rule deleted the recording file (`recording` keeps its name: it existed)
+    recording_purged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     transcript: Mapped[str | None] = mapped_column(Text)
     handled_by: Mapped[str] = mapped_column(String(16), default="controller")
     outcome: Mapped[str] = mapped_column(String(32), default="in_progress", index=True)

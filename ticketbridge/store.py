@@ -17,7 +17,7 @@ The schema is owned by the Alembic migrations in ticketbridge/migrations; `open(
 upgrades to head under a lock (BEGIN IMMEDIATE on SQLite, an advisory lock on
 PostgreSQL) so controllers starting together do not race each other.
 
-Why one module (≈700 lines): `TicketStore` is one adapter whose methods are each one
+Why one module (≈800 lines): `TicketStore` is one adapter whose methods are each one
 transaction over the same tables (ticketbridge/schema.py); the rules that decide
 (assembler, lifecycle, KPIs, outbox policy) live in their own pure modules.
 """
@@ -47,6 +47,7 @@ from model.config import DEFAULT_TZ
 from ticketbridge.schema import UTC, Callback, Outbox, Ticket, TicketHistory, TicketSeq
 from ticketbridge.assembler import CallRecord
 from ticketbridge.lifecycle import INITIAL, deadline, parse_state, transition
+from ticketbridge.retention import TicketRecording
 
 log = structlog.get_logger("ticketbridge.store")
 
@@ -569,6 +570,46 @@ class TicketStore:
             cb.status, cb.at = "dialing", now
             cb.attempts += 1
             return cb
+
+    # -------------------------------------------------------------- recording retention
+    async def unpurged_recordings(self, *, before: dt.datetime | None = None,
+                                  names: Sequence[str] | None = None) -> list[TicketRecording]:
+        """Tickets whose recording is not purged: of calls before `before`, or naming one of `names`."""
+        read, _ = self._sessions()
+        call_at = func.coalesce(Ticket.started_at, Ticket.created_at)
+        q = (select(Ticket.ticket_no, Ticket.recording, Ticket.started_at, Ticket.created_at)
+             .where(Ticket.recording.is_not(None), Ticket.recording != "", Ticket.recording_purged_at.is_(None)))
+        if before is not None:
+            q = q.where(call_at < before)
+        out: list[TicketRecording] = []
+        chunks = [None] if names is None else [list(names[i:i + 500]) for i in range(0, len(names), 500)]
+        async with read() as s:
+            for chunk in chunks:
+                qq = q if chunk is None else q.where(Ticket.recording.in_(chunk))
+                for no, rec, started, created in (await s.execute(qq.order_by(Ticket.id))).all():
+                    out.append(TicketRecording(no, rec, started or created))
+        return out
+
+    async def mark_recording_purged(self, ticket_nos: Sequence[str], actor: str, note: str) -> int:
+        """Mark tickets whose recording file is gone: `recording_purged_at`, a history row, an outbox row.
+        The recording's name stays. Already marked tickets are left alone; returns how many were marked."""
+        _, write = self._sessions()
+        marked = 0
+        for i in range(0, len(ticket_nos), 500):
+            async with write() as s, s.begin():
+                now = self._now()
+                q = (select(Ticket).where(Ticket.ticket_no.in_(list(ticket_nos[i:i + 500])),
+                                          Ticket.recording_purged_at.is_(None)).with_for_update())
+                for t in (await s.execute(q)).scalars():
+                    t.recording_purged_at = now
+                    t.version += 1
+                    t.updated_at = now
+                    s.add(TicketHistory(ticket_id=t.id, at=now, actor=actor[:64], field="recording",
+                                        from_value=None, to_value="purged", note=f"{t.recording}: {note}"))
+                    self._outbox(s, t, "recording_purged", now)
+                    marked += 1
+        log.info("recordings_marked_purged", tickets=marked, actor=actor)
+        return marked
 
     # -------------------------------------------------------------- KPI input
     async def kpi_rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None,
