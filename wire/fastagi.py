@@ -9,9 +9,18 @@ those has a regression test in tests/unit/test_fastagi.py.
 Protocol facts used here (res_agi.c): the environment is ``agi_key: value`` lines up to
 an empty line; a reply is ``200 result=N [(data)] [endpos=N]``, ``510``, ``511`` (dead
 channel) or ``520`` (single line, or ``520-`` … up to a line starting ``520 ``);
-``HANGUP`` arrives on its own line at any moment and is never a reply.
+``HANGUP`` arrives on its own line at any moment and is never a reply. A connection closed
+with nothing sent reads as ``AGISTATUS=SUCCESS``; only a line starting ``FAILURE`` fails
+``AGI()`` — so an unknown script, a crashed or cancelled handler and a session out of step
+(a command timeout, an over-long reply) all end with ``FAILURE``: the dialplan's fallback
+takes the caller to the general queue.
 
-Why one module (≈500 lines): the session's reply reader and the server's connection
+Hostile peers are bounded: connections still sending their environment (refused beyond
+`MAX_PENDING_ENV`), the environment's size and time, sending (``drain``) inside each
+command's budget. Media commands get `media_timeout` (a prompt may be longer than the
+command timeout); a hang-up still ends them at once.
+
+Why one module (≈600 lines): the session's reply reader and the server's connection
 handling share the protocol's framing rules (environment, replies, out-of-band HANGUP);
 split, the two halves of one protocol would drift.
 """
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from concurrent.futures import ThreadPoolExecutor
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -40,11 +50,24 @@ Handler = Callable[["AgiSession"], Any]
 #: Bounds on what a peer may send before the script starts (a port probe or garbage must not cost us).
 MAX_ENV_LINES = 256
 MAX_LINE_BYTES = 64 * 1024
+#: A real environment is under 1 KiB; 20 peers × 255 lines × 60 KiB once held 334 MB.
+MAX_ENV_BYTES = 16 * 1024
+#: Connections still sending their environment; extras are refused at once (FAILURE, close).
+MAX_PENDING_ENV = 64
+#: What res_agi reads as "the script failed" (AGISTATUS=FAILURE); EOF alone reads as SUCCESS.
+FAILURE_LINE = b"FAILURE\n"
 
 _ENV_LINE = re.compile(r"^(agi_[A-Za-z0-9_]+):\s?(.*)$")
 _REPLY_LINE = re.compile(r"^(\d{3})([ -])(.*)$")
 _ENDPOS = re.compile(r"\s*endpos=(-?\d+)$")
 _VAR_NAME = re.compile(r"^[^\s\"\\]+$")
+
+#: Commands that play or record media: their length is the prompt's, not a fixed timeout. They get
+#: `media_timeout`; a caller hanging up still ends them at once (HANGUP / result=-1 / EOF).
+_MEDIA = ("STREAM FILE", "CONTROL STREAM FILE", "GET DATA", "GET OPTION", "SAY ", "RECORD FILE", "EXEC",
+          "WAIT FOR DIGIT")
+#: EXEC'd applications that return at once (everything else EXEC'd is treated as media).
+_QUICK_APPS = ("USEREVENT", "SET", "NOOP", "VERBOSE", "LOG", "CELGENUSEREVENT")
 
 #: Commands whose ``200 result=-1`` means "hang-up or failure" (res_agi docs); others use -1 otherwise.
 _MINUS_ONE_MEANS_HANGUP = (
@@ -62,7 +85,12 @@ class AgiError(Exception):
 
 
 class AgiTimeout(AgiError):
-    """No reply within the command's timeout; the late reply is skipped when it arrives."""
+    """No reply within the command's timeout. The session is then out of step with Asterisk: it is
+    closed with FAILURE (the dialplan falls back) and every later command raises AgiBroken."""
+
+
+class AgiBroken(AgiError):
+    """The session can no longer be trusted (a timeout, an over-long reply): no command is sent on it."""
 
 
 @dataclass
@@ -126,24 +154,26 @@ class AgiSession:
     """One call's AGI conversation. Commands are serialised; replies are matched strictly in order."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, env: dict[str, str],
-                 *, command_timeout: float | None = 30.0) -> None:
+                 *, command_timeout: float | None = 30.0, media_timeout: float | None = 600.0) -> None:
         self.env = env
         raw_script = env.get("agi_network_script", "")
         path, _, query = raw_script.partition("?")
-        self.script: str = path.strip().lstrip("/")
+        self.script: str = path.strip().strip("/")
         self.params: dict[str, str] = dict(parse_qsl(query, keep_blank_values=True))
         self.args: list[str] = [v for _, v in sorted(
             ((int(k[len("agi_arg_"):]), v) for k, v in env.items()
              if k.startswith("agi_arg_") and k[len("agi_arg_"):].isdigit()))]
         self.hungup: bool = False
         self.command_timeout = command_timeout
+        #: budget of a media command (a prompt may be longer than `command_timeout`); None: no limit
+        self.media_timeout = media_timeout
+        #: why the session is out of step (then nothing more is sent), or None
+        self.broken: str | None = None
         self._reader = reader
         self._writer = writer
         self._lock = asyncio.Lock()
         self._loop = asyncio.get_running_loop()
-        #: replies still owed for commands that timed out; they are read and dropped first.
-        self._orphans = 0
-        #: a reply half-read when a timeout struck (multi-line 520), resumed on the next read.
+        #: a multi-line 520 being read
         self._partial: list[str] = []
 
     # ------------------------------------------------------------------ properties
@@ -160,23 +190,45 @@ class AgiSession:
         """Send one AGI command and return its reply; 511/EOF raise AgiHangup, 5xx raise AgiError."""
         if "\n" in line or "\r" in line:
             raise ValueError("an AGI command is one line; a newline would inject a second command")
-        limit = self.command_timeout if timeout is None else timeout
+        limit = self._default_budget(line) if timeout is None else timeout
         async with self._lock:
+            if self.broken:
+                raise AgiBroken(f"{line.split(' ', 1)[0]} not sent: session broken ({self.broken})")
             try:
-                self._writer.write(line.encode("utf-8") + b"\n")
-                await self._writer.drain()
-            except (ConnectionError, OSError) as e:
-                self.hungup = True
-                raise AgiHangup(f"connection lost sending {line.split(' ', 1)[0]}: {e}") from e
-            try:
-                if limit is None:
-                    reply = await self._next_reply()
-                else:
-                    reply = await asyncio.wait_for(self._next_reply(), limit)
-            except asyncio.TimeoutError:
-                self._orphans += 1
+                # sending is inside the budget too: a peer that never reads must not hold us
+                async with asyncio.timeout(limit):
+                    try:
+                        self._writer.write(line.encode("utf-8") + b"\n")
+                        await self._writer.drain()
+                    except (ConnectionError, OSError) as e:
+                        self.hungup = True
+                        raise AgiHangup(f"connection lost sending {line.split(' ', 1)[0]}: {e}") from e
+                    reply = await self._read_reply()
+            except TimeoutError:
+                self.abandon(f"no reply to {line[:80]!r} within {limit} s")
                 raise AgiTimeout(f"no reply to {line!r} within {limit} s") from None
         return self._check(line, reply)
+
+    def abandon(self, reason: str) -> None:
+        """Out of step with Asterisk: say FAILURE (the dialplan falls back to the queue) and close."""
+        if self.broken:
+            return
+        self.broken = reason
+        log.warning("agi_session_broken", reason=reason[:200], uniqueid=self.uniqueid)
+        try:
+            self._writer.write(FAILURE_LINE)
+            self._writer.close()  # flushes FAILURE; `_on_connect` aborts if the peer never reads it
+        except (ConnectionError, OSError, RuntimeError):
+            self._writer.transport.abort()
+
+    def _default_budget(self, line: str) -> float | None:
+        upper = line.upper()
+        if upper.startswith(_MEDIA) and not (upper.startswith("EXEC ")
+                                             and upper[5:].split(" ", 1)[0] in _QUICK_APPS):
+            if self.media_timeout is None or self.command_timeout is None:
+                return None
+            return max(self.media_timeout, self.command_timeout)
+        return self.command_timeout
 
     def _check(self, line: str, reply: AgiReply) -> AgiReply:
         if reply.code == 511:
@@ -187,16 +239,6 @@ class AgiSession:
         if reply.result == "-1" and self.hungup and _minus_one_is_hangup(line):
             raise AgiHangup(f"{line.split(' ', 1)[0]}: result=-1 after HANGUP")
         return reply
-
-    async def _next_reply(self) -> AgiReply:
-        """Read replies, dropping those owed to timed-out commands, and return this command's."""
-        while True:
-            reply = await self._read_reply()
-            if self._orphans:
-                self._orphans -= 1
-                log.debug("agi_late_reply_dropped", raw=reply.raw[:200])
-                continue
-            return reply
 
     async def _read_reply(self) -> AgiReply:
         """One whole reply; out-of-band HANGUP lines set `hungup` and are never a reply."""
@@ -227,8 +269,9 @@ class AgiSession:
         except (ConnectionError, OSError) as e:
             self.hungup = True
             raise AgiHangup(f"connection lost: {e}") from e
-        except ValueError as e:  # line longer than the stream limit
-            raise AgiError(f"reply line too long: {e}") from e
+        except ValueError as e:  # line longer than the stream limit: the rest of it would shift replies
+            self.abandon(f"reply line too long: {e}")
+            raise AgiBroken(f"reply line too long: {e}") from e
         if not data.endswith(b"\n"):
             self.hungup = True
             raise AgiHangup("connection closed by Asterisk")
@@ -275,7 +318,7 @@ class AgiSession:
     async def get_data(self, name: str, timeout_ms: int, max_digits: int) -> tuple[str, bool]:
         """Play a prompt and collect digits: (digits, timed_out)."""
         line = f"GET DATA {_arg(name)} {int(timeout_ms)} {int(max_digits)}"
-        reply = await self.command(line, timeout=self._wait_budget(timeout_ms * max(1, max_digits)))
+        reply = await self.command(line, timeout=self._wait_budget(timeout_ms * max(1, max_digits), media=True))
         if reply.result == "-1":
             await self.confirm_hangup(line)
             return "", True
@@ -328,11 +371,14 @@ class AgiSession:
             return None
         return chr(code)
 
-    def _wait_budget(self, timeout_ms: int) -> float | None:
-        """A command that waits for the caller gets its own wait on top of the normal timeout."""
-        if self.command_timeout is None:
+    def _wait_budget(self, timeout_ms: int, media: bool = False) -> float | None:
+        """A command that waits for the caller gets its own wait on top of the normal (or media) budget."""
+        base = self.command_timeout
+        if media and base is not None:
+            base = None if self.media_timeout is None else max(self.media_timeout, base)
+        if base is None:
             return None
-        return self.command_timeout + max(0, timeout_ms) / 1000.0
+        return base + max(0, timeout_ms) / 1000.0
 
 
 def _minus_one_is_hangup(line: str) -> bool:
@@ -365,16 +411,26 @@ class FastAgiServer:
     """Accepts Asterisk's FastAGI connections and runs one routed handler per call."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 4573, backlog: int = 1024,
-                 command_timeout: float | None = 30.0, env_timeout: float = 5.0) -> None:
+                 command_timeout: float | None = 30.0, env_timeout: float = 2.0,
+                 media_timeout: float | None = 600.0, max_pending_env: int = MAX_PENDING_ENV,
+                 plain_workers: int = 32) -> None:
         self.host = host
         self._port = port
         self.backlog = backlog
         self.command_timeout = command_timeout
+        #: Asterisk sends the whole environment at once; a peer slower than this is not Asterisk
         self.env_timeout = env_timeout
+        self.media_timeout = media_timeout
+        self.max_pending_env = max_pending_env
+        self.plain_workers = plain_workers
         self._routes: dict[str, Handler] = {}
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sessions = 0
+        self._pending_env = 0
+        self._stopping = False
+        #: plain handlers get threads of their own, never the loop's shared default executor
+        self._executor: ThreadPoolExecutor | None = None
 
     def route(self, script: str, handler: Handler) -> None:
         """Register a handler for ``agi://host/<script>``; async, or plain (run in the executor)."""
@@ -392,13 +448,17 @@ class FastAgiServer:
         return self._sessions
 
     async def start(self) -> None:
+        self._stopping = False
         # explicit backlog: Asterisk gives up after ~2 s, and a small backlog overflowed under bursts
         self._server = await asyncio.start_server(self._on_connect, self.host, self._port,
                                                   backlog=self.backlog, limit=MAX_LINE_BYTES)
         log.info("agi_server_started", host=self.host, port=self.port, backlog=self.backlog)
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        """Stop accepting, let running calls finish for up to `grace_s`, then cancel the rest."""
+        """Stop accepting, let running calls finish for up to `grace_s`, then cancel the rest.
+
+        A cancelled call gets FAILURE: its dialplan falls back to the general queue."""
+        self._stopping = True
         if self._server is not None:
             self._server.close()
         pending = {t for t in self._tasks if not t.done()}
@@ -409,6 +469,9 @@ class FastAgiServer:
             if still:
                 log.warning("agi_sessions_cancelled", count=len(still))
                 await asyncio.wait(still, timeout=1.0)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
         if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
@@ -423,6 +486,10 @@ class FastAgiServer:
             self._tasks.add(task)
         try:
             await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            # our own stop(): end quietly (asyncio's stream callback logs a traceback for a cancelled task)
         finally:
             if task is not None:
                 self._tasks.discard(task)
@@ -430,9 +497,9 @@ class FastAgiServer:
             try:
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
             except (asyncio.TimeoutError, ConnectionError, OSError):
-                pass
+                writer.transport.abort()  # a peer that never reads must not keep the socket
             except asyncio.CancelledError:
-                raise
+                writer.transport.abort()
 
     async def _read_env(self, reader: asyncio.StreamReader) -> dict[str, str] | None:
         """The AGI environment, or None (EOF, garbage, too long, too slow): only this connection ends.
@@ -440,10 +507,15 @@ class FastAgiServer:
         One deadline for the whole environment (a single `asyncio.timeout`, not a task per line).
         """
         env: dict[str, str] = {}
+        size = 0
         try:
             async with asyncio.timeout(self.env_timeout):
                 for _ in range(MAX_ENV_LINES):
                     data = await reader.readline()
+                    size += len(data)
+                    if size > MAX_ENV_BYTES:
+                        log.warning("agi_env_too_big", lines=len(env), bytes=size)
+                        return None
                     if not data.endswith(b"\n"):  # EOF: a port probe, or Asterisk gave up mid-environment
                         if env or data:
                             log.warning("agi_env_truncated", lines=len(env))
@@ -466,14 +538,25 @@ class FastAgiServer:
         return None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        env = await self._read_env(reader)
+        if self._pending_env >= self.max_pending_env:
+            # refused at once: a flood of half-open peers must not hold file descriptors and memory
+            log.warning("agi_connection_refused", pending=self._pending_env)
+            writer.write(FAILURE_LINE)
+            return
+        self._pending_env += 1
+        try:
+            env = await self._read_env(reader)
+        finally:
+            self._pending_env -= 1
         if env is None:
             return
-        session = AgiSession(reader, writer, env, command_timeout=self.command_timeout)
+        session = AgiSession(reader, writer, env, command_timeout=self.command_timeout,
+                             media_timeout=self.media_timeout)
         handler = self._routes.get(session.script)
         if handler is None:
-            # closing makes AGI() fail with AGISTATUS=FAILURE; the dialplan falls back to the queue
+            # a bare close reads as AGISTATUS=SUCCESS in res_agi; FAILURE makes the dialplan fall back
             log.warning("agi_unknown_script", script=session.script, request=env.get("agi_request", "")[:200])
+            writer.write(FAILURE_LINE)
             return
         started = time.monotonic()
         self._sessions += 1
@@ -487,10 +570,12 @@ class FastAgiServer:
             outcome = "hangup"
         except asyncio.CancelledError:
             outcome = "cancelled"
+            session.abandon("server stopping")
             raise
         except Exception:
             outcome = "failed"
             log.exception("agi_handler_failed", script=session.script, uniqueid=session.uniqueid)
+            session.abandon("handler failed")  # FAILURE: the dialplan's fallback takes the caller
         finally:
             self._sessions -= 1
             log.info("agi_session_ended", script=session.script, uniqueid=session.uniqueid,
@@ -500,7 +585,10 @@ class FastAgiServer:
         if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(getattr(handler, "__call__", None)):
             await handler(session)
             return
-        # plain function: off the loop, so it may block (it talks to Asterisk through session.sync)
-        result = await asyncio.get_running_loop().run_in_executor(None, handler, session)
+        # plain function: off the loop, so it may block (it talks to Asterisk through session.sync);
+        # on threads of its own, so vosk or DNS lookups in the default executor never make callers wait
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.plain_workers, thread_name_prefix="agi-plain")
+        result = await asyncio.get_running_loop().run_in_executor(self._executor, handler, session)
         if inspect.isawaitable(result):
             await result

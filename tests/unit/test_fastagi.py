@@ -12,6 +12,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from wire.fastagi import (
+    MAX_ENV_BYTES,
+    AgiBroken,
     AgiError,
     AgiHangup,
     AgiReply,
@@ -243,11 +245,18 @@ async def test_routing_with_leading_slash(server: FastAgiServer) -> None:
     assert await outcome(fut) == "survey"
 
 
-async def test_unknown_script_closes_connection_and_logs(server: FastAgiServer) -> None:
+async def test_unknown_script_sends_failure_then_closes_and_logs(server: FastAgiServer) -> None:
+    """A bare close reads as AGISTATUS=SUCCESS in res_agi; only a FAILURE line fails AGI() (issue 14.2)."""
     with capture_logs() as logs:
         f = await FakeAsteriskAgi().connect(server.port, script="nope?x=1")
-        assert await f.wait_closed(1) == b""
+        assert await f.wait_closed(1) == b"FAILURE\n"
     assert any(e["event"] == "agi_unknown_script" and e["script"] == "nope" for e in logs)
+
+
+async def test_routing_with_trailing_slash(server: FastAgiServer) -> None:
+    fut = recorder(server, "inbound", lambda s: asyncio.sleep(0, s.script))
+    await FakeAsteriskAgi().connect(server.port, script="inbound/?x=1")
+    assert await outcome(fut) == "inbound"
 
 
 # ---------------------------------------------------------------- plain handlers
@@ -267,8 +276,25 @@ async def test_plain_handler_runs_in_executor(server: FastAgiServer) -> None:
     assert done.is_set() and seen == {"thread": True, "value": "张三"}
 
 
+async def test_plain_handlers_do_not_wait_for_a_busy_default_executor(server: FastAgiServer) -> None:
+    """The loop's default executor (6 threads here) busy with slow work must not keep callers in silence."""
+    loop = asyncio.get_running_loop()
+    release = threading.Event()
+    busy = [loop.run_in_executor(None, release.wait, 5) for _ in range(64)]
+    ran = threading.Event()
+    server.route("plain", lambda s: ran.set())
+    try:
+        f = await FakeAsteriskAgi().connect(server.port, script="plain")
+        await f.wait_closed(2)
+        assert ran.is_set(), "the plain handler waited behind the default executor"
+    finally:
+        release.set()
+        await asyncio.gather(*busy)
+
+
 # ---------------------------------------------------------------- timeouts
-async def test_per_command_timeout_and_late_reply_is_dropped() -> None:
+async def test_after_a_command_timeout_the_session_fails_and_sends_nothing_more() -> None:
+    """Issue 14.1: a timed-out session is out of step; it says FAILURE (dialplan fallback) and closes."""
     srv = FastAgiServer("127.0.0.1", 0, command_timeout=0.2)
     await srv.start()
     try:
@@ -277,37 +303,118 @@ async def test_per_command_timeout_and_late_reply_is_dropped() -> None:
             with pytest.raises(AgiTimeout):
                 await s.get_variable("SLOW")
             took = time.monotonic() - t0
-            return took, await s.get_variable("FAST")
+            with pytest.raises(AgiBroken):
+                await s.get_variable("FAST")
+            return took
 
         fut = recorder(srv, "inbound", body)
         f = await FakeAsteriskAgi().connect(srv.port)
         await f.expect("GET VARIABLE SLOW")
-        await f.expect("GET VARIABLE FAST")
-        await f.answer("200 result=1 (slow)", "200 result=1 (fast)")
-        took, fast = await outcome(fut)
-        assert took < 1.0 and fast == "fast"
+        assert await outcome(fut) < 1.0
+        assert await f.wait_closed(2) == b"FAILURE\n"  # nothing but the failure line after the timeout
     finally:
         await srv.stop(0.2)
 
 
-async def test_timeout_in_the_middle_of_a_520_block_does_not_shift() -> None:
+async def test_timeout_in_the_middle_of_a_520_block_breaks_the_session() -> None:
     srv = FastAgiServer("127.0.0.1", 0, command_timeout=0.2)
     await srv.start()
     try:
         async def body(s: AgiSession) -> Any:
             with pytest.raises(AgiTimeout):
-                await s.command("GET DATA")
-            return await s.get_variable("V")
+                await s.command("GET VARIABLE X")
+            with pytest.raises(AgiBroken):
+                await s.get_variable("V")
+            return "ok"
 
         fut = recorder(srv, "inbound", body)
         f = await FakeAsteriskAgi().connect(srv.port)
-        await f.expect("GET DATA")
-        await f.answer("520-Invalid command syntax.  Proper usage follows:", " Usage: GET DATA")
-        await f.expect("GET VARIABLE V")
-        await f.answer("520 End of proper usage.", "200 result=1 (v)")
-        assert await outcome(fut) == "v"
+        await f.expect("GET VARIABLE X")
+        await f.answer("520-Invalid command syntax.  Proper usage follows:", " Usage: GET VARIABLE")
+        assert await outcome(fut) == "ok"
+        assert await f.wait_closed(2) == b"FAILURE\n"
     finally:
         await srv.stop(0.2)
+
+
+async def test_a_prompt_longer_than_the_command_timeout_plays_to_the_end() -> None:
+    """Issue 14.1: a 30 s command timeout skipped whole menus whose prompt was longer; media get their own budget."""
+    srv = FastAgiServer("127.0.0.1", 0, command_timeout=0.2, media_timeout=5.0)
+    await srv.start()
+    try:
+        async def body(s: AgiSession) -> Any:
+            a = await s.stream_file("long-greeting", "12")
+            b = await s.get_data("long-menu", 100, 1)
+            return a, b
+
+        fut = recorder(srv, "inbound", body)
+        f = await FakeAsteriskAgi().connect(srv.port)
+        await f.expect("STREAM FILE long-greeting")
+        await asyncio.sleep(0.6)  # three command timeouts of playing
+        await f.answer("200 result=0 endpos=48000")
+        await f.expect("GET DATA long-menu")
+        await asyncio.sleep(0.6)
+        await f.answer("200 result=1")
+        assert await outcome(fut) == (None, ("1", False))
+    finally:
+        await srv.stop(0.2)
+
+
+async def test_a_long_prompt_still_ends_at_once_when_the_caller_hangs_up() -> None:
+    srv = FastAgiServer("127.0.0.1", 0, command_timeout=0.2, media_timeout=30.0)
+    await srv.start()
+    try:
+        fut = recorder(srv, "inbound", lambda s: s.stream_file("long-greeting", ""))
+        f = await FakeAsteriskAgi().connect(srv.port)
+        await f.expect("STREAM FILE")
+        t0 = time.monotonic()
+        await f.close()
+        assert isinstance(await outcome(fut), AgiHangup)
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        await srv.stop(0.2)
+
+
+async def test_a_peer_that_never_reads_cannot_hold_a_handler() -> None:
+    """Issue 14.4: drain() sits inside the command budget; the socket is aborted, never left open."""
+    srv = FastAgiServer("127.0.0.1", 0, command_timeout=0.3)
+    await srv.start()
+    try:
+        async def body(s: AgiSession) -> Any:
+            await s.verbose("x" * 32_000_000)  # far beyond what socket buffers take without a reader
+            return "never"
+
+        fut = recorder(srv, "inbound", body)
+        f = await FakeAsteriskAgi().connect(srv.port)
+        t0 = time.monotonic()
+        with pytest.raises(AgiTimeout):
+            await asyncio.wait_for(fut, 3)
+        assert time.monotonic() - t0 < 2.5
+        for _ in range(100):
+            if srv.active_sessions == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert srv.active_sessions == 0
+        await f.close()
+    finally:
+        await srv.stop(0.2)
+
+
+async def test_a_reply_line_over_the_limit_breaks_the_session(server: FastAgiServer) -> None:
+    """Issue 14.4: the rest of an over-long line would be read as the next reply."""
+    async def body(s: AgiSession) -> Any:
+        with pytest.raises(AgiBroken):
+            await s.get_variable("BIG")
+        with pytest.raises(AgiBroken):
+            await s.get_variable("NEXT")
+        return "ok"
+
+    fut = recorder(server, "inbound", body)
+    f = await FakeAsteriskAgi().connect(server.port)
+    await f.expect("GET VARIABLE BIG")
+    await f.answer("200 result=1 (" + "y" * 70_000 + ")")
+    assert await outcome(fut) == "ok"
+    assert (await f.wait_closed(2)).endswith(b"FAILURE\n")
 
 
 # ---------------------------------------------------------------- handler failures, lifecycle
@@ -319,7 +426,7 @@ async def test_handler_exception_is_logged_and_server_keeps_serving(server: Fast
     fut = recorder(server, "inbound", lambda s: s.get_variable("X"))
     with capture_logs() as logs:
         f1 = await FakeAsteriskAgi().connect(server.port, script="boom")
-        assert await f1.wait_closed() == b""
+        assert await f1.wait_closed() == b"FAILURE\n"  # issue 14.2: the dialplan must see AGISTATUS=FAILURE
         f2 = await FakeAsteriskAgi().connect(server.port)
         await f2.reply("GET VARIABLE X", "200 result=1 (ok)")
         assert await outcome(fut) == "ok"
@@ -364,6 +471,26 @@ async def test_stop_waits_for_grace_then_cancels() -> None:
     assert finished == ["quick"] and cancelled == ["stuck"] and srv.active_sessions == 0
     with pytest.raises(OSError):
         await FakeAsteriskAgi().open(srv.port)
+
+
+async def test_stop_cancels_quietly_and_the_cancelled_call_falls_back() -> None:
+    """Issue 14.4: stop() made asyncio log a CancelledError traceback per cancelled call."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    old = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, ctx: reported.append(ctx))
+    try:
+        srv = FastAgiServer("127.0.0.1", 0)
+        await srv.start()
+        srv.route("stuck", lambda s: s.get_variable("X"))
+        f = await FakeAsteriskAgi().connect(srv.port, script="stuck")
+        await f.expect("GET VARIABLE X")
+        await srv.stop(0.1)
+        await asyncio.sleep(0.1)
+        assert await f.wait_closed(1) == b"FAILURE\n"
+    finally:
+        loop.set_exception_handler(old)
+    assert reported == []
 
 
 # ---------------------------------------------------------------- helpers: quoting, UTF-8, parsing
@@ -422,3 +549,49 @@ async def test_command_rejects_newline_injection(server: FastAgiServer) -> None:
 def test_fake_env_is_asterisk_shaped() -> None:
     env = agi_env("inbound", args=["1"])
     assert env["agi_network_script"] == "inbound" and env["agi_arg_1"] == "1"
+
+
+# ---------------------------------------------------------------- resource caps (issue 14.3)
+async def test_environment_total_size_is_capped(server: FastAgiServer) -> None:
+    """255 lines × 60 KiB once held 334 MB for 20 peers: the whole environment is capped, not just a line."""
+    f = await FakeAsteriskAgi().open(server.port)
+    line = b"agi_x: " + b"a" * 8000 + b"\n"
+    with capture_logs() as logs:
+        try:
+            for _ in range(40):
+                await f.send_raw(line)
+        except (ConnectionError, OSError):
+            pass
+        try:
+            assert await f.wait_closed(1) == b""
+        except ConnectionResetError:  # closed with our bytes unread: a reset, also fine
+            pass
+    assert any(e["event"] == "agi_env_too_big" for e in logs)
+    assert MAX_ENV_BYTES <= 64 * 1024
+
+
+async def test_connections_still_sending_their_environment_are_capped() -> None:
+    srv = FastAgiServer("127.0.0.1", 0, env_timeout=5.0, max_pending_env=3)
+    await srv.start()
+    try:
+        slow = [await FakeAsteriskAgi().open(srv.port) for _ in range(3)]
+        for s in slow:
+            await s.send_raw(b"agi_network: yes\n")
+        await asyncio.sleep(0.1)
+        t0 = time.monotonic()
+        extra = await FakeAsteriskAgi().open(srv.port)
+        assert await extra.wait_closed(1) == b"FAILURE\n"  # refused at once, not after env_timeout
+        assert time.monotonic() - t0 < 0.5
+        for s in slow:
+            await s.close()
+        await asyncio.sleep(0.1)
+        ok: asyncio.Future[Any] = recorder(srv, "inbound", lambda s: s.get_variable("X"))
+        f = await FakeAsteriskAgi().connect(srv.port)
+        await f.reply("GET VARIABLE X", "200 result=1 (ok)")
+        assert await outcome(ok) == "ok"
+    finally:
+        await srv.stop(0.2)
+
+
+def test_environment_timeout_is_short_by_default() -> None:
+    assert FastAgiServer().env_timeout <= 2.0
