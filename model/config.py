@@ -26,15 +26,33 @@ class _M(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: the AMI accounts, each with only the rights its user needs (dialplans/templates/manager.conf.j2):
+#: the controller (calls, originate, user events), apply (reloads), the test world's robots (--sim only)
+AMI_ACCOUNTS = ("controller", "apply", "sim")
+
+
 class AmiSettings(_M):
     host: str = "127.0.0.1"
     port: int = 5038
+    #: the controller's account (calls, originate, user events, reporting; no command/system/config)
     username: str = "hotline"
-    #: The AMI secret is read from this environment variable; a demo default applies when unset.
+    #: `hotline apply`'s account (module reloads and their checks only)
+    apply_username: str = "hotline-apply"
+    #: the simulated outside world's account (demo and tests; rendered only with --sim)
+    sim_username: str = "hotline-sim"
+    #: The controller's AMI secret is read from this environment variable (the apply and sim accounts' from
+    #: this name + `_APPLY` / `_SIM`); when unset, a secret generated once per machine (model/secrets.py).
     secret_env: str = "HOTLINE_AMI_SECRET"
     connect_timeout_s: float = 5.0
     action_timeout_s: float = 10.0
     ping_interval_s: float = 5.0
+
+    def account_username(self, account: str) -> str:
+        """The AMI username of one of AMI_ACCOUNTS."""
+        return {"controller": self.username, "apply": self.apply_username, "sim": self.sim_username}[account]
+
+    def account_secret_env(self, account: str) -> str:
+        return self.secret_env if account == "controller" else f"{self.secret_env}_{account.upper()}"
 
 
 class FastAgiSettings(_M):
@@ -183,6 +201,8 @@ class Queue(_M):
     max_wait_s: int = 120
     #: callers waiting beyond which new callers overflow
     max_len: int = 0
+    #: after-call work (话后整理) after a call from this queue: no queue call for this long (s); 0: none
+    wrapup_s: int = Field(0, ge=0, le=600)
     overflow: Destination | None = None
     announce_position: bool = True
     hours: str | None = None
@@ -202,6 +222,58 @@ class Seat(_M):
 
 
 LegacyMode = Literal["merged", "dual_retained", "dual_cancelled", "branch_center", "forward", "dedicated", "parallel"]
+
+
+class AgentFeatureCodes(_M):
+    """What an agent dials on the seat phone (no call up) to change state; each answered by a short prompt."""
+
+    sign_in: str = "*51"
+    sign_out: str = "*52"
+    #: followed by the reason digit (`busy_reasons`), e.g. *531 小休; alone: the first reason
+    busy: str = "*53"
+    ready: str = "*54"
+    #: adds `wrapup_extend_s` to the running after-call work
+    extend_wrapup: str = "*55"
+
+    @field_validator("sign_in", "sign_out", "busy", "ready", "extend_wrapup")
+    @classmethod
+    def _dialable(cls, v: str) -> str:
+        if len(v) < 2 or v[0] != "*" or not v[1:].isdigit():
+            raise ValueError(f"agent feature code {v!r} must be '*' followed by digits")
+        return v
+
+
+class AgentSettings(_M):
+    """Seat agents' states (routing/agent.py): sign in/out, busy with a reason, ready, after-call work."""
+
+    #: reason digit → the word staff use (示忙 reasons); keyed after `feature_codes.busy`
+    busy_reasons: dict[str, str] = Field(default_factory=lambda: {
+        "1": "小休", "2": "就餐", "3": "培训", "4": "会议", "9": "其他"})
+    feature_codes: AgentFeatureCodes = AgentFeatureCodes()
+    #: what the extend key adds to after-call work (s)
+    wrapup_extend_s: int = Field(30, ge=1, le=600)
+    #: queue calls missed in a row (rang, not answered) that set an agent busy (未接); 0: never
+    miss_limit: int = Field(3, ge=0)
+
+    @field_validator("busy_reasons")
+    @classmethod
+    def _reason_digits(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if len(key) != 1 or not key.isdigit():
+                raise ValueError(f"busy reason key {key!r} must be one digit 0-9")
+        if not v:
+            raise ValueError("at least one busy reason is needed")
+        return v
+
+    @model_validator(mode="after")
+    def _codes_distinct(self) -> "AgentSettings":
+        codes = self.feature_codes.model_dump()
+        seen: dict[str, str] = {}
+        for name, code in codes.items():
+            if code in seen:
+                raise ValueError(f"agent feature codes {seen[code]} and {name} are both {code}")
+            seen[code] = name
+        return self
 
 
 class LegacyLine(_M):
@@ -370,6 +442,8 @@ class Config(_M):
     deadlines: dict[str, Deadline] = Field(default_factory=dict)
     #: transfer no-answer time before the caller returns to the agent (s)
     transfer_timeout_s: int = 20
+    #: seat agents' states, feature codes and busy reasons (each queue's `members` are the seats that may serve it)
+    agents: AgentSettings = AgentSettings()
 
     @model_validator(mode="after")
     def _general_queue_exists(self) -> "Config":
