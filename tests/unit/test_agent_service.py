@@ -1,0 +1,153 @@
+"""The agents' AMI adapter (routing/agent_service.py) against a fake AMI peer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from model.loading import load_config
+from routing.agent import AgentState, Refused, SetBusy, SignOut
+from routing.agent_service import AgentService
+
+S = AgentState
+
+
+class FakeAmi:
+    def __init__(self) -> None:
+        self.actions: list[tuple[str, dict[str, Any]]] = []
+        self.handlers: dict[str, list[Any]] = {}
+
+    def on_event(self, name: str, cb: Any) -> None:
+        self.handlers.setdefault(name.lower(), []).append(cb)
+
+    async def action(self, name: str, timeout: float | None = None, raise_on_error: bool = True,
+                     **headers: Any) -> dict[str, str]:
+        self.actions.append((name, headers))
+        return {"Response": "Success"}
+
+    def push(self, **ev: str) -> None:
+        for cb in self.handlers.get(ev["Event"].lower(), []):
+            assert cb(dict(ev)) is None
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        return [h for n, h in self.actions if n == name]
+
+
+class Clock:
+    now = 5000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def cfg():
+    c = load_config("config/hotline.yaml")
+    c.queues["general"].wrapup_s = 20
+    return c
+
+
+async def service(cfg, saved=None):
+    ami, clock, saves = FakeAmi(), Clock(), []
+
+    async def save(snap, actions):
+        saves.append((snap, actions))
+
+    svc = AgentService(ami, cfg, clock=clock, save=save, tick_s=0.01)
+    svc.attach()
+    svc.start_from(saved)
+    await svc.start()
+    await svc.drain()
+    return svc, ami, clock, saves
+
+
+async def test_first_start_signs_in_every_configured_member_with_state_interface(cfg):
+    svc, ami, _, saves = await service(cfg)
+    adds = {(h["Queue"], h["Interface"]) for h in ami.named("QueueAdd")}
+    assert adds == {("hotline-general", "PJSIP/1001"), ("hotline-general", "PJSIP/1002"),
+                    ("hotline-overflow", "PJSIP/1002"), ("hotline-expert", "PJSIP/1003"),
+                    ("hotline-line_12333", "PJSIP/1003")}
+    h = ami.named("QueueAdd")[0]
+    assert h["StateInterface"] == h["Interface"] and h["MemberName"] == "1001" and h["Paused"] == "false"
+    assert {s["agent"]: s["state"] for s, _ in saves} == {"1001": "ready", "1002": "ready", "1003": "ready"}
+    await svc.stop()
+
+
+async def test_saved_state_is_restored_not_reset(cfg):
+    saved = {"1001": {"agent": "1001", "state": "busy", "reason": "就餐", "since": 1.0, "queues": ["general"],
+                      "paused": True},
+             "1002": {"agent": "1002", "state": "signed_out", "reason": "", "since": 1.0, "queues": []}}
+    svc, ami, _, _ = await service(cfg, saved)
+    assert svc.agents["1001"].state is S.BUSY and svc.agents["1002"].state is S.SIGNED_OUT
+    assert svc.agents["1003"].state is S.SIGNED_OUT  # saved agents exist: nobody is signed in by default
+    assert ami.named("QueueAdd") == []  # nothing sent until Asterisk says it is up
+    ami.push(Event="FullyBooted")
+    await svc.drain()
+    assert [(h["Queue"], h["Paused"], h["Reason"]) for h in ami.named("QueueAdd")] == [
+        ("hotline-general", "true", "就餐")]
+    assert ami.named("QueuePause")[-1]["Paused"] == "true"
+    await svc.stop()
+
+
+async def test_feature_codes_drive_the_machine_and_send_pause_with_reason(cfg):
+    svc, ami, _, saves = await service(cfg)
+    out = await svc.feature("1001", "*53", "2")
+    assert svc.agents["1001"].state is S.BUSY and svc.agents["1001"].reason == "就餐"
+    assert ami.named("QueuePause")[-1] == {"Interface": "PJSIP/1001", "Paused": "true", "Reason": "就餐"}
+    await svc.feature("1001", "*54")
+    assert ami.named("QueuePause")[-1]["Paused"] == "false"
+    await svc.feature("1001", "*52")
+    assert ami.named("QueueRemove")[-1] == {"Queue": "hotline-general", "Interface": "PJSIP/1001"}
+    assert saves[-1][0]["state"] == "signed_out"
+    out = await svc.feature("1001", "*54")
+    assert isinstance(out[0], Refused)
+    with pytest.raises(ValueError):
+        await svc.feature("1001", "*99")
+    await svc.stop()
+
+
+async def test_queue_events_make_wrap_up_which_ends_by_the_timer(cfg):
+    svc, ami, clock, _ = await service(cfg)
+    ami.push(Event="AgentCalled", Queue="hotline-general", Interface="PJSIP/1001", Linkedid="L1")
+    ami.push(Event="AgentConnect", Queue="hotline-general", Interface="PJSIP/1001", Linkedid="L1")
+    await svc.drain()
+    assert svc.agents["1001"].state is S.TALKING
+    assert ami.named("QueuePause")[-1] == {"Interface": "PJSIP/1001", "Paused": "true", "Reason": "话后整理"}
+    ami.push(Event="AgentComplete", Queue="hotline-general", Interface="PJSIP/1001", Linkedid="L1")
+    await svc.drain()
+    assert svc.agents["1001"].state is S.WRAP_UP
+    await asyncio.sleep(0.05)
+    assert svc.agents["1001"].state is S.WRAP_UP
+    clock.now += 20
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if svc.agents["1001"].state is S.READY:
+            break
+    await svc.drain()
+    assert svc.agents["1001"].state is S.READY and ami.named("QueuePause")[-1]["Paused"] == "false"
+    await svc.stop()
+
+
+async def test_ring_no_answer_counts_and_events_of_other_queues_or_phones_are_ignored(cfg):
+    svc, ami, _, saves = await service(cfg)
+    for _ in range(3):
+        ami.push(Event="AgentCalled", Queue="hotline-general", Interface="PJSIP/1002")
+        ami.push(Event="AgentRingNoAnswer", Queue="hotline-general", Interface="PJSIP/1002")
+    ami.push(Event="AgentCalled", Queue="other", Interface="PJSIP/1001")
+    ami.push(Event="AgentCalled", Queue="hotline-general", Interface="PJSIP/9999")
+    await svc.drain()
+    assert svc.agents["1002"].state is S.BUSY and svc.agents["1002"].reason == "未接"
+    assert svc.agents["1001"].state is S.READY
+    await svc.stop()
+
+
+async def test_a_supervisor_command_is_recorded_with_who_and_why(cfg):
+    svc, ami, _, saves = await service(cfg)
+    out = await svc.command("1003", SignOut(Clock.now, by="班长王", why="强制签出：培训"))
+    assert out[-1].by == "班长王" and out[-1].why == "强制签出：培训"
+    assert saves[-1][1][-1].by == "班长王"
+    with pytest.raises(KeyError):
+        await svc.command("7777", SetBusy(0, "x"))
+    await svc.stop()
