@@ -115,7 +115,10 @@ def test_logrotate_names_the_files_the_sandbox_writes() -> None:
 def test_logrotate_accepts_the_file(tmp_path: Path) -> None:
     exe = shutil.which("logrotate") or ("/usr/sbin/logrotate" if Path("/usr/sbin/logrotate").exists() else None)
     require(exe is not None, "logrotate is not installed")
-    r = subprocess.run([str(exe), "-d", "-s", str(tmp_path / "state"), str(LOGROTATE)],
+    conf = tmp_path / "hotline12345"  # installed 0644 (logrotate ignores a group-writable file)
+    shutil.copyfile(LOGROTATE, conf)
+    conf.chmod(0o644)
+    r = subprocess.run([str(exe), "-d", "-s", str(tmp_path / "state"), str(conf)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "error" not in r.stderr.lower(), r.stderr
 
