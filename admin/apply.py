@@ -22,12 +22,14 @@ import structlog
 
 from admin.check import check_config, problem_dict, render_files
 from admin.live_config import notify_controller
+from admin.reload import (MANAGER, RELOADS, RESTART_ONLY, AmiLike, StepResult, reload_commands,  # noqa: F401
+                          reload_module, verify_loaded)
 from ivr.prompts import RECORDINGS, build_prompts, missing_prompts
 from model.config import Config
 from model.loading import Lines, Problem
 from model.secrets import SecretMissing, seat_secret, state_dir
 from model.secrets import ami_secret as read_ami_secret
-from routing.dialplan import CUSTOM_DIR, asterisk_queue
+from routing.dialplan import CUSTOM_DIR
 from wire.conf import parse
 
 log = structlog.get_logger("hotline.admin.apply")
@@ -43,17 +45,6 @@ class SandboxLike(Protocol):
     def layout(self) -> Any: ...
 
     def install_config(self, files: dict[str, str]) -> None: ...
-
-
-class AmiLike(Protocol):
-    async def action(self, name: str, **headers: Any) -> dict[str, Any]: ...
-
-
-@dataclass
-class StepResult:
-    name: str
-    ok: bool
-    detail: str = ""
 
 
 @dataclass
@@ -81,33 +72,6 @@ class ApplyResult:
                 "steps": [asdict(s) for s in self.steps], "failed_step": self.failed_step, "message": self.message,
                 "backup_dir": str(self.backup_dir) if self.backup_dir else None, "rolled_back": self.rolled_back,
                 "needs_restart": self.needs_restart, "controller": self.controller}
-
-
-#: file → the reload that makes Asterisk read it, in the order they run. manager.conf last: it may drop our link.
-RELOADS: list[tuple[str, str]] = [
-    ("pjsip.conf", "module reload res_pjsip.so"),
-    ("queues.conf", "module reload app_queue.so"),
-    ("features.conf", "module reload features"),
-    ("rtp.conf", "module reload res_rtp_asterisk.so"),
-    ("musiconhold.conf", "moh reload"),
-    ("logger.conf", "logger reload"),
-    ("cdr.conf", "module reload cdr"),
-    ("cdr_custom.conf", "module reload cdr_custom.so"),
-    ("cdr_manager.conf", "module reload cdr_manager.so"),
-    ("extensions.conf", "dialplan reload"),
-    ("manager.conf", "manager reload"),
-]
-#: read only at start-up
-RESTART_ONLY = ("asterisk.conf", "modules.conf")
-
-
-def reload_commands(changed: list[str]) -> tuple[list[str], list[str]]:
-    """(CLI reload commands for the changed files, files that only take effect at a restart)."""
-    names = set(changed)
-    if any(n.startswith(("custom/", "sim/")) for n in names):
-        names.add("extensions.conf")
-    cmds = [cmd for f, cmd in RELOADS if f in names]
-    return cmds, [f for f in RESTART_ONLY if f in names]
 
 
 _SECRET_LINE = re.compile(r"^(\s*(?:password|secret)\s*=\s*).*$", re.IGNORECASE)
@@ -182,46 +146,6 @@ def resolve_seat_secrets(config: Config, installed: Mapping[str, bytes],
     return out
 
 
-def command_output(resp: Mapping[str, Any]) -> str:
-    """The text of an AMI `Command` response (wire.ami joins its output lines under `Output`)."""
-    return str(resp.get("Output") or "")
-
-
-async def ami_command(ami: AmiLike, command: str) -> str:
-    """Run one CLI command over AMI; raise RuntimeError when Asterisk refuses it."""
-    resp = await ami.action("Command", Command=command)
-    if str(resp.get("Response", "")).lower() == "error":
-        raise RuntimeError(f"Asterisk refused `{command}`: {resp.get('Message', 'error')}")
-    out = command_output(resp)
-    bad = ("No such command", "No such module", "Unable to reload", "not found", "failed to reload",
-           "Unknown module", "not properly initialized")
-    if command.endswith(("reload", ".so")) or "reload" in command:
-        for b in bad:
-            if b.lower() in out.lower():
-                raise RuntimeError(f"`{command}` failed: {out.strip()[:300]}")
-    return out
-
-
-async def verify_loaded(config: Config, ami: AmiLike) -> list[StepResult]:
-    """Ask Asterisk what it loaded: our inbound extension, every queue, every seat endpoint."""
-    results = []
-    out = await ami_command(ami, "dialplan show hotline-inbound")
-    ok = "_X." in out and "no such context" not in out.lower()
-    results.append(StepResult("verify dialplan hotline-inbound", ok,
-                              "" if ok else "the inbound context has no _X. extension after the reload"))
-    for name in config.queues:
-        qn = asterisk_queue(name)
-        out = await ami_command(ami, f"queue show {qn}")
-        ok = qn in out and "no such queue" not in out.lower()
-        results.append(StepResult(f"verify queue {qn}", ok, "" if ok else f"Asterisk does not know queue {qn}"))
-    if config.seats:
-        out = await ami_command(ami, "pjsip show endpoints")
-        missing = [ext for ext in config.seats if not re.search(rf"Endpoint:\s+{re.escape(ext)}\b", out)]
-        results.append(StepResult("verify pjsip endpoints", not missing,
-                                  "" if not missing else f"endpoints missing after reload: {', '.join(missing)}"))
-    return results
-
-
 def _write_bytes_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.restore")
@@ -251,15 +175,17 @@ async def apply_config(config: Config, sandbox: SandboxLike, ami: AmiLike | None
                        custom_dir: Path = CUSTOM_DIR, environ: Mapping[str, str] | None = None,
                        with_sim: bool | None = None, config_file: str = "<config>", lines: Lines | None = None,
                        prompts_dir: Path | None = None, backup_root: Path | None = None,
-                       ami_secret: str | None = None, reach_controller: bool = False,
+                       ami_secret: str | None = None, ami_secrets: Mapping[str, str] | None = None,
+                       reach_controller: bool = False,
                        snapshot_dir: Path | None = None, controller_timeout_s: float = 5.0,
                        prompts_build_dir: Path | None = None) -> ApplyResult:
     """Render → diff → check → back up → write atomically → reload → verify; on failure restore and reload.
 
-    Nothing on disk changes unless check is clean. Reloads are `dialplan reload`,
-    `module reload app_queue.so` / `res_pjsip.so` / `features` and friends: none of
-    them hangs up a live channel. `manager reload` runs last and only when
-    manager.conf changed, since it can drop the AMI link we reload through.
+    Nothing on disk changes unless check is clean. Reloads are AMI `Reload` of `pbx_config.so`,
+    `app_queue.so`, `res_pjsip.so`, `features` and friends: none of them hangs up a live
+    channel. `manager` is reloaded last and only when manager.conf changed, since it can
+    drop the AMI link we reload through. `ami_secret`: the controller's AMI secret;
+    `ami_secrets`: the apply and sim accounts' (both default to model.secrets).
     `with_sim` None keeps whatever the running dialplan has (the e2e simulation includes).
     `reach_controller`: then hand the configuration to the running controller too (admin/live_config.py) and
     fail, saying so, when it did not take it (`hotline apply` always does; the files stay applied).
@@ -278,9 +204,12 @@ async def apply_config(config: Config, sandbox: SandboxLike, ami: AmiLike | None
         with_sim = '#include "sim/*.conf"' in current_ext
     if ami_secret is None:
         ami_secret = read_ami_secret(config)
+    if ami_secrets is None:
+        ami_secrets = {acc: read_ami_secret(config, acc) for acc in ("apply", "sim") if acc == "apply" or with_sim}
     try:
         probe_names = set(render_files(config, {k: "x" for k in config.seats}, ami_secret=ami_secret,
-                                       with_sim=with_sim, layout=sandbox.layout, custom_dir=custom_dir))
+                                       with_sim=with_sim, layout=sandbox.layout, custom_dir=custom_dir,
+                                       ami_secrets=ami_secrets))
     except Exception as e:  # noqa: BLE001
         res.failed_step, res.message = "render", f"the configuration does not render: {type(e).__name__}: {e}"
         res.steps.append(StepResult("render", False, res.message))
@@ -291,7 +220,7 @@ async def apply_config(config: Config, sandbox: SandboxLike, ami: AmiLike | None
     # apply refuses before anything is written
     placeholders = {ext: "no-secret-never-installed" for ext in config.seats}
     files = render_files(config, {**placeholders, **secrets}, ami_secret=ami_secret, with_sim=with_sim,
-                         layout=sandbox.layout, custom_dir=custom_dir)
+                         layout=sandbox.layout, custom_dir=custom_dir, ami_secrets=ami_secrets)
     res.steps.append(StepResult("render", True, f"{len(files)} files"))
     # ---------------------------------------------------------------- diff
     old_text = {k: _text(v) for k, v in before.items()}
@@ -313,7 +242,7 @@ async def apply_config(config: Config, sandbox: SandboxLike, ami: AmiLike | None
     cmds, res.needs_restart = reload_commands(res.changed + res.removed)
     if dry_run:
         res.ok = True
-        res.message = ("dry run: nothing written; would run " + ", ".join(f"`{c}`" for c in cmds)) if cmds \
+        res.message = ("dry run: nothing written; would reload " + ", ".join(f"`{c}`" for c in cmds)) if cmds \
             else "dry run: Asterisk already runs this configuration"
         return res
     # ---------------------------------------------------------------- prompts (before anything plays them)
@@ -363,16 +292,15 @@ async def apply_config(config: Config, sandbox: SandboxLike, ami: AmiLike | None
         return await _rollback(res, "write", f"writing the files failed: {e}", etc, before, written,
                                res.removed, ami, cmds, reload_after=False)
     # ---------------------------------------------------------------- reload
-    # `manager reload` can drop the very link we reload and verify through: it runs after verification.
-    manager_last = [c for c in cmds if c == "manager reload"]
-    for cmd in [c for c in cmds if c != "manager reload"]:
+    # reloading `manager` can drop the very link we reload and verify through: it runs after verification.
+    manager_last = [c for c in cmds if c == MANAGER]
+    for cmd in [c for c in cmds if c != MANAGER]:
         try:
-            out = await ami_command(ami, cmd)
+            out = await reload_module(ami, cmd)
         except Exception as e:  # noqa: BLE001
-            return await _rollback(res, f"reload: {cmd}", f"`{cmd}` failed: {e}", etc, before, written,
-                                   res.removed, ami, cmds)
+            return await _rollback(res, f"reload: {cmd}", str(e), etc, before, written, res.removed, ami, cmds)
         res.steps.append(StepResult(f"reload: {cmd}", True, out.strip()[:200]))
-        log.info("apply_reloaded", command=cmd)
+        log.info("apply_reloaded", module=cmd)
     # ---------------------------------------------------------------- verify
     try:
         checks = await verify_loaded(config, ami)
@@ -386,13 +314,13 @@ async def apply_config(config: Config, sandbox: SandboxLike, ami: AmiLike | None
                                res.removed, ami, cmds)
     for cmd in manager_last:
         try:
-            await ami_command(ami, cmd)
+            await reload_module(ami, cmd)
             res.steps.append(StepResult(f"reload: {cmd}", True))
         except Exception as e:  # noqa: BLE001 - the link may drop as AMI users are reloaded; the files are right
             res.steps.append(StepResult(f"reload: {cmd}", True, f"AMI link dropped during the reload ({e}); "
                                         "reconnect with the new secret"))
     res.ok = True
-    res.message = f"applied: {len(res.changed)} file(s) changed, reloaded with " + ", ".join(f"`{c}`" for c in cmds)
+    res.message = f"applied: {len(res.changed)} file(s) changed, reloaded " + ", ".join(f"`{c}`" for c in cmds)
     if res.needs_restart:
         res.message += f"; {', '.join(res.needs_restart)} take effect only at the next Asterisk restart"
     log.info("apply_done", changed=len(res.changed))
@@ -454,14 +382,15 @@ async def _rollback(res: ApplyResult, step: str, why: str, etc: Path, before: Ma
     if reload_after:
         for cmd in cmds:
             try:
-                await ami_command(ami, cmd)
+                await reload_module(ami, cmd)
             except Exception as e:  # noqa: BLE001
                 again.append(f"`{cmd}` ({e})")
     res.steps.append(StepResult("rollback", not again, "previous files restored" +
                                 (f"; reload after restore failed: {', '.join(again)}" if again else "")))
     res.message = f"{step} failed: {why}. The previous files are back in place"
     res.message += (" and Asterisk reloaded them" if reload_after and not again else
-                    "" if not reload_after else f", but reloading them failed: {', '.join(again)}; run those by hand")
+                    "" if not reload_after else f", but reloading them failed: {', '.join(again)}; reload those by hand "
+                    "(`asterisk -rx 'module reload MODULE'`)")
     return res
 
 

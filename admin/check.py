@@ -196,14 +196,19 @@ def custom_problems(files: Mapping[str, str], custom_dir: Path) -> list[Problem]
 
 def render_files(config: Config, seat_secrets: Mapping[str, str], *, ami_secret: str, with_sim: bool = False,
                  layout: Any = None, custom_dir: Path = CUSTOM_DIR,
-                 carrier_secrets_: Mapping[str, str] | None = None) -> dict[str, str]:
+                 carrier_secrets_: Mapping[str, str] | None = None,
+                 ami_secrets: Mapping[str, str] | None = None) -> dict[str, str]:
     """Rendered files plus the admin's custom/*.conf, exactly what goes into Asterisk's etc dir.
 
     Carriers' secrets: `carrier_secrets_`, else read from the environment (SecretMissing when absent).
+    `ami_secret` is the controller's; `ami_secrets` the other AMI accounts' ("apply", "sim"): without
+    them, manager.conf holds the controller's account only (fine for check, never for an install).
     """
     carriers = dict(carrier_secrets(config) if carrier_secrets_ is None else carrier_secrets_)
+    others = ami_secrets or {}
     inputs = RenderInputs(ami_secret=ami_secret, seat_secrets=dict(seat_secrets), with_sim=with_sim,
-                          layout=layout or Layout(), carrier_secrets=carriers)
+                          layout=layout or Layout(), carrier_secrets=carriers,
+                          ami_apply_secret=others.get("apply", ""), ami_sim_secret=others.get("sim", ""))
     files = render(config, inputs)
     files.update(custom_files(custom_dir))
     return files
@@ -247,7 +252,8 @@ def check_config(config: Config, *, file: str = "<config>", lines: Lines | None 
     if files is None:
         try:
             files = render_files(config, {k: "check" for k in config.seats}, ami_secret="check",
-                                 custom_dir=custom_dir, carrier_secrets_={k: "check" for k in config.carriers})
+                                 custom_dir=custom_dir, carrier_secrets_={k: "check" for k in config.carriers},
+                                 ami_secrets={"apply": "check", "sim": "check"})
         except Exception as e:  # noqa: BLE001 - a template error is a finding, not a crash
             problems.append(Problem(file, None, "render", f"the Asterisk files do not render: {type(e).__name__}: {e}"))
             files = None

@@ -43,7 +43,7 @@ from hotline.cli_base import (
 )
 from hotline.sandbox import Sandbox, SandboxError
 from model.config import Config
-from model.secrets import ami_secret
+from model.secrets import ami_secret, ami_secrets
 from routing.dialplan import CUSTOM_DIR
 from routing.numberplan import transition_calendar
 from wire.ami import AmiClient
@@ -221,7 +221,8 @@ def render_cmd(config_path: str | None, out: Path, sim: bool) -> None:
     secrets = resolve_seat_secrets(cfg, {})
     missing = [ext for ext in cfg.seats if ext not in secrets]
     secrets.update({ext: "CHANGE-ME" for ext in missing})
-    files = render_files(cfg, secrets, ami_secret=ami_secret(cfg), with_sim=sim)
+    files = render_files(cfg, secrets, ami_secret=ami_secret(cfg), with_sim=sim,
+                         ami_secrets=ami_secrets(cfg, with_sim=sim))
     try:
         written = write_rendered(files, out)
     except OSError as e:
@@ -284,23 +285,31 @@ def apply_cmd(config_path: str | None, as_json: bool, dry_run: bool, yes: bool, 
 
 
 async def _apply_live(cfg: Config, sb: Any, kwargs: dict[str, Any]) -> ApplyResult:
+    """Apply over apply's own AMI account (reloads only). An Asterisk still running the manager.conf from
+    before the accounts were split knows only the controller's user: that one then does this first apply,
+    which installs the split accounts (reloading manager last)."""
     a = cfg.asterisk.ami
-    ami = AmiClient(a.host, a.port, a.username, ami_secret(cfg))
-    try:
-        await ami.start()
+    tried: list[str] = []
+    for account in ("apply", "controller"):
+        user = a.account_username(account)
+        ami = AmiClient(a.host, a.port, user, ami_secret(cfg, account))
         try:
-            await asyncio.wait_for(ami.wait_connected(), timeout=a.connect_timeout_s)
-        except (asyncio.TimeoutError, TimeoutError):
-            return ApplyResult(ok=False, dry_run=False, failed_step="connect",
-                                     message=f"AMI at {a.host}:{a.port} did not accept user {a.username} within "
-                                             f"{a.connect_timeout_s:g} s (is ${a.secret_env} the secret Asterisk "
-                                             "runs with?); nothing was changed")
-        return await apply_config(cfg, sb, ami, dry_run=False, reach_controller=True, **kwargs)
-    finally:
-        try:
-            await ami.close()
-        except Exception:  # noqa: BLE001 - closing a dead link is not news
-            pass
+            await ami.start()
+            try:
+                await asyncio.wait_for(ami.wait_connected(), timeout=a.connect_timeout_s)
+            except (asyncio.TimeoutError, TimeoutError):
+                tried.append(f"{user} (${a.account_secret_env(account)} or its generated secret)")
+                continue
+            return await apply_config(cfg, sb, ami, dry_run=False, reach_controller=True, **kwargs)
+        finally:
+            try:
+                await ami.close()
+            except Exception:  # noqa: BLE001 - closing a dead link is not news
+                pass
+    return ApplyResult(ok=False, dry_run=False, failed_step="connect",
+                       message=f"AMI at {a.host}:{a.port} accepted none of the users {', '.join(tried)} within "
+                               f"{a.connect_timeout_s:g} s each (are these the secrets Asterisk runs with?); "
+                               "nothing was changed")
 
 
 def _report(res: ApplyResult, as_json: bool) -> None:

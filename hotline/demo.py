@@ -22,9 +22,10 @@ from hotline.controller import Controller
 from hotline.install import install_everything
 from model.contract import Context, Event
 from model.privacy import mask_number
-from model.secrets import seat_secret, state_dir
+from model.secrets import ami_secret, seat_secret, state_dir
 from hotline.sandbox import Sandbox, SandboxError
 from hotline.sipseat import BaresipSeat, SeatError
+from wire.ami import AmiClient
 
 STATE = state_dir()
 
@@ -56,6 +57,7 @@ async def run_demo(cfg: Config, sb: Sandbox, *, once: bool = False) -> int:
     click.echo("Asterisk 22 is up.", err=True)
     controller = Controller.for_sandbox(cfg, sb, store_url=store_url)
     seat: BaresipSeat | None = None
+    robot_ami: AmiClient | None = None
     code = 0
     try:
         await controller.start()
@@ -66,7 +68,13 @@ async def run_demo(cfg: Config, sb: Sandbox, *, once: bool = False) -> int:
         await asyncio.to_thread(seat.wait_registered, 15)
         click.echo(f"Seat {seat_ext} (baresip) registered; placing the demo call to {cfg.center.number}…", err=True)
 
-        robot = await CallRobot(controller.ami, number=cfg.center.number, caller="13800138000").dial()
+        # the scripted caller keys DTMF and watches the dialplan run: the sim account (rendered with --sim),
+        # never the controller's (it sees no dtmf/agi/dialplan events)
+        a = cfg.asterisk.ami
+        robot_ami = AmiClient(a.host, a.port, a.sim_username, ami_secret(cfg, "sim"))
+        await robot_ami.start()
+        await robot_ami.wait_connected(10)
+        robot = await CallRobot(robot_ami, number=cfg.center.number, caller="13800138000").dial()
         await robot.wait_step("menu:main", 20)
         await robot.press("1")
         await robot.wait_for(lambda e: e.get("Event") == "AgentConnect", 40)
@@ -98,6 +106,8 @@ async def run_demo(cfg: Config, sb: Sandbox, *, once: bool = False) -> int:
     finally:
         if seat:
             seat.stop()
+        if robot_ami is not None:
+            await robot_ami.close()
         await controller.stop()
         sb.stop()
     return code

@@ -37,7 +37,8 @@ def install_everything(cfg: Config, sb: Any, *, with_sim: bool, demo_secrets: bo
         demo_seat_secrets(cfg)
     files = render(cfg, RenderInputs(ami_secret=ami_secret(cfg), seat_secrets=seat_secrets(cfg),
                                      with_sim=with_sim, layout=sb.layout, carrier_secrets=carrier_secrets(cfg),
-                                     rtp_range=rtp_range))
+                                     rtp_range=rtp_range, ami_apply_secret=ami_secret(cfg, "apply"),
+                                     ami_sim_secret=ami_secret(cfg, "sim") if with_sim else ""))
     files.update(custom_files())
     sb.remove_stale(set(files))
     sb.install_config(files)

@@ -156,3 +156,33 @@ class ControlHeader(StrEnum):
     #: CONFIG_LOADED: `loaded`, `restart` (the change needs a controller restart; nothing was swapped) or `error`
     RESULT = "Result"
     DETAIL = "Detail"
+
+
+class AmiRights:
+    """What each AMI account may read and write (manager.conf classes), granted by need only.
+
+    The controller: Newchannel/Hangup/Dial*/Bridge*/transfers (call), queue and agent events (agent),
+    UserEvents (user), Cdr (cdr), FullyBooted at login (system, read only); actions Originate
+    (originate), Atxfer/PlayDTMF/Hangup (call), UserEvent (user), CoreShowChannels (reporting). Never
+    dtmf, agi or dialplan read (DTMF*, AGIExec*, Newexten and VarSet carry what callers key, self-query
+    passwords included), never command/config/system write (a shell or a file writer on the server).
+    `apply`: Reload with Module= and PJSIPShowEndpoints (system), ShowDialPlan (reporting), UserEvent
+    to the controller and its answer (user). `sim`: the test world's robots (PlayDTMF, QueueAdd) and
+    tests that watch the dialplan run; rendered only with --sim.
+    """
+
+    CONTROLLER = {"read": "system,call,agent,user,reporting,cdr", "write": "call,originate,user,reporting"}
+    APPLY = {"read": "user", "write": "system,reporting,user"}
+    SIM = {"read": "system,call,agent,user,reporting,cdr,dialplan,dtmf,agi",
+           "write": "call,originate,agent,user,reporting"}
+
+    @classmethod
+    def classes(cls) -> dict[str, dict[str, str]]:
+        return {"controller": cls.CONTROLLER, "apply": cls.APPLY, "sim": cls.SIM}
+
+
+#: events the controller's account never receives (manager.conf eventfilter, exclude by name): the
+#: DTMF/AGI/dialplan ones again (callers' digits, should a class be granted by mistake) and the RTCP
+#: reports that make up most of the AMI traffic on a busy hotline and that no ticket reads
+AMI_EXCLUDED_EVENTS = ("DTMFBegin", "DTMFEnd", "AGIExecStart", "AGIExecEnd", "AsyncAGIStart", "AsyncAGIExec",
+                       "AsyncAGIEnd", "VarSet", "Newexten", "RTCPSent", "RTCPReceived")

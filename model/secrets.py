@@ -1,9 +1,10 @@
-"""Secrets, read in one place: each seat's SIP secret and the AMI secret.
+"""Secrets, read in one place: each seat's SIP secret and the AMI accounts' secrets.
 
 Secrets never live in `config/hotline.yaml`: a seat names an environment variable
-(`secret_env`) and/or a file (`secret_file`); the AMI secret comes from
-`$HOTLINE_AMI_SECRET` (the variable `asterisk.ami.secret_env` names) or a secret
-generated once per machine into a root-only file under the state directory.
+(`secret_env`) and/or a file (`secret_file`); each AMI account's secret comes from
+`$HOTLINE_AMI_SECRET` (the variable `asterisk.ami.secret_env` names; `…_APPLY`, `…_SIM`
+for the other accounts) or a secret generated once per machine into a root-only file
+under the state directory.
 Rendering, `check`, `apply`, the CLI and the controller all read them through here.
 """
 
@@ -14,7 +15,7 @@ import secrets as _random
 from collections.abc import Mapping
 from pathlib import Path
 
-from model.config import Carrier, Config, Seat
+from model.config import AMI_ACCOUNTS, Carrier, Config, Seat
 
 #: where generated secrets and other machine state live (`$HOTLINE_STATE` overrides)
 DEFAULT_STATE_DIR = "/var/lib/hotline12345"
@@ -119,17 +120,21 @@ def seat_secrets(config: Config, environ: Mapping[str, str] | None = None, *,
     return out
 
 
-def ami_secret(config: Config) -> str:
-    """The AMI secret: from its environment variable, else one generated once for this machine.
+def ami_secret(config: Config, account: str = "controller") -> str:
+    """An AMI account's secret: from its environment variable, else one generated once for this machine.
 
-    Never a well-known default: the AMI account can originate calls and sees callers'
-    numbers. The generated secret lives in a root-only file that the controller, the
-    CLI and the rendered manager.conf all read.
+    Never a well-known default. One secret per account (model.config.AMI_ACCOUNTS), each in its
+    own root-only file (`ami.secret` for the controller, `ami-apply.secret`, `ami-sim.secret`):
+    the controller's can originate calls and sees callers' numbers, apply's can reload modules,
+    the test world's keys DTMF into calls. Supervisors hold none of them (a callback is asked of
+    the running controller). The rendered manager.conf reads them all through here.
     """
-    env = os.environ.get(config.asterisk.ami.secret_env)
+    if account not in AMI_ACCOUNTS:
+        raise ValueError(f"unknown AMI account {account!r} (one of {', '.join(AMI_ACCOUNTS)})")
+    env = os.environ.get(config.asterisk.ami.account_secret_env(account))
     if env:
         return env
-    path = state_dir() / "ami.secret"
+    path = state_dir() / ("ami.secret" if account == "controller" else f"ami-{account}.secret")
     try:
         return path.read_text().strip()
     except FileNotFoundError:
@@ -143,3 +148,8 @@ def ami_secret(config: Config) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(secret + "\n")
     return secret
+
+
+def ami_secrets(config: Config, *, with_sim: bool) -> dict[str, str]:
+    """The secrets of the accounts a rendered manager.conf holds: controller and apply, plus sim with --sim."""
+    return {acc: ami_secret(config, acc) for acc in AMI_ACCOUNTS if with_sim or acc != "sim"}

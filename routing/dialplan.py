@@ -13,7 +13,8 @@ from pathlib import Path
 import jinja2
 
 from model.config import Carrier, Config, Queue
-from model.contract import ASTERISK_QUEUE_PREFIX, Context, queue_context, template_names
+from model.contract import (AMI_EXCLUDED_EVENTS, ASTERISK_QUEUE_PREFIX, AmiRights, Context, queue_context,
+                            template_names)
 from model.destinations import Destination, DialDest, HangupDest, QueueDest, TransferDest
 from routing.outbound import allowed_patterns, carrier_match, did_map, outbound_dial
 
@@ -81,6 +82,7 @@ class Layout:
 
 @dataclass
 class RenderInputs:
+    #: the controller's AMI secret; apply's and the test world's below ("": that account is not rendered)
     ami_secret: str
     seat_secrets: dict[str, str]
     with_sim: bool = False
@@ -90,6 +92,9 @@ class RenderInputs:
     carrier_secrets: dict[str, str] = field(default_factory=dict)
     rtp_range: tuple[int, int] = (10000, 10999)
     layout: Layout = field(default_factory=Layout)
+    ami_apply_secret: str = ""
+    #: rendered only together with `with_sim`
+    ami_sim_secret: str = ""
 
 
 def dialplan_text(text: str) -> str:
@@ -155,6 +160,10 @@ def render(config: Config, inputs: RenderInputs) -> dict[str, str]:
         "noload": NOLOAD,
         "queue_prefix": ASTERISK_QUEUE_PREFIX,
         "ami_secret": inputs.ami_secret,
+        "ami_secrets": {"controller": inputs.ami_secret, "apply": inputs.ami_apply_secret,
+                        "sim": inputs.ami_sim_secret if inputs.with_sim else ""},
+        "ami_classes": AmiRights.classes(),
+        "ami_excluded_events": AMI_EXCLUDED_EVENTS,
         "secrets": inputs.seat_secrets,
         "seats": list(config.seats.items()),
         "queues": queues,

@@ -71,13 +71,27 @@ def asterisk(cfg: Config) -> Sandbox:
     sb.stop()
 
 
-@pytest_asyncio.fixture
-async def ami(cfg: Config, asterisk: Sandbox):
-    """The test's own AMI link (independent of the controller's), for robots and assertions."""
+async def _ami_as(cfg: Config, account: str) -> AmiClient:
     a = cfg.asterisk.ami
-    client = AmiClient(a.host, a.port, a.username, ami_secret(cfg))
+    client = AmiClient(a.host, a.port, a.account_username(account), ami_secret(cfg, account))
     await client.start()
     await client.wait_connected(10)
+    return client
+
+
+@pytest_asyncio.fixture
+async def ami(cfg: Config, asterisk: Sandbox):
+    """The test world's own AMI link (account `sim`, rendered only with --sim), for robots and assertions;
+    the controller connects with its own, restricted account (no dtmf/agi/dialplan events)."""
+    client = await _ami_as(cfg, "sim")
+    yield client
+    await client.close()
+
+
+@pytest_asyncio.fixture
+async def apply_ami(cfg: Config, asterisk: Sandbox):
+    """`hotline apply`'s AMI account: reloads and their checks only."""
+    client = await _ami_as(cfg, "apply")
     yield client
     await client.close()
 

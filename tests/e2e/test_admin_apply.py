@@ -24,7 +24,7 @@ def is_event(name: str, **headers: str):
     return lambda e: e.get("Event") == name and all(e.get(k) == v for k, v in headers.items())
 
 
-async def test_apply_reloads_without_dropping_a_live_call(cfg, asterisk, controller, ami, agents):
+async def test_apply_reloads_without_dropping_a_live_call(cfg, asterisk, controller, ami, apply_ami, agents):
     await agents.add("general", talk_s=25)
     robot = await CallRobot(ami, caller="13500000005").dial()
     await robot.wait_step("menu:main", 30)
@@ -34,7 +34,7 @@ async def test_apply_reloads_without_dropping_a_live_call(cfg, asterisk, control
     changed = cfg.model_copy(deep=True)
     changed.queues["apply_probe"] = Queue(name="应用验证", members=["1003"], overflow=QueueDest(queue="general"))
     changed.queues["general"].max_wait_s = 90
-    result = await apply_config(changed, asterisk, ami, dry_run=False)
+    result = await apply_config(changed, asterisk, apply_ami, dry_run=False)
     assert result.ok, result.message + "\n" + "\n".join(str(p) for p in result.problems)
     assert "queues.conf" in result.changed and "extensions.conf" in result.changed
     assert "hotline-apply_probe" in asterisk.cli("queue show hotline-apply_probe")
@@ -50,17 +50,17 @@ async def test_apply_reloads_without_dropping_a_live_call(cfg, asterisk, control
     assert t.outcome == "answered" and (t.talk_s or 0) >= 2
 
     # put the shipped configuration back for the tests after this one
-    restored = await apply_config(cfg, asterisk, ami, dry_run=False)
+    restored = await apply_config(cfg, asterisk, apply_ami, dry_run=False)
     assert restored.ok, restored.message
 
 
-async def test_broken_config_is_refused_and_nothing_changes(cfg, asterisk, ami):
+async def test_broken_config_is_refused_and_nothing_changes(cfg, asterisk, apply_ami):
     before_files = fingerprint(asterisk)
     before_plan = asterisk.cli("dialplan show hotline-route")
     broken = cfg.model_copy(deep=True)
     broken.menus["main"].options["3"] = QueueDest(queue="no_such_queue")
     broken.legacy_lines["12315"].merged_on = None
-    result = await apply_config(broken, asterisk, ami, dry_run=False)
+    result = await apply_config(broken, asterisk, apply_ami, dry_run=False)
     assert not result.ok
     assert result.failed_step == "check"
     text = "\n".join(str(p) for p in result.problems)
@@ -71,14 +71,14 @@ async def test_broken_config_is_refused_and_nothing_changes(cfg, asterisk, ami):
 
 
 async def test_apply_reaches_the_controller_a_new_legacy_line_routes_by_its_mode(cfg, asterisk, controller, ami,
-                                                                                 agents):
+                                                                                 apply_ami, agents):
     """Item 4 of "Ready for real traffic": a legacy line added to the config and applied is routed by its mode
     by the running controller (not the 12345 flow for an unknown number), without a restart."""
     from model.config import LegacyLine
 
     changed = cfg.model_copy(deep=True)
     changed.legacy_lines["12398"] = LegacyLine(name="新增热线", mode="dual_cancelled", category="求助")
-    result = await apply_config(changed, asterisk, ami, dry_run=False, reach_controller=True)
+    result = await apply_config(changed, asterisk, apply_ami, dry_run=False, reach_controller=True)
     try:
         assert result.ok, result.message + "\n" + "\n".join(str(p) for p in result.problems)
         assert "controller reloaded: generation" in result.message
@@ -96,6 +96,6 @@ async def test_apply_reaches_the_controller_a_new_legacy_line_routes_by_its_mode
         assert t.legacy_line == "12398" and t.mode == "dual_cancelled" and t.category == "求助"
         assert not t.ivr_path  # not the 12345 menu an unknown number gets
     finally:
-        restored = await apply_config(cfg, asterisk, ami, dry_run=False, reach_controller=True)
+        restored = await apply_config(cfg, asterisk, apply_ami, dry_run=False, reach_controller=True)
         assert restored.ok, restored.message
         assert "12398" not in controller.config.legacy_lines

@@ -23,6 +23,7 @@ from routing.dialplan import Layout
 SHIPPED = default_config_path()
 SECRET_ENV = {**{f"HOTLINE_SEAT_{ext}_SECRET": f"seat-pw-{ext}-k7Qm2x" for ext in ("1001", "1002", "1003")},
               "HOTLINE_AMI_SECRET": "ami-pw"}
+AMI_SECRETS = {"apply": "ami-apply-pw"}
 
 
 @pytest.fixture(autouse=True)
@@ -305,30 +306,37 @@ class FakeSandbox:
 
 
 class FakeAmi:
-    """Answers `Command` like Asterisk 22 does; `missing_queue` makes a verify step fail."""
+    """Answers apply's account like Asterisk 22 does (Reload, ShowDialPlan, QueueSummary, PJSIPShowEndpoints);
+    `Command` (a shell) is refused, as the apply account's manager.conf classes refuse it.
+    `missing_queue` makes a verify step fail, `fail_module` a reload."""
 
-    def __init__(self, cfg: Any, missing_queue: str | None = None, fail_command: str | None = None) -> None:
+    def __init__(self, cfg: Any, missing_queue: str | None = None, fail_module: str | None = None) -> None:
         self.cfg = cfg
         self.missing_queue = missing_queue
-        self.fail_command = fail_command
+        self.fail_module = fail_module
         self.commands: list[str] = []
 
     async def action(self, name: str, **headers: Any) -> dict[str, Any]:
-        assert name == "Command"
-        cmd = headers["Command"]
-        self.commands.append(cmd)
-        if cmd == self.fail_command:
-            return {"Response": "Error", "Message": "Command output follows", "Output": "Unable to reload"}
-        if cmd == "dialplan show hotline-inbound":
-            out = "[ Context 'hotline-inbound' created by 'pbx_config' ]\n  '_X.' =>  1. NoOp(hotline inbound ${EXTEN})"
-        elif cmd.startswith("queue show "):
-            q = cmd.split()[-1]
-            out = f"No such queue: {q}." if q == self.missing_queue else f"{q} has 0 calls (max unlimited) in 'rrmemory'"
-        elif cmd == "pjsip show endpoints":
-            out = "\n".join(f" Endpoint:  {ext}/{ext}   Unavailable   0 of inf" for ext in self.cfg.seats)
-        else:
-            out = ""
-        return {"Response": "Success", "Output": out}
+        assert name == "Reload", f"apply sent {name}: its AMI account may only reload and list"
+        module = headers["Module"]
+        self.commands.append(f"reload {module}")
+        if module == self.fail_module:
+            raise RuntimeError("Response: Error: No such module")  # as wire.ami raises AmiError
+        return {"Response": "Success", "Message": "Module Reloaded"}
+
+    async def action_list(self, name: str, **headers: Any) -> list[dict[str, Any]]:
+        if name == "ShowDialPlan":
+            self.commands.append(f"ShowDialPlan {headers['Context']}")
+            return [{"Event": "ListDialplan", "Context": headers["Context"], "Extension": "_X.", "Priority": "1",
+                     "Application": "NoOp"}]
+        if name == "QueueSummary":
+            q = headers["Queue"]
+            self.commands.append(f"QueueSummary {q}")
+            return [] if q == self.missing_queue else [{"Event": "QueueSummary", "Queue": q, "LoggedIn": "0"}]
+        if name == "PJSIPShowEndpoints":
+            self.commands.append("PJSIPShowEndpoints")
+            return [{"Event": "EndpointList", "ObjectType": "endpoint", "ObjectName": ext} for ext in self.cfg.seats]
+        raise AssertionError(f"apply listed {name}")
 
 
 def _snapshot(d: Path) -> dict[str, bytes]:
@@ -344,7 +352,8 @@ def installed(tmp_path: Path) -> tuple[FakeSandbox, Path]:
     (custom / "site.conf").write_text("[site-outbound]\nexten => _X.,1,Dial(PJSIP/${EXTEN}@trunk)\n")
     old = parse_config(SHIPPED.read_text(encoding="utf-8").replace("max_wait_s: 120", "max_wait_s: 90")
                        .replace("ring_s: 15", "ring_s: 10"), "old.yaml")
-    files = admin_check.render_files(old, {k: "seat-pw" for k in old.seats}, ami_secret="ami-pw", custom_dir=custom)
+    files = admin_check.render_files(old, {k: "seat-pw" for k in old.seats}, ami_secret="ami-pw", custom_dir=custom,
+                                     ami_secrets=AMI_SECRETS)
     files["custom/stale.conf"] = "[site-stale]\n"
     sb.install_config(files)
     return sb, custom
@@ -353,7 +362,8 @@ def installed(tmp_path: Path) -> tuple[FakeSandbox, Path]:
 def _apply(cfg: Any, sb: FakeSandbox, ami: FakeAmi | None, custom: Path, *, dry_run: bool = False,
            tmp: Path | None = None) -> admin_apply.ApplyResult:
     return asyncio.run(admin_apply.apply_config(cfg, sb, ami, dry_run=dry_run, custom_dir=custom, environ=SECRET_ENV,
-                                          ami_secret="ami-pw", backup_root=(tmp or sb.etc_dir.parent) / "backups"))
+                                          ami_secret="ami-pw", ami_secrets=AMI_SECRETS,
+                                          backup_root=(tmp or sb.etc_dir.parent) / "backups"))
 
 
 def test_apply_success_reloads_and_verifies(installed: tuple[FakeSandbox, Path]) -> None:
@@ -365,8 +375,8 @@ def test_apply_success_reloads_and_verifies(installed: tuple[FakeSandbox, Path])
     assert "extensions.conf" in res.changed and "custom/stale.conf" in res.removed
     assert not (sb.etc_dir / "custom/stale.conf").exists()
     assert "max_wait_s" not in res.diff or "-" in res.diff
-    assert "dialplan reload" in ami.commands and "manager reload" not in ami.commands
-    assert ami.commands.index("dialplan reload") < ami.commands.index("dialplan show hotline-inbound")
+    assert "reload pbx_config.so" in ami.commands and "reload manager" not in ami.commands
+    assert ami.commands.index("reload pbx_config.so") < ami.commands.index("ShowDialPlan hotline-inbound")
     assert res.backup_dir is not None and (res.backup_dir / "extensions.conf").is_file()
     # a second apply has nothing to do
     again = _apply(cfg, sb, FakeAmi(cfg), custom)
@@ -378,7 +388,7 @@ def test_apply_dry_run_changes_nothing(installed: tuple[FakeSandbox, Path]) -> N
     before = _snapshot(sb.etc_dir)
     cfg = load_config(SHIPPED)
     res = _apply(cfg, sb, None, custom, dry_run=True)
-    assert res.ok and res.changed and "dialplan reload" in res.message
+    assert res.ok and res.changed and "`pbx_config.so`" in res.message
     assert "+exten => s,1,Set(HOTLINE_QUEUE=general)" not in res.diff  # unchanged lines are context only
     assert _snapshot(sb.etc_dir) == before
 
@@ -407,16 +417,17 @@ def test_apply_failed_verify_rolls_back_byte_for_byte(installed: tuple[FakeSandb
     assert res.failed_step == "verify queue hotline-expert"
     assert "hotline-expert" in res.message and "previous files are back" in res.message
     assert _snapshot(sb.etc_dir) == before  # new custom file gone, stale one back, every byte the same
-    assert ami.commands.count("dialplan reload") == 2  # once for the new files, once for the restored ones
+    assert ami.commands.count("reload pbx_config.so") == 2  # once for the new files, once for the restored ones
 
 
 def test_apply_failed_reload_rolls_back(installed: tuple[FakeSandbox, Path]) -> None:
     sb, custom = installed
     before = _snapshot(sb.etc_dir)
     cfg = load_config(SHIPPED)
-    ami = FakeAmi(cfg, fail_command="module reload app_queue.so")
+    ami = FakeAmi(cfg, fail_module="app_queue.so")
     res = _apply(cfg, sb, ami, custom)
-    assert not res.ok and res.failed_step == "reload: module reload app_queue.so" and res.rolled_back
+    assert not res.ok and res.failed_step == "reload: app_queue.so" and res.rolled_back
+    assert "No such module" in res.message
     assert _snapshot(sb.etc_dir) == before
 
 
@@ -424,7 +435,7 @@ def test_apply_keeps_installed_seat_secret_when_env_lacks_it(installed: tuple[Fa
     sb, custom = installed
     cfg = load_config(SHIPPED)
     res = asyncio.run(admin_apply.apply_config(cfg, sb, None, dry_run=True, custom_dir=custom, environ={},
-                                         ami_secret="ami-pw"))
+                                         ami_secret="ami-pw", ami_secrets=AMI_SECRETS))
     assert res.ok, res.problems
     assert "pjsip.conf" not in res.changed
 
@@ -434,15 +445,15 @@ def test_apply_reloads_manager_after_verifying(installed: tuple[FakeSandbox, Pat
     cfg = load_config(SHIPPED)
     ami = FakeAmi(cfg)
     res = asyncio.run(admin_apply.apply_config(cfg, sb, ami, dry_run=False, custom_dir=custom, environ=SECRET_ENV,
-                                         ami_secret="a-new-ami-secret"))
+                                         ami_secret="a-new-ami-secret", ami_secrets=AMI_SECRETS))
     assert res.ok, res.message
-    assert ami.commands[-1] == "manager reload"
-    assert ami.commands.index("pjsip show endpoints") < ami.commands.index("manager reload")
+    assert ami.commands[-1] == "reload manager"
+    assert ami.commands.index("PJSIPShowEndpoints") < ami.commands.index("reload manager")
 
 
 def test_reload_plan_puts_manager_last() -> None:
     cmds, restart = admin_apply.reload_commands(["manager.conf", "custom/a.conf", "queues.conf", "modules.conf"])
-    assert cmds == ["module reload app_queue.so", "dialplan reload", "manager reload"]
+    assert cmds == ["app_queue.so", "pbx_config.so", "manager"]
     assert restart == ["modules.conf"]
 
 

@@ -1,0 +1,112 @@
+"""AMI least privilege: one account per need in the rendered manager.conf, one secret per account."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from model.config import AMI_ACCOUNTS
+from model.contract import AMI_EXCLUDED_EVENTS
+from model.loading import default_config_path, load_config
+from model.secrets import ami_secret, ami_secrets
+from routing.dialplan import RenderInputs, render
+from wire.conf import parse
+
+SHELL_CLASSES = {"command", "config"}
+CALLER_DIGIT_CLASSES = {"dtmf", "agi", "dialplan"}
+
+
+def manager(with_sim: bool, *, apply_secret: str = "apply-secret-0123", sim_secret: str = "sim-secret-0123"):
+    cfg = load_config(default_config_path())
+    text = render(cfg, RenderInputs(ami_secret="controller-secret-0123", seat_secrets={k: "s" * 16 for k in cfg.seats},
+                                    with_sim=with_sim, ami_apply_secret=apply_secret,
+                                    ami_sim_secret=sim_secret))["manager.conf"]
+    conf = parse(text, "manager.conf")
+    assert not conf.errors, conf.errors
+    return cfg, conf
+
+
+def classes(conf, section: str, key: str) -> set[str]:
+    sec = conf.section(section)
+    assert sec is not None, f"no [{section}] in manager.conf"
+    return set(conf.values(sec)[key].split(","))
+
+
+def test_controller_reads_and_writes_only_what_it_uses() -> None:
+    cfg, conf = manager(with_sim=False)
+    user = cfg.asterisk.ami.username
+    read, write = classes(conf, user, "read"), classes(conf, user, "write")
+    assert read == {"system", "call", "agent", "user", "reporting", "cdr"}
+    assert write == {"call", "originate", "user", "reporting"}
+    assert not read & CALLER_DIGIT_CLASSES  # the self-query password digits never reach it
+    assert not write & (SHELL_CLASSES | {"system"})
+    vals = conf.values(conf.section(user))
+    assert vals["secret"] == "controller-secret-0123"
+    assert vals["permit"].startswith("127.0.0.1/") and vals["deny"] == "0.0.0.0/0.0.0.0"
+
+
+def test_controller_has_an_exclude_only_eventfilter() -> None:
+    cfg, conf = manager(with_sim=False)
+    keys = [k for k in conf.values(conf.section(cfg.asterisk.ami.username)) if k.startswith("eventfilter")]
+    assert keys and all("action(exclude)" in k for k in keys)  # no allow-list: transfers read many event kinds
+    excluded = {k.split("name(")[1].split(")")[0] for k in keys}
+    assert excluded == set(AMI_EXCLUDED_EVENTS)
+    assert {"DTMFBegin", "DTMFEnd", "AGIExecStart", "VarSet", "Newexten", "RTCPSent"} <= excluded
+    # what tickets and transfers are built from is never filtered out
+    assert not excluded & {"Hangup", "DialBegin", "DialEnd", "AttendedTransfer", "BlindTransfer",
+                           "LocalOptimizationBegin", "UserEvent", "Cdr", "QueueCallerJoin", "AgentConnect"}
+
+
+def test_apply_account_reloads_only() -> None:
+    cfg, conf = manager(with_sim=False)
+    user = cfg.asterisk.ami.apply_username
+    assert classes(conf, user, "write") == {"system", "reporting", "user"}
+    assert classes(conf, user, "read") == {"user"}
+    assert conf.values(conf.section(user))["secret"] == "apply-secret-0123"
+
+
+def test_sim_account_only_with_sim() -> None:
+    cfg, conf = manager(with_sim=False)
+    assert conf.section(cfg.asterisk.ami.sim_username) is None
+    assert "sim-secret-0123" not in "\n".join(str(conf.values(s)) for s in conf.sections)
+    cfg, conf = manager(with_sim=True)
+    user = cfg.asterisk.ami.sim_username
+    assert CALLER_DIGIT_CLASSES <= classes(conf, user, "read")
+    assert {"agent", "call", "originate"} <= classes(conf, user, "write")
+
+
+def test_no_account_may_write_command_or_config() -> None:
+    _, conf = manager(with_sim=True)
+    users = [s for s in conf.sections if s.name != "general"]
+    assert len(users) == 3
+    for sec in users:
+        assert not set(conf.values(sec)["write"].split(",")) & SHELL_CLASSES, sec.name
+        assert conf.values(sec)["secret"]
+
+
+def test_an_account_without_a_secret_is_not_rendered() -> None:
+    cfg, conf = manager(with_sim=True, apply_secret="", sim_secret="")
+    assert [s.name for s in conf.sections if s.name != "general"] == [cfg.asterisk.ami.username]
+
+
+def test_one_generated_root_only_secret_per_account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = load_config(default_config_path())
+    monkeypatch.setenv("HOTLINE_STATE", str(tmp_path))
+    for acc in AMI_ACCOUNTS:
+        monkeypatch.delenv(cfg.asterisk.ami.account_secret_env(acc), raising=False)
+    got = {acc: ami_secret(cfg, acc) for acc in AMI_ACCOUNTS}
+    assert len(set(got.values())) == 3 and all(len(v) >= 32 for v in got.values())
+    files = {"controller": "ami.secret", "apply": "ami-apply.secret", "sim": "ami-sim.secret"}
+    for acc, name in files.items():
+        p = tmp_path / name
+        assert p.read_text().strip() == got[acc]
+        assert p.stat().st_mode & 0o777 == 0o600
+    assert {acc: ami_secret(cfg, acc) for acc in AMI_ACCOUNTS} == got  # read back, not regenerated
+    assert set(ami_secrets(cfg, with_sim=False)) == {"controller", "apply"}
+    monkeypatch.setenv("HOTLINE_AMI_SECRET_APPLY", "from-the-environment")
+    assert ami_secret(cfg, "apply") == "from-the-environment" and ami_secret(cfg) == got["controller"]
+    with pytest.raises(ValueError):
+        ami_secret(cfg, "supervisor")
+    assert os.environ.get("HOTLINE_STATE") == str(tmp_path)
