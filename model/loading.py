@@ -23,6 +23,12 @@ from model.config import Config
 #: field path (keys and list indexes) → 1-based line in the YAML file
 Lines = dict[tuple[Any, ...], int]
 
+#: Bounds checked before anything walks the document: the shipped config is ~12 KB and ~600 nodes,
+#: while a 418-byte alias bomb ("billion laughs") expands to billions of nodes (60 s, 1.4 GB in check).
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_EXPANDED_NODES = 200_000
+MAX_ALIASES = 1_000
+
 
 
 
@@ -119,6 +125,73 @@ def _locate(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], i
             _locate(v, path + (i,), out)
 
 
+def _too_big(node: yaml.Node | None, text: str) -> str | None:
+    """Why this document is refused before normalising (too large, too many aliases, recursive), or None.
+
+    The node graph shares aliased nodes, so its expanded size is counted once per distinct node
+    (memoised): linear in the document, however deep the aliases nest.
+    """
+    if len(text.encode("utf-8")) > MAX_CONFIG_BYTES:
+        return f"the file is larger than {MAX_CONFIG_BYTES // 1024} KiB; refused"
+    if node is None:
+        return None
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    aliases = 0
+
+    def size(n: yaml.Node) -> int:
+        nonlocal aliases
+        key = id(n)
+        if key in sizes:
+            aliases += 1
+            return sizes[key]
+        if key in on_path:
+            raise RecursionError
+        on_path.add(key)
+        total = 1
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                total += size(k) + size(v)
+                if total > MAX_EXPANDED_NODES:
+                    break
+        elif isinstance(n, yaml.SequenceNode):
+            for v in n.value:
+                total += size(v)
+                if total > MAX_EXPANDED_NODES:
+                    break
+        on_path.discard(key)
+        sizes[key] = total
+        return total
+
+    try:
+        expanded = size(node)
+    except RecursionError:
+        return "a YAML alias refers to itself (or nests too deep); refused"
+    if expanded > MAX_EXPANDED_NODES:
+        return f"YAML aliases expand to more than {MAX_EXPANDED_NODES} values (an alias bomb?); refused"
+    if aliases > MAX_ALIASES:
+        return f"more than {MAX_ALIASES} YAML aliases; refused"
+    return None
+
+
+def _compose(text: str, filename: str) -> yaml.Node | None:
+    """The YAML node graph after the size/alias budget; ConfigError when invalid or over budget."""
+    if len(text) > MAX_CONFIG_BYTES:  # before the parser spends time on it
+        raise ConfigError([Problem(filename, None, "", f"the file is larger than {MAX_CONFIG_BYTES // 1024} KiB; refused")])
+    try:
+        node = yaml.compose(text, Loader=_LineLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        raise ConfigError([Problem(filename, line, "", f"not valid YAML: {getattr(e, 'problem', e)}")]) from None
+    except RecursionError:  # PyYAML's composer recurses per nesting level
+        raise ConfigError([Problem(filename, None, "", "YAML nested too deep; refused")]) from None
+    why = _too_big(node, text)
+    if why:
+        raise ConfigError([Problem(filename, 1, "", why)])
+    return node
+
+
 def line_for(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
     """The line of `loc`, or of its nearest located ancestor."""
     loc = tuple(str(x) if not isinstance(x, int) else x for x in loc)
@@ -150,8 +223,8 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 
 def parse_config(text: str, filename: str = "<config>") -> Config:
+    node = _compose(text, filename)  # refuses alias bombs before anything expands them
     try:
-        node = yaml.compose(text, Loader=_LineLoader)
         data = yaml.load(text, Loader=_LineLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -193,8 +266,8 @@ def config_lines(text: str) -> dict[tuple[Any, ...], int]:
     """Field path -> 1-based line of a YAML text, so whole-graph checks can locate problems too."""
     lines: dict[tuple[Any, ...], int] = {}
     try:
-        node = yaml.compose(text, Loader=_LineLoader)
-    except yaml.YAMLError:
+        node = _compose(text, "<config>")
+    except ConfigError:
         return lines
     if node is not None:
         _locate(node, (), lines)
@@ -227,9 +300,9 @@ def line_of(lines: Lines, *path: Any) -> int | None:
 def duplicate_keys(text: str, filename: str) -> list[Problem]:
     """Keys given twice in one mapping: YAML keeps the last silently (two `12315:` lines, or 12315 and "12315")."""
     try:
-        node = yaml.compose(text, Loader=_LineLoader)
-    except yaml.YAMLError:
-        return []
+        node = _compose(text, filename)
+    except ConfigError:
+        return []  # parse_config reports it
     out: list[Problem] = []
 
     def walk(n: yaml.Node, path: tuple[str, ...]) -> None:
