@@ -139,3 +139,36 @@ class TicketSeq(Base):
 
     day: Mapped[str] = mapped_column(String(8), primary_key=True)
     last: Mapped[int] = mapped_column(Integer)
+
+
+class AgentStateRow(Base):
+    """A seat agent's current state (routing/agent.py), one row per agent: restored at controller start."""
+
+    __tablename__ = "agent_states"
+
+    agent: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32), default="")
+    since: Mapped[float] = mapped_column(Float)
+    queues: Mapped[list[str]] = mapped_column(JSON)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class AgentEvent(Base):
+    """Every agent state change: who, when, why, and the seconds spent in the state left (per-agent KPIs)."""
+
+    __tablename__ = "agent_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agent: Mapped[str] = mapped_column(String(32), index=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    old: Mapped[str] = mapped_column(String(16))
+    new: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32), default="")
+    old_reason: Mapped[str] = mapped_column(String(32), default="")
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    actor: Mapped[str | None] = mapped_column(String(64))
+    why: Mapped[str] = mapped_column(String(200), default="")
+    queue: Mapped[str] = mapped_column(String(64), default="")
+    linkedid: Mapped[str] = mapped_column(String(64), default="")

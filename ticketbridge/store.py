@@ -44,7 +44,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from model.config import DEFAULT_TZ
-from ticketbridge.schema import UTC, Callback, Outbox, Ticket, TicketHistory, TicketSeq
+from ticketbridge.schema import UTC, AgentEvent, AgentStateRow, Callback, Outbox, Ticket, TicketHistory, TicketSeq
 from ticketbridge.assembler import CallRecord
 from ticketbridge.lifecycle import INITIAL, deadline, parse_state, transition
 from ticketbridge.retention import TicketRecording
@@ -610,6 +610,44 @@ class TicketStore:
                     marked += 1
         log.info("recordings_marked_purged", tickets=marked, actor=actor)
         return marked
+
+    # -------------------------------------------------------------- seat agents
+    async def save_agent(self, snapshot: dict[str, Any], changes: Sequence[Any] = ()) -> None:
+        """Persist an agent's state (routing.agent_service.snapshot) and its StateChanged actions, one transaction."""
+        _, write = self._sessions()
+        async with write() as s, s.begin():
+            now = self._now()
+            row = await s.get(AgentStateRow, snapshot["agent"])
+            if row is None:
+                row = AgentStateRow(agent=snapshot["agent"])
+                s.add(row)
+            row.state, row.reason, row.since = snapshot["state"], snapshot.get("reason", ""), snapshot["since"]
+            row.queues, row.paused, row.updated_at = list(snapshot.get("queues", [])), bool(snapshot.get("paused")), now
+            for c in changes:
+                if type(c).__name__ != "StateChanged":
+                    continue
+                s.add(AgentEvent(agent=c.agent, at=dt.datetime.fromtimestamp(c.at, UTC), old=str(c.old),
+                                 new=str(c.new), reason=c.reason[:32], old_reason=c.old_reason[:32],
+                                 seconds=c.seconds, actor=(c.by or None) and c.by[:64], why=c.why[:200],
+                                 queue=c.queue[:64], linkedid=c.linkedid[:64]))
+
+    async def agent_states(self) -> dict[str, dict[str, Any]]:
+        """Every saved agent's snapshot, by agent ID (empty: nothing saved yet, a first start)."""
+        read, _ = self._sessions()
+        async with read() as s:
+            rows = (await s.execute(select(AgentStateRow))).scalars()
+            return {r.agent: {"agent": r.agent, "state": r.state, "reason": r.reason, "since": r.since,
+                              "queues": list(r.queues), "paused": r.paused} for r in rows}
+
+    async def agent_events(self, *, agent: str | None = None, since: dt.datetime | None = None) -> list[AgentEvent]:
+        read, _ = self._sessions()
+        q = select(AgentEvent).order_by(AgentEvent.at, AgentEvent.id)
+        if agent is not None:
+            q = q.where(AgentEvent.agent == agent)
+        if since is not None:
+            q = q.where(AgentEvent.at >= since)
+        async with read() as s:
+            return list((await s.execute(q)).scalars())
 
     # -------------------------------------------------------------- KPI input
     async def kpi_rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None,

@@ -1,0 +1,47 @@
+"""Seat agents in the store (migration 0003): the signed-in set survives a controller restart; changes are recorded."""
+
+from __future__ import annotations
+
+from model.loading import load_config
+from routing.agent import AgentState, SetBusy
+from routing.agent_service import AgentService
+from ticketbridge.store import TicketStore
+from tests.unit.test_agent_service import Clock, FakeAmi
+
+
+async def test_agents_saved_and_restored_across_a_controller_restart(tmp_path):
+    cfg = load_config("config/hotline.yaml")
+    url = f"sqlite+aiosqlite:///{tmp_path / 't.db'}"
+    store = TicketStore(url, cfg)
+    await store.open()
+    assert await store.agent_states() == {}  # first start: nothing saved
+    ami = FakeAmi()
+    svc = AgentService(ami, cfg, clock=Clock(), save=store.save_agent)
+    svc.attach()
+    svc.start_from(await store.agent_states())
+    await svc.start()
+    await svc.drain()
+    await svc.command("1001", SetBusy(Clock.now + 60, "培训", by="班长王", why="强制示忙"))
+    await svc.feature("1002", "*52")
+    await svc.stop()
+    await store.close()
+
+    store = TicketStore(url, cfg)
+    await store.open()
+    saved = await store.agent_states()
+    assert saved["1001"]["state"] == "busy" and saved["1001"]["reason"] == "培训" and saved["1001"]["paused"]
+    events = await store.agent_events(agent="1001")
+    assert [(e.old, e.new) for e in events] == [("signed_out", "ready"), ("ready", "busy")]
+    assert events[-1].actor == "班长王" and events[-1].why == "强制示忙" and events[-1].seconds == 60
+    ami2 = FakeAmi()
+    svc2 = AgentService(ami2, cfg, clock=Clock(), save=store.save_agent)
+    svc2.attach()
+    svc2.start_from(saved)
+    await svc2.start()
+    ami2.push(Event="FullyBooted")
+    await svc2.drain()
+    assert svc2.agents["1001"].state is AgentState.BUSY and svc2.agents["1002"].state is AgentState.SIGNED_OUT
+    assert {(h["Interface"], h["Paused"]) for h in ami2.named("QueueAdd")} == {
+        ("PJSIP/1001", "true"), ("PJSIP/1003", "false")}
+    await svc2.stop()
+    await store.close()
