@@ -2,8 +2,8 @@
 
 Thin: reads options, calls the store / the KPI core / the callback dialer, prints.
 Exit codes: 0 ok, 1 the thing asked for is wrong or failed (no such ticket, illegal
-state move, callback not answered), 2 usage, 3 environment missing (store or AMI
-unreachable). No tracebacks reach a supervisor.
+state move, callback not answered), 2 usage, 3 environment missing (store unreachable,
+controller not running). No tracebacks reach a supervisor.
 
 Access rule for personal data: caller numbers are masked (138******00) in every listing,
 `show`, export and JSON unless `--show-numbers` is given; each use of `--show-numbers`
@@ -32,14 +32,13 @@ import click
 import structlog
 
 from hotline.cli_base import EXIT_BAD, EXIT_ENV, fail, load, setup_logging
+from hotline.control import ControllerNotRunning, ask, control_socket_path
 from model.config import DEFAULT_TZ
 from model.privacy import mask_number
-from model.secrets import ami_secret
 from ticketbridge import kpi
 from ticketbridge.callbacks import CallbackDialer, CallbackError
 from ticketbridge.lifecycle import TRANSITIONS, IllegalTransition, parse_state
 from ticketbridge.store import TicketNotFound, TicketStore, ticket_payload
-from wire.ami import AmiClient
 
 log = structlog.get_logger("hotline.cli_tickets")
 
@@ -422,9 +421,10 @@ def callbacks_cmd(config_path: str | None, store_url: str | None, status: str | 
 @click.option("--actor", default=None, help="who calls back (default: the OS user)")
 @store_options
 def callback_cmd(config_path: str | None, store_url: str | None, ticket_no: str, actor: str | None) -> None:
-    """Call the citizen of a missed call back now (AMI Originate; an agent of callbacks.queue takes it).
-
-    The result — done or failed, attempts — is written onto the same ticket. Exit 1 if not answered.
+    """Call the citizen of a missed call back now: the running controller places it (an agent of
+    callbacks.queue takes it); this command holds no AMI secret, it asks over the controller's local
+    socket (hotline/control.py). The result — done or failed, attempts — is written onto the same
+    ticket. Exit 1 if not answered, 3 if the controller is not running.
     """
     actor = actor or f"supervisor:{getpass.getuser()}"
 
@@ -436,24 +436,22 @@ def callback_cmd(config_path: str | None, store_url: str | None, ticket_no: str,
                 await CallbackDialer(store, None, cfg.callbacks, policy=cfg).call_back(ticket_no, actor=actor)
             except CallbackError as e:
                 fail(str(e))
-        a = cfg.asterisk.ami
-        ami = AmiClient(a.host, a.port, a.username, ami_secret(cfg), connect_timeout=a.connect_timeout_s)
-        await ami.start()
+        path = control_socket_path()
         try:
-            try:
-                await ami.wait_connected(10)
-            except Exception:  # noqa: BLE001
-                fail(f"Cannot reach Asterisk's AMI at {a.host}:{a.port}", EXIT_ENV)
-            try:
-                return await CallbackDialer(store, ami, cfg.callbacks, policy=cfg).call_back(ticket_no, actor=actor)
-            except CallbackError as e:
-                fail(str(e))
-        finally:
-            await ami.close()
+            answer = await ask(path, {"op": "callback", "ticket": ticket_no, "actor": actor})
+        except ControllerNotRunning as e:
+            fail(f"Cannot call back: {e}. Start it (`hotline run`); callbacks are placed by the controller",
+                 EXIT_ENV)
+        except (OSError, ValueError) as e:
+            fail(f"Cannot ask the controller at {path}: {e}", EXIT_ENV)
+        if not answer.get("ok"):
+            fail(str(answer.get("error") or "the controller refused the callback"))
+        return answer
 
     r = run(config_path=config_path, store_url=store_url)
-    click.echo(f"ticket {r.ticket_no}: callback {r.status} after {r.attempts} attempt(s): {r.result}")
-    if r.status != "done":
+    click.echo(f"ticket {r.get('ticket')}: callback {r.get('status')} after {r.get('attempts')} attempt(s): "
+               f"{r.get('result')}")
+    if r.get("status") != "done":
         sys.exit(EXIT_BAD)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from hotline.control import ControlServer, control_socket_path
 from wire.ami import AmiClient
 from model.config import Config
 from model.contract import Context, ControlEvent, ControlHeader, Event
@@ -33,7 +34,7 @@ from routing.dialplan import MAIN_INSTANCE, config_queue
 from model.hours import Clock, system_clock
 from routing.transfer_service import TransferService
 from ticketbridge.assembler import Assembler, CallRecord
-from ticketbridge.callbacks import CallbackDialer, CallbackResult, is_callback_call
+from ticketbridge.callbacks import CallbackDialer, CallbackError, CallbackResult, is_callback_call
 from ticketbridge.cdr import CDR_SETTLE_S, CdrReplayer
 from ticketbridge.outbox import OutboxPusher
 from ticketbridge.store import TicketStore
@@ -45,7 +46,8 @@ class Controller:
     def __init__(self, config: Config, *, store_url: str | None = None, cdr_path: Path | None = None,
                  clock: Clock | None = None, recognizer: Any = None,
                  cdr_settle_s: float = CDR_SETTLE_S, asterisk_root: str | os.PathLike[str] = "/",
-                 asterisk_spool: str = "/var/spool/asterisk", instance: str = MAIN_INSTANCE) -> None:
+                 asterisk_spool: str = "/var/spool/asterisk", instance: str = MAIN_INSTANCE,
+                 control_path: Path | None = None) -> None:
         """`asterisk_root`/`asterisk_spool`: where Asterisk runs (Sandbox.root, Sandbox.layout.spool),
         so speech recordings made inside its (chrooted) filesystem can be read here. `instance`: which
         Asterisk's CDR rows are ours (Layout.instance); rows another instance tagged are ignored."""
@@ -93,6 +95,8 @@ class Controller:
                                          agent_context=Context.AGENT_TRANSFER)
         self._work_orders: dict[str, str] = {}  # linkedid -> target not reached (工单派转)
         self._recover_task: asyncio.Task[Any] | None = None
+        #: supervisors' commands ask for callbacks here instead of holding an AMI secret (hotline/control.py)
+        self.control = ControlServer(control_path or control_socket_path(instance), self._on_control_request)
 
     @classmethod
     def for_sandbox(cls, config: Config, sandbox: Any, **kw: Any) -> "Controller":
@@ -112,6 +116,7 @@ class Controller:
         self.ami.on_event("FullyBooted", self._on_ami_login)
         self.ami.on_event("UserEvent", self._on_control)
         await self.ami.start()
+        await self.control.start()
         self.transfers.start_timer()
         if self.cdr is not None:
             await self.reconcile_cdr()
@@ -128,6 +133,7 @@ class Controller:
         """
         log.info("controller_stopping")
         self._stopping = True
+        await self.control.stop()
         await self._end_task(self._cdr_task)
         await self.agi.stop(grace_s)
         for record in self.assembler.open_records():
@@ -242,6 +248,17 @@ class Controller:
         """Ring the citizen of a missed call back into `callbacks.queue`; the result joins the same ticket
         (raises ticketbridge.callbacks.CallbackError when the ticket owes no callback)."""
         return await self.callbacks.call_back(ticket_no, actor=actor)
+
+    async def _on_control_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One request on the control socket (hotline/control.py): only `callback` so far."""
+        if request.get("op") != "callback":
+            return {"ok": False, "error": f"unknown op {request.get('op')!r}"}
+        ticket = str(request.get("ticket") or "")
+        try:
+            r = await self.call_back(ticket, actor=str(request.get("actor") or "supervisor"))
+        except CallbackError as e:
+            return {"ok": False, "error": str(e)}
+        return {"ok": True, "ticket": r.ticket_no, "status": r.status, "attempts": r.attempts, "result": r.result}
 
     # ------------------------------------------------------------------ CDR replay
     async def reconcile_cdr(self) -> int:
