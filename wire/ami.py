@@ -11,6 +11,20 @@ Shape: one background task owns the link (connect → Login → read until it di
 back off → again). The reader only frames and routes messages; events go through one
 queue to a dispatcher task, so a slow or failing callback never delays reading
 (Asterisk drops a client that falls 100 ms behind) and events stay in order.
+
+Event policy (issue 14.5/14.6): the queue holds at most `max_queued_events`; when it is full the
+newest event is dropped and counted (``ami_events_dropped``) — reading never waits, and the CDR
+replay rebuilds the calls whose events were lost. A callback failing in any way (a stray
+``CancelledError`` included) is logged and counted; only `close()` ends the dispatcher, and a
+dispatcher that dies anyway is restarted. A callback still running after `handler_budget` seconds
+is left to finish as its own task (never cancelled: it may be saving a ticket) and the next events
+go on, so one slow subscriber cannot hold up the others; only such a late callback may then see
+its events out of order. A server that accepts Login and drops the link at once is retried with
+the same doubling backoff as a refused connection. `health()` reports all of it.
+
+Why one module (≈570 lines): the link, the action matching and the event dispatcher share one
+lifecycle (start, reconnect, close) and one set of counters; split, close() and the restart of a
+dead dispatcher would have to reach across modules into each other's tasks.
 """
 
 from __future__ import annotations
@@ -37,6 +51,8 @@ _KEY = re.compile(r"^[^\s:]+$")
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 #: Warn when callbacks fall this far behind the wire (reading itself never waits for them).
 EVENT_BACKLOG_WARN = 10_000
+#: A link must stay up this long after Login for the reconnect backoff to start again from the bottom.
+STABLE_LINK_S = 10.0
 
 
 class AmiException(Exception):
@@ -135,7 +151,7 @@ class AmiClient:
     def __init__(self, host: str, port: int, username: str, secret: str, *, ping_interval: float = 5.0,
                  action_timeout: float = 10.0, reconnect_delay: float = 1.0, connect_timeout: float = 5.0,
                  ping_timeout: float | None = None, max_reconnect_delay: float = 30.0,
-                 events: str = "on") -> None:
+                 events: str = "on", max_queued_events: int = 100_000, handler_budget: float = 2.0) -> None:
         self.host = host
         self.port = port
         self.username = username
@@ -153,7 +169,16 @@ class AmiClient:
         self.logins = 0
         self._link: _Link | None = None
         self._handlers: list[tuple[str, EventCallback]] = []
-        self._events: asyncio.Queue[Message] = asyncio.Queue()
+        self.max_queued_events = max_queued_events
+        self.handler_budget = handler_budget
+        self._events: asyncio.Queue[Message] = asyncio.Queue(max_queued_events)
+        #: counters for `health()`
+        self.events_dropped = 0
+        self.handler_failures = 0
+        self.handlers_late = 0
+        self.dispatcher_restarts = 0
+        self._last_event_at: float | None = None
+        self._late: set[asyncio.Task[Any]] = set()
         self._run_task: asyncio.Task[None] | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -167,8 +192,8 @@ class AmiClient:
         if self._run_task is not None:
             return
         self._closing = False
-        self._events = asyncio.Queue()  # bound to the loop that runs us, even after a close()/start()
-        self._dispatch_task = asyncio.create_task(self._dispatch_loop(), name="ami-dispatch")
+        self._events = asyncio.Queue(self.max_queued_events)  # bound to the loop that runs us
+        self._start_dispatcher()
         self._run_task = asyncio.create_task(self._run(), name="ami-link")
 
     async def wait_connected(self, timeout: float | None = None) -> None:
@@ -187,7 +212,7 @@ class AmiClient:
                 link.writer.write(encode_action("Logoff", self._next_id(), {}))
             except (ConnectionError, OSError, RuntimeError):
                 pass
-        for task in (self._run_task, self._dispatch_task):
+        for task in (self._run_task, self._dispatch_task, *self._late):
             if task is not None:
                 task.cancel()
         for task in (self._run_task, self._dispatch_task):
@@ -222,7 +247,35 @@ class AmiClient:
         if entry in self._handlers:
             self._handlers.remove(entry)
 
+    def health(self) -> dict[str, Any]:
+        """What a health check reads: link, dispatcher, queue depth, last event age, counters."""
+        loop = asyncio.get_running_loop()
+        return {
+            "connected": self.connected.is_set(),
+            "dispatcher_alive": self._dispatch_task is not None and not self._dispatch_task.done(),
+            "queued_events": self._events.qsize(),
+            "last_event_age_s": None if self._last_event_at is None else round(loop.time() - self._last_event_at, 3),
+            "events_dropped": self.events_dropped,
+            "handler_failures": self.handler_failures,
+            "handlers_late": self.handlers_late,
+            "handlers_running_late": len(self._late),
+            "dispatcher_restarts": self.dispatcher_restarts,
+        }
+
+    def _start_dispatcher(self) -> None:
+        self._dispatch_task = asyncio.create_task(self._dispatch_loop(), name="ami-dispatch")
+        self._dispatch_task.add_done_callback(self._dispatcher_ended)
+
+    def _dispatcher_ended(self, task: asyncio.Task[None]) -> None:
+        if self._closing or task is not self._dispatch_task:
+            return
+        error = "cancelled" if task.cancelled() else repr(task.exception())
+        self.dispatcher_restarts += 1
+        log.error("ami_dispatcher_restarted", error=error[:200], restarts=self.dispatcher_restarts)
+        self._start_dispatcher()
+
     async def _dispatch_loop(self) -> None:
+        me = asyncio.current_task()
         while True:
             event = await self._events.get()
             name = event.get("Event", "").lower()
@@ -232,12 +285,46 @@ class AmiClient:
                 try:
                     res = cb(event)
                     if inspect.isawaitable(res):
-                        await res
+                        await self._within_budget(res, event, cb)
                 except asyncio.CancelledError:
-                    raise
+                    if me is not None and me.cancelling():
+                        raise  # close() is stopping us: the only way this loop ends
+                    self._handler_failed(event, cb, "CancelledError raised by the handler")
                 except Exception:
-                    log.exception("ami_event_handler_failed", ami_event=event.get("Event"),
-                                  handler=getattr(cb, "__qualname__", repr(cb)))
+                    self._handler_failed(event, cb, None)
+
+    async def _within_budget(self, res: Any, event: Message, cb: EventCallback) -> None:
+        """Await a callback for up to `handler_budget`; past it, let it finish as its own task."""
+        task = asyncio.ensure_future(res)
+        done, _ = await asyncio.wait({task}, timeout=self.handler_budget)
+        if task in done:
+            task.result()
+            return
+        self.handlers_late += 1
+        log.warning("ami_event_handler_slow", ami_event=event.get("Event"), budget_s=self.handler_budget,
+                    handler=getattr(cb, "__qualname__", repr(cb)))
+        self._late.add(task)
+        task.add_done_callback(lambda t: self._late_done(t, event, cb))
+
+    def _late_done(self, task: asyncio.Task[Any], event: Message, cb: EventCallback) -> None:
+        self._late.discard(task)
+        if task.cancelled():
+            if not self._closing:
+                self._handler_failed(event, cb, "cancelled")
+        elif task.exception() is not None:
+            exc = task.exception()
+            self.handler_failures += 1
+            log.error("ami_event_handler_failed", ami_event=event.get("Event"), error=repr(exc)[:200],
+                      handler=getattr(cb, "__qualname__", repr(cb)))
+
+    def _handler_failed(self, event: Message, cb: EventCallback, why: str | None) -> None:
+        self.handler_failures += 1
+        if why:
+            log.error("ami_event_handler_failed", ami_event=event.get("Event"), error=why,
+                      handler=getattr(cb, "__qualname__", repr(cb)))
+        else:
+            log.exception("ami_event_handler_failed", ami_event=event.get("Event"),
+                          handler=getattr(cb, "__qualname__", repr(cb)))
 
     # ------------------------------------------------------------------ actions
     async def action(self, name: str, timeout: float | None = None, raise_on_error: bool = True,
@@ -362,13 +449,17 @@ class AmiClient:
                               message=resp.get("Message", ""), retry_in=delay)
                 else:
                     self.logins += 1
-                    delay = self.reconnect_delay
+                    logged_in_at = asyncio.get_running_loop().time()
                     self.connected.set()
                     log.info("ami_connected" if self.logins == 1 else "ami_reconnected",
                              host=self.host, port=self.port, link=link.number)
                     ping_task = asyncio.create_task(self._ping_loop(link), name=f"ami-ping-{link.number}")
                     done, _ = await asyncio.wait({reader_task, ping_task}, return_when=asyncio.FIRST_COMPLETED)
                     reason = "link dead" if ping_task in done else _reason(reader_task)
+                    if asyncio.get_running_loop().time() - logged_in_at >= STABLE_LINK_S:
+                        delay = self.reconnect_delay  # it was a working link: reconnect promptly
+                    else:
+                        reason = f"login then dropped: {reason}"  # backs off like a refused login
             except (AmiException, ConnectionError, OSError) as e:
                 reason = f"login: {e}"
                 log.warning("ami_login_failed", host=self.host, port=self.port, error=str(e), retry_in=delay)
@@ -382,7 +473,7 @@ class AmiClient:
             if self._closing:
                 break
             await asyncio.sleep(delay)
-            if reason.startswith("login"):  # a wrong secret must not hammer Asterisk
+            if reason.startswith("login"):  # a wrong secret, or a server dropping us, must not be hammered
                 delay = min(delay * 2, self.max_reconnect_delay)
 
     def _link_down(self, link: _Link, reason: str) -> None:
@@ -460,7 +551,14 @@ class AmiClient:
                     p.items.append(msg)
                 return
         if "Event" in msg:
-            self._events.put_nowait(msg)
+            self._last_event_at = asyncio.get_running_loop().time()
+            try:
+                self._events.put_nowait(msg)
+            except asyncio.QueueFull:
+                self.events_dropped += 1
+                if self.events_dropped == 1 or self.events_dropped % 1000 == 0:
+                    log.error("ami_events_dropped", dropped=self.events_dropped, queued=self._events.qsize())
+                return
             if self._events.qsize() == EVENT_BACKLOG_WARN:
                 log.warning("ami_event_backlog", queued=EVENT_BACKLOG_WARN)
         elif "Response" in msg:
