@@ -108,7 +108,8 @@ async def test_merged_line_announces_inside_its_window_and_retires_after(hotline
     assert route["Line"] == "12315" and route["Dest"] == "hangup"
     await robot.wait_hangup(30)
     t = await wait_ticket(hotline.store, robot.linkedid, 20)
-    assert hotline.played == ["retired_12315"]
+    # every caller hears the 110/119/120 notice once, also on a retired line (issue 10, item 14)
+    assert hotline.played == [p for p in (hotline.config.center.emergency_notice, "retired_12315") if p]
     assert t.legacy_line == "12315" and t.outcome == "retired" and t.queue is None and t.agent is None
 
 

@@ -54,12 +54,15 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Any):
 @pytest.fixture(autouse=True)
 def callbacks_to_sim(cfg):
     """Citizens' phones are the sim's caller-answer context (numbers starting 000 never answer)."""
-    old = cfg.callbacks.model_copy()
+    old, old_allow = cfg.callbacks.model_copy(), list(cfg.outbound.allow)
     cfg.callbacks.dial = "Local/{number}@caller-answer"
     cfg.callbacks.ring_s = 4
     cfg.callbacks.queue = "general"
+    # the outbound policy is enforced before a callback is dialed: the sim's never-answering phones
+    # (000…) are allowed in this test world only; the other callers are ordinary 11-digit mobiles
+    cfg.outbound.allow = old_allow + ["_000X."]
     yield
-    cfg.callbacks = old
+    cfg.callbacks, cfg.outbound.allow = old, old_allow
 
 
 async def barge(robot: CallRobot, digits: str) -> None:
@@ -75,7 +78,7 @@ async def test_each_outcome_leaves_one_correct_ticket_and_callbacks_join_it(cont
     # callers unique to this run: the session's CDR file also holds earlier tests' calls, which the
     # controller's replay may legitimately turn into tickets in this database too
     sfx = f"{random.randrange(10**4):04d}"
-    c_ivr, c_ab, c_an = "000123" + sfx, "135000" + sfx, "136000" + sfx
+    c_ivr, c_ab, c_an = "000123" + sfx, "1350000" + sfx, "1360000" + sfx
     # 1. ended in the IVR: the caller hangs up during the greeting/menu
     ivr = await CallRobot(ami, caller=c_ivr).dial()
     # 2. abandoned in the queue: straight to an agent (0), nobody in the queue, the caller gives up
