@@ -38,6 +38,7 @@ import structlog
 from model.config import DEFAULT_TZ
 from model.contract import CdrVar, Context
 from model.contract import Event as UserEventName
+from model.privacy import normalise_number
 from wire.channels import device
 
 log = structlog.get_logger("ticketbridge.assembler")
@@ -386,8 +387,8 @@ class Assembler:
     # -------------------------------------------------------------- standard events
     def _on_newchannel(self, call: _Call, e: Event, ts: float | None) -> None:
         if not call.first_channel_cid:
-            call.first_channel_cid = _s(e.get("CallerIDNum"))
-            call.first_channel_exten = _s(e.get("Exten"))
+            call.first_channel_cid = normalise_number(_s(e.get("CallerIDNum")))
+            call.first_channel_exten = normalise_number(_s(e.get("Exten")))
         if _s(e.get("Context")) == "caller-robot":
             call.add_participant("robot", _s(e.get("Channel")))
 
@@ -465,8 +466,8 @@ class Assembler:
         row = _normalise_cdr(e)
         if _s(row.get(CdrVar.FALLBACK)) == "1" or "fallback" in _s(row.get("userfield")).lower():
             call.cdr_fallback = True
-        if not call.dialed and _s(row.get(CdrVar.DIALED)):
-            call.dialed = _s(row.get(CdrVar.DIALED))
+        if not call.dialed and normalise_number(_s(row.get(CdrVar.DIALED))):
+            call.dialed = normalise_number(_s(row.get(CdrVar.DIALED)))
             call.hotline = True
 
     def _on_transfer_event(self, name: str, e: Event, now: float | None) -> list[CallRecord]:
@@ -518,8 +519,8 @@ class Assembler:
     # -------------------------------------------------------------- our UserEvents
     def _user_call(self, call: _Call, e: Event, ts: float | None) -> None:
         call.hotline = True
-        call.dialed = _s(e.get("Dialed")) or call.dialed
-        call.caller = _s(e.get("Caller")) or call.caller
+        call.dialed = normalise_number(_s(e.get("Dialed"))) or call.dialed
+        call.caller = normalise_number(_s(e.get("Caller"))) or call.caller
         uid, ch = _s(e.get("Uniqueid")), _s(e.get("Channel"))
         if uid and call.caller_uid is None:
             call.caller_uid = uid
@@ -692,8 +693,8 @@ def record_from_cdr(rows: Mapping[str, Any] | Iterable[Mapping[str, Any]],
     norm.sort(key=lambda r: _epoch(r.get("start"), zone) or 0.0)
     entry = next((r for r in norm if _s(r.get(CdrVar.DIALED))), norm[0])
     rec = CallRecord(linkedid=lid, source="cdr")
-    rec.caller = _s(entry.get("src"))
-    rec.dialed = _s(entry.get(CdrVar.DIALED)) or _s(entry.get("dst"))
+    rec.caller = normalise_number(_s(entry.get("src")))
+    rec.dialed = normalise_number(_s(entry.get(CdrVar.DIALED)) or _s(entry.get("dst")))
     fallback = any(_s(r.get(CdrVar.FALLBACK)) == "1" or "fallback" in _s(r.get("userfield")).lower()
                    for r in norm)
     rec.handled_by = "fallback" if fallback else "controller"

@@ -17,7 +17,7 @@ The schema is owned by the Alembic migrations in ticketbridge/migrations; `open(
 upgrades to head under a lock (BEGIN IMMEDIATE on SQLite, an advisory lock on
 PostgreSQL) so controllers starting together do not race each other.
 
-Why one module (≈800 lines): `TicketStore` is one adapter whose methods are each one
+Why one module (≈900 lines): `TicketStore` is one adapter whose methods are each one
 transaction over the same tables (ticketbridge/schema.py); the rules that decide
 (assembler, lifecycle, KPIs, outbox policy) live in their own pure modules.
 """
@@ -32,7 +32,7 @@ import json
 import os
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -40,10 +40,11 @@ from zoneinfo import ZoneInfo
 import structlog
 from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from model.config import DEFAULT_TZ
+from model.privacy import mask_number, normalise_number
 from ticketbridge.schema import UTC, AgentEvent, AgentStateRow, Callback, Outbox, Ticket, TicketHistory, TicketSeq
 from ticketbridge.assembler import CallRecord
 from ticketbridge.lifecycle import INITIAL, deadline, parse_state, transition
@@ -163,6 +164,43 @@ def _record_values(record: CallRecord) -> dict[str, Any]:
     return v
 
 
+def _fit_record(record: CallRecord) -> tuple[CallRecord, list[str]]:
+    """The record cut to fit its columns, and what was cut: a ticket save never fails on its content.
+
+    Caller and dialed numbers take their bounded form (model.privacy.normalise_number, whatever
+    the source); every other text loses NUL characters (PostgreSQL refuses them) and is cut to its
+    column's length (PostgreSQL refuses a longer value, SQLite would keep it).
+    """
+    changes: dict[str, Any] = {}
+    flagged: list[str] = []
+    columns = Ticket.__table__.columns
+    for f in fields(record):
+        v = getattr(record, f.name)
+        if not isinstance(v, str):
+            continue
+        clean = normalise_number(v) if f.name in ("caller", "dialed") else v.replace("\x00", "")
+        limit = getattr(columns[f.name].type, "length", None) if f.name in columns else None
+        if limit and len(clean) > limit:
+            clean = clean[:limit]
+        if clean != v:
+            changes[f.name] = clean
+            flagged.append(f"{f.name} ({len(v)} chars)")
+    return (replace(record, **changes) if changes else record), flagged
+
+
+def _refused_content(e: DBAPIError) -> bool:
+    """A value the database will never take (SQLSTATE class 22, data exception), as opposed to a fault.
+
+    asyncpg's errors reach us as a plain DBAPIError carrying the SQLSTATE, other drivers' as DataError."""
+    return isinstance(e, DataError) or str(getattr(e.orig, "sqlstate", "") or "").startswith("22")
+
+
+def _bare_record(record: CallRecord) -> CallRecord:
+    """What is left of a record whose content the database refused: the call, its outcome and times."""
+    return CallRecord(linkedid=record.linkedid, handled_by=record.handled_by, outcome=record.outcome,
+                      source=record.source, started_at=record.started_at, ended_at=record.ended_at)
+
+
 def _informative(key: str, value: Any) -> bool:
     if value is None or value == "" or value == [] or value == {}:
         return False
@@ -213,7 +251,9 @@ class TicketStore:
         sqlite = url.get_backend_name() == "sqlite"
         if sqlite and url.database and url.database != ":memory:" and not url.database.startswith("file:"):
             _private_sqlite_file(Path(url.database).expanduser())
-        engine = create_async_engine(url, **self._engine_options)
+        # hide_parameters: a failed statement's message (logged with its traceback) must not carry
+        # the caller's number or the query-password hash
+        engine = create_async_engine(url, **{"hide_parameters": True, **self._engine_options})
         if sqlite:
             _sqlite_pragmas(engine)
         self.engine = engine
@@ -262,8 +302,16 @@ class TicketStore:
 
     # -------------------------------------------------------------- saving calls
     async def save_call(self, record: CallRecord) -> SavedTicket:
-        """Create or enrich the ticket of one call; idempotent by linkedid, never loses information."""
+        """Create or enrich the ticket of one call; idempotent by linkedid, never loses information.
+
+        Never fails on the record's content: over-long or refused values are cut (`_fit_record`), and
+        content the database still refuses (DataError) is dropped for the bare call (`_bare_record`);
+        either is flagged in the ticket's history (field `content`) and logged.
+        """
         _, write = self._sessions()
+        record, flagged = _fit_record(record)
+        if flagged:
+            log.warning("ticket_content_cut", linkedid=record.linkedid, fields=flagged)
         password: str | None = None
         pw_hash: str | None = None
         if not await self.has_ticket(record.linkedid):
@@ -276,15 +324,25 @@ class TicketStore:
                         select(Ticket).where(Ticket.linkedid == record.linkedid).with_for_update()
                     )).scalar_one_or_none()
                     if existing is not None:
-                        await self._merge(s, existing, record)
+                        await self._merge(s, existing, record, flagged)
                         return SavedTicket(existing.ticket_no, None, False)
                     if password is None or pw_hash is None:  # it vanished between the check and now
                         password = f"{secrets.randbelow(10**6):06d}"
                         pw_hash = await asyncio.to_thread(hash_password, password)
-                    t = await self._insert(s, record, pw_hash)
+                    t = await self._insert(s, record, pw_hash, flagged)
                     ticket_no = t.ticket_no
                 log.info("ticket_created", ticket=ticket_no, outcome=record.outcome, handled_by=record.handled_by)
                 return SavedTicket(ticket_no, password, True)
+            except DBAPIError as e:
+                if not _refused_content(e):
+                    raise
+                # the database refused a value: save the call without its content rather than no ticket
+                log.error("ticket_content_refused", linkedid=record.linkedid, caller=mask_number(record.caller),
+                          error=type(e.orig).__name__ if e.orig is not None else type(e).__name__)
+                if flagged and flagged[-1].startswith("refused"):
+                    raise
+                record = _bare_record(record)
+                flagged.append(f"refused by the database ({type(e.orig).__name__}): saved without the call's details")
             except (IntegrityError, OperationalError) as e:
                 # another controller inserted the same call, or took the same number, or SQLite was busy
                 if attempt == _RETRIES - 1:
@@ -294,7 +352,7 @@ class TicketStore:
                 await asyncio.sleep(0.01 * (attempt + 1) + secrets.randbelow(20) / 1000)
         raise RuntimeError("unreachable")
 
-    async def _insert(self, s: AsyncSession, record: CallRecord, pw_hash: str) -> Ticket:
+    async def _insert(self, s: AsyncSession, record: CallRecord, pw_hash: str, flagged: Sequence[str] = ()) -> Ticket:
         now = self._now()
         ticket_no = await self._next_ticket_no(s, now)
         values = _record_values(record)
@@ -310,6 +368,7 @@ class TicketStore:
         await s.flush()
         s.add(TicketHistory(ticket_id=t.id, at=now, actor="system", field="state", from_value=None,
                             to_value=t.state, note=f"created from call ({t.outcome}, {t.handled_by})"))
+        self._flag(s, t, flagged, now)
         if t.callback_needed:
             s.add(Callback(ticket_id=t.id, status="pending", attempts=0, at=now))
         self._outbox(s, t, "created", now)
@@ -333,7 +392,14 @@ class TicketStore:
             log.warning("ticket_seq_overflow", day=day, seq=seq)
         return f"{day[2:]}{seq:06d}"
 
-    async def _merge(self, s: AsyncSession, t: Ticket, record: CallRecord) -> None:
+    @staticmethod
+    def _flag(s: AsyncSession, t: Ticket, flagged: Sequence[str], now: dt.datetime) -> None:
+        """A history row naming what of the call's content was cut or dropped to save it."""
+        if flagged:
+            s.add(TicketHistory(ticket_id=t.id, at=now, actor="system", field="content", from_value=None,
+                                to_value="cut", note="cut to fit: " + ", ".join(flagged)))
+
+    async def _merge(self, s: AsyncSession, t: Ticket, record: CallRecord, flagged: Sequence[str] = ()) -> None:
         """Add what the new record knows; a better record (complete, live) replaces what it knows better."""
         new = _record_values(record)
         old_rank, new_rank = _rank(t.outcome, t.source), _rank(record.outcome, record.source)
@@ -359,6 +425,7 @@ class TicketStore:
         if not changed:
             return
         now = self._now()
+        self._flag(s, t, flagged, now)
         if "category" in changed and t.state == INITIAL.value:
             t.deadline_at = deadline(self.config, t.category, t.urgent, t.created_at, self.zone.key)
         want = _wants_callback(t.outcome, t.self_query)
