@@ -20,6 +20,7 @@ import csv
 import datetime as dt
 import getpass
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -76,6 +77,33 @@ def _show_numbers_logged(show: bool, what: str) -> None:
         except Exception:  # noqa: BLE001
             user = "?"
         log.info("caller_numbers_shown", command=what, os_user=user)
+
+
+#: a spreadsheet reads a cell starting with one of these as a formula (CSV injection): such cells are
+#: written with a leading apostrophe, which spreadsheets show as text and hide
+CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: the export holds personal data: readable by its owner only
+EXPORT_FILE_MODE = 0o600
+
+
+def csv_cell(value: Any) -> Any:
+    """One CSV cell: lists and dicts as JSON, text that a spreadsheet would evaluate made inert."""
+    if isinstance(value, (list, dict)):
+        value = json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and value.startswith(CSV_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _private_file(path: Path) -> Any:
+    """Open `path` for writing, created (or tightened to) EXPORT_FILE_MODE; a symbolic link is refused."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, EXPORT_FILE_MODE)
+    try:
+        os.fchmod(fd, EXPORT_FILE_MODE)
+        return os.fdopen(fd, "w", encoding="utf-8-sig", newline="")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _num(number: str | None, show: bool) -> str:
@@ -325,13 +353,16 @@ def export_cmd(config_path: str | None, store_url: str | None, csv_path: Path, s
     @with_store
     async def run(store: Any, cfg: Any) -> int:
         rows = await store.list_tickets(limit=limit, **filters)
-        with csv_path.open("w", encoding="utf-8-sig", newline="") as f:
+        try:
+            f = _private_file(csv_path)
+        except OSError as e:
+            fail(f"Cannot write {csv_path}: {e.strerror or e}")
+        with f:
             w = csv.writer(f)
             w.writerow(LIST_COLUMNS)
             for t in rows:
                 d = ticket_dict(t, show_numbers)
-                w.writerow([d.get(c) if not isinstance(d.get(c), (list, dict)) else json.dumps(d.get(c),
-                            ensure_ascii=False) for c in LIST_COLUMNS])
+                w.writerow([csv_cell(d.get(c)) for c in LIST_COLUMNS])
         return len(rows)
 
     n = run(config_path=config_path, store_url=store_url)
