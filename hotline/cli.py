@@ -23,6 +23,7 @@ from ivr.prompts import RECORDINGS, build_prompts
 from hotline.sandbox import Sandbox, SandboxError
 from model.config import Config
 from model.secrets import SecretMissing
+from ticketbridge.outbox import OutboxPusher, OutboxRefused
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
@@ -132,6 +133,10 @@ def run_cmd(config_path: str | None, store_url: str | None) -> None:
     """Run the controller (FastAGI + AMI + ticket store) until SIGTERM/Ctrl-C."""
     setup_logging()
     cfg = _load(config_path)
+    try:
+        OutboxPusher.from_config(None, cfg.outbox)  # https and its token, or no start at all
+    except OutboxRefused as e:
+        fail(f"Refusing to start: {e}", EXIT_ENV)
     try:
         controller = Controller.for_sandbox(cfg, Sandbox.discover(build=False), store_url=store_url)
     except Exception:  # noqa: BLE001 - Asterisk runs elsewhere: no CDR replay from here

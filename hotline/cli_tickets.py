@@ -11,6 +11,10 @@ is logged (event `caller_numbers_shown`, with the OS user). Who may run these co
 at all is decided by who may read the store (the SQLite file's permissions, the
 PostgreSQL role in the store URL) — give supervisors a read-only role; only `state`,
 `callback` and `outbox --retry` write.
+
+Why one module (≈520 lines): every `hotline tickets …` subcommand is a thin click wrapper sharing
+the same store plumbing, number masking and the `--show-numbers` audit; splitting them would
+scatter that one access rule over several files.
 """
 
 from __future__ import annotations

@@ -116,10 +116,14 @@ class StoreSettings(_M):
 class OutboxSettings(_M):
     """Pushing ticket changes to an outside system (the provincial platform): at-least-once HTTP POST."""
 
-    #: where each ticket change is POSTed as JSON (header Idempotency-Key); None: nothing is pushed
+    #: where each ticket change is POSTed as JSON (header Idempotency-Key); None: nothing is pushed.
+    #: https only (the payload is personal data), unless allow_http
     url: str | None = None
-    #: optional bearer token, read from this environment variable (never from the YAML)
+    #: the bearer token is read from this environment variable (never from the YAML): required with a
+    #: url, and the controller refuses to start when the variable is unset or empty
     token_env: str | None = None
+    #: accept a plain http:// url: only for tests against a local receiver
+    allow_http: bool = False
     timeout_s: float = 10.0
     #: a change still undelivered after this many attempts becomes a dead letter (`hotline tickets outbox --dead`)
     max_attempts: int = 10
@@ -127,6 +131,17 @@ class OutboxSettings(_M):
     backoff_s: float = 30.0
     max_backoff_s: float = 3600.0
     poll_s: float = 2.0
+
+    @model_validator(mode="after")
+    def _safe_url(self) -> "OutboxSettings":
+        if self.url is None:
+            return self
+        scheme = self.url.split("://", 1)[0].lower() if "://" in self.url else ""
+        if scheme != "https" and not (scheme == "http" and self.allow_http):
+            raise ValueError(f"url must be https:// (got {scheme or 'no scheme'}; allow_http: true is for tests only)")
+        if not self.token_env:
+            raise ValueError("token_env is required with a url: the platform is never pushed to without a token")
+        return self
 
 
 class CallbackSettings(_M):

@@ -11,27 +11,66 @@ POSTs each row's JSON payload to `outbox.url` with the header `Idempotency-Key`:
 * any other answer, a timeout or a refused connection is a failure: retried after
   `backoff_s` doubling per attempt (capped at `max_backoff_s`), a dead letter after
   `max_attempts` (`hotline tickets outbox --dead`; `--retry ID` gives it another round);
-* never in a call's way: it runs as its own asyncio task, logs its errors and keeps going.
+* never in a call's way: it runs as its own asyncio task, logs its errors and keeps going;
+* https only (`allow_http` is for tests), always with the bearer token from `outbox.token_env`
+  (`from_config` refuses to start without it), and at most `max_response_bytes` of an answer read.
+
+The payload is minimal and documented (PUSHED_FIELDS): the ticket's number, version, state and
+the call's facts the platform works with; the caller's number masked (138******00); never the
+linkedid, participants' channels, IVR path, transfers, recording name, transcript, self-query
+attempts (the ticket numbers a caller tried) nor the query-password hash.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 import structlog
 
+from model.privacy import mask_number
+
 log = structlog.get_logger("ticketbridge.outbox")
+
+#: what the platform receives for a ticket change, besides `event` (what changed) and `caller` (masked)
+PUSHED_FIELDS = ("ticket_no", "version", "state", "urgent", "deadline_at", "category", "dialed", "legacy_line",
+                 "mode", "outcome", "handled_by", "queue", "queue_wait_s", "agent", "answered_at", "talk_s",
+                 "survey_rating", "survey_scale", "callback_needed", "started_at", "ended_at", "created_at",
+                 "updated_at", "recording_purged_at")
+#: how much of the platform's answer is read (its status is what counts; the rest is for the error note)
+MAX_RESPONSE_BYTES = 4096
+
+
+class OutboxRefused(ValueError):
+    """The outbox settings would push personal data unsafely (plain http, no token): nothing is started."""
+
+
+def push_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The minimal payload (PUSHED_FIELDS, `event`, the caller masked) of a ticket's full view; idempotent."""
+    out = {k: payload[k] for k in ("event", *PUSHED_FIELDS) if k in payload}
+    if "caller" in payload:
+        out["caller"] = mask_number(payload["caller"])
+    return out
+
+
+def _check_url(url: str, allow_http: bool) -> None:
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme != "https" and not (scheme == "http" and allow_http):
+        raise OutboxRefused(f"outbox url {_redact(url)!r} is not https:// (allow_http is for tests only)")
 
 
 class OutboxPusher:
     def __init__(self, store: Any, url: str, *, timeout_s: float = 10.0, max_attempts: int = 10,
                  backoff_s: float = 30.0, max_backoff_s: float = 3600.0, poll_s: float = 2.0,
                  batch: int = 50, lease_s: float | None = None, headers: dict[str, str] | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, allow_http: bool = False,
+                 max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
+        _check_url(url, allow_http)
         self.store = store
+        self.max_response_bytes = max_response_bytes
         self.url = url
         self.timeout_s = timeout_s
         self.max_attempts = max(1, max_attempts)
@@ -50,15 +89,18 @@ class OutboxPusher:
 
     @classmethod
     def from_config(cls, store: Any, settings: Any, **kw: Any) -> "OutboxPusher | None":
-        """From `config.outbox`; None when no URL is configured."""
+        """From `config.outbox`; None when no URL is configured. OutboxRefused: plain http, no token."""
         if settings is None or not getattr(settings, "url", None):
             return None
-        headers = {}
-        if settings.token_env and os.environ.get(settings.token_env):
-            headers["Authorization"] = f"Bearer {os.environ[settings.token_env]}"
+        allow_http = bool(getattr(settings, "allow_http", False))
+        _check_url(settings.url, allow_http)
+        token = os.environ.get(settings.token_env or "", "").strip() if settings.token_env else ""
+        if not token:
+            raise OutboxRefused(f"outbox.url is set but the token variable {settings.token_env or '(outbox.token_env)'} "
+                                "is not set or empty: the platform is never pushed to without authentication")
         return cls(store, settings.url, timeout_s=settings.timeout_s, max_attempts=settings.max_attempts,
                    backoff_s=settings.backoff_s, max_backoff_s=settings.max_backoff_s, poll_s=settings.poll_s,
-                   headers=headers, **kw)
+                   headers={"Authorization": f"Bearer {token}"}, allow_http=allow_http, **kw)
 
     def notify(self) -> None:
         """Something new was saved: push now instead of at the next poll."""
@@ -99,14 +141,20 @@ class OutboxPusher:
         headers = {**self.headers, "Idempotency-Key": row.idempotency_key}
         error: str | None = None
         try:
-            resp = await client.post(self.url, json=row.payload, headers=headers)
-            if 200 <= resp.status_code < 300:
+            async with client.stream("POST", self.url, json=push_payload(row.payload), headers=headers) as resp:
+                body = b""
+                async for chunk in resp.aiter_bytes():  # at most max_response_bytes are read, then closed
+                    body += chunk[: self.max_response_bytes - len(body)]
+                    if len(body) >= self.max_response_bytes:
+                        break
+                status = resp.status_code
+            if 200 <= status < 300:
                 await self.store.outbox_mark_delivered(row.id)
                 self.delivered += 1
                 log.info("outbox_delivered", ticket=row.ticket_no, key=row.idempotency_key,
                          attempt=row.attempts + 1)
                 return
-            error = f"HTTP {resp.status_code}: {resp.text[:200]}"
+            error = f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}"
         except httpx.HTTPError as e:
             error = f"{type(e).__name__}: {e}"[:500] or type(e).__name__
         attempts = row.attempts + 1

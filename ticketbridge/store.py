@@ -48,6 +48,7 @@ from model.privacy import mask_number, normalise_number
 from ticketbridge.schema import UTC, AgentEvent, AgentStateRow, Callback, Outbox, Ticket, TicketHistory, TicketSeq
 from ticketbridge.assembler import CallRecord
 from ticketbridge.lifecycle import INITIAL, deadline, parse_state, transition
+from ticketbridge.outbox import push_payload
 from ticketbridge.retention import TicketRecording
 
 log = structlog.get_logger("ticketbridge.store")
@@ -217,7 +218,7 @@ def _wants_callback(outcome: str, self_query: Any) -> bool:
 
 
 def ticket_payload(t: Ticket, kind: str) -> dict[str, Any]:
-    """What the outbox pushes: the whole ticket minus the password hash."""
+    """The whole ticket minus the password hash (supervisors' views; the outbox keeps push_payload of it)."""
     out: dict[str, Any] = {"event": kind}
     for col in Ticket.__table__.columns:
         if col.key in ("id", "query_password_hash"):
@@ -333,6 +334,13 @@ class TicketStore:
                     ticket_no = t.ticket_no
                 log.info("ticket_created", ticket=ticket_no, outcome=record.outcome, handled_by=record.handled_by)
                 return SavedTicket(ticket_no, password, True)
+            except (IntegrityError, OperationalError) as e:
+                # another controller inserted the same call, or took the same number, or SQLite was busy
+                if attempt == _RETRIES - 1:
+                    raise
+                log.info("ticket_save_retry", linkedid=record.linkedid, attempt=attempt + 1,
+                         error=type(e.orig).__name__ if isinstance(e, DBAPIError) else type(e).__name__)
+                await asyncio.sleep(0.01 * (attempt + 1) + secrets.randbelow(20) / 1000)
             except DBAPIError as e:
                 if not _refused_content(e):
                     raise
@@ -343,13 +351,6 @@ class TicketStore:
                     raise
                 record = _bare_record(record)
                 flagged.append(f"refused by the database ({type(e.orig).__name__}): saved without the call's details")
-            except (IntegrityError, OperationalError) as e:
-                # another controller inserted the same call, or took the same number, or SQLite was busy
-                if attempt == _RETRIES - 1:
-                    raise
-                log.info("ticket_save_retry", linkedid=record.linkedid, attempt=attempt + 1,
-                         error=type(e.orig).__name__ if isinstance(e, DBAPIError) else type(e).__name__)
-                await asyncio.sleep(0.01 * (attempt + 1) + secrets.randbelow(20) / 1000)
         raise RuntimeError("unreachable")
 
     async def _insert(self, s: AsyncSession, record: CallRecord, pw_hash: str, flagged: Sequence[str] = ()) -> Ticket:
@@ -445,7 +446,7 @@ class TicketStore:
 
     def _outbox(self, s: AsyncSession, t: Ticket, kind: str, now: dt.datetime) -> None:
         """One outbox row per ticket version, in the caller's transaction."""
-        payload = ticket_payload(t, kind)
+        payload = push_payload(ticket_payload(t, kind))
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False,
                                            default=str).encode()).hexdigest()[:16]
         s.add(Outbox(ticket_no=t.ticket_no, idempotency_key=f"{t.ticket_no}:{t.version}:{digest}",

@@ -171,7 +171,7 @@ async def stop(task: asyncio.Task[None]) -> None:
 
 def fast(st: TicketStore, url: str, **kw: Any) -> OutboxPusher:
     opts: dict[str, Any] = dict(timeout_s=2.0, backoff_s=0.1, max_backoff_s=0.4, poll_s=0.05, lease_s=1.0,
-                                max_attempts=50)
+                                max_attempts=50, allow_http=True)
     opts.update(kw)
     return OutboxPusher(st, url, **opts)
 
@@ -322,15 +322,17 @@ async def test_pusher_never_raises_when_the_store_fails(receiver: Receiver) -> N
         async def outbox_claim(self, *a: Any) -> list[Any]:
             raise RuntimeError("database away")
 
-    task = start(OutboxPusher(Broken(), receiver.url, poll_s=0.02))
+    task = start(OutboxPusher(Broken(), receiver.url, poll_s=0.02, allow_http=True))
     await asyncio.sleep(0.2)
     assert not task.done()
     await stop(task)
 
 
-def test_from_config() -> None:
+def test_from_config(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = load_config(SHIPPED)
     assert OutboxPusher.from_config(None, cfg.outbox) is None  # no URL: nothing pushed
-    cfg.outbox.url = "http://127.0.0.1:9/x"
+    cfg.outbox.url, cfg.outbox.allow_http, cfg.outbox.token_env = "http://127.0.0.1:9/x", True, "HOTLINE_TEST_TOKEN"
+    monkeypatch.setenv("HOTLINE_TEST_TOKEN", "t0ken")
     p = OutboxPusher.from_config(None, cfg.outbox)
     assert p is not None and p.url == "http://127.0.0.1:9/x" and p.max_attempts == cfg.outbox.max_attempts
+    assert p.headers["Authorization"] == "Bearer t0ken"
