@@ -7,10 +7,12 @@ controller not running). No tracebacks reach a supervisor.
 
 Access rule for personal data: caller numbers are masked (138******00) in every listing,
 `show`, export and JSON unless `--show-numbers` is given; each use of `--show-numbers`
-is logged (event `caller_numbers_shown`, with the OS user). Who may run these commands
+is written to the store's audit log (table audit_log: the real uid and its user name, the
+command, what it asked, how many rows) before any number is shown — when it cannot be
+written, nothing is shown — and logged (event `caller_numbers_shown`). Who may run these commands
 at all is decided by who may read the store (the SQLite file's permissions, the
-PostgreSQL role in the store URL) — give supervisors a read-only role; only `state`,
-`callback` and `outbox --retry` write.
+PostgreSQL role in the store URL) — give supervisors a read-only role plus INSERT on
+audit_log; only `state`, `callback`, `outbox --retry` and `--show-numbers` (its audit row) write.
 
 Why one module (≈520 lines): every `hotline tickets …` subcommand is a thin click wrapper sharing
 the same store plumbing, number masking and the `--show-numbers` audit; splitting them would
@@ -25,6 +27,7 @@ import datetime as dt
 import getpass
 import json
 import os
+import pwd
 import sys
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -74,13 +77,21 @@ def parse_when(value: str | None, *, end: bool = False) -> dt.datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=_ZONE.get())
 
 
-def _show_numbers_logged(show: bool, what: str) -> None:
-    if show:
-        try:
-            user = getpass.getuser()
-        except Exception:  # noqa: BLE001
-            user = "?"
-        log.info("caller_numbers_shown", command=what, os_user=user)
+async def _audit_numbers(store: Any, show: bool, what: str, asked: dict[str, Any], rows: int) -> None:
+    """`--show-numbers` is written to the store's audit log (real uid, what was asked, how many rows)
+    before any number is shown; when it cannot be written, nothing is shown."""
+    if not show:
+        return
+    uid = os.getuid()
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = ""
+    try:
+        await store.audit(what, asked, rows, uid=uid, user=user)
+    except Exception as e:  # noqa: BLE001 - a read-only role, a broken database: refuse to show
+        fail(f"Cannot record this --show-numbers in the audit log ({type(e).__name__}); numbers not shown.", EXIT_ENV)
+    log.info("caller_numbers_shown", command=what, uid=uid, os_user=user, rows=rows)
 
 
 #: a spreadsheet reads a cell starting with one of these as a formula (CSV injection): such cells are
@@ -218,8 +229,11 @@ def _echo_json(obj: Any) -> None:
 
 
 def register(main: click.Group) -> None:
+    from hotline import cli_agents  # the other supervisor group (agents' states)
+
     main.add_command(tickets)
     main.add_command(kpi_cmd)
+    cli_agents.register(main)
 
 
 @click.group()
@@ -238,11 +252,11 @@ def list_cmd(config_path: str | None, store_url: str | None, state: str | None, 
              show_numbers: bool, as_json: bool) -> None:
     """Tickets, newest first (caller numbers masked unless --show-numbers)."""
     filters = _filters(state, outcome, caller, dialed, since, until)
-    _show_numbers_logged(show_numbers, "tickets list")
 
     @with_store
     async def run(store: Any, cfg: Any) -> None:
         rows = await store.list_tickets(limit=limit, **filters)
+        await _audit_numbers(store, show_numbers, "tickets list", {**filters, "limit": limit}, len(rows))
         if as_json:
             _echo_json([ticket_dict(t, show_numbers) for t in rows])
             return
@@ -269,7 +283,6 @@ def list_cmd(config_path: str | None, store_url: str | None, state: str | None, 
 def show_cmd(config_path: str | None, store_url: str | None, ticket_no: str, show_numbers: bool,
              as_json: bool) -> None:
     """One ticket with its history, callback and outbox deliveries."""
-    _show_numbers_logged(show_numbers, "tickets show")
 
     @with_store
     async def run(store: Any, cfg: Any) -> None:
@@ -287,6 +300,7 @@ def show_cmd(config_path: str | None, store_url: str | None, ticket_no: str, sho
         outbox = [{"key": o.idempotency_key, "event": o.payload.get("event"), "attempts": o.attempts,
                    "delivered_at": _plain(o.delivered_at), "dead_at": _plain(o.dead_at),
                    "last_error": o.last_error} for o in box]
+        await _audit_numbers(store, show_numbers, "tickets show", {"ticket_no": ticket_no}, 1)
         d = ticket_dict(t, show_numbers)
         if as_json:
             _echo_json({**d, "history": history, "callback": callback, "outbox": outbox})
@@ -352,11 +366,12 @@ def export_cmd(config_path: str | None, store_url: str | None, csv_path: Path, s
                limit: int, show_numbers: bool) -> None:
     """Tickets to a CSV file (same filters as list; --limit defaults to 100, raise it for a full export)."""
     filters = _filters(state, outcome, caller, dialed, since, until)
-    _show_numbers_logged(show_numbers, "tickets export")
 
     @with_store
     async def run(store: Any, cfg: Any) -> int:
         rows = await store.list_tickets(limit=limit, **filters)
+        await _audit_numbers(store, show_numbers, "tickets export",
+                             {**filters, "limit": limit, "csv": str(csv_path)}, len(rows))
         try:
             f = _private_file(csv_path)
         except OSError as e:
@@ -427,7 +442,6 @@ def outbox_cmd(config_path: str | None, store_url: str | None, dead: bool, pendi
 def callbacks_cmd(config_path: str | None, store_url: str | None, status: str | None, show_all: bool,
                   since: str | None, until: str | None, limit: int, show_numbers: bool, as_json: bool) -> None:
     """The missed-call callback list (漏接电话回拨), oldest first."""
-    _show_numbers_logged(show_numbers, "tickets callbacks")
 
     @with_store
     async def run(store: Any, cfg: Any) -> None:
@@ -435,6 +449,9 @@ def callbacks_cmd(config_path: str | None, store_url: str | None, status: str | 
                                      limit=limit)
         if status is None and not show_all:
             rows = [r for r in rows if r.status != "done"]
+        await _audit_numbers(store, show_numbers, "tickets callbacks",
+                             {"status": status, "all": show_all, "since": since, "until": until, "limit": limit},
+                             len(rows))
         items = [{"ticket_no": r.ticket_no, "caller": _num(r.caller, show_numbers), "dialed": r.dialed,
                   "outcome": r.outcome, "status": r.status, "attempts": r.attempts, "last_result": r.last_result,
                   "missed_at": _plain(r.created_at), "updated_at": _plain(r.at)} for r in rows]

@@ -172,3 +172,17 @@ class AgentEvent(Base):
     why: Mapped[str] = mapped_column(String(200), default="")
     queue: Mapped[str] = mapped_column(String(64), default="")
     linkedid: Mapped[str] = mapped_column(String(64), default="")
+
+
+class AuditEntry(Base):
+    """Who was shown personal data (caller numbers): the real uid, what was asked, how many rows (migration 0004)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    uid: Mapped[int] = mapped_column(Integer)
+    user: Mapped[str] = mapped_column(String(64), default="")
+    action: Mapped[str] = mapped_column(String(64))
+    asked: Mapped[dict[str, Any]] = mapped_column(JSON)
+    rows: Mapped[int] = mapped_column(Integer, default=0)

@@ -45,7 +45,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from model.config import DEFAULT_TZ
 from model.privacy import mask_number, normalise_number
-from ticketbridge.schema import UTC, AgentEvent, AgentStateRow, Callback, Outbox, Ticket, TicketHistory, TicketSeq
+from ticketbridge.schema import (UTC, AgentEvent, AgentStateRow, AuditEntry, Callback, Outbox, Ticket, TicketHistory,
+                                 TicketSeq)
 from ticketbridge.assembler import CallRecord
 from ticketbridge.lifecycle import INITIAL, deadline, parse_state, transition
 from ticketbridge.outbox import push_payload
@@ -715,6 +716,21 @@ class TicketStore:
         if since is not None:
             q = q.where(AgentEvent.at >= since)
         async with read() as s:
+            return list((await s.execute(q)).scalars())
+
+    # -------------------------------------------------------------- the audit log
+    async def audit(self, action: str, asked: dict[str, Any], rows: int, *, uid: int, user: str) -> None:
+        """Record, durably, that `uid` was shown personal data: the command, what it asked, how many rows."""
+        _, write = self._sessions()
+        async with write() as s, s.begin():
+            s.add(AuditEntry(at=self._now(), uid=uid, user=user[:64], action=action[:64],
+                             asked=json.loads(json.dumps(asked, default=str)), rows=rows))
+
+    async def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
+        """The audit log, newest first."""
+        read, _ = self._sessions()
+        async with read() as s:
+            q = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
             return list((await s.execute(q)).scalars())
 
     # -------------------------------------------------------------- KPI input

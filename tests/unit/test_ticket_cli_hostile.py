@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import csv
 import os
+import pwd
 import stat
 from pathlib import Path
+
+import pytest
 
 from model.loading import load_config
 from ticketbridge.store import TicketStore
@@ -51,3 +54,44 @@ def test_export_refuses_to_write_through_a_symlink(store_url: dict[str, str], tm
     link.symlink_to(target)
     r = run("tickets", "export", "--csv", str(link), "--store", store_url["url"])
     assert r.exit_code == 1 and target.read_text() == "keep"
+
+
+def _audit(url: str) -> list:
+    async def go() -> list:
+        st = TicketStore(url, load_config(SHIPPED))
+        await st.open()
+        try:
+            return await st.audit_entries()
+        finally:
+            await st.close()
+    return asyncio.run(go())
+
+
+def test_show_numbers_is_audited_durably_with_the_real_uid(store_url: dict[str, str], tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """It was a log line on the user's own stderr, with the user name from $LOGNAME (anyone can set it)."""
+    monkeypatch.setenv("LOGNAME", "somebody-else")
+    monkeypatch.setenv("USER", "somebody-else")
+    url = store_url["url"]
+    assert run("tickets", "list", "--store", url).exit_code == 0
+    assert _audit(url) == []  # masked numbers: nothing to audit
+    assert run("tickets", "list", "--store", url, "--show-numbers", "--outcome", "answered").exit_code == 0
+    assert run("tickets", "show", store_url["answered"], "--store", url, "--show-numbers").exit_code == 0
+    assert run("tickets", "export", "--csv", str(tmp_path / "x.csv"), "--store", url, "--show-numbers").exit_code == 0
+    assert run("tickets", "callbacks", "--store", url, "--show-numbers").exit_code == 0
+    entries = list(reversed(_audit(url)))
+    assert [e.action for e in entries] == ["tickets list", "tickets show", "tickets export", "tickets callbacks"]
+    assert all(e.uid == os.getuid() and e.user == pwd.getpwuid(os.getuid()).pw_name for e in entries)
+    assert entries[0].asked["outcome"] == "answered" and entries[0].rows == 1
+    assert entries[1].asked == {"ticket_no": store_url["answered"]} and entries[1].rows == 1
+    assert entries[2].rows == 3 and entries[3].rows == 2
+
+
+def test_show_numbers_shows_nothing_when_the_audit_cannot_be_written(store_url: dict[str, str],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(*a: object, **k: object) -> None:
+        raise PermissionError("read-only role")
+
+    monkeypatch.setattr(TicketStore, "audit", broken)
+    r = run("tickets", "list", "--store", store_url["url"], "--show-numbers")
+    assert r.exit_code == 3 and "13912345678" not in r.output and "audit" in r.output
