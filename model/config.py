@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from model.destinations import Category, Destination, QueueDest
+from model.names import DialString, LineNumber, SafeName, SafeText
 
 DIGITS = "0123456789*#"
 
@@ -149,7 +150,7 @@ class CallbackSettings(_M):
 
     #: the channel that rings the citizen; {number} is the caller's number. `hotline-outbound` is rendered
     #: from `outbound:` (its allow-list, then the carrier); the same list is checked before dialing
-    dial: str = "Local/{number}@hotline-outbound"
+    dial: DialString = "Local/{number}@hotline-outbound"
     #: the queue the citizen is connected to once they answer
     queue: str = "general"
     caller_id: str = "12345"
@@ -206,10 +207,10 @@ class Menu(_M):
 
 
 class Queue(_M):
-    name: str
-    skill: str = "general"
+    name: SafeText
+    skill: SafeName = "general"
     strategy: Literal["ringall", "leastrecent", "fewestcalls", "random", "rrmemory", "linear"] = "rrmemory"
-    members: list[str] = Field(default_factory=list)
+    members: list[SafeName] = Field(default_factory=list)
     #: how long one member rings before the next is tried (s)
     ring_s: int = 15
     #: the longest a caller waits here before overflow applies (s)
@@ -225,8 +226,8 @@ class Queue(_M):
 
 
 class Seat(_M):
-    name: str
-    skills: list[str] = Field(default_factory=lambda: ["general"])
+    name: SafeText
+    skills: list[SafeName] = Field(default_factory=lambda: ["general"])
     #: environment variable holding this seat's own SIP secret (e.g. HOTLINE_SEAT_1001_SECRET); or a file
     secret_env: str | None = None
     secret_file: str | None = None
@@ -292,8 +293,8 @@ class AgentSettings(_M):
 
 
 class LegacyLine(_M):
-    name: str
-    department: str = ""
+    name: SafeText
+    department: SafeText = ""
     mode: LegacyMode
     merged_on: dt.date | None = None
     transition_months: int = Field(3, ge=0, le=36)
@@ -313,9 +314,9 @@ class LegacyLine(_M):
 class Trunk(_M):
     """A place outside 12345 that agents transfer to: a branch center, 110, a utility."""
 
-    name: str
+    name: SafeText
     #: Asterisk dial string, e.g. PJSIP/110@police-trunk or Local/110@emergency-sim
-    dial: str
+    dial: DialString
     kind: Literal["emergency", "utility", "branch_center", "legacy_seat"] = "branch_center"
     #: DTMF feature code an agent keys during a call (one-key transfer)
     feature_code: str | None = None
@@ -336,21 +337,21 @@ class Carrier(_M):
     """
 
     #: the carrier's SIP server (address or name) and port
-    host: str
+    host: SafeText
     port: int = 5060
     #: ip: the carrier's INVITEs are recognised by source address (`match`); register: we register
     #: to the carrier with username + secret (and still recognise its INVITEs by `match`, default host)
     auth: Literal["ip", "register"] = "ip"
     #: addresses / CIDRs the carrier sends from; default: host
     match: list[str] = Field(default_factory=list)
-    username: str | None = None
+    username: SafeName | None = None
     secret_env: str | None = None
     secret_file: str | None = None
     #: codecs, in order of preference
     codecs: list[str] = Field(default_factory=lambda: ["alaw", "ulaw"])
     #: DIDs the carrier delivers -> the hotline number they are (the center number or a legacy line);
     #: the center number and every legacy number are always accepted as themselves
-    dids: dict[str, str] = Field(default_factory=dict)
+    dids: dict[SafeName, SafeName] = Field(default_factory=dict)
     #: where the dialed number is read, first known DID wins: diversion (Diversion header: a call
     #: forwarded to us), to (To header), request_uri
     number_from: list[Literal["diversion", "to", "request_uri"]] = Field(
@@ -369,7 +370,7 @@ class OutboundPolicy(_M):
     #: the carrier trunk outbound calls leave by; None: the first under carriers
     carrier: str | None = None
     #: dial string for an allowed number ({number}); default PJSIP/{number}@<carrier>
-    dial: str | None = None
+    dial: DialString | None = None
     #: domestic only by default: mobiles, long distance with area code, local 7/8-digit numbers
     allow: list[str] = Field(default_factory=lambda: [
         "_1[3-9]XXXXXXXXX", "_0[1-9]XXXXXXXXX", "_0[1-9]XXXXXXXXXX", "_[2-8]XXXXXXX", "_[2-8]XXXXXX"])
@@ -440,16 +441,16 @@ class Config(_M):
     outbox: OutboxSettings = OutboxSettings()
     callbacks: CallbackSettings = CallbackSettings()
     prompts: dict[str, str] = Field(default_factory=dict)
-    menus: dict[str, Menu] = Field(default_factory=dict)
-    queues: dict[str, Queue] = Field(default_factory=dict)
-    seats: dict[str, Seat] = Field(default_factory=dict)
-    legacy_lines: dict[str, LegacyLine] = Field(default_factory=dict)
-    branch_centers: dict[str, Trunk] = Field(default_factory=dict)
-    transfer_targets: dict[str, Trunk] = Field(default_factory=dict)
+    menus: dict[SafeName, Menu] = Field(default_factory=dict)
+    queues: dict[SafeName, Queue] = Field(default_factory=dict)
+    seats: dict[SafeName, Seat] = Field(default_factory=dict)
+    legacy_lines: dict[LineNumber, LegacyLine] = Field(default_factory=dict)
+    branch_centers: dict[SafeName, Trunk] = Field(default_factory=dict)
+    transfer_targets: dict[SafeName, Trunk] = Field(default_factory=dict)
     #: carriers' SIP trunks (the PSTN side): inbound DIDs, outbound calls
-    carriers: dict[str, Carrier] = Field(default_factory=dict)
+    carriers: dict[SafeName, Carrier] = Field(default_factory=dict)
     outbound: OutboundPolicy = OutboundPolicy()
-    hours: dict[str, Hours] = Field(default_factory=dict)
+    hours: dict[SafeName, Hours] = Field(default_factory=dict)
     survey: Survey = Survey()
     self_query: SelfQuery = SelfQuery()
     recording: Recording = Recording()
