@@ -11,6 +11,7 @@ that dies of an exception is logged.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import signal
 import time
@@ -33,6 +34,9 @@ from ivr.speech import load_recognizer
 from routing.dialplan import MAIN_INSTANCE, config_queue
 from model.hours import Clock, system_clock
 from routing.transfer_service import TransferService
+from routing.agent import STATE_LABELS, AgentState, Refused, SetBusy, SetReady, SignIn, SignOut
+from routing.agent_service import AgentService
+from ivr.agent_phone import AgentPhone
 from ticketbridge.assembler import Assembler, CallRecord
 from ticketbridge.callbacks import CallbackDialer, CallbackError, CallbackResult, is_callback_call
 from ticketbridge.cdr import CDR_SETTLE_S, CdrReplayer
@@ -95,6 +99,11 @@ class Controller:
                                          agent_context=Context.AGENT_TRANSFER)
         self._work_orders: dict[str, str] = {}  # linkedid -> target not reached (工单派转)
         self._recover_task: asyncio.Task[Any] | None = None
+        #: seat agents' states (routing/agent.py): queue events in, QueuePause of the static members out,
+        #: persisted in the store and put back at every AMI login (an Asterisk restart unpauses everyone)
+        self.agents = AgentService(self.ami, config, save=self.store.save_agent)
+        self.agents.attach()
+        self.agi.route("agent", AgentPhone(self.agents).script)
         #: supervisors' commands ask for callbacks here instead of holding an AMI secret (hotline/control.py)
         self.control = ControlServer(control_path or control_socket_path(instance), self._on_control_request)
 
@@ -115,6 +124,8 @@ class Controller:
         # FullyBooted arrives on every AMI login: re-attach transfers after a (re)connect
         self.ami.on_event("FullyBooted", self._on_ami_login)
         self.ami.on_event("UserEvent", self._on_control)
+        # before the AMI login, so its FullyBooted finds the agents as they were saved
+        await self._start_agents()
         await self.ami.start()
         await self.control.start()
         self.transfers.start_timer()
@@ -140,6 +151,7 @@ class Controller:
             await self._save(record)
         await self._end_task(self._recover_task)
         await self.transfers.close()
+        await self._stop_agents()
         await self._end_task(self._outbox_task)  # undelivered rows stay in the outbox for the next start
         await self.ami.close()
         while self._tasks:  # anything else still running (none expected once AMI is closed)
@@ -208,6 +220,66 @@ class Controller:
         for cb in self.on_saved:
             cb(record, saved)
 
+    # ------------------------------------------------------------------ seat agents
+    async def _start_agents(self) -> None:
+        """Saved states back (none saved: every configured member signs in, ready); calls never wait on this."""
+        try:
+            saved = await self.store.agent_states()
+        except Exception:  # noqa: BLE001 - the static members still take calls
+            log.exception("agent_states_load_failed")
+            saved = {}
+        self.agents.start_from(saved)
+        await self.agents.start()
+
+    async def _stop_agents(self) -> None:
+        try:  # what was decided is sent and saved before the AMI link closes
+            await asyncio.wait_for(self.agents.drain(), 5)
+        except (asyncio.TimeoutError, TimeoutError):
+            log.warning("agent_actions_not_drained")
+        await self.agents.stop()
+
+    async def _agents_list(self) -> dict[str, Any]:
+        """Every agent: state, reason, since, queues, current call, calls answered today (Beijing day)."""
+        day = self.clock().replace(hour=0, minute=0, second=0, microsecond=0)
+        try:
+            events = await self.store.agent_events(since=day.astimezone(dt.timezone.utc))
+        except Exception:  # noqa: BLE001 - the live states are still worth showing
+            log.warning("agent_events_read_failed", exc_info=True)
+            events = []
+        answered: dict[str, int] = {}
+        for e in events:
+            if e.new == AgentState.TALKING.value:
+                answered[e.agent] = answered.get(e.agent, 0) + 1
+        rows = [{"agent": a.id, "state": a.state.value, "label": STATE_LABELS[a.state], "reason": a.reason,
+                 "since": a.since, "queues": list(a.queues), "call": a.linkedid, "calls_today": answered.get(a.id, 0)}
+                for a in self.agents.agents.values()]
+        return {"ok": True, "agents": rows}
+
+    async def _agent_change(self, request: dict[str, Any]) -> dict[str, Any]:
+        """强制签出 / 强制示忙 / 示闲 / 签入 by a supervisor, recorded with who and why."""
+        agent, action = str(request.get("agent") or ""), str(request.get("action") or "")
+        actor = str(request.get("actor") or "supervisor")
+        reason, why = str(request.get("reason") or ""), str(request.get("why") or "")
+        now = time.time()
+        inputs = {"signout": lambda: SignOut(now, by=actor, why=why or "强制签出"),
+                  "busy": lambda: SetBusy(now, reason or next(iter(self.config.agents.busy_reasons.values())),
+                                          by=actor, why=why or "强制示忙"),
+                  "ready": lambda: SetReady(now, by=actor, why=why),
+                  "signin": lambda: SignIn(now, by=actor, why=why)}
+        if action not in inputs:
+            return {"ok": False, "error": f"unknown agent action {action!r} (one of {', '.join(inputs)})"}
+        if action == "busy" and reason and reason not in self.config.agents.busy_reasons.values():
+            return {"ok": False, "error": f"unknown busy reason {reason!r} (agents.busy_reasons: "
+                                          f"{', '.join(self.config.agents.busy_reasons.values())})"}
+        try:
+            out = await self.agents.command(agent, inputs[action]())
+        except KeyError:
+            return {"ok": False, "error": f"no agent {agent!r} (a seat listed in some queue's members)"}
+        a = self.agents.agents[agent]
+        if any(isinstance(x, Refused) for x in out):
+            return {"ok": False, "error": f"agent {agent} is {a.state.value}: {action} does not apply"}
+        return {"ok": True, "agent": agent, "state": a.state.value, "reason": a.reason}
+
     # ------------------------------------------------------------------ applied configuration
     def take_config(self, config: Config, generation: str) -> None:
         """Swap in a new configuration between calls: each new call reads it once, at its start (a new
@@ -250,7 +322,11 @@ class Controller:
         return await self.callbacks.call_back(ticket_no, actor=actor)
 
     async def _on_control_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        """One request on the control socket (hotline/control.py): only `callback` so far."""
+        """One request on the control socket (hotline/control.py): `callback`, `agents` (list), `agent` (change)."""
+        if request.get("op") == "agents":
+            return await self._agents_list()
+        if request.get("op") == "agent":
+            return await self._agent_change(request)
         if request.get("op") != "callback":
             return {"ok": False, "error": f"unknown op {request.get('op')!r}"}
         ticket = str(request.get("ticket") or "")

@@ -163,7 +163,8 @@ class AmiRights:
 
     The controller: Newchannel/Hangup/Dial*/Bridge*/transfers (call), queue and agent events (agent),
     UserEvents (user), Cdr (cdr), FullyBooted at login (system, read only); actions Originate
-    (originate), Atxfer/PlayDTMF/Hangup (call), UserEvent (user), CoreShowChannels (reporting). Never
+    (originate), Atxfer/PlayDTMF/Hangup (call), UserEvent (user), CoreShowChannels (reporting), QueuePause
+    (agent: seat agents' states, routing/agent_service.py; members stay static in queues.conf). Never
     dtmf, agi or dialplan read (DTMF*, AGIExec*, Newexten and VarSet carry what callers key, self-query
     passwords included), never command/config/system write (a shell or a file writer on the server).
     `apply`: Reload with Module= and PJSIPShowEndpoints (system), ShowDialPlan (reporting), UserEvent
@@ -171,7 +172,7 @@ class AmiRights:
     tests that watch the dialplan run; rendered only with --sim.
     """
 
-    CONTROLLER = {"read": "system,call,agent,user,reporting,cdr", "write": "call,originate,user,reporting"}
+    CONTROLLER = {"read": "system,call,agent,user,reporting,cdr", "write": "call,originate,agent,user,reporting"}
     APPLY = {"read": "user", "write": "system,reporting,user"}
     SIM = {"read": "system,call,agent,user,reporting,cdr,dialplan,dtmf,agi",
            "write": "call,originate,agent,user,reporting"}

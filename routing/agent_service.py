@@ -5,14 +5,18 @@ Thin on purpose: every decision is in `routing.agent.Agent` (pure). This module
   Asterisk queue name without `ASTERISK_QUEUE_PREFIX`) into the machine, synchronously and in
   arrival order, and sends the resulting actions from one worker, in order, so a pause never
   overtakes the add it follows;
-- sends QueueAdd with `StateInterface` (a phone busy on any call is skipped) and `MemberName`
-  (the agent ID), QueueRemove, and QueuePause with a reason (no Queue: every queue of the member);
+- turns the machine's membership actions into pauses, because the members stay static in
+  queues.conf (the dialplan never depends on the controller: with no controller every configured
+  seat is a ready member, as before): QueueAdd → unpause in that queue (or pause with its reason),
+  QueueRemove → pause with reason 签出, QueuePause → pause/unpause in each queue the agent is in
+  (those at the time the machine decided, so a later move cannot widen it). A signed-out agent is
+  therefore a paused member with reason 签出, never a removed one;
 - ticks every second (after-call work ends on time);
-- on `FullyBooted` (sent at every AMI login: a controller start, a reconnect, an Asterisk restart)
-  puts every signed-in agent's membership back as the machine has it;
+- on `FullyBooted` (sent at every AMI login: a controller start, a reconnect, an Asterisk restart,
+  which resets every pause) puts every agent's pauses back as the machine has them;
 - persists every change through `save(snapshot)` and starts from `saved` snapshots; with nothing
-  saved (a first start) every configured member starts signed in and ready, as the static
-  `members:` of queues.conf did before.
+  saved (a first start) every configured member starts signed in and ready (unpaused), as the
+  static `members:` of queues.conf have them.
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ QUEUE_EVENTS: Mapping[str, type] = {
 }
 
 Snapshot = dict[str, Any]
+#: the pause reason of a signed-out agent (its static member stays in queues.conf, paused)
+SIGNED_OUT_REASON = "签出"
 SaveFn = Callable[[Snapshot, list[Action]], Awaitable[None]]
 
 
@@ -85,7 +91,7 @@ class AgentService:
         self.ami, self.config, self.clock, self._save, self.tick_s = ami, config, clock, save, tick_s
         self.agents: dict[str, Agent] = agents_from_config(config)
         self._by_interface = {interface(a.id).lower(): a for a in self.agents.values()}
-        self._work: asyncio.Queue[tuple[Agent, list[Action]]] = asyncio.Queue()
+        self._work: asyncio.Queue[tuple[Agent, list[Action], tuple[str, ...]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[Any]] = []
 
     # ---------------------------------------------------------------- life
@@ -136,8 +142,9 @@ class AgentService:
     def _on_booted(self, ev: Mapping[str, str]) -> None:
         """A new AMI session (start, reconnect, Asterisk restart): put every membership back."""
         for a in self.agents.values():
-            if a.queues:
-                self._queue(a, [*a.member_actions(), QueuePause(a.paused, a.reason if a.paused else "")])
+            # signed out: paused (签出) in every queue it may serve; signed in: its queues as the machine has them
+            signed_out = [QueueRemove(q) for q in a.allowed if q not in a.queues]
+            self._queue(a, [*signed_out, *a.member_actions()])
 
     async def command(self, agent_id: str, inp: Input) -> list[Action]:
         """A key or an API call (a supervisor's): feed it, send what it asks, return what happened."""
@@ -169,14 +176,14 @@ class AgentService:
 
     # ---------------------------------------------------------------- outputs
     def _queue(self, a: Agent, actions: list[Action]) -> None:
-        self._work.put_nowait((a, actions))
+        self._work.put_nowait((a, actions, a.queues))
 
     async def _worker(self) -> None:
         while True:
-            a, actions = await self._work.get()
+            a, actions, queues = await self._work.get()
             try:
                 for act in actions:
-                    await self._send(a, act)
+                    await self._send(a, act, queues)
                 if self._save is not None:
                     await self._save(snapshot(a), actions)
             except asyncio.CancelledError:
@@ -186,25 +193,27 @@ class AgentService:
             finally:
                 self._work.task_done()
 
-    async def _send(self, a: Agent, act: Action) -> None:
-        iface = interface(a.id)
+    async def _send(self, a: Agent, act: Action, queues: tuple[str, ...] = ()) -> None:
         if isinstance(act, QueueAdd):
-            resp = await self.ami.action("QueueAdd", raise_on_error=False, Queue=ASTERISK_QUEUE_PREFIX + act.queue,
-                                         Interface=iface, MemberName=a.id, StateInterface=iface,
-                                         Paused="true" if act.paused else "false", Reason=act.reason, Penalty=0)
-            if resp.get("Response") == "Error" and "already" not in resp.get("Message", "").lower():
-                log.warning("agent_queue_add_failed", agent=a.id, queue=act.queue, message=resp.get("Message"))
+            await self._pause(a, act.queue, act.paused, act.reason if act.paused else "")
         elif isinstance(act, QueueRemove):
-            await self.ami.action("QueueRemove", raise_on_error=False, Queue=ASTERISK_QUEUE_PREFIX + act.queue,
-                                  Interface=iface)
+            await self._pause(a, act.queue, True, SIGNED_OUT_REASON)
         elif isinstance(act, QueuePause):
-            await self.ami.action("QueuePause", raise_on_error=False, Interface=iface,
-                                  Paused="true" if act.paused else "false", Reason=act.reason)
+            for q in queues:
+                await self._pause(a, q, act.paused, act.reason if act.paused else "")
         elif isinstance(act, StateChanged):
             log.info("agent_state_changed", agent=a.id, old=act.old.value, new=act.new.value, reason=act.reason,
                      seconds=round(act.seconds, 1), by=act.by, why=act.why)
         elif isinstance(act, Refused):
             log.info("agent_key_refused", agent=a.id, input=act.kind.value, state=act.state.value)
+
+    async def _pause(self, a: Agent, queue: str, paused: bool, reason: str) -> None:
+        """QueuePause of the agent's (static) member in one queue."""
+        resp = await self.ami.action("QueuePause", raise_on_error=False, Queue=ASTERISK_QUEUE_PREFIX + queue,
+                                     Interface=interface(a.id), Paused="true" if paused else "false", Reason=reason)
+        if resp.get("Response") == "Error":
+            log.warning("agent_queue_pause_failed", agent=a.id, queue=queue, paused=paused,
+                        message=resp.get("Message"))
 
     async def _ticker(self) -> None:
         while True:

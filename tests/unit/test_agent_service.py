@@ -63,14 +63,14 @@ async def service(cfg, saved=None):
     return svc, ami, clock, saves
 
 
-async def test_first_start_signs_in_every_configured_member_with_state_interface(cfg):
+async def test_first_start_unpauses_every_configured_member_never_adds_or_removes(cfg):
+    """Members are static in queues.conf (calls never depend on the controller): signing in is an unpause."""
     svc, ami, _, saves = await service(cfg)
-    adds = {(h["Queue"], h["Interface"]) for h in ami.named("QueueAdd")}
-    assert adds == {("hotline-general", "PJSIP/1001"), ("hotline-general", "PJSIP/1002"),
-                    ("hotline-overflow", "PJSIP/1002"), ("hotline-expert", "PJSIP/1003"),
-                    ("hotline-line_12333", "PJSIP/1003")}
-    h = ami.named("QueueAdd")[0]
-    assert h["StateInterface"] == h["Interface"] and h["MemberName"] == "1001" and h["Paused"] == "false"
+    assert ami.named("QueueAdd") == [] and ami.named("QueueRemove") == []
+    pauses = {(h["Queue"], h["Interface"], h["Paused"]) for h in ami.named("QueuePause")}
+    assert pauses == {("hotline-general", "PJSIP/1001", "false"), ("hotline-general", "PJSIP/1002", "false"),
+                      ("hotline-overflow", "PJSIP/1002", "false"), ("hotline-expert", "PJSIP/1003", "false"),
+                      ("hotline-line_12333", "PJSIP/1003", "false")}
     assert {s["agent"]: s["state"] for s, _ in saves} == {"1001": "ready", "1002": "ready", "1003": "ready"}
     await svc.stop()
 
@@ -82,12 +82,14 @@ async def test_saved_state_is_restored_not_reset(cfg):
     svc, ami, _, _ = await service(cfg, saved)
     assert svc.agents["1001"].state is S.BUSY and svc.agents["1002"].state is S.SIGNED_OUT
     assert svc.agents["1003"].state is S.SIGNED_OUT  # saved agents exist: nobody is signed in by default
-    assert ami.named("QueueAdd") == []  # nothing sent until Asterisk says it is up
-    ami.push(Event="FullyBooted")
+    assert ami.named("QueuePause") == []  # nothing sent until Asterisk says it is up
+    ami.push(Event="FullyBooted")  # an Asterisk restart unpauses every static member: put the pauses back
     await svc.drain()
-    assert [(h["Queue"], h["Paused"], h["Reason"]) for h in ami.named("QueueAdd")] == [
-        ("hotline-general", "true", "就餐")]
-    assert ami.named("QueuePause")[-1]["Paused"] == "true"
+    assert ami.named("QueueAdd") == [] and ami.named("QueueRemove") == []
+    assert {(h["Queue"], h["Interface"], h["Paused"], h["Reason"]) for h in ami.named("QueuePause")} == {
+        ("hotline-general", "PJSIP/1001", "true", "就餐"),
+        ("hotline-general", "PJSIP/1002", "true", "签出"), ("hotline-overflow", "PJSIP/1002", "true", "签出"),
+        ("hotline-expert", "PJSIP/1003", "true", "签出"), ("hotline-line_12333", "PJSIP/1003", "true", "签出")}
     await svc.stop()
 
 
@@ -95,11 +97,18 @@ async def test_feature_codes_drive_the_machine_and_send_pause_with_reason(cfg):
     svc, ami, _, saves = await service(cfg)
     out = await svc.feature("1001", "*53", "2")
     assert svc.agents["1001"].state is S.BUSY and svc.agents["1001"].reason == "就餐"
-    assert ami.named("QueuePause")[-1] == {"Interface": "PJSIP/1001", "Paused": "true", "Reason": "就餐"}
+    assert ami.named("QueuePause")[-1] == {"Queue": "hotline-general", "Interface": "PJSIP/1001", "Paused": "true",
+                                           "Reason": "就餐"}
     await svc.feature("1001", "*54")
     assert ami.named("QueuePause")[-1]["Paused"] == "false"
+    await svc.feature("1001", "*52")  # 签出: the static member stays, paused with reason 签出
+    assert ami.named("QueuePause")[-1] == {"Queue": "hotline-general", "Interface": "PJSIP/1001", "Paused": "true",
+                                           "Reason": "签出"}
+    assert ami.named("QueueRemove") == []
+    await svc.feature("1001", "*51")
+    assert ami.named("QueuePause")[-1] == {"Queue": "hotline-general", "Interface": "PJSIP/1001", "Paused": "false",
+                                           "Reason": ""}
     await svc.feature("1001", "*52")
-    assert ami.named("QueueRemove")[-1] == {"Queue": "hotline-general", "Interface": "PJSIP/1001"}
     assert saves[-1][0]["state"] == "signed_out"
     out = await svc.feature("1001", "*54")
     assert isinstance(out[0], Refused)
@@ -114,7 +123,8 @@ async def test_queue_events_make_wrap_up_which_ends_by_the_timer(cfg):
     ami.push(Event="AgentConnect", Queue="hotline-general", Interface="PJSIP/1001", Linkedid="L1")
     await svc.drain()
     assert svc.agents["1001"].state is S.TALKING
-    assert ami.named("QueuePause")[-1] == {"Interface": "PJSIP/1001", "Paused": "true", "Reason": "话后整理"}
+    assert ami.named("QueuePause")[-1] == {"Queue": "hotline-general", "Interface": "PJSIP/1001", "Paused": "true",
+                                           "Reason": "话后整理"}
     ami.push(Event="AgentComplete", Queue="hotline-general", Interface="PJSIP/1001", Linkedid="L1")
     await svc.drain()
     assert svc.agents["1001"].state is S.WRAP_UP
@@ -140,6 +150,9 @@ async def test_ring_no_answer_counts_and_events_of_other_queues_or_phones_are_ig
     await svc.drain()
     assert svc.agents["1002"].state is S.BUSY and svc.agents["1002"].reason == "未接"
     assert svc.agents["1001"].state is S.READY
+    # 1002's pause (未接) covers both its queues
+    assert {(h["Queue"], h["Reason"]) for h in ami.named("QueuePause") if h["Interface"] == "PJSIP/1002"
+            and h["Paused"] == "true"} == {("hotline-general", "未接"), ("hotline-overflow", "未接")}
     await svc.stop()
 
 

@@ -41,7 +41,9 @@ async def test_agents_saved_and_restored_across_a_controller_restart(tmp_path):
     ami2.push(Event="FullyBooted")
     await svc2.drain()
     assert svc2.agents["1001"].state is AgentState.BUSY and svc2.agents["1002"].state is AgentState.SIGNED_OUT
-    assert {(h["Interface"], h["Paused"]) for h in ami2.named("QueueAdd")} == {
-        ("PJSIP/1001", "true"), ("PJSIP/1003", "false")}
+    assert {(h["Interface"], h["Queue"], h["Paused"], h["Reason"]) for h in ami2.named("QueuePause")} == {
+        ("PJSIP/1001", "hotline-general", "true", "培训"),
+        ("PJSIP/1002", "hotline-general", "true", "签出"), ("PJSIP/1002", "hotline-overflow", "true", "签出"),
+        ("PJSIP/1003", "hotline-expert", "false", ""), ("PJSIP/1003", "hotline-line_12333", "false", "")}
     await svc2.stop()
     await store.close()

@@ -39,7 +39,7 @@ def test_controller_reads_and_writes_only_what_it_uses() -> None:
     user = cfg.asterisk.ami.username
     read, write = classes(conf, user, "read"), classes(conf, user, "write")
     assert read == {"system", "call", "agent", "user", "reporting", "cdr"}
-    assert write == {"call", "originate", "user", "reporting"}
+    assert write == {"call", "originate", "agent", "user", "reporting"}  # agent: QueuePause (agent states)
     assert not read & CALLER_DIGIT_CLASSES  # the self-query password digits never reach it
     assert not write & (SHELL_CLASSES | {"system"})
     vals = conf.values(conf.section(user))
