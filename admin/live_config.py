@@ -29,6 +29,9 @@ from model.loading import parse_config
 HOT_FIELDS = frozenset({"prompts", "menus", "queues", "legacy_lines", "hours", "survey", "self_query", "center"})
 #: inside a hot section, what the process was wired with at start (the clock's time zone)
 COLD_SUBFIELDS = {"center": frozenset({"timezone"})}
+#: per-item fields of a hot section that the process was wired with at start: a queue's members and
+#: after-call work belong to the agents' state machines (routing/agent_service.py), built at start
+COLD_ITEM_FIELDS = {"queues": frozenset({"members", "wrapup_s"})}
 
 LOADED, RESTART, ERROR = "loaded", "restart", "error"
 
@@ -46,6 +49,12 @@ def restart_fields(old: Config, new: Config) -> list[str]:
         for sub in sorted(COLD_SUBFIELDS.get(name, ())):
             if getattr(a, sub) != getattr(b, sub):
                 out.append(f"{name}.{sub}")
+        for field in sorted(COLD_ITEM_FIELDS.get(name, ())):
+            for key in sorted(set(a) | set(b)):
+                old_v = getattr(a[key], field) if key in a else None
+                new_v = getattr(b[key], field) if key in b else None
+                if old_v != new_v and (key in a or new_v):
+                    out.append(f"{name}.{key}.{field}")
     return out
 
 

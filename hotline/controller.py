@@ -372,6 +372,7 @@ class Controller:
             log.warning("ami_channel_sweep_failed", exc_info=True)
             return
         live = {c.get("Uniqueid", "") for c in channels} - {""}
+        self.agents.calls_gone({c.get("Linkedid", "") for c in channels} - {""})
         for record in self.assembler.expire(live, asked_at):
             log.info("call_closed_after_reconnect", linkedid=record.linkedid)
             await self._save(record)

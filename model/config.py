@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from model.destinations import Category, Destination, QueueDest
-from model.names import DialString, LineNumber, SafeName, SafeText
+from model.names import DialString, LineNumber, SafeName, SafeText, SeatKey
 
 DIGITS = "0123456789*#"
 
@@ -443,7 +443,7 @@ class Config(_M):
     prompts: dict[str, str] = Field(default_factory=dict)
     menus: dict[SafeName, Menu] = Field(default_factory=dict)
     queues: dict[SafeName, Queue] = Field(default_factory=dict)
-    seats: dict[SafeName, Seat] = Field(default_factory=dict)
+    seats: dict[SeatKey, Seat] = Field(default_factory=dict)
     legacy_lines: dict[LineNumber, LegacyLine] = Field(default_factory=dict)
     branch_centers: dict[SafeName, Trunk] = Field(default_factory=dict)
     transfer_targets: dict[SafeName, Trunk] = Field(default_factory=dict)

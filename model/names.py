@@ -55,5 +55,16 @@ LineNumber = Annotated[str, AfterValidator(_line_number)]
 SafeName = Annotated[str, AfterValidator(_safe_name)]
 #: a display name that reaches Asterisk's files (Chinese welcome)
 SafeText = Annotated[str, AfterValidator(_safe_text)]
+
+
+def _seat_key(v: str) -> str:
+    v = _safe_name(v)
+    if len(v) > 32:  # the agents' tables key on it (agent_states.agent is 32 wide)
+        raise ValueError(f"seat {v!r} is longer than 32 characters")
+    return v
+
+
+#: a seat's extension: a safe name of at most 32 characters (it is also the agent's ID in the store)
+SeatKey = Annotated[str, AfterValidator(_seat_key)]
 #: an Asterisk dial string
 DialString = Annotated[str, AfterValidator(_safe_dial)]

@@ -433,11 +433,14 @@ TABLE: Mapping[tuple[AgentState, InputKind], Handler] = build_table((
     row(S.RINGING, K.RING_NO_ANSWER, A._missed),
     row(S.RINGING, K.COMPLETED, A._completed),
     row(S.RINGING, K.SET_BUSY, A._busy),
-    row(S.RINGING, {K.SET_READY, K.CALLED, K.TICK}, ignore),
+    row(S.RINGING, {K.CALLED, K.TICK}, ignore),
+    # ready while a call rings or is on: said not done (the phone must not claim 已示闲)
+    row(S.RINGING, K.SET_READY, refuse),
     # 通话: a busy key applies when the call ends
     row(S.TALKING, K.COMPLETED, A._completed),
     row(S.TALKING, K.SET_BUSY, A._busy_after_call),
-    row(S.TALKING, {K.SET_READY, K.CALLED, K.CONNECTED, K.RING_NO_ANSWER, K.TICK}, ignore),
+    row(S.TALKING, {K.CALLED, K.CONNECTED, K.RING_NO_ANSWER, K.TICK}, ignore),
+    row(S.TALKING, K.SET_READY, refuse),
     # 话后整理: the timer or the ready key ends it; the extend key lengthens it
     row(S.WRAP_UP, K.TICK, A._wrap_tick),
     row(S.WRAP_UP, K.SET_READY, A._ready),

@@ -146,6 +146,16 @@ class AgentService:
             signed_out = [QueueRemove(q) for q in a.allowed if q not in a.queues]
             self._queue(a, [*signed_out, *a.member_actions()])
 
+    def calls_gone(self, live_linkedids: set[str]) -> None:
+        """After a (re)connect: an agent still ringing or talking on a call Asterisk no longer has gets
+        the AgentComplete it missed while AMI was down (or that a full event queue dropped); otherwise a
+        seat in a queue with after-call work would stay paused for good."""
+        now = self.clock()
+        for a in self.agents.values():
+            if a.state in (AgentState.RINGING, AgentState.TALKING) and a.linkedid not in live_linkedids:
+                log.info("agent_call_gone", agent=a.id, state=a.state.value)
+                self._queue(a, a.feed(Completed(now, a.queue, a.linkedid)))
+
     async def command(self, agent_id: str, inp: Input) -> list[Action]:
         """A key or an API call (a supervisor's): feed it, send what it asks, return what happened."""
         a = self.agents.get(agent_id)

@@ -13,10 +13,15 @@ path elsewhere is refused and reported, its ticket left unmarked.
 
 from __future__ import annotations
 
+import re
+
 import datetime as dt
 import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+#: the shape of a call recording's name under the monitor dir (extensions.conf.j2's MONITOR_FILENAME)
+RECORDING_NAME = re.compile(r"hotline/[0-9]{8}/[A-Za-z0-9._;-]+\.wav")
 
 
 @dataclass(frozen=True)
@@ -115,5 +120,8 @@ def plan_purge(tickets: Iterable[TicketRecording], files: Iterable[FoundFile], *
         due.append(TicketPurge(t.ticket_no, name, name in found and name not in keep))
     claimed = {t.name for t in due} | keep
     limit = before.timestamp()
-    orphans = tuple(sorted(f.name for f in found.values() if f.mtime < limit and f.name not in claimed))
+    # only what Asterisk's MONITOR_FILENAME makes (hotline/YYYYMMDD/<linkedid>.wav): a --dir one level
+    # too high must never sweep voicemail, call files or anything else that happens to be old
+    orphans = tuple(sorted(f.name for f in found.values()
+                           if f.mtime < limit and f.name not in claimed and RECORDING_NAME.fullmatch(f.name)))
     return PurgePlan(tuple(due), orphans, tuple(refused))

@@ -319,7 +319,7 @@ class TicketStore:
         if not await self.has_ticket(record.linkedid):
             password = f"{secrets.randbelow(10**6):06d}"
             pw_hash = await asyncio.to_thread(hash_password, password)
-        for attempt in range(_RETRIES):
+        for attempt in range(_RETRIES + 1):  # + 1: a refused record's bare save gets its own attempt
             try:
                 async with write() as s, s.begin():
                     existing = (await s.execute(

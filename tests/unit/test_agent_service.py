@@ -164,3 +164,28 @@ async def test_a_supervisor_command_is_recorded_with_who_and_why(cfg):
     with pytest.raises(KeyError):
         await svc.command("7777", SetBusy(0, "x"))
     await svc.stop()
+
+
+async def test_a_lost_agent_complete_never_leaves_the_seat_paused_for_good(cfg):
+    """Review finding: with after-call work the member is paused from the answer on and only
+    AgentComplete ends that. If AMI was down at hang-up (or Asterisk restarted mid-call), the
+    controller's reconnect sweep tells the agent the call is gone; ready keyed while talking is refused."""
+    svc, ami, clock, _ = await service(cfg)
+    ami.push(Event="AgentCalled", Queue="hotline-general", Interface="PJSIP/1001", Linkedid="L1")
+    ami.push(Event="AgentConnect", Queue="hotline-general", Interface="PJSIP/1001", Linkedid="L1")
+    await svc.drain()
+    assert svc.agents["1001"].state is S.TALKING
+    out = await svc.feature("1001", "*54")  # 示闲 while on a call: said not done, never "已示闲"
+    assert isinstance(out[0], Refused) and svc.agents["1001"].state is S.TALKING
+    svc.calls_gone({"L2"})  # the sweep after a reconnect: Asterisk has no channel of L1 any more
+    await svc.drain()
+    assert svc.agents["1001"].state is S.WRAP_UP
+    clock.now += cfg.queues["general"].wrapup_s + 1
+    await asyncio.sleep(0.05)
+    await svc.drain()
+    assert svc.agents["1001"].state is S.READY
+    assert ami.named("QueuePause")[-1]["Interface"] == "PJSIP/1001" and ami.named("QueuePause")[-1]["Paused"] == "false"
+    svc.calls_gone(set())  # agents not on a call are left alone
+    await svc.drain()
+    assert svc.agents["1002"].state is S.READY
+    await svc.stop()

@@ -60,3 +60,17 @@ def test_hostile_names_are_located_config_errors(tmp_path: Path, edit) -> None:
 def test_the_shipped_config_still_loads() -> None:
     cfg = load_config(SHIPPED)
     assert cfg.queues["general"].name == "综合受理"
+
+
+def test_a_seat_key_longer_than_the_agents_table_is_refused_with_its_line() -> None:
+    """Review finding: agent_states.agent is 32 wide; a longer seat key would make every agent save fail."""
+    import pytest as _pytest
+
+    from model.loading import ConfigError, default_config_path, parse_config
+
+    text = default_config_path().read_text(encoding="utf-8")
+    long_key = "s" * 33
+    text = text.replace('  "1001": {name: 话务员一号', f'  "{long_key}": {{name: 话务员一号', 1)
+    with _pytest.raises(ConfigError) as e:
+        parse_config(text, "hotline.yaml")
+    assert any("longer than 32" in p.message and p.line for p in e.value.problems)

@@ -51,14 +51,17 @@ def test_plan_chooses_old_calls_and_old_unnamed_files_only() -> None:
                TicketRecording("3", "hotline/b/3.wav", new), TicketRecording("4", "../../etc/x", old)]
     files = [FoundFile("hotline/a/1.wav", old.timestamp()),
              FoundFile("hotline/b/3.wav", old.timestamp()),      # old mtime, but a recent call names it
-             FoundFile("hotline/c/orphan.wav", old.timestamp()),
+             FoundFile("hotline/20250701/orphan.wav", old.timestamp()),
+             FoundFile("voicemail/default/1234/INBOX/msg0000.wav", old.timestamp()),  # not a call recording
+             FoundFile("hotline/notes.txt", old.timestamp()),
              FoundFile("hotline/c/held.wav", old.timestamp()),   # named by a recent ticket (in_use)
              FoundFile("hotline/c/fresh.wav", new.timestamp())]
     plan = plan_purge(tickets, files, monitor_dir="/m", before=before, in_use=["hotline/c/held.wav"])
     assert [(t.ticket_no, t.name, t.exists) for t in plan.tickets] == [
         ("1", "hotline/a/1.wav", True), ("2", "hotline/a/2.wav", False)]
-    assert plan.orphans == ("hotline/c/orphan.wav",)
-    assert plan.files == ("hotline/a/1.wav", "hotline/c/orphan.wav")
+    # only files shaped like a call recording (hotline/YYYYMMDD/<linkedid>.wav) are ever orphans
+    assert plan.orphans == ("hotline/20250701/orphan.wav",)
+    assert plan.files == ("hotline/a/1.wav", "hotline/20250701/orphan.wav")
     assert [(r.ticket_no, r.recording) for r in plan.refused] == [("4", "../../etc/x")]
 
 
