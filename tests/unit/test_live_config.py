@@ -142,3 +142,15 @@ async def test_apply_reports_the_controller_and_fails_without_one(cfg: Any, tmp_
                                             backup_root=tmp_path / "b2", snapshot_dir=tmp_path / "applied",
                                             controller_timeout_s=0.3)
     assert not lonely.ok and lonely.failed_step == "controller" and "controller not reachable" in lonely.message
+
+
+def test_a_queues_members_or_after_call_work_need_a_restart(cfg: Any) -> None:
+    """The agents' machines are built at start from queues' members and wrapup_s: changing them live
+    would half-apply (review finding), so the controller names them as restart-only."""
+    new = cfg.model_copy(deep=True)
+    new.queues["general"].members = [*new.queues["general"].members, "1003"]
+    new.queues["overflow"].wrapup_s = 15
+    assert restart_fields(cfg, new) == ["queues.general.members", "queues.overflow.wrapup_s"]
+    renamed = cfg.model_copy(deep=True)
+    renamed.queues["general"].name = "综合受理（夜间）"  # what callers hear or see may change live
+    assert restart_fields(cfg, renamed) == []
