@@ -99,11 +99,10 @@ def carrier_secrets(config: Config, environ: Mapping[str, str] | None = None, *,
     return out
 
 
-def seat_secrets(config: Config, environ: Mapping[str, str] | None = None, *,
-                 fallback: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Every seat's secret; a seat without one takes `fallback[ext]` (e.g. what Asterisk already has).
+def seat_secrets(config: Config, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Every seat's secret; SecretMissing names every seat that has none.
 
-    Raises SecretMissing naming every seat that has neither.
+    (`hotline apply` also accepts the secret the running Asterisk already has: admin/apply.py.)
     """
     out: dict[str, str] = {}
     missing: list[str] = []
@@ -111,10 +110,7 @@ def seat_secrets(config: Config, environ: Mapping[str, str] | None = None, *,
         try:
             out[ext] = seat_secret(ext, seat, environ)
         except SecretMissing as e:
-            if fallback and fallback.get(ext):
-                out[ext] = fallback[ext]
-            else:
-                missing.append(str(e))
+            missing.append(str(e))
     if missing:
         raise SecretMissing("; ".join(missing))
     return out

@@ -26,8 +26,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from itertools import product
 from typing import TYPE_CHECKING, ClassVar, Union
+
+from routing import state_table
+from routing.state_table import Row, row
 
 if TYPE_CHECKING:
     from model.config import Config
@@ -387,27 +389,11 @@ def refuse(a: Agent, inp: Input) -> list[Action]:
     return [Refused(a.id, inp.kind, a.state)]
 
 
-Row = tuple[frozenset[AgentState], frozenset[InputKind], Handler]
-
-
-def row(states: AgentState | Iterable[AgentState], kinds: InputKind | Iterable[InputKind], handler: Handler) -> Row:
-    s = frozenset([states]) if isinstance(states, AgentState) else frozenset(states)
-    k = frozenset([kinds]) if isinstance(kinds, InputKind) else frozenset(kinds)
-    return s, k, handler
 
 
 def build_table(rows: Iterable[Row]) -> dict[tuple[AgentState, InputKind], Handler]:
-    """Expand rows into a total table; a pair defined twice or not at all is a ValueError."""
-    table: dict[tuple[AgentState, InputKind], Handler] = {}
-    for states, kinds, handler in rows:
-        for pair in product(states, kinds):
-            if pair in table:
-                raise ValueError(f"{pair} defined twice ({table[pair].__name__}, {handler.__name__})")
-            table[pair] = handler
-    missing = set(product(AgentState, InputKind)) - set(table)
-    if missing:
-        raise ValueError(f"no transition for {sorted(missing)}")
-    return table
+    """This machine's total table (routing/state_table.py: a pair defined twice or left out is a ValueError)."""
+    return state_table.build_table(rows, AgentState, InputKind)
 
 
 S, K, A = AgentState, InputKind, Agent

@@ -40,10 +40,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from itertools import product
 from typing import Any, ClassVar, Literal, Union
 
 from model.contract import Event
+from routing import state_table
+from routing.state_table import Row, row
 
 
 class Mode(StrEnum):
@@ -473,7 +474,6 @@ def _ok(result: str) -> bool:
 
 #: a table cell: the transfer and an input of the kind its row names → the actions to carry out
 Handler = Callable[[Transfer, Any], list[Action]]
-Row = tuple[frozenset[State], frozenset[InputKind], Handler]
 Table = Mapping[tuple[State, InputKind], Handler]
 
 
@@ -496,25 +496,9 @@ def ends(outcome: State, *, return_to_agent: bool = False, work_order: bool | No
     return handler
 
 
-def row(states: State | Iterable[State], kinds: InputKind | Iterable[InputKind], handler: Handler) -> Row:
-    """One line of a table: `handler` for every pair in `states` × `kinds`."""
-    s = frozenset([states]) if isinstance(states, State) else frozenset(states)
-    k = frozenset([kinds]) if isinstance(kinds, InputKind) else frozenset(kinds)
-    return s, k, handler
-
-
 def build_table(rows: Iterable[Row]) -> dict[tuple[State, InputKind], Handler]:
-    """Expand rows into a total table; a pair defined twice or not at all is a ValueError."""
-    table: dict[tuple[State, InputKind], Handler] = {}
-    for states, kinds, handler in rows:
-        for pair in product(states, kinds):
-            if pair in table:
-                raise ValueError(f"{pair} defined twice ({table[pair].__name__}, {handler.__name__})")
-            table[pair] = handler
-    missing = set(product(State, InputKind)) - set(table)
-    if missing:
-        raise ValueError(f"no transition for {sorted(missing)}")
-    return table
+    """This machine's total table (routing/state_table.py: a pair defined twice or left out is a ValueError)."""
+    return state_table.build_table(rows, State, InputKind)
 
 
 S, K, T = State, InputKind, Transfer
