@@ -59,7 +59,8 @@ SCHEMAS: dict[str, Any] = {
         "legacy_line": {"type": ["string", "null"]}, "category": {"type": ["string", "null"]},
         "mode": {"type": ["string", "null"]}, "ivr_path": {"type": "array", "items": {"type": "string"}},
         "phase": {"enum": ["ivr", "queued", "talking", "after_agent", "connected"]},
-        "queue": {"type": ["string", "null"]}, "waiting_since": _num_or_null, "wait_s": _num_or_null,
+        "queue": {"type": ["string", "null"]}, "waiting_since": _num_or_null, "first_queued_at": _num_or_null,
+        "wait_s": _num_or_null,
         "agent": {"type": ["string", "null"]}, "agent_channel": {"type": ["string", "null"]},
         "answered_at": _num_or_null, "ringing": {"type": "array", "items": {"type": "string"}},
         "started_at": {"type": "number"}}},
@@ -173,7 +174,9 @@ def openapi() -> dict[str, Any]:
                 "responses": _resp("started", "Result", (400, 401, 403, 404, 409, 501, 503))}},
             "/api/v1/calls/{linkedid}/release": {"post": {
                 "summary": "强拆 force release: end the call", "parameters": [lid],
-                "requestBody": _body({"why": {"type": "string"}}, []),
+                "requestBody": _body({"seat": {"type": "string", "description": "the supervisor's seat (default: "
+                                                                                "the token's seat)"},
+                                      "why": {"type": "string"}}, []),
                 "responses": _resp("released", "Result", (400, 401, 403, 404, 409, 501, 503))}},
         },
     }

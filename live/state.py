@@ -93,6 +93,7 @@ class Call:
                 "dialed": self.dialed, "line": self.line, "legacy_line": self.legacy_line or None,
                 "category": self.category or None, "mode": self.mode or None, "ivr_path": list(self.ivr_path),
                 "phase": self.phase, "queue": self.queue, "waiting_since": self.joined_at,
+                "first_queued_at": self.first_joined_at,
                 "wait_s": round(max(0.0, now - self.joined_at), 1) if self.joined_at is not None and
                 self.phase == "queued" else None,
                 "agent": self.agent, "agent_channel": self.agent_channel, "answered_at": self.answered_at,
