@@ -24,13 +24,14 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from hotline.callrobot import CallRobot
+from hotline.callrobot import CallRobot, wait_ticket
 from hotline.controller import Controller
 from hotline.sipseat import BaresipSeat
 from live.reducer import LiveModel
 from live.tokens import new_token, token_hash
 from model.secrets import seat_secret
 from tests.conftest import require
+from ticketbridge.callbacks import CALLBACK_PREFIX
 from ticketbridge.store import TicketStore
 
 pytestmark = pytest.mark.e2e
@@ -295,3 +296,68 @@ async def test_a_restarted_controller_rebuilds_the_live_state_from_asterisk(live
             await second.stop()
         await controller.start()  # the fixture stops it again
         await controller.ami.wait_connected(10)
+
+
+async def test_one_key_transfer_from_the_api_by_the_agents_own_token(live, ami, seat) -> None:
+    """一键转接 from the API: the agent's token hands its own caller to the water utility (the same
+    TransferService as the *831 key); the outcome lands on the ticket; another call is not its to move."""
+    controller, client, tokens, _ = live
+    robot = await CallRobot(ami, number="12358", caller="13900007007").dial()
+    try:
+        await robot.wait_for(is_event("AgentConnect", Queue="hotline-general"), 25)
+        deadline = time.monotonic() + 3
+        while controller.live.agent_call("1001") is None:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)  # both sides are in the bridge
+        r = await client.post("/calls/not-a-call/transfer", json={"target": "water"}, headers=auth(tokens["agent"]))
+        assert r.status_code == 404
+        r = await client.post(f"/calls/{robot.linkedid}/transfer", json={"target": "water"},
+                              headers=auth(tokens["agent"]))
+        assert r.status_code == 200 and r.json()["ok"], r.text
+        reached = await robot.wait_user_event("SimTrunkReached", 15)
+        assert reached["Target"] == "water"
+        await robot.wait_user_event("HotlineTransfer", 10, Outcome="completed")
+        entries = await controller.store.audit_entries()
+        assert entries[0].action == "api transfer" and entries[0].user == "api:坐席1001"
+    finally:
+        await robot.hangup()
+        await robot.wait_hangup(10)
+    t = await wait_ticket(controller.store, robot.linkedid, 20)
+    assert ("water", "completed") in [(x["target"], x["outcome"]) for x in t.transfers]
+
+
+async def test_a_supervisor_calls_a_missed_caller_back_from_the_api(live, cfg, ami, agents, seat) -> None:
+    """漏接回拨 from the API: the caller who hung up waiting is rung back (the sim's phone answers) into the
+    queue, where a scripted agent takes it; the callback never shows as a call of its own on the board."""
+    controller, client, tokens, _ = live
+    sup = auth(tokens["supervisor"])
+    old_cb, old_allow = cfg.callbacks.model_copy(), list(cfg.outbound.allow)
+    cfg.callbacks.dial, cfg.callbacks.ring_s = "Local/{number}@caller-answer", 4
+    assert (await set_agent(client, tokens["supervisor"], "1001", "busy", reason="小休")).status_code == 200
+    seen: set[str] = set()
+    try:
+        robot = await CallRobot(ami, number="12358", caller="13900007008").dial()
+        await robot.wait_for(is_event("QueueCallerJoin", Queue="hotline-general"), 25)
+        await robot.hangup()
+        await robot.wait_hangup(10)
+        t = await wait_ticket(controller.store, robot.linkedid, 20)
+        assert t.outcome == "abandoned_in_queue" and t.callback_needed
+        calls_before = controller.live.model.calls_today
+        await agents.add("general", talk_s=2)
+        q = controller.live.subscribe()
+        r = await client.post("/callbacks", json={"ticket": t.ticket_no}, headers=sup)
+        assert r.status_code == 200, r.text
+        assert r.json()["ok"] and r.json()["status"] == "done", r.json()
+        await asyncio.sleep(4.0)  # the callback reaches the scripted agent and ends
+        while not q.empty():
+            delta = q.get_nowait()
+            if delta is not None:
+                seen |= set(delta.parts.get("calls", {}))
+        controller.live.unsubscribe(q)
+        assert not any(lid.startswith(CALLBACK_PREFIX) or t.ticket_no in lid for lid in seen), seen
+        assert controller.live.model.calls_today == calls_before
+        assert (await controller.store.audit_entries())[0].action == "api callback"
+    finally:
+        cfg.callbacks, cfg.outbound.allow = old_cb, old_allow
+        await set_agent(client, tokens["supervisor"], "1001", "ready")
