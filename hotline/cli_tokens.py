@@ -7,9 +7,9 @@ its next request. Exit 0 done, 1 refused (bad role/seat, nothing to revoke), 3 s
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
+import pwd
 from typing import Any
 
 import click
@@ -29,11 +29,13 @@ def tokens() -> None:
     _setup_logs()  # logs on stderr: stdout carries the token alone
 
 
-def _who() -> str:
+def _who() -> tuple[int, str]:
+    """The real uid and its passwd name (never $LOGNAME, which anyone can set), as the audit log keeps them."""
+    uid = os.getuid()
     try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry
-        return f"uid {os.getuid()}"
+        return uid, pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return uid, ""
 
 
 @tokens.command("create")
@@ -51,8 +53,11 @@ def create(role: str, name: str, seat: str | None, config_path: str | None, stor
         except TokenError as e:
             fail(str(e), EXIT_BAD)
         token = new_token()
+        uid, user = _who()
         row = await store.create_token(name=name, role=role, seat=seat, token_hash=token_hash(token),
-                                       created_by=_who())
+                                       created_by=user or f"uid {uid}")
+        await store.audit("tokens create", {"id": row.id, "name": name, "role": role, "seat": seat}, 0,
+                          uid=uid, user=user)
         click.echo(token)
         click.echo(f"token {row.id} for {name} ({role}{', seat ' + seat if seat else ''}): shown once, "
                    f"keep it safe; send it as 'Authorization: Bearer <token>'", err=True)
@@ -94,6 +99,8 @@ def revoke(key: str, config_path: str | None, store_url: str | None) -> None:
         rows = await store.revoke_token(key)
         if not rows:
             fail(f"no live token with id or name {key!r}", EXIT_BAD)
+        uid, user = _who()
+        await store.audit("tokens revoke", {"key": key, "ids": [r.id for r in rows]}, len(rows), uid=uid, user=user)
         for r in rows:
             click.echo(f"revoked token {r.id} ({r.name}, {r.role})")
 

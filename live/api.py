@@ -20,6 +20,7 @@ framework's inference.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -99,6 +100,9 @@ class LiveApi:
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port, reuse_address=True).start()
         log.info("live_api_listening", bind=f"{host}:{port}")
+        if not _loopback(host):
+            log.warning("live_api_plain_http", bind=host,
+                        hint="tokens cross the network in clear: put a TLS proxy in front or bind 127.0.0.1")
 
     @property
     def port(self) -> int | None:
@@ -258,6 +262,7 @@ class LiveApi:
             snap, shown = self.live.snapshot(viewer)
             if shown:
                 await self._audit(who, "api live stream numbers", {"calls": shown}, len(shown))
+                viewer.audited.update(shown)
             resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
                                                "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
             await resp.prepare(request)
@@ -273,9 +278,10 @@ class LiveApi:
                 if delta.seq <= snap["seq"]:
                     continue
                 parts, shown = viewer.render(delta.parts)
-                if shown:
+                if shown:  # calls whose full number this stream has not shown before: audited once each
                     try:
                         await self._audit(who, "api live stream numbers", {"calls": shown}, len(shown))
+                        viewer.audited.update(shown)
                     except web.HTTPException:
                         parts, _ = Viewer(who, full_numbers=False, seen_calls=viewer.seen_calls).render(delta.parts)
                 if not any(parts.get(k) for k in parts):
@@ -365,6 +371,13 @@ class LiveApi:
         body = await self._body(request)
         seat, why = self._supervisor_seat(who, body), self._text(body, "why")
         return await self._supervise(who, RELEASE, seat, self._call(who, lid), {"why": why})
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _sse(event: str, data: Any, seq: int) -> bytes:

@@ -60,6 +60,8 @@ class Viewer:
     full_numbers: bool = False
     #: the calls sent to this viewer so far (an agent is told when its calls end)
     seen_calls: set[str] = field(default_factory=set)
+    #: calls whose full number this viewer was already shown (and that read audited): not audited again
+    audited: set[str] = field(default_factory=set)
 
     def call(self, view: dict[str, Any] | None, lid: str) -> tuple[bool, dict[str, Any] | None]:
         """(send it?, the call as this viewer sees it)."""
@@ -72,7 +74,8 @@ class Viewer:
         return True, view
 
     def render(self, parts: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-        """The parts this viewer may see; and the calls whose full number it shows (to be audited first)."""
+        """The parts this viewer may see; and the calls whose full number it shows for the first time (to be
+        audited first, then marked `audited` by the caller)."""
         out: dict[str, Any] = {}
         shown: list[str] = []
         for key, value in parts.items():
@@ -90,7 +93,7 @@ class Viewer:
                         self.seen_calls.discard(lid)
                     else:
                         self.seen_calls.add(lid)
-                        if self.full_numbers and seen.get("caller"):
+                        if self.full_numbers and seen.get("caller") and lid not in self.audited:
                             shown.append(lid)
                 out[key] = calls
             else:

@@ -218,6 +218,30 @@ async def test_the_stream_sends_a_snapshot_then_the_change_within_a_second(world
     assert change["seq"] > events[0][1]["seq"] and change["calls"]["1700000000.1"]["caller"] == "138******00"
 
 
+async def test_a_full_number_stream_audits_each_call_once_before_showing_it(world) -> None:
+    h = auth(world.tokens["supervisor"])
+    got: list[dict[str, Any]] = []
+    async with world.client.stream("GET", "/live/stream?numbers=full", headers=h) as resp:
+        name = ""
+        async for line in resp.aiter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                if name == "snapshot":
+                    a_call_waits(world.ami)
+                    continue
+                got.append(json.loads(line[6:]))
+                if len(got) == 1:
+                    world.ami.push(Event="UserEvent", UserEvent="HotlineIVR", Step="menu:main",
+                                   Linkedid="1700000000.1", Uniqueid="1700000000.1")
+                elif any(c and c.get("ivr_path") for c in got[-1].get("calls", {}).values()):
+                    break
+    shown = [c["caller"] for d in got for c in d.get("calls", {}).values() if c]
+    assert shown and set(shown) == {"13800138000"}
+    entries = await world.store.audit_entries()
+    assert [e.action for e in entries] == ["api live stream numbers"] and entries[0].asked["calls"] == ["1700000000.1"]
+
+
 class FakeSupervision:
     """Stands in for the intervention module (live/intervention.py's port): records, refuses seat 1003."""
 

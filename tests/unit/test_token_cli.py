@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import pwd
 import sqlite3
 from pathlib import Path
 
@@ -37,6 +39,8 @@ def test_a_token_is_shown_once_and_only_its_hash_is_kept(tmp_path: Path) -> None
             await store.close()
 
     assert asyncio.run(lookup()) is not None
+    audit = sqlite3.connect(tmp_path / "t.db").execute("select action, user from audit_log").fetchall()
+    assert audit == [("tokens create", pwd.getpwuid(os.getuid()).pw_name)]
     r = run(url, "revoke", "张班长")
     assert r.exit_code == 0 and "revoked" in r.stdout
     assert asyncio.run(lookup()) is None
