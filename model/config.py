@@ -434,6 +434,15 @@ class Deadline(_M):
     hours: float | None = None
 
 
+class Wallboard(_M):
+    """When the wallboard (大屏, live/pages) turns a figure red: GB/T 33358-2016's figures by default."""
+
+    #: a queue whose longest waiting caller waits longer than this (s): answer within 15 s
+    wait_red_s: float = Field(15.0, gt=0)
+    #: 接通率 below this: call completion ≥ 95 %
+    answer_rate_min: float = Field(0.95, ge=0, le=1)
+
+
 class Config(_M):
     center: Center = Center()
     asterisk: AsteriskSettings = AsteriskSettings()
@@ -460,6 +469,10 @@ class Config(_M):
     transfer_timeout_s: int = 20
     #: seat agents' states, feature codes and busy reasons (each queue's `members` are the seats that may serve it)
     agents: AgentSettings = AgentSettings()
+    #: 承办单位 the agent's intake form offers for 派单 (besides the legacy lines' departments)
+    departments: list[SafeText] = Field(default_factory=list)
+    #: the wallboard's red thresholds
+    wallboard: Wallboard = Wallboard()
 
     @model_validator(mode="after")
     def _general_queue_exists(self) -> "Config":

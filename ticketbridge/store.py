@@ -574,12 +574,28 @@ class TicketStore:
         call, before the hang-up); the record then merges into it (`save_call`), and the agent's
         category is never replaced by the IVR's (`_merge`). 当场解答 moves 受理 → 办结, 派单 受理 → 派单
         (ticketbridge.intake.target_state; IllegalTransition when the ticket has moved on, e.g. a
-        closed ticket marked 派单). Saving again replaces the text, category and department.
+        closed ticket marked 派单: nothing of that save is kept). Saving again replaces the text,
+        category and department.
         """
+        actor = f"agent:{agent}"[:64]
+        t, created = await self._with_ticket(linkedid, lambda s, t: self._apply_intake(s, t, intake, agent, actor))
+        log.info("ticket_intake_saved", ticket=t.ticket_no, agent=agent, state=t.state, created=created,
+                 disposition=intake.disposition.value if intake.disposition else None)
+        return SavedIntake(t.ticket_no, t.state, created)
+
+    async def open_ticket(self, linkedid: str) -> Ticket:
+        """The call's ticket, created now (in progress) when its record is not saved yet: the agent's
+        screen pop shows the number while the call is up; the record merges into it at hang-up."""
+        t, created = await self._with_ticket(linkedid, lambda s, t: None)
+        if created:
+            log.info("ticket_opened_for_agent", ticket=t.ticket_no)
+        return t
+
+    async def _with_ticket(self, linkedid: str, change: Callable[[AsyncSession, Ticket], None]) -> tuple[Ticket, bool]:
+        """Lock the call's ticket (inserting a bare one when there is none) and apply `change`, one transaction."""
         if not linkedid:
             raise ValueError("a call's linkedid is needed")
         _, write = self._sessions()
-        actor = f"agent:{agent}"[:64]
         pw_hash: str | None = None
         if not await self.has_ticket(linkedid):
             pw_hash = await asyncio.to_thread(hash_password, f"{secrets.randbelow(10**6):06d}")
@@ -593,15 +609,13 @@ class TicketStore:
                             pw_hash = await asyncio.to_thread(hash_password, f"{secrets.randbelow(10**6):06d}")
                         t = await self._insert(s, CallRecord(linkedid=linkedid), pw_hash)
                         created = True
-                    self._apply_intake(s, t, intake, agent, actor)
-                log.info("ticket_intake_saved", ticket=t.ticket_no, agent=agent, state=t.state, created=created,
-                         disposition=intake.disposition.value if intake.disposition else None)
-                return SavedIntake(t.ticket_no, t.state, created)
+                    change(s, t)
+                return t, created
             except (IntegrityError, OperationalError) as e:
                 # the call's record inserted the ticket meanwhile, or SQLite was busy: again, now merging
                 if attempt == _RETRIES - 1:
                     raise
-                log.info("ticket_intake_retry", linkedid=linkedid, attempt=attempt + 1,
+                log.info("ticket_open_retry", linkedid=linkedid, attempt=attempt + 1,
                          error=type(e.orig).__name__ if isinstance(e, DBAPIError) else type(e).__name__)
                 await asyncio.sleep(0.01 * (attempt + 1) + secrets.randbelow(20) / 1000)
         raise RuntimeError("unreachable")

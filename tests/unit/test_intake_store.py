@@ -93,3 +93,14 @@ async def test_intake_and_record_racing_from_two_controllers_make_one_ticket(mak
         t = await a.get_by_linkedid(lid)
         assert t is not None and t.category == "求助" and t.state == "closed" and t.outcome == "answered"
     assert await a.count_tickets() == 6
+
+
+async def test_the_screen_pop_opens_the_ticket_the_record_and_the_intake_then_fill(store: TicketStore) -> None:
+    opened = await store.open_ticket(LINKEDID)
+    assert opened.state == "accepted" and opened.outcome == "in_progress" and len(opened.ticket_no) == 12
+    assert (await store.open_ticket(LINKEDID)).ticket_no == opened.ticket_no  # again: the same ticket
+    await store.save_intake(LINKEDID, intake(), agent="1001")
+    saved = await store.save_call(rec(LINKEDID))
+    assert saved.ticket_no == opened.ticket_no and await store.count_tickets() == 1
+    t = await store.get_ticket(opened.ticket_no)
+    assert t is not None and t.outcome == "answered" and t.state == "closed" and t.request_text
