@@ -46,9 +46,9 @@
     set("caller", c.caller);
     set("dialed", c.dialed);
     set("line", pop.line_name ? `${c.legacy_line} ${pop.line_name}` : c.legacy_line);
-    set("ivr", (c.ivr_path || []).join(" → "));
+    set("ivr", (c.ivr_path || []).map(Live.step).join(" → "));
     set("category", c.category);
-    set("queue", c.queue);
+    set("queue", Live.queueName(c.queue));
     set("wait", c.wait_s === null || c.wait_s === undefined ? "" : Math.round(c.wait_s) + " 秒");
     showTicket(pop.ticket);
     const rows = (pop.previous || []).map((t) =>
@@ -56,6 +56,7 @@
     $("previous").innerHTML = rows;
     $("no-previous").hidden = !!rows;
     if (filled !== lid) fillForm(pop);
+    render(Live.state.snap);
   }
 
   function showTicket(t) {
@@ -91,8 +92,9 @@
         showTicket(out.ticket);
         setMsg(`已保存 · 工单 ${out.ticket.ticket_no} · ${out.ticket.state_label}`, "ok");
       } else {
-        setMsg("未保存：" + (out.message || out.error || r.status), "err");
-        if (out.field) { const el = $(out.field === "category" ? "form-category" : out.field); if (el) el.focus(); }
+        const e = out.error || {};
+        setMsg("未保存：" + (e.message || r.status), "err");
+        if (e.field) { const el = $(e.field === "category" ? "form-category" : e.field); if (el) el.focus(); }
       }
     } catch (e) {
       setMsg("未保存：网络错误", "err");

@@ -128,6 +128,32 @@ const Live = (() => {
     return d.toLocaleTimeString("zh-CN", {hour12: false, timeZone: Live.zone});
   }
 
-  return {run, api, now, pct, esc, clock, token, state,
-          paths: {snapshot: "/api/v1/snapshot", stream: "/api/v1/stream"}, zone: "Asia/Shanghai"};
+  const namesEl = document.getElementById("names");
+  const names = namesEl ? JSON.parse(namesEl.textContent) : {queues: {}, lines: {}};
+  const queueName = (q) => (q && names.queues[q]) || q || "";
+  const lineName = (n) => names.lines[n] || "";
+
+  // an IVR path (ivr/menu.py's steps) in the center's words
+  const STEPS = {"timeout": "未按键", "agent:0": "按0转人工", "agent:retries": "重试用完转人工", "repeat": "重听",
+                 "back": "返回上级", "back:top": "返回主菜单", "speech:low": "语音未识别", "max_events": "操作过多"};
+  function step(s) {
+    if (STEPS[s]) return STEPS[s];
+    const [kind, ...rest] = String(s).split(":");
+    const arg = rest.join(":");
+    switch (kind) {
+      case "key": return "按" + arg;
+      case "menu": return arg === "main" ? "主菜单" : "菜单 " + arg;
+      case "speech": return "语音“" + arg + "”";
+      case "line": return "热线 " + arg;
+      case "route": return "转" + arg.replace(/^queue:([^/]+).*/, (m, q) => "队列 " + queueName(q));
+      case "announce": return "播报";
+      case "invalid": return "无效按键";
+      case "closed": return "非服务时间";
+      case "fail_open": return "转人工（兜底）";
+      default: return s;
+    }
+  }
+
+  return {run, api, now, pct, esc, clock, token, state, names, queueName, lineName, step,
+          paths: {snapshot: "/api/v1/live", stream: "/api/v1/live/stream"}, zone: "Asia/Shanghai"};
 })();

@@ -38,7 +38,7 @@
     const rows = queues.map((q) => {
       const w = longest(q);
       const red = w > WAIT_RED || (q.answer_rate !== null && q.answer_rate < ANSWER_MIN);
-      return `<tr class="${red ? "red" : ""}" data-queue="${Live.esc(q.queue)}"><td>${Live.esc(q.queue)}</td>` +
+      return `<tr class="${red ? "red" : ""}" data-queue="${Live.esc(q.queue)}"><td>${Live.esc(Live.queueName(q.queue))}</td>` +
         `<td class="num waiting">${q.waiting}</td><td class="num">${Math.floor(w)} 秒</td><td class="num">${q.talking}</td>` +
         `<td class="num">${q.offered}</td><td class="num">${q.answered}</td><td class="num">${q.answered_within_15s}</td>` +
         `<td class="num">${q.abandoned}</td><td class="num">${Live.pct(q.answer_rate)}</td></tr>`;
@@ -52,7 +52,7 @@
     if ($("agents").innerHTML !== agents) $("agents").innerHTML = agents;
 
     const lines = Object.entries(s.lines || {}).sort((a, b) => b[1] - a[1]).slice(0, 8)
-      .map(([n, k]) => `<li><span>${Live.esc(n)}</span><b>${k}</b></li>`).join("");
+      .map(([n, k]) => `<li><span>${Live.esc(n)} <small>${Live.esc(Live.lineName(n))}</small></span><b>${k}</b></li>`).join("");
     if ($("lines").innerHTML !== lines) $("lines").innerHTML = lines;
 
     chart(s.half_hours || []);
