@@ -49,8 +49,8 @@ def departments(config: Config) -> list[str]:
 
 
 def wait_s(call: Mapping[str, Any], now: float) -> float | None:
-    """The caller's queue wait: until answered, or until now while still waiting/ringing."""
-    joined = call.get("waiting_since")
+    """The caller's queue wait: from joining the (first) queue until answered, or until now while waiting."""
+    joined = call.get("first_queued_at") or call.get("waiting_since")
     if joined is None:
         return call.get("wait_s")
     end = call.get("answered_at") or now

@@ -435,11 +435,10 @@ class Deadline(_M):
 
 
 class Wallboard(_M):
-    """When the wallboard (大屏, live/pages) turns a figure red: GB/T 33358-2016's figures by default."""
+    """When the wallboard (大屏, live/pages) turns red: a queue's longest wait above `wait_red_s`, 接通率 below
+    `answer_rate_min` — GB/T 33358-2016's answer within 15 s and call completion ≥ 95 % by default."""
 
-    #: a queue whose longest waiting caller waits longer than this (s): answer within 15 s
     wait_red_s: float = Field(15.0, gt=0)
-    #: 接通率 below this: call completion ≥ 95 %
     answer_rate_min: float = Field(0.95, ge=0, le=1)
 
 

@@ -141,6 +141,7 @@ async def test_wallboard_and_screen_pop_follow_a_real_call(served, browser, ami,
         joined = time.monotonic()
         await wall.wait_for_function("document.getElementById('waiting').textContent === '1'", timeout=3_000)
         shown_after = time.monotonic() - joined
+        print(f"wallboard: one waiting shown {shown_after * 1000:.0f} ms after QueueCallerJoin")
         assert shown_after < 1.0, f"the wallboard showed the waiting caller {shown_after:.2f} s after it joined"
         row = wall.locator("#queues tbody tr", has_text="综合受理")
         assert await row.locator("td.waiting").text_content() == "1"
