@@ -42,6 +42,10 @@ from ticketbridge.callbacks import CallbackDialer, CallbackError, CallbackResult
 from ticketbridge.cdr import CDR_SETTLE_S, CdrReplayer
 from ticketbridge.outbox import OutboxPusher
 from ticketbridge.store import TicketStore
+from live.api import LiveApi
+from live.intervention import Intervention
+from live.service import LiveService
+from hotline.live_api import serve_api
 
 log = structlog.get_logger("hotline.controller")
 
@@ -106,6 +110,15 @@ class Controller:
         self.agi.route("agent", AgentPhone(self.agents).script)
         #: supervisors' commands ask for callbacks here instead of holding an AMI secret (hotline/control.py)
         self.control = ControlServer(control_path or control_socket_path(instance), self._on_control_request)
+        #: the live model (live/reducer.py) fed by every AMI event; agents' states asked of self.agents
+        self.live = LiveService(self.ami, config, self.agents, today_rows=self._today_rows)
+        self.live.attach()
+        self.on_saved.append(lambda record, saved: self.live.note_saved(record.to_dict()))
+        #: listen/whisper/barge/force release for the API (live/intervention.py); None: the API answers 501
+        self.intervention: Intervention | None = None
+        #: the live API (live/api.py): listening once a token exists (config api:)
+        self.api: LiveApi | None = None
+        self._api_task: asyncio.Task[None] | None = None
 
     @classmethod
     def for_sandbox(cls, config: Config, sandbox: Any, **kw: Any) -> "Controller":
@@ -126,8 +139,11 @@ class Controller:
         self.ami.on_event("UserEvent", self._on_control)
         # before the AMI login, so its FullyBooted finds the agents as they were saved
         await self._start_agents()
+        await self.live.start()  # today's tickets; Asterisk's calls come at the AMI login (FullyBooted)
         await self.ami.start()
         await self.control.start()
+        if self.config.api.enabled:
+            self._api_task = self._spawn(serve_api(self), "live-api")
         self.transfers.start_timer()
         if self.cdr is not None:
             await self.reconcile_cdr()
@@ -145,6 +161,11 @@ class Controller:
         log.info("controller_stopping")
         self._stopping = True
         await self.control.stop()
+        await self._end_task(self._api_task)
+        await self.live.stop()  # ends the SSE streams
+        if self.api is not None:
+            await self.api.stop()
+            self.api = None
         await self._end_task(self._cdr_task)
         await self.agi.stop(grace_s)
         for record in self.assembler.open_records():
@@ -279,6 +300,10 @@ class Controller:
         if any(isinstance(x, Refused) for x in out):
             return {"ok": False, "error": f"agent {agent} is {a.state.value}: {action} does not apply"}
         return {"ok": True, "agent": agent, "state": a.state.value, "reason": a.reason}
+
+    # ------------------------------------------------------------------ the live API
+    async def _today_rows(self, since: dt.datetime) -> list[dict[str, Any]]:
+        return await self.store.kpi_rows(since=since.astimezone(dt.timezone.utc), linkedid=True)
 
     # ------------------------------------------------------------------ applied configuration
     def take_config(self, config: Config, generation: str) -> None:

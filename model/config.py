@@ -415,6 +415,18 @@ class Recording(_M):
     dir: str = "/var/spool/hotline12345-asterisk/monitor"
 
 
+class ApiSettings(_M):
+    """The live API (live/api.py) served by the controller: off until a token exists (`hotline tokens create`)."""
+
+    #: the address it listens on (127.0.0.1: this machine only; a LAN address for the wallboard's PC)
+    bind: str = "127.0.0.1"
+    port: int = Field(8345, ge=1, le=65535)
+    #: false: never served, tokens or not
+    enabled: bool = True
+    #: how often a controller without tokens looks for the first one (s)
+    token_check_s: float = Field(5.0, gt=0)
+
+
 class SelfQuery(_M):
     max_attempts: int = 3
     ticket_digits: int = 12
@@ -468,6 +480,8 @@ class Config(_M):
     transfer_timeout_s: int = 20
     #: seat agents' states, feature codes and busy reasons (each queue's `members` are the seats that may serve it)
     agents: AgentSettings = AgentSettings()
+    #: the live API (snapshot, SSE stream, supervisors' actions); off until a token exists
+    api: ApiSettings = ApiSettings()
     #: 承办单位 the agent's intake form offers for 派单 (besides the legacy lines' departments)
     departments: list[SafeText] = Field(default_factory=list)
     #: the wallboard's red thresholds

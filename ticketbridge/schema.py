@@ -193,3 +193,20 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     asked: Mapped[dict[str, Any]] = mapped_column(JSON)
     rows: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ApiToken(Base):
+    """A bearer token of the live API (live/api.py): only its SHA-256 is kept; role agent|supervisor|admin,
+    an agent's token bound to its seat (migration 0005)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    seat: Mapped[str | None] = mapped_column(String(32))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -45,8 +45,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from model.config import DEFAULT_TZ
 from model.privacy import mask_number, normalise_number
-from ticketbridge.schema import (UTC, AgentEvent, AgentStateRow, AuditEntry, Callback, Outbox, Ticket, TicketHistory,
-                                 TicketSeq)
+from ticketbridge.schema import (UTC, AgentEvent, AgentStateRow, ApiToken, AuditEntry, Callback, Outbox, Ticket,
+                                 TicketHistory, TicketSeq)
 from ticketbridge.assembler import CallRecord
 from ticketbridge.intake import Intake, target_state
 from ticketbridge.lifecycle import INITIAL, deadline, parse_state, transition
@@ -830,10 +830,11 @@ class TicketStore:
 
     # -------------------------------------------------------------- KPI input
     async def kpi_rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None,
-                       batch: int = 5000) -> list[dict[str, Any]]:
-        """Plain dicts of KPI_COLUMNS (+ `closed_on_spot`, `callback_status`) for tickets created in [since, until)."""
+                       batch: int = 5000, linkedid: bool = False) -> list[dict[str, Any]]:
+        """Plain dicts of KPI_COLUMNS (+ `closed_on_spot`, `callback_status`; + `linkedid` when asked: the live
+        model's rebuild) for tickets created in [since, until)."""
         read, _ = self._sessions()
-        cols = [getattr(Ticket, c) for c in KPI_COLUMNS]
+        cols = [getattr(Ticket, c) for c in (*KPI_COLUMNS, *(("linkedid",) if linkedid else ()))]
         on_spot = (select(TicketHistory.id).where(TicketHistory.ticket_id == Ticket.id,
                                                   TicketHistory.field == "state",
                                                   TicketHistory.from_value == "accepted",
@@ -951,6 +952,58 @@ class TicketStore:
         read, _ = self._sessions()
         async with read() as s:
             return int((await s.execute(select(func.count()).select_from(Ticket))).scalar_one())
+
+    # -------------------------------------------------------------- live API tokens (hashes only)
+    async def create_token(self, *, name: str, role: str, seat: str | None, token_hash: str,
+                           created_by: str = "") -> ApiToken:
+        _, write = self._sessions()
+        async with write() as s, s.begin():
+            row = ApiToken(name=name[:64], role=role, seat=seat, token_hash=token_hash, created_at=self._now(),
+                           created_by=created_by[:64])
+            s.add(row)
+        return row
+
+    async def tokens(self, *, revoked: bool = False) -> list[ApiToken]:
+        """Tokens, oldest first; revoked ones too when `revoked`."""
+        read, _ = self._sessions()
+        q = select(ApiToken).order_by(ApiToken.id)
+        if not revoked:
+            q = q.where(ApiToken.revoked_at.is_(None))
+        async with read() as s:
+            return list((await s.execute(q)).scalars())
+
+    async def revoke_token(self, key: str) -> list[ApiToken]:
+        """Revoke the live tokens whose id or name is `key`; returns them (empty: none matched)."""
+        _, write = self._sessions()
+        where = ApiToken.name == key
+        if key.isdigit():
+            where = where | (ApiToken.id == int(key))
+        async with write() as s, s.begin():
+            rows = list((await s.execute(select(ApiToken).where(where, ApiToken.revoked_at.is_(None)))).scalars())
+            for r in rows:
+                r.revoked_at = self._now()
+        return rows
+
+    async def token_by_hash(self, token_hash: str, *, touch: bool = True) -> ApiToken | None:
+        """The live (unrevoked) token with this hash; its last use noted (at most once a minute)."""
+        read, write = self._sessions()
+        async with read() as s:
+            row = (await s.execute(select(ApiToken).where(ApiToken.token_hash == token_hash,
+                                                          ApiToken.revoked_at.is_(None)))).scalar_one_or_none()
+        if row is not None and touch:
+            now = self._now()
+            if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
+                async with write() as s, s.begin():
+                    live = await s.get(ApiToken, row.id)
+                    if live is not None:
+                        live.last_used_at = now
+        return row
+
+    async def live_token_count(self) -> int:
+        read, _ = self._sessions()
+        async with read() as s:
+            q = select(func.count()).select_from(ApiToken).where(ApiToken.revoked_at.is_(None))
+            return int((await s.execute(q)).scalar_one())
 
 
 #: the ticket database holds every caller's number: owner read/write only, its folder owner(+group) only

@@ -40,6 +40,7 @@ def e2e_config(path: Path | None = None) -> Config:
     a.ami.port += OFFSET
     a.fastagi.port += OFFSET
     a.sip.port += OFFSET
+    cfg.api.port += OFFSET
     # the simulated carrier (SIPp in test_carrier.py) sends from 127.0.0.2, so the seats' phones on
     # 127.0.0.1 are never taken for the carrier (PJSIP identifies by address before username)
     cfg.carriers[SIM_CARRIER] = Carrier(host="127.0.0.2", port=SIM_CARRIER_PORT, dids={"057112345": "12345"})

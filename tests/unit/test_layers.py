@@ -7,6 +7,7 @@ Layers, bottom to top (README, "Layout"):
     routing   where a call goes, the dialplan it renders, transfers — model, wire
     ivr       the call flow and the caller's side — model, wire, routing
     ticketbridge  calls -> tickets — model, wire, routing
+    live      the live model and its API (wallboard, screen pop, supervisors' actions) — model, wire, routing, ivr, ticketbridge
     admin     check, explain, apply — everything below
     hotline   the composition root: CLI and process wiring — everything; imported by nobody
 
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYERS = ["model", "wire", "routing", "ivr", "ticketbridge", "admin", "hotline"]
+LAYERS = ["model", "wire", "routing", "ivr", "ticketbridge", "live", "admin", "hotline"]
 #: packages a package may import besides itself
 ALLOWED = {
     "model": set(),
@@ -30,8 +31,9 @@ ALLOWED = {
     "routing": {"model", "wire"},
     "ivr": {"model", "wire", "routing"},
     "ticketbridge": {"model", "wire", "routing"},
-    "admin": {"model", "wire", "routing", "ivr", "ticketbridge"},
-    "hotline": {"model", "wire", "routing", "ivr", "ticketbridge", "admin"},
+    "live": {"model", "wire", "routing", "ivr", "ticketbridge"},
+    "admin": {"model", "wire", "routing", "ivr", "ticketbridge", "live"},
+    "hotline": {"model", "wire", "routing", "ivr", "ticketbridge", "live", "admin"},
 }
 
 

@@ -1,7 +1,7 @@
 """The agent's intake (受理) of a call: 诉求内容, 承办单位, 当场解答 or 派单, who saved it and when.
 
 Revision ID: 0005_intake
-Revises: 0004_audit_log
+Revises: 0005_api_tokens
 Create Date: 2026-11-30
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_intake"
-down_revision = "0004_audit_log"
+down_revision = "0005_api_tokens"
 branch_labels = None
 depends_on = None
 

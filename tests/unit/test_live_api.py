@@ -1,0 +1,229 @@
+"""The live API (live/api.py) in-process: a real aiohttp server on a free port, a real SQLite store, fake AMI.
+
+What a user of the API checks: no token → 401 JSON; an agent token sees and changes only its own seat
+(403 for another); a supervisor's action and a read of full numbers land in audit_log before anything
+happens; the SSE stream sends a snapshot, then the change an AMI event made; every route is in the
+OpenAPI description; intervention answers 501 when no intervention module is wired in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from live.api import PREFIX, LiveApi
+from live.openapi import openapi
+from live.service import LiveService
+from live.tokens import new_token, token_hash
+from model.loading import load_config
+from routing.agent_service import AgentService
+from ticketbridge.store import TicketStore
+
+
+class FakeAmi:
+    def __init__(self) -> None:
+        self.handlers: dict[str, list[Any]] = {}
+
+    def on_event(self, name: str, cb: Any) -> None:
+        self.handlers.setdefault(name, []).append(cb)
+
+    async def action(self, name: str, timeout: float | None = None, raise_on_error: bool = True,
+                     **headers: Any) -> dict[str, str]:
+        return {"Response": "Success"}
+
+    async def action_list(self, name: str, **headers: Any) -> list[dict[str, str]]:
+        return []
+
+    def push(self, **ev: str) -> None:
+        for cb in self.handlers.get("*", []) + self.handlers.get(ev["Event"], []):
+            cb(dict(ev))
+
+
+class Actions:
+    def __init__(self, agents: AgentService) -> None:
+        self.agents = agents
+        self.calls: list[tuple[str, ...]] = []
+
+    async def agent_change(self, agent: str, action: str, reason: str, why: str, actor: str) -> dict[str, Any]:
+        self.calls.append(("agent", agent, action, actor))
+        return {"ok": True, "agent": agent, "state": "busy" if action == "busy" else "ready", "reason": reason}
+
+    async def call_back(self, ticket: str, actor: str) -> dict[str, Any]:
+        self.calls.append(("callback", ticket, actor))
+        return {"ok": False, "error": f"ticket {ticket} is not on the callback list"}
+
+    async def transfer(self, agent_channel: str, target: str, linkedid: str, actor: str) -> dict[str, Any]:
+        self.calls.append(("transfer", agent_channel, target, linkedid))
+        return {"ok": True, "transfer": {"target": target}}
+
+
+@pytest_asyncio.fixture
+async def world(tmp_path):
+    cfg = load_config("config/hotline.yaml")
+    store = TicketStore(f"sqlite+aiosqlite:///{tmp_path}/t.db", cfg)
+    await store.open()
+    ami = FakeAmi()
+    agents = AgentService(ami, cfg)
+    agents.start_from(None)
+    live = LiveService(ami, cfg, agents, flush_s=0.01, poll_s=0.05)
+    live.attach()
+    await live.start()
+    actions = Actions(agents)
+    api = LiveApi(live, store, actions)
+    await api.start("127.0.0.1", 0)
+    tokens = {}
+    for name, role, seat in [("张班长", "supervisor", None), ("坐席1001", "agent", "1001")]:
+        t = new_token()
+        await store.create_token(name=name, role=role, seat=seat, token_hash=token_hash(t))
+        tokens[role] = t
+    client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{api.port}{PREFIX}", timeout=5)
+
+    class W:
+        pass
+
+    w = W()
+    w.cfg, w.store, w.ami, w.live, w.api, w.actions, w.tokens, w.client = cfg, store, ami, live, api, actions, tokens, client
+    yield w
+    await client.aclose()
+    await live.stop()
+    await api.stop()
+    await store.close()
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def a_call_waits(ami: FakeAmi, lid: str = "1700000000.1", caller: str = "13800138000") -> None:
+    now = f"{time.time():.6f}"
+    ami.push(Event="Newchannel", Linkedid=lid, Uniqueid=lid, Channel="PJSIP/trunk-1", Context="hotline-inbound",
+             CallerIDNum=caller, Exten="12345", Timestamp=now)
+    ami.push(Event="UserEvent", UserEvent="HotlineCall", Linkedid=lid, Uniqueid=lid, Caller=caller, Dialed="12345",
+             Timestamp=now)
+    ami.push(Event="QueueCallerJoin", Linkedid=lid, Uniqueid=lid, Queue="hotline-general", Timestamp=now)
+
+
+async def test_no_token_or_a_wrong_one_is_401_with_a_json_reason(world) -> None:
+    r = await world.client.get("/live")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+    assert "Bearer" in r.headers["WWW-Authenticate"]
+    r = await world.client.get("/live", headers=auth("hl_nope"))
+    assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
+    r = await world.client.get("/live", headers={"Authorization": "Basic abc"})
+    assert r.status_code == 401
+
+
+async def test_a_revoked_token_is_refused_at_its_next_request(world) -> None:
+    assert (await world.client.get("/whoami", headers=auth(world.tokens["agent"]))).json()["seat"] == "1001"
+    await world.store.revoke_token("坐席1001")
+    assert (await world.client.get("/whoami", headers=auth(world.tokens["agent"]))).status_code == 401
+
+
+async def test_snapshot_shows_the_waiting_caller_masked(world) -> None:
+    a_call_waits(world.ami)
+    snap = (await world.client.get("/live", headers=auth(world.tokens["supervisor"]))).json()
+    assert snap["queues"]["general"]["waiting"] == 1 and snap["center"]["waiting"] == 1
+    call = snap["calls"]["1700000000.1"]
+    assert call["caller"] == "138******00" and call["phase"] == "queued" and len(snap["half_hours"]) == 48
+    assert await world.store.audit_entries() == []  # masked reads are not audited
+
+
+async def test_full_numbers_are_audited_before_they_are_shown(world) -> None:
+    a_call_waits(world.ami)
+    r = await world.client.get("/live?numbers=full", headers=auth(world.tokens["supervisor"]))
+    assert r.json()["calls"]["1700000000.1"]["caller"] == "13800138000"
+    [entry] = await world.store.audit_entries()
+    assert entry.user == "api:张班长" and entry.action == "api live snapshot numbers"
+    assert entry.asked["calls"] == ["1700000000.1"] and entry.rows == 1
+    assert (await world.client.get("/live?numbers=all", headers=auth(world.tokens["supervisor"]))).status_code == 400
+
+
+async def test_an_agent_token_sees_and_acts_for_its_own_seat_only(world) -> None:
+    a_call_waits(world.ami)
+    snap = (await world.client.get("/live", headers=auth(world.tokens["agent"]))).json()
+    assert set(snap["agents"]) == {"1001"} and snap["calls"] == {}  # the waiting call is nobody's yet
+    r = await world.client.post("/agents/1002/state", json={"action": "busy"}, headers=auth(world.tokens["agent"]))
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    assert (await world.client.get("/agents/1002", headers=auth(world.tokens["agent"]))).status_code == 403
+    r = await world.client.post("/agents/1001/state", json={"action": "busy", "reason": "小休"},
+                                headers=auth(world.tokens["agent"]))
+    assert r.status_code == 200 and world.actions.calls == [("agent", "1001", "busy", "api:坐席1001")]
+    r = await world.client.post("/callbacks", json={"ticket": "261130000001"}, headers=auth(world.tokens["agent"]))
+    assert r.status_code == 403
+
+
+async def test_a_supervisors_action_lands_in_the_audit_log_first(world) -> None:
+    r = await world.client.post("/agents/1002/state", json={"action": "signout", "why": "下班"},
+                                headers=auth(world.tokens["supervisor"]))
+    assert r.status_code == 200
+    [entry] = await world.store.audit_entries()
+    assert entry.action == "api agent state" and entry.asked["agent"] == "1002" and entry.asked["action"] == "signout"
+    r = await world.client.post("/callbacks", json={"ticket": "261130000001"}, headers=auth(world.tokens["supervisor"]))
+    assert r.status_code == 409 and "not on the callback list" in r.json()["error"]
+    assert [e.action for e in await world.store.audit_entries()] == ["api callback", "api agent state"]
+
+
+async def test_bad_bodies_are_400_with_the_field_named(world) -> None:
+    h = auth(world.tokens["supervisor"])
+    r = await world.client.post("/agents/1001/state", content=b"{nope", headers=h)
+    assert r.status_code == 400 and "JSON" in r.json()["error"]["message"]
+    r = await world.client.post("/agents/1001/state", json={"action": 3}, headers=h)
+    assert r.status_code == 400 and "action" in r.json()["error"]["message"]
+    r = await world.client.post("/agents/9999/state", json={"action": "ready"}, headers=h)
+    assert r.status_code == 404
+
+
+async def test_intervention_is_501_without_an_intervention_module(world) -> None:
+    a_call_waits(world.ami)
+    lid = "1700000000.1"
+    world.ami.push(Event="AgentConnect", Linkedid=lid, Uniqueid=lid, Queue="hotline-general", Interface="PJSIP/1001",
+                   DestChannel="PJSIP/1001-00000001", HoldTime="2", Timestamp=f"{time.time():.6f}")
+    h = auth(world.tokens["supervisor"])
+    r = await world.client.post(f"/calls/{lid}/intervene", json={"mode": "listen", "seat": "1002"}, headers=h)
+    assert r.status_code == 501 and "intervention" in r.json()["error"]["message"]
+    r = await world.client.post(f"/calls/{lid}/intervene", json={"mode": "listen"},
+                                headers=auth(world.tokens["agent"]))
+    assert r.status_code == 403
+    r = await world.client.post(f"/calls/{lid}/transfer", json={"target": "110"}, headers=auth(world.tokens["agent"]))
+    assert r.status_code == 200 and world.actions.calls[-1] == ("transfer", "PJSIP/1001-00000001", "110", lid)
+
+
+async def test_the_stream_sends_a_snapshot_then_the_change_within_a_second(world) -> None:
+    h = auth(world.tokens["supervisor"])
+    events: list[tuple[str, dict[str, Any]]] = []
+    async with world.client.stream("GET", "/live/stream", headers=h) as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        lines = resp.aiter_lines()
+        name = ""
+        pushed_at = None
+        async for line in lines:
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line[6:])))
+                if name == "snapshot":
+                    pushed_at = time.monotonic()
+                    a_call_waits(world.ami)
+                elif any(d.get("queues", {}).get("general", {}).get("waiting") == 1 for _, d in events[1:]):
+                    break
+    assert events[0][0] == "snapshot" and events[0][1]["queues"]["general"]["waiting"] == 0
+    assert time.monotonic() - pushed_at < 1.0
+    change = next(d for n, d in events[1:] if d.get("queues", {}).get("general", {}).get("waiting") == 1)
+    assert change["seq"] > events[0][1]["seq"] and change["calls"]["1700000000.1"]["caller"] == "138******00"
+
+
+def test_every_route_is_in_the_openapi_description(world=None) -> None:
+    from live.api import LiveApi as _A  # noqa: F401
+    spec = openapi()
+    import re
+    src = open("live/api.py", encoding="utf-8").read()
+    routes = {(m.group(1).upper(), PREFIX + m.group(2).replace("{{", "{").replace("}}", "}"))
+              for m in re.finditer(r'r\.add_(get|post)\(f"\{PREFIX\}([^"]+)"', src)}
+    described = {(verb.upper(), path) for path, ops in spec["paths"].items() for verb in ops}
+    assert routes and routes <= described, routes - described
