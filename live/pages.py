@@ -121,23 +121,26 @@ class Pages:
         except asyncio.CancelledError:
             pass
 
-    def _note(self, agents: dict[str, Any]) -> None:
-        for seat, view in agents.items():
-            lid = (view or {}).get("call")
-            if lid and view.get("state") == "talking":
-                calls = self.last.setdefault(seat, [])
-                if not calls or calls[-1] != lid:
-                    calls.append(lid)
-                    del calls[:-4]
+    def _note(self, seat: str, lid: str) -> None:
+        calls = self.last.setdefault(seat, [])
+        if not calls or calls[-1] != lid:
+            calls.append(lid)
+            del calls[:-4]
+
+    def _note_calls(self, calls: dict[str, Any]) -> None:
+        """Calls answered by an agent (the live model's call views): that seat's latest call."""
+        for lid, view in calls.items():
+            if view and view.get("agent") and view.get("answered_at") is not None:
+                self._note(view["agent"], lid)
 
     async def _follow(self) -> None:
         while True:
             q = self.live.subscribe()
             try:
-                for seat in self.live.agents.agents:
-                    self._note({seat: self.live.agent_view(seat, self.live.model.agent_calls())})
+                now = self.live.clock()
+                self._note_calls({c.linkedid: c.view(now) for c in self.live.model.calls.values()})
                 while (delta := await q.get()) is not None:
-                    self._note(delta.parts.get("agents") or {})
+                    self._note_calls(delta.parts.get("calls") or {})
             finally:
                 self.live.unsubscribe(q)
             await asyncio.sleep(0.5)  # dropped (fell behind) or the live service stopped: follow again
@@ -147,7 +150,7 @@ class Pages:
             return None
         call = self.live.agent_call(seat)
         if call is not None:
-            self._note({seat: {"call": call["linkedid"], "state": "talking"}})
+            self._note(seat, call["linkedid"])
         return call
 
     # ------------------------------------------------------------------ API routes of the pages
