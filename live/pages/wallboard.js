@@ -60,21 +60,26 @@
 
   let lastChart = "";
   function chart(hh) {
-    const key = hh.join(",");
+    // drawn in the element's own pixels (no stretching: the labels keep their shape on any screen)
+    const svg = $("chart");
+    const W = Math.max(480, svg.clientWidth || 960), H = Math.max(120, svg.clientHeight || 200);
+    const key = `${W}x${H}:` + hh.join(",");
     if (key === lastChart) return;
     lastChart = key;
-    const W = 960, H = 170, top = 14, base = 146, n = 48, bw = W / n;
+    svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    const top = 22, base = H - 26, n = 48, bw = W / n;
     const max = Math.max(1, ...hh);
     let out = `<line x1="0" y1="${base}" x2="${W}" y2="${base}" class="axis"/>`;
     hh.forEach((v, i) => {
       const h = (base - top) * v / max;
       out += `<rect x="${(i * bw + 2).toFixed(1)}" y="${(base - h).toFixed(1)}" width="${(bw - 4).toFixed(1)}" height="${h.toFixed(1)}"><title>${String(Math.floor(i / 2)).padStart(2, "0")}:${i % 2 ? "30" : "00"} ${v}</title></rect>`;
-      if (v > 0) out += `<text x="${(i * bw + bw / 2).toFixed(1)}" y="${(base - h - 3).toFixed(1)}" class="v">${v}</text>`;
+      if (v > 0) out += `<text x="${(i * bw + bw / 2).toFixed(1)}" y="${(base - h - 5).toFixed(1)}" class="v">${v}</text>`;
     });
     for (let hr = 0; hr <= 24; hr += 3) {
-      out += `<text x="${Math.min(W - 12, Math.max(12, hr * 2 * bw)).toFixed(1)}" y="${H - 4}" class="t">${hr}时</text>`;
+      const anchor = hr === 0 ? "start" : hr === 24 ? "end" : "middle";
+      out += `<text x="${(hr * 2 * bw).toFixed(1)}" y="${H - 5}" class="t" text-anchor="${anchor}">${hr}时</text>`;
     }
-    $("chart").innerHTML = out;
+    svg.innerHTML = out;
     setText("chart-total", "共 " + hh.reduce((a, b) => a + b, 0) + " 通");
   }
 
