@@ -5,7 +5,7 @@
   Live.zone = document.body.dataset.zone || Live.zone;
   const $ = (id) => document.getElementById(id);
   const wanted = new URLSearchParams(location.search).get("agent");  // a supervisor may pick a seat
-  let me = null, shown = null, pop = null, filled = null;
+  let me = null, shown = null, pop = null, filled = null, retryAt = 0;
 
   function myAgent(s) {
     const agents = s.agents || {};
@@ -26,7 +26,7 @@
     set("since", a.since ? "自 " + Live.clock(a.since) : "");
     const lid = a.ringing || a.call;
     const call = lid ? (s.calls || {})[lid] : null;
-    if (lid && lid !== shown && call && call.queue) load(lid);  // a queue call rings here: pop
+    if (lid && lid !== shown && call && call.queue && Date.now() >= retryAt) load(lid);  // a queue call rings here: pop
     if (pop) {
       const live = shown ? (s.calls || {})[shown] : null;
       const ringing = live && a.ringing === shown && a.call !== shown;
@@ -37,8 +37,14 @@
 
   async function load(lid) {
     shown = lid;
-    const r = await Live.api(`/api/v1/calls/${encodeURIComponent(lid)}/screenpop`);
-    if (!r.ok || shown !== lid) return;
+    let r;
+    try {
+      r = await Live.api(`/api/v1/calls/${encodeURIComponent(lid)}/screenpop`);
+    } catch (e) {
+      r = null;
+    }
+    if (shown !== lid) return;
+    if (!r || !r.ok) { shown = null; retryAt = Date.now() + 2000; return; }  // again at a later change
     pop = await r.json();
     const c = pop.call || {};
     $("idle").hidden = true;
