@@ -50,6 +50,7 @@
     $("idle").hidden = true;
     for (const id of ["pop", "history", "intake"]) $(id).hidden = false;
     set("caller", c.caller);
+    $("show-number").hidden = false;
     set("dialed", c.dialed);
     set("line", pop.line_name ? `${c.legacy_line} ${pop.line_name}` : c.legacy_line);
     set("ivr", (c.ivr_path || []).map(Live.step).join(" → "));
@@ -82,6 +83,14 @@
     for (const r of document.querySelectorAll('input[name="disposition"]')) r.checked = r.value === (t.disposition || "");
     setMsg("", "");
   }
+
+  // the full number: only if this token may see it, and the API writes the read to the audit log first
+  $("show-number").addEventListener("click", async () => {
+    if (!shown) return;
+    const r = await Live.api(`/api/v1/calls/${encodeURIComponent(shown)}/screenpop?numbers=full`);
+    if (r.ok) { const p = await r.json(); set("caller", p.call.caller); $("show-number").hidden = true; }
+    else set("caller", $("caller").textContent + "（无权查看完整号码）");
+  });
 
   function setMsg(text, kind) { const m = $("msg"); m.textContent = text; m.className = "msg " + kind; }
 

@@ -55,6 +55,15 @@
       .map(([n, k]) => `<li><span>${Live.esc(n)} <small>${Live.esc(Live.lineName(n))}</small></span><b>${k}</b></li>`).join("");
     if ($("lines").innerHTML !== lines) $("lines").innerHTML = lines;
 
+    const seats = Object.values(s.agents || {}).sort((a, b) => a.agent.localeCompare(b.agent)).map((a) => {
+      const secs = a.since ? Math.max(0, Math.floor(Live.now() - a.since)) : null;
+      const dur = secs === null ? "" : secs >= 3600 ? Math.floor(secs / 3600) + "时" + Math.floor(secs % 3600 / 60) + "分"
+        : Math.floor(secs / 60) + ":" + String(secs % 60).padStart(2, "0");
+      return `<div class="seat s-${Live.esc(a.state)}"><b>${Live.esc(a.agent)}</b> ${Live.esc(a.name && a.name !== a.agent ? a.name : "")}` +
+        `<span>${Live.esc(a.label)}${a.reason ? "·" + Live.esc(a.reason) : ""} ${dur}</span></div>`;
+    }).join("");
+    if ($("seats").innerHTML !== seats) $("seats").innerHTML = seats;
+
     chart(s.half_hours || []);
   }
 

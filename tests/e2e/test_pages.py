@@ -186,6 +186,11 @@ async def test_wallboard_and_screen_pop_follow_a_real_call(served, browser, ami,
         assert (t.category, t.department, t.disposition, t.state) == ("咨询", "人社局", "on_spot", "closed")
         await agent.screenshot(path=str(out / "agent-screenpop.png"), full_page=True)
 
+        # the full number on request: this agent's own call may show it, and the read is audited first
+        await agent.click("#show-number")
+        await agent.wait_for_function(f"document.getElementById('caller').textContent === '{CALLER}'", timeout=5_000)
+        assert (await controller.store.audit_entries())[0].action == "api screenpop numbers"
+
         # another seat's token may not write into this call's ticket
         async with httpx.AsyncClient(base_url=base) as http:
             other = await http.put(f"/api/v1/calls/{robot.linkedid}/intake", json={"text": "x"},
