@@ -40,6 +40,10 @@ HERE = Path(__file__).resolve().parent / "pages"
 #: the page paths (no token needed: they hold no data)
 PAGE_PATHS = ("/", "/wallboard", "/agent")
 ASSET_PREFIX = "/pages/"
+#: the pages run only their own scripts and talk only to their own origin (defence in depth against injection)
+PAGE_HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                                           "base-uri 'none'; frame-ancestors 'none'"}
 ASSETS = {"live.js": "application/javascript", "wallboard.js": "application/javascript",
           "agent.js": "application/javascript", "pages.css": "text/css"}
 
@@ -98,18 +102,18 @@ class Pages:
 
     async def wallboard(self, request: web.Request) -> web.Response:
         return web.Response(text=self.html["wallboard"], content_type="text/html", charset="utf-8",
-                            headers={"Cache-Control": "no-cache"})
+                            headers=PAGE_HEADERS)
 
     async def agent(self, request: web.Request) -> web.Response:
         return web.Response(text=self.html["agent"], content_type="text/html", charset="utf-8",
-                            headers={"Cache-Control": "no-cache"})
+                            headers=PAGE_HEADERS)
 
     async def asset(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         if name not in ASSETS:
             raise web.HTTPNotFound()
         return web.Response(body=self.assets[name], content_type=ASSETS[name], charset="utf-8",
-                            headers={"Cache-Control": "no-cache"})
+                            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
 
     # ------------------------------------------------------------------ the last call of each seat
     async def _follow_ctx(self, app: web.Application) -> AsyncIterator[None]:

@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
+from playwright.async_api import async_playwright, expect
 
 from hotline.callrobot import CallRobot, wait_ticket
 from hotline.control import ask
@@ -91,7 +92,6 @@ async def served(cfg, asterisk, store_url):
 @pytest_asyncio.fixture
 async def browser():
     require(Path(CHROMIUM).exists(), "Debian's chromium is missing: apt-get install chromium")
-    from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
         b = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -121,14 +121,25 @@ async def test_wallboard_and_screen_pop_follow_a_real_call(served, browser, ami,
     r = await control(controller, op="agent", action="busy", agent="1001", reason="会议", actor="test")
     assert r["state"] == "busy"
 
-    wall = await browser.new_page(viewport={"width": 1920, "height": 1080})
+    # the pages run under their own Content-Security-Policy: nothing of theirs is refused by it
+    csp = await browser.new_page()
+    refused: list[str] = []
+    csp.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    await csp.goto(f"{base}/wallboard#token={tokens['sup']}")
+    await expect(csp.locator("#link")).to_have_text("实时", timeout=10_000)
+    await expect(csp.locator("#waiting")).to_have_text("0")
+    await csp.close()
+    assert not refused, refused
+
+    # the test's own probes (wait_for_function) are script the page's policy would refuse: bypassed for them
+    wall = await browser.new_page(viewport={"width": 1920, "height": 1080}, bypass_csp=True)
     wall.on("pageerror", lambda e: errors.append(f"wallboard: {e}"))
     await wall.goto(f"{base}/wallboard#token={tokens['sup']}")
     await wall.wait_for_function("document.getElementById('link').textContent === '实时'", timeout=10_000)
     await wall.wait_for_function("document.getElementById('waiting').textContent === '0'", timeout=5_000)
     assert "token" not in wall.url  # the token left the address bar
 
-    agent = await browser.new_page(viewport={"width": 1280, "height": 900})
+    agent = await browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
     agent.on("pageerror", lambda e: errors.append(f"agent: {e}"))
     await agent.goto(f"{base}/agent#token={tokens['1001']}")
     await agent.wait_for_function("document.getElementById('state').textContent.startsWith('示忙')", timeout=10_000)

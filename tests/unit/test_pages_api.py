@@ -88,6 +88,8 @@ async def test_pages_and_scripts_load_without_a_token_the_api_does_not(world) ->
         r = await world.client.get(path)
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
         assert world.cfg.center.name in r.text and "$" not in re.sub(r"<script.*?</script>", "", r.text, flags=re.S)
+        assert "script-src" not in r.headers["content-security-policy"]  # default-src 'self': own scripts only
+        assert r.headers["content-security-policy"].startswith("default-src 'self'")
     r = await world.client.get("/wallboard")
     assert 'data-wait-red="15"' in r.text and 'data-answer-min="0.95"' in r.text and "综合受理" in r.text
     for name in ASSETS:
