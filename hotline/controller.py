@@ -138,8 +138,8 @@ class Controller:
         self.ami.on_event("FullyBooted", self._on_ami_login)
         self.ami.on_event("UserEvent", self._on_control)
         # before the AMI login, so its FullyBooted finds the agents as they were saved
-        await self._start_agents()
         await self.live.start()  # today's tickets; Asterisk's calls come at the AMI login (FullyBooted)
+        await self._start_agents()
         await self.ami.start()
         await self.control.start()
         if self.config.api.enabled:

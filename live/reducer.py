@@ -113,7 +113,7 @@ class LiveModel:
                 while len(self._pending) > PENDING_MEMORY:  # stray late events of ended calls: oldest go
                     del self._pending[next(iter(self._pending))]
             return ch
-        if uid and name != "Hangup":
+        if uid and name != "Hangup" and uid not in call.hung:
             call.channels.add(uid)
         handler = self._handlers.get(name)
         if name == "UserEvent":
@@ -122,6 +122,7 @@ class LiveModel:
             handler(self, call, event, ts, ch)
         if name == "Hangup":
             call.channels.discard(uid)
+            call.hung.add(uid)
             if not call.channels:
                 self._close(call, ts, ch)
         return ch
@@ -211,15 +212,20 @@ class LiveModel:
         call.first_joined_at = call.first_joined_at if call.first_joined_at is not None else ts
         c = self._counted.get(call.linkedid)
         if c is not None:
-            if not c.offered:
-                c.offered = True
-                self.offered += 1
-            if q not in c.queues_offered:
-                c.queues_offered.add(q)
-                self._figures(q).offered += 1
+            self._offer(c, q)
         ch.queues.add(q)
         ch.calls.add(call.linkedid)
         ch.center = True
+
+    def _offer(self, c: Counted, q: str) -> None:
+        """Count the call offered (center-wide and to `q`) unless it already is: answered or abandoned
+        implies offered, even when its QueueCallerJoin was missed."""
+        if not c.offered:
+            c.offered = True
+            self.offered += 1
+        if q not in c.queues_offered:
+            c.queues_offered.add(q)
+            self._figures(q).offered += 1
 
     def _leave_queue(self, call: Call, q: str | None, ch: Changes) -> None:
         if call.phase == "queued" and (q is None or call.queue == q):
@@ -247,6 +253,8 @@ class LiveModel:
         c = self._counted.get(call.linkedid)
         if c is None or c.answered:
             return
+        self._offer(c, q)
+        ch.center = True
         if q not in c.queues_abandoned:
             c.queues_abandoned.add(q)
             self._figures(q).abandoned += 1
@@ -288,6 +296,13 @@ class LiveModel:
         c = self._counted.get(call.linkedid)
         if c is None or q is None:
             return
+        self._offer(c, q)
+        if c.abandoned:  # an answer after an abandon (events out of order): answered wins
+            c.abandoned = False
+            self.abandoned -= 1
+        if q in c.queues_abandoned:
+            c.queues_abandoned.discard(q)
+            self._figures(q).abandoned -= 1
         hold = number(e.get("HoldTime"))
         within = hold is not None and 0 <= hold <= self.answer_within_s
         if q not in c.queues_answered:

@@ -80,6 +80,8 @@ class Call:
     ringing: set[str] = field(default_factory=set)
     caller_uid: str | None = None
     channels: set[str] = field(default_factory=set)
+    #: channels that hung up: never counted alive again (Asterisk reports e.g. NewCallerid after a Hangup)
+    hung: set[str] = field(default_factory=set)
     hotline: bool = False
 
     @property
