@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from hotline.cli_base import EXIT_BAD, fail
-from hotline.cli_tickets import store_options, with_store
+from hotline.cli_tickets import _setup_logs, store_options, with_store
 from live.tokens import ROLES, TokenError, check_new, new_token, token_hash
 
 
@@ -26,6 +26,7 @@ def register(main: click.Group) -> None:
 @click.group()
 def tokens() -> None:
     """Bearer tokens of the live API (roles: agent bound to a seat, supervisor, admin)."""
+    _setup_logs()  # logs on stderr: stdout carries the token alone
 
 
 def _who() -> str:

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import structlog
 from aiohttp import web
 
-from live.intervention import MODES, Intervention, InterventionError
+from live.intervention import MODES, REASON_STATUS, RELEASE, Intervention
 from live.openapi import openapi
 from live.service import LiveService, Viewer
 from live.tokens import Principal, token_hash
@@ -323,11 +323,31 @@ class LiveApi:
         r = await self.actions.transfer(call["agent_channel"], target, lid, who.who)
         return _json(r, 200 if r.get("ok") else 409)
 
-    async def _intervention(self) -> Intervention:
+    def _intervention(self) -> Intervention:
         if self.intervention is None:
             raise error(501, "not_implemented", "supervisor intervention (listen/whisper/barge/force release) "
                         "is not available in this controller: no intervention module is wired in")
         return self.intervention
+
+    def _supervisor_seat(self, who: Principal, body: dict[str, Any]) -> str:
+        seat = self._text(body, "seat", limit=32) or (who.seat or "")
+        if not seat:
+            raise error(400, "bad_request", "seat: the supervisor's own SIP phone (or a token bound to a seat)")
+        return seat
+
+    async def _supervise(self, who: Principal, mode: str, seat: str, call: dict[str, Any],
+                         asked: dict[str, Any]) -> web.Response:
+        if not call.get("agent") or not call.get("agent_channel"):
+            raise error(409, "conflict", f"call {call['linkedid']} is not with an agent")
+        port = self._intervention()
+        await self._audit(who, f"api {mode}", {"linkedid": call["linkedid"], "agent": call["agent"], "mode": mode,
+                                               "seat": seat, **asked}, 0)
+        r = await port.supervise(mode, seat, call["agent"], actor=who.who, uid=self.audit_uid, user=who.who,
+                                 via="api")
+        if r.get("ok"):
+            return _json(r)
+        return _json({"ok": False, "reason": str(r.get("reason") or "refused"), "error": str(r.get("error") or "refused")},
+                     REASON_STATUS.get(str(r.get("reason") or ""), 409))
 
     async def post_intervene(self, request: web.Request) -> web.Response:
         who, lid = request[PRINCIPAL], request.match_info["linkedid"]
@@ -336,34 +356,15 @@ class LiveApi:
         mode = self._text(body, "mode", required=True, limit=16)
         if mode not in MODES:
             raise error(400, "bad_request", f"mode must be one of {', '.join(MODES)}")
-        seat = self._text(body, "seat", limit=32) or (who.seat or "")
-        if not seat:
-            raise error(400, "bad_request", "seat: the supervisor's own SIP phone to ring (or a token bound to a seat)")
-        call = self._call(who, lid)
-        if not call.get("agent_channel"):
-            raise error(409, "conflict", f"call {lid} is not with an agent")
-        port = await self._intervention()
-        await self._audit(who, "api intervene", {"linkedid": lid, "agent": call["agent"], "mode": mode,
-                                                 "seat": seat}, 0)
-        try:
-            r = await port.intervene(linkedid=lid, agent=call["agent"], agent_channel=call["agent_channel"],
-                                     supervisor_seat=seat, mode=mode, actor=who.who)
-        except InterventionError as e:
-            return _json({"ok": False, "error": str(e)}, 409)
-        return _json({"ok": True, **r})
+        seat = self._supervisor_seat(who, body)
+        return await self._supervise(who, mode, seat, self._call(who, lid), {})
 
     async def post_release(self, request: web.Request) -> web.Response:
         who, lid = request[PRINCIPAL], request.match_info["linkedid"]
         self._supervisor(who)
-        why = self._text(await self._body(request), "why")
-        self._call(who, lid)
-        port = await self._intervention()
-        await self._audit(who, "api force release", {"linkedid": lid, "why": why}, 0)
-        try:
-            r = await port.release(linkedid=lid, actor=who.who, why=why)
-        except InterventionError as e:
-            return _json({"ok": False, "error": str(e)}, 409)
-        return _json({"ok": True, **r})
+        body = await self._body(request)
+        seat, why = self._supervisor_seat(who, body), self._text(body, "why")
+        return await self._supervise(who, RELEASE, seat, self._call(who, lid), {"why": why})
 
 
 def _sse(event: str, data: Any, seq: int) -> bytes:

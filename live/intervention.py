@@ -1,14 +1,18 @@
 """The port the live API calls for supervisors' intervention: listen, whisper, barge, force release.
 
 The API defines the endpoints (`POST /api/v1/calls/{linkedid}/intervene`, `…/release`), checks the
-role, writes the audit row and then calls this interface; the implementation (Asterisk ChanSpy from
-the supervisor's own SIP phone, a Hangup for 强拆) belongs to the intervention work (issue 12,
-"intervene"). Until a controller is given one, the API answers 501 and says so: nothing is faked.
+token's role, writes its own audit row, finds the call's agent and then calls this interface; the
+implementation (Asterisk ChanSpy from the supervisor's own SIP phone, a Hangup for 强拆, its own rules
+and audit rows) belongs to the intervention work of issue 12. Its controller method has this shape
+(`Controller.supervise(mode, seat, agent, *, actor, uid, user, via)`), so wiring it is one line
+(`controller.intervention = controller`). Until a controller is given one, the API answers 501 and
+says so: nothing is faked.
 
     mode      ChanSpy            the caller hears   the agent hears
     listen    监听  (q)          nothing new        nothing new
     whisper   耳语  (w)          nothing new        the supervisor
     barge     强插  (B)          the supervisor     the supervisor
+    release   强拆               the call ends
 """
 
 from __future__ import annotations
@@ -16,19 +20,16 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 MODES = ("listen", "whisper", "barge")
-
-
-class InterventionError(Exception):
-    """The intervention could not be started (no such call, the supervisor's phone is not registered, …)."""
+RELEASE = "release"
+#: the implementation's refusal reasons → the API's HTTP status (anything else: 409)
+REASON_STATUS = {"not_supervisor": 403, "unknown_seat": 404, "unknown_agent": 404, "not_an_agent": 409,
+                 "not_in_call": 409, "unknown_mode": 400, "audit_failed": 503}
 
 
 class Intervention(Protocol):
-    async def intervene(self, *, linkedid: str, agent: str, agent_channel: str, supervisor_seat: str,
-                        mode: str, actor: str) -> dict[str, Any]:
-        """Ring `supervisor_seat`; when answered, ChanSpy on `agent_channel` in `mode` (MODES). Returns what
-        was started (JSON-able); raises InterventionError with a reason a supervisor can act on."""
-        ...
-
-    async def release(self, *, linkedid: str, actor: str, why: str) -> dict[str, Any]:
-        """强拆: end the call `linkedid` (every channel of it). Raises InterventionError."""
+    async def supervise(self, mode: str, seat: str, agent: str, *, actor: str, uid: int, user: str,
+                        via: str = "api") -> dict[str, Any]:
+        """`mode` in MODES: ring supervisor seat `seat`, and when answered ChanSpy on `agent`'s call; RELEASE:
+        hang `agent`'s call up. Answer {"ok": True, "mode", "seat", "agent", "linkedid", …} or
+        {"ok": False, "reason" (a key of REASON_STATUS, or another word), "error" (for a person)}."""
         ...

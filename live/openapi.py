@@ -191,7 +191,9 @@ def openapi() -> dict[str, Any]:
                                    "field (error.field)", "Result", (400, 401, 403, 409, 503))}},
             "/api/v1/calls/{linkedid}/release": {"post": {
                 "summary": "强拆 force release: end the call", "parameters": [lid],
-                "requestBody": _body({"why": {"type": "string"}}, []),
+                "requestBody": _body({"seat": {"type": "string", "description": "the supervisor's seat (default: "
+                                                                                "the token's seat)"},
+                                      "why": {"type": "string"}}, []),
                 "responses": _resp("released", "Result", (400, 401, 403, 404, 409, 501, 503))}},
         },
     }

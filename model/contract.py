@@ -163,7 +163,8 @@ class AmiRights:
 
     The controller: Newchannel/Hangup/Dial*/Bridge*/transfers (call), queue and agent events (agent),
     UserEvents (user), Cdr (cdr), FullyBooted at login (system, read only); actions Originate
-    (originate), Atxfer/PlayDTMF/Hangup (call), UserEvent (user), CoreShowChannels (reporting), QueuePause
+    (originate), Atxfer/PlayDTMF/Hangup (call), UserEvent (user), CoreShowChannels (reporting), QueueStatus
+    (with CoreShowChannels, the live model's rebuild: live/rebuild.py), QueuePause
     (agent: seat agents' states, routing/agent_service.py; members stay static in queues.conf). Never
     dtmf, agi or dialplan read (DTMF*, AGIExec*, Newexten and VarSet carry what callers key, self-query
     passwords included), never command/config/system write (a shell or a file writer on the server).

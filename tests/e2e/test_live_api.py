@@ -24,13 +24,14 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from hotline.callrobot import CallRobot
+from hotline.callrobot import CallRobot, wait_ticket
 from hotline.controller import Controller
 from hotline.sipseat import BaresipSeat
 from live.reducer import LiveModel
 from live.tokens import new_token, token_hash
 from model.secrets import seat_secret
 from tests.conftest import require
+from ticketbridge.callbacks import CALLBACK_PREFIX
 from ticketbridge.store import TicketStore
 
 pytestmark = pytest.mark.e2e
@@ -64,6 +65,8 @@ async def live(cfg, asterisk, store_url):
     c = Controller.for_sandbox(cfg, asterisk, store_url=store_url)
     recorded: list[dict[str, Any]] = []
     c.ami.on_event("*", lambda e: recorded.append({**e, "_at": time.time()}))
+    # tickets saved for calls this controller never saw live (the CDR replay of earlier tests' calls) count too
+    c.on_saved.append(lambda record, saved: recorded.append({"_ticket": record.to_dict(), "_at": time.time()}))
     await c.start()
     await c.ami.wait_connected(10)
     deadline = time.monotonic() + 10
@@ -78,7 +81,8 @@ async def live(cfg, asterisk, store_url):
     if out:  # tests/unit/fixtures/live_*.jsonl were made this way
         with open(out, "a", encoding="utf-8") as f:
             for e in recorded:
-                f.write(json.dumps(e, ensure_ascii=False) + "\n")
+                if "_ticket" not in e:  # AMI events only (a ticket holds the caller's number)
+                    f.write(json.dumps(e, ensure_ascii=False) + "\n")
 
 
 def auth(token: str) -> dict[str, str]:
@@ -200,7 +204,10 @@ def replay_agrees(controller: Controller, recorded: list[dict[str, Any]]) -> Non
     now = time.time()
     replay = LiveModel(controller.config.center.timezone, queues=controller.config.queues, now=now)
     for e in recorded:
-        replay.feed({k: v for k, v in e.items() if k != "_at"}, e["_at"])
+        if "_ticket" in e:
+            replay.note_ticket(e["_ticket"], e["_at"])
+        else:
+            replay.feed({k: v for k, v in e.items() if k != "_at"}, e["_at"])
     running = controller.live.model
     assert replay.center_view(now) == running.center_view(now)
     for q in running.queues():
@@ -214,6 +221,8 @@ async def test_callers_in_the_ivr_then_answered_by_a_robot_agent(live, ami, agen
     the line counts; `0` takes each to the general queue, where a scripted agent answers."""
     controller, client, tokens, recorded = live
     sup = auth(tokens["supervisor"])
+    # the baresip seat (module fixture, auto-answering) stays out of it: only the scripted agent answers
+    assert (await set_agent(client, tokens["supervisor"], "1001", "busy", reason="培训")).status_code == 200
     a = await CallRobot(ami, number="12345", caller="13900007003").dial()
     b = await CallRobot(ami, number="12315", caller="13900007004").dial()
     try:
@@ -235,7 +244,120 @@ async def test_callers_in_the_ivr_then_answered_by_a_robot_agent(live, ami, agen
     finally:
         for r in (a, b):
             await r.hangup()
+        await set_agent(client, tokens["supervisor"], "1001", "ready")
     await asyncio.sleep(1.0)
     snap = (await client.get("/live", headers=sup)).json()
     assert snap["center"]["answered"] >= 2 and snap["center"]["calls_now"] == 0 and snap["center"]["in_ivr"] == 0
     replay_agrees(controller, recorded)
+
+
+async def test_a_restarted_controller_rebuilds_the_live_state_from_asterisk(live, cfg, asterisk, store_url, ami,
+                                                                          seat) -> None:
+    """The caller keeps waiting while the controller restarts (the dialplan never depends on it); the new
+    controller's snapshot shows the caller waiting since it joined, from QueueStatus/CoreShowChannels, and
+    today's figures from the tickets; the answer that follows reaches the new model by events."""
+    controller, client, tokens, _ = live
+    sup = auth(tokens["supervisor"])
+    first = await CallRobot(ami, number="12358", caller="13900007005").dial()  # answered: a ticket today
+    await first.wait_for(is_event("AgentConnect", Queue="hotline-general"), 25)
+    await first.hangup()
+    await first.wait_hangup(10)
+    assert (await set_agent(client, tokens["supervisor"], "1001", "busy", reason="会议")).status_code == 200
+    robot = await CallRobot(ami, number="12358", caller="13900007006").dial()
+    second: Controller | None = None
+    try:
+        join = await robot.wait_for(is_event("QueueCallerJoin", Queue="hotline-general"), 25)
+        joined = float(join["Timestamp"])
+        await asyncio.sleep(1.0)  # the first call's ticket is saved
+        await controller.stop()
+        second = Controller.for_sandbox(cfg, asterisk, store_url=store_url)
+        await second.start()
+        await second.ami.wait_connected(10)
+        deadline = time.monotonic() + 10
+        while second.api is None or second.api.port is None or second.live.model.waiting() == []:
+            assert time.monotonic() < deadline, "no API or no rebuilt waiting call after the restart"
+            await asyncio.sleep(0.1)
+        snap = (await client.get("/live", headers=sup)).json()
+        call = snap["calls"][robot.linkedid]
+        assert call["phase"] == "queued" and call["queue"] == "general" and snap["queues"]["general"]["waiting"] == 1
+        assert abs(call["waiting_since"] - joined) < 2.0, (call["waiting_since"], joined)
+        assert snap["center"]["calls_today"] >= 2 and snap["center"]["answered"] >= 1
+        assert snap["agents"]["1001"]["state"] == "busy"  # restored by the agents' store, asked of AgentService
+        assert (await set_agent(client, tokens["supervisor"], "1001", "ready")).status_code == 200
+        await robot.wait_for(is_event("AgentConnect", Queue="hotline-general"), 25)
+        deadline = time.monotonic() + 3
+        while (await client.get("/live", headers=sup)).json()["calls"][robot.linkedid]["phase"] != "talking":
+            assert time.monotonic() < deadline, "the answer after the restart did not reach the live model"
+            await asyncio.sleep(0.1)
+    finally:
+        await robot.hangup()
+        await robot.wait_hangup(10)
+        if second is not None:
+            await second.stop()
+        await controller.start()  # the fixture stops it again
+        await controller.ami.wait_connected(10)
+
+
+async def test_one_key_transfer_from_the_api_by_the_agents_own_token(live, ami, seat) -> None:
+    """一键转接 from the API: the agent's token hands its own caller to the water utility (the same
+    TransferService as the *831 key); the outcome lands on the ticket; another call is not its to move."""
+    controller, client, tokens, _ = live
+    robot = await CallRobot(ami, number="12358", caller="13900007007").dial()
+    try:
+        await robot.wait_for(is_event("AgentConnect", Queue="hotline-general"), 25)
+        deadline = time.monotonic() + 3
+        while controller.live.agent_call("1001") is None:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)  # both sides are in the bridge
+        r = await client.post("/calls/not-a-call/transfer", json={"target": "water"}, headers=auth(tokens["agent"]))
+        assert r.status_code == 404
+        r = await client.post(f"/calls/{robot.linkedid}/transfer", json={"target": "water"},
+                              headers=auth(tokens["agent"]))
+        assert r.status_code == 200 and r.json()["ok"], r.text
+        reached = await robot.wait_user_event("SimTrunkReached", 15)
+        assert reached["Target"] == "water"
+        await robot.wait_user_event("HotlineTransfer", 10, Outcome="completed")
+        entries = await controller.store.audit_entries()
+        assert entries[0].action == "api transfer" and entries[0].user == "api:坐席1001"
+    finally:
+        await robot.hangup()
+        await robot.wait_hangup(10)
+    t = await wait_ticket(controller.store, robot.linkedid, 20)
+    assert ("water", "completed") in [(x["target"], x["outcome"]) for x in t.transfers]
+
+
+async def test_a_supervisor_calls_a_missed_caller_back_from_the_api(live, cfg, ami, agents, seat) -> None:
+    """漏接回拨 from the API: the caller who hung up waiting is rung back (the sim's phone answers) into the
+    queue, where a scripted agent takes it; the callback never shows as a call of its own on the board."""
+    controller, client, tokens, _ = live
+    sup = auth(tokens["supervisor"])
+    old_cb, old_allow = cfg.callbacks.model_copy(), list(cfg.outbound.allow)
+    cfg.callbacks.dial, cfg.callbacks.ring_s = "Local/{number}@caller-answer", 4
+    assert (await set_agent(client, tokens["supervisor"], "1001", "busy", reason="小休")).status_code == 200
+    seen: set[str] = set()
+    try:
+        robot = await CallRobot(ami, number="12358", caller="13900007008").dial()
+        await robot.wait_for(is_event("QueueCallerJoin", Queue="hotline-general"), 25)
+        await robot.hangup()
+        await robot.wait_hangup(10)
+        t = await wait_ticket(controller.store, robot.linkedid, 20)
+        assert t.outcome == "abandoned_in_queue" and t.callback_needed
+        calls_before = controller.live.model.calls_today
+        await agents.add("general", talk_s=2)
+        q = controller.live.subscribe()
+        r = await client.post("/callbacks", json={"ticket": t.ticket_no}, headers=sup)
+        assert r.status_code == 200, r.text
+        assert r.json()["ok"] and r.json()["status"] == "done", r.json()
+        await asyncio.sleep(4.0)  # the callback reaches the scripted agent and ends
+        while not q.empty():
+            delta = q.get_nowait()
+            if delta is not None:
+                seen |= set(delta.parts.get("calls", {}))
+        controller.live.unsubscribe(q)
+        assert not any(lid.startswith(CALLBACK_PREFIX) or t.ticket_no in lid for lid in seen), seen
+        assert controller.live.model.calls_today == calls_before
+        assert (await controller.store.audit_entries())[0].action == "api callback"
+    finally:
+        cfg.callbacks, cfg.outbound.allow = old_cb, old_allow
+        await set_agent(client, tokens["supervisor"], "1001", "ready")

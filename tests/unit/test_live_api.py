@@ -218,6 +218,42 @@ async def test_the_stream_sends_a_snapshot_then_the_change_within_a_second(world
     assert change["seq"] > events[0][1]["seq"] and change["calls"]["1700000000.1"]["caller"] == "138******00"
 
 
+class FakeSupervision:
+    """Stands in for the intervention module (live/intervention.py's port): records, refuses seat 1003."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str, str, str]] = []
+
+    async def supervise(self, mode: str, seat: str, agent: str, *, actor: str, uid: int, user: str,
+                        via: str = "api") -> dict[str, Any]:
+        self.asked.append((mode, seat, agent, via))
+        if seat == "1003":
+            return {"ok": False, "reason": "not_supervisor", "error": "seat 1003 is not a supervisor seat"}
+        return {"ok": True, "mode": mode, "seat": seat, "agent": agent}
+
+
+async def test_intervention_goes_to_the_port_with_the_calls_agent_after_the_audit(world) -> None:
+    world.api.intervention = sup = FakeSupervision()
+    a_call_waits(world.ami)
+    lid = "1700000000.1"
+    world.ami.push(Event="AgentConnect", Linkedid=lid, Uniqueid=lid, Queue="hotline-general", Interface="PJSIP/1001",
+                   DestChannel="PJSIP/1001-00000001", HoldTime="2", Timestamp=f"{time.time():.6f}")
+    h = auth(world.tokens["supervisor"])
+    r = await world.client.post(f"/calls/{lid}/intervene", json={"mode": "whisper", "seat": "9001"}, headers=h)
+    assert r.status_code == 200 and r.json()["mode"] == "whisper"
+    assert sup.asked == [("whisper", "9001", "1001", "api")]
+    r = await world.client.post(f"/calls/{lid}/intervene", json={"mode": "barge", "seat": "1003"}, headers=h)
+    assert r.status_code == 403 and r.json()["reason"] == "not_supervisor"
+    r = await world.client.post(f"/calls/{lid}/intervene", json={"mode": "listen"}, headers=h)
+    assert r.status_code == 400 and "seat" in r.json()["error"]["message"]  # a supervisor token with no seat
+    r = await world.client.post(f"/calls/{lid}/release", json={"seat": "9001", "why": "骚扰电话"}, headers=h)
+    assert r.status_code == 200 and sup.asked[-1] == ("release", "9001", "1001", "api")
+    actions = [e.action for e in await world.store.audit_entries()]
+    assert actions == ["api release", "api barge", "api whisper"]
+    r = await world.client.post(f"/calls/{lid}/release", json={"seat": "9001"}, headers=auth(world.tokens["agent"]))
+    assert r.status_code == 403 and len(sup.asked) == 3
+
+
 def test_every_route_is_in_the_openapi_description(world=None) -> None:
     from live.api import LiveApi as _A  # noqa: F401
     spec = openapi()
