@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 
 from live.api import LiveApi
+from live.pages import Pages
 from routing.transfer_correlation import TransferError
 
 log = structlog.get_logger("hotline.controller")
@@ -57,6 +58,7 @@ async def serve_api(c: Any) -> None:
             said = True
         await asyncio.sleep(settings.token_check_s)
     api = LiveApi(c.live, c.store, ApiActions(c), intervention=c.intervention)
+    Pages(api, c.config).attach()  # /wallboard, /agent, the screen pop and the intake (live/pages.py)
     try:
         await api.start(settings.bind, settings.port)
     except OSError as e:

@@ -172,6 +172,23 @@ def openapi() -> dict[str, Any]:
                                                                                 "(default: the token's seat)"}},
                                      ["mode"]),
                 "responses": _resp("started", "Result", (400, 401, 403, 404, 409, 501, 503))}},
+            "/api/v1/calls/{linkedid}/screenpop": {"get": {
+                "summary": "座席弹屏 of a live call (live/pages.py): the call (caller masked unless numbers=full, "
+                           "audited), line name, queue wait, this call's ticket (opened now if the call has none "
+                           "yet), the caller's earlier tickets, the form's categories and departments",
+                "parameters": [lid, _numbers],
+                "responses": _resp("the screen pop", "Result", (400, 401, 404, 503))}},
+            "/api/v1/calls/{linkedid}/intake": {"put": {
+                "summary": "受理登记: the agent's intake saved into the call's ticket (agents: their own current or "
+                           "last call); on_spot 当场解答 moves 受理→办结, dispatch 派单 受理→派单, none keeps a draft",
+                "parameters": [lid],
+                "requestBody": _body({"text": {"type": "string", "description": "诉求内容, ≤ 4000 characters"},
+                                      "category": {"enum": ["咨询", "投诉举报", "求助", "意见建议", "其他", ""]},
+                                      "department": {"type": "string", "description": "承办单位 (派单 needs one)"},
+                                      "disposition": {"enum": ["on_spot", "dispatch", "当场解答", "派单", ""]}},
+                                     []),
+                "responses": _resp('{"ok": true, "ticket": {ticket_no, state, state_label, …}}; 400 names the '
+                                   "field (error.field)", "Result", (400, 401, 403, 409, 503))}},
             "/api/v1/calls/{linkedid}/release": {"post": {
                 "summary": "强拆 force release: end the call", "parameters": [lid],
                 "requestBody": _body({"seat": {"type": "string", "description": "the supervisor's seat (default: "

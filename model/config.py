@@ -446,6 +446,14 @@ class Deadline(_M):
     hours: float | None = None
 
 
+class Wallboard(_M):
+    """When the wallboard (大屏, live/pages) turns red: a queue's longest wait above `wait_red_s`, 接通率 below
+    `answer_rate_min` — GB/T 33358-2016's answer within 15 s and call completion ≥ 95 % by default."""
+
+    wait_red_s: float = Field(15.0, gt=0)
+    answer_rate_min: float = Field(0.95, ge=0, le=1)
+
+
 class Config(_M):
     center: Center = Center()
     asterisk: AsteriskSettings = AsteriskSettings()
@@ -474,6 +482,10 @@ class Config(_M):
     agents: AgentSettings = AgentSettings()
     #: the live API (snapshot, SSE stream, supervisors' actions); off until a token exists
     api: ApiSettings = ApiSettings()
+    #: 承办单位 the agent's intake form offers for 派单 (besides the legacy lines' departments)
+    departments: list[SafeText] = Field(default_factory=list)
+    #: the wallboard's red thresholds
+    wallboard: Wallboard = Wallboard()
 
     @model_validator(mode="after")
     def _general_queue_exists(self) -> "Config":

@@ -16,7 +16,8 @@ POSTs each row's JSON payload to `outbox.url` with the header `Idempotency-Key`:
   (`from_config` refuses to start without it), and at most `max_response_bytes` of an answer read.
 
 The payload is minimal and documented (PUSHED_FIELDS): the ticket's number, version, state and
-the call's facts the platform works with; the caller's number masked (138******00); never the
+the call's facts the platform works with (with the agent's intake: 诉求内容, 承办单位, 当场解答/派单,
+which a dispatched work order is made of); the caller's number masked (138******00); never the
 linkedid, participants' channels, IVR path, transfers, recording name, transcript, self-query
 attempts (the ticket numbers a caller tried) nor the query-password hash.
 """
@@ -39,7 +40,7 @@ log = structlog.get_logger("ticketbridge.outbox")
 PUSHED_FIELDS = ("ticket_no", "version", "state", "urgent", "deadline_at", "category", "dialed", "legacy_line",
                  "mode", "outcome", "handled_by", "queue", "queue_wait_s", "agent", "answered_at", "talk_s",
                  "survey_rating", "survey_scale", "callback_needed", "started_at", "ended_at", "created_at",
-                 "updated_at", "recording_purged_at")
+                 "updated_at", "recording_purged_at", "request_text", "department", "disposition")
 #: how much of the platform's answer is read (its status is what counts; the rest is for the error note)
 MAX_RESPONSE_BYTES = 4096
 

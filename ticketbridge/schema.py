@@ -87,6 +87,13 @@ class Ticket(Base):
     urgent: Mapped[bool] = mapped_column(Boolean, default=False)
     deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     callback_needed: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    #: the agent's intake during the call (ticketbridge/intake.py, migration 0005): 诉求内容, 承办单位,
+    #: on_spot (当场解答) or dispatch (派单), who saved it and when; `category` then is the agent's pick
+    request_text: Mapped[str | None] = mapped_column(Text)
+    department: Mapped[str | None] = mapped_column(String(64))
+    disposition: Mapped[str | None] = mapped_column(String(16))
+    intake_agent: Mapped[str | None] = mapped_column(String(32))
+    intake_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

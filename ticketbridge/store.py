@@ -48,6 +48,7 @@ from model.privacy import mask_number, normalise_number
 from ticketbridge.schema import (UTC, AgentEvent, AgentStateRow, ApiToken, AuditEntry, Callback, Outbox, Ticket,
                                  TicketHistory, TicketSeq)
 from ticketbridge.assembler import CallRecord
+from ticketbridge.intake import Intake, target_state
 from ticketbridge.lifecycle import INITIAL, deadline, parse_state, transition
 from ticketbridge.outbox import push_payload
 from ticketbridge.retention import TicketRecording
@@ -76,6 +77,16 @@ class SavedTicket:
 
     ticket_no: str
     password: str | None
+    created: bool
+
+
+@dataclass(frozen=True)
+class SavedIntake:
+    """What save_intake tells the agent: the ticket's number and state; `created` when this save made
+    the ticket (the call's own record had not been written yet and will merge into it)."""
+
+    ticket_no: str
+    state: str
     created: bool
 
 
@@ -409,6 +420,8 @@ class TicketStore:
             return  # e.g. a CDR rebuild or a stale in-progress flush after the complete record
         changed: list[str] = []
         for key, value in new.items():
+            if key == "category" and t.intake_at is not None:
+                continue  # the agent's pick (save_intake) wins over the IVR's menu category
             cur = getattr(t, key)
             if key in _TIMES and cur is not None and value is not None:
                 if abs((cur - value).total_seconds()) < 1e-3:
@@ -552,6 +565,88 @@ class TicketStore:
             self._outbox(s, t, "state_changed", now)
         log.info("ticket_state_changed", ticket=ticket_no, state=new.value, actor=actor)
         return t
+
+    # -------------------------------------------------------------- the agent's intake (受理)
+    async def save_intake(self, linkedid: str, intake: Intake, *, agent: str) -> SavedIntake:
+        """Write the agent's intake into the call's ticket (by linkedid) and move its state.
+
+        The ticket is created here when the call's record has not been saved yet (a save during the
+        call, before the hang-up); the record then merges into it (`save_call`), and the agent's
+        category is never replaced by the IVR's (`_merge`). 当场解答 moves 受理 → 办结, 派单 受理 → 派单
+        (ticketbridge.intake.target_state; IllegalTransition when the ticket has moved on, e.g. a
+        closed ticket marked 派单: nothing of that save is kept). Saving again replaces the text,
+        category and department.
+        """
+        actor = f"agent:{agent}"[:64]
+        t, created = await self._with_ticket(linkedid, lambda s, t: self._apply_intake(s, t, intake, agent, actor))
+        log.info("ticket_intake_saved", ticket=t.ticket_no, agent=agent, state=t.state, created=created,
+                 disposition=intake.disposition.value if intake.disposition else None)
+        return SavedIntake(t.ticket_no, t.state, created)
+
+    async def open_ticket(self, linkedid: str) -> Ticket:
+        """The call's ticket, created now (in progress) when its record is not saved yet: the agent's
+        screen pop shows the number while the call is up; the record merges into it at hang-up."""
+        t, created = await self._with_ticket(linkedid, lambda s, t: None)
+        if created:
+            log.info("ticket_opened_for_agent", ticket=t.ticket_no)
+        return t
+
+    async def _with_ticket(self, linkedid: str, change: Callable[[AsyncSession, Ticket], None]) -> tuple[Ticket, bool]:
+        """Lock the call's ticket (inserting a bare one when there is none) and apply `change`, one transaction."""
+        if not linkedid:
+            raise ValueError("a call's linkedid is needed")
+        _, write = self._sessions()
+        pw_hash: str | None = None
+        if not await self.has_ticket(linkedid):
+            pw_hash = await asyncio.to_thread(hash_password, f"{secrets.randbelow(10**6):06d}")
+        for attempt in range(_RETRIES):
+            try:
+                async with write() as s, s.begin():
+                    created = False
+                    t = await self._locked(s, linkedid=linkedid)
+                    if t is None:
+                        if pw_hash is None:  # it vanished between the check and now
+                            pw_hash = await asyncio.to_thread(hash_password, f"{secrets.randbelow(10**6):06d}")
+                        t = await self._insert(s, CallRecord(linkedid=linkedid), pw_hash)
+                        created = True
+                    change(s, t)
+                return t, created
+            except (IntegrityError, OperationalError) as e:
+                # the call's record inserted the ticket meanwhile, or SQLite was busy: again, now merging
+                if attempt == _RETRIES - 1:
+                    raise
+                log.info("ticket_open_retry", linkedid=linkedid, attempt=attempt + 1,
+                         error=type(e.orig).__name__ if isinstance(e, DBAPIError) else type(e).__name__)
+                await asyncio.sleep(0.01 * (attempt + 1) + secrets.randbelow(20) / 1000)
+        raise RuntimeError("unreachable")
+
+    def _apply_intake(self, s: AsyncSession, t: Ticket, intake: Intake, agent: str, actor: str) -> None:
+        now = self._now()
+        new_state = target_state(t.state, intake.disposition)
+        if new_state is not None:
+            new_state = transition(t.state, new_state)  # IllegalTransition: nothing of this save is kept
+        category = intake.category.value if intake.category is not None else t.category
+        if category != t.category:
+            s.add(TicketHistory(ticket_id=t.id, at=now, actor=actor, field="category", from_value=t.category,
+                                to_value=category, note="诉求类型 chosen by the agent"))
+            t.category = category
+            if t.state == INITIAL.value:
+                t.deadline_at = deadline(self.config, t.category, t.urgent, t.created_at, self.zone.key)
+        t.request_text = intake.text or None
+        t.department = intake.department or None
+        if intake.disposition is not None:
+            t.disposition = intake.disposition.value
+        t.intake_agent, t.intake_at = agent[:32], now
+        s.add(TicketHistory(ticket_id=t.id, at=now, actor=actor, field="intake", from_value=None,
+                            to_value=intake.disposition.value if intake.disposition else "draft",
+                            note=(f"{intake.department} · " if intake.department else "") + intake.text[:150]))
+        if new_state is not None:
+            s.add(TicketHistory(ticket_id=t.id, at=now, actor=actor, field="state", from_value=t.state,
+                                to_value=new_state.value, note=intake.disposition.label if intake.disposition else None))
+            t.state = new_state.value
+        t.version += 1
+        t.updated_at = now
+        self._outbox(s, t, "intake", now)
 
     # -------------------------------------------------------------- callbacks (漏接电话回拨)
     async def pending_callbacks(self, limit: int = 100) -> list[PendingCallback]:
