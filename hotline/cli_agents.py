@@ -2,7 +2,8 @@
 
 Everything goes through the running controller's control socket (hotline/control.py, ops `agents` and
 `agent`): it owns the agents' state machines and the AMI account that pauses queue members, so this
-command holds no AMI secret. The controller records each change with who (--actor) and why.
+command holds no AMI secret. The controller records each change with who (the user name of the uid that
+connected, SO_PEERCRED; --actor only adds a label) and why.
 Exit 0 done, 1 refused (unknown agent, not possible in its state), 3 controller not running.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import getpass
 import json
 import sys
 from typing import Any
@@ -60,15 +60,16 @@ def agents(ctx: click.Context, as_json: bool) -> None:
 
 
 def _change(action: str, ext: str, reason: str | None, actor: str | None, why: str | None) -> None:
-    actor = actor or f"supervisor:{getpass.getuser()}"
-    r = _ask({"op": "agent", "action": action, "agent": ext, "reason": reason or "", "actor": actor,
+    # who asked is recorded by the controller from the socket's peer uid (SO_PEERCRED); --actor is only a label
+    r = _ask({"op": "agent", "action": action, "agent": ext, "reason": reason or "", "actor": actor or "",
               "why": why or ""})
     click.echo(f"agent {r['agent']}: {r['state']}" + (f" ({r['reason']})" if r.get("reason") else ""))
 
 
 def _options(f: Any) -> Any:
     f = click.option("--why", default=None, help="why (recorded)")(f)
-    f = click.option("--actor", default=None, help="who (default: supervisor:<OS user>)")(f)
+    f = click.option("--actor", default=None, help="a label recorded after your user name (who you are is "
+                                                   "the controller's to say: the socket's peer uid)")(f)
     return click.argument("ext")(f)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from hotline.control import ControlServer, control_socket_path
+from hotline.control import ControlServer, actor_of, control_socket_path
 from wire.ami import AmiClient
 from model.config import Config
 from model.contract import Context, ControlEvent, ControlHeader, Event
@@ -29,6 +29,7 @@ from admin.live_config import ERROR, LOADED, RESTART, load_snapshot, restart_fie
 from model.secrets import ami_secret
 from model.privacy import mask_number
 from ivr.calls import CallScripts
+from wire.channels import endpoint
 from wire.fastagi import FastAgiServer
 from ivr.speech import load_recognizer
 from routing.dialplan import MAIN_INSTANCE, config_queue
@@ -114,6 +115,16 @@ class Controller:
                    asterisk_spool=sandbox.layout.spool, instance=sandbox.layout.instance, **kw)
 
     async def start(self) -> None:
+        """Start every part; when one fails, the agents' after-call-work and 离线 pauses are released
+        (`_abort_start`) before the error is raised, so no seat stays paused with nobody to unpause it."""
+        try:
+            await self._start()
+        except BaseException as e:
+            log.error("controller_start_failed", error=f"{type(e).__name__}: {e}")
+            await self._abort_start()
+            raise
+
+    async def _start(self) -> None:
         self._stopping = False
         if self.recognizer is not None:
             await self.recognizer.load()  # seconds of work, done before the first caller waits on it
@@ -152,6 +163,7 @@ class Controller:
         await self._end_task(self._recover_task)
         await self.transfers.close()
         await self._stop_agents()
+        await self._release_agents()
         await self._end_task(self._outbox_task)  # undelivered rows stay in the outbox for the next start
         await self.ami.close()
         while self._tasks:  # anything else still running (none expected once AMI is closed)
@@ -238,6 +250,31 @@ class Controller:
             log.warning("agent_actions_not_drained")
         await self.agents.stop()
 
+    async def _release_agents(self, connect_s: float = 0.0) -> None:
+        """Unpause the seats paused for after-call work or 离线 (routing.agent_service.AgentService.release):
+        without the controller nobody would end those pauses. Busy and signed-out agents stay paused."""
+        try:
+            if connect_s:
+                await self.ami.wait_connected(connect_s)
+            released = await asyncio.wait_for(self.agents.release(), 10)
+            log.info("agents_released", members=released)
+        except Exception as e:  # noqa: BLE001 - AMI unreachable: nothing can be released
+            log.warning("agents_release_failed", error=f"{type(e).__name__}: {e}")
+
+    async def _abort_start(self) -> None:
+        """A start that failed part-way: log in to AMI if it was not yet (the agents' machines, maybe not
+        loaded, never act on that login), release the pauses, then stop what did start."""
+        try:
+            await self.ami.start()
+        except Exception:  # noqa: BLE001 - reported by _release_agents
+            pass
+        await self._release_agents(connect_s=5.0)
+        self._stopping = True
+        try:
+            await self.stop()
+        except Exception:  # noqa: BLE001 - the start's own error is the one raised
+            log.warning("controller_abort_cleanup_failed", exc_info=True)
+
     async def _agents_list(self) -> dict[str, Any]:
         """Every agent: state, reason, since, queues, current call, calls answered today (Beijing day)."""
         day = self.clock().replace(hour=0, minute=0, second=0, microsecond=0)
@@ -258,7 +295,7 @@ class Controller:
     async def _agent_change(self, request: dict[str, Any]) -> dict[str, Any]:
         """强制签出 / 强制示忙 / 示闲 / 签入 by a supervisor, recorded with who and why."""
         agent, action = str(request.get("agent") or ""), str(request.get("action") or "")
-        actor = str(request.get("actor") or "supervisor")
+        actor = actor_of(request, "supervisor")
         reason, why = str(request.get("reason") or ""), str(request.get("why") or "")
         now = time.time()
         inputs = {"signout": lambda: SignOut(now, by=actor, why=why or "强制签出"),
@@ -331,7 +368,7 @@ class Controller:
             return {"ok": False, "error": f"unknown op {request.get('op')!r}"}
         ticket = str(request.get("ticket") or "")
         try:
-            r = await self.call_back(ticket, actor=str(request.get("actor") or "supervisor"))
+            r = await self.call_back(ticket, actor=actor_of(request, "supervisor"))
         except CallbackError as e:
             return {"ok": False, "error": str(e)}
         return {"ok": True, "ticket": r.ticket_no, "status": r.status, "attempts": r.attempts, "result": r.result}
@@ -372,7 +409,9 @@ class Controller:
             log.warning("ami_channel_sweep_failed", exc_info=True)
             return
         live = {c.get("Uniqueid", "") for c in channels} - {""}
-        self.agents.calls_gone({c.get("Linkedid", "") for c in channels} - {""})
+        self.agents.calls_gone({c.get("Linkedid", "") for c in channels} - {""},
+                               {endpoint(c.get("Channel", "")) for c in channels
+                                if c.get("Channel", "").startswith("PJSIP/")}, asked_at)
         for record in self.assembler.expire(live, asked_at):
             log.info("call_closed_after_reconnect", linkedid=record.linkedid)
             await self._save(record)

@@ -270,6 +270,9 @@ class AgentSettings(_M):
     wrapup_extend_s: int = Field(30, ge=1, le=600)
     #: queue calls missed in a row (rang, not answered) that set an agent busy (未接); 0: never
     miss_limit: int = Field(3, ge=0)
+    #: the watchdog: an agent ringing or talking this long has its call looked for in Asterisk
+    #: (CoreShowChannels) every as many seconds; gone without AgentComplete → the call state ends
+    call_check_s: int = Field(30, ge=5, le=3600)
 
     @field_validator("busy_reasons")
     @classmethod

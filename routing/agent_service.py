@@ -13,7 +13,18 @@ Thin on purpose: every decision is in `routing.agent.Agent` (pure). This module
   therefore a paused member with reason 签出, never a removed one;
 - ticks every second (after-call work ends on time);
 - on `FullyBooted` (sent at every AMI login: a controller start, a reconnect, an Asterisk restart,
-  which resets every pause) puts every agent's pauses back as the machine has them;
+  which resets every pause) puts every agent's pauses back as the machine has them, then asks
+  `DeviceStateList` for each seat phone's reachability; afterwards `DeviceStateChange` of `PJSIP/<seat>`
+  keeps it (UNAVAILABLE — unregistered, or no answer to the seat AOR's qualify — is 离线: routing/agent.py
+  sets a ready agent busy 离线 and back when the phone returns). A `Reload` of app_queue keeps Asterisk 22's
+  pauses (tests/e2e/test_agent_restarts.py), so nothing is re-applied then;
+- every `agents.call_check_s`, when an agent has been ringing or talking that long, asks CoreShowChannels
+  whether the call still exists (routing.agent.call_gone): a lost AgentComplete never leaves an agent
+  in 通话 — and in a wrap-up queue, paused — for good;
+- `release()` (the controller stops, or fails to start): unpauses the members Asterisk has paused for
+  after-call work (reason 话后整理) or 离线 — nobody would end those pauses while the controller is away
+  (Asterisk itself skips an unreachable phone: ringinuse=no). Busy and signed-out agents stay paused:
+  they asked for no calls, and a static member unpaused would ring someone at lunch or gone home;
 - persists every change through `save(snapshot)` and starts from `saved` snapshots; with nothing
   saved (a first start) every configured member starts signed in and ready (unpaused), as the
   static `members:` of queues.conf have them.
@@ -30,7 +41,10 @@ import structlog
 
 from model.config import Config
 from model.contract import ASTERISK_QUEUE_PREFIX
+from wire.channels import endpoint
 from routing.agent import (
+    OFFLINE_REASON,
+    WRAP_UP_REASON,
     Action,
     Agent,
     AgentState,
@@ -42,6 +56,7 @@ from routing.agent import (
     QueueAdd,
     QueuePause,
     QueueRemove,
+    Reachable,
     Refused,
     RingNoAnswer,
     SetBusy,
@@ -50,7 +65,9 @@ from routing.agent import (
     SignOut,
     StateChanged,
     Tick,
+    Unreachable,
     agents_from_config,
+    call_gone,
 )
 
 log = structlog.get_logger("hotline.agents")
@@ -65,6 +82,10 @@ Snapshot = dict[str, Any]
 #: the pause reason of a signed-out agent (its static member stays in queues.conf, paused)
 SIGNED_OUT_REASON = "签出"
 SaveFn = Callable[[Snapshot, list[Action]], Awaitable[None]]
+#: device states of a seat phone that mean it cannot take a call (Asterisk's DeviceStateChange `State`)
+UNREACHABLE_STATES = frozenset({"UNAVAILABLE", "INVALID"})
+#: pauses nobody would end while the controller is away (release())
+RELEASED_REASONS = frozenset({WRAP_UP_REASON, OFFLINE_REASON})
 
 
 def interface(agent_id: str) -> str:
@@ -89,6 +110,12 @@ class AgentService:
     def __init__(self, ami: Any, config: Config, *, clock: Callable[[], float] = time.time,
                  save: SaveFn | None = None, tick_s: float = 1.0) -> None:
         self.ami, self.config, self.clock, self._save, self.tick_s = ami, config, clock, save, tick_s
+        self.call_check_s = config.agents.call_check_s
+        self._checked_at = clock()
+        #: one-off jobs (the device sweep after a login, a call check), owned: stop() ends them
+        self._jobs: set[asyncio.Task[Any]] = set()
+        #: start_from ran: until then a login (a start that failed early) must not act on blank machines
+        self._loaded = False
         self.agents: dict[str, Agent] = agents_from_config(config)
         self._by_interface = {interface(a.id).lower(): a for a in self.agents.values()}
         self._work: asyncio.Queue[tuple[Agent, list[Action], tuple[str, ...]]] = asyncio.Queue()
@@ -99,10 +126,12 @@ class AgentService:
         for name in QUEUE_EVENTS:
             self.ami.on_event(name, self._on_queue_event)
         self.ami.on_event("FullyBooted", self._on_booted)
+        self.ami.on_event("DeviceStateChange", self._on_device_state)
 
     def start_from(self, saved: Mapping[str, Snapshot] | None) -> None:
         """Restore the saved agents; nothing saved at all: every configured member signs in, ready."""
         now = self.clock()
+        self._loaded = True
         for a in self.agents.values():
             if saved:
                 if a.id in saved:
@@ -116,14 +145,20 @@ class AgentService:
                        asyncio.create_task(self._ticker(), name="agents-tick")]
 
     async def stop(self) -> None:
-        for t in self._tasks:
+        for t in [*self._tasks, *self._jobs]:
             t.cancel()
-        for t in self._tasks:
+        for t in [*self._tasks, *self._jobs]:
             try:
                 await t
             except (asyncio.CancelledError, Exception):
                 pass
         self._tasks = []
+        self._jobs.clear()
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
 
     async def drain(self) -> None:
         """Wait until every queued action was sent (tests, and before answering a key)."""
@@ -141,18 +176,77 @@ class AgentService:
 
     def _on_booted(self, ev: Mapping[str, str]) -> None:
         """A new AMI session (start, reconnect, Asterisk restart): put every membership back."""
+        if not self._loaded:
+            return
         for a in self.agents.values():
             # signed out: paused (签出) in every queue it may serve; signed in: its queues as the machine has them
             signed_out = [QueueRemove(q) for q in a.allowed if q not in a.queues]
             self._queue(a, [*signed_out, *a.member_actions()])
+        self._spawn(self._sweep_devices(), "agents-device-sweep")
 
-    def calls_gone(self, live_linkedids: set[str]) -> None:
-        """After a (re)connect: an agent still ringing or talking on a call Asterisk no longer has gets
-        the AgentComplete it missed while AMI was down (or that a full event queue dropped); otherwise a
-        seat in a queue with after-call work would stay paused for good."""
+    def _on_device_state(self, ev: Mapping[str, str]) -> None:
+        """DeviceStateChange (and DeviceStateList's items) of a seat phone: reachable or not."""
+        a = self._by_interface.get((ev.get("Device") or "").lower())
+        if a is None or not self._loaded:
+            return
+        state = (ev.get("State") or "").upper()
+        inp = Unreachable(self.clock()) if state in UNREACHABLE_STATES else Reachable(self.clock())
+        out = a.feed(inp)
+        if out:
+            log.info("agent_phone_" + ("unreachable" if isinstance(inp, Unreachable) else "reachable"),
+                     agent=a.id, device_state=state)
+            self._queue(a, out)
+
+    async def _sweep_devices(self) -> None:
+        """After a login: every seat phone's reachability now (changes meanwhile arrive as events)."""
+        try:
+            items = await self.ami.action_list("DeviceStateList")
+        except Exception:  # noqa: BLE001 - the next DeviceStateChange still marks the phone
+            log.warning("agent_device_sweep_failed", exc_info=True)
+            return
+        for ev in items:
+            self._on_device_state(ev)
+
+    async def check_calls(self) -> None:
+        """The watchdog: ask CoreShowChannels and end the call state of agents whose call is gone."""
+        asked_at = self.clock()
+        try:
+            channels = await self.ami.action_list("CoreShowChannels")
+        except Exception:  # noqa: BLE001 - asked again at the next check
+            log.warning("agent_call_check_failed", exc_info=True)
+            return
+        self.calls_gone({c.get("Linkedid", "") for c in channels} - {""},
+                        {endpoint(c.get("Channel", "")) for c in channels if c.get("Channel", "").startswith("PJSIP/")},
+                        asked_at)
+
+    async def release(self) -> int:
+        """Unpause every seat member Asterisk has paused for after-call work or 离线 (the controller stops, or
+        failed to start): read from Asterisk's QueueStatus, so it works before any state was loaded.
+        Returns how many members were unpaused."""
+        rows = await self.ami.action_list("QueueStatus")
+        n = 0
+        for r in rows:
+            a = self._by_interface.get((r.get("StateInterface") or r.get("Location") or "").lower())
+            queue = r.get("Queue", "")
+            if (r.get("Event") != "QueueMember" or a is None or r.get("Paused") != "1"
+                    or r.get("PausedReason") not in RELEASED_REASONS or not queue.startswith(ASTERISK_QUEUE_PREFIX)):
+                continue
+            await self._pause(a, queue[len(ASTERISK_QUEUE_PREFIX):], False, "")
+            log.info("agent_released", agent=a.id, queue=queue, reason=r.get("PausedReason"))
+            n += 1
+        return n
+
+    def calls_gone(self, live_linkedids: set[str], agents_on_channels: set[str] | None = None,
+                   asked_at: float | None = None) -> None:
+        """After a (re)connect, or from the watchdog: an agent still ringing or talking on a call Asterisk
+        no longer has gets the AgentComplete it missed while AMI was down (or that a full event queue
+        dropped); otherwise a seat in a queue with after-call work would stay paused for good.
+        `agents_on_channels`: the seats with any live channel (None: judge by the linkedid alone)."""
         now = self.clock()
+        asked = now if asked_at is None else asked_at
         for a in self.agents.values():
-            if a.state in (AgentState.RINGING, AgentState.TALKING) and a.linkedid not in live_linkedids:
+            on = agents_on_channels if agents_on_channels is not None else set()
+            if call_gone(a, live_linkedids, on, asked):
                 log.info("agent_call_gone", agent=a.id, state=a.state.value)
                 self._queue(a, a.feed(Completed(now, a.queue, a.linkedid)))
 
@@ -234,3 +328,8 @@ class AgentService:
                     out = a.feed(Tick(now))
                     if out:
                         self._queue(a, out)
+            if now - self._checked_at >= self.call_check_s:
+                self._checked_at = now
+                if any(a.state in (AgentState.RINGING, AgentState.TALKING) and now - a.since >= self.call_check_s
+                       for a in self.agents.values()):
+                    self._spawn(self.check_calls(), "agents-call-check")
