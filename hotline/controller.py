@@ -36,6 +36,7 @@ from routing.dialplan import MAIN_INSTANCE, config_queue
 from model.hours import Clock, system_clock
 from routing.transfer_service import TransferService
 from routing.agent import STATE_LABELS, AgentState, Refused, SetBusy, SetReady, SignIn, SignOut
+from hotline.agent_help_op import help_request
 from routing.agent_service import AgentService
 from ivr.agent_phone import AgentPhone
 from ticketbridge.assembler import Assembler, CallRecord
@@ -102,7 +103,7 @@ class Controller:
         self._recover_task: asyncio.Task[Any] | None = None
         #: seat agents' states (routing/agent.py): queue events in, QueuePause of the static members out,
         #: persisted in the store and put back at every AMI login (an Asterisk restart unpauses everyone)
-        self.agents = AgentService(self.ami, config, save=self.store.save_agent)
+        self.agents = AgentService(self.ami, config, save=self.store.save_agent, save_help=self.store.save_help)
         self.agents.attach()
         self.agi.route("agent", AgentPhone(self.agents).script)
         #: supervisors' commands ask for callbacks here instead of holding an AMI secret (hotline/control.py)
@@ -237,10 +238,11 @@ class Controller:
         """Saved states back (none saved: every configured member signs in, ready); calls never wait on this."""
         try:
             saved = await self.store.agent_states()
+            helping = await self.store.help_periods()
         except Exception:  # noqa: BLE001 - the static members still take calls
             log.exception("agent_states_load_failed")
-            saved = {}
-        self.agents.start_from(saved)
+            saved, helping = {}, []
+        self.agents.start_from(saved, helping)
         await self.agents.start()
 
     async def _stop_agents(self) -> None:
@@ -285,10 +287,11 @@ class Controller:
             events = []
         answered: dict[str, int] = {}
         for e in events:
-            if e.new == AgentState.TALKING.value:
+            if e.new == AgentState.TALKING.value and e.old != AgentState.TALKING.value:
                 answered[e.agent] = answered.get(e.agent, 0) + 1
         rows = [{"agent": a.id, "state": a.state.value, "label": STATE_LABELS[a.state], "reason": a.reason,
-                 "since": a.since, "queues": list(a.queues), "call": a.linkedid, "calls_today": answered.get(a.id, 0)}
+                 "since": a.since, "queues": list(a.queues), "call": a.linkedid, "calls_today": answered.get(a.id, 0),
+                 "offline": a.offline, "helping": list(self.agents.helping(a.id))}
                 for a in self.agents.agents.values()]
         return {"ok": True, "agents": rows}
 
@@ -359,11 +362,14 @@ class Controller:
         return await self.callbacks.call_back(ticket_no, actor=actor)
 
     async def _on_control_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        """One request on the control socket (hotline/control.py): `callback`, `agents` (list), `agent` (change)."""
+        """One request on the control socket (hotline/control.py): `callback`, `agents` (list), `agent` (change),
+        `help` (多援一: start, end, list)."""
         if request.get("op") == "agents":
             return await self._agents_list()
         if request.get("op") == "agent":
             return await self._agent_change(request)
+        if request.get("op") == "help":
+            return await help_request(self.agents, self.store, request)
         if request.get("op") != "callback":
             return {"ok": False, "error": f"unknown op {request.get('op')!r}"}
         ticket = str(request.get("ticket") or "")

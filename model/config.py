@@ -81,6 +81,10 @@ class SipSettings(_M):
     bind: str = "127.0.0.1"
     port: int = 5060
     tls: SipTls | None = None
+    #: how often Asterisk asks each registered seat phone whether it is alive (SIP OPTIONS, the AOR's
+    #: qualify_frequency); one that stops answering is unreachable and its agent marked 离线. 0: only an
+    #: unregistration (or the registration expiring) counts
+    seat_qualify_s: int = Field(30, ge=0, le=3600)
 
 
 class AsteriskSettings(_M):

@@ -62,6 +62,8 @@ SIGNED_IN = frozenset(set(AgentState) - {AgentState.SIGNED_OUT})
 WRAP_UP_REASON = "话后整理"
 #: the busy reason set when an agent misses `miss_limit` queue calls in a row
 MISSED_REASON = "未接"
+#: the pause reason of a signed-out agent (its static member stays in queues.conf, paused)
+SIGNED_OUT_REASON = "签出"
 #: the busy reason set when the agent's phone is unreachable (unregistered, or not answering SIP OPTIONS)
 OFFLINE_REASON = "离线"
 
