@@ -261,3 +261,57 @@ async def test_asterisk_restart_puts_the_pauses_back_and_apply_s_reload_keeps_th
     r = await control(c, op="agent", action="ready", agent="1001")
     assert r["ok"], r
     assert await wait_members(ami, "1001", {"general": ("0", "")}) == {"general": ("0", "")}
+
+
+async def test_many_help_one_brings_a_seat_into_another_queue_for_a_while(cfg, asterisk, ami, seat, started):
+    """多援一: 1001 (general only) helps line_12333 (12333's own seats: 1003, 离线 here). During the help period a
+    12333 call rings 1001 from line_12333; the period survives a controller restart; after it, it does not."""
+    c = await started()
+    assert "line_12333" not in c.agents.agents["1001"].allowed
+    r = await control(c, op="help", action="start", group="1001", queue="line_12333", minutes=10,
+                      why="12333 排队超过 50 人", actor="班长王")
+    assert r["ok"], r
+    pid = r["period"]["id"]
+    assert await members(ami, "1001") == {"general": ("0", ""), "line_12333": ("0", "")}
+    await c.stop()  # the period is persisted with its end time: a restart neither forgets nor ends it
+
+    c = await started()
+    assert list(c.agents.help) == [pid]
+    assert await members(ami, "1001") == {"general": ("0", ""), "line_12333": ("0", "")}
+    listed = {a["agent"]: a for a in (await control(c, op="agents"))["agents"]}
+    assert listed["1001"]["helping"] == ["line_12333"]
+    robot = await CallRobot(ami, number="12333", caller="13900007003").dial()
+    try:
+        called = await robot.wait_for(is_event("AgentCalled", Queue="hotline-line_12333"), 30)
+        assert called["Interface"] == "PJSIP/1001"
+        await robot.wait_for(is_event("AgentConnect", Queue="hotline-line_12333"), 20)
+    finally:
+        await robot.hangup()
+        await robot.wait_hangup(10)
+    # the helper's own state reaches the helped queue: busy there too
+    await control(c, op="agent", action="busy", agent="1001", reason="小休")
+    want = {"general": ("1", "小休"), "line_12333": ("1", "小休")}
+    assert await wait_members(ami, "1001", want) == want
+    await control(c, op="agent", action="ready", agent="1001")
+
+    ended = await control(c, op="help", action="end", id=pid, why="排队已缓解")
+    assert ended["ok"] and ended["ended"][0]["ended_by"].startswith("root")
+    assert await wait_members(ami, "1001", {"general": ("0", "")}) == {"general": ("0", "")}
+    robot = await CallRobot(ami, number="12333", caller="13900007004").dial()
+    try:
+        with pytest.raises(TimeoutError):  # 12333's own queue no longer rings 1001 (it would overflow later)
+            await robot.wait_for(is_event("AgentCalled", Queue="hotline-line_12333"), 12)
+    finally:
+        await robot.hangup()
+        await robot.wait_hangup(10)
+    rows = await c.store.help_periods(active=False)
+    assert rows[0]["id"] == pid and rows[0]["by"] == "root (班长王)" and rows[0]["why"] == "12333 排队超过 50 人"
+    assert rows[0]["end_why"] == "排队已缓解"
+
+    # a short period ends by itself: the member leaves when the time is up
+    r = await control(c, op="help", action="start", group="general", queue="line_12333", minutes=0.1, why="演练")
+    assert r["period"]["agents"] == ["1001", "1002"]
+    assert (await members(ami, "1001")).get("line_12333") == ("0", "")
+    assert (await members(ami, "1002")).get("line_12333") == ("1", "离线")  # its own state: the phone is away
+    assert await wait_members(ami, "1001", {"general": ("0", "")}, 15) == {"general": ("0", "")}
+    assert "line_12333" not in await members(ami, "1002") and c.agents.help == {}

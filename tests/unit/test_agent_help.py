@@ -169,3 +169,28 @@ async def test_help_periods_persist_and_restart_without_forgetting_or_prolonging
     recent = await store.help_periods(active=False)
     assert recent[0]["ended_by"] == "timer" and recent[0]["by"] == "root (班长王)" and recent[0]["why"] == "多援一：暴雨"
     await svc2.stop()
+
+
+async def test_the_control_op_names_the_socket_peer_and_answers_errors_in_words(cfg):
+    from hotline.agent_help_op import help_request
+
+    class Store:
+        async def help_periods(self, active=True, limit=100):
+            return [{"id": "h0", "ended": 5.0}, {"id": "h1", "ended": None}]
+
+    svc, ami, clock = await service(cfg)
+    peer = {"uid": 0, "user": "root"}
+    r = await help_request(svc, Store(), {"op": "help", "action": "start", "group": "1003", "queue": "general",
+                                          "minutes": "15", "why": "演练", "actor": "班长王", "peer": peer})
+    assert r["ok"] and r["period"]["by"] == "root (班长王)" and r["period"]["agents"] == ["1003"]
+    bad = await help_request(svc, Store(), {"action": "start", "group": "1003", "queue": "general",
+                                            "minutes": "soon", "why": "x", "peer": peer})
+    assert bad["ok"] is False and "soon" in bad["error"]
+    listed = await help_request(svc, Store(), {"action": "list", "peer": peer})
+    assert [p["id"] for p in listed["active"]] == [r["period"]["id"]] and [p["id"] for p in listed["recent"]] == ["h0"]
+    ended = await help_request(svc, Store(), {"action": "end", "queue": "general", "peer": peer})
+    assert ended["ok"] and ended["ended"][0]["ended_by"] == "root" and ended["ended"][0]["end_why"]
+    none = await help_request(svc, Store(), {"action": "end", "peer": peer})
+    assert none == {"ok": False, "error": "no active help period"}
+    assert (await help_request(svc, Store(), {"action": "boom"}))["ok"] is False
+    await svc.stop()
