@@ -120,7 +120,7 @@ class Controller:
         (`_abort_start`) before the error is raised, so no seat stays paused with nobody to unpause it."""
         try:
             await self._start()
-        except BaseException as e:
+        except Exception as e:
             log.error("controller_start_failed", error=f"{type(e).__name__}: {e}")
             await self._abort_start()
             raise
