@@ -263,7 +263,8 @@ async def test_asterisk_restart_puts_the_pauses_back_and_apply_s_reload_keeps_th
     assert await wait_members(ami, "1001", {"general": ("0", "")}) == {"general": ("0", "")}
 
 
-async def test_many_help_one_brings_a_seat_into_another_queue_for_a_while(cfg, asterisk, ami, seat, started):
+async def test_many_help_one_brings_a_seat_into_another_queue_for_a_while(cfg, asterisk, ami, apply_ami, seat,
+                                                                        started):
     """多援一: 1001 (general only) helps line_12333 (12333's own seats: 1003, 离线 here). During the help period a
     12333 call rings 1001 from line_12333; the period survives a controller restart; after it, it does not."""
     c = await started()
@@ -280,6 +281,9 @@ async def test_many_help_one_brings_a_seat_into_another_queue_for_a_while(cfg, a
     assert await members(ami, "1001") == {"general": ("0", ""), "line_12333": ("0", "")}
     listed = {a["agent"]: a for a in (await control(c, op="agents"))["agents"]}
     assert listed["1001"]["helping"] == ["line_12333"]
+    await apply_ami.action("Reload", Module="app_queue.so")  # `hotline apply` keeps the helpers too
+    await asyncio.sleep(1)
+    assert await members(ami, "1001") == {"general": ("0", ""), "line_12333": ("0", "")}
     robot = await CallRobot(ami, number="12333", caller="13900007003").dial()
     try:
         called = await robot.wait_for(is_event("AgentCalled", Queue="hotline-line_12333"), 30)
