@@ -169,3 +169,13 @@ async def test_release_unpauses_only_after_call_work_and_offline_as_asterisk_has
     assert await svc.release() == 2
     assert [(h["Queue"], h["Interface"], h["Paused"]) for h in ami.named("QueuePause")] == [
         ("hotline-general", "PJSIP/1001", "false"), ("hotline-expert", "PJSIP/1003", "false")]
+
+
+def test_seat_phones_are_qualified_so_a_dead_one_is_found(cfg):
+    from tests.unit.test_carriers import rendered, sections
+
+    aors = lambda pj, name: [s for s in sections(pj, name) if s.get("type") == "aor"][0]  # noqa: E731
+    pj = rendered(cfg)["pjsip.conf"]
+    assert aors(pj, "1001").get("qualify_frequency") == "30"  # asterisk.sip.seat_qualify_s, default
+    cfg.asterisk.sip.seat_qualify_s = 0
+    assert aors(rendered(cfg)["pjsip.conf"], "1001").get("qualify_frequency") == "0"
