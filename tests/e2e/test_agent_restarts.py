@@ -319,3 +319,25 @@ async def test_many_help_one_brings_a_seat_into_another_queue_for_a_while(cfg, a
     assert (await members(ami, "1002")).get("line_12333") == ("1", "离线")  # its own state: the phone is away
     assert await wait_members(ami, "1001", {"general": ("0", "")}, 15) == {"general": ("0", "")}
     assert "line_12333" not in await members(ami, "1002") and c.agents.help == {}
+
+
+async def test_the_watchdog_ends_a_call_whose_agent_complete_was_lost(cfg, asterisk, ami, seat, started):
+    """AgentComplete never reaches the agents' machine (as when an event is dropped): the periodic
+    CoreShowChannels check finds the call gone and ends 通话 (here: after-call work, then ready)."""
+    quick = cfg.model_copy(deep=True)
+    quick.agents.call_check_s = 5
+    quick.queues["general"].wrapup_s = 2
+    c = await started(quick)
+    robot = await CallRobot(ami, number="12358", caller="13900007005").dial()
+    await robot.wait_for(is_event("AgentConnect", Queue="hotline-general"), 20)
+    assert await wait_state(c, "1001", "talking") == ("talking", "")
+    deaf = c.agents._by_interface.pop("pjsip/1001")  # the machine hears nothing of 1001's queue events now
+    await robot.hangup()
+    await robot.wait_for(is_event("AgentComplete", Queue="hotline-general"), 10)
+    await asyncio.sleep(1)
+    assert c.agents.agents["1001"].state.value == "talking"  # the lost AgentComplete
+    c.agents._by_interface["pjsip/1001"] = deaf
+    t0 = time.monotonic()
+    assert await wait_state(c, "1001", "ready", timeout=20) == ("ready", "")
+    print(f"watchdog ended the call state {time.monotonic() - t0:.1f} s after the hang-up was missed")
+    assert await members(ami, "1001") == {"general": ("0", "")}
