@@ -11,8 +11,11 @@ Protocol (one JSON object per line, UTF-8, one request per connection):
     ← {"ok": true, "ticket": "261129000001", "status": "done", "attempts": 1, "result": "answered"}
     ← {"ok": false, "error": "ticket 261129000001 is not on the callback list"}
 
-Unknown ops and malformed lines get `ok: false` with the reason. The peer's uid (SO_PEERCRED)
-is logged with each request.
+Unknown ops and malformed lines get `ok: false` with the reason. Who asked is the kernel's word,
+not the client's: the server reads the peer's uid (SO_PEERCRED), looks its name up in the passwd
+database and puts both into the request as `peer` ({"uid": 0, "user": "root"}), replacing anything
+the client sent under that key. `actor_of(request)` is what the controller records: that user name,
+with the client's `actor` text after it only as a label ("alice (班长王)").
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import os
+import pwd
 import socket
 import struct
 from collections.abc import Awaitable, Callable
@@ -56,6 +60,28 @@ def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
         return struct.unpack("3i", creds)[1]
     except (OSError, AttributeError):
         return None
+
+
+def peer_of(uid: int | None) -> dict[str, Any]:
+    """The peer as the kernel names it: its uid and that uid's passwd name ("uid <n>" when it has none)."""
+    if uid is None:
+        return {"uid": None, "user": "unknown"}
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = f"uid {uid}"
+    return {"uid": uid, "user": name}
+
+
+def actor_of(request: dict[str, Any], default: str = "controller") -> str:
+    """Who asked, for the record: the peer's user name from SO_PEERCRED; the client's own `actor` only as a
+    label after it. A request that never crossed the socket (no `peer`) is named by its label or `default`."""
+    label = str(request.get("actor") or "").strip()
+    peer = request.get("peer")
+    if not isinstance(peer, dict) or not peer.get("user"):
+        return (label or default)[:64]
+    user = str(peer["user"])
+    return (f"{user} ({label})" if label and label != user else user)[:64]
 
 
 class ControlServer:
@@ -112,7 +138,9 @@ class ControlServer:
             except (ValueError, asyncio.LimitOverrunError, asyncio.TimeoutError, TimeoutError) as e:
                 answer: dict[str, Any] = {"ok": False, "error": f"bad request: {type(e).__name__}"}
             else:
-                log.info("control_request", op=str(request.get("op")), peer_uid=_peer_uid(writer))
+                request["peer"] = peer_of(_peer_uid(writer))  # the kernel's word, never the client's
+                log.info("control_request", op=str(request.get("op")), peer_uid=request["peer"]["uid"],
+                         peer=request["peer"]["user"])
                 try:
                     answer = await self.handler(request)
                 except Exception as e:  # noqa: BLE001 - a failing request never takes the controller down

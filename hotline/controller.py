@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from hotline.control import ControlServer, control_socket_path
+from hotline.control import ControlServer, actor_of, control_socket_path
 from wire.ami import AmiClient
 from model.config import Config
 from model.contract import Context, ControlEvent, ControlHeader, Event
@@ -29,12 +29,14 @@ from admin.live_config import ERROR, LOADED, RESTART, load_snapshot, restart_fie
 from model.secrets import ami_secret
 from model.privacy import mask_number
 from ivr.calls import CallScripts
+from wire.channels import endpoint
 from wire.fastagi import FastAgiServer
 from ivr.speech import load_recognizer
 from routing.dialplan import MAIN_INSTANCE, config_queue
 from model.hours import Clock, system_clock
 from routing.transfer_service import TransferService
 from routing.agent import STATE_LABELS, AgentState, Refused, SetBusy, SetReady, SignIn, SignOut
+from hotline.agent_help_op import help_request
 from routing.agent_service import AgentService
 from ivr.agent_phone import AgentPhone
 from ticketbridge.assembler import Assembler, CallRecord
@@ -105,7 +107,7 @@ class Controller:
         self._recover_task: asyncio.Task[Any] | None = None
         #: seat agents' states (routing/agent.py): queue events in, QueuePause of the static members out,
         #: persisted in the store and put back at every AMI login (an Asterisk restart unpauses everyone)
-        self.agents = AgentService(self.ami, config, save=self.store.save_agent)
+        self.agents = AgentService(self.ami, config, save=self.store.save_agent, save_help=self.store.save_help)
         self.agents.attach()
         self.agi.route("agent", AgentPhone(self.agents).script)
         #: supervisors' commands ask for callbacks here instead of holding an AMI secret (hotline/control.py)
@@ -127,6 +129,16 @@ class Controller:
                    asterisk_spool=sandbox.layout.spool, instance=sandbox.layout.instance, **kw)
 
     async def start(self) -> None:
+        """Start every part; when one fails, the agents' after-call-work and 离线 pauses are released
+        (`_abort_start`) before the error is raised, so no seat stays paused with nobody to unpause it."""
+        try:
+            await self._start()
+        except Exception as e:
+            log.error("controller_start_failed", error=f"{type(e).__name__}: {e}")
+            await self._abort_start()
+            raise
+
+    async def _start(self) -> None:
         self._stopping = False
         if self.recognizer is not None:
             await self.recognizer.load()  # seconds of work, done before the first caller waits on it
@@ -173,6 +185,7 @@ class Controller:
         await self._end_task(self._recover_task)
         await self.transfers.close()
         await self._stop_agents()
+        await self._release_agents()
         await self._end_task(self._outbox_task)  # undelivered rows stay in the outbox for the next start
         await self.ami.close()
         while self._tasks:  # anything else still running (none expected once AMI is closed)
@@ -246,10 +259,11 @@ class Controller:
         """Saved states back (none saved: every configured member signs in, ready); calls never wait on this."""
         try:
             saved = await self.store.agent_states()
+            helping = await self.store.help_periods()
         except Exception:  # noqa: BLE001 - the static members still take calls
             log.exception("agent_states_load_failed")
-            saved = {}
-        self.agents.start_from(saved)
+            saved, helping = {}, []
+        self.agents.start_from(saved, helping)
         await self.agents.start()
 
     async def _stop_agents(self) -> None:
@@ -258,6 +272,31 @@ class Controller:
         except (asyncio.TimeoutError, TimeoutError):
             log.warning("agent_actions_not_drained")
         await self.agents.stop()
+
+    async def _release_agents(self, connect_s: float = 0.0) -> None:
+        """Unpause the seats paused for after-call work or 离线 (routing.agent_service.AgentService.release):
+        without the controller nobody would end those pauses. Busy and signed-out agents stay paused."""
+        try:
+            if connect_s:
+                await self.ami.wait_connected(connect_s)
+            released = await asyncio.wait_for(self.agents.release(), 10)
+            log.info("agents_released", members=released)
+        except Exception as e:  # noqa: BLE001 - AMI unreachable: nothing can be released
+            log.warning("agents_release_failed", error=f"{type(e).__name__}: {e}")
+
+    async def _abort_start(self) -> None:
+        """A start that failed part-way: log in to AMI if it was not yet (the agents' machines, maybe not
+        loaded, never act on that login), release the pauses, then stop what did start."""
+        try:
+            await self.ami.start()
+        except Exception:  # noqa: BLE001 - reported by _release_agents
+            pass
+        await self._release_agents(connect_s=5.0)
+        self._stopping = True
+        try:
+            await self.stop()
+        except Exception:  # noqa: BLE001 - the start's own error is the one raised
+            log.warning("controller_abort_cleanup_failed", exc_info=True)
 
     async def _agents_list(self) -> dict[str, Any]:
         """Every agent: state, reason, since, queues, current call, calls answered today (Beijing day)."""
@@ -269,17 +308,18 @@ class Controller:
             events = []
         answered: dict[str, int] = {}
         for e in events:
-            if e.new == AgentState.TALKING.value:
+            if e.new == AgentState.TALKING.value and e.old != AgentState.TALKING.value:
                 answered[e.agent] = answered.get(e.agent, 0) + 1
         rows = [{"agent": a.id, "state": a.state.value, "label": STATE_LABELS[a.state], "reason": a.reason,
-                 "since": a.since, "queues": list(a.queues), "call": a.linkedid, "calls_today": answered.get(a.id, 0)}
+                 "since": a.since, "queues": list(a.queues), "call": a.linkedid, "calls_today": answered.get(a.id, 0),
+                 "offline": a.offline, "helping": list(self.agents.helping(a.id))}
                 for a in self.agents.agents.values()]
         return {"ok": True, "agents": rows}
 
     async def _agent_change(self, request: dict[str, Any]) -> dict[str, Any]:
         """强制签出 / 强制示忙 / 示闲 / 签入 by a supervisor, recorded with who and why."""
         agent, action = str(request.get("agent") or ""), str(request.get("action") or "")
-        actor = str(request.get("actor") or "supervisor")
+        actor = actor_of(request, "supervisor")
         reason, why = str(request.get("reason") or ""), str(request.get("why") or "")
         now = time.time()
         inputs = {"signout": lambda: SignOut(now, by=actor, why=why or "强制签出"),
@@ -347,16 +387,19 @@ class Controller:
         return await self.callbacks.call_back(ticket_no, actor=actor)
 
     async def _on_control_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        """One request on the control socket (hotline/control.py): `callback`, `agents` (list), `agent` (change)."""
+        """One request on the control socket (hotline/control.py): `callback`, `agents` (list), `agent` (change),
+        `help` (多援一: start, end, list)."""
         if request.get("op") == "agents":
             return await self._agents_list()
         if request.get("op") == "agent":
             return await self._agent_change(request)
+        if request.get("op") == "help":
+            return await help_request(self.agents, self.store, request)
         if request.get("op") != "callback":
             return {"ok": False, "error": f"unknown op {request.get('op')!r}"}
         ticket = str(request.get("ticket") or "")
         try:
-            r = await self.call_back(ticket, actor=str(request.get("actor") or "supervisor"))
+            r = await self.call_back(ticket, actor=actor_of(request, "supervisor"))
         except CallbackError as e:
             return {"ok": False, "error": str(e)}
         return {"ok": True, "ticket": r.ticket_no, "status": r.status, "attempts": r.attempts, "result": r.result}
@@ -397,7 +440,9 @@ class Controller:
             log.warning("ami_channel_sweep_failed", exc_info=True)
             return
         live = {c.get("Uniqueid", "") for c in channels} - {""}
-        self.agents.calls_gone({c.get("Linkedid", "") for c in channels} - {""})
+        self.agents.calls_gone({c.get("Linkedid", "") for c in channels} - {""},
+                               {endpoint(c.get("Channel", "")) for c in channels
+                                if c.get("Channel", "").startswith("PJSIP/")}, asked_at)
         for record in self.assembler.expire(live, asked_at):
             log.info("call_closed_after_reconnect", linkedid=record.linkedid)
             await self._save(record)

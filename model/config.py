@@ -4,6 +4,10 @@ The YAML in `config/` is the single source for the number plan, menus, queues,
 seats, prompts and transfer targets. Everything downstream (dialplan rendering,
 the IVR, the number plan, `check` and `explain`) reads these models, never the
 YAML itself.
+
+Why one module (≈500+ lines): it is the one schema of `hotline.yaml`. Each class is one section of
+that file, `Config` ties them together, and its cross-section rules need every section at hand;
+splitting the sections over files would only add re-exports.
 """
 
 from __future__ import annotations
@@ -81,6 +85,10 @@ class SipSettings(_M):
     bind: str = "127.0.0.1"
     port: int = 5060
     tls: SipTls | None = None
+    #: how often Asterisk asks each registered seat phone whether it is alive (SIP OPTIONS, the AOR's
+    #: qualify_frequency); one that stops answering is unreachable and its agent marked 离线. 0: only an
+    #: unregistration (or the registration expiring) counts
+    seat_qualify_s: int = Field(30, ge=0, le=3600)
 
 
 class AsteriskSettings(_M):
@@ -270,6 +278,9 @@ class AgentSettings(_M):
     wrapup_extend_s: int = Field(30, ge=1, le=600)
     #: queue calls missed in a row (rang, not answered) that set an agent busy (未接); 0: never
     miss_limit: int = Field(3, ge=0)
+    #: the watchdog: an agent ringing or talking this long has its call looked for in Asterisk
+    #: (CoreShowChannels) every as many seconds; gone without AgentComplete → the call state ends
+    call_check_s: int = Field(30, ge=5, le=3600)
 
     @field_validator("busy_reasons")
     @classmethod

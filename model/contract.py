@@ -165,7 +165,9 @@ class AmiRights:
     UserEvents (user), Cdr (cdr), FullyBooted at login (system, read only); actions Originate
     (originate), Atxfer/PlayDTMF/Hangup (call), UserEvent (user), CoreShowChannels (reporting), QueueStatus
     (with CoreShowChannels, the live model's rebuild: live/rebuild.py), QueuePause
-    (agent: seat agents' states, routing/agent_service.py; members stay static in queues.conf). Never
+    (agent: seat agents' states, routing/agent_service.py; members stay static in queues.conf), QueueAdd/
+    QueueRemove (agent: 多援一 helpers, routing/agent_help.py), DeviceStateList (call: seat phones' reachability,
+    with DeviceStateChange events read under call). Never
     dtmf, agi or dialplan read (DTMF*, AGIExec*, Newexten and VarSet carry what callers key, self-query
     passwords included), never command/config/system write (a shell or a file writer on the server).
     `apply`: Reload with Module= and PJSIPShowEndpoints (system), ShowDialPlan (reporting), UserEvent

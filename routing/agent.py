@@ -19,11 +19,19 @@ it cannot be ended early by the agent.
 
 The table is total: `build_table` refuses a (state, input) pair defined twice or left out, and pairs where
 nothing happens name `ignore` (or `refuse`, which answers the key with "not possible now").
+
+The phone's reachability (离线) is an input like the others (Unreachable/Reachable, from Asterisk's device
+state): a ready agent whose phone is gone becomes busy 离线 (paused) and ready again when it is back;
+signed-out and busy agents are only marked (`offline`), recorded as a same-state change.
+
+Why one module: it is one machine — its inputs, actions, handlers and the table that names them are read
+together when checking a transition; split, each cell would send the reader across three files.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar, Union
@@ -54,6 +62,10 @@ SIGNED_IN = frozenset(set(AgentState) - {AgentState.SIGNED_OUT})
 WRAP_UP_REASON = "话后整理"
 #: the busy reason set when an agent misses `miss_limit` queue calls in a row
 MISSED_REASON = "未接"
+#: the pause reason of a signed-out agent (its static member stays in queues.conf, paused)
+SIGNED_OUT_REASON = "签出"
+#: the busy reason set when the agent's phone is unreachable (unregistered, or not answering SIP OPTIONS)
+OFFLINE_REASON = "离线"
 
 
 class InputKind(StrEnum):
@@ -67,6 +79,8 @@ class InputKind(StrEnum):
     COMPLETED = "completed"
     RING_NO_ANSWER = "ring_no_answer"
     TICK = "tick"
+    UNREACHABLE = "unreachable"
+    REACHABLE = "reachable"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -160,7 +174,24 @@ class Tick:
     at: float
 
 
-Input = Union[SignIn, SignOut, SetBusy, SetReady, ExtendWrapUp, Called, Connected, Completed, RingNoAnswer, Tick]
+@dataclass(frozen=True)
+class Unreachable:
+    """The seat's phone is gone (Asterisk: device UNAVAILABLE — unregistered, or no answer to qualify)."""
+    kind: ClassVar[InputKind] = InputKind.UNREACHABLE
+    at: float
+    why: str = "话机离线"
+
+
+@dataclass(frozen=True)
+class Reachable:
+    """The seat's phone is back (registered and answering)."""
+    kind: ClassVar[InputKind] = InputKind.REACHABLE
+    at: float
+    why: str = "话机在线"
+
+
+Input = Union[SignIn, SignOut, SetBusy, SetReady, ExtendWrapUp, Called, Connected, Completed, RingNoAnswer, Tick,
+              Unreachable, Reachable]
 
 
 # --------------------------------------------------------------------------- actions
@@ -254,6 +285,8 @@ class Agent:
     linkedid: str = ""
     #: whether Asterisk has the member paused (as this machine last told it)
     paused: bool = False
+    #: the phone is unreachable (离线): a ready agent is set busy (离线) until it is back
+    offline: bool = False
 
     def feed(self, inp: Input) -> list[Action]:
         return TABLE[(self.state, inp.kind)](self, inp)
@@ -268,6 +301,8 @@ class Agent:
             self.state, self.reason, self.wrap_until, self.since = AgentState.READY, "", None, at
             self.paused = False
         self.pending_busy, self.queue, self.linkedid = None, "", ""
+        # the phone's reachability is asked of Asterisk again at login; a 离线 busy is its mark
+        self.offline = self.state is AgentState.BUSY and self.reason == OFFLINE_REASON
 
     # ---------------------------------------------------------------- helpers
     def _move(self, new: AgentState, inp: Input, reason: str = "") -> StateChanged:
@@ -297,6 +332,10 @@ class Agent:
         if not queues:
             return [Refused(self.id, inp.kind, self.state)]
         self.queues, self.misses, self.paused = queues, 0, False
+        if self.offline:  # signed in (by a supervisor) while the phone is away: busy 离线 until it is back
+            self.paused = True
+            return [*(QueueAdd(q, paused=True, reason=OFFLINE_REASON) for q in queues),
+                    self._move(AgentState.BUSY, inp, OFFLINE_REASON)]
         return [*(QueueAdd(q) for q in queues), self._move(AgentState.READY, inp)]
 
     def _change_queues(self, inp: SignIn) -> list[Action]:
@@ -326,6 +365,15 @@ class Agent:
     def _ready(self, inp: Input) -> list[Action]:
         self.misses = 0 if self.state is AgentState.BUSY else self.misses
         return [*self._unpaused(), self._move(AgentState.READY, inp)]
+
+    def _ready_key(self, inp: SetReady) -> list[Action]:
+        """示闲 from busy: not while the phone is unreachable (it could not answer the call)."""
+        return [Refused(self.id, inp.kind, self.state)] if self.offline else self._ready(inp)
+
+    def _mark(self, inp: Input) -> list[Action]:
+        """A reachability change that leaves the state as it is: recorded as a same-state change (the time
+        in the state is split, never lost) so agent_events says when the phone went away and came back."""
+        return [self._move(self.state, inp, self.reason)]
 
     def _ringing(self, inp: Called) -> list[Action]:
         self.queue, self.linkedid = inp.queue, inp.linkedid
@@ -375,6 +423,44 @@ class Agent:
         self.wrap_until = max(self.wrap_until or inp.at, inp.at) + self.policy.extend_s
         return []
 
+    def _offline_busy(self, inp: Unreachable) -> list[Action]:
+        """Ready, ringing or in after-call work and the phone is gone: busy 离线 (paused, queues skip it)."""
+        if self.offline:
+            return []
+        self.offline, self.queue, self.linkedid = True, "", ""
+        return [self._pause(True, OFFLINE_REASON), self._move(AgentState.BUSY, inp, OFFLINE_REASON)]
+
+    def _offline_after_call(self, inp: Unreachable) -> list[Action]:
+        """On a call and the phone is gone: the end of the call sets busy 离线 (unless a busy reason was keyed)."""
+        self.offline = True
+        self.pending_busy = self.pending_busy or OFFLINE_REASON
+        return []
+
+    def _offline_mark(self, inp: Unreachable) -> list[Action]:
+        """Signed out or busy already: only marked (recorded)."""
+        if self.offline:
+            return []
+        self.offline = True
+        return self._mark(inp)
+
+    def _back(self, inp: Reachable) -> list[Action]:
+        """The phone is back: busy 离线 becomes ready; signed out or another busy reason is marked back."""
+        if not self.offline:
+            return []
+        self.offline = False
+        if self.state is AgentState.BUSY and self.reason == OFFLINE_REASON:
+            return self._ready(inp)
+        return self._mark(inp)
+
+    def _back_during_call(self, inp: Reachable) -> list[Action]:
+        self.offline = False
+        self.pending_busy = None if self.pending_busy == OFFLINE_REASON else self.pending_busy
+        return []
+
+    def _back_unmarked(self, inp: Reachable) -> list[Action]:
+        """Ready, ringing, after-call work: the phone was never marked away in these (nothing to record)."""
+        self.offline = False
+        return []
 
 Handler = Callable[[Agent, Input], list[Action]]
 
@@ -436,10 +522,17 @@ TABLE: Mapping[tuple[AgentState, InputKind], Handler] = build_table((
     row(S.WRAP_UP, K.CONNECTED, A._connected),
     row(S.WRAP_UP, {K.COMPLETED, K.RING_NO_ANSWER}, ignore),
     # 示忙
-    row(S.BUSY, K.SET_READY, A._ready),
+    row(S.BUSY, K.SET_READY, A._ready_key),
     row(S.BUSY, K.SET_BUSY, A._busy),  # a new reason
     row(S.BUSY, K.CONNECTED, A._connected),
     row(S.BUSY, {K.CALLED, K.COMPLETED, K.RING_NO_ANSWER, K.TICK}, ignore),
+    # the phone's reachability (Asterisk's device state of PJSIP/<seat>): 离线
+    row({S.READY, S.RINGING, S.WRAP_UP}, K.UNREACHABLE, A._offline_busy),
+    row(S.TALKING, K.UNREACHABLE, A._offline_after_call),
+    row({S.SIGNED_OUT, S.BUSY}, K.UNREACHABLE, A._offline_mark),
+    row({S.SIGNED_OUT, S.BUSY}, K.REACHABLE, A._back),
+    row(S.TALKING, K.REACHABLE, A._back_during_call),
+    row({S.READY, S.RINGING, S.WRAP_UP}, K.REACHABLE, A._back_unmarked),
 ))
 
 
@@ -470,3 +563,19 @@ def agents_from_config(config: "Config") -> dict[str, Agent]:
     policy = policy_from_config(config)
     return {seat: Agent(seat, seat_queues(config, seat), policy) for seat in config.seats
             if seat_queues(config, seat)}
+
+
+def call_gone(a: Agent, live_linkedids: AbstractSet[str], agents_on_channels: AbstractSet[str],
+              asked_at: float) -> bool:
+    """Whether the queue call `a` rings for or talks on has ended although its AgentComplete (or
+    AgentRingNoAnswer) never reached us — the event was dropped, or AMI was down at the hang-up.
+
+    `live_linkedids`/`agents_on_channels`: the calls and the agents with a channel in a CoreShowChannels
+    answer asked at `asked_at`. An agent whose state began after that question is never judged on it (its
+    call may be newer than the answer); one with any live channel of its own is kept (a consultation leg
+    of a transfer, say) — a false end would take a talking agent's pause away."""
+    if a.state not in (AgentState.RINGING, AgentState.TALKING) or a.since > asked_at:
+        return False
+    if a.linkedid and a.linkedid in live_linkedids:
+        return False
+    return a.id not in agents_on_channels

@@ -13,7 +13,23 @@ Thin on purpose: every decision is in `routing.agent.Agent` (pure). This module
   therefore a paused member with reason 签出, never a removed one;
 - ticks every second (after-call work ends on time);
 - on `FullyBooted` (sent at every AMI login: a controller start, a reconnect, an Asterisk restart,
-  which resets every pause) puts every agent's pauses back as the machine has them;
+  which resets every pause) puts every agent's pauses back as the machine has them, then asks
+  `DeviceStateList` for each seat phone's reachability; afterwards `DeviceStateChange` of `PJSIP/<seat>`
+  keeps it (UNAVAILABLE — unregistered, or no answer to the seat AOR's qualify — is 离线: routing/agent.py
+  sets a ready agent busy 离线 and back when the phone returns). A `Reload` of app_queue keeps Asterisk 22's
+  pauses (tests/e2e/test_agent_restarts.py), so nothing is re-applied then;
+- every `agents.call_check_s`, when an agent has been ringing or talking that long, asks CoreShowChannels
+  whether the call still exists (routing.agent.call_gone): a lost AgentComplete never leaves an agent
+  in 通话 — and in a wrap-up queue, paused — for good;
+- `release()` (the controller stops, or fails to start): unpauses the members Asterisk has paused for
+  after-call work (reason 话后整理) or 离线 — nobody would end those pauses while the controller is away
+  (Asterisk itself skips an unreachable phone: ringinuse=no). Busy and signed-out agents stay paused:
+  they asked for no calls, and a static member unpaused would ring someone at lunch or gone home;
+- 多援一 (routing/agent_help.py): `help_start` adds a group to another queue as dynamic members (QueueAdd
+  with StateInterface and MemberName), whose pause then follows each agent's state; the ticker (or
+  `help_end`) removes them (QueueRemove); periods are persisted (`save_help`) and, at each login, Asterisk's
+  dynamic seat members are reconciled with the active periods (an Asterisk restart loses them; a period
+  that ended while the controller was away is removed);
 - persists every change through `save(snapshot)` and starts from `saved` snapshots; with nothing
   saved (a first start) every configured member starts signed in and ready (unpaused), as the
   static `members:` of queues.conf have them.
@@ -23,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -30,7 +47,12 @@ import structlog
 
 from model.config import Config
 from model.contract import ASTERISK_QUEUE_PREFIX
+from wire.channels import endpoint
+from routing.agent_help import HelpError, HelpPeriod, due, helped_queues, member_pause, plan
 from routing.agent import (
+    OFFLINE_REASON,
+    SIGNED_OUT_REASON,
+    WRAP_UP_REASON,
     Action,
     Agent,
     AgentState,
@@ -42,6 +64,7 @@ from routing.agent import (
     QueueAdd,
     QueuePause,
     QueueRemove,
+    Reachable,
     Refused,
     RingNoAnswer,
     SetBusy,
@@ -50,7 +73,9 @@ from routing.agent import (
     SignOut,
     StateChanged,
     Tick,
+    Unreachable,
     agents_from_config,
+    call_gone,
 )
 
 log = structlog.get_logger("hotline.agents")
@@ -62,9 +87,14 @@ QUEUE_EVENTS: Mapping[str, type] = {
 }
 
 Snapshot = dict[str, Any]
-#: the pause reason of a signed-out agent (its static member stays in queues.conf, paused)
-SIGNED_OUT_REASON = "签出"
 SaveFn = Callable[[Snapshot, list[Action]], Awaitable[None]]
+SaveHelpFn = Callable[[dict[str, Any]], Awaitable[None]]
+#: one unit of the worker's work: an agent's actions (with the queues they concern), or a membership job
+Job = Callable[[], Awaitable[None]]
+#: device states of a seat phone that mean it cannot take a call (Asterisk's DeviceStateChange `State`)
+UNREACHABLE_STATES = frozenset({"UNAVAILABLE", "INVALID"})
+#: pauses nobody would end while the controller is away (release())
+RELEASED_REASONS = frozenset({WRAP_UP_REASON, OFFLINE_REASON})
 
 
 def interface(agent_id: str) -> str:
@@ -74,6 +104,11 @@ def interface(agent_id: str) -> str:
 def snapshot(a: Agent) -> Snapshot:
     return {"agent": a.id, "state": a.state.value, "reason": a.reason, "since": a.since,
             "queues": list(a.queues), "paused": a.paused}
+
+
+def replace_agents(p: HelpPeriod, agents: Mapping[str, Agent]) -> HelpPeriod:
+    """A saved period, keeping only seats that are still agents (the configuration may have changed)."""
+    return replace(p, agents=tuple(a for a in p.agents if a in agents))
 
 
 def restore(a: Agent, snap: Mapping[str, Any], at: float) -> None:
@@ -87,11 +122,22 @@ def restore(a: Agent, snap: Mapping[str, Any], at: float) -> None:
 
 class AgentService:
     def __init__(self, ami: Any, config: Config, *, clock: Callable[[], float] = time.time,
-                 save: SaveFn | None = None, tick_s: float = 1.0) -> None:
+                 save: SaveFn | None = None, tick_s: float = 1.0, save_help: SaveHelpFn | None = None) -> None:
         self.ami, self.config, self.clock, self._save, self.tick_s = ami, config, clock, save, tick_s
+        self._save_help = save_help
+        #: active 多援一 periods by id; the (agent, helped queue) members Asterisk has, with the pause last sent
+        self.help: dict[str, HelpPeriod] = {}
+        self._help_members: dict[tuple[str, str], tuple[bool, str] | None] = {}
+        self._ending: set[str] = set()
+        self.call_check_s = config.agents.call_check_s
+        self._checked_at = clock()
+        #: one-off jobs (the device sweep after a login, a call check), owned: stop() ends them
+        self._jobs: set[asyncio.Task[Any]] = set()
+        #: start_from ran: until then a login (a start that failed early) must not act on blank machines
+        self._loaded = False
         self.agents: dict[str, Agent] = agents_from_config(config)
         self._by_interface = {interface(a.id).lower(): a for a in self.agents.values()}
-        self._work: asyncio.Queue[tuple[Agent, list[Action], tuple[str, ...]]] = asyncio.Queue()
+        self._work: asyncio.Queue[tuple[Agent, list[Action], tuple[str, ...]] | Job] = asyncio.Queue()
         self._tasks: list[asyncio.Task[Any]] = []
 
     # ---------------------------------------------------------------- life
@@ -99,16 +145,24 @@ class AgentService:
         for name in QUEUE_EVENTS:
             self.ami.on_event(name, self._on_queue_event)
         self.ami.on_event("FullyBooted", self._on_booted)
+        self.ami.on_event("DeviceStateChange", self._on_device_state)
 
-    def start_from(self, saved: Mapping[str, Snapshot] | None) -> None:
-        """Restore the saved agents; nothing saved at all: every configured member signs in, ready."""
+    def start_from(self, saved: Mapping[str, Snapshot] | None, help_periods: list[dict[str, Any]] | None = None) -> None:
+        """Restore the saved agents (and active help periods); nothing saved at all: every configured member
+        signs in, ready."""
         now = self.clock()
+        self._loaded = True
+        for d in help_periods or ():
+            p = HelpPeriod.from_dict(d)
+            if p.active and p.queue in self.config.queues:
+                self.help[p.id] = replace_agents(p, self.agents)
         for a in self.agents.values():
             if saved:
                 if a.id in saved:
                     restore(a, saved[a.id], now)
                     self._queue(a, [])  # persist the restart's clean-up (ringing/talking → ready)
             else:
+                a.since = now  # nothing before this start is known: no time is counted as signed out
                 self._queue(a, a.feed(SignIn(now, why="first start: configured members")))
 
     async def start(self) -> None:
@@ -116,14 +170,20 @@ class AgentService:
                        asyncio.create_task(self._ticker(), name="agents-tick")]
 
     async def stop(self) -> None:
-        for t in self._tasks:
+        for t in [*self._tasks, *self._jobs]:
             t.cancel()
-        for t in self._tasks:
+        for t in [*self._tasks, *self._jobs]:
             try:
                 await t
             except (asyncio.CancelledError, Exception):
                 pass
         self._tasks = []
+        self._jobs.clear()
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
 
     async def drain(self) -> None:
         """Wait until every queued action was sent (tests, and before answering a key)."""
@@ -141,18 +201,78 @@ class AgentService:
 
     def _on_booted(self, ev: Mapping[str, str]) -> None:
         """A new AMI session (start, reconnect, Asterisk restart): put every membership back."""
+        if not self._loaded:
+            return
         for a in self.agents.values():
             # signed out: paused (签出) in every queue it may serve; signed in: its queues as the machine has them
             signed_out = [QueueRemove(q) for q in a.allowed if q not in a.queues]
             self._queue(a, [*signed_out, *a.member_actions()])
+        self._work.put_nowait(self._reconcile_help)
+        self._spawn(self._sweep_devices(), "agents-device-sweep")
 
-    def calls_gone(self, live_linkedids: set[str]) -> None:
-        """After a (re)connect: an agent still ringing or talking on a call Asterisk no longer has gets
-        the AgentComplete it missed while AMI was down (or that a full event queue dropped); otherwise a
-        seat in a queue with after-call work would stay paused for good."""
+    def _on_device_state(self, ev: Mapping[str, str]) -> None:
+        """DeviceStateChange (and DeviceStateList's items) of a seat phone: reachable or not."""
+        a = self._by_interface.get((ev.get("Device") or "").lower())
+        if a is None or not self._loaded:
+            return
+        state = (ev.get("State") or "").upper()
+        inp = Unreachable(self.clock()) if state in UNREACHABLE_STATES else Reachable(self.clock())
+        out = a.feed(inp)
+        if out:
+            log.info("agent_phone_" + ("unreachable" if isinstance(inp, Unreachable) else "reachable"),
+                     agent=a.id, device_state=state)
+            self._queue(a, out)
+
+    async def _sweep_devices(self) -> None:
+        """After a login: every seat phone's reachability now (changes meanwhile arrive as events)."""
+        try:
+            items = await self.ami.action_list("DeviceStateList")
+        except Exception:  # noqa: BLE001 - the next DeviceStateChange still marks the phone
+            log.warning("agent_device_sweep_failed", exc_info=True)
+            return
+        for ev in items:
+            self._on_device_state(ev)
+
+    async def check_calls(self) -> None:
+        """The watchdog: ask CoreShowChannels and end the call state of agents whose call is gone."""
+        asked_at = self.clock()
+        try:
+            channels = await self.ami.action_list("CoreShowChannels")
+        except Exception:  # noqa: BLE001 - asked again at the next check
+            log.warning("agent_call_check_failed", exc_info=True)
+            return
+        self.calls_gone({c.get("Linkedid", "") for c in channels} - {""},
+                        {endpoint(c.get("Channel", "")) for c in channels if c.get("Channel", "").startswith("PJSIP/")},
+                        asked_at)
+
+    async def release(self) -> int:
+        """Unpause every seat member Asterisk has paused for after-call work or 离线 (the controller stops, or
+        failed to start): read from Asterisk's QueueStatus, so it works before any state was loaded.
+        Returns how many members were unpaused."""
+        rows = await self.ami.action_list("QueueStatus")
+        n = 0
+        for r in rows:
+            a = self._by_interface.get((r.get("StateInterface") or r.get("Location") or "").lower())
+            queue = r.get("Queue", "")
+            if (r.get("Event") != "QueueMember" or a is None or r.get("Paused") != "1"
+                    or r.get("PausedReason") not in RELEASED_REASONS or not queue.startswith(ASTERISK_QUEUE_PREFIX)):
+                continue
+            await self._pause(a, queue[len(ASTERISK_QUEUE_PREFIX):], False, "")
+            log.info("agent_released", agent=a.id, queue=queue, reason=r.get("PausedReason"))
+            n += 1
+        return n
+
+    def calls_gone(self, live_linkedids: set[str], agents_on_channels: set[str] | None = None,
+                   asked_at: float | None = None) -> None:
+        """After a (re)connect, or from the watchdog: an agent still ringing or talking on a call Asterisk
+        no longer has gets the AgentComplete it missed while AMI was down (or that a full event queue
+        dropped); otherwise a seat in a queue with after-call work would stay paused for good.
+        `agents_on_channels`: the seats with any live channel (None: judge by the linkedid alone)."""
         now = self.clock()
+        asked = now if asked_at is None else asked_at
         for a in self.agents.values():
-            if a.state in (AgentState.RINGING, AgentState.TALKING) and a.linkedid not in live_linkedids:
+            on = agents_on_channels if agents_on_channels is not None else set()
+            if call_gone(a, live_linkedids, on, asked):
                 log.info("agent_call_gone", agent=a.id, state=a.state.value)
                 self._queue(a, a.feed(Completed(now, a.queue, a.linkedid)))
 
@@ -189,19 +309,120 @@ class AgentService:
         self._work.put_nowait((a, actions, a.queues))
 
     async def _worker(self) -> None:
+        """The one sender: agents' actions and help-membership jobs in order, so none overtakes another."""
         while True:
-            a, actions, queues = await self._work.get()
+            item = await self._work.get()
             try:
+                if callable(item):
+                    await item()
+                    continue
+                a, actions, queues = item
                 for act in actions:
                     await self._send(a, act, queues)
+                await self._sync_help(a)
                 if self._save is not None:
                     await self._save(snapshot(a), actions)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("agent_action_failed", agent=a.id)
+                log.exception("agent_action_failed")
             finally:
                 self._work.task_done()
+
+    # ---------------------------------------------------------------- 多援一 (many help one)
+    async def help_start(self, *, group: str, queue: str, minutes: float, by: str,
+                         why: str) -> tuple[HelpPeriod, tuple[str, ...]]:
+        """Add `group` to `queue` for `minutes` (HelpError when it cannot be): persisted first, then the
+        members are added; returns the period and the seats left out (they already serve or help `queue`)."""
+        period, skipped = plan(self.config, self.agents, self.help.values(), group=group, queue=queue,
+                               minutes=minutes, now=self.clock(), by=by, why=why)
+        if self._save_help is not None:
+            await self._save_help(period.as_dict())  # a failure raises: nothing was added
+        self.help[period.id] = period
+        log.info("agent_help_started", id=period.id, queue=queue, agents=list(period.agents), by=by, why=why,
+                 minutes=minutes)
+
+        async def add() -> None:
+            for agent_id in period.agents:
+                await self._help_add(self.agents[agent_id], queue)
+        self._work.put_nowait(add)
+        await self.drain()
+        return period, skipped
+
+    async def help_end(self, period_id: str, *, by: str, why: str = "") -> HelpPeriod:
+        """End an active period now: its members leave the queue (HelpError when there is no such period)."""
+        p = self.help.pop(period_id, None)
+        if p is None:
+            raise HelpError(f"no active help period {period_id!r}")
+        ended = p.end(self.clock(), by, why)
+        log.info("agent_help_ended", id=p.id, queue=p.queue, agents=list(p.agents), by=by, why=why)
+        try:
+            if self._save_help is not None:
+                await self._save_help(ended.as_dict())
+        except Exception:  # noqa: BLE001 - the members still leave; the row is ended at the next start
+            log.exception("agent_help_save_failed", id=p.id)
+
+        async def remove() -> None:
+            for agent_id in p.agents:
+                await self._help_remove(agent_id, p.queue)
+        self._work.put_nowait(remove)
+        await self.drain()
+        self._ending.discard(p.id)
+        return ended
+
+    def helping(self, agent_id: str) -> tuple[str, ...]:
+        return helped_queues(self.help.values(), agent_id)
+
+    async def _help_add(self, a: Agent, queue: str) -> None:
+        paused, reason = member_pause(a)
+        resp = await self.ami.action("QueueAdd", raise_on_error=False, Queue=ASTERISK_QUEUE_PREFIX + queue,
+                                     Interface=interface(a.id), StateInterface=interface(a.id),
+                                     MemberName=a.id, Paused="true" if paused else "false")
+        if resp.get("Response") == "Error" and "already" not in str(resp.get("Message", "")).lower():
+            log.warning("agent_help_add_failed", agent=a.id, queue=queue, message=resp.get("Message"))
+            return
+        self._help_members[(a.id, queue)] = None  # its reason is set by the pause that follows
+        await self._sync_help(a)
+
+    async def _help_remove(self, agent_id: str, queue: str) -> None:
+        self._help_members.pop((agent_id, queue), None)
+        resp = await self.ami.action("QueueRemove", raise_on_error=False, Queue=ASTERISK_QUEUE_PREFIX + queue,
+                                     Interface=interface(agent_id))
+        if resp.get("Response") == "Error":
+            log.warning("agent_help_remove_failed", agent=agent_id, queue=queue, message=resp.get("Message"))
+
+    async def _sync_help(self, a: Agent) -> None:
+        """The agent's members in the queues it helps are paused as its own state has it."""
+        want = member_pause(a)
+        for (agent_id, queue), sent in list(self._help_members.items()):
+            if agent_id == a.id and sent != want:
+                await self._pause(a, queue, *want)
+                self._help_members[(agent_id, queue)] = want
+
+    async def _reconcile_help(self) -> None:
+        """After a login: Asterisk's dynamic seat members = the active periods' (an Asterisk restart lost
+        them; a period ended while the controller was away, or a crash between add and save, left some)."""
+        try:
+            rows = await self.ami.action_list("QueueStatus")
+        except Exception:  # noqa: BLE001 - the next login tries again
+            log.warning("agent_help_reconcile_failed", exc_info=True)
+            return
+        have: set[tuple[str, str]] = set()
+        for r in rows:
+            a = self._by_interface.get((r.get("StateInterface") or r.get("Location") or "").lower())
+            queue = r.get("Queue", "")
+            if (r.get("Event") == "QueueMember" and a is not None and r.get("Membership") == "dynamic"
+                    and queue.startswith(ASTERISK_QUEUE_PREFIX)):
+                have.add((a.id, queue[len(ASTERISK_QUEUE_PREFIX):]))
+        want = {(agent_id, p.queue) for p in self.help.values() for agent_id in p.agents}
+        for agent_id, queue in sorted(have - want):
+            log.info("agent_help_stale_member_removed", agent=agent_id, queue=queue)
+            await self._help_remove(agent_id, queue)
+        for agent_id, queue in sorted(want - have):
+            await self._help_add(self.agents[agent_id], queue)
+        for agent_id, queue in want & have:
+            self._help_members[(agent_id, queue)] = None
+            await self._sync_help(self.agents[agent_id])
 
     async def _send(self, a: Agent, act: Action, queues: tuple[str, ...] = ()) -> None:
         if isinstance(act, QueueAdd):
@@ -234,3 +455,12 @@ class AgentService:
                     out = a.feed(Tick(now))
                     if out:
                         self._queue(a, out)
+            for p in due(self.help.values(), now):
+                if p.id not in self._ending:
+                    self._ending.add(p.id)
+                    self._spawn(self.help_end(p.id, by="timer", why="help period over"), "agents-help-end")
+            if now - self._checked_at >= self.call_check_s:
+                self._checked_at = now
+                if any(a.state in (AgentState.RINGING, AgentState.TALKING) and now - a.since >= self.call_check_s
+                       for a in self.agents.values()):
+                    self._spawn(self.check_calls(), "agents-call-check")

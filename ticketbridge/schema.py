@@ -181,6 +181,23 @@ class AgentEvent(Base):
     linkedid: Mapped[str] = mapped_column(String(64), default="")
 
 
+class AgentHelp(Base):
+    """A 多援一 help period (routing/agent_help.py): agents added to another queue until `until` (migration 0005)."""
+
+    __tablename__ = "agent_help"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    queue: Mapped[str] = mapped_column(String(64))
+    agents: Mapped[list[str]] = mapped_column(JSON)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    until: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(64), default="")
+    why: Mapped[str] = mapped_column(String(200), default="")
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    ended_by: Mapped[str] = mapped_column(String(64), default="")
+    end_why: Mapped[str] = mapped_column(String(200), default="")
+
+
 class AuditEntry(Base):
     """Who was shown personal data (caller numbers): the real uid, what was asked, how many rows (migration 0004)."""
 

@@ -45,8 +45,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from model.config import DEFAULT_TZ
 from model.privacy import mask_number, normalise_number
-from ticketbridge.schema import (UTC, AgentEvent, AgentStateRow, ApiToken, AuditEntry, Callback, Outbox, Ticket,
-                                 TicketHistory, TicketSeq)
+from ticketbridge.schema import (UTC, AgentEvent, AgentHelp, AgentStateRow, ApiToken, AuditEntry, Callback, Outbox,
+                                 Ticket, TicketHistory, TicketSeq)
 from ticketbridge.assembler import CallRecord
 from ticketbridge.intake import Intake, target_state
 from ticketbridge.lifecycle import INITIAL, deadline, parse_state, transition
@@ -812,6 +812,35 @@ class TicketStore:
             q = q.where(AgentEvent.at >= since)
         async with read() as s:
             return list((await s.execute(q)).scalars())
+
+    async def save_help(self, period: dict[str, Any]) -> None:
+        """Persist a 多援一 help period (routing.agent_help.HelpPeriod.as_dict): started, or ended."""
+        def ts(x: Any) -> dt.datetime | None:
+            return None if x is None else dt.datetime.fromtimestamp(float(x), UTC)
+
+        _, write = self._sessions()
+        async with write() as s, s.begin():
+            row = await s.get(AgentHelp, period["id"])
+            if row is None:
+                row = AgentHelp(id=period["id"])
+                s.add(row)
+            row.queue, row.agents = str(period["queue"])[:64], [str(a)[:32] for a in period["agents"]]
+            row.started_at, row.until = ts(period["started"]), ts(period["until"])  # type: ignore[assignment]
+            row.actor, row.why = str(period.get("by") or "")[:64], str(period.get("why") or "")[:200]
+            row.ended_at = ts(period.get("ended"))
+            row.ended_by, row.end_why = str(period.get("ended_by") or "")[:64], str(period.get("end_why") or "")[:200]
+
+    async def help_periods(self, *, active: bool = True, limit: int = 100) -> list[dict[str, Any]]:
+        """Help periods as dicts (HelpPeriod.from_dict reads them): the active ones, or the latest `limit`."""
+        read, _ = self._sessions()
+        q = select(AgentHelp).order_by(AgentHelp.started_at.desc())
+        q = q.where(AgentHelp.ended_at.is_(None)) if active else q.limit(limit)
+        async with read() as s:
+            rows = (await s.execute(q)).scalars()
+            return [{"id": r.id, "queue": r.queue, "agents": list(r.agents), "started": r.started_at.timestamp(),
+                     "until": r.until.timestamp(), "by": r.actor, "why": r.why,
+                     "ended": r.ended_at.timestamp() if r.ended_at else None, "ended_by": r.ended_by,
+                     "end_why": r.end_why} for r in rows]
 
     # -------------------------------------------------------------- the audit log
     async def audit(self, action: str, asked: dict[str, Any], rows: int, *, uid: int, user: str) -> None:

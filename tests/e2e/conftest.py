@@ -47,6 +47,8 @@ def e2e_config(path: Path | None = None) -> Config:
     # calls of this test world ring seats nobody answers on purpose (unregistered 1002/1003, scripted
     # timeouts): never let the agents' machine set one busy (未接) and so change what the next test sees
     cfg.agents.miss_limit = 0
+    # a seat phone that dies (tests/e2e/test_agent_restarts.py) is found unreachable within seconds
+    a.sip.seat_qualify_s = 5
     return cfg
 
 

@@ -99,7 +99,8 @@ async def test_busy_keeps_queue_calls_away_and_ready_lets_them_ring(controller, 
         await hang_up(robot)
     events = await controller.store.agent_events(agent="1001")
     busy = [e for e in events if e.new == "busy"]
-    assert busy and busy[-1].actor == "班长王" and busy[-1].reason == "培训"
+    # who: the user of the uid that connected to the control socket (SO_PEERCRED); 班长王 only as a label
+    assert busy and busy[-1].actor == "root (班长王)" and busy[-1].reason == "培训"
 
 
 async def test_after_call_work_holds_the_next_call_for_wrapup_s(wrapup_controller, ami, seat):

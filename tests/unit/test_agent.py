@@ -12,6 +12,7 @@ from model.config import AgentSettings, Config
 from model.loading import load_config
 from routing.agent import (
     MISSED_REASON,
+    OFFLINE_REASON,
     SIGNED_IN,
     TABLE,
     WRAP_UP_REASON,
@@ -25,6 +26,7 @@ from routing.agent import (
     InputKind,
     Missed,
     QueueAdd,
+    Reachable,
     QueuePause,
     QueueRemove,
     Refused,
@@ -35,8 +37,10 @@ from routing.agent import (
     SignOut,
     StateChanged,
     Tick,
+    Unreachable,
     agents_from_config,
     build_table,
+    call_gone,
     ignore,
     row,
     state_words,
@@ -63,7 +67,7 @@ def inputs_for(kind: InputKind, at: float = T0 + 1):
         InputKind.SET_READY: SetReady(at), InputKind.EXTEND_WRAP_UP: ExtendWrapUp(at),
         InputKind.CALLED: Called(at, "general", "L1"), InputKind.CONNECTED: Connected(at, "general", "L1"),
         InputKind.COMPLETED: Completed(at, "general", "L1"), InputKind.RING_NO_ANSWER: RingNoAnswer(at, "general"),
-        InputKind.TICK: Tick(at),
+        InputKind.TICK: Tick(at), InputKind.UNREACHABLE: Unreachable(at), InputKind.REACHABLE: Reachable(at),
     }[kind]
 
 
@@ -300,6 +304,8 @@ def test_random_sequences_keep_asterisk_membership_in_step_with_the_state(inputs
         if a.state is S.READY:
             assert not any(members.values())
         assert (a.state in SIGNED_IN) == bool(a.queues)
+        if a.offline:  # an unreachable phone never gets a queue call (only the call it is on goes on)
+            assert a.state in (S.SIGNED_OUT, S.BUSY, S.TALKING), a.state
 
 
 def test_config_defaults_and_agents_from_the_shipped_config():
@@ -326,3 +332,81 @@ def test_queue_wrapup_is_configurable():
     cfg = Config.model_validate({"queues": {"general": {"name": "g", "wrapup_s": 30, "members": ["1001"]}},
                                  "seats": {"1001": {"name": "a"}}})
     assert agents_from_config(cfg)["1001"].policy.wrapup_s == {"general": 30}
+
+
+# --------------------------------------------------------------------------- the phone's reachability (离线)
+
+def test_a_ready_agent_whose_phone_goes_away_is_busy_offline_and_ready_again_when_it_is_back():
+    a = ready()
+    out = a.feed(Unreachable(T0 + 10))
+    assert out[0] == QueuePause(True, OFFLINE_REASON) and a.state is S.BUSY and a.reason == OFFLINE_REASON
+    assert out[1].why == "话机离线" and a.offline
+    assert a.feed(Unreachable(T0 + 11)) == []  # the same news again changes nothing
+    assert a.feed(SetReady(T0 + 12)) == [Refused("1001", InputKind.SET_READY, S.BUSY)]  # it could not answer
+    out = a.feed(Reachable(T0 + 70))
+    assert out[0] == QueuePause(False) and a.state is S.READY and not a.offline
+    assert out[1].old_reason == OFFLINE_REASON and out[1].seconds == 60 and out[1].why == "话机在线"
+
+
+def test_ringing_or_after_call_work_when_the_phone_goes_away_is_busy_offline():
+    for state in (S.RINGING, S.WRAP_UP):
+        a = in_state(state)
+        out = a.feed(Unreachable(T0 + 1))
+        assert QueuePause(True, OFFLINE_REASON) in out and a.state is S.BUSY and a.reason == OFFLINE_REASON
+        assert a.feed(RingNoAnswer(T0 + 15, "general")) == []  # the ring it was on ends: no miss counted
+        assert a.misses == 0
+
+
+def test_busy_or_signed_out_agents_are_only_marked_and_keep_their_state_and_reason():
+    a = in_state(S.BUSY)
+    out = a.feed(Unreachable(T0 + 5))
+    assert out == [StateChanged("1001", S.BUSY, S.BUSY, T0 + 5, 5.0, "就餐", "就餐", why="话机离线")]
+    assert a.offline and a.reason == "就餐"
+    out = a.feed(Reachable(T0 + 9))
+    assert [(x.old, x.new, x.reason, x.seconds) for x in out] == [(S.BUSY, S.BUSY, "就餐", 4.0)] and not a.offline
+    b = agent()
+    assert [x.why for x in b.feed(Unreachable(T0))] == ["话机离线"] and b.state is S.SIGNED_OUT
+    out = b.feed(SignIn(T0 + 1))  # a supervisor signs in an agent whose phone is away: busy 离线, paused
+    assert out[:2] == [QueueAdd("general", True, OFFLINE_REASON), QueueAdd("overflow", True, OFFLINE_REASON)]
+    assert b.state is S.BUSY and b.reason == OFFLINE_REASON
+    assert b.feed(Reachable(T0 + 2))[0] == QueuePause(False) and b.state is S.READY
+
+
+def test_a_call_goes_on_when_the_phone_is_marked_and_its_end_sets_busy_offline_unless_back():
+    a = in_state(S.TALKING)
+    assert a.feed(Unreachable(T0 + 1)) == [] and a.state is S.TALKING and a.offline
+    out = a.feed(Completed(T0 + 9, "general"))
+    assert out[0] == QueuePause(True, OFFLINE_REASON) and a.state is S.BUSY
+    b = in_state(S.TALKING)
+    b.feed(SetBusy(T0 + 1, "会议"))
+    b.feed(Unreachable(T0 + 2))
+    b.feed(Reachable(T0 + 3))
+    assert b.feed(Completed(T0 + 9, "general"))[0] == QueuePause(True, "会议")  # the agent's own key wins
+    c = in_state(S.TALKING)
+    c.feed(Unreachable(T0 + 1)); c.feed(Reachable(T0 + 2))
+    c.feed(Completed(T0 + 9, "general"))
+    assert c.state is S.WRAP_UP  # back before the call ended: as if nothing happened
+
+
+def test_restart_keeps_the_offline_mark_of_a_busy_offline_agent():
+    a = ready()
+    a.feed(Unreachable(T0))
+    b = agent()
+    b.state, b.reason, b.queues, b.paused = a.state, a.reason, a.queues, a.paused
+    b.restored(T0 + 50)
+    assert b.offline and b.member_actions()[0] == QueueAdd("general", True, OFFLINE_REASON)
+    assert b.feed(Reachable(T0 + 60))[0] == QueuePause(False) and b.state is S.READY
+
+
+# --------------------------------------------------------------------------- the lost-AgentComplete watchdog
+
+def test_call_gone_only_for_a_call_asterisk_no_longer_has_and_never_for_a_newer_state():
+    a = in_state(S.TALKING)
+    a.linkedid = "L1"
+    assert call_gone(a, set(), set(), T0 + 30)
+    assert not call_gone(a, {"L1"}, set(), T0 + 30)  # the call is still up
+    assert not call_gone(a, set(), {"1001"}, T0 + 30)  # the agent still has a channel (a consultation leg)
+    assert not call_gone(a, set(), set(), T0 - 1)  # the answer predates this call: never judged on it
+    assert not call_gone(in_state(S.READY), set(), set(), T0 + 30)
+    r = in_state(S.RINGING)
+    assert call_gone(r, set(), {"1002"}, T0 + 30)

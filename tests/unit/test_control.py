@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pwd
 import socket
 import threading
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from hotline.cli import main
-from hotline.control import ControllerNotRunning, ControlServer, ask, control_socket_path
+from hotline.control import ControllerNotRunning, ControlServer, actor_of, ask, control_socket_path, peer_of
 from hotline.controller import Controller
 from ticketbridge.callbacks import CallbackError, CallbackResult
 from tests.unit.test_ticket_cli import SHIPPED, store_url  # noqa: F401 - the filled store fixture
@@ -32,8 +34,9 @@ def test_request_and_answer_over_a_real_socket(tmp_path: Path) -> None:
         srv = ControlServer(path, echo)
         assert await srv.start()
         assert path.stat().st_mode & 0o777 == 0o660
+        me = {"uid": os.getuid(), "user": pwd.getpwuid(os.getuid()).pw_name}
         assert await ask(path, {"op": "callback", "ticket": "回拨"}) == {
-            "ok": True, "got": {"op": "callback", "ticket": "回拨"}}
+            "ok": True, "got": {"op": "callback", "ticket": "回拨", "peer": me}}
         failed = await ask(path, {"op": "boom"})
         assert failed["ok"] is False and "handler failed" in failed["error"]
         # a line that is not a JSON object is answered, never crashes the server
@@ -98,6 +101,33 @@ def test_controller_answers_callback_requests() -> None:
     assert asyncio.run(handle(fake, {"op": "originate"}))["ok"] is False
 
 
+def test_the_actor_is_the_peer_uid_s_user_not_what_the_client_claims(tmp_path: Path) -> None:
+    """SO_PEERCRED over a real Unix socket: a forged `peer` is replaced, `actor` survives only as a label."""
+    seen: list[dict[str, Any]] = []
+
+    async def record(request: dict[str, Any]) -> dict[str, Any]:
+        seen.append(request)
+        return {"ok": True, "actor": actor_of(request)}
+
+    async def go() -> None:
+        srv = ControlServer(tmp_path / "c.sock", record)
+        assert await srv.start()
+        try:
+            forged = await ask(srv.path, {"op": "agent", "actor": "director", "peer": {"uid": 0, "user": "director"}})
+            plain = await ask(srv.path, {"op": "agents"})
+        finally:
+            await srv.stop()
+        me = pwd.getpwuid(os.getuid()).pw_name
+        assert seen[0]["peer"] == {"uid": os.getuid(), "user": me}
+        assert forged["actor"] == f"{me} (director)" and plain["actor"] == me
+
+    asyncio.run(go())
+    assert actor_of({"actor": "supervisor:li"}) == "supervisor:li"  # in-process (never crossed the socket)
+    assert actor_of({"peer": {"uid": 1000, "user": "li"}, "actor": "li"}) == "li"
+    assert peer_of(None) == {"uid": None, "user": "unknown"}
+    assert peer_of(2 ** 31 - 7)["user"] == f"uid {2 ** 31 - 7}"  # no passwd entry: the number
+
+
 class ThreadedServer:
     """A stand-in controller serving the control socket from its own thread (the CLI runs its own loop)."""
 
@@ -143,7 +173,8 @@ def test_cli_callback_asks_the_controller_and_holds_no_ami_secret(
 
     with ThreadedServer(control_socket_path(), controller):
         r = CliRunner().invoke(main, args)
-    assert asked == [{"op": "callback", "ticket": store_url["abandoned"], "actor": "supervisor:wang"}]
+    me = {"uid": os.getuid(), "user": pwd.getpwuid(os.getuid()).pw_name}
+    assert asked == [{"op": "callback", "ticket": store_url["abandoned"], "actor": "supervisor:wang", "peer": me}]
     assert r.exit_code == 1 and "callback failed after 2 attempt(s): no answer" in r.output, r.output
 
     async def refusing(request: dict[str, Any]) -> dict[str, Any]:
