@@ -11,8 +11,12 @@ Protocol (one JSON object per line, UTF-8, one request per connection):
     ← {"ok": true, "ticket": "261129000001", "status": "done", "attempts": 1, "result": "answered"}
     ← {"ok": false, "error": "ticket 261129000001 is not on the callback list"}
 
+    → {"op": "supervise", "mode": "listen", "seat": "9001", "agent": "1001", "actor": "supervisor:alice"}
+    ← {"ok": true, "mode": "listen", "seat": "9001", "agent": "1001", "linkedid": "…", "ringing": "PJSIP/9001"}
+
 Unknown ops and malformed lines get `ok: false` with the reason. The peer's uid (SO_PEERCRED)
-is logged with each request.
+is logged with each request and handed to the handler as `peer_uid` (any value the client sent
+under that name is replaced): the audit log of supervisors' actions records it.
 """
 
 from __future__ import annotations
@@ -112,7 +116,9 @@ class ControlServer:
             except (ValueError, asyncio.LimitOverrunError, asyncio.TimeoutError, TimeoutError) as e:
                 answer: dict[str, Any] = {"ok": False, "error": f"bad request: {type(e).__name__}"}
             else:
-                log.info("control_request", op=str(request.get("op")), peer_uid=_peer_uid(writer))
+                uid = _peer_uid(writer)
+                log.info("control_request", op=str(request.get("op")), peer_uid=uid)
+                request["peer_uid"] = uid  # who asked, as the kernel says: a client cannot set it
                 try:
                     answer = await self.handler(request)
                 except Exception as e:  # noqa: BLE001 - a failing request never takes the controller down

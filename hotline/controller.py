@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import pwd
 import signal
 import time
 from collections.abc import Callable, Coroutine
@@ -37,6 +38,9 @@ from routing.transfer_service import TransferService
 from routing.agent import STATE_LABELS, AgentState, Refused, SetBusy, SetReady, SignIn, SignOut
 from routing.agent_service import AgentService
 from ivr.agent_phone import AgentPhone
+from ivr.supervisor_phone import SupervisorPhone
+from routing.supervise import Release
+from routing.supervise_service import PHONE_UID, SupervisionService
 from ticketbridge.assembler import Assembler, CallRecord
 from ticketbridge.callbacks import CallbackDialer, CallbackError, CallbackResult, is_callback_call
 from ticketbridge.cdr import CDR_SETTLE_S, CdrReplayer
@@ -104,6 +108,12 @@ class Controller:
         self.agents = AgentService(self.ami, config, save=self.store.save_agent)
         self.agents.attach()
         self.agi.route("agent", AgentPhone(self.agents).script)
+        #: supervisors' listen / whisper / barge / force release (routing/supervise.py), from a seat's feature
+        #: code (AGI `supervise`) or `supervise()` (the control socket, the API); every use in the audit log
+        self.supervision = SupervisionService(self.ami, config, self._audit, on_release=self._on_release)
+        self.supervision.attach()
+        self.agi.route("supervise", SupervisorPhone(self.supervision).script)
+        self._releases: dict[str, str] = {}  # linkedid -> who force-released the call (for its ticket)
         #: supervisors' commands ask for callbacks here instead of holding an AMI secret (hotline/control.py)
         self.control = ControlServer(control_path or control_socket_path(instance), self._on_control_request)
 
@@ -214,6 +224,12 @@ class Controller:
             self.outbox.notify()
         log.info("ticket_saved", ticket=saved.ticket_no, linkedid=record.linkedid, outcome=record.outcome,
                  handled_by=record.handled_by, caller=mask_number(record.caller), created=saved.created)
+        released = self._releases.pop(record.linkedid, None) if record.complete else None
+        if released is not None:
+            try:
+                await self.store.note(saved.ticket_no, released, "supervision", "released", "强拆: " + released)
+            except Exception:
+                log.exception("ticket_release_note_failed", ticket=saved.ticket_no)
         target = self._work_orders.pop(record.linkedid, None) if record.complete else None
         if target is not None:
             await self._dispatch_work_order(saved.ticket_no, target)
@@ -321,8 +337,29 @@ class Controller:
         (raises ticketbridge.callbacks.CallbackError when the ticket owes no callback)."""
         return await self.callbacks.call_back(ticket_no, actor=actor)
 
+    # ------------------------------------------------------------------ supervisors' intervention
+    async def supervise(self, mode: str, seat: str, agent: str, *, actor: str, uid: int = PHONE_UID,
+                        user: str = "", via: str = "api") -> dict[str, Any]:
+        """监听/耳语/强插: ring supervisor seat `seat` into a ChanSpy session on `agent`'s call; 强拆 (`release`):
+        hang the call up. `uid`/`user`/`actor` are who asked (the audit row, written first). The answer:
+        {"ok": True, "mode", "seat", "agent", "linkedid", …} or {"ok": False, "reason", "error"}."""
+        return await self.supervision.intervene(mode, seat, agent, actor=actor, uid=uid, user=user, via=via)
+
+    async def _audit(self, action: str, asked: dict[str, Any], uid: int, user: str) -> None:
+        await self.store.audit(action, asked, 1, uid=uid, user=user)
+
+    async def _on_release(self, release: Release, actor: str) -> None:
+        self._releases[release.linkedid] = f"{actor} (seat {release.seat}, agent {release.agent})"
+
     async def _on_control_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        """One request on the control socket (hotline/control.py): `callback`, `agents` (list), `agent` (change)."""
+        """One request on the control socket (hotline/control.py): `callback`, `agents` (list), `agent` (change),
+        `supervise` (listen/whisper/barge/release; `peer_uid` is set by the socket, never by the client)."""
+        if request.get("op") == "supervise":
+            uid = request.get("peer_uid")
+            return await self.supervise(str(request.get("mode") or ""), str(request.get("seat") or ""),
+                                        str(request.get("agent") or ""),
+                                        actor=str(request.get("actor") or "supervisor")[:64],
+                                        uid=uid if isinstance(uid, int) else PHONE_UID, user=_user_of(uid), via="cli")
         if request.get("op") == "agents":
             return await self._agents_list()
         if request.get("op") == "agent":
@@ -398,6 +435,14 @@ class Controller:
             log.info("ticket_work_order", ticket=ticket_no, target=target)
         except Exception:
             log.exception("ticket_work_order_failed", ticket=ticket_no, target=target)
+
+
+def _user_of(uid: Any) -> str:
+    """The OS user name of a control-socket peer's uid ("" when unknown)."""
+    try:
+        return pwd.getpwuid(uid).pw_name if isinstance(uid, int) else ""
+    except KeyError:
+        return ""
 
 
 def _redact_url(url: str) -> str:

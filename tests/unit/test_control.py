@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import threading
 from pathlib import Path
@@ -33,7 +34,7 @@ def test_request_and_answer_over_a_real_socket(tmp_path: Path) -> None:
         assert await srv.start()
         assert path.stat().st_mode & 0o777 == 0o660
         assert await ask(path, {"op": "callback", "ticket": "回拨"}) == {
-            "ok": True, "got": {"op": "callback", "ticket": "回拨"}}
+            "ok": True, "got": {"op": "callback", "ticket": "回拨", "peer_uid": os.getuid()}}
         failed = await ask(path, {"op": "boom"})
         assert failed["ok"] is False and "handler failed" in failed["error"]
         # a line that is not a JSON object is answered, never crashes the server
@@ -143,7 +144,8 @@ def test_cli_callback_asks_the_controller_and_holds_no_ami_secret(
 
     with ThreadedServer(control_socket_path(), controller):
         r = CliRunner().invoke(main, args)
-    assert asked == [{"op": "callback", "ticket": store_url["abandoned"], "actor": "supervisor:wang"}]
+    assert asked == [{"op": "callback", "ticket": store_url["abandoned"], "actor": "supervisor:wang",
+                      "peer_uid": os.getuid()}]
     assert r.exit_code == 1 and "callback failed after 2 attempt(s): no answer" in r.output, r.output
 
     async def refusing(request: dict[str, Any]) -> dict[str, Any]:
