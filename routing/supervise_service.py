@@ -108,11 +108,11 @@ class SupervisionService:
                 "channel": d.target, "ringing": f"PJSIP/{seat}"}
 
     async def _ring(self, d: Spy) -> None:
-        variables = ",".join(f"{k}={v}" for k, v in spy_variables(d).items())
         label = MODE_LABELS[d.mode]
-        await self.ami.action("Originate", Channel=f"PJSIP/{d.seat}", Context=Context.SUPERVISE.value,
-                              Exten=SPY_EXTEN, Priority="1", CallerID=f'"{label} {d.agent}" <{d.agent}>',
-                              Variable=variables, Async="true", Timeout=str(self.config.supervision.ring_s * 1000))
+        # with a ChannelId: even a retried Originate never rings the seat twice (wire/ami.py)
+        await self.ami.originate(f"PJSIP/{d.seat}", context=Context.SUPERVISE.value, exten=SPY_EXTEN, priority=1,
+                                 caller_id=f'"{label} {d.agent}" <{d.agent}>', variables=spy_variables(d),
+                                 timeout_ms=self.config.supervision.ring_s * 1000)
         log.info("supervise_ringing", seat=d.seat, agent=d.agent, mode=d.mode.value, linkedid=d.linkedid)
 
     async def _release(self, d: Release, actor: str) -> None:
@@ -156,7 +156,7 @@ class SupervisionService:
         log.info("supervise_switched", seat=seat, agent=agent, mode=mode)
 
     def _on_spy_event(self, ev: Mapping[str, str]) -> None:
-        log.info("supervise_chanspy", event=ev.get("Event"), spyer=ev.get("SpyerChannel"),
+        log.info("supervise_chanspy", ami_event=ev.get("Event"), spyer=ev.get("SpyerChannel"),
                  spyee=ev.get("SpyeeChannel"), linkedid=ev.get("SpyeeLinkedid"))
 
 
