@@ -189,6 +189,8 @@ async def test_listen_and_whisper_are_not_heard_by_the_caller_then_key_6_barges_
     assert any(r["via"] == "key" and r["result"] == "switched" and r["linkedid"] == robot.linkedid for r in whisper)
     barge = await audit_rows(controller, "supervise barge")
     assert any(r["via"] == "key" and r["result"] == "switched" and r["linkedid"] == robot.linkedid for r in barge), barge
+    await wait_ticket(controller.store, robot.linkedid, 20)
+    assert await controller.store.get_by_linkedid(start["SpyerLinkedid"]) is None  # a session is no call of its own
 
 
 async def test_a_seat_without_the_supervisor_role_is_refused(controller, ami, seats, watch):

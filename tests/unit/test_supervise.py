@@ -345,3 +345,43 @@ async def test_the_seat_phone_sets_the_session_or_plays_why_not(cfg: Config) -> 
     s = FakeSession("PJSIP/9001-00000004", "*61", "1002")  # 1002 has no call
     await phone.script(s)
     assert ("play", "hotline/supervisor_no_call") in s.done
+
+
+# ------------------------------------------------------------------ `hotline supervise` (the control socket)
+
+
+def test_cli_asks_the_controller_and_the_socket_says_who_asked(tmp_path, monkeypatch) -> None:
+    import getpass
+    import os
+
+    from click.testing import CliRunner
+
+    from hotline.cli import main
+    from hotline.control import control_socket_path
+    from tests.unit.test_control import ThreadedServer
+
+    monkeypatch.setenv("HOTLINE_STATE", str(tmp_path / "state"))
+    monkeypatch.delenv("HOTLINE_INSTANCE", raising=False)
+    args = ["supervise", "listen", "--seat", "9001", "--agent", "1001"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 3 and "controller is not running" in r.output, r.output
+
+    asked: list[dict[str, Any]] = []
+
+    async def controller(request: dict[str, Any]) -> dict[str, Any]:
+        asked.append(request)
+        if request["seat"] != "9001":
+            return {"ok": False, "reason": NOT_SUPERVISOR, "error": "seat 1002 is not a supervisor seat (role: agent)"}
+        return {"ok": True, "mode": request["mode"], "seat": "9001", "agent": "1001", "linkedid": "L1",
+                "ringing": "PJSIP/9001"}
+
+    with ThreadedServer(control_socket_path(), controller):
+        r = CliRunner().invoke(main, [*args, "--actor", "班长:wang"])
+        refused = CliRunner().invoke(main, ["supervise", "barge", "--seat", "1002", "--agent", "1001"])
+    assert r.exit_code == 0 and "监听" in r.output and "seat 9001 is ringing" in r.output and "L1" in r.output
+    assert asked[0] == {"op": "supervise", "mode": "listen", "seat": "9001", "agent": "1001", "actor": "班长:wang",
+                        "peer_uid": os.getuid()}
+    assert refused.exit_code == 1 and "not a supervisor seat" in refused.output
+    assert asked[1]["actor"] == f"supervisor:{getpass.getuser()}"
+    bad = CliRunner().invoke(main, ["supervise", "spy", "--seat", "9001", "--agent", "1001"])
+    assert bad.exit_code == 2
