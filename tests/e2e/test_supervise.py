@@ -8,7 +8,8 @@ does — so the recording does hear the call), nor after key 5 (whisper: the age
 supervisor keys 6 (barge) it does. Keys are
 emulated with AMI PlayDTMF Receive on the supervisor's channel (Asterisk takes them as received
 from the phone; baresip 1.0's ctrl_tcp cannot send DTMF in a call). Seat 1003 (role agent) dialing
-the same code is refused. Force release through the control socket ends the call, and its ticket's
+the same code is refused. What the agent's phone receives is recorded too (baresip's sndfile): the
+supervisor is heard there after key 5 (whisper), not before. Force release through the control socket ends the call, and its ticket's
 history names who did it. Every use is in the audit log.
 """
 
@@ -32,17 +33,20 @@ pytestmark = pytest.mark.e2e
 
 AGENT_HZ = 440
 SUPERVISOR_HZ = 1300
+CALLER_HZ = 700
 
 
 @pytest.fixture(scope="module")
-def seats(cfg, asterisk):
+def seats(cfg, asterisk, tmp_path_factory):
     import shutil
 
     require(shutil.which("baresip") is not None, "baresip is missing: apt-get install baresip")
     made: dict[str, BaresipSeat] = {}
+    heard = tmp_path_factory.mktemp("agent-heard")  # what agent 1001's phone receives, one file per call
     try:
         for ext, hz in (("1001", AGENT_HZ), ("9001", SUPERVISOR_HZ), ("1003", AGENT_HZ)):
-            s = BaresipSeat(ext, seat_secret(ext, cfg.seats[ext]), sip_port=cfg.asterisk.sip.port, tone_hz=hz)
+            s = BaresipSeat(ext, seat_secret(ext, cfg.seats[ext]), sip_port=cfg.asterisk.sip.port, tone_hz=hz,
+                            record_dir=heard if ext == "1001" else None)
             made[ext] = s
             s.start()
         for s in made.values():
@@ -111,30 +115,48 @@ async def call_to_agent(ami, caller: str) -> tuple[CallRobot, str]:
 
 
 async def hear(ami, asterisk, robot: CallRobot, name: str) -> Path:
-    """From now on, record what the caller hears into a new file (the last one is closed)."""
+    """From now on, record what the caller hears into a new file (the last one is closed); the caller
+    "speaks" a CALLER_HZ tone meanwhile (so the agent's phone receives a steady stream)."""
+    await ami.action("Setvar", Channel=robot.channel, Variable="ROBOT_TONE", Value=str(CALLER_HZ))
     await ami.action("Setvar", Channel=robot.channel, Variable="ROBOT_HEAR", Value=name)
     await ami.action("Redirect", Channel=robot.channel, Context="caller-robot-hear", Exten="s", Priority="1")
     await robot.wait_user_event("SimRobotHearing", 5, File=name)
     return asterisk.host_path(asterisk.layout.spool) / "monitor" / f"{name}-heard.wav"
 
 
-def tone_share(path: Path, hz: float, rate: int = 8000) -> float:
-    """How much of the recording's power is at `hz` (Goertzel over 100 ms blocks, 0..1)."""
-    raw = path.read_bytes()[44:]  # 16-bit mono PCM after the RIFF header (read before or after it is final)
+def blocks(path: Path, hz: float, rate: int = 8000, channels: int = 1) -> list[tuple[float, float]]:
+    """(power at `hz`, total power) of each 100 ms block of a 16-bit PCM WAV (Goertzel; the first channel)."""
+    raw = path.read_bytes()[44:]  # PCM after the RIFF header (read before or after the header is final)
     pcm = array.array("h")
     pcm.frombytes(raw[: len(raw) // 2 * 2])
+    pcm = pcm[::channels]
     n = rate // 10
     coeff = 2 * math.cos(2 * math.pi * hz / rate)
-    at, total = 0.0, 0.0
+    out = []
     for i in range(0, len(pcm) - n + 1, n):
         block = pcm[i:i + n]
         s1 = s2 = 0.0
         for x in block:
             s1, s2 = x + coeff * s1 - s2, s1
-        at += (s1 * s1 + s2 * s2 - coeff * s1 * s2) * 2 / n
-        total += sum(x * x for x in block)
-    assert total > 0, f"{path} holds no audio"
-    return at / total
+        out.append(((s1 * s1 + s2 * s2 - coeff * s1 * s2) * 2 / n, float(sum(x * x for x in block))))
+    return out
+
+
+def tone_share(path: Path, hz: float, rate: int = 8000, channels: int = 1, start_s: float = 0.0,
+               end_s: float | None = None) -> float:
+    """How much of the recording's power (between start_s and end_s) is at `hz`, 0..1."""
+    b = blocks(path, hz, rate, channels)[int(start_s * 10): None if end_s is None else int(end_s * 10)]
+    total = sum(t for _, t in b)
+    assert total > 0, f"{path} holds no audio there"
+    return sum(a for a, _ in b) / total
+
+
+def wav_format(path: Path) -> tuple[int, int]:
+    """(sample rate, channels) from a WAV header."""
+    import struct
+
+    channels, rate = struct.unpack("<HI", path.read_bytes()[22:28])
+    return rate, channels
 
 
 async def audit_rows(controller, action: str) -> list[dict]:
@@ -143,12 +165,17 @@ async def audit_rows(controller, action: str) -> list[dict]:
 
 
 async def test_listen_and_whisper_are_not_heard_by_the_caller_then_key_6_barges_in(controller, ami, asterisk, seats, watch):
+    heard_dir = seats["1001"].record_dir
+    for old in heard_dir.glob("*.wav"):
+        old.unlink()
     robot, agent = await call_to_agent(ami, "13900012001")
+    loop = asyncio.get_running_loop()
     try:
         await asyncio.to_thread(seats["9001"].dial, "*611001")
         start = await watch.wait(spy_started("PJSIP/9001-", agent), 15)
         supervisor = start["SpyerChannel"]
         listened = await hear(ami, asterisk, robot, f"sup-listen-{robot.linkedid}")
+        t0 = loop.time()  # the agent's phone receives the caller's tone from about now
         await asyncio.sleep(3.0)
 
         async def key(digit: str, mode: str) -> None:
@@ -161,9 +188,11 @@ async def test_listen_and_whisper_are_not_heard_by_the_caller_then_key_6_barges_
                                                                                        robot.linkedid)
             await watch.wait(spy_started("PJSIP/9001-", agent), 10, after=mark)
 
+        t_whisper = loop.time() - t0
         await key("5", "whisper")  # only the agent hears the supervisor now
         whispered = await hear(ami, asterisk, robot, f"sup-whisper-{robot.linkedid}")
         await asyncio.sleep(3.0)
+        t_barge = loop.time() - t0
         await key("6", "barge")
         barged = await hear(ami, asterisk, robot, f"sup-barge-{robot.linkedid}")
         await asyncio.sleep(3.0)
@@ -178,6 +207,15 @@ async def test_listen_and_whisper_are_not_heard_by_the_caller_then_key_6_barges_
     assert tone_share(listened, SUPERVISOR_HZ) < 0.005
     # … nor while whispering to the agent (key 5) …
     assert tone_share(whispered, AGENT_HZ) > 0.2 and tone_share(whispered, SUPERVISOR_HZ) < 0.005
+    # the agent's phone: the supervisor is not heard while listening, heard once whispering (key 5)
+    [agent_heard] = list(heard_dir.glob("*dec.wav"))
+    rate, channels = wav_format(agent_heard)
+    # the file's clock: t0 is where the caller's tone begins in it
+    onset = next(i for i, (a, t) in enumerate(blocks(agent_heard, CALLER_HZ, rate, channels)) if t and a / t > 0.5)
+    at = onset / 10 + 0.2
+    assert tone_share(agent_heard, CALLER_HZ, rate, channels, at, at + t_whisper - 0.5) > 0.2  # it hears the caller
+    assert tone_share(agent_heard, SUPERVISOR_HZ, rate, channels, at, at + t_whisper - 0.5) < 0.005
+    assert tone_share(agent_heard, SUPERVISOR_HZ, rate, channels, at + t_whisper + 1.0, at + t_barge - 0.5) > 0.05
     # … after key 6 (barge) the supervisor is heard by the caller too: three-way
     assert tone_share(barged, SUPERVISOR_HZ) > 0.05
     assert tone_share(barged, AGENT_HZ) > 0.05
