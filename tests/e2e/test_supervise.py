@@ -231,7 +231,8 @@ async def test_listen_and_whisper_are_not_heard_by_the_caller_then_key_6_barges_
     assert await controller.store.get_by_linkedid(start["SpyerLinkedid"]) is None  # a session is no call of its own
 
 
-async def test_a_seat_without_the_supervisor_role_is_refused(controller, ami, seats, watch):
+async def test_a_seat_without_the_supervisor_role_is_refused_then_the_supervisor_releases(controller, ami, seats,
+                                                                                          watch):
     robot, agent = await call_to_agent(ami, "13900012002")
     try:
         await asyncio.to_thread(seats["1003"].dial, "*611001")
@@ -240,12 +241,28 @@ async def test_a_seat_without_the_supervisor_role_is_refused(controller, ami, se
         await asyncio.sleep(1.5)
         assert not [e for e in watch.seen("ChanSpyStart") if e.get("SpyerChannel", "").startswith("PJSIP/1003-")]
         assert not robot.hung_up  # the call goes on untouched
+        await asyncio.to_thread(seats["1003"].hangup)
+        await asyncio.to_thread(seats["1003"].dial, "*691001")  # nor may it force release
+        await watch.wait(lambda e: e.get("UserEvent") == "HotlinePrompt" and e.get("Seat") == "1003"
+                         and e.get("Result") == "not_supervisor" and e is not prompt, 15)
+        await asyncio.sleep(1.0)
+        assert not robot.hung_up
+
+        await asyncio.to_thread(seats["9001"].dial, "*691001")  # 强拆 from the supervisor's phone
+        done = await watch.wait(lambda e: e.get("UserEvent") == "HotlinePrompt" and e.get("Seat") == "9001", 15)
+        assert done["Prompt"] == "supervisor_released"
+        await robot.wait_hangup(10)
     finally:
         await asyncio.to_thread(seats["1003"].hangup)
+        await asyncio.to_thread(seats["9001"].hangup)
         await robot.hangup()
-    refused = await audit_rows(controller, "supervise listen")
-    assert any(r["seat"] == "1003" and r["result"] == "refused" and r["reason"] == "not_supervisor"
-               for r in refused), refused
+    refused = await audit_rows(controller, "supervise listen") + await audit_rows(controller, "supervise release")
+    assert sum(r["seat"] == "1003" and r["result"] == "refused" and r["reason"] == "not_supervisor"
+               for r in refused) == 2, refused
+    t = await wait_ticket(controller.store, robot.linkedid, 20)
+    notes = [(h.field, h.to_value, h.actor) for h in await controller.store.history(t.ticket_no)
+             if h.field == "supervision"]
+    assert notes == [("supervision", "released", "seat:9001 (seat 9001, agent 1001)")]
 
 
 async def test_api_listen_rings_the_supervisor_and_force_release_ends_the_call(controller, ami, seats, watch):
