@@ -40,7 +40,7 @@ from routing.agent_service import AgentService
 from ivr.agent_phone import AgentPhone
 from ivr.supervisor_phone import SupervisorPhone
 from routing.supervise import Release
-from routing.supervise_service import PHONE_UID, SupervisionService
+from routing.supervise_service import NO_UID, SupervisionService
 from ticketbridge.assembler import Assembler, CallRecord
 from ticketbridge.callbacks import CallbackDialer, CallbackError, CallbackResult, is_callback_call
 from ticketbridge.cdr import CDR_SETTLE_S, CdrReplayer
@@ -338,10 +338,11 @@ class Controller:
         return await self.callbacks.call_back(ticket_no, actor=actor)
 
     # ------------------------------------------------------------------ supervisors' intervention
-    async def supervise(self, mode: str, seat: str, agent: str, *, actor: str, uid: int = PHONE_UID,
+    async def supervise(self, mode: str, seat: str, agent: str, *, actor: str, uid: int = NO_UID,
                         user: str = "", via: str = "api") -> dict[str, Any]:
         """监听/耳语/强插: ring supervisor seat `seat` into a ChanSpy session on `agent`'s call; 强拆 (`release`):
-        hang the call up. `uid`/`user`/`actor` are who asked (the audit row, written first). The answer:
+        hang the call up. `uid`/`user`/`actor` are who asked (the audit row, written first; an API token:
+        uid NO_UID, `user` its name). The answer:
         {"ok": True, "mode", "seat", "agent", "linkedid", …} or {"ok": False, "reason", "error"}."""
         return await self.supervision.intervene(mode, seat, agent, actor=actor, uid=uid, user=user, via=via)
 
@@ -359,7 +360,7 @@ class Controller:
             return await self.supervise(str(request.get("mode") or ""), str(request.get("seat") or ""),
                                         str(request.get("agent") or ""),
                                         actor=str(request.get("actor") or "supervisor")[:64],
-                                        uid=uid if isinstance(uid, int) else PHONE_UID, user=_user_of(uid), via="cli")
+                                        uid=uid if isinstance(uid, int) else NO_UID, user=_user_of(uid), via="cli")
         if request.get("op") == "agents":
             return await self._agents_list()
         if request.get("op") == "agent":

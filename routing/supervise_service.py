@@ -25,7 +25,6 @@ supervisor's channel and are written as they come; ChanSpyStart/ChanSpyStop are 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -40,8 +39,9 @@ log = structlog.get_logger("hotline.supervise")
 #: (action, asked, uid, user) → a durable audit row (ticketbridge store's audit_log)
 AuditFn = Callable[[str, dict[str, Any], int, str], Awaitable[None]]
 ReleaseFn = Callable[[Release, str], Awaitable[None]]
-#: the uid recorded for a seat phone's feature code (no OS user behind it: `user` names the seat)
-PHONE_UID = -1
+#: the uid recorded when no OS user is behind a request (a seat phone's feature code, an API token):
+#: `user` names who instead (`seat:9001`, the token's name)
+NO_UID = -1
 #: the extension of Context.SUPERVISE that runs ChanSpy with Var.SPY_*
 SPY_EXTEN = "spy"
 
@@ -51,8 +51,7 @@ class AuditFailed(Exception):
 
 
 def _asked(d: Decision, via: str, actor: str) -> dict[str, Any]:
-    base: dict[str, Any] = {"mode": getattr(d, "mode", ""), "seat": d.seat, "agent": d.agent, "via": via,
-                            "actor": actor}
+    base: dict[str, Any] = {"mode": str(d.mode), "seat": d.seat, "agent": d.agent, "via": via, "actor": actor}
     if isinstance(d, Refusal):
         return {**base, "result": "refused", "reason": d.reason, "detail": d.detail}
     if isinstance(d, Release):
@@ -61,9 +60,8 @@ def _asked(d: Decision, via: str, actor: str) -> dict[str, Any]:
 
 
 class SupervisionService:
-    def __init__(self, ami: Any, config: Config, audit: AuditFn, *, on_release: ReleaseFn | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.ami, self.config, self._audit, self._on_release, self.clock = ami, config, audit, on_release, clock
+    def __init__(self, ami: Any, config: Config, audit: AuditFn, *, on_release: ReleaseFn | None = None) -> None:
+        self.ami, self.config, self._audit, self._on_release = ami, config, audit, on_release
 
     def attach(self) -> None:
         self.ami.on_event("ChanSpyStart", self._on_spy_event)
@@ -79,8 +77,7 @@ class SupervisionService:
         return decide(self.config, mode, seat, agent, await self.channels())
 
     async def _record(self, d: Decision, via: str, actor: str, uid: int, user: str) -> None:
-        mode = getattr(d, "mode", "")
-        action = f"supervise {mode}" if mode else "supervise"
+        action = f"supervise {d.mode}" if d.mode else "supervise"
         try:
             await self._audit(action, _asked(d, via, actor), uid, user)
         except Exception as e:  # noqa: BLE001 - a broken store: the intervention is not done
@@ -88,7 +85,7 @@ class SupervisionService:
             raise AuditFailed(f"the audit log cannot be written ({type(e).__name__}): nothing done") from e
 
     # ---------------------------------------------------------------- the API / CLI
-    async def intervene(self, mode: str, seat: str, agent: str, *, actor: str = "supervisor", uid: int = PHONE_UID,
+    async def intervene(self, mode: str, seat: str, agent: str, *, actor: str = "supervisor", uid: int = NO_UID,
                         user: str = "", via: str = "api") -> dict[str, Any]:
         """Start a listen/whisper/barge session on `seat` (its phone rings) or force release `agent`'s call."""
         d = await self.decide(mode, seat, agent)
@@ -133,7 +130,7 @@ class SupervisionService:
         a `Spy` is run by the dialplan on the seat's own channel. Unrecordable → a refusal."""
         d = await self.decide(mode, seat, agent)
         try:
-            await self._record(d, "phone", f"seat:{seat}", PHONE_UID, f"seat:{seat}")
+            await self._record(d, "phone", f"seat:{seat}", NO_UID, f"seat:{seat}")
         except AuditFailed as e:
             return Refusal("audit_failed", str(e), seat, agent, mode)
         if isinstance(d, Release):
@@ -150,7 +147,7 @@ class SupervisionService:
         asked = {"mode": mode, "seat": seat, "agent": agent, "via": "key", "result": "switched",
                  "linkedid": str(ev.get("Call") or ""), "channel": str(ev.get("Target") or "")}
         try:
-            await self._audit(f"supervise {mode}"[:64], asked, PHONE_UID, f"seat:{seat}"[:64])
+            await self._audit(f"supervise {mode}"[:64], asked, NO_UID, f"seat:{seat}"[:64])
         except Exception:  # noqa: BLE001 - the switch already happened; the log keeps it
             log.exception("supervise_audit_failed", seat=seat, agent=agent, mode=mode)
         log.info("supervise_switched", seat=seat, agent=agent, mode=mode)

@@ -17,7 +17,7 @@ from routing.dialplan import RenderInputs, render
 from routing.supervise import (BASE_OPTIONS, NO_CALL_PROMPT, NOT_AN_AGENT, NOT_IN_CALL, NOT_SUPERVISOR, REFUSED_PROMPT,
                                SWITCH_KEYS, UNKNOWN_AGENT, UNKNOWN_MODE, UNKNOWN_SEAT, LiveChannel, Mode, Refusal,
                                Release, Spy, agent_channel, chanspy_options, decide, mode_of_code, spy_modes)
-from routing.supervise_service import PHONE_UID, SupervisionService
+from routing.supervise_service import NO_UID, SupervisionService
 
 AGENT_LEG = "PJSIP/1001-0000000a"
 CALLER = ("Local/12358@hotline-inbound-00000003;1", "Local/12358@hotline-inbound-00000003;2")
@@ -291,7 +291,7 @@ async def test_phone_decisions_are_recorded_as_the_seat(cfg: Config) -> None:
     svc, ami, audits, _ = service(cfg)
     d = await svc.phone("whisper", "9001", "1001")
     assert isinstance(d, Spy) and d.options == "qbESXw" and ami.actions == []  # the dialplan runs ChanSpy
-    assert audits[0][2:4] == (PHONE_UID, "seat:9001") and audits[0][1]["via"] == "phone"
+    assert audits[0][2:4] == (NO_UID, "seat:9001") and audits[0][1]["via"] == "phone"
     d = await svc.phone("release", "9001", "1001")
     assert isinstance(d, Release) and [n for n, _ in ami.actions] == ["Hangup"] * 3
 
