@@ -29,7 +29,7 @@ def supervise(mode: str, seat: str, agent: str, actor: str | None, as_json: bool
     """监听 listen / 耳语 whisper / 强插 barge (the seat's phone rings, then hears the call) or 强拆 release."""
     user = getpass.getuser()
     r = _ask({"op": "supervise", "mode": mode, "seat": seat, "agent": agent,
-              "actor": actor or f"supervisor:{user}"})
+              "actor": actor or f"supervisor:{user}"}, needs="Supervisors' sessions are started by")
     if as_json:
         click.echo(json.dumps(r, ensure_ascii=False))
         return
