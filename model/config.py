@@ -6,8 +6,8 @@ the IVR, the number plan, `check` and `explain`) reads these models, never the
 YAML itself.
 
 Why one module: it is the one schema of `config/hotline.yaml`, section by section in the YAML's
-order, and `Config`'s validators check across sections (feature codes of agents and supervisors,
-the general queue); split up, a reader would chase one file's keys through several.
+order, and `Config` checks across sections (the general queue); split up, a reader would chase
+one file's keys through several.
 """
 
 from __future__ import annotations
@@ -511,17 +511,6 @@ class Config(_M):
     agents: AgentSettings = AgentSettings()
     #: supervisors' listen / whisper / barge / force release (seats with role: supervisor)
     supervision: SupervisionSettings = SupervisionSettings()
-
-    @model_validator(mode="after")
-    def _supervisor_codes_apart(self) -> "Config":
-        """A supervisor code is followed by digits: no agent code may start with it, nor it with one."""
-        agent_codes = self.agents.feature_codes.model_dump()
-        for name, code in self.supervision.feature_codes.model_dump().items():
-            for aname, acode in agent_codes.items():
-                if code.startswith(acode) or acode.startswith(code):
-                    raise ValueError(f"supervision.feature_codes.{name} ({code}) clashes with "
-                                     f"agents.feature_codes.{aname} ({acode})")
-        return self
 
     @model_validator(mode="after")
     def _general_queue_exists(self) -> "Config":

@@ -152,9 +152,27 @@ def test_seats_default_to_the_agent_role_and_the_shipped_config_has_a_supervisor
         Seat(name="x", role="boss")
 
 
+def test_check_locates_a_supervisor_code_clashing_with_an_agents_code(tmp_path, monkeypatch) -> None:
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from hotline.cli import main
+
+    for ext in ("1001", "1002", "1003", "9001"):
+        monkeypatch.setenv(f"HOTLINE_SEAT_{ext}_SECRET", f"seat-pw-{ext}-k7Qm2x")
+    text = Path("config/hotline.yaml").read_text(encoding="utf-8").replace('    listen: "*61"', '    listen: "*5"')
+    bad = tmp_path / "hotline.yaml"
+    bad.write_text(text, encoding="utf-8")
+    (tmp_path / "custom").mkdir()
+    r = CliRunner().invoke(main, ["check", "-c", str(bad), "--custom", str(tmp_path / "custom")])
+    line = text[: text.index('    listen: "*5"')].count("\n") + 1
+    assert r.exit_code == 1
+    assert (f"{bad}:{line}: supervision.feature_codes.listen: supervisor code *5 clashes with "
+            "agents.feature_codes.sign_in (*51)") in r.output, r.output
+
+
 @pytest.mark.parametrize("codes, why", [
-    ({"listen": "*51"}, "clashes with agents.feature_codes.sign_in"),
-    ({"listen": "*5"}, "clashes with agents.feature_codes"),
     ({"listen": "*6", "whisper": "*62"}, "one is a prefix of the other"),
     ({"barge": "*61"}, "one is a prefix of the other"),
     ({"release": "69"}, "must be '*' followed by digits"),
