@@ -56,7 +56,8 @@ def _asked(d: Decision, via: str, actor: str) -> dict[str, Any]:
         return {**base, "result": "refused", "reason": d.reason, "detail": d.detail}
     if isinstance(d, Release):
         return {**base, "result": "released", "linkedid": d.linkedid, "channels": list(d.channels)}
-    return {**base, "result": "started", "linkedid": d.linkedid, "channel": d.target}
+    # from a phone the session starts now; otherwise the supervisor's seat rings first (ChanSpyStart follows)
+    return {**base, "result": "started" if via == "phone" else "ringing", "linkedid": d.linkedid, "channel": d.target}
 
 
 class SupervisionService:

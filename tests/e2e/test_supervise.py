@@ -284,4 +284,5 @@ async def test_api_listen_rings_the_supervisor_and_force_release_ends_the_call(c
     assert any(r["linkedid"] == robot.linkedid and r["via"] == "cli" and r["uid"] == 0 and r["result"] == "released"
                for r in rows), rows
     api = await audit_rows(controller, "supervise listen")
-    assert any(r["linkedid"] == robot.linkedid and r["via"] == "api" and r["actor"] == "supervisor:e2e" for r in api)
+    assert any(r["linkedid"] == robot.linkedid and r["via"] == "api" and r["actor"] == "supervisor:e2e"
+               and r["result"] == "ringing" for r in api), api

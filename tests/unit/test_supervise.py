@@ -269,7 +269,7 @@ async def test_api_listen_audits_first_then_rings_the_supervisor_into_the_sessio
     [(action, asked, uid, user, actions_before)] = audits
     assert (action, uid, user, actions_before) == ("supervise listen", 1000, "wang", 0)
     assert asked == {"mode": "listen", "seat": "9001", "agent": "1001", "via": "api", "actor": "supervisor:wang",
-                     "result": "started", "linkedid": "L1", "channel": AGENT_LEG}
+                     "result": "ringing", "linkedid": "L1", "channel": AGENT_LEG}
     [(name, h)] = ami.actions
     assert name == "Originate" and h["Channel"] == "PJSIP/9001" and h["context"] == Context.SUPERVISE
     assert h["exten"] == "spy" and h["timeout_ms"] == cfg.supervision.ring_s * 1000
@@ -310,6 +310,7 @@ async def test_phone_decisions_are_recorded_as_the_seat(cfg: Config) -> None:
     d = await svc.phone("whisper", "9001", "1001")
     assert isinstance(d, Spy) and d.options == "qbESXw" and ami.actions == []  # the dialplan runs ChanSpy
     assert audits[0][2:4] == (NO_UID, "seat:9001") and audits[0][1]["via"] == "phone"
+    assert audits[0][1]["result"] == "started"
     d = await svc.phone("release", "9001", "1001")
     assert isinstance(d, Release) and [n for n, _ in ami.actions] == ["Hangup"] * 3
 
