@@ -351,6 +351,8 @@ class Controller:
 
     async def _on_release(self, release: Release, actor: str) -> None:
         self._releases[release.linkedid] = f"{actor} (seat {release.seat}, agent {release.agent})"
+        while len(self._releases) > 1000:  # a released call that never became a ticket (seat to seat)
+            self._releases.pop(next(iter(self._releases)))
 
     async def _on_control_request(self, request: dict[str, Any]) -> dict[str, Any]:
         """One request on the control socket (hotline/control.py): `callback`, `agents` (list), `agent` (change),
