@@ -69,8 +69,9 @@ class Event(StrEnum):
     TRANSFER = "HotlineTransfer"
     #: hotline-outbound refused a number (not on the outbound allow-list, or no route)
     OUTBOUND_DENIED = "HotlineOutboundDenied"
-    #: a supervisor's session began in a mode, or switched mode by key (Seat, Agent, Mode, Call = linkedid);
-    #: raised on the supervisor's own channel, so never part of the caller's call
+    #: a supervisor's session attaches in a mode (Step: attach) or switches mode by key (Step: switch), with
+    #: Seat, Agent, Mode, Call (the agent's call's linkedid), Target (the agent's channel); raised on the
+    #: supervisor's own channel, so never part of the caller's call (ChanSpyStop says when it ends)
     SUPERVISE = "HotlineSupervise"
 
 

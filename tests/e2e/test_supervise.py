@@ -189,6 +189,9 @@ async def test_listen_and_whisper_are_not_heard_by_the_caller_then_key_6_barges_
             await watch.wait(spy_started("PJSIP/9001-", agent), 10, after=mark)
 
         t_whisper = loop.time() - t0
+        attach = watch.seen("UserEvent", UserEvent="HotlineSupervise", Step="attach", Seat="9001")
+        assert [(e["Mode"], e["Agent"], e["Call"], e["Target"]) for e in attach] == [
+            ("listen", "1001", robot.linkedid, agent)]
         await key("5", "whisper")  # only the agent hears the supervisor now
         whispered = await hear(ami, asterisk, robot, f"sup-whisper-{robot.linkedid}")
         await asyncio.sleep(3.0)
@@ -202,6 +205,8 @@ async def test_listen_and_whisper_are_not_heard_by_the_caller_then_key_6_barges_
         await robot.hangup()
     await robot.wait_hangup(10)
 
+    modes = [e["Mode"] for e in watch.seen("UserEvent", UserEvent="HotlineSupervise", Step="attach", Seat="9001")]
+    assert modes == ["listen", "whisper", "barge"]
     # while listening the caller hears the agent (440 Hz) and nothing of the supervisor (1300 Hz) …
     assert tone_share(listened, AGENT_HZ) > 0.2, "the recording does not hear the agent: it measures nothing"
     assert tone_share(listened, SUPERVISOR_HZ) < 0.005

@@ -199,6 +199,8 @@ def test_rendered_dialplan_sends_codes_to_the_controller_and_sessions_to_chanspy
     sup = ext.split(f"[{Context.SUPERVISE}]", 1)[1].split("\n[", 1)[0]
     assert f"Set(SPY_EXIT_CONTEXT={Context.SUPERVISE_KEYS})" in sup
     assert f"ChanSpy(${{{Var.SPY_TARGET}}},${{{Var.SPY_OPTIONS}}})" in sup
+    attach = sup.index(f"UserEvent({Event.SUPERVISE},Step: attach,")
+    assert sup.index("same => n,Set(SPY_EXIT_CONTEXT") < attach < sup.index("ChanSpy(")  # switches re-announce
     keys = ext.split(f"[{Context.SUPERVISE_KEYS}]", 1)[1].split("\n[", 1)[0]
     for key, mode in SWITCH_KEYS.items():
         block = keys.split(f"exten => {key},1,", 1)[1].split("exten =>", 1)[0]
