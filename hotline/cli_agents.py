@@ -22,12 +22,12 @@ from hotline.control import ControllerNotRunning, ask, control_socket_path
 from model.config import DEFAULT_TZ
 
 
-def _ask(request: dict[str, Any]) -> dict[str, Any]:
+def _ask(request: dict[str, Any], needs: str = "Agents' states live in") -> dict[str, Any]:
     path = control_socket_path()
     try:
         answer = asyncio.run(ask(path, request, timeout=30))
     except ControllerNotRunning as e:
-        fail(f"{e}. Agents' states live in the running controller (`hotline run`)", EXIT_ENV)
+        fail(f"{e}. {needs} the running controller (`hotline run`)", EXIT_ENV)
     except (OSError, ValueError) as e:
         fail(f"Cannot ask the controller at {path}: {e}", EXIT_ENV)
     if not answer.get("ok"):

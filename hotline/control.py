@@ -11,6 +11,9 @@ Protocol (one JSON object per line, UTF-8, one request per connection):
     ← {"ok": true, "ticket": "261129000001", "status": "done", "attempts": 1, "result": "answered"}
     ← {"ok": false, "error": "ticket 261129000001 is not on the callback list"}
 
+    → {"op": "supervise", "mode": "listen", "seat": "9001", "agent": "1001", "actor": "supervisor:alice"}
+    ← {"ok": true, "mode": "listen", "seat": "9001", "agent": "1001", "linkedid": "…", "ringing": "PJSIP/9001"}
+
 Unknown ops and malformed lines get `ok: false` with the reason. Who asked is the kernel's word,
 not the client's: the server reads the peer's uid (SO_PEERCRED), looks its name up in the passwd
 database and puts both into the request as `peer` ({"uid": 0, "user": "root"}), replacing anything

@@ -6,6 +6,11 @@ call records into the store, and keeps tickets complete across restarts by runni
 the CDR replay (ticketbridge.cdr) at start-up and then periodically. The background
 tasks it starts are its own: `stop` cancels and awaits every one of them, and a task
 that dies of an exception is logged.
+
+Why one module (≈550 lines): it is the one composition root of the running process: every service
+is built, attached to the AMI client and the FastAGI server, started and stopped here, in one
+order that matters (the live model before the agents, the store before either). Each service's
+logic lives in its own module; what stays here is the wiring and the control socket's dispatch.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ from routing.agent import STATE_LABELS, AgentState, Refused, SetBusy, SetReady, 
 from hotline.agent_help_op import help_request
 from routing.agent_service import AgentService
 from ivr.agent_phone import AgentPhone
+from ivr.supervisor_phone import SupervisorPhone
+from routing.supervise import Release
+from routing.supervise_service import NO_UID, SupervisionService
 from ticketbridge.assembler import Assembler, CallRecord
 from ticketbridge.callbacks import CallbackDialer, CallbackError, CallbackResult, is_callback_call
 from ticketbridge.cdr import CDR_SETTLE_S, CdrReplayer
@@ -110,6 +118,12 @@ class Controller:
         self.agents = AgentService(self.ami, config, save=self.store.save_agent, save_help=self.store.save_help)
         self.agents.attach()
         self.agi.route("agent", AgentPhone(self.agents).script)
+        #: supervisors' listen / whisper / barge / force release (routing/supervise.py), from a seat's feature
+        #: code (AGI `supervise`) or `supervise()` (the control socket, the API); every use in the audit log
+        self.supervision = SupervisionService(self.ami, config, self._audit, on_release=self._on_release)
+        self.supervision.attach()
+        self.agi.route("supervise", SupervisorPhone(self.supervision).script)
+        self._releases: dict[str, str] = {}  # linkedid -> who force-released the call (for its ticket)
         #: supervisors' commands ask for callbacks here instead of holding an AMI secret (hotline/control.py)
         self.control = ControlServer(control_path or control_socket_path(instance), self._on_control_request)
         #: the live model (live/reducer.py) fed by every AMI event; agents' states asked of self.agents
@@ -248,6 +262,12 @@ class Controller:
             self.outbox.notify()
         log.info("ticket_saved", ticket=saved.ticket_no, linkedid=record.linkedid, outcome=record.outcome,
                  handled_by=record.handled_by, caller=mask_number(record.caller), created=saved.created)
+        released = self._releases.pop(record.linkedid, None) if record.complete else None
+        if released is not None:
+            try:
+                await self.store.note(saved.ticket_no, released, "supervision", "released", "强拆: " + released)
+            except Exception:
+                log.exception("ticket_release_note_failed", ticket=saved.ticket_no)
         target = self._work_orders.pop(record.linkedid, None) if record.complete else None
         if target is not None:
             await self._dispatch_work_order(saved.ticket_no, target)
@@ -386,9 +406,34 @@ class Controller:
         (raises ticketbridge.callbacks.CallbackError when the ticket owes no callback)."""
         return await self.callbacks.call_back(ticket_no, actor=actor)
 
+    # ------------------------------------------------------------------ supervisors' intervention
+    async def supervise(self, mode: str, seat: str, agent: str, *, actor: str, uid: int = NO_UID,
+                        user: str = "", via: str = "api") -> dict[str, Any]:
+        """监听/耳语/强插: ring supervisor seat `seat` into a ChanSpy session on `agent`'s call; 强拆 (`release`):
+        hang the call up. `uid`/`user`/`actor` are who asked (the audit row, written first; an API token:
+        uid NO_UID, `user` its name). The answer:
+        {"ok": True, "mode", "seat", "agent", "linkedid", …} or {"ok": False, "reason", "error"}."""
+        return await self.supervision.intervene(mode, seat, agent, actor=actor, uid=uid, user=user, via=via)
+
+    async def _audit(self, action: str, asked: dict[str, Any], uid: int, user: str) -> None:
+        await self.store.audit(action, asked, 1, uid=uid, user=user)
+
+    async def _on_release(self, release: Release, actor: str) -> None:
+        self._releases[release.linkedid] = f"{actor} (seat {release.seat}, agent {release.agent})"
+        while len(self._releases) > 1000:  # a released call that never became a ticket (seat to seat)
+            self._releases.pop(next(iter(self._releases)))
+
     async def _on_control_request(self, request: dict[str, Any]) -> dict[str, Any]:
         """One request on the control socket (hotline/control.py): `callback`, `agents` (list), `agent` (change),
-        `help` (多援一: start, end, list)."""
+        `help` (多援一: start, end, list), `supervise` (listen/whisper/barge/release). Who asked is the socket's
+        `peer` (the kernel's word, SO_PEERCRED), never the client's."""
+        if request.get("op") == "supervise":
+            peer = request.get("peer") if isinstance(request.get("peer"), dict) else {}
+            uid = peer.get("uid")
+            return await self.supervise(str(request.get("mode") or ""), str(request.get("seat") or ""),
+                                        str(request.get("agent") or ""), actor=actor_of(request)[:64],
+                                        uid=uid if isinstance(uid, int) else NO_UID, user=str(peer.get("user") or ""),
+                                        via="cli")
         if request.get("op") == "agents":
             return await self._agents_list()
         if request.get("op") == "agent":

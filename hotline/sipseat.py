@@ -34,13 +34,17 @@ class BaresipSeat:
     """One baresip process registered as one seat."""
 
     def __init__(self, ext: str, secret: str, *, sip_host: str = "127.0.0.1", sip_port: int = 5060,
-                 answer: str = "auto") -> None:
+                 answer: str = "auto", tone_hz: int = 440, record_dir: Path | None = None) -> None:
         if not shutil.which("baresip"):
             raise SeatError("baresip is missing: apt-get install baresip")
         self.ext = ext
         self.secret = secret
         self.sip = f"{sip_host}:{sip_port}"
         self.answer = answer
+        #: the phone's "voice": a sine of this frequency (tests tell seats apart by it)
+        self.tone_hz = tone_hz
+        #: when set, what the phone hears is written there (baresip's sndfile: dump-<time>-dec.wav per call)
+        self.record_dir = record_dir
         self.ctrl_port = _free_port()
         self.dir = Path(tempfile.mkdtemp(prefix=f"seat{ext}-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -53,7 +57,7 @@ class BaresipSeat:
             "poll_method epoll\n"
             "sip_listen 127.0.0.1:0\n"
             "audio_player aufile,/dev/null\n"
-            "audio_source ausine,440\n"
+            f"audio_source ausine,{self.tone_hz}\n"
             "ausrc_srate 48000\nausrc_channels 2\n"
             "auplay_srate 48000\n"
             "audio_alert aufile,/dev/null\n"
@@ -61,6 +65,7 @@ class BaresipSeat:
             "module g711.so\nmodule ausine.so\nmodule aufile.so\n"
             "module_app account.so\nmodule_app menu.so\nmodule_app ctrl_tcp.so\n"
             f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}\n"
+            + (f"module sndfile.so\nsnd_path {self.record_dir}\n" if self.record_dir else "")
         )
         (self.dir / "accounts").write_text(
             f"<sip:{self.ext}@{self.sip};transport=udp>;auth_pass={self.secret};answermode={self.answer};regint=60\n"

@@ -243,6 +243,9 @@ class Seat(_M):
     transport: Literal["udp", "tls"] = "udp"
     #: encrypt the seat's media (SRTP, SDES keys; needs transport tls)
     srtp: bool = False
+    #: agent (话务员) or supervisor (班长席): only supervisor seats may listen, whisper, barge and force
+    #: release (`supervision.feature_codes`, `hotline supervise`)
+    role: Literal["agent", "supervisor"] = "agent"
 
 
 LegacyMode = Literal["merged", "dual_retained", "dual_cancelled", "branch_center", "forward", "dedicated", "parallel"]
@@ -301,6 +304,48 @@ class AgentSettings(_M):
                 raise ValueError(f"agent feature codes {seen[code]} and {name} are both {code}")
             seen[code] = name
         return self
+
+
+class SupervisorFeatureCodes(_M):
+    """What a supervisor seat dials, followed by the agent's seat (e.g. *611001): 监听/耳语/强插/强拆."""
+
+    #: listen: the supervisor hears agent and caller; neither hears the supervisor (监听)
+    listen: str = "*61"
+    #: whisper: only the agent hears the supervisor (耳语)
+    whisper: str = "*62"
+    #: barge: a three-way call, both hear the supervisor (强插)
+    barge: str = "*63"
+    #: force release: the agent's call is hung up (强拆)
+    release: str = "*69"
+
+    @field_validator("listen", "whisper", "barge", "release")
+    @classmethod
+    def _dialable(cls, v: str) -> str:
+        if len(v) < 2 or v[0] != "*" or not v[1:].isdigit():
+            raise ValueError(f"supervisor feature code {v!r} must be '*' followed by digits")
+        return v
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "SupervisorFeatureCodes":
+        codes = list(self.model_dump().items())
+        for i, (name, code) in enumerate(codes):
+            for other, code2 in codes[i + 1:]:
+                if code.startswith(code2) or code2.startswith(code):
+                    raise ValueError(f"supervisor feature codes {name} ({code}) and {other} ({code2}): one is a "
+                                     "prefix of the other (the agent's seat follows the code)")
+        return self
+
+
+class SupervisionSettings(_M):
+    """Supervisors' intervention in agents' calls (routing/supervise.py; Asterisk's ChanSpy does the audio).
+
+    During a session the supervisor switches mode by key: 4 listen, 5 whisper, 6 barge (ChanSpy's own
+    digits); each switch is recorded like the session itself.
+    """
+
+    feature_codes: SupervisorFeatureCodes = SupervisorFeatureCodes()
+    #: how long the supervisor's seat rings when the session is started from the API or `hotline supervise` (s)
+    ring_s: int = Field(20, ge=5, le=120)
 
 
 class LegacyLine(_M):
@@ -497,6 +542,8 @@ class Config(_M):
     departments: list[SafeText] = Field(default_factory=list)
     #: the wallboard's red thresholds
     wallboard: Wallboard = Wallboard()
+    #: supervisors' listen / whisper / barge / force release (seats with role: supervisor)
+    supervision: SupervisionSettings = SupervisionSettings()
 
     @model_validator(mode="after")
     def _general_queue_exists(self) -> "Config":

@@ -40,6 +40,15 @@ class Var(StrEnum):
     DID_TRY = "HOTLINE_DID_TRY"
     #: the carrier trunk a call came in by
     CARRIER = "HOTLINE_CARRIER"
+    #: a supervisor's session (routing/supervise.py), on the supervisor's own channel: the agent's channel
+    #: ChanSpy attaches to, its options for the mode, the mode, the agent's seat and the call (linkedid)
+    SPY_TARGET = "HOTLINE_SPY_TARGET"
+    SPY_OPTIONS = "HOTLINE_SPY_OPTIONS"
+    SPY_MODE = "HOTLINE_SPY_MODE"
+    SPY_AGENT = "HOTLINE_SPY_AGENT"
+    SPY_CALL = "HOTLINE_SPY_CALL"
+    #: the supervisor's seat (set by the controller: never read from what the phone sends)
+    SPY_SEAT = "HOTLINE_SPY_SEAT"
 
 
 class Event(StrEnum):
@@ -60,6 +69,10 @@ class Event(StrEnum):
     TRANSFER = "HotlineTransfer"
     #: hotline-outbound refused a number (not on the outbound allow-list, or no route)
     OUTBOUND_DENIED = "HotlineOutboundDenied"
+    #: a supervisor's session attaches in a mode (Step: attach) or switches mode by key (Step: switch), with
+    #: Seat, Agent, Mode, Call (the agent's call's linkedid), Target (the agent's channel); raised on the
+    #: supervisor's own channel, so never part of the caller's call (ChanSpyStop says when it ends)
+    SUPERVISE = "HotlineSupervise"
 
 
 class Context(StrEnum):
@@ -76,6 +89,11 @@ class Context(StrEnum):
     QUEUE_RETRY = "hotline-queue-retry"
     #: rendered from `outbound:`: forwarded numbers, callbacks and transfers leave here (allow-list)
     OUTBOUND = "hotline-outbound"
+    #: a supervisor's session: `spy` runs ChanSpy with Var.SPY_*; the controller originates the supervisor's
+    #: seat into it (API), the seats' feature codes go there after the controller said yes
+    SUPERVISE = "hotline-supervise"
+    #: ChanSpy's exit context (option X): the keys 4/5/6 during a session switch mode and come back to `spy`
+    SUPERVISE_KEYS = "hotline-supervise-keys"
 
 
 class CdrVar(StrEnum):
@@ -163,13 +181,15 @@ class AmiRights:
 
     The controller: Newchannel/Hangup/Dial*/Bridge*/transfers (call), queue and agent events (agent),
     UserEvents (user), Cdr (cdr), FullyBooted at login (system, read only); actions Originate
-    (originate), Atxfer/PlayDTMF/Hangup (call), UserEvent (user), CoreShowChannels (reporting), QueueStatus
+    (originate), Atxfer/PlayDTMF/Hangup (call; Hangup is also a supervisor's force release), UserEvent (user), CoreShowChannels (reporting), QueueStatus
     (with CoreShowChannels, the live model's rebuild: live/rebuild.py), QueuePause
     (agent: seat agents' states, routing/agent_service.py; members stay static in queues.conf), QueueAdd/
     QueueRemove (agent: 多援一 helpers, routing/agent_help.py), DeviceStateList (call: seat phones' reachability,
     with DeviceStateChange events read under call). Never
     dtmf, agi or dialplan read (DTMF*, AGIExec*, Newexten and VarSet carry what callers key, self-query
     passwords included), never command/config/system write (a shell or a file writer on the server).
+    Supervisors' sessions need nothing more: ChanSpyStart/ChanSpyStop are call events, the supervisor's
+    seat is rung by an Originate into the hotline-supervise context (originate; never Application=ChanSpy).
     `apply`: Reload with Module= and PJSIPShowEndpoints (system), ShowDialPlan (reporting), UserEvent
     to the controller and its answer (user). `sim`: the test world's robots (PlayDTMF, QueueAdd) and
     tests that watch the dialplan run; rendered only with --sim.

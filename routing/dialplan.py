@@ -17,6 +17,7 @@ from model.contract import (AMI_EXCLUDED_EVENTS, ASTERISK_QUEUE_PREFIX, AmiRight
                             template_names)
 from model.destinations import Destination, DialDest, HangupDest, QueueDest, TransferDest
 from routing.outbound import allowed_patterns, carrier_match, did_map, outbound_dial
+from routing.supervise import SWITCH_KEYS, spy_modes
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "dialplans" / "templates"
 SIM_DIR = Path(__file__).resolve().parent.parent / "dialplans" / "sim"
@@ -178,6 +179,8 @@ def render(config: Config, inputs: RenderInputs) -> dict[str, str]:
                      for name, c in config.carriers.items()],
         "outbound_patterns": allowed_patterns(config),
         "outbound_dial": outbound_dial(config),
+        "spy_modes": spy_modes(),
+        "spy_keys": [(key, mode.value) for key, mode in SWITCH_KEYS.items()],
         "rtp_start": inputs.rtp_range[0],
         "rtp_end": inputs.rtp_range[1],
     }

@@ -183,6 +183,7 @@ class _Checker:
         self.legacy()
         self.numbers()
         self.feature_codes()
+        self.dialed_codes()
         self.seats()
         self.speech()
         self.prompts()
@@ -399,6 +400,16 @@ class _Checker:
                 elif other.startswith(code) or code.startswith(other):
                     self.add(p, f"feature code {code} clashes with {other} of {owner}: one is a prefix of the other")
             seen.append((code, f"{sec}.{key}"))
+
+    def dialed_codes(self) -> None:
+        """Codes a seat dials: a supervisor's is followed by the agent's seat, so no agent's code (*51 …)
+        may start with one (it would never be reached), nor one with an agent's code."""
+        agent = self.c.agents.feature_codes.model_dump()
+        for name, code in self.c.supervision.feature_codes.model_dump().items():
+            for aname, acode in agent.items():
+                if code.startswith(acode) or acode.startswith(code):
+                    self.add(("supervision", "feature_codes", name),
+                             f"supervisor code {code} clashes with agents.feature_codes.{aname} ({acode})")
 
     def seats(self) -> None:
         c = self.c

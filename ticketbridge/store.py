@@ -548,6 +548,16 @@ class TicketStore:
             self._outbox(s, t, "survey", now)
             return t
 
+    async def note(self, ticket_no: str, actor: str, field: str, to_value: str, note: str | None = None) -> None:
+        """A history row on a ticket that changes none of its fields (a supervisor's force release 强拆)."""
+        _, write = self._sessions()
+        async with write() as s, s.begin():
+            t = await self._locked(s, ticket_no=ticket_no)
+            if t is None:
+                raise TicketNotFound(ticket_no)
+            s.add(TicketHistory(ticket_id=t.id, at=self._now(), actor=actor[:64], field=field[:32], from_value=None,
+                                to_value=to_value[:200], note=note))
+
     async def change_state(self, ticket_no: str, target: str, actor: str, note: str | None = None) -> Ticket:
         """Move a ticket along its lifecycle (IllegalTransition if the table forbids it)."""
         _, write = self._sessions()
