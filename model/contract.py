@@ -32,6 +32,8 @@ class Var(StrEnum):
     FALLBACK_QUEUE = "HOTLINE_FALLBACK_QUEUE"
     #: set on the citizen's leg of a missed-call callback (never becomes a ticket of its own)
     CALLBACK = "HOTLINE_CALLBACK"
+    #: set on the citizen's leg of a 回访 (follow-up) call: the ticket it is about
+    FOLLOWUP = "HOTLINE_FOLLOWUP"
     #: globals
     GENERAL = "HOTLINE_GENERAL"
     AGI = "HOTLINE_AGI"
@@ -60,6 +62,8 @@ class Event(StrEnum):
     TRANSFER = "HotlineTransfer"
     #: hotline-outbound refused a number (not on the outbound allow-list, or no route)
     OUTBOUND_DENIED = "HotlineOutboundDenied"
+    #: a 回访 call's progress: Ticket, Step (about/asked/answered), Resolved, Rating (never the number)
+    FOLLOWUP = "HotlineFollowup"
 
 
 class Context(StrEnum):
@@ -76,6 +80,10 @@ class Context(StrEnum):
     QUEUE_RETRY = "hotline-queue-retry"
     #: rendered from `outbound:`: forwarded numbers, callbacks and transfers leave here (allow-list)
     OUTBOUND = "hotline-outbound"
+    #: a missed-call callback in `callbacks.connect: offer` mode: "press 1 for an agent" first
+    CALLBACK_OFFER = "hotline-callback-offer"
+    #: a 回访 call, once the citizen answers: the follow-up IVR (ivr/followup.py)
+    FOLLOWUP = "hotline-followup"
 
 
 class CdrVar(StrEnum):

@@ -50,6 +50,7 @@ from ticketbridge.schema import (UTC, AgentEvent, AgentStateRow, AuditEntry, Cal
 from ticketbridge.assembler import CallRecord
 from ticketbridge.lifecycle import INITIAL, deadline, parse_state, transition
 from ticketbridge.outbox import push_payload
+from ticketbridge.outreach_store import OutreachMixin
 from ticketbridge.retention import TicketRecording
 
 log = structlog.get_logger("ticketbridge.store")
@@ -231,7 +232,7 @@ def ticket_payload(t: Ticket, kind: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the store
 
 
-class TicketStore:
+class TicketStore(OutreachMixin):
     """Async ticket store; one per process, shared by all calls (and safely by several processes)."""
 
     def __init__(self, url: str, config: Any | None = None, *, clock: Callable[[], dt.datetime] | None = None,
@@ -297,6 +298,10 @@ class TicketStore:
         if self._read is None or self._write is None:
             raise RuntimeError("TicketStore.open() has not been called")
         return self._read, self._write
+
+    def now(self) -> dt.datetime:
+        """The store's clock (aware): what its timestamps are written with."""
+        return self._now()
 
     def _now(self) -> dt.datetime:
         now = self._clock()
@@ -549,6 +554,8 @@ class TicketStore:
             t.state = new.value
             t.version += 1
             t.updated_at = now
+            if new.value == "closed":
+                await self._owe_followup(s, t, now)
             self._outbox(s, t, "state_changed", now)
         log.info("ticket_state_changed", ticket=ticket_no, state=new.value, actor=actor)
         return t
@@ -617,28 +624,14 @@ class TicketStore:
         return rows[0] if rows else None
 
     async def claim_callback(self, callback_id: int, actor: str = "callback",
-                             stale_after_s: float = 300.0) -> Callback | None:
+                             stale_after_s: float = 300.0) -> Any:
         """Atomically move a callback to `dialing` (one more attempt) unless it is done or being dialed.
 
-        Two supervisors (or two controllers) pressing "call back" together place one call, not two.
-        A `dialing` older than `stale_after_s` (a controller died mid-dial) may be claimed again.
+        Two supervisors (or two controllers, or a supervisor and the scheduler) pressing "call back" together
+        place one call, not two: the claim is the scheduler's (`claim_owed`), with a lease of `stale_after_s`
+        (a controller that died mid-dial holds it no longer). Returns the ClaimedCall, or None.
         """
-        _, write = self._sessions()
-        async with write() as s, s.begin():
-            cb = (await s.execute(select(Callback).where(Callback.id == callback_id).with_for_update())
-                  ).scalar_one_or_none()
-            if cb is None:
-                raise LookupError(f"callback {callback_id}")
-            now = self._now()
-            if cb.status == "done":
-                return None
-            if cb.status == "dialing" and (now - cb.at).total_seconds() < stale_after_s:
-                return None
-            s.add(TicketHistory(ticket_id=cb.ticket_id, at=now, actor=actor, field="callback",
-                                from_value=cb.status, to_value="dialing", note=f"attempt {cb.attempts + 1}"))
-            cb.status, cb.at = "dialing", now
-            cb.attempts += 1
-            return cb
+        return await self.claim_owed("callback", callback_id, actor, lease_s=stale_after_s, actor=actor)
 
     # -------------------------------------------------------------- recording retention
     async def unpurged_recordings(self, *, before: dt.datetime | None = None,

@@ -255,7 +255,7 @@ class _Store:
     async def mark_callback(self, cid, status, result, actor=""):  # noqa: ANN001
         self.marked.append((status, result))
 
-    async def claim_callback(self, cid, actor=""):  # noqa: ANN001
+    async def claim_owed(self, kind, cid, owner, *, lease_s, actor=None):  # noqa: ANN001
         self.claimed = True
         return None  # stop before dialing
 
