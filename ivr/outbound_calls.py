@@ -29,11 +29,8 @@ from wire.fastagi import AgiHangup, AgiSession
 
 log = structlog.get_logger("hotline.ivr.outbound")
 
-#: prompt ids the follow-up IVR plays by fixed id (routing.graph checks they exist when 回访 is on)
-FOLLOWUP_PROMPTS = ("followup_intro", "followup_resolved", "followup_rating5", "followup_rating3",
-                    "followup_thanks", "followup_reopened", "followup_no_answer", "invalid_input")
-#: the category said after the ticket number: `followup_category_<name>` (consult, complaint, …)
-CATEGORY_PROMPTS = tuple(f"followup_category_{c.name}" for c in Category)
+#: the prompts played here are listed in routing.graph.FOLLOWUP_PROMPTS (checked when 回访 is on); the
+#: category is said by `followup_category_<name>` (consult, complaint, help, suggestion, other)
 
 
 def category_prompt(category: str | None) -> str | None:
