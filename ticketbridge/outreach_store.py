@@ -229,13 +229,13 @@ class OutreachMixin:
             self._outbox(s, t, "callback_done", now)
 
     # -------------------------------------------------------------- 回访
-    def _followups_on(self) -> bool:
-        cfg = getattr(self, "config", None)
-        return bool(cfg is not None and cfg.followups.auto.enabled)
-
     async def _owe_followup(self, s: AsyncSession, t: Ticket, now: dt.datetime) -> None:
-        """In change_state's transaction: the ticket reached 办结, so a 回访 is owed (again, after a reopening)."""
-        if not self._followups_on() or not (t.caller or "").strip():
+        """In change_state's transaction: the ticket reached 办结, so a 回访 is owed (again, after a reopening).
+
+        Owed whoever closes the ticket (a supervisor's CLI reads its own config file), whether or not the
+        controller's scheduler places 回访 calls (`followups.auto.enabled`): the list then shows what staff
+        still owe by hand."""
+        if not (t.caller or "").strip():
             return
         row = (await s.execute(select(Followup).where(Followup.ticket_id == t.id))).scalar_one_or_none()
         if row is None:

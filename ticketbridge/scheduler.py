@@ -43,6 +43,7 @@ class OutreachScheduler:
         #: owed-call ids this scheduler is dialing now, per kind
         self.running: dict[str, set[int]] = {k: set() for k in KINDS}
         self.placed: list[Any] = []  # results of the calls placed (tests, the demo)
+        self.lost = 0  # due calls another controller claimed first
 
     def enabled(self) -> bool:
         cfg = self.config()
@@ -86,6 +87,7 @@ class OutreachScheduler:
                 claimed = await self.store.claim_owed(kind, o.id, self.dialer.owner, lease_s=self.dialer.lease_s(kind),
                                                       expect_attempts=o.attempts, actor="scheduler")
                 if claimed is None:
+                    self.lost += 1
                     log.info("outreach_claimed_elsewhere", kind=kind, ticket=o.ticket_no)
                     continue
                 self.running[kind].add(o.id)

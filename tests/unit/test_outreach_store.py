@@ -209,8 +209,18 @@ async def test_a_closed_ticket_owes_a_followup_and_the_answer_lands_on_it(make_s
     assert (row.status, row.attempts, row.rating) == ("pending", 0, None)
 
 
-async def test_no_followup_is_owed_when_they_are_off(make_store: StoreFactory) -> None:
+async def test_a_followup_is_owed_even_when_off_but_never_dialed(make_store: StoreFactory) -> None:
     st = await make_store()
+    make_store.clock.now = DAY + dt.timedelta(hours=2)  # type: ignore[attr-defined]
     saved = await st.save_call(rec("f.3"))
     await st.change_state(saved.ticket_no, "closed", actor="agent:1001")
-    assert await st.followups() == []
+    assert [r.ticket_no for r in await st.followups(status="pending")] == [saved.ticket_no]
+    auto_on(st)  # callbacks on, 回访 off
+    s, dialer = scheduler(st, "ctl")
+    await run_rounds(s)
+    assert dialer.calls == []
+    st.config.followups.auto.enabled = True
+    st.config.followups.auto.delay_min = 0
+    st.config.followups.auto.hours = None
+    await run_rounds(s)
+    assert [(c.kind, c.ticket_no) for c in dialer.calls] == [("followup", saved.ticket_no)]
