@@ -106,6 +106,8 @@ class CallbackRow:
     last_result: str | None
     at: dt.datetime
     created_at: dt.datetime
+    #: the automatic scheduler's rules ended it (window over, attempts used up, number refused)
+    gave_up_at: dt.datetime | None = None
 
 
 #: the ticket columns KPI figures are computed from (ticketbridge.kpi), read without the ORM objects
@@ -616,7 +618,7 @@ class TicketStore(OutreachMixin):
         q = q.order_by(Ticket.created_at, Callback.id).limit(limit)
         async with read() as s:
             return [CallbackRow(cb.id, t.ticket_no, t.linkedid, t.caller, t.dialed, t.outcome, cb.status,
-                                cb.attempts, cb.last_result, cb.at, t.created_at)
+                                cb.attempts, cb.last_result, cb.at, t.created_at, cb.gave_up_at)
                     for cb, t in (await s.execute(q)).all()]
 
     async def callback_for(self, ticket_no: str) -> CallbackRow | None:
