@@ -173,6 +173,30 @@ async def test_missed_calls_are_called_back_by_themselves_and_an_agent_takes_the
         watch.close()
 
 
+async def test_callback_offer_mode_asks_first_and_press_1_reaches_an_agent(cfg, controller, ami, agents) -> None:
+    cfg.callbacks.connect = "offer"  # read per call by the controller's dialer and scripts (restored by the fixture)
+    store = controller.store
+    caller = f"1350003{random.randrange(10**4):04d}"
+    watch = Watch(ami)
+    try:
+        t = await wait_ticket(store, (await abandon(ami, caller)).linkedid, 20)
+        await agents.add("general", talk_s=2)
+        prefix = CALLBACK_PREFIX + t.ticket_no
+        await watch.wait(lambda e: e.get("UserEvent") == "HotlinePrompt" and e.get("Prompt") == "callback_offer"
+                         and e.get("Linkedid", "").startswith(prefix), 30, "the offer")
+        assert not watch.of(prefix, "AgentConnect")  # nobody is queued before the citizen says so
+        phone = next(e["Channel"] for e in watch.of(prefix, "Newchannel") if e.get("Channel", "").endswith(";2"))
+        await asyncio.sleep(0.5)
+        await ami.action("PlayDTMF", Channel=phone, Digit="1", Duration="120")
+        await watch.wait(lambda e: e.get("Event") == "AgentConnect" and e.get("Linkedid", "").startswith(prefix),
+                         30, "the callback at an agent after pressing 1")
+        cb = await store.callback_for(t.ticket_no)
+        assert cb is not None and cb.status == "done" and cb.attempts == 1
+        assert "offered an agent" in (cb.last_result or "")
+    finally:
+        watch.close()
+
+
 async def close_by_cli(store_url: str, ticket_no: str) -> str:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hotline.cli", "tickets", "state", ticket_no, "办结", "--actor", "supervisor:e2e",
