@@ -85,9 +85,9 @@ def decide(owed: Owed, rules: AutoDialRules, now: dt.datetime, *, refusal: Calla
         return Decision(owed, Verdict.WAIT, "being dialed", owed.lease_until)
     if owed.attempts >= rules.max_attempts:
         return Decision(owed, Verdict.GIVE_UP, f"{owed.attempts} attempt(s) made, the most allowed")
-    refused = refusal(owed.number)
-    if refused:
-        return Decision(owed, Verdict.GIVE_UP, f"refused by the outbound policy: {refused}")
+    if refusal(owed.number):
+        # the refusal's own words name the number: never in a reason that is logged
+        return Decision(owed, Verdict.GIVE_UP, "refused by the outbound policy (outbound.allow)")
     start = owed.since + dt.timedelta(minutes=rules.delay_min)
     end = owed.since + dt.timedelta(minutes=rules.within_min)
     if now > end:

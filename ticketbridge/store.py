@@ -625,16 +625,6 @@ class TicketStore(OutreachMixin):
         rows = await self.callbacks(ticket_no=ticket_no, limit=1)
         return rows[0] if rows else None
 
-    async def claim_callback(self, callback_id: int, actor: str = "callback",
-                             stale_after_s: float = 300.0) -> Any:
-        """Atomically move a callback to `dialing` (one more attempt) unless it is done or being dialed.
-
-        Two supervisors (or two controllers, or a supervisor and the scheduler) pressing "call back" together
-        place one call, not two: the claim is the scheduler's (`claim_owed`), with a lease of `stale_after_s`
-        (a controller that died mid-dial holds it no longer). Returns the ClaimedCall, or None.
-        """
-        return await self.claim_owed("callback", callback_id, actor, lease_s=stale_after_s, actor=actor)
-
     # -------------------------------------------------------------- recording retention
     async def unpurged_recordings(self, *, before: dt.datetime | None = None,
                                   names: Sequence[str] | None = None) -> list[TicketRecording]:
