@@ -56,7 +56,9 @@ def outreach_on(cfg):
     fu.dial, fu.ring_s, fu.max_call_s, fu.timeout_s = "Local/{number}@caller-answer", 6, 90, 10
     fu.auto = fu.auto.model_copy(update=dict(enabled=True, delay_min=0, within_min=10, max_attempts=2,
                                              spacing_min=0.1, hours=ALWAYS, poll_s=0.5))
-    cfg.outbound.allow = old_allow + ["_000X."]
+    # only this file's citizens: the controllers replay the session's CDR file, so other tests' missed calls
+    # become tickets here too — the outbound policy keeps them from being called back (given up instead)
+    cfg.outbound.allow = ["_13577XXXXXX", "_000778XXXX"]
     yield
     cfg.callbacks, cfg.followups, cfg.outbound.allow = old_cb, old_fu, old_allow
     cfg.hours.clear()
@@ -121,7 +123,7 @@ async def abandon(ami: Any, caller: str, *, in_ivr: bool = False) -> CallRobot:
 async def test_missed_calls_are_called_back_by_themselves_and_an_agent_takes_them(controller, ami, agents) -> None:
     store = controller.store
     sfx = f"{random.randrange(10**4):04d}"
-    c_ab, c_never = "1350001" + sfx, "000778" + sfx
+    c_ab, c_never = "1357701" + sfx, "000778" + sfx
     watch = Watch(ami)
     try:
         ab, never = await asyncio.gather(abandon(ami, c_ab), abandon(ami, c_never, in_ivr=True))
@@ -176,7 +178,7 @@ async def test_missed_calls_are_called_back_by_themselves_and_an_agent_takes_the
 async def test_callback_offer_mode_asks_first_and_press_1_reaches_an_agent(cfg, controller, ami, agents) -> None:
     cfg.callbacks.connect = "offer"  # read per call by the controller's dialer and scripts (restored by the fixture)
     store = controller.store
-    caller = f"1350003{random.randrange(10**4):04d}"
+    caller = f"1357703{random.randrange(10**4):04d}"
     watch = Watch(ami)
     try:
         t = await wait_ticket(store, (await abandon(ami, caller)).linkedid, 20)
@@ -210,7 +212,7 @@ async def close_by_cli(store_url: str, ticket_no: str) -> str:
 async def test_a_closed_ticket_gets_its_followup_and_very_dissatisfied_reopens_it(controller, ami, agents,
                                                                                    store_url) -> None:
     store = controller.store
-    caller = f"1370002{random.randrange(10**4):04d}"
+    caller = f"1357702{random.randrange(10**4):04d}"
     await agents.add("general", talk_s=2)
     robot = await CallRobot(ami, caller=caller).dial()
     await barge(robot, "1")  # 咨询
@@ -301,7 +303,7 @@ async def test_two_controllers_on_one_postgresql_dial_each_callback_once(cfg, as
         await asyncio.gather(c1.ami.wait_connected(10), c2.ami.wait_connected(10))
         assert c1.callbacks.owner != c2.callbacks.owner
         sfx = f"{random.randrange(10**3):03d}"
-        callers = [f"135100{i}{sfx}0" for i in range(3)]
+        callers = [f"135774{i}{sfx}0" for i in range(3)]
         robots = await asyncio.gather(*(abandon(ami, c) for c in callers))
         tickets = [await wait_ticket(c1.store, r.linkedid, 20) for r in robots]
         await agents.add("general", talk_s=1)
@@ -321,7 +323,8 @@ async def test_two_controllers_on_one_postgresql_dial_each_callback_once(cfg, as
                              and not e["Uniqueid"].endswith("-2"))
         assert {t.ticket_no: originated[t.ticket_no] for t in tickets} == {t.ticket_no: 1 for t in tickets}, originated
         assert all(cb is not None and cb.attempts == 1 for cb in cbs)
-        placed = [len(c.scheduler.placed) for c in (c1, c2)]
+        mine = {t.ticket_no for t in tickets}
+        placed = [len([r for r in c.scheduler.placed if r.ticket_no in mine]) for c in (c1, c2)]
         assert sum(placed) == 3, placed
         print(f"\ntwo controllers: callbacks placed by each {placed}, "
               f"claims lost to the other {[c.scheduler.lost for c in (c1, c2)]}")
