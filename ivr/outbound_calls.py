@@ -99,7 +99,14 @@ class OutboundScripts:
                 log.info("followup_no_answer", ticket=ticket_no)
                 await self._play(s, "followup_no_answer")
                 return
-            outcome = await self.store.record_followup(ticket_no, resolved, rating, scale)
+            try:
+                outcome = await self.store.record_followup(ticket_no, resolved, rating, scale)
+            except AgiHangup:
+                raise
+            except Exception:  # noqa: BLE001 - the store is away: the attempt counts as unanswered, retried
+                log.exception("followup_not_recorded", ticket=ticket_no)
+                await self._play(s, "followup_no_answer")
+                return
             await s.user_event(Event.FOLLOWUP, Ticket=ticket_no, Step="answered",
                                Resolved={True: "1", False: "0", None: ""}[resolved], Rating=str(rating or ""),
                                Scale=str(scale), State=outcome.states[-1].value)

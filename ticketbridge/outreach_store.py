@@ -25,7 +25,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ticketbridge.lifecycle import transition
+from ticketbridge.lifecycle import allowed, transition
 from ticketbridge.outreach_rules import FollowupOutcome, Owed, followup_outcome
 from ticketbridge.schema import Callback, Followup, Ticket, TicketHistory
 
@@ -281,6 +281,12 @@ class OutreachMixin:
             for target in outcome.states:
                 if t.state == target.value:
                     continue
+                if not allowed(t.state, target):
+                    # moved meanwhile by someone else (reopened, 回访 entered by hand): the answer is kept,
+                    # the ticket stays where that person put it
+                    s.add(TicketHistory(ticket_id=t.id, at=now, actor=actor[:64], field="state", from_value=t.state,
+                                        to_value=t.state, note=f"{outcome.note} (not moved: the ticket is {t.state})"))
+                    break
                 new = transition(t.state, target)
                 s.add(TicketHistory(ticket_id=t.id, at=now, actor=actor[:64], field="state", from_value=t.state,
                                     to_value=new.value, note=outcome.note))

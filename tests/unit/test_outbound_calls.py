@@ -107,3 +107,13 @@ async def test_callback_offer_queues_only_on_1() -> None:
         await OutboundScripts(lambda: cfg, Store()).callback_offer(phone)  # type: ignore[arg-type]
         assert phone.sets() == [(Var.ROUTE.value, route)], keys
         assert phone.prompts()[0] == "callback_offer"
+
+
+async def test_a_store_failure_while_recording_counts_as_unanswered() -> None:
+    class Away(Store):
+        async def record_followup(self, *a: Any, **kw: Any) -> Any:
+            raise ConnectionError("database gone")
+
+    phone, _ = await run_followup(["1", "1"], store=Away())
+    assert phone.prompts()[-1] == "followup_no_answer"
+    assert [e["Step"] for e in phone.events(Event.FOLLOWUP)] == ["about"]

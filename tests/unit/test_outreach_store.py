@@ -202,6 +202,17 @@ async def test_a_closed_ticket_owes_a_followup_and_the_answer_lands_on_it(make_s
     await st.record_followup(happy.ticket_no, True, 1, 5)
     t2 = await st.get_ticket(happy.ticket_no)
     assert t2 is not None and t2.state == "rated"
+    # an answer for a ticket someone moved meanwhile is kept, the ticket stays where they put it
+    moved = await st.save_call(rec("f.4", caller="13900000004"))
+    await st.change_state(moved.ticket_no, "closed", actor="agent:1001")
+    await st.change_state(moved.ticket_no, "revisited", actor="supervisor:li", note="回访 by phone, by hand")
+    await st.change_state(moved.ticket_no, "rated", actor="supervisor:li")
+    await st.record_followup(moved.ticket_no, False, None, 5)
+    t3 = await st.get_ticket(moved.ticket_no)
+    assert t3 is not None and t3.state == "rated"
+    [row3] = await st.followups(ticket_no=moved.ticket_no)
+    assert (row3.status, row3.resolved) == ("done", False)
+    assert "not moved: the ticket is rated" in ((await st.history(moved.ticket_no))[-1].note or "")
     # reopened, handled again and closed again: a new 回访 is owed
     for target in ("handling", "replied", "closed"):
         await st.change_state(unhappy.ticket_no, target, actor="dept")
