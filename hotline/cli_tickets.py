@@ -297,7 +297,8 @@ def show_cmd(config_path: str | None, store_url: str | None, ticket_no: str, sho
         history = [{"at": _plain(h.at), "actor": h.actor, "field": h.field, "from": h.from_value,
                     "to": h.to_value, "note": h.note} for h in hist]
         callback = None if cb is None else {"status": cb.status, "attempts": cb.attempts,
-                                            "last_result": cb.last_result, "at": _plain(cb.at)}
+                                            "last_result": cb.last_result, "at": _plain(cb.at),
+                                            "given_up": cb.gave_up_at is not None}
         followup = None if not fus else {"status": fus[0].status, "attempts": fus[0].attempts,
                                          "last_result": fus[0].last_result, "resolved": fus[0].resolved,
                                          "rating": fus[0].rating, "scale": fus[0].scale,
@@ -319,10 +320,12 @@ def show_cmd(config_path: str | None, store_url: str | None, ticket_no: str, sho
             if v not in (None, "", [], {}):
                 click.echo(f"  {k:<15} {json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v}")
         if callback:
-            click.echo(f"  callback        {callback['status']}, {callback['attempts']} attempt(s)"
+            click.echo(f"  callback        {'given up' if callback['given_up'] else callback['status']}, "
+                       f"{callback['attempts']} attempt(s)"
                        + (f": {callback['last_result']}" if callback["last_result"] else ""))
         if followup:
-            click.echo(f"  followup 回访    {followup['status']}, {followup['attempts']} attempt(s)"
+            click.echo(f"  followup 回访    {'given up' if followup['given_up'] else followup['status']}, "
+                       f"{followup['attempts']} attempt(s)"
                        + (f": {followup['last_result']}" if followup["last_result"] else ""))
         click.echo("history:")
         for h in history:
