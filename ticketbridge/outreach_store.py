@@ -101,8 +101,12 @@ class OutreachMixin:
             q = (select(table, Ticket.ticket_no, Ticket.caller, table.since.label("since"), Ticket.id)
                  .join(Ticket, Ticket.id == table.ticket_id))
             since = table.since
-        q = (q.where(table.status != "done", table.gave_up_at.is_(None), since >= horizon)
-             .order_by(since, table.id).limit(limit))
+        # indexed conditions first (status; tickets.created_at, followups.since): a year of done and given-up
+        # rows is never scanned
+        q = q.where(table.status.in_(("pending", "failed", "dialing")), table.gave_up_at.is_(None), since >= horizon)
+        if kind == "callback":
+            q = q.where(Ticket.created_at >= horizon)
+        q = q.order_by(since, table.id).limit(limit)
         async with read() as s:
             rows = (await s.execute(q)).all()
             out: list[Owed] = []

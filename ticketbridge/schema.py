@@ -135,7 +135,7 @@ class Followup(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_result: Mapped[str | None] = mapped_column(String(200))
     #: when the ticket reached 办结 (the rules' window counts from here)
-    since: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    since: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

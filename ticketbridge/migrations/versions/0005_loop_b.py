@@ -46,9 +46,11 @@ def upgrade() -> None:
         sa.UniqueConstraint("ticket_id", name="uq_followups_ticket_id"),
     )
     op.create_index("ix_followups_status", "followups", ["status"])
+    op.create_index("ix_followups_since", "followups", ["since"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_followups_since", "followups")
     op.drop_index("ix_followups_status", "followups")
     op.drop_table("followups")
     with op.batch_alter_table("callbacks") as batch:
