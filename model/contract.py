@@ -32,6 +32,8 @@ class Var(StrEnum):
     FALLBACK_QUEUE = "HOTLINE_FALLBACK_QUEUE"
     #: set on the citizen's leg of a missed-call callback (never becomes a ticket of its own)
     CALLBACK = "HOTLINE_CALLBACK"
+    #: the citizen's number on a callback's leg: the agent's phone shows it (the citizen saw caller_id)
+    CALLBACK_NUMBER = "HOTLINE_CALLBACK_NUMBER"
     #: set on the citizen's leg of a 回访 (follow-up) call: the ticket it is about
     FOLLOWUP = "HOTLINE_FOLLOWUP"
     #: globals

@@ -199,7 +199,7 @@ class CallbackDialer:
         ok, words = await self.waiter.originate(
             dial=s.dial.format(number=number), channel_id=channel_id, context=context,
             caller_id=f'"12345" <{s.caller_id}>', ring_s=s.ring_s,
-            variables={Var.QUEUE.value: s.queue, Var.CALLBACK.value: ticket_no})
+            variables={Var.QUEUE.value: s.queue, Var.CALLBACK.value: ticket_no, Var.CALLBACK_NUMBER.value: number})
         if ok:
             result = (f"answered; offered an agent of queue {s.queue}" if s.connect == "offer"
                       else f"answered; connected to queue {s.queue}")

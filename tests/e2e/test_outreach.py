@@ -138,9 +138,10 @@ async def test_missed_calls_are_called_back_by_themselves_and_an_agent_takes_the
                                    and e.get("Linkedid", "").startswith(prefix), 30, "the callback at an agent")
         took = time.monotonic() - saved_at
         assert took < 15, f"the callback reached an agent {took:.1f} s after the missed call's ticket"
-        # the queue call carries the original ticket
+        # the queue call carries the original ticket, and the agent's phone shows the citizen's number and it
         var = await ami.action("Getvar", Channel=connect["Channel"], Variable="HOTLINE_CALLBACK")
         assert var.get("Value") == t_ab.ticket_no, var
+        assert (connect.get("CallerIDNum"), connect.get("CallerIDName")) == (c_ab, f"callback {t_ab.ticket_no}"), connect
         deadline = time.monotonic() + 20
         while (cb := await store.callback_for(t_ab.ticket_no)) is None or cb.status != "done":
             assert time.monotonic() < deadline, f"callback not done: {cb}"
