@@ -14,7 +14,7 @@ at all is decided by who may read the store (the SQLite file's permissions, the
 PostgreSQL role in the store URL) — give supervisors a read-only role plus INSERT on
 audit_log; only `state`, `callback`, `outbox --retry` and `--show-numbers` (its audit row) write.
 
-Why one module (≈520 lines): every `hotline tickets …` subcommand is a thin click wrapper sharing
+Why one module (≈580 lines): every `hotline tickets …` subcommand is a thin click wrapper sharing
 the same store plumbing, number masking and the `--show-numbers` audit; splitting them would
 scatter that one access rule over several files.
 """
@@ -292,18 +292,24 @@ def show_cmd(config_path: str | None, store_url: str | None, ticket_no: str, sho
             fail(f"no ticket {ticket_no}")
         hist = await store.history(ticket_no)
         cb = await store.callback_for(ticket_no)
+        fus = await store.followups(ticket_no=ticket_no, limit=1)
         box = await store.outbox_for(ticket_no)
         history = [{"at": _plain(h.at), "actor": h.actor, "field": h.field, "from": h.from_value,
                     "to": h.to_value, "note": h.note} for h in hist]
         callback = None if cb is None else {"status": cb.status, "attempts": cb.attempts,
-                                            "last_result": cb.last_result, "at": _plain(cb.at)}
+                                            "last_result": cb.last_result, "at": _plain(cb.at),
+                                            "given_up": cb.gave_up_at is not None}
+        followup = None if not fus else {"status": fus[0].status, "attempts": fus[0].attempts,
+                                         "last_result": fus[0].last_result, "resolved": fus[0].resolved,
+                                         "rating": fus[0].rating, "scale": fus[0].scale,
+                                         "given_up": fus[0].gave_up_at is not None}
         outbox = [{"key": o.idempotency_key, "event": o.payload.get("event"), "attempts": o.attempts,
                    "delivered_at": _plain(o.delivered_at), "dead_at": _plain(o.dead_at),
                    "last_error": o.last_error} for o in box]
         await _audit_numbers(store, show_numbers, "tickets show", {"ticket_no": ticket_no}, 1)
         d = ticket_dict(t, show_numbers)
         if as_json:
-            _echo_json({**d, "history": history, "callback": callback, "outbox": outbox})
+            _echo_json({**d, "history": history, "callback": callback, "followup": followup, "outbox": outbox})
             return
         click.echo(f"ticket {t.ticket_no}   state {t.state} ({parse_state(t.state).label})   outcome {t.outcome}")
         for k in ("created_at", "deadline_at", "caller", "dialed", "legacy_line", "mode", "category", "ivr_path",
@@ -314,8 +320,13 @@ def show_cmd(config_path: str | None, store_url: str | None, ticket_no: str, sho
             if v not in (None, "", [], {}):
                 click.echo(f"  {k:<15} {json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v}")
         if callback:
-            click.echo(f"  callback        {callback['status']}, {callback['attempts']} attempt(s)"
+            click.echo(f"  callback        {'given up' if callback['given_up'] else callback['status']}, "
+                       f"{callback['attempts']} attempt(s)"
                        + (f": {callback['last_result']}" if callback["last_result"] else ""))
+        if followup:
+            click.echo(f"  followup 回访    {'given up' if followup['given_up'] else followup['status']}, "
+                       f"{followup['attempts']} attempt(s)"
+                       + (f": {followup['last_result']}" if followup["last_result"] else ""))
         click.echo("history:")
         for h in history:
             move = f"{h['from'] or ''} → {h['to'] or ''}"
@@ -454,6 +465,7 @@ def callbacks_cmd(config_path: str | None, store_url: str | None, status: str | 
                              len(rows))
         items = [{"ticket_no": r.ticket_no, "caller": _num(r.caller, show_numbers), "dialed": r.dialed,
                   "outcome": r.outcome, "status": r.status, "attempts": r.attempts, "last_result": r.last_result,
+                  "given_up": r.gave_up_at is not None,
                   "missed_at": _plain(r.created_at), "updated_at": _plain(r.at)} for r in rows]
         if as_json:
             _echo_json(items)
@@ -462,8 +474,46 @@ def callbacks_cmd(config_path: str | None, store_url: str | None, status: str | 
             click.echo("no callbacks owed")
             return
         for i in items:
-            click.echo(f"{i['ticket_no']}  {i['missed_at']}  {i['caller']:<14} {i['outcome']:<20} {i['status']:<8} "
+            click.echo(f"{i['ticket_no']}  {i['missed_at']}  {i['caller']:<14} {i['outcome']:<20} "
+                       f"{'given up' if i['given_up'] else i['status']:<8} "
                        f"attempts {i['attempts']}" + (f"  ({i['last_result']})" if i["last_result"] else ""))
+
+    run(config_path=config_path, store_url=store_url)
+
+
+@tickets.command("followups")
+@click.option("--status", type=click.Choice(["pending", "dialing", "done", "failed"]), default=None,
+              help="only follow-ups in this status (default: all not done)")
+@click.option("--all", "show_all", is_flag=True, help="include done follow-ups")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1_000_000))
+@show_numbers_option
+@json_option
+@store_options
+def followups_cmd(config_path: str | None, store_url: str | None, status: str | None, show_all: bool, limit: int,
+                  show_numbers: bool, as_json: bool) -> None:
+    """The 回访 list: tickets that reached 办结, their follow-up calls and the citizens' answers, oldest first."""
+
+    @with_store
+    async def run(store: Any, cfg: Any) -> None:
+        rows = await store.followups(status=status, limit=limit)
+        if status is None and not show_all:
+            rows = [r for r in rows if r.status != "done"]
+        await _audit_numbers(store, show_numbers, "tickets followups",
+                             {"status": status, "all": show_all, "limit": limit}, len(rows))
+        items = [{"ticket_no": r.ticket_no, "caller": _num(r.caller, show_numbers), "category": r.category,
+                  "closed_at": _plain(r.since), "status": r.status, "attempts": r.attempts,
+                  "given_up": r.gave_up_at is not None, "resolved": r.resolved, "rating": r.rating, "scale": r.scale,
+                  "last_result": r.last_result} for r in rows]
+        if as_json:
+            _echo_json(items)
+            return
+        if not items:
+            click.echo("no follow-ups owed")
+            return
+        for i in items:
+            click.echo(f"{i['ticket_no']}  {i['closed_at']}  {i['caller']:<14} {i['category'] or '':<6} "
+                       f"{'given up' if i['given_up'] else i['status']:<8} attempts {i['attempts']}"
+                       + (f"  ({i['last_result']})" if i["last_result"] else ""))
 
     run(config_path=config_path, store_url=store_url)
 

@@ -35,6 +35,7 @@ from model.secrets import ami_secret
 from model.privacy import mask_number
 from ivr.calls import CallScripts
 from wire.channels import endpoint
+from ivr.outbound_calls import OutboundScripts
 from wire.fastagi import FastAgiServer
 from ivr.speech import load_recognizer
 from routing.dialplan import MAIN_INSTANCE, config_queue
@@ -51,6 +52,7 @@ from ticketbridge.assembler import Assembler, CallRecord
 from ticketbridge.callbacks import CallbackDialer, CallbackError, CallbackResult, is_callback_call
 from ticketbridge.cdr import CDR_SETTLE_S, CdrReplayer
 from ticketbridge.outbox import OutboxPusher
+from ticketbridge.scheduler import OutreachScheduler
 from ticketbridge.store import TicketStore
 from live.api import LiveApi
 from live.intervention import Intervention
@@ -105,6 +107,14 @@ class Controller:
         self.on_saved: list[Callable[[CallRecord, Any], Any]] = []
         # missed-call callbacks (漏接电话回拨) and the outbox pusher (None unless outbox.url is set)
         self.callbacks = CallbackDialer(self.store, self.ami, config.callbacks, policy=config)
+        #: automatic callbacks and 回访 (callbacks.auto, followups.auto; each off unless enabled): the rules
+        #: (ticketbridge/outreach_rules.py) on the store's clock, claims in the store, calls by the dialer above
+        self.scheduler = OutreachScheduler(self.store, self.callbacks, lambda: self.config, self.store.now)
+        self._scheduler_task: asyncio.Task[None] | None = None
+        #: the IVR of the calls the hotline places: the 回访 questions, the callback's "press 1 for an agent"
+        self.outbound_scripts = OutboundScripts(lambda: self.config, self.store)
+        self.agi.route("followup", self.outbound_scripts.followup)
+        self.agi.route("callback_offer", self.outbound_scripts.callback_offer)
         self.outbox = OutboxPusher.from_config(self.store, config.outbox)
         self._outbox_task: asyncio.Task[None] | None = None
         #: agents' transfers (feature codes *71/*810…, or the API): Asterisk's Atxfer does the call
@@ -176,6 +186,8 @@ class Controller:
             self._cdr_task = self._spawn(self.cdr.run(), "cdr-reconcile")
         if self.outbox is not None:  # its own task: a slow or absent platform never delays a call
             self._outbox_task = self._spawn(self.outbox.run(), "outbox-pusher")
+        # always running (cheap when both kinds are off): it reads the rules of the configuration in force
+        self._scheduler_task = self._spawn(self.scheduler.run(), "outreach-scheduler")
         log.info("controller_started", fastagi_port=self.agi.port, ami=f"{self.config.asterisk.ami.host}:"
                  f"{self.config.asterisk.ami.port}", store=_redact_url(self.store.url))
 
@@ -192,6 +204,7 @@ class Controller:
         if self.api is not None:
             await self.api.stop()
             self.api = None
+        await self._end_task(self._scheduler_task)  # calls being placed end; their claims' leases expire
         await self._end_task(self._cdr_task)
         await self.agi.stop(grace_s)
         for record in self.assembler.open_records():

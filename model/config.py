@@ -153,6 +153,36 @@ class OutboxSettings(_M):
         return self
 
 
+class AutoDialRules(_M):
+    """When the controller places an automatic outbound call by itself (ticketbridge/outreach_rules.py).
+
+    Off by default: automatic calls cost carrier minutes and agents' time, and the outbound caller ID must be
+    registered with the carrier (an unregistered display number is flagged as spam); a center turns them on.
+    """
+
+    enabled: bool = False
+    #: the first attempt no earlier than this many minutes after the missed call / the closure
+    delay_min: float = Field(0.0, ge=0)
+    #: and no later than this many minutes after it (then it is given up)
+    within_min: float = Field(120.0, gt=0)
+    #: attempts at most (a manual `hotline tickets callback` counts too)
+    max_attempts: int = Field(3, ge=1, le=20)
+    #: minutes between two attempts
+    spacing_min: float = Field(10.0, gt=0)
+    #: a schedule under `hours:` outside which nobody is dialed; None: 08:00-20:00 every day
+    hours: str | None = None
+    #: how often the scheduler looks for due calls (s)
+    poll_s: float = Field(15.0, gt=0)
+    #: at most this many such calls at once, per controller
+    max_concurrent: int = Field(2, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _window(self) -> "AutoDialRules":
+        if self.delay_min >= self.within_min:
+            raise ValueError(f"delay_min ({self.delay_min}) must be less than within_min ({self.within_min})")
+        return self
+
+
 class CallbackSettings(_M):
     """Calling back missed calls (漏接电话回拨) through Asterisk."""
 
@@ -163,6 +193,34 @@ class CallbackSettings(_M):
     queue: str = "general"
     caller_id: str = "12345"
     ring_s: int = 30
+    #: queue: the answered citizen goes straight into `queue` (an agent gets the callback as a queue call);
+    #: offer: the citizen first hears `offer_prompt` and is queued only after pressing 1
+    connect: Literal["queue", "offer"] = "queue"
+    offer_prompt: str = "callback_offer"
+    #: how long the offer waits for the key (s)
+    offer_timeout_s: float = Field(8.0, gt=0)
+    #: the scheduler that places callbacks by itself (off by default)
+    auto: AutoDialRules = AutoDialRules()
+
+
+def _followup_rules() -> AutoDialRules:
+    # 回访: from an hour after 办结, for three days, three tries two hours apart, office-ish hours
+    return AutoDialRules(delay_min=60, within_min=3 * 24 * 60, max_attempts=3, spacing_min=120)
+
+
+class FollowupSettings(_M):
+    """回访: the automated follow-up call after a ticket reaches 办结 (ivr/followup.py asks, the store records)."""
+
+    dial: DialString = "Local/{number}@hotline-outbound"
+    caller_id: str = "12345"
+    ring_s: int = 30
+    #: the satisfaction scale asked; None: the survey's (`survey.scale`)
+    scale: Literal[3, 5] | None = None
+    #: seconds to wait for each key
+    timeout_s: float = Field(8.0, gt=0)
+    #: how long an answered follow-up call may last before it is counted as unanswered (s)
+    max_call_s: float = Field(180.0, gt=0)
+    auto: AutoDialRules = Field(default_factory=_followup_rules)
 
 
 class Center(_M):
@@ -516,6 +574,8 @@ class Config(_M):
     store: StoreSettings = StoreSettings()
     outbox: OutboxSettings = OutboxSettings()
     callbacks: CallbackSettings = CallbackSettings()
+    #: 回访 after 办结 (automated follow-up calls)
+    followups: FollowupSettings = FollowupSettings()
     prompts: dict[str, str] = Field(default_factory=dict)
     menus: dict[SafeName, Menu] = Field(default_factory=dict)
     queues: dict[SafeName, Queue] = Field(default_factory=dict)

@@ -32,6 +32,10 @@ class Var(StrEnum):
     FALLBACK_QUEUE = "HOTLINE_FALLBACK_QUEUE"
     #: set on the citizen's leg of a missed-call callback (never becomes a ticket of its own)
     CALLBACK = "HOTLINE_CALLBACK"
+    #: the citizen's number on a callback's leg: the agent's phone shows it (the citizen saw caller_id)
+    CALLBACK_NUMBER = "HOTLINE_CALLBACK_NUMBER"
+    #: set on the citizen's leg of a 回访 (follow-up) call: the ticket it is about
+    FOLLOWUP = "HOTLINE_FOLLOWUP"
     #: globals
     GENERAL = "HOTLINE_GENERAL"
     AGI = "HOTLINE_AGI"
@@ -73,6 +77,8 @@ class Event(StrEnum):
     #: Seat, Agent, Mode, Call (the agent's call's linkedid), Target (the agent's channel); raised on the
     #: supervisor's own channel, so never part of the caller's call (ChanSpyStop says when it ends)
     SUPERVISE = "HotlineSupervise"
+    #: a 回访 call's progress: Ticket, Step (about/asked/answered), Resolved, Rating (never the number)
+    FOLLOWUP = "HotlineFollowup"
 
 
 class Context(StrEnum):
@@ -94,6 +100,10 @@ class Context(StrEnum):
     SUPERVISE = "hotline-supervise"
     #: ChanSpy's exit context (option X): the keys 4/5/6 during a session switch mode and come back to `spy`
     SUPERVISE_KEYS = "hotline-supervise-keys"
+    #: a missed-call callback in `callbacks.connect: offer` mode: "press 1 for an agent" first
+    CALLBACK_OFFER = "hotline-callback-offer"
+    #: a 回访 call, once the citizen answers: the follow-up IVR (ivr/followup.py)
+    FOLLOWUP = "hotline-followup"
 
 
 class CdrVar(StrEnum):

@@ -47,6 +47,7 @@ from model.loading import Problem, line_for
 from routing.outbound import carrier_problems
 from model.destinations import (
     AnnounceDest,
+    Category,
     Destination,
     DialDest,
     HangupDest,
@@ -78,6 +79,10 @@ PICKUP_EXTEN = "*8"
 #: prompts the self-service adapter (ivr/calls.py) plays by fixed id.
 SELF_SERVICE_PROMPTS = ("query_ticket", "query_password", "query_wrong", "query_locked", "query_ticket_is",
                         "query_state", "query_done") + tuple(f"state_{s.value}" for s in TicketState)
+#: prompts the 回访 IVR (ivr/outbound_calls.py) plays by fixed id: its questions, then one per category
+FOLLOWUP_PROMPTS = ("followup_intro", "followup_resolved", "followup_rating5", "followup_rating3",
+                    "followup_thanks", "followup_reopened", "followup_no_answer", "invalid_input") + tuple(
+    f"followup_category_{c.name}" for c in Category)
 #: prompts queues.conf names when a queue announces the caller's position.
 QUEUE_POSITION_PROMPTS = ("queue_position", "queue_position_unit")
 
@@ -329,6 +334,11 @@ class _Checker:
             for name, item in items.items():
                 if item.hours and item.hours not in c.hours:
                     self.add((section, name, "hours"), f"hours {item.hours!r} is not defined under hours")
+        for section, auto in (("callbacks", c.callbacks.auto), ("followups", c.followups.auto)):
+            if auto.hours and auto.hours not in c.hours:
+                self.add((section, "auto", "hours"), f"hours {auto.hours!r} is not defined under hours")
+        if c.callbacks.queue not in c.queues:
+            self.add(("callbacks", "queue"), f"queue {c.callbacks.queue!r} is not defined under queues")
 
     def legacy(self) -> None:
         """Each merge mode's required fields, and the queue/branch they name."""
@@ -462,6 +472,10 @@ class _Checker:
                     self_service_site = path
         if self_service_site is not None:
             refs += [(self_service_site, pid) for pid in SELF_SERVICE_PROMPTS]
+        if c.callbacks.connect == "offer":
+            refs.append((("callbacks", "offer_prompt"), c.callbacks.offer_prompt))
+        if c.followups.auto.enabled:
+            refs += [(("followups", "auto", "enabled"), pid) for pid in FOLLOWUP_PROMPTS]
         for name, q in c.queues.items():
             if q.announce_position:
                 refs += [(("queues", name, "announce_position"), pid) for pid in QUEUE_POSITION_PROMPTS]

@@ -237,4 +237,19 @@ def carrier_problems(config: Config) -> list[tuple[tuple, str]]:
         elif route is None:
             out.append((path, f"{digits} leaves through hotline-outbound, but there is no outbound route "
                               "(define carriers: or outbound.dial)"))
+    # automatic callbacks / 回访 dial citizens through their dial string: through hotline-outbound, never
+    # around it, and only when it leads somewhere
+    for section, settings in (("callbacks", config.callbacks), ("followups", config.followups)):
+        if not settings.auto.enabled:
+            continue
+        dial = settings.dial
+        if "{number}" not in dial:
+            out.append(((section, "dial"), f"{dial!r} must contain {{number}} (the citizen's number)"))
+        m = re.fullmatch(r"PJSIP/[^@]*@([^/]+)", dial.strip())
+        if m and m.group(1) in config.carriers:
+            out.append(((section, "dial"), f"{dial} dials the carrier directly and bypasses the outbound policy: "
+                                           "use Local/{number}@hotline-outbound"))
+        elif f"@{Context.OUTBOUND.value}" in dial and route is None:
+            out.append(((section, "auto", "enabled"), "automatic calls leave through hotline-outbound, but there is "
+                                                      "no outbound route (define carriers: or outbound.dial)"))
     return out

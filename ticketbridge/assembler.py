@@ -58,8 +58,9 @@ _CDR_ZONE = ZoneInfo(DEFAULT_TZ)
 _REPEATABLE = {UserEventName.IVR.value, UserEventName.SELF_QUERY.value, "DTMFBegin", "DTMFEnd", "VarSet", "Newexten"}
 #: UserEvents our dialplan and IVR send that carry nothing for the ticket (known, deliberately ignored)
 USER_EVENTS_WITHOUT_TICKET_DATA = (UserEventName.DIAL_FAILED, UserEventName.OVERFLOW, UserEventName.FEATURE, UserEventName.PROMPT, UserEventName.SPEECH,
-                                   UserEventName.OUTBOUND_DENIED,
-                                   UserEventName.SUPERVISE)  # a supervisor's own channel: the audit log has it  # the failed dial that follows is what the ticket keeps
+                                   UserEventName.OUTBOUND_DENIED,  # the failed dial that follows is what the ticket keeps
+                                   UserEventName.SUPERVISE,  # a supervisor's own channel: the audit log has it
+                                   UserEventName.FOLLOWUP)  # a 回访 call: the store records its answer itself
 #: how many distinct unknown UserEvent names are logged at info level (then at debug: no log flood)
 _UNKNOWN_LOGGED_MAX = 256
 

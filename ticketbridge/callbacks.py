@@ -1,27 +1,34 @@
-"""Calling back missed calls (漏接电话回拨, 国办函〔2025〕66号) through Asterisk.
+"""Calling citizens through Asterisk: missed-call callbacks (漏接电话回拨, 国办函〔2025〕66号) and 回访 calls.
 
-A call abandoned in the queue or ended in the IVR (without a self-query) puts its ticket
-on the callback list (ticketbridge.store). `CallbackDialer.call_back(ticket_no)`:
+A call abandoned in the queue or ended in the IVR (without a self-query) puts its ticket on the callback
+list (ticketbridge.store); a ticket reaching 办结 owes a 回访 (ticketbridge.outreach_store). Either is placed
+by a supervisor's `hotline tickets callback NO` (`CallbackDialer.call_back`) or by the controller's scheduler
+(ticketbridge.scheduler, rules in ticketbridge.outreach_rules), always the same way:
 
-1. claims the callback atomically (`dialing`, one more attempt; two supervisors pressing
-   "call back" together place one call);
-2. AMI Originate to the caller's number through `callbacks.dial` (default
-   `Local/{number}@hotline-outbound`, the rendered outbound context) and, once the citizen
-   answers, into the rendered context of `callbacks.queue` (`hotline-queue-<name>,s`: its
-   overflow and survey apply), so an agent of that queue takes the call;
-3. waits for Asterisk's OriginateResponse and writes the result onto the SAME ticket:
-   callback `done` (the citizen answered) or `failed` (no answer, busy, congestion, …),
-   with a history row each time.
+1. the call is claimed in the store (`claim_owed`: `dialing`, one more attempt, this controller as owner
+   with a lease; two supervisors or two controllers together place one call);
+2. AMI Originate to the citizen's number through the configured dial string (default
+   `Local/{number}@hotline-outbound`, the rendered outbound context, whose allow-list is also checked here
+   before anything is dialed) and, once the citizen answers, into
+   - a callback: the rendered context of `callbacks.queue` (`hotline-queue-<name>,s`: its overflow and
+     survey apply) so an agent of that queue takes it, with HOTLINE_CALLBACK = the ticket; or, with
+     `callbacks.connect: offer`, `hotline-callback-offer` ("press 1 for an agent", then that queue);
+   - a 回访: `hotline-followup`, the follow-up IVR (ivr/followup.py) with HOTLINE_FOLLOWUP = the ticket;
+3. waits for Asterisk's OriginateResponse (a 回访 also for the end of the call) and writes the result onto
+   the SAME ticket (`finish_owed`, a history row each time): `done` (a callback answered) or `failed` (no
+   answer, busy, congestion…; a 回访 also when answered but no answer was keyed) — retried by the rules.
 
-The originated call's ChannelId — hence its Linkedid — starts with `callback-`, so the
-controller never turns the callback into a ticket of its own (`is_callback_call`), and the
-CDR replay ignores it too (it never passes through hotline-inbound, so has no hotline_dialed).
+The originated call's ChannelId — hence its Linkedid — starts with `callback-` or `followup-`, so the
+controller never turns it into a ticket of its own (`is_callback_call`), and the CDR replay ignores it too
+(it never passes through hotline-inbound, so has no hotline_dialed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import socket
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -29,17 +36,20 @@ from typing import Any
 import structlog
 
 from model.config import Config
-from model.contract import Var, queue_context
+from model.contract import Context, Var, queue_context
 from model.privacy import mask_number
 from routing.outbound import outbound_refusal
 
 log = structlog.get_logger("ticketbridge.callbacks")
 
 CALLBACK_PREFIX = "callback-"
+FOLLOWUP_PREFIX = "followup-"
 #: OriginateResponse Reason codes (Asterisk's AST_CONTROL_*) in words
 REASONS = {"0": "failed (no such number or channel)", "1": "hung up", "3": "no answer", "4": "answered",
            "5": "busy", "8": "congestion"}
 _NUMBER = re.compile(r"^\+?[0-9]{3,20}$")
+#: seconds beyond the ring time a claim's lease lasts (Originate's own wait, the answer, the write)
+LEASE_MARGIN_S = 60.0
 
 
 class CallbackError(Exception):
@@ -56,20 +66,93 @@ class CallbackResult:
 
 
 def is_callback_call(event: dict[str, str]) -> bool:
-    """An AMI event of a callback we placed (its Linkedid is our ChannelId)."""
-    return (event.get("Linkedid") or event.get("linkedid") or "").startswith(CALLBACK_PREFIX)
+    """An AMI event of a callback or 回访 we placed (its Linkedid is our ChannelId)."""
+    lid = event.get("Linkedid") or event.get("linkedid") or ""
+    return lid.startswith(CALLBACK_PREFIX) or lid.startswith(FOLLOWUP_PREFIX)
+
+
+def controller_id() -> str:
+    """Who holds a claim: this host and process (unique among controllers sharing a database)."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class OriginateWaiter:
+    """One Originate and the events that end it: the OriginateResponse, or our leg's Hangup before it."""
+
+    def __init__(self, ami: Any) -> None:
+        self.ami = ami
+
+    async def originate(self, *, dial: str, channel_id: str, context: str, caller_id: str, ring_s: float,
+                        variables: dict[str, str], stay_s: float = 0.0) -> tuple[bool, str]:
+        """(answered, result in words). With `stay_s`, an answered call is also waited on until it ends
+        (at most `stay_s` seconds)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[dict[str, str]] = loop.create_future()
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def on_event(e: dict[str, str]) -> None:
+            uid = e.get("Uniqueid", "")
+            if e.get("Event") == "Hangup" and uid == channel_id and not ended.done():
+                ended.set_result(None)
+            if done.done():
+                return
+            if e.get("Event") == "OriginateResponse":
+                # a failed originate may have no channel left: Uniqueid "<null>", Channel the dial string
+                if uid == channel_id or (uid in ("", "<null>") and e.get("Channel") == dial):
+                    done.set_result(e)
+            elif e.get("Event") == "Hangup" and uid == channel_id:
+                # our leg went before any OriginateResponse said it was answered (Asterisk does not
+                # always send the failure response while another originate is up): not reached
+                cause = e.get("Cause", "")
+                reason = {"17": "5", "34": "8", "38": "8", "1": "0", "3": "0", "21": "0"}.get(cause, "3")
+                done.set_result({"Response": "Failure", "Reason": reason, "Cause": cause})
+
+        off = self.ami.on_event("*", on_event)
+        try:
+            try:
+                await self.ami.originate(
+                    dial, context=context, exten="s", priority=1, caller_id=caller_id,
+                    timeout_ms=int(ring_s * 1000), variables=variables,
+                    channel_id=channel_id, other_channel_id=channel_id + "-2")
+                resp = await asyncio.wait_for(done, ring_s + 15)
+            except asyncio.TimeoutError:
+                resp = {"Response": "Failure", "Reason": "timeout"}
+            except Exception as e:  # noqa: BLE001 - AMI refused or down: a failed attempt, said so
+                resp = {"Response": "Failure", "Reason": f"{type(e).__name__}: {e}"}
+            ok = resp.get("Response", "").lower() == "success"
+            if ok and stay_s > 0:
+                try:
+                    await asyncio.wait_for(asyncio.shield(ended), stay_s)
+                except asyncio.TimeoutError:
+                    log.warning("outbound_call_still_up", channel=channel_id, after_s=stay_s)
+        finally:
+            off()
+        reason = resp.get("Reason", "")
+        return ok, ("answered" if ok else REASONS.get(reason, reason or "failed"))
 
 
 class CallbackDialer:
-    """`policy`: the config whose outbound allow-list (routing.outbound) a callback number must pass,
-    before anything is dialed; Asterisk's hotline-outbound enforces the same list again."""
+    """Places callbacks and 回访 calls. `policy`: the config whose outbound allow-list (routing.outbound) a
+    number must pass before anything is dialed; Asterisk's hotline-outbound enforces the same list again."""
 
-    def __init__(self, store: Any, ami: Any, settings: Any, *, policy: Config | None = None) -> None:
+    def __init__(self, store: Any, ami: Any, settings: Any, *, policy: Config | None = None,
+                 followups: Any = None, owner: str | None = None) -> None:
         self.store = store
         self.ami = ami
         self.settings = settings
+        self.followup_settings = followups if followups is not None else (policy.followups if policy else None)
         self.policy = policy
+        #: this controller, as the owner of its claims
+        self.owner = owner or controller_id()
+        self.waiter = OriginateWaiter(ami)
 
+    def lease_s(self, kind: str) -> float:
+        if kind == "followup" and self.followup_settings is not None:
+            s = self.followup_settings
+            return s.ring_s + s.max_call_s + LEASE_MARGIN_S
+        return self.settings.ring_s + LEASE_MARGIN_S
+
+    # -------------------------------------------------------------- a supervisor's callback
     async def call_back(self, ticket_no: str, actor: str = "supervisor") -> CallbackResult:
         cb = await self.store.callback_for(ticket_no)
         if cb is None:
@@ -88,56 +171,60 @@ class CallbackDialer:
             log.warning("callback_refused", ticket=ticket_no, caller=mask_number(number))
             raise CallbackError(f"ticket {ticket_no}: the caller's number is refused by the outbound policy "
                                 "(outbound.allow)")
-        claimed = await self.store.claim_callback(cb.id, actor=actor)
+        claimed = await self.store.claim_owed("callback", cb.id, self.owner, lease_s=self.lease_s("callback"),
+                                              actor=actor)
         if claimed is None:
             raise CallbackError(f"ticket {ticket_no} is being called back right now")
+        return await self.place(claimed, actor=actor)
+
+    # -------------------------------------------------------------- placing a claimed call
+    async def place(self, claimed: Any, actor: str | None = None) -> CallbackResult:
+        """Dial a call this controller has claimed (`claim_owed`) and write its result onto the ticket."""
+        number, ticket_no = claimed.number, claimed.ticket_no
+        if not _NUMBER.match(number) or (self.policy is not None and outbound_refusal(self.policy, number)):
+            # the claim was taken on a number that may not be dialed: say so, dial nothing
+            result = "refused by the outbound policy" if _NUMBER.match(number) else "no callable number"
+            await self.store.finish_owed(claimed.kind, claimed.id, claimed.owner, "failed", result, actor=actor)
+            return CallbackResult(ticket_no, "failed", claimed.attempts, result, "")
+        if claimed.kind == "followup":
+            return await self._place_followup(claimed, actor)
         s = self.settings
         channel_id = f"{CALLBACK_PREFIX}{ticket_no}-{claimed.attempts}-{uuid.uuid4().hex[:8]}"
-        dial = s.dial.format(number=number)
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[dict[str, str]] = loop.create_future()
-
-        def on_event(e: dict[str, str]) -> None:
-            if done.done():
-                return
-            uid = e.get("Uniqueid", "")
-            if e.get("Event") == "OriginateResponse":
-                # a failed originate may have no channel left: Uniqueid "<null>", Channel the dial string
-                if uid == channel_id or (uid in ("", "<null>") and e.get("Channel") == dial):
-                    done.set_result(e)
-            elif e.get("Event") == "Hangup" and uid == channel_id:
-                # our leg went before any OriginateResponse said it was answered (Asterisk does not
-                # always send the failure response while another originate is up): not reached
-                cause = e.get("Cause", "")
-                reason = {"17": "5", "34": "8", "38": "8", "1": "0", "3": "0"}.get(cause, "3")
-                done.set_result({"Response": "Failure", "Reason": reason, "Cause": cause})
-
-        off = self.ami.on_event("*", on_event)
-        log.info("callback_dialing", ticket=ticket_no, caller=mask_number(number), attempt=claimed.attempts)
-        try:
-            try:
-                await self.ami.originate(
-                    # straight into the queue's own context: originating into hotline-route would run
-                    # its catch-all `_[a-z].` for Asterisk's "failed" extension on a failed attempt and
-                    # queue a phantom "OutgoingSpoolFailed" caller in front of real ones
-                    dial, context=queue_context(s.queue), exten="s", priority=1,
-                    caller_id=f'"12345" <{s.caller_id}>', timeout_ms=int(s.ring_s * 1000),
-                    variables={Var.QUEUE.value: s.queue, Var.CALLBACK.value: ticket_no},
-                    channel_id=channel_id, other_channel_id=channel_id + "-2")
-                resp = await asyncio.wait_for(done, s.ring_s + 15)
-            except asyncio.TimeoutError:
-                resp = {"Response": "Failure", "Reason": "timeout"}
-            except Exception as e:  # noqa: BLE001 - AMI refused or down: a failed attempt, said so
-                resp = {"Response": "Failure", "Reason": f"{type(e).__name__}: {e}"}
-        finally:
-            off()
-        ok = resp.get("Response", "").lower() == "success"
-        reason = resp.get("Reason", "")
+        # straight into the queue's own context: originating into hotline-route would run its catch-all
+        # `_[a-z].` for Asterisk's "failed" extension on a failed attempt and queue a phantom
+        # "OutgoingSpoolFailed" caller in front of real ones
+        context = Context.CALLBACK_OFFER.value if s.connect == "offer" else queue_context(s.queue)
+        log.info("callback_dialing", ticket=ticket_no, caller=mask_number(number), attempt=claimed.attempts,
+                 connect=s.connect)
+        ok, words = await self.waiter.originate(
+            dial=s.dial.format(number=number), channel_id=channel_id, context=context,
+            caller_id=f'"12345" <{s.caller_id}>', ring_s=s.ring_s,
+            variables={Var.QUEUE.value: s.queue, Var.CALLBACK.value: ticket_no, Var.CALLBACK_NUMBER.value: number})
         if ok:
-            result = f"answered; connected to queue {s.queue}"
+            result = (f"answered; offered an agent of queue {s.queue}" if s.connect == "offer"
+                      else f"answered; connected to queue {s.queue}")
         else:
-            result = REASONS.get(reason, reason or "failed")
+            result = words
         status = "done" if ok else "failed"
-        await self.store.mark_callback(cb.id, status, result, actor=actor)
+        await self.store.finish_owed("callback", claimed.id, claimed.owner, status, result, actor=actor)
         log.info("callback_result", ticket=ticket_no, status=status, result=result, attempt=claimed.attempts)
+        return CallbackResult(ticket_no, status, claimed.attempts, result, channel_id)
+
+    async def _place_followup(self, claimed: Any, actor: str | None) -> CallbackResult:
+        s = self.followup_settings
+        ticket_no = claimed.ticket_no
+        channel_id = f"{FOLLOWUP_PREFIX}{ticket_no}-{claimed.attempts}-{uuid.uuid4().hex[:8]}"
+        log.info("followup_dialing", ticket=ticket_no, caller=mask_number(claimed.number), attempt=claimed.attempts)
+        ok, words = await self.waiter.originate(
+            dial=s.dial.format(number=claimed.number), channel_id=channel_id, context=Context.FOLLOWUP.value,
+            caller_id=f'"12345" <{s.caller_id}>', ring_s=s.ring_s,
+            variables={Var.FOLLOWUP.value: ticket_no}, stay_s=s.max_call_s)
+        # the IVR records an answer itself (record_followup: done); what is left is a failed attempt
+        result = "answered, but no answer was keyed" if ok else words
+        still_ours = await self.store.finish_owed("followup", claimed.id, claimed.owner, "failed", result,
+                                                  actor=actor)
+        status = "failed" if still_ours else "done"
+        if not still_ours:
+            result = "answered"
+        log.info("followup_result", ticket=ticket_no, status=status, result=result, attempt=claimed.attempts)
         return CallbackResult(ticket_no, status, claimed.attempts, result, channel_id)

@@ -23,7 +23,8 @@ INITIAL = TicketState.accepted
 
 #: Allowed moves. Beyond the straight line: a consultation answered on the spot (当场解答) is
 #: closed at once; a dispatch can be sent back (退单) for re-dispatch; a reply the center rejects,
-#: or an unsatisfied follow-up (回访不满意), goes back to handling; 督办 can be raised on any open
+#: or an unsatisfied follow-up (回访不满意), goes back to handling — or, when the citizen says it is not
+#: resolved or is very dissatisfied, to 督办 (ticketbridge.outreach_rules); 督办 can be raised on any open
 #: stage after dispatch and always returns to handling.
 TRANSITIONS: dict[TicketState, frozenset[TicketState]] = {
     TicketState.accepted: frozenset({TicketState.dispatched, TicketState.handling, TicketState.closed}),
@@ -32,7 +33,7 @@ TRANSITIONS: dict[TicketState, frozenset[TicketState]] = {
     TicketState.replied: frozenset({TicketState.closed, TicketState.supervised, TicketState.handling}),
     TicketState.supervised: frozenset({TicketState.handling}),
     TicketState.closed: frozenset({TicketState.revisited}),
-    TicketState.revisited: frozenset({TicketState.rated, TicketState.handling}),
+    TicketState.revisited: frozenset({TicketState.rated, TicketState.handling, TicketState.supervised}),
     TicketState.rated: frozenset(),
 }
 

@@ -124,6 +124,34 @@ class Callback(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_result: Mapped[str | None] = mapped_column(String(200))
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    #: the controller dialing it, and until when that claim holds (migration 0005)
+    owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    #: the automatic scheduler's rules ended it (window over, attempts used up, number refused)
+    gave_up_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Followup(Base):
+    """回访: the follow-up call owed to a ticket that reached 办结, and the citizen's answer (migration 0005)."""
+
+    __tablename__ = "followups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_result: Mapped[str | None] = mapped_column(String(200))
+    #: when the ticket reached 办结 (the rules' window counts from here)
+    since: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    gave_up_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    #: the citizen's answer: resolved or not, satisfaction on `scale` (1 best)
+    resolved: Mapped[bool | None] = mapped_column(Boolean)
+    rating: Mapped[int | None] = mapped_column(Integer)
+    scale: Mapped[int | None] = mapped_column(Integer)
+    answered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class Outbox(Base):

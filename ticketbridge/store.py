@@ -51,6 +51,7 @@ from ticketbridge.assembler import CallRecord
 from ticketbridge.intake import Intake, target_state
 from ticketbridge.lifecycle import INITIAL, deadline, parse_state, transition
 from ticketbridge.outbox import push_payload
+from ticketbridge.outreach_store import OutreachMixin
 from ticketbridge.retention import TicketRecording
 
 log = structlog.get_logger("ticketbridge.store")
@@ -116,6 +117,8 @@ class CallbackRow:
     last_result: str | None
     at: dt.datetime
     created_at: dt.datetime
+    #: the automatic scheduler's rules ended it (window over, attempts used up, number refused)
+    gave_up_at: dt.datetime | None = None
 
 
 #: the ticket columns KPI figures are computed from (ticketbridge.kpi), read without the ORM objects
@@ -242,7 +245,7 @@ def ticket_payload(t: Ticket, kind: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the store
 
 
-class TicketStore:
+class TicketStore(OutreachMixin):
     """Async ticket store; one per process, shared by all calls (and safely by several processes)."""
 
     def __init__(self, url: str, config: Any | None = None, *, clock: Callable[[], dt.datetime] | None = None,
@@ -308,6 +311,10 @@ class TicketStore:
         if self._read is None or self._write is None:
             raise RuntimeError("TicketStore.open() has not been called")
         return self._read, self._write
+
+    def now(self) -> dt.datetime:
+        """The store's clock (aware): what its timestamps are written with."""
+        return self._now()
 
     def _now(self) -> dt.datetime:
         now = self._clock()
@@ -572,6 +579,8 @@ class TicketStore:
             t.state = new.value
             t.version += 1
             t.updated_at = now
+            if new.value == "closed":
+                await self._owe_followup(s, t, now)
             self._outbox(s, t, "state_changed", now)
         log.info("ticket_state_changed", ticket=ticket_no, state=new.value, actor=actor)
         return t
@@ -714,36 +723,12 @@ class TicketStore:
         q = q.order_by(Ticket.created_at, Callback.id).limit(limit)
         async with read() as s:
             return [CallbackRow(cb.id, t.ticket_no, t.linkedid, t.caller, t.dialed, t.outcome, cb.status,
-                                cb.attempts, cb.last_result, cb.at, t.created_at)
+                                cb.attempts, cb.last_result, cb.at, t.created_at, cb.gave_up_at)
                     for cb, t in (await s.execute(q)).all()]
 
     async def callback_for(self, ticket_no: str) -> CallbackRow | None:
         rows = await self.callbacks(ticket_no=ticket_no, limit=1)
         return rows[0] if rows else None
-
-    async def claim_callback(self, callback_id: int, actor: str = "callback",
-                             stale_after_s: float = 300.0) -> Callback | None:
-        """Atomically move a callback to `dialing` (one more attempt) unless it is done or being dialed.
-
-        Two supervisors (or two controllers) pressing "call back" together place one call, not two.
-        A `dialing` older than `stale_after_s` (a controller died mid-dial) may be claimed again.
-        """
-        _, write = self._sessions()
-        async with write() as s, s.begin():
-            cb = (await s.execute(select(Callback).where(Callback.id == callback_id).with_for_update())
-                  ).scalar_one_or_none()
-            if cb is None:
-                raise LookupError(f"callback {callback_id}")
-            now = self._now()
-            if cb.status == "done":
-                return None
-            if cb.status == "dialing" and (now - cb.at).total_seconds() < stale_after_s:
-                return None
-            s.add(TicketHistory(ticket_id=cb.ticket_id, at=now, actor=actor, field="callback",
-                                from_value=cb.status, to_value="dialing", note=f"attempt {cb.attempts + 1}"))
-            cb.status, cb.at = "dialing", now
-            cb.attempts += 1
-            return cb
 
     # -------------------------------------------------------------- recording retention
     async def unpurged_recordings(self, *, before: dt.datetime | None = None,

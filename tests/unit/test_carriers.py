@@ -255,7 +255,7 @@ class _Store:
     async def mark_callback(self, cid, status, result, actor=""):  # noqa: ANN001
         self.marked.append((status, result))
 
-    async def claim_callback(self, cid, actor=""):  # noqa: ANN001
+    async def claim_owed(self, kind, cid, owner, *, lease_s, actor=None):  # noqa: ANN001
         self.claimed = True
         return None  # stop before dialing
 
@@ -272,3 +272,20 @@ def test_callback_numbers_pass_the_outbound_policy_before_anything_is_dialed(cal
         assert store.marked == [("failed", "refused by the outbound policy")]
     else:
         assert store.claimed and "being called back" in str(e.value)
+
+
+def test_check_guards_automatic_calls_dial_strings_and_route() -> None:
+    cfg = shipped()
+    cfg.callbacks.auto.enabled = cfg.followups.auto.enabled = True
+    assert fields(cfg) == {}  # the shipped config with both turned on is clean
+    cfg.callbacks.dial = "PJSIP/{number}@telecom"
+    cfg.followups.dial = "Local/13800000000@hotline-outbound"
+    got = fields(cfg)
+    assert "bypasses the outbound policy" in got["callbacks.dial"]
+    assert "{number}" in got["followups.dial"]
+    cfg = shipped()
+    cfg.followups.auto.enabled = True
+    cfg.carriers, cfg.outbound.carrier = {}, None
+    assert "no outbound route" in fields(cfg)["followups.auto.enabled"]
+    cfg.followups.auto.hours = "nights"
+    assert "not defined under hours" in fields(cfg)["followups.auto.hours"]

@@ -163,3 +163,19 @@ def test_kpi_text_and_json(store_url: dict[str, str]) -> None:
 def test_unreachable_store_is_explained() -> None:
     r = CliRunner().invoke(main, ["tickets", "list", "--store", "postgresql+asyncpg://nobody@127.0.0.1:1/x"])
     assert r.exit_code == 3 and "Cannot open the ticket store" in r.output
+
+
+def test_followups_list_and_show(store_url: dict[str, str]) -> None:
+    """The answered ticket was closed (当场解答): a 回访 is owed, listed masked, and shown on the ticket."""
+    r = run("tickets", "followups", "--store", store_url["url"])
+    assert r.exit_code == 0, r.output
+    [line] = [x for x in r.stdout.splitlines() if x[:1].isdigit()]
+    assert line.startswith(store_url["answered"]) and "139******78" in line and "咨询" in line
+    assert "pending" in line and "attempts 0" in line
+    r = run("tickets", "followups", "--status", "done", "--store", store_url["url"])
+    assert r.exit_code == 0 and "no follow-ups owed" in r.output
+    r = run("tickets", "show", store_url["answered"], "--json", "--store", store_url["url"])
+    shown = json.loads(r.stdout)
+    assert shown["followup"] == {"status": "pending", "attempts": 0, "last_result": None, "resolved": None,
+                                 "rating": None, "scale": None, "given_up": False}
+    assert ["followup", None, "pending"] in [[h["field"], h["from"], h["to"]] for h in shown["history"]]
