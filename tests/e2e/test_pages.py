@@ -156,7 +156,9 @@ async def test_wallboard_and_screen_pop_follow_a_real_call(served, browser, ami,
         assert shown_after < 1.0, f"the wallboard showed the waiting caller {shown_after:.2f} s after it joined"
         row = wall.locator("#queues tbody tr", has_text="综合受理")
         assert await row.locator("td.waiting").text_content() == "1"
-        assert "red" not in (await row.get_attribute("class") or "")
+        # the longest wait is not red yet (the row may already be: today's 接通率 counts the CDR replay of
+        # earlier tests' calls, and below 95 % is red too)
+        assert "red" not in (await wall.get_attribute("#t-longest", "class") or "")
         await wall.wait_for_function("document.getElementById('t-longest').classList.contains('red')",
                                      timeout=int((WAIT_RED_S + 3) * 1000))
         assert time.monotonic() - joined >= WAIT_RED_S - 0.5  # red only once the wait passed the threshold
