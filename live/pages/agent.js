@@ -108,7 +108,8 @@
         setMsg(`已保存 · 工单 ${out.ticket.ticket_no} · ${out.ticket.state_label}`, "ok");
       } else {
         const e = out.error || {};
-        setMsg("未保存：" + (e.message || r.status), "err");
+        const label = {text: "诉求内容", category: "诉求类型", department: "承办单位", disposition: "处理方式"}[e.field];
+        setMsg("未保存" + (label ? "（" + label + "）" : "") + "：" + (e.message || r.status), "err");
         if (e.field) { const el = $(e.field === "category" ? "form-category" : e.field); if (el) el.focus(); }
       }
     } catch (e) {

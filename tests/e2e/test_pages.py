@@ -187,6 +187,11 @@ async def test_wallboard_and_screen_pop_follow_a_real_call(served, browser, ami,
         # 3. the agent's intake → the ticket row
         await agent.fill("#text", "咨询新生儿社保卡办理流程，已告知所需材料和办理网点")
         await agent.select_option("#form-category", "咨询")
+        await agent.check("input[name=disposition][value=dispatch]")  # 派单 without a 承办单位: refused, said so
+        await agent.click("#save")
+        await agent.wait_for_function("document.getElementById('msg').textContent.startsWith('未保存（承办单位）')",
+                                      timeout=5_000)
+        assert (await controller.store.get_by_linkedid(robot.linkedid)).state == "accepted"  # type: ignore[union-attr]
         await agent.fill("#department", "人社局")
         await agent.check("input[name=disposition][value=on_spot]")
         await agent.click("#save")
