@@ -1,0 +1,88 @@
+"""live/service.py: what a delta carries (agents' states asked of AgentService, a new day), and viewers' filters."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from live.service import LiveService, Viewer
+from live.tokens import Principal
+from model.loading import load_config
+from routing.agent import SetBusy
+from routing.agent_service import AgentService
+
+Z = ZoneInfo("Asia/Shanghai")
+
+
+class Ami:
+    def __init__(self) -> None:
+        self.handlers: dict[str, list[Any]] = {}
+
+    def on_event(self, name: str, cb: Any) -> None:
+        self.handlers.setdefault(name, []).append(cb)
+
+    async def action(self, name: str, timeout: float | None = None, raise_on_error: bool = True,
+                     **h: Any) -> dict[str, str]:
+        return {"Response": "Success"}
+
+    def push(self, **ev: str) -> None:
+        for cb in self.handlers.get("*", []):
+            cb(dict(ev))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = dt.datetime(2026, 11, 30, 23, 59, 50, tzinfo=Z).timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def service() -> tuple[LiveService, AgentService, Ami, Clock]:
+    cfg = load_config("config/hotline.yaml")
+    ami, clock = Ami(), Clock()
+    agents = AgentService(ami, cfg, clock=clock)
+    agents.start_from(None)
+    live = LiveService(ami, cfg, agents, clock=clock)
+    live.attach()
+    return live, agents, ami, clock
+
+
+async def test_an_agents_state_change_is_published_without_any_ami_event() -> None:
+    live, agents, _, clock = service()
+    live.publish()
+    assert live.publish() is None  # nothing moved
+    agents.agents["1001"].feed(SetBusy(clock(), "就餐", by="api:张班长"))
+    d = live.publish()
+    assert d is not None and set(d.parts["agents"]) == {"1001"}
+    a = d.parts["agents"]["1001"]
+    assert (a["state"], a["label"], a["reason"], a["name"]) == ("busy", "示忙", "就餐", "话务员一号")
+
+
+async def test_a_call_and_then_midnight() -> None:
+    live, _, ami, clock = service()
+    ami.push(Event="Newchannel", Linkedid="L1", Uniqueid="L1", Context="hotline-inbound", CallerIDNum="13800138000",
+             Exten="12345", Timestamp=str(clock.now))
+    d = live.publish()
+    assert d is not None and d.parts["calls"]["L1"]["phase"] == "ivr" and d.parts["center"]["calls_today"] == 1
+    assert d.parts["lines"] == {"12345": 1} and sum(d.parts["half_hours"]) == 1
+    clock.now += 20  # 00:00:10 the next day
+    d = live.publish()
+    assert d is not None and d.parts["center"]["calls_today"] == 0 and d.parts["lines"] == {}
+    assert d.parts["center"]["calls_now"] == 1 and set(d.parts["queues"]) >= {"general"}
+
+
+async def test_an_agent_viewer_sees_its_own_call_and_is_told_when_it_is_gone() -> None:
+    live, _, ami, clock = service()
+    me = Viewer(Principal(1, "坐席1001", "agent", "1001"))
+    for lid, seat in (("L1", "1001"), ("L2", "1002")):
+        ami.push(Event="QueueCallerJoin", Linkedid=lid, Uniqueid=lid, Queue="hotline-general", Timestamp=str(clock.now))
+        ami.push(Event="AgentConnect", Linkedid=lid, Uniqueid=lid, Queue="hotline-general", Interface=f"PJSIP/{seat}",
+                 DestChannel=f"PJSIP/{seat}-0000000{seat[-1]}", HoldTime="1", Timestamp=str(clock.now))
+    parts, shown = me.render(live.publish().parts)
+    assert list(parts["calls"]) == ["L1"] and set(parts["agents"]) == {"1001"} and shown == []
+    ami.push(Event="Hangup", Linkedid="L1", Uniqueid="L1", Channel="x")
+    ami.push(Event="Hangup", Linkedid="L2", Uniqueid="L2", Channel="y")
+    parts, _ = me.render(live.publish().parts)
+    assert parts["calls"] == {"L1": None}  # its call ended; the other seat's call is not its business
