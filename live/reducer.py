@@ -184,6 +184,9 @@ class LiveModel:
             ch.calls.add(call.linkedid)
 
     def _on_user_call(self, call: Call, e: Event, ts: float, ch: Changes) -> None:
+        """HotlineCall comes from the channel running the inbound dialplan: the caller's leg in Asterisk (a
+        Local robot's ;2, a trunk's channel), which Newchannel's first guess may not be (a Local ;1)."""
+        call.caller_uid = clean(e.get("Uniqueid")) or call.caller_uid
         call.caller = normalise_number(clean(e.get("Caller"))) or call.caller
         call.dialed = normalise_number(clean(e.get("Dialed"))) or call.dialed
         self._count_line(call, ch)

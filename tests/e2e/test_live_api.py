@@ -361,3 +361,26 @@ async def test_a_supervisor_calls_a_missed_caller_back_from_the_api(live, cfg, a
     finally:
         cfg.callbacks, cfg.outbound.allow = old_cb, old_allow
         await set_agent(client, tokens["supervisor"], "1001", "ready")
+
+
+async def test_a_branch_center_call_is_put_through_not_in_the_ivr(live, ami) -> None:
+    """设分中心 12366: dialed on to the tax branch's own seats; once the branch answers the board shows it
+    `connected` (not in the IVR, not waiting), counted on line 12366."""
+    controller, client, tokens, _ = live
+    sup = auth(tokens["supervisor"])
+    robot = await CallRobot(ami, number="12366", caller="13900007009").dial()
+    try:
+        await robot.wait_user_event("SimTrunkReached", 15)
+        deadline = time.monotonic() + 5
+        while True:
+            snap = (await client.get("/live", headers=sup)).json()
+            call = snap["calls"].get(robot.linkedid)
+            if call and call["phase"] == "connected" or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert call is not None and call["phase"] == "connected", call
+        assert call["line"] == "12366" and call["mode"] == "branch_center"
+        assert snap["center"]["connected"] >= 1 and snap["lines"]["12366"] >= 1
+    finally:
+        await robot.hangup()
+        await robot.wait_hangup(10)
