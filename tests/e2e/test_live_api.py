@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -81,8 +82,11 @@ async def live(cfg, asterisk, store_url):
     if out:  # tests/unit/fixtures/live_*.jsonl were made this way
         with open(out, "a", encoding="utf-8") as f:
             for e in recorded:
-                if "_ticket" not in e:  # AMI events only (a ticket holds the caller's number)
-                    f.write(json.dumps(e, ensure_ascii=False) + "\n")
+                # AMI events only (a ticket holds the caller's number), not our callbacks' (live/service.py
+                # never feeds them), and no path of this machine's instance
+                if "_ticket" not in e and not (e.get("Linkedid") or "").startswith(CALLBACK_PREFIX):
+                    f.write(re.sub(r"/var/spool/asterisk-[A-Za-z0-9_-]+/", "/var/spool/asterisk/",
+                                   json.dumps(e, ensure_ascii=False)) + "\n")
 
 
 def auth(token: str) -> dict[str, str]:
