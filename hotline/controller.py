@@ -140,8 +140,9 @@ class Controller:
         self.live = LiveService(self.ami, config, self.agents, today_rows=self._today_rows)
         self.live.attach()
         self.on_saved.append(lambda record, saved: self.live.note_saved(record.to_dict()))
-        #: listen/whisper/barge/force release for the API (live/intervention.py); None: the API answers 501
-        self.intervention: Intervention | None = None
+        #: listen/whisper/barge/force release for the API (live/intervention.py): this controller's own
+        #: `supervise` (routing/supervise_service.py), the same rules and audit rows as the seat codes and the CLI
+        self.intervention: Intervention | None = self
         #: the live API (live/api.py): listening once a token exists (config api:)
         self.api: LiveApi | None = None
         self._api_task: asyncio.Task[None] | None = None

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -33,6 +32,7 @@ from live.intervention import MODES, REASON_STATUS, RELEASE, Intervention
 from live.openapi import openapi
 from live.service import LiveService, Viewer
 from live.tokens import Principal, token_hash
+from routing.supervise_service import NO_UID
 
 log = structlog.get_logger("hotline.api")
 
@@ -77,7 +77,8 @@ class LiveApi:
                  audit_uid: int | None = None) -> None:
         self.live, self.store, self.actions = live, store, actions
         self.intervention = intervention
-        self.audit_uid = os.getuid() if audit_uid is None else audit_uid
+        #: the audit log's uid for a token's rows: no OS user is behind a token (its name is the `user`)
+        self.audit_uid = NO_UID if audit_uid is None else audit_uid
         self.app = web.Application(middlewares=[self._errors, self._auth], client_max_size=MAX_BODY)
         r = self.app.router
         r.add_get(f"{PREFIX}/openapi.json", self.get_openapi)

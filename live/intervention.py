@@ -3,10 +3,9 @@
 The API defines the endpoints (`POST /api/v1/calls/{linkedid}/intervene`, `…/release`), checks the
 token's role, writes its own audit row, finds the call's agent and then calls this interface; the
 implementation (Asterisk ChanSpy from the supervisor's own SIP phone, a Hangup for 强拆, its own rules
-and audit rows) belongs to the intervention work of issue 12. Its controller method has this shape
-(`Controller.supervise(mode, seat, agent, *, actor, uid, user, via)`), so wiring it is one line
-(`controller.intervention = controller`). Until a controller is given one, the API answers 501 and
-says so: nothing is faked.
+and audit rows) is routing/supervise_service.py, reached through `Controller.supervise(mode, seat, agent,
+*, actor, uid, user, via)`: the controller sets `intervention = self`. A controller without one makes the
+API answer 501 and say so: nothing is faked.
 
     mode      ChanSpy            the caller hears   the agent hears
     listen    监听  (q)          nothing new        nothing new

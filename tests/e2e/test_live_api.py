@@ -388,3 +388,59 @@ async def test_a_branch_center_call_is_put_through_not_in_the_ivr(live, ami) -> 
     finally:
         await robot.hangup()
         await robot.wait_hangup(10)
+
+
+@pytest.fixture(scope="module")
+def supervisor_phone(cfg, asterisk):
+    """Supervisor seat 9001 (role: supervisor), a real baresip phone that auto-answers."""
+    require(shutil.which("baresip") is not None, "baresip is missing: apt-get install baresip")
+    s = BaresipSeat("9001", seat_secret("9001", cfg.seats["9001"]), sip_port=cfg.asterisk.sip.port)
+    s.start()
+    s.wait_registered(10)
+    yield s
+    s.stop()
+
+
+async def test_a_supervisor_token_listens_then_force_releases_a_call_through_the_api(live, ami, seat,
+                                                                                 supervisor_phone) -> None:
+    """监听 from the API: the supervisor's seat 9001 rings and ChanSpy attaches to agent 1001's leg; an agent's
+    token may not; 强拆 from the API ends the call and its ticket names the token's holder."""
+    controller, client, tokens, _ = live
+    sup = auth(tokens["supervisor"])
+    spies: list[dict[str, str]] = []
+    ami.on_event("ChanSpyStart", lambda e: spies.append(e))
+    robot = await CallRobot(ami, number="12358", caller="13900007010").dial()
+    try:
+        connect = await robot.wait_for(is_event("AgentConnect", Queue="hotline-general"), 25)
+        agent_channel = connect["DestChannel"]
+        deadline = time.monotonic() + 3
+        while controller.live.agent_call("1001") is None:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
+        r = await client.post(f"/calls/{robot.linkedid}/intervene", json={"mode": "listen", "seat": "9001"},
+                              headers=auth(tokens["agent"]))
+        assert r.status_code == 403
+        r = await client.post(f"/calls/{robot.linkedid}/intervene", json={"mode": "listen", "seat": "1001"},
+                              headers=sup)
+        assert r.status_code == 403 and r.json()["reason"] == "not_supervisor", r.text  # a seat without the role
+        r = await client.post(f"/calls/{robot.linkedid}/intervene", json={"mode": "listen", "seat": "9001"},
+                              headers=sup)
+        assert r.status_code == 200 and r.json()["linkedid"] == robot.linkedid, r.text
+        deadline = time.monotonic() + 15
+        while not any(e.get("SpyerChannel", "").startswith("PJSIP/9001-") and e.get("SpyeeChannel") == agent_channel
+                      for e in spies):
+            assert time.monotonic() < deadline, f"ChanSpy never attached: {spies}"
+            await asyncio.sleep(0.2)
+        r = await client.post(f"/calls/{robot.linkedid}/release", json={"seat": "9001", "why": "e2e"}, headers=sup)
+        assert r.status_code == 200, r.text
+        await robot.wait_hangup(10)
+    finally:
+        await robot.hangup()
+        await asyncio.to_thread(supervisor_phone.hangup)
+    t = await wait_ticket(controller.store, robot.linkedid, 20)
+    notes = [h for h in await controller.store.history(t.ticket_no) if h.field == "supervision"]
+    assert [(h.to_value, h.actor) for h in notes] == [("released", "api:张班长 (seat 9001, agent 1001)")]
+    actions = [e.action for e in await controller.store.audit_entries(50)]
+    for a in ("api listen", "api release", "supervise listen", "supervise release"):
+        assert a in actions, (a, actions)
