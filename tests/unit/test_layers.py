@@ -160,3 +160,13 @@ def test_wire_names_are_written_only_in_the_contract() -> None:
             found += [f"{t.relative_to(ROOT)}:{i}: {n!r}" for n in names
                       if n in line and not line.lstrip().startswith(";")]
     assert not found, "wire names written outside model/contract.py:\n" + "\n".join(found)
+
+
+def test_test_file_names_are_unique_across_test_folders() -> None:
+    """tests/ has no __init__.py (pytest's rootdir imports): two test files of one name in two folders
+    stop the whole suite at collection, which a run of one folder alone never shows."""
+    tests = Path(__file__).resolve().parents[1]
+    seen: dict[str, list[str]] = {}
+    for f in tests.rglob("test_*.py"):
+        seen.setdefault(f.name, []).append(str(f.relative_to(tests)))
+    assert {n: p for n, p in seen.items() if len(p) > 1} == {}

@@ -1,5 +1,5 @@
 """The live model over recorded AMI streams: real calls (tests/unit/fixtures/live_*.jsonl, recorded by
-tests/e2e/test_live_api.py with HOTLINE_RECORD_LIVE=file from the controller's own AMI link; the callback's own
+tests/e2e/test_live_calls.py with HOTLINE_RECORD_LIVE=file from the controller's own AMI link; the callback's own
 events left out, as live/service.py leaves them out), replayed
 alone, and interleaved by the thousand with hypothesis.
 

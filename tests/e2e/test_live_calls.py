@@ -7,7 +7,7 @@ numbers land in audit_log; a call answered by the baresip seat 1001 shows the ag
 The AMI events the controller received are fed to a fresh LiveModel afterwards: it must agree with the
 running one (the recorded streams in tests/unit/fixtures come from this test).
 
-HOTLINE_INSTANCE=liveapi HOTLINE_PORT_OFFSET=300 .venv/bin/pytest -q tests/e2e/test_live_api.py
+HOTLINE_INSTANCE=liveapi HOTLINE_PORT_OFFSET=300 .venv/bin/pytest -q tests/e2e/test_live_calls.py
 """
 
 from __future__ import annotations
