@@ -3,7 +3,9 @@
 Everything goes through the running controller's control socket (hotline/control.py, ops `agents` and
 `agent`): it owns the agents' state machines and the AMI account that pauses queue members, so this
 command holds no AMI secret. The controller records each change with who (the user name of the uid that
-connected, SO_PEERCRED; --actor only adds a label) and why.
+connected, SO_PEERCRED; --actor only adds a label) and why. EXT is a seat's extension or an agent ID (工号).
+`pin-hash` makes the salted hash of a hot-desk PIN for `agents.roster` (it needs no controller; the PIN is
+read without echo and never printed).
 Exit 0 done, 1 refused (unknown agent, not possible in its state), 3 controller not running.
 """
 
@@ -20,6 +22,7 @@ import click
 from hotline.cli_base import EXIT_BAD, EXIT_ENV, fail
 from hotline.control import ControllerNotRunning, ask, control_socket_path
 from model.config import DEFAULT_TZ
+from model.passwords import hash_password
 
 
 def _ask(request: dict[str, Any], needs: str = "Agents' states live in") -> dict[str, Any]:
@@ -56,7 +59,8 @@ def agents(ctx: click.Context, as_json: bool) -> None:
         state = f"{r['label']}({r['reason']})" if r["reason"] else r["label"]
         if r.get("offline") and r["reason"] != "离线":
             state += " 离线"  # the phone is unreachable (signed out or busy already: only marked)
-        click.echo(f"{r['agent']:<6} {r['state']:<10} {state:<12} since {_since(r['since'])}  "
+        click.echo(f"{r['agent']:<8} seat {r.get('seat', r['agent']):<6} {r['state']:<10} {state:<12} "
+                   f"since {_since(r['since'])}  "
                    f"calls today {r['calls_today']:<3} queues {','.join(r['queues']) or '-'}"
                    + (f"  helping {','.join(r['helping'])}" if r.get("helping") else "")
                    + (f"  call {r['call']}" if r["call"] else ""))
@@ -160,6 +164,22 @@ def help_cmd(group: str | None, queue: str | None, minutes: float | None, why: s
         click.echo("no active help period")
     for p in r["recent"][:10]:
         click.echo(_period(p))
+#: a hot-desk PIN: what a phone keys
+PIN_DIGITS = (4, 12)
+
+
+@agents.command("pin-hash")
+@click.option("--stdin", "from_stdin", is_flag=True, help="read the PIN from one line of standard input")
+def pin_hash_cmd(from_stdin: bool) -> None:
+    """Print the salted hash of a hot-desk PIN for agents.roster.<agent ID>.pin_hash (asked twice, not echoed)."""
+    if from_stdin:
+        pin = sys.stdin.readline().strip()
+    else:
+        pin = click.prompt("PIN", hide_input=True, confirmation_prompt=True)
+    lo, hi = PIN_DIGITS
+    if not (pin.isdigit() and lo <= len(pin) <= hi):
+        fail(f"a PIN is {lo}-{hi} digits (it is keyed on a phone)", EXIT_BAD)
+    click.echo(hash_password(pin))
 
 
 def register(main: click.Group) -> None:

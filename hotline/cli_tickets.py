@@ -43,7 +43,7 @@ from hotline.cli_base import EXIT_BAD, EXIT_ENV, fail, load, setup_logging
 from hotline.control import ControllerNotRunning, ask, control_socket_path
 from model.config import DEFAULT_TZ
 from model.privacy import mask_number
-from ticketbridge import kpi
+from ticketbridge import agent_kpi, kpi
 from ticketbridge.callbacks import CallbackDialer, CallbackError
 from ticketbridge.lifecycle import TRANSITIONS, IllegalTransition, parse_state
 from ticketbridge.store import TicketNotFound, TicketStore, ticket_payload
@@ -557,11 +557,24 @@ def callback_cmd(config_path: str | None, store_url: str | None, ticket_no: str,
         sys.exit(EXIT_BAD)
 
 
-@click.command("kpi")
+#: `hotline kpi --help`: the per-agent definitions next to the figures (ticketbridge/agent_kpi.py)
+AGENT_KPI_HELP = """\b
+--by agent: one row per agent ID (工号) per day (Beijing):
+  signed-in   time in any state but 签出 (ready, ringing, talking, after-call work, busy)
+  ready       time in 示闲, waiting for a call
+  busy        time in 示忙; "busy by reason" splits it (小休, 就餐, …; 未接 = set busy after misses)
+  after-call  time in 话后整理, from the end of a call until ready
+  answered    tickets naming the agent (who answered), by the day answered
+  AHT         average handling time = (talk seconds of those tickets + after-call time) / answered
+  missed      queue calls that rang the agent and were not answered (RINGNOANSWER)
+Times come from agent_events (the seconds spent in each state) plus each agent's current state up to now."""
+
+
+@click.command("kpi", epilog=AGENT_KPI_HELP)
 @click.option("--since", default=None, help="from (YYYY-MM-DD[THH:MM], Beijing time; default: everything)")
 @click.option("--until", default=None, help="to (exclusive; a bare date includes that day)")
-@click.option("--by", "by", type=click.Choice(["day", "queue", "line"]), default=None,
-              help="one block of figures per day, queue or dialed line")
+@click.option("--by", "by", type=click.Choice(["day", "queue", "line", "agent"]), default=None,
+              help="one block of figures per day, queue or dialed line; agent: per agent per day (below)")
 @json_option
 @store_options
 def kpi_cmd(config_path: str | None, store_url: str | None, since: str | None, until: str | None, by: str | None,
@@ -569,6 +582,9 @@ def kpi_cmd(config_path: str | None, store_url: str | None, since: str | None, u
     """The hotline's KPIs: 接通率, 15 s answer, abandon, 当场解答率, 满意率, transfers, lines, callbacks."""
     _setup_logs()
     lo, hi = parse_when(since), parse_when(until, end=True)
+    if by == "agent":
+        _agent_kpi(config_path, store_url, lo, hi, as_json)
+        return
 
     @with_store
     async def run(store: Any, cfg: Any) -> list[dict[str, Any]]:
@@ -593,3 +609,29 @@ def kpi_cmd(config_path: str | None, store_url: str | None, since: str | None, u
         click.echo(f"{by} {k}:")
         for line in kpi.report_lines(f):
             click.echo(line)
+
+
+def _agent_kpi(config_path: str | None, store_url: str | None, lo: dt.datetime | None, hi: dt.datetime | None,
+               as_json: bool) -> None:
+    """`kpi --by agent`: agent_events, the current states and the tickets of the period → per agent per day."""
+
+    @with_store
+    async def run(store: Any, cfg: Any) -> list[agent_kpi.AgentDay]:
+        events = [{"agent": e.agent, "at": e.at, "old": e.old, "new": e.new, "reason": e.reason,
+                   "old_reason": e.old_reason, "seconds": e.seconds, "cause": e.cause}
+                  for e in await store.agent_events(since=lo)]
+        current = list((await store.agent_states()).values())
+        tickets = await store.kpi_rows(since=lo, until=hi)
+        return agent_kpi.compute(events, tickets, current=current, since=lo, until=hi,
+                                 now=dt.datetime.now(dt.timezone.utc), tz=_ZONE.get())
+
+    rows = run(config_path=config_path, store_url=store_url)
+    if as_json:
+        _echo_json({"since": _plain(lo), "until": _plain(hi), "by": "agent", "rows": [r.to_dict() for r in rows]})
+        return
+    click.echo(f"agent KPIs {_plain(lo) or 'start'} … {_plain(hi) or 'now'} (definitions: hotline kpi --help)")
+    if not rows:
+        click.echo("no agent activity")
+        return
+    for line in agent_kpi.report_lines(rows):
+        click.echo(line)

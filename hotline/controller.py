@@ -41,7 +41,7 @@ from ivr.speech import load_recognizer
 from routing.dialplan import MAIN_INSTANCE, config_queue
 from model.hours import Clock, system_clock
 from routing.transfer_service import TransferService
-from routing.agent import STATE_LABELS, AgentState, Refused, SetBusy, SetReady, SignIn, SignOut
+from hotline.agent_control import AgentControl
 from hotline.agent_help_op import help_request
 from routing.agent_service import AgentService
 from ivr.agent_phone import AgentPhone
@@ -74,7 +74,7 @@ class Controller:
         self.config = config
         self.clock = clock or system_clock(config.center.timezone)
         self.store = TicketStore(store_url or config.store.url, config)
-        self.assembler = Assembler(config.center.timezone)
+        self.assembler = Assembler(config.center.timezone, agent_id_of=self._agent_id_of)
         a = config.asterisk
         self.ami = AmiClient(a.ami.host, a.ami.port, a.ami.username, ami_secret(config),
                              ping_interval=a.ami.ping_interval_s, action_timeout=a.ami.action_timeout_s,
@@ -128,6 +128,7 @@ class Controller:
         self.agents = AgentService(self.ami, config, save=self.store.save_agent, save_help=self.store.save_help)
         self.agents.attach()
         self.agi.route("agent", AgentPhone(self.agents).script)
+        self.agent_control = AgentControl(self.agents, self.store, self.clock)
         #: supervisors' listen / whisper / barge / force release (routing/supervise.py), from a seat's feature
         #: code (AGI `supervise`) or `supervise()` (the control socket, the API); every use in the audit log
         self.supervision = SupervisionService(self.ami, config, self._audit, on_release=self._on_release)
@@ -298,6 +299,13 @@ class Controller:
             log.exception("agent_states_load_failed")
             saved, helping = {}, []
         self.agents.start_from(saved, helping)
+        try:  # wrong hot-desk PINs still count across a restart (routing/agent_login.py)
+            since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=self.config.agents.pin_lock_s)
+            events = await self.store.agent_events(since=since)
+            self.agents.recall_pin_failures({"agent": e.agent, "at": e.at.timestamp(), "cause": e.cause, "new": e.new}
+                                            for e in events)
+        except Exception:  # noqa: BLE001 - only the lock count is lost
+            log.exception("agent_pin_failures_load_failed")
         await self.agents.start()
 
     async def _stop_agents(self) -> None:
@@ -331,49 +339,6 @@ class Controller:
             await self.stop()
         except Exception:  # noqa: BLE001 - the start's own error is the one raised
             log.warning("controller_abort_cleanup_failed", exc_info=True)
-
-    async def _agents_list(self) -> dict[str, Any]:
-        """Every agent: state, reason, since, queues, current call, calls answered today (Beijing day)."""
-        day = self.clock().replace(hour=0, minute=0, second=0, microsecond=0)
-        try:
-            events = await self.store.agent_events(since=day.astimezone(dt.timezone.utc))
-        except Exception:  # noqa: BLE001 - the live states are still worth showing
-            log.warning("agent_events_read_failed", exc_info=True)
-            events = []
-        answered: dict[str, int] = {}
-        for e in events:
-            if e.new == AgentState.TALKING.value and e.old != AgentState.TALKING.value:
-                answered[e.agent] = answered.get(e.agent, 0) + 1
-        rows = [{"agent": a.id, "state": a.state.value, "label": STATE_LABELS[a.state], "reason": a.reason,
-                 "since": a.since, "queues": list(a.queues), "call": a.linkedid, "calls_today": answered.get(a.id, 0),
-                 "offline": a.offline, "helping": list(self.agents.helping(a.id))}
-                for a in self.agents.agents.values()]
-        return {"ok": True, "agents": rows}
-
-    async def _agent_change(self, request: dict[str, Any]) -> dict[str, Any]:
-        """强制签出 / 强制示忙 / 示闲 / 签入 by a supervisor, recorded with who and why."""
-        agent, action = str(request.get("agent") or ""), str(request.get("action") or "")
-        actor = actor_of(request, "supervisor")
-        reason, why = str(request.get("reason") or ""), str(request.get("why") or "")
-        now = time.time()
-        inputs = {"signout": lambda: SignOut(now, by=actor, why=why or "强制签出"),
-                  "busy": lambda: SetBusy(now, reason or next(iter(self.config.agents.busy_reasons.values())),
-                                          by=actor, why=why or "强制示忙"),
-                  "ready": lambda: SetReady(now, by=actor, why=why),
-                  "signin": lambda: SignIn(now, by=actor, why=why)}
-        if action not in inputs:
-            return {"ok": False, "error": f"unknown agent action {action!r} (one of {', '.join(inputs)})"}
-        if action == "busy" and reason and reason not in self.config.agents.busy_reasons.values():
-            return {"ok": False, "error": f"unknown busy reason {reason!r} (agents.busy_reasons: "
-                                          f"{', '.join(self.config.agents.busy_reasons.values())})"}
-        try:
-            out = await self.agents.command(agent, inputs[action]())
-        except KeyError:
-            return {"ok": False, "error": f"no agent {agent!r} (a seat listed in some queue's members)"}
-        a = self.agents.agents[agent]
-        if any(isinstance(x, Refused) for x in out):
-            return {"ok": False, "error": f"agent {agent} is {a.state.value}: {action} does not apply"}
-        return {"ok": True, "agent": agent, "state": a.state.value, "reason": a.reason}
 
     # ------------------------------------------------------------------ the live API
     async def _today_rows(self, since: dt.datetime) -> list[dict[str, Any]]:
@@ -448,10 +413,9 @@ class Controller:
                                         str(request.get("agent") or ""), actor=actor_of(request)[:64],
                                         uid=uid if isinstance(uid, int) else NO_UID, user=str(peer.get("user") or ""),
                                         via="cli")
-        if request.get("op") == "agents":
-            return await self._agents_list()
-        if request.get("op") == "agent":
-            return await self._agent_change(request)
+        answer = await self.agent_control.handle(request)  # agents (list), agent (change): hotline/agent_control.py
+        if answer is not None:
+            return answer
         if request.get("op") == "help":
             return await help_request(self.agents, self.store, request)
         if request.get("op") != "callback":
@@ -477,9 +441,19 @@ class Controller:
     def _open_linkedids(self) -> set[str]:
         return {r.linkedid for r in self.assembler.open_records()}
 
+    def _agent_id_of(self, seat: str) -> str | None:
+        """The agent ID working a seat now (tickets name it); None for anything that is no seat."""
+        return self.agents.agent_id_of(seat) if seat in self.config.seats else None
+
     async def _save_from_cdr(self, record: CallRecord) -> None:
         if record.queue:
             record.queue = config_queue(record.queue)
+        if record.agent and record.agent.upper().startswith("PJSIP/"):  # CDR names the device: the agent now
+            aid = self._agent_id_of(endpoint(record.agent))
+            if aid:
+                record.agent = aid
+                if (record.actual_dest or "").startswith("agent:"):
+                    record.actual_dest = f"agent:{aid}"
         await self._save(record)
 
     # ------------------------------------------------------------------ transfers → tickets

@@ -25,8 +25,8 @@ class ApiActions:
         self.c = controller
 
     async def agent_change(self, agent: str, action: str, reason: str, why: str, actor: str) -> dict[str, Any]:
-        return await self.c._agent_change({"agent": agent, "action": action, "reason": reason, "why": why,
-                                           "actor": actor})
+        return await self.c.agent_control.change({"agent": agent, "action": action, "reason": reason, "why": why,
+                                                  "actor": actor})
 
     async def call_back(self, ticket: str, actor: str) -> dict[str, Any]:
         return await self.c._on_control_request({"op": "callback", "ticket": ticket, "actor": actor})

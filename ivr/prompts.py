@@ -65,6 +65,8 @@ __all__ = [
     "EspeakMissingError",
     "Outcome",
     "ProgressCallback",
+    "agent_reason_prompt",
+    "agent_reason_prompts",
     "all_prompt_texts",
     "build_prompts",
     "is_asterisk_wav",
@@ -166,9 +168,20 @@ def say_digits_files(number: str) -> list[str]:
     return out
 
 
+def agent_reason_prompt(digit: str) -> str:
+    """The prompt id that says busy reason `digit` of ``agents.busy_reasons`` (played after 已示忙)."""
+    return f"agent_reason/{digit}"
+
+
+def agent_reason_prompts(config: Config) -> dict[str, str]:
+    """One prompt per configured busy reason, its word as the text: every reason an agent keys is spoken."""
+    return {agent_reason_prompt(d): word for d, word in config.agents.busy_reasons.items()}
+
+
 def all_prompt_texts(config: Config) -> dict[str, str]:
-    """Every prompt to build: the digit prompts, then ``config.prompts`` (which may override them)."""
-    return {**DIGIT_PROMPTS, **config.prompts}
+    """Every prompt to build: the digit prompts and the agents' busy reasons, then ``config.prompts`` (which may
+    override them)."""
+    return {**DIGIT_PROMPTS, **agent_reason_prompts(config), **config.prompts}
 
 
 def speakable_text(text: str) -> str:

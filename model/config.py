@@ -293,6 +293,10 @@ class Queue(_M):
 
 class Seat(_M):
     name: SafeText
+    #: the agent ID (工号) of who normally works this seat: tickets and per-agent KPIs name it; None: the seat's
+    #: key. An agent of `agents.roster` may take the seat over with the hot-desk code (*56); the seat's
+    #: skills (the queues listing it) stay with the seat.
+    agent_id: SeatKey | None = None
     skills: list[SafeName] = Field(default_factory=lambda: ["general"])
     #: environment variable holding this seat's own SIP secret (e.g. HOTLINE_SEAT_1001_SECRET); or a file
     secret_env: str | None = None
@@ -319,12 +323,35 @@ class AgentFeatureCodes(_M):
     ready: str = "*54"
     #: adds `wrapup_extend_s` to the running after-call work
     extend_wrapup: str = "*55"
+    #: hot-desking (签入 by agent ID + PIN, `agents.roster`): the phone asks for both; this seat is then the agent's
+    hot_desk: str = "*56"
 
-    @field_validator("sign_in", "sign_out", "busy", "ready", "extend_wrapup")
+    @field_validator("sign_in", "sign_out", "busy", "ready", "extend_wrapup", "hot_desk")
     @classmethod
     def _dialable(cls, v: str) -> str:
         if len(v) < 2 or v[0] != "*" or not v[1:].isdigit():
             raise ValueError(f"agent feature code {v!r} must be '*' followed by digits")
+        return v
+
+
+#: an agent ID keyed on a phone (hot-desking): digits only
+AGENT_ID_DIGITS = re.compile(r"[0-9]{1,16}")
+#: what `hotline agents pin-hash` writes: salted scrypt, `scrypt$n$r$p$salt$hash` (hex)
+PIN_HASH = re.compile(r"scrypt\$[0-9]+\$[0-9]+\$[0-9]+\$[0-9a-f]{16,}\$[0-9a-f]{32,}")
+
+
+class RosterAgent(_M):
+    """An agent who may sign in at any seat phone by agent ID + PIN (hot-desking)."""
+
+    name: SafeText = ""
+    #: the PIN's salted hash, made by `hotline agents pin-hash` (the PIN itself is never in the config)
+    pin_hash: str
+
+    @field_validator("pin_hash")
+    @classmethod
+    def _hashed(cls, v: str) -> str:
+        if not PIN_HASH.fullmatch(v):
+            raise ValueError("pin_hash must be what `hotline agents pin-hash` prints (scrypt$…), never the PIN")
         return v
 
 
@@ -342,6 +369,21 @@ class AgentSettings(_M):
     #: the watchdog: an agent ringing or talking this long has its call looked for in Asterisk
     #: (CoreShowChannels) every as many seconds; gone without AgentComplete → the call state ends
     call_check_s: int = Field(30, ge=5, le=3600)
+    #: agent ID (工号, digits) → the agent who may hot-desk: key `feature_codes.hot_desk` on any seat phone,
+    #: then the agent ID and the PIN, each ended by #
+    roster: dict[str, RosterAgent] = Field(default_factory=dict)
+    #: wrong PINs in a row for one agent ID before it is locked (hot-desking)
+    pin_max_tries: int = Field(3, ge=1, le=20)
+    #: how long a locked agent ID stays locked (s)
+    pin_lock_s: int = Field(900, ge=1)
+
+    @field_validator("roster")
+    @classmethod
+    def _roster_ids(cls, v: dict[str, RosterAgent]) -> dict[str, RosterAgent]:
+        for key in v:
+            if not AGENT_ID_DIGITS.fullmatch(key):
+                raise ValueError(f"roster agent ID {key!r} must be 1-16 digits (it is keyed on a phone)")
+        return v
 
     @field_validator("busy_reasons")
     @classmethod
@@ -613,6 +655,22 @@ class Config(_M):
                 "every fail-open path ends there"
             )
         return self
+
+    @field_validator("seats")
+    @classmethod
+    def _agent_ids_distinct(cls, v: dict[str, Seat]) -> dict[str, Seat]:
+        seen: dict[str, str] = {}
+        for key, seat in v.items():
+            aid = seat.agent_id or key
+            if aid in seen:
+                raise ValueError(f"seats {seen[aid]} and {key} both have agent ID {aid}: one agent, one seat")
+            seen[aid] = key
+        return v
+
+    def agent_id_of(self, seat: str) -> str:
+        """The agent ID (工号) a seat stands for when nobody hot-desked onto it: `agent_id`, else its key."""
+        s = self.seats.get(seat)
+        return (s.agent_id if s is not None and s.agent_id else None) or seat
 
     def trunk(self, key: str) -> Trunk | None:
         return self.transfer_targets.get(key) or self.branch_centers.get(key)

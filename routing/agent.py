@@ -81,6 +81,7 @@ class InputKind(StrEnum):
     TICK = "tick"
     UNREACHABLE = "unreachable"
     REACHABLE = "reachable"
+    HOT_DESK = "hot_desk"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -190,8 +191,20 @@ class Reachable:
     why: str = "话机在线"
 
 
+@dataclass(frozen=True)
+class HotDesk:
+    """签入 by agent ID + PIN (the PIN already checked): the seat becomes `agent_id`'s, signed in to `queues`
+    (empty: every queue the seat serves). An agent signed in there before is signed out first."""
+    kind: ClassVar[InputKind] = InputKind.HOT_DESK
+    at: float
+    agent_id: str
+    queues: tuple[str, ...] = ()
+    by: str | None = None
+    why: str = ""
+
+
 Input = Union[SignIn, SignOut, SetBusy, SetReady, ExtendWrapUp, Called, Connected, Completed, RingNoAnswer, Tick,
-              Unreachable, Reachable]
+              Unreachable, Reachable, HotDesk]
 
 
 # --------------------------------------------------------------------------- actions
@@ -217,18 +230,22 @@ class QueuePause:
 
 @dataclass(frozen=True)
 class StateChanged:
-    """The agent moved; `seconds` is the time spent in `old` (with `old_reason`)."""
+    """The agent moved; `seconds` is the time spent in `old` (with `old_reason`), None when there was no
+    previous state (a seat's very first sign-in). `agent` is the agent ID (工号) of who was at `seat` when
+    it moved; `cause` the input kind that moved it (connected: a call answered; ring_no_answer: a miss)."""
     agent: str
     old: AgentState
     new: AgentState
     at: float
-    seconds: float
+    seconds: float | None
     reason: str = ""
     old_reason: str = ""
     by: str | None = None
     why: str = ""
     queue: str = ""
     linkedid: str = ""
+    seat: str = ""
+    cause: str = ""
 
 
 @dataclass(frozen=True)
@@ -247,6 +264,7 @@ class Missed:
     at: float
     in_a_row: int
     linkedid: str = ""
+    seat: str = ""
 
 
 Action = Union[QueueAdd, QueueRemove, QueuePause, StateChanged, Refused, Missed]
@@ -267,7 +285,9 @@ class AgentPolicy:
 
 @dataclass
 class Agent:
-    """One agent (by agent ID, the seat's extension) and the queues it may serve (its skills)."""
+    """One seat's agent machine: `id` is the seat (its extension, the static queue member), `allowed` the queues
+    it may serve (the seat's skills), `agent_id` the agent ID (工号) of who works it now — `home` (the seat's
+    configured agent ID) unless someone hot-desked onto it; a sign-out gives the seat back to `home`."""
 
     id: str
     allowed: tuple[str, ...]
@@ -287,6 +307,13 @@ class Agent:
     paused: bool = False
     #: the phone is unreachable (离线): a ready agent is set busy (离线) until it is back
     offline: bool = False
+    #: the seat's own agent ID ("" → the seat's key) and who works the seat now ("" → home)
+    home: str = ""
+    agent_id: str = ""
+
+    def __post_init__(self) -> None:
+        self.home = self.home or self.id
+        self.agent_id = self.agent_id or self.home
 
     def feed(self, inp: Input) -> list[Action]:
         return TABLE[(self.state, inp.kind)](self, inp)
@@ -306,9 +333,11 @@ class Agent:
 
     # ---------------------------------------------------------------- helpers
     def _move(self, new: AgentState, inp: Input, reason: str = "") -> StateChanged:
-        change = StateChanged(self.id, self.state, new, inp.at, max(0.0, inp.at - self.since), reason,
+        seconds = max(0.0, inp.at - self.since) if self.since else None  # since 0: no previous state
+        change = StateChanged(self.agent_id, self.state, new, inp.at, seconds, reason,
                               self.reason, getattr(inp, "by", None), getattr(inp, "why", ""),
-                              getattr(inp, "queue", "") or self.queue, getattr(inp, "linkedid", "") or self.linkedid)
+                              getattr(inp, "queue", "") or self.queue, getattr(inp, "linkedid", "") or self.linkedid,
+                              self.id, inp.kind.value)
         self.state, self.reason, self.since = new, reason, inp.at
         if new is not AgentState.WRAP_UP:
             self.wrap_until = None
@@ -327,7 +356,7 @@ class Agent:
         return tuple(q for q in self.allowed if not asked or q in asked)
 
     # ---------------------------------------------------------------- handlers
-    def _sign_in(self, inp: SignIn) -> list[Action]:
+    def _sign_in(self, inp: SignIn | HotDesk) -> list[Action]:
         queues = self._choose(inp.queues)
         if not queues:
             return [Refused(self.id, inp.kind, self.state)]
@@ -338,7 +367,7 @@ class Agent:
                     self._move(AgentState.BUSY, inp, OFFLINE_REASON)]
         return [*(QueueAdd(q) for q in queues), self._move(AgentState.READY, inp)]
 
-    def _change_queues(self, inp: SignIn) -> list[Action]:
+    def _change_queues(self, inp: SignIn | HotDesk) -> list[Action]:
         queues = self._choose(inp.queues)
         if not queues:
             return [Refused(self.id, inp.kind, self.state)]
@@ -349,11 +378,24 @@ class Agent:
         self.queues = queues
         return out
 
-    def _sign_out(self, inp: SignOut) -> list[Action]:
+    def _sign_out(self, inp: SignOut | HotDesk) -> list[Action]:
         out: list[Action] = [QueueRemove(q) for q in self.queues]
         self.queues, self.pending_busy, self.misses, self.queue, self.linkedid = (), None, 0, "", ""
         self.paused = False
-        return [*out, self._move(AgentState.SIGNED_OUT, inp)]
+        out.append(self._move(AgentState.SIGNED_OUT, inp))
+        self.agent_id = self.home  # a hot-desked agent leaves the seat with the sign-out
+        return out
+
+    def _hot_desk(self, inp: HotDesk) -> list[Action]:
+        """The seat becomes `inp.agent_id`'s: the same agent again only changes queues; another agent signed
+        in here is signed out first (two moves: theirs to 签出, the new agent's to 示闲)."""
+        if not self._choose(inp.queues):
+            return [Refused(self.id, inp.kind, self.state)]
+        if self.state is not AgentState.SIGNED_OUT and inp.agent_id == self.agent_id:
+            return self._change_queues(inp)
+        out: list[Action] = self._sign_out(inp) if self.state is not AgentState.SIGNED_OUT else []
+        self.agent_id = inp.agent_id
+        return [*out, *self._sign_in(inp)]
 
     def _busy(self, inp: SetBusy) -> list[Action]:
         return [self._pause(True, inp.reason), self._move(AgentState.BUSY, inp, inp.reason)]
@@ -405,7 +447,7 @@ class Agent:
 
     def _missed(self, inp: RingNoAnswer) -> list[Action]:
         self.misses += 1
-        out: list[Action] = [Missed(self.id, inp.queue, inp.at, self.misses, inp.linkedid)]
+        out: list[Action] = [Missed(self.agent_id, inp.queue, inp.at, self.misses, inp.linkedid, self.id)]
         limit = self.policy.miss_limit
         if limit and self.misses >= limit:
             out += [self._pause(True, MISSED_REASON), self._move(AgentState.BUSY, inp, MISSED_REASON)]
@@ -533,6 +575,9 @@ TABLE: Mapping[tuple[AgentState, InputKind], Handler] = build_table((
     row({S.SIGNED_OUT, S.BUSY}, K.REACHABLE, A._back),
     row(S.TALKING, K.REACHABLE, A._back_during_call),
     row({S.READY, S.RINGING, S.WRAP_UP}, K.REACHABLE, A._back_unmarked),
+    # hot-desking (agent ID + PIN, checked by the adapter): not while a call rings or is on
+    row({S.SIGNED_OUT, S.READY, S.WRAP_UP, S.BUSY}, K.HOT_DESK, A._hot_desk),
+    row({S.RINGING, S.TALKING}, K.HOT_DESK, refuse),
 ))
 
 
@@ -561,7 +606,7 @@ def policy_from_config(config: "Config") -> AgentPolicy:
 def agents_from_config(config: "Config") -> dict[str, Agent]:
     """Every seat that serves a queue, signed out (the adapter restores or signs them in)."""
     policy = policy_from_config(config)
-    return {seat: Agent(seat, seat_queues(config, seat), policy) for seat in config.seats
+    return {seat: Agent(seat, seat_queues(config, seat), policy, home=config.agent_id_of(seat)) for seat in config.seats
             if seat_queues(config, seat)}
 
 

@@ -32,21 +32,26 @@ Thin on purpose: every decision is in `routing.agent.Agent` (pure). This module
   that ended while the controller was away is removed);
 - persists every change through `save(snapshot)` and starts from `saved` snapshots; with nothing
   saved (a first start) every configured member starts signed in and ready (unpaused), as the
-  static `members:` of queues.conf have them.
+  static `members:` of queues.conf have them;
+- hot-desking: checks an agent ID + PIN against `agents.roster` (salted hash, off the event loop; wrong
+  PINs limited by routing.agent_login.PinGuard and recorded), signs the agent out of any other seat
+  (one agent, one seat) and feeds `HotDesk` to the seat's machine. Which agent works which seat is
+  part of the snapshot, so it survives restarts; tickets ask `agent_id_of(seat)`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
-from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import structlog
 
 from model.config import Config
 from model.contract import ASTERISK_QUEUE_PREFIX
+from model.passwords import DUMMY_HASH, check_password
 from wire.channels import endpoint
 from routing.agent_help import HelpError, HelpPeriod, due, helped_queues, member_pause, plan
 from routing.agent import (
@@ -60,7 +65,9 @@ from routing.agent import (
     Completed,
     Connected,
     ExtendWrapUp,
+    HotDesk,
     Input,
+    InputKind,
     QueueAdd,
     QueuePause,
     QueueRemove,
@@ -77,6 +84,7 @@ from routing.agent import (
     agents_from_config,
     call_gone,
 )
+from routing.agent_login import PinGuard, PinOutcome
 
 log = structlog.get_logger("hotline.agents")
 
@@ -101,9 +109,23 @@ def interface(agent_id: str) -> str:
     return f"PJSIP/{agent_id}"
 
 
+@dataclass(frozen=True)
+class PinRefused:
+    """A hot-desk sign-in refused, recorded in agent_events: cause `pin_wrong` (a wrong PIN, the `tries`-th in a
+    row; `locked` when it locked the agent ID) or `pin_locked` (a try while locked: the PIN was not checked)."""
+    agent: str
+    seat: str
+    at: float
+    state: AgentState
+    tries: int
+    locked: bool
+    cause: str = "pin_wrong"
+
+
 def snapshot(a: Agent) -> Snapshot:
+    """What the store keeps of a seat's machine: `agent` is the seat (the row's key), `agent_id` who works it."""
     return {"agent": a.id, "state": a.state.value, "reason": a.reason, "since": a.since,
-            "queues": list(a.queues), "paused": a.paused}
+            "queues": list(a.queues), "paused": a.paused, "agent_id": a.agent_id}
 
 
 def replace_agents(p: HelpPeriod, agents: Mapping[str, Agent]) -> HelpPeriod:
@@ -113,10 +135,13 @@ def replace_agents(p: HelpPeriod, agents: Mapping[str, Agent]) -> HelpPeriod:
 
 def restore(a: Agent, snap: Mapping[str, Any], at: float) -> None:
     a.state, a.reason, a.since = AgentState(snap["state"]), snap.get("reason", ""), float(snap.get("since", at))
+    a.agent_id = snap.get("agent_id") or a.home
     a.queues = tuple(q for q in snap.get("queues", ()) if q in a.allowed)
     a.paused = bool(snap.get("paused", a.state in (AgentState.BUSY, AgentState.WRAP_UP)))
     if a.state is not AgentState.SIGNED_OUT and not a.queues:
         a.state, a.reason, a.paused = AgentState.SIGNED_OUT, "", False
+    if a.state is AgentState.SIGNED_OUT:
+        a.agent_id = a.home
     a.restored(at)
 
 
@@ -137,8 +162,9 @@ class AgentService:
         self._loaded = False
         self.agents: dict[str, Agent] = agents_from_config(config)
         self._by_interface = {interface(a.id).lower(): a for a in self.agents.values()}
-        self._work: asyncio.Queue[tuple[Agent, list[Action], tuple[str, ...]] | Job] = asyncio.Queue()
+        self._work: asyncio.Queue[tuple[Agent, list[Any], tuple[str, ...]] | Job] = asyncio.Queue()
         self._tasks: list[asyncio.Task[Any]] = []
+        self.pins = PinGuard(config.agents.pin_max_tries, config.agents.pin_lock_s)
 
     # ---------------------------------------------------------------- life
     def attach(self) -> None:
@@ -162,7 +188,7 @@ class AgentService:
                     restore(a, saved[a.id], now)
                     self._queue(a, [])  # persist the restart's clean-up (ringing/talking → ready)
             else:
-                a.since = now  # nothing before this start is known: no time is counted as signed out
+                # nothing before this start is known (since 0): the sign-in has no previous-state duration
                 self._queue(a, a.feed(SignIn(now, why="first start: configured members")))
 
     async def start(self) -> None:
@@ -285,6 +311,64 @@ class AgentService:
         self._queue(a, out)
         await self.drain()
         return out
+
+    # ---------------------------------------------------------------- agent IDs and hot-desking
+    def agent_id_of(self, seat: str) -> str:
+        """The agent ID (工号) working `seat` now (its configured one when it is no agent seat)."""
+        a = self.agents.get(seat)
+        return a.agent_id if a is not None else self.config.agent_id_of(seat)
+
+    def seat_of(self, agent_or_seat: str) -> str | None:
+        """The seat a supervisor means: a seat key as is, else the seat an agent ID works (signed in first)."""
+        if agent_or_seat in self.agents:
+            return agent_or_seat
+        at = sorted((a for a in self.agents.values() if a.agent_id == agent_or_seat),
+                    key=lambda a: a.state is AgentState.SIGNED_OUT)
+        return at[0].id if at else None
+
+    def recall_pin_failures(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Rebuild the wrong-PIN counts after a restart from recorded events (agent, at epoch, cause), oldest first."""
+        for r in rows:
+            if r.get("cause") == "pin_wrong":
+                self.pins.wrong(str(r.get("agent")), float(r["at"]))
+            elif r.get("cause") == InputKind.HOT_DESK.value and r.get("new") == AgentState.READY.value:
+                self.pins.right(str(r.get("agent")))
+
+    async def hot_desk(self, seat: str, agent_id: str, pin: str) -> PinOutcome:
+        """签入 by agent ID + PIN on `seat`'s phone: checked, limited, recorded; the seat becomes the agent's."""
+        a = self.agents.get(seat)
+        if a is None:
+            raise KeyError(seat)
+        now = self.clock()
+        if self.pins.locked(agent_id, now):
+            self._refused_pin(a, agent_id, now, tries=self.pins.tries(agent_id, now), locked=True, cause="pin_locked")
+            await self.drain()  # recorded before the phone answers
+            return PinOutcome.LOCKED
+        entry = self.config.agents.roster.get(agent_id)
+        ok = await asyncio.to_thread(check_password, pin, entry.pin_hash if entry is not None else DUMMY_HASH)
+        if not ok or entry is None:
+            tries = self.pins.wrong(agent_id, now)
+            locked = tries >= self.pins.max_tries
+            self._refused_pin(a, agent_id, now, tries=tries, locked=locked)
+            await self.drain()
+            return PinOutcome.LOCKED if locked else PinOutcome.WRONG
+        self.pins.right(agent_id)
+        out = a.feed(HotDesk(now, agent_id, why=f"hot-desk at seat {seat}"))
+        if not any(isinstance(x, Refused) for x in out):
+            for other in self.agents.values():  # one agent, one seat
+                if other is not a and other.agent_id == agent_id and other.state is not AgentState.SIGNED_OUT:
+                    self._queue(other, other.feed(SignOut(now, by=agent_id, why=f"hot-desk to seat {seat}")))
+        self._queue(a, out)
+        await self.drain()
+        return PinOutcome.REFUSED if any(isinstance(x, Refused) for x in out) else PinOutcome.SIGNED_IN
+
+    def _refused_pin(self, a: Agent, agent_id: str, now: float, *, tries: int, locked: bool,
+                     cause: str = "pin_wrong") -> None:
+        known = agent_id in self.config.agents.roster
+        log.warning("agent_pin_refused", seat=a.id, agent=agent_id if known else "(unknown)", tries=tries,
+                    locked=locked, cause=cause)
+        if known:  # an unknown ID is no agent: nothing of it goes in agent_events
+            self._queue(a, [PinRefused(agent_id, a.id, now, a.state, tries, locked, cause)])
 
     async def feature(self, agent_id: str, code: str, digit: str = "") -> list[Action]:
         """A feature code dialed on the agent's phone (`agents.feature_codes`)."""
@@ -433,8 +517,9 @@ class AgentService:
             for q in queues:
                 await self._pause(a, q, act.paused, act.reason if act.paused else "")
         elif isinstance(act, StateChanged):
-            log.info("agent_state_changed", agent=a.id, old=act.old.value, new=act.new.value, reason=act.reason,
-                     seconds=round(act.seconds, 1), by=act.by, why=act.why)
+            took = {} if act.seconds is None else {"seconds": round(act.seconds, 1)}  # none: no previous state
+            log.info("agent_state_changed", seat=a.id, agent=act.agent, old=act.old.value, new=act.new.value,
+                     reason=act.reason, by=act.by, why=act.why, **took)
         elif isinstance(act, Refused):
             log.info("agent_key_refused", agent=a.id, input=act.kind.value, state=act.state.value)
 

@@ -39,7 +39,7 @@ from model.config import DEFAULT_TZ
 from model.contract import CdrVar, Context
 from model.contract import Event as UserEventName
 from model.privacy import normalise_number
-from wire.channels import device
+from wire.channels import device, endpoint
 
 log = structlog.get_logger("ticketbridge.assembler")
 
@@ -234,9 +234,12 @@ _Handler = Callable[[_Call, Event, float | None], None]
 class Assembler:
     """Feeds on AMI events; hands back each caller call's record once all its channels are gone."""
 
-    def __init__(self, tz: str = DEFAULT_TZ) -> None:
+    def __init__(self, tz: str = DEFAULT_TZ, agent_id_of: Callable[[str], str | None] | None = None) -> None:
+        """`agent_id_of(seat)`: the agent ID (工号) working a seat (PJSIP endpoint) at the moment it answers, None
+        when it is no seat; the ticket names the agent by it (without: the queue member's name)."""
         #: the zone Asterisk writes local CDR times in (center.timezone); the JSON CDR file uses epochs
         self.zone = ZoneInfo(tz)
+        self.agent_id_of = agent_id_of
         self._calls: dict[str, _Call] = {}
         self._alias: dict[str, str] = {}  # second linkedid of an attended transfer → the caller's
         self._closed: OrderedDict[str, None] = OrderedDict()
@@ -435,9 +438,18 @@ class Assembler:
     def _on_queue_caller_leave(self, call: _Call, e: Event, ts: float | None) -> None:
         self._leave(call, e, ts, None)
 
+    def _agent(self, e: Event) -> str:
+        """Who answered: the agent ID working the seat (`agent_id_of`), else the member's name or interface."""
+        iface = _s(e.get("Interface")) or device(_s(e.get("DestChannel")))
+        if self.agent_id_of is not None and iface.upper().startswith("PJSIP/"):
+            aid = self.agent_id_of(endpoint(iface))
+            if aid:
+                return aid
+        return _s(e.get("MemberName")) or iface
+
     def _on_agent_connect(self, call: _Call, e: Event, ts: float | None) -> None:
         self._leave(call, e, ts, _num(e.get("HoldTime")))
-        agent = _s(e.get("MemberName")) or _s(e.get("Interface")) or device(_s(e.get("DestChannel")))
+        agent = self._agent(e)
         if call.answered_at is None or call.agent is None:
             call.answered_at = ts
         call.agent = agent or call.agent
@@ -450,7 +462,7 @@ class Assembler:
         if talk is not None and talk >= 0:
             call.talk_s = talk
         if call.agent is None:
-            call.agent = _s(e.get("MemberName")) or _s(e.get("Interface")) or None
+            call.agent = self._agent(e) or None
         v = self._visit(call, _s(e.get("Queue"))) if call.visits else None
         hold = _num(e.get("HoldTime"))
         if v is not None and v.wait_s is None and hold is not None and hold >= 0:

@@ -177,7 +177,9 @@ class TicketSeq(Base):
 
 
 class AgentStateRow(Base):
-    """A seat agent's current state (routing/agent.py), one row per agent: restored at controller start."""
+    """A seat's agent machine's current state (routing/agent.py), one row per seat: restored at controller start.
+    `agent` is the seat's key (historic name); `agent_id` the agent ID working it (migration 0005; NULL: the
+    seat's own)."""
 
     __tablename__ = "agent_states"
 
@@ -188,10 +190,14 @@ class AgentStateRow(Base):
     queues: Mapped[list[str]] = mapped_column(JSON)
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    agent_id: Mapped[str | None] = mapped_column(String(32))
 
 
 class AgentEvent(Base):
-    """Every agent state change: who, when, why, and the seconds spent in the state left (per-agent KPIs)."""
+    """Every agent state change: who, when, why, and the seconds spent in the state left (per-agent KPIs).
+    `agent` is the agent ID (工号); `seat` the seat it worked and `cause` what moved it (the machine's input
+    kind: connected = a call answered, ring_no_answer = a miss; pin_wrong/pin_locked: a refused hot-desk PIN,
+    old = new) — both from migration 0005, "" on older rows."""
 
     __tablename__ = "agent_events"
 
@@ -207,6 +213,8 @@ class AgentEvent(Base):
     why: Mapped[str] = mapped_column(String(200), default="")
     queue: Mapped[str] = mapped_column(String(64), default="")
     linkedid: Mapped[str] = mapped_column(String(64), default="")
+    seat: Mapped[str] = mapped_column(String(32), default="")
+    cause: Mapped[str] = mapped_column(String(24), default="")
 
 
 class AgentHelp(Base):

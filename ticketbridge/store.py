@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-import hmac
 import json
 import os
 import secrets
@@ -44,6 +43,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from model.config import DEFAULT_TZ
+from model.passwords import DUMMY_HASH, check_password, hash_password  # noqa: F401 - hash_password: tests
 from model.privacy import mask_number, normalise_number
 from ticketbridge.schema import (UTC, AgentEvent, AgentHelp, AgentStateRow, ApiToken, AuditEntry, Callback, Outbox,
                                  Ticket, TicketHistory, TicketSeq)
@@ -63,7 +63,6 @@ _PG_MIGRATION_LOCK = 1234508466
 CALLBACK_OUTCOMES = {"abandoned_in_queue", "ended_in_ivr"}
 CALLBACK_STATUSES = {"pending", "dialing", "done", "failed"}
 #: scrypt cost for the 6-digit query password (≈16 MiB, tens of ms; run off the event loop)
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 _RETRIES = 10
 #: the daily sequence fits 6 digits, so ticket numbers stay 12 digits long
 TICKET_SEQ_MAX = 999_999
@@ -131,28 +130,7 @@ class TicketNotFound(LookupError):
     pass
 
 
-def hash_password(password: str, salt: bytes | None = None) -> str:
-    """Salted scrypt: `scrypt$n$r$p$salt$hash` (hex). CPU-heavy: call via asyncio.to_thread."""
-    salt = salt if salt is not None else secrets.token_bytes(16)
-    n, r, p = _SCRYPT["n"], _SCRYPT["r"], _SCRYPT["p"]
-    dk = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=32)
-    return f"scrypt${n}${r}${p}${salt.hex()}${dk.hex()}"
-
-
-_DUMMY_HASH = "scrypt$16384$8$1$" + "00" * 16 + "$" + "00" * 32
-
-
-def check_password(password: str, stored: str) -> bool:
-    """Constant-time compare; a malformed stored hash is simply a mismatch."""
-    try:
-        scheme, n, r, p, salt, want = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        dk = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p),
-                            dklen=len(want) // 2)
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(dk.hex(), want)
+_DUMMY_HASH = DUMMY_HASH
 
 
 def _ts(epoch: float | None) -> dt.datetime | None:
@@ -782,21 +760,30 @@ class TicketStore(OutreachMixin):
                 s.add(row)
             row.state, row.reason, row.since = snapshot["state"], snapshot.get("reason", ""), snapshot["since"]
             row.queues, row.paused, row.updated_at = list(snapshot.get("queues", [])), bool(snapshot.get("paused")), now
+            row.agent_id = snapshot.get("agent_id") or None
             for c in changes:
-                if type(c).__name__ != "StateChanged":
-                    continue
-                s.add(AgentEvent(agent=c.agent, at=dt.datetime.fromtimestamp(c.at, UTC), old=str(c.old),
-                                 new=str(c.new), reason=c.reason[:32], old_reason=c.old_reason[:32],
-                                 seconds=c.seconds, actor=(c.by or None) and c.by[:64], why=c.why[:200],
-                                 queue=c.queue[:64], linkedid=c.linkedid[:64]))
+                kind = type(c).__name__
+                if kind == "StateChanged":
+                    s.add(AgentEvent(agent=c.agent, at=dt.datetime.fromtimestamp(c.at, UTC), old=str(c.old),
+                                     new=str(c.new), reason=c.reason[:32], old_reason=c.old_reason[:32],
+                                     seconds=c.seconds or 0.0, actor=(c.by or None) and c.by[:64], why=c.why[:200],
+                                     queue=c.queue[:64], linkedid=c.linkedid[:64], seat=c.seat[:32],
+                                     cause=c.cause[:24]))
+                elif kind == "PinRefused":  # routing.agent_service: a hot-desk PIN refused (old = new)
+                    s.add(AgentEvent(agent=c.agent[:32], at=dt.datetime.fromtimestamp(c.at, UTC), old=str(c.state),
+                                     new=str(c.state), seconds=0.0, actor=c.agent[:32],
+                                     why=f"{c.tries} wrong PIN(s) in a row" + ("; locked" if c.locked else ""),
+                                     seat=c.seat[:32], cause=c.cause[:24]))
 
     async def agent_states(self) -> dict[str, dict[str, Any]]:
-        """Every saved agent's snapshot, by agent ID (empty: nothing saved yet, a first start)."""
+        """Every saved seat's snapshot, by seat (empty: nothing saved yet, a first start); `agent_id` None: the
+        seat's own agent (a row from before migration 0005)."""
         read, _ = self._sessions()
         async with read() as s:
             rows = (await s.execute(select(AgentStateRow))).scalars()
             return {r.agent: {"agent": r.agent, "state": r.state, "reason": r.reason, "since": r.since,
-                              "queues": list(r.queues), "paused": r.paused} for r in rows}
+                              "queues": list(r.queues), "paused": r.paused, "agent_id": r.agent_id}
+                    for r in rows}
 
     async def agent_events(self, *, agent: str | None = None, since: dt.datetime | None = None) -> list[AgentEvent]:
         read, _ = self._sessions()

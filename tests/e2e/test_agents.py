@@ -78,7 +78,7 @@ async def hang_up(robot: CallRobot) -> None:
 
 async def test_busy_keeps_queue_calls_away_and_ready_lets_them_ring(controller, ami, seat):
     r = await control(controller, op="agent", action="busy", agent="1001", reason="培训", actor="班长王")
-    assert r == {"ok": True, "agent": "1001", "state": "busy", "reason": "培训"}
+    assert r == {"ok": True, "agent": "1001", "seat": "1001", "state": "busy", "reason": "培训"}
     m = await wait_member(ami, "general", "1001", "1")
     assert m["Paused"] == "1" and m.get("PausedReason") == "培训"
     robot = await CallRobot(ami, number="12358", caller="13900006001").dial()
@@ -139,6 +139,11 @@ async def test_feature_codes_from_the_seat_phone_confirm_with_a_prompt(controlle
             await asyncio.sleep(0.2)
         p = next(p for p in prompts if p.get("Prompt") == "agent_busy")
         assert p.get("Agent") == "1001" and p.get("State") == "busy"
+        deadline = time.monotonic() + 5  # 已示忙 then the reason: 小休 (busy_reasons digit 1)
+        while not any(p.get("Prompt") == "agent_reason/1" for p in prompts) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        said = [p.get("Prompt") for p in prompts if p.get("Prompt", "").startswith("agent_")]
+        assert said[said.index("agent_busy"):][:2] == ["agent_busy", "agent_reason/1"], said
         assert controller.agents.agents["1001"].reason == "小休"
         m = await wait_member(ami, "general", "1001", "1")
         assert m["Paused"] == "1" and m.get("PausedReason") == "小休"

@@ -23,6 +23,7 @@ from routing.agent import (
     Completed,
     Connected,
     ExtendWrapUp,
+    HotDesk,
     InputKind,
     Missed,
     QueueAdd,
@@ -68,6 +69,7 @@ def inputs_for(kind: InputKind, at: float = T0 + 1):
         InputKind.CALLED: Called(at, "general", "L1"), InputKind.CONNECTED: Connected(at, "general", "L1"),
         InputKind.COMPLETED: Completed(at, "general", "L1"), InputKind.RING_NO_ANSWER: RingNoAnswer(at, "general"),
         InputKind.TICK: Tick(at), InputKind.UNREACHABLE: Unreachable(at), InputKind.REACHABLE: Reachable(at),
+        InputKind.HOT_DESK: HotDesk(at, "8001"),
     }[kind]
 
 
@@ -95,13 +97,15 @@ def test_table_is_total_and_refuses_gaps_and_doubles():
 
 @pytest.mark.parametrize("state,kind", list(product(AgentState, InputKind)))
 def test_every_pair_is_defined_and_consistent(state, kind):
-    """Every cell runs without raising; a move is announced by exactly one StateChanged; membership follows."""
+    """Every cell runs without raising; a move is announced by one StateChanged (a hot-desk onto a seat another
+    agent is signed in at: two, theirs out and the new agent's in); membership follows."""
     a = in_state(state)
     out = a.feed(inputs_for(kind))
     changes = [x for x in out if isinstance(x, StateChanged)]
-    assert len(changes) <= 1
+    assert len(changes) <= (2 if kind is InputKind.HOT_DESK else 1)
     if changes:
-        assert changes[0].old is state and changes[0].new is a.state
+        assert changes[0].old is state and changes[-1].new is a.state
+        assert all(c.seat == "1001" and c.cause == kind.value for c in changes)
     else:
         assert a.state is state
     if a.state is S.SIGNED_OUT:
@@ -119,7 +123,8 @@ def test_sign_in_adds_every_allowed_queue_ready_and_sign_out_removes_them():
     assert a.state is S.READY and out[-1].new is S.READY and out[-1].old is S.SIGNED_OUT
     out = a.feed(SignOut(T0 + 60, by="班长王", why="强制签出"))
     assert out[:2] == [QueueRemove("general"), QueueRemove("overflow")]
-    assert out[-1] == StateChanged("1001", S.READY, S.SIGNED_OUT, T0 + 60, 60.0, by="班长王", why="强制签出")
+    assert out[-1] == StateChanged("1001", S.READY, S.SIGNED_OUT, T0 + 60, 60.0, by="班长王", why="强制签出",
+                                   seat="1001", cause="sign_out")
 
 
 def test_sign_in_to_one_queue_and_change_queues_while_signed_in():
@@ -161,7 +166,8 @@ def test_a_call_without_wrap_up_goes_back_to_ready_without_pausing():
     a = ready()
     assert [x.new for x in a.feed(Called(T0 + 1, "general", "L1"))] == [S.RINGING]
     assert a.feed(Connected(T0 + 3, "general", "L1")) == [
-        StateChanged("1001", S.RINGING, S.TALKING, T0 + 3, 2.0, queue="general", linkedid="L1")]
+        StateChanged("1001", S.RINGING, S.TALKING, T0 + 3, 2.0, queue="general", linkedid="L1",
+                     seat="1001", cause="connected")]
     out = a.feed(Completed(T0 + 63, "general", "L1"))
     assert not any(isinstance(x, QueuePause) for x in out)
     assert a.state is S.READY and out[-1].seconds == 60 and out[-1].linkedid == "L1"
@@ -220,7 +226,7 @@ def test_missed_calls_counted_and_the_limit_sets_busy():
     a = ready(miss_limit=2)
     a.feed(Called(T0, "general"))
     out = a.feed(RingNoAnswer(T0 + 15, "general", "L1"))
-    assert out[0] == Missed("1001", "general", T0 + 15, 1, "L1") and a.state is S.READY
+    assert out[0] == Missed("1001", "general", T0 + 15, 1, "L1", "1001") and a.state is S.READY
     a.feed(Called(T0 + 20, "general"))
     out = a.feed(RingNoAnswer(T0 + 35, "general"))
     assert out[0].in_a_row == 2 and out[1] == QueuePause(True, MISSED_REASON)

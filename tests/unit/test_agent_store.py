@@ -47,3 +47,47 @@ async def test_agents_saved_and_restored_across_a_controller_restart(tmp_path):
         ("PJSIP/1003", "hotline-expert", "false", ""), ("PJSIP/1003", "hotline-line_12333", "false", "")}
     await svc2.stop()
     await store.close()
+
+
+def test_migration_0005_keeps_rows_written_before_agent_ids(tmp_path):
+    """A store at 0004 with agents saved upgrades in place: old rows read as the seat's own agent, no cause."""
+    import asyncio
+    import sqlite3
+
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    from ticketbridge import agent_kpi
+    from ticketbridge.store import MIGRATIONS_DIR
+
+    db = tmp_path / "old.db"
+    acfg = AlembicConfig()
+    acfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    acfg.cmd_opts = type("Opts", (), {"x": [f"url=sqlite+aiosqlite:///{db}"]})()
+    command.upgrade(acfg, "0004_audit_log")
+    with sqlite3.connect(db) as c:
+        c.execute("INSERT INTO agent_states (agent, state, reason, since, queues, paused, updated_at) "
+                  "VALUES ('1001', 'ready', '', 5000.0, '[\"general\"]', 0, '2026-11-30 01:00:00')")
+        c.execute("INSERT INTO agent_events (agent, at, old, new, reason, old_reason, seconds, why, queue, linkedid) "
+                  "VALUES ('1001', '2026-11-30 01:00:15', 'ringing', 'ready', '', '', 15, '', 'general', 'L1')")
+
+    async def read() -> tuple[dict, list]:
+        cfg = load_config("config/hotline.yaml")
+        cfg.seats["1001"].agent_id = "8101"
+        store = TicketStore(f"sqlite+aiosqlite:///{db}", cfg)
+        await store.open()
+        try:
+            states, events = await store.agent_states(), await store.agent_events()
+            svc = AgentService(FakeAmi(), cfg, clock=Clock())
+            svc.start_from(states)
+            assert svc.agents["1001"].agent_id == "8101"  # no agent_id saved: the seat's own agent
+            return states, events
+        finally:
+            await store.close()
+
+    states, events = asyncio.run(read())
+    assert states["1001"]["agent_id"] is None and states["1001"]["queues"] == ["general"]
+    assert (events[0].seat, events[0].cause) == ("", "")
+    rows = [{"agent": e.agent, "at": e.at, "old": e.old, "new": e.new, "seconds": e.seconds, "cause": e.cause}
+            for e in events]
+    assert agent_kpi.compute(rows, [])[0].missed == 1  # a legacy ringing → ready is a miss

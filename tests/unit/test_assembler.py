@@ -141,6 +141,22 @@ def test_answered_with_talk_time() -> None:
     assert ("agent", AGENT) in r.participants and ("caller", CALLER) in r.participants
 
 
+def test_the_ticket_names_the_agent_id_working_the_seat_when_it_answered() -> None:
+    """Not the channel (PJSIP/1001) nor the member's name: the agent ID (工号) the seat had at AgentConnect."""
+    working = {"1001": "8101"}
+    asm = Assembler(agent_id_of=working.get)
+    evs = inbound() + queue_answered()
+    run(evs[:-1], asm)
+    working["1001"] = "8001"  # someone else at the seat after the answer changes nothing for this call
+    [r] = run(evs[-1:] + [hangup(L, L[:-1] + "2", T0 + 113, AGENT), hangup(L, L, T0 + 113.2, CALLER)], asm)
+    assert r.agent == "8101" and r.actual_dest == "agent:8101"
+    robot = [dict(e, Interface="Local/3@agent-robot/n", MemberName="robot3") if e.get("Event", "").startswith("Agent")
+             else e for e in queue_answered(lid="1760000001.1")]
+    [r] = run(inbound(lid="1760000001.1") + robot + [hangup("1760000001.1", "1760000001.2", T0 + 113, AGENT),
+                                                      hangup("1760000001.1", "1760000001.1", T0 + 114, CALLER)], asm)
+    assert r.agent == "robot3"  # no seat: the member's name as before
+
+
 def test_survey_after_agent_hangup() -> None:
     evs = inbound() + queue_answered() + [
         hangup(L, L[:-1] + "2", T0 + 113, AGENT),

@@ -82,8 +82,13 @@ def test_socket_path_is_per_instance(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_controller_answers_callback_requests() -> None:
+    class NoAgentOps:
+        async def handle(self, request: dict[str, Any]) -> None:
+            return None  # not an agent op (hotline/agent_control.py answers those: tests/unit/test_agent_control.py)
+
     class Fake:
         asked: list[tuple[str, str]] = []
+        agent_control = NoAgentOps()
 
         async def call_back(self, ticket_no: str, actor: str = "controller") -> CallbackResult:
             self.asked.append((ticket_no, actor))

@@ -64,7 +64,7 @@ def built(tmp_path_factory):
 def test_every_prompt_and_digit_is_a_valid_8k_mono_wav(built):
     root, report, _ = built
     assert report.ok, report.failed
-    assert set(report.built) == {"greeting", "connecting", *P.DIGIT_PROMPTS}
+    assert set(report.built) == {"greeting", "connecting", *P.DIGIT_PROMPTS, *P.agent_reason_prompts(tiny_config())}
     greeting = assert_asterisk_wav(root / "out" / "greeting.wav", min_s=2.0)
     assert len(greeting) > 2000
     for d in "0123456789":
@@ -78,7 +78,7 @@ def test_progress_counts_every_prompt_once(built):
     _, report, seen = built
     assert [s[0] for s in seen] == list(range(1, report.total + 1))
     assert {s[1] for s in seen} == {report.total}
-    assert {s[2] for s in seen} == {"greeting", "connecting", *P.DIGIT_PROMPTS}
+    assert {s[2] for s in seen} == {"greeting", "connecting", *P.DIGIT_PROMPTS, *P.agent_reason_prompts(tiny_config())}
     assert {s[3] for s in seen} == {"built"}
 
 
@@ -88,7 +88,7 @@ def test_rebuild_reuses_the_cache_and_changed_text_rebuilds(tmp_path):
     mtime = (out / "greeting.wav").stat().st_mtime_ns
     again = P.build_prompts(tiny_config(), rec, out)
     assert again.built == [] and again.recorded == []
-    assert set(again.reused) == {"greeting", "connecting", *P.DIGIT_PROMPTS}
+    assert set(again.reused) == {"greeting", "connecting", *P.DIGIT_PROMPTS, *P.agent_reason_prompts(tiny_config())}
     assert (out / "greeting.wav").stat().st_mtime_ns == mtime
 
     changed = tiny_config(CONFIG.replace("请稍候。", "请稍候，谢谢您的耐心等待。"))
@@ -139,7 +139,7 @@ def test_missing_espeak_ng_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     with pytest.raises(P.EspeakMissingError, match=r"Debian package 'espeak-ng'") as e:
         P.build_prompts(tiny_config(), tmp_path / "rec", tmp_path / "out")
-    assert f"{2 + len(P.DIGIT_PROMPTS)} prompt(s) need synthesis" in str(e.value)
+    assert f"{2 + len(P.DIGIT_PROMPTS) + len(P.agent_reason_prompts(tiny_config()))} prompt(s) need synthesis" in str(e.value)
     assert not (tmp_path / "out" / "greeting.wav").exists()
 
 
