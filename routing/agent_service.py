@@ -37,6 +37,10 @@ Thin on purpose: every decision is in `routing.agent.Agent` (pure). This module
   PINs limited by routing.agent_login.PinGuard and recorded), signs the agent out of any other seat
   (one agent, one seat) and feeds `HotDesk` to the seat's machine. Which agent works which seat is
   part of the snapshot, so it survives restarts; tickets ask `agent_id_of(seat)`.
+
+Why one module: it is the one adapter between the agents' machines and AMI — keys, queue events, logins,
+help periods and hot-desking all send their pauses through its one worker, so none overtakes another;
+split, that ordering would have to be shared across files.
 """
 
 from __future__ import annotations

@@ -366,7 +366,8 @@ def test_ringing_or_after_call_work_when_the_phone_goes_away_is_busy_offline():
 def test_busy_or_signed_out_agents_are_only_marked_and_keep_their_state_and_reason():
     a = in_state(S.BUSY)
     out = a.feed(Unreachable(T0 + 5))
-    assert out == [StateChanged("1001", S.BUSY, S.BUSY, T0 + 5, 5.0, "就餐", "就餐", why="话机离线")]
+    assert out == [StateChanged("1001", S.BUSY, S.BUSY, T0 + 5, 5.0, "就餐", "就餐", why="话机离线",
+                                 seat="1001", cause="unreachable")]
     assert a.offline and a.reason == "就餐"
     out = a.feed(Reachable(T0 + 9))
     assert [(x.old, x.new, x.reason, x.seconds) for x in out] == [(S.BUSY, S.BUSY, "就餐", 4.0)] and not a.offline

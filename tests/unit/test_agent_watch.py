@@ -104,7 +104,7 @@ async def test_login_asks_each_phone_and_an_unregistered_one_is_marked_busy_offl
     assert a2.state is S.READY and not a2.offline
     assert set(ami.pauses("1002")[-2:]) == {("hotline-general", "false", ""), ("hotline-overflow", "false", "")}
     assert saves[-1][0] == {"agent": "1002", "state": "ready", "reason": "", "since": clock.now,
-                            "queues": ["general", "overflow"], "paused": False}
+                            "queues": ["general", "overflow"], "paused": False, "agent_id": "1002"}
     # in use, ringing, on hold: all reachable (no change, nothing sent)
     sent = len(ami.actions)
     for state in ("INUSE", "RINGING", "ONHOLD", "NOT_INUSE"):
