@@ -205,8 +205,15 @@ async def test_misses_in_a_row_set_the_agent_busy_and_no_next_call_rings_it(one_
             await asyncio.sleep(0.1)
         a = controller.agents.agents["1001"]
         assert (a.state.value, a.reason) == ("busy", "未接")
-        rows = await ami.action_list("QueueStatus", Queue="hotline-general")
-        m = next(r for r in rows if r.get("Event") == "QueueMember" and "PJSIP/1001" in (r.get("Location"), r.get("StateInterface")))
+        await controller.agents.drain()  # the pause is sent by the agents' worker after the state changed
+        deadline = time.monotonic() + 5
+        while True:
+            rows = await ami.action_list("QueueStatus", Queue="hotline-general")
+            m = next(r for r in rows if r.get("Event") == "QueueMember"
+                     and "PJSIP/1001" in (r.get("Location"), r.get("StateInterface")))
+            if m["Paused"] == "1" or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
         assert m["Paused"] == "1" and m.get("PausedReason") == "未接"
         rang = len([e for e in robot.events if e.get("Event") == "AgentCalled" and e.get("Interface") == "PJSIP/1001"])
         await asyncio.sleep(8)  # the queue retries its members: a busy agent is not rung again
