@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ivr.callflow import Decided, Greeted, MenuExit, MenuPath, Note, Now, SelfService, SetRoute, inbound_flow
+from ivr.callflow import Decided, Greeted, MenuExit, MenuPath, Note, Now, OpenTicket, SelfService, SetRoute, inbound_flow
 from ivr.menu import Collect, Digit, Event, Play, Timeout
 from model.config import Config
+from model.contract import Var
 from model.destinations import (
     Category,
     Destination,
@@ -210,6 +211,10 @@ def explain_call(config: Config, dialed: str, caller: str | None, at: dt.datetim
             case Decided(decision=d, chosen=chosen):
                 steps.append(_decision_step(config, d, chosen))
                 steps.extend(ExplainStep("warning", f"warning: {w}", {"warning": w}) for w in d.warnings)
+            case OpenTicket():
+                steps.append(ExplainStep("ticket", "a ticket number is allocated now, while the caller is on the line "
+                                         f"(工单编号; channel variable {Var.TICKET.value}: the agent reads it out; after "
+                                         "the agent hangs up the caller hears it with a query password)", {}))
             case Greeted():
                 pass
             case Play(prompt=prompt):

@@ -54,6 +54,13 @@ class Decided:
 
 
 @dataclass(frozen=True)
+class OpenTicket:
+    """The call's ticket number, allocated now, while the caller is on the line (live: the store, the number
+    set in `Var.TICKET` for the agent and the dialplan; explain: a sample). Answer: the number, or None when
+    it could not be had in time (the ticket then gets its number when the call ends)."""
+
+
+@dataclass(frozen=True)
 class Greeted:
     """The greeting/announcements are over (the dialplan's fallback must not greet again). Answer: None."""
 
@@ -112,7 +119,7 @@ class SetRoute:
 
 #: what the flow yields: `Play` (answer: the key pressed during it, or None) and `Collect`
 #: (answer: a menu Event — Digit, Timeout or SpeechResult) come from the menu engine's vocabulary
-FlowAction = Decided | Greeted | Play | Collect | MenuPath | MenuExit | Note | Now | SelfService | SetRoute
+FlowAction = Decided | OpenTicket | Greeted | Play | Collect | MenuPath | MenuExit | Note | Now | SelfService | SetRoute
 Flow = Generator[FlowAction, object, None]
 
 
@@ -120,6 +127,7 @@ def inbound_flow(config: Config, dialed: str, caller: str, now: dt.datetime) -> 
     """The whole inbound script of one call, as actions (see the module docstring)."""
     decision = decide(config, dialed, caller, now)
     yield Decided(decision)
+    yield OpenTicket()
     # barge-in: a key pressed during the greeting skips the rest and is the first menu input
     pending: str | None = None
     for prompt in decision.announcements:

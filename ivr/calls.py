@@ -27,12 +27,14 @@ from ivr.callflow import (
     MenuPath,
     Note,
     Now,
+    OpenTicket,
     SelfService,
     SetRoute,
     inbound_flow,
 )
 from ivr.menu import Collect, Digit, Play, SpeechResult, Timeout
 from ivr.prompts import say_digits_files, sound_name
+from ivr.ticket_notice import AskRepeat, Say, SayDigits, ticket_notice
 from model.config import Config
 from model.contract import Event, Var
 from model.destinations import Destination, HangupDest, QueueDest
@@ -42,12 +44,22 @@ from wire.fastagi import AgiHangup, AgiSession
 
 log = structlog.get_logger("hotline.ivr")
 
+#: how long the ticket number may take as the call enters before the greeting goes on without it (s)
+OPEN_TICKET_TIMEOUT_S = 3.0
+#: Asterisk's own channel function naming the call (not one of our wire names)
+LINKEDID = "CHANNEL(linkedid)"
+
 #: Where speech recordings go, as Asterisk sees its filesystem (under its spool dir, which it can write).
 DEFAULT_RECORD_DIR = "/var/spool/asterisk/tmp"
 
 
 class QueryStore(Protocol):
     async def verify_query(self, ticket_no: str, password: str) -> Any: ...
+
+    async def open_ticket(self, linkedid: str, *, caller: str = "", dialed: str = "",
+                          started_at: float | None = None) -> str: ...
+
+    async def issue_password(self, ticket_no: str, *, sms: bool = True, actor: str = "ivr") -> str | None: ...
 
 
 class CallScripts:
@@ -131,6 +143,8 @@ class CallScripts:
                     log.warning("numberplan_warning", dialed=d.dialed, warning=w)
                 log.info("call_routed", dialed=d.dialed, caller=mask_number(caller), mode=d.mode, line=d.line,
                          dest=d.dest.label(), reason=d.reason, chosen_in_menu=chosen)
+            case OpenTicket():
+                return await self._open_ticket(s, dialed, caller)
             case Greeted():
                 await s.set_variable(Var.GREETED, "1")
             case Note(kind=kind, text=text):
@@ -149,6 +163,27 @@ class CallScripts:
                                    Category=action.category.value if action.category else "", Fallback="0")
                 await s.set_variable(Var.ROUTE, action.route)
         return None
+
+    async def _open_ticket(self, s: AgiSession, dialed: str, caller: str) -> str | None:
+        """Allocate the call's ticket number now and hand it to the channel (inherited by the agent's leg).
+
+        Never in the caller's way: a slow or failing store is logged and the call goes on; the
+        ticket then gets its number when the call ends (or from the CDR replay)."""
+        if self.store is None:
+            return None
+        try:
+            linkedid = await s.get_variable(LINKEDID) or s.uniqueid
+            ticket_no = await asyncio.wait_for(
+                self.store.open_ticket(linkedid, caller=caller, dialed=dialed, started_at=time.time()),
+                OPEN_TICKET_TIMEOUT_S)
+        except AgiHangup:
+            raise
+        except Exception as e:  # noqa: BLE001 - the call goes on without its number for now
+            log.warning("ticket_open_failed", dialed=dialed, error=type(e).__name__)
+            return None
+        await s.set_variable(f"__{Var.TICKET.value}", ticket_no)
+        log.info("ticket_opened", ticket=ticket_no, dialed=dialed)
+        return ticket_no
 
     async def _collect(self, s: AgiSession, c: Collect) -> Any:
         digits, timed_out = await self._ask(s, c.prompt, int(c.timeout_s * 1000), 1)
@@ -250,9 +285,58 @@ class CallScripts:
         for f in say_digits_files(number):
             await s.stream_file(f, "")
 
-    # ------------------------------------------------------------------ survey
+    # ------------------------------------------------------------------ after the agent hung up
     async def survey(self, s: AgiSession) -> None:
-        """满意度评价 after the agent hung up first; no answer is recorded as none."""
+        """After the agent hung up first: the ticket notice (number and query password), then the survey."""
+        if self.config.ticket_notice.enabled and self.store is not None:
+            await self.notice(s)
+        await self._survey(s)
+
+    async def notice(self, s: AgiSession) -> None:
+        """工单编号与查询密码: issue the password (stored hashed only) and read both out, * to hear them again.
+
+        Any failure of ours skips the notice (the survey still follows); the password is never in a
+        log, an event or a channel variable: only the digit files it is read with carry it."""
+        try:
+            ticket_no = await s.get_variable(Var.TICKET) or ""
+            if not ticket_no:  # the IVR never saw the call enter (fallback): number it now
+                linkedid = await s.get_variable(LINKEDID) or s.uniqueid
+                ticket_no = await self.store.open_ticket(linkedid, caller=s.env.get("agi_callerid", ""),
+                                                         dialed=await s.get_variable(Var.DIALED) or "")
+                await s.set_variable(Var.TICKET, ticket_no)
+            password = await self.store.issue_password(ticket_no)
+        except AgiHangup:
+            raise
+        except Exception:  # noqa: BLE001
+            log.exception("ticket_notice_failed")
+            return
+        if password is None:
+            log.info("ticket_notice_skipped", ticket=ticket_no, reason="a password was issued before")
+            return
+        flow = ticket_notice(self.config.ticket_notice, ticket_no, password)
+        answer: object = None
+        while True:
+            try:
+                action = flow.send(answer)
+            except StopIteration as stop:
+                log.info("ticket_notice_told", ticket=ticket_no, times=stop.value)
+                return
+            answer = None
+            match action:
+                case Say(prompt=prompt):
+                    await self._stream(s, prompt, "")
+                case SayDigits(digits=digits, gap_s=gap_s):
+                    for i, f in enumerate(say_digits_files(digits)):
+                        if i and gap_s:
+                            await s.exec("Wait", f"{gap_s:g}")
+                        await s.stream_file(f, "")
+                case AskRepeat(prompt=prompt, wait_s=wait_s):
+                    answer = await self._stream(s, prompt, "*")
+                    if answer is None:
+                        answer = await s.wait_for_digit(int(wait_s * 1000))
+
+    async def _survey(self, s: AgiSession) -> None:
+        """满意度评价; no answer is recorded as none."""
         cfg = self.config.survey
         if not cfg.enabled:
             return

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from model.caller_loop import DeadlineRules, SmsSettings, TicketNotice
 from model.destinations import Category, Destination, QueueDest
 from model.names import DialString, LineNumber, SafeName, SafeText, SeatKey
 
@@ -634,6 +635,12 @@ class Config(_M):
     recording: Recording = Recording()
     speech: Speech = Speech()
     deadlines: dict[str, Deadline] = Field(default_factory=dict)
+    #: urgent categories and deadline reminders (model/caller_loop.py)
+    deadline_rules: DeadlineRules = DeadlineRules()
+    #: the ticket number and query password told after the agent hangs up (model/caller_loop.py)
+    ticket_notice: TicketNotice = TicketNotice()
+    #: the same as an SMS through the outbox; off without a url (model/caller_loop.py)
+    sms: SmsSettings = SmsSettings()
     #: transfer no-answer time before the caller returns to the agent (s)
     transfer_timeout_s: int = 20
     #: seat agents' states, feature codes and busy reasons (each queue's `members` are the seats that may serve it)

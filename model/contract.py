@@ -36,6 +36,9 @@ class Var(StrEnum):
     CALLBACK_NUMBER = "HOTLINE_CALLBACK_NUMBER"
     #: set on the citizen's leg of a 回访 (follow-up) call: the ticket it is about
     FOLLOWUP = "HOTLINE_FOLLOWUP"
+    #: the call's ticket number, allocated as the call enters (inherited: the agent's channel has it too;
+    #: the agent reads it out, the IVR tells it to the caller after the agent hangs up). Never the password.
+    TICKET = "HOTLINE_TICKET"
     #: globals
     GENERAL = "HOTLINE_GENERAL"
     AGI = "HOTLINE_AGI"

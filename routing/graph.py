@@ -457,6 +457,9 @@ class _Checker:
                 refs.append((("menus", name, fld), getattr(menu, fld)))
         if c.survey.enabled:
             refs += [(("survey", "prompt"), c.survey.prompt), (("survey", "thanks"), c.survey.thanks)]
+        if c.ticket_notice.enabled:
+            refs += [(("ticket_notice", f), getattr(c.ticket_notice, f))
+                     for f in ("ticket_prompt", "password_prompt", "repeat_prompt")]
         for number, line in c.legacy_lines.items():
             for fld in ("announcement", "retirement_notice"):
                 if getattr(line, fld):

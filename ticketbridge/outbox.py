@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -68,8 +68,16 @@ class OutboxPusher:
                  backoff_s: float = 30.0, max_backoff_s: float = 3600.0, poll_s: float = 2.0,
                  batch: int = 50, lease_s: float | None = None, headers: dict[str, str] | None = None,
                  transport: httpx.AsyncBaseTransport | None = None, allow_http: bool = False,
-                 max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
+                 max_response_bytes: int = MAX_RESPONSE_BYTES, endpoint: str = "platform",
+                 render: Callable[[Any], Awaitable[dict[str, Any]]] | None = None, echo_body: bool = True) -> None:
+        """`endpoint`: which outbox rows this pusher takes (`platform`, or `sms` for the SMS gateway);
+        `render(row)`: the JSON to POST (default: the row's minimal payload; raising ticketbridge.sms.Unsendable
+        makes the row a dead letter at once); `echo_body=False`: the receiver's answer is never kept in the
+        row's error or the log (an SMS gateway may echo the message, and so the password)."""
         _check_url(url, allow_http)
+        self.endpoint = endpoint
+        self.render = render
+        self.echo_body = echo_body
         self.store = store
         self.max_response_bytes = max_response_bytes
         self.url = url
@@ -133,7 +141,7 @@ class OutboxPusher:
 
     async def push_once(self, client: httpx.AsyncClient) -> int:
         """Claim the due rows and POST each once; returns how many were claimed."""
-        rows = await self.store.outbox_claim(self.batch, self.lease_s)
+        rows = await self.store.outbox_claim(self.batch, self.lease_s, endpoint=self.endpoint)
         for row in rows:
             await self._push(client, row)
         return len(rows)
@@ -142,7 +150,14 @@ class OutboxPusher:
         headers = {**self.headers, "Idempotency-Key": row.idempotency_key}
         error: str | None = None
         try:
-            async with client.stream("POST", self.url, json=push_payload(row.payload), headers=headers) as resp:
+            body_json = await self.render(row) if self.render is not None else push_payload(row.payload)
+        except ValueError as e:  # ticketbridge.sms.Unsendable: trying again cannot help
+            await self.store.outbox_mark_dead(row.id, f"unsendable: {e}")
+            self.dead += 1
+            log.error("outbox_unsendable", ticket=row.ticket_no, key=row.idempotency_key, error=str(e))
+            return
+        try:
+            async with client.stream("POST", self.url, json=body_json, headers=headers) as resp:
                 body = b""
                 async for chunk in resp.aiter_bytes():  # at most max_response_bytes are read, then closed
                     body += chunk[: self.max_response_bytes - len(body)]
@@ -155,7 +170,7 @@ class OutboxPusher:
                 log.info("outbox_delivered", ticket=row.ticket_no, key=row.idempotency_key,
                          attempt=row.attempts + 1)
                 return
-            error = f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}"
+            error = f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}" if self.echo_body else f"HTTP {status}"
         except httpx.HTTPError as e:
             error = f"{type(e).__name__}: {e}"[:500] or type(e).__name__
         attempts = row.attempts + 1

@@ -86,6 +86,8 @@ class Ticket(Base):
     state: Mapped[str] = mapped_column(String(16), default=TicketState.accepted.value, index=True)
     urgent: Mapped[bool] = mapped_column(Boolean, default=False)
     deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    #: the deadline a `deadline_reminder` was written for (migration 0005): one reminder per deadline
+    reminded_for: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     callback_needed: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     #: the agent's intake during the call (ticketbridge/intake.py, migration 0005): 诉求内容, 承办单位,
     #: on_spot (当场解答) or dispatch (派单), who saved it and when; `category` then is the agent's pick
@@ -161,6 +163,10 @@ class Outbox(Base):
     ticket_no: Mapped[str] = mapped_column(String(20), index=True)
     idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: who receives the row (migration 0005): `platform` (ticket changes) or `sms` (the ticket notice)
+    endpoint: Mapped[str] = mapped_column(String(16), default="platform", server_default="platform", index=True)
+    #: an SMS row's query password sealed with the SMS key (ticketbridge/sms.py); erased once delivered
+    secret: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from model.config import DEFAULT_TZ
 from model.passwords import DUMMY_HASH, check_password, hash_password  # noqa: F401 - hash_password: tests
 from model.privacy import mask_number, normalise_number
+from model.ticket_state import TicketState
 from ticketbridge.schema import (UTC, AgentEvent, AgentHelp, AgentStateRow, ApiToken, AuditEntry, Callback, Outbox,
                                  Ticket, TicketHistory, TicketSeq)
 from ticketbridge.assembler import CallRecord
@@ -53,6 +54,7 @@ from ticketbridge.lifecycle import INITIAL, deadline, parse_state, transition
 from ticketbridge.outbox import push_payload
 from ticketbridge.outreach_store import OutreachMixin
 from ticketbridge.retention import TicketRecording
+from ticketbridge.sms import SMS_ENDPOINT, Sealer, sms_payload
 
 log = structlog.get_logger("ticketbridge.store")
 
@@ -62,6 +64,9 @@ _PG_MIGRATION_LOCK = 1234508466
 #: outcomes after which the citizen is called back (漏接电话回拨) unless they served themselves
 CALLBACK_OUTCOMES = {"abandoned_in_queue", "ended_in_ivr"}
 CALLBACK_STATUSES = {"pending", "dialing", "done", "failed"}
+#: tickets still owed work (before 办结): the ones deadlines and reminders are about
+OPEN_STATES = tuple(s.value for s in (TicketState.accepted, TicketState.dispatched, TicketState.handling,
+                                      TicketState.replied, TicketState.supervised))
 #: scrypt cost for the 6-digit query password (≈16 MiB, tens of ms; run off the event loop)
 _RETRIES = 10
 #: the daily sequence fits 6 digits, so ticket numbers stay 12 digits long
@@ -73,10 +78,9 @@ TICKET_SEQ_MAX = 999_999
 
 @dataclass(frozen=True)
 class SavedTicket:
-    """What save_call tells the caller; `password` only on creation (it is never stored in clear)."""
+    """What save_call tells the caller. A ticket has no query password until `issue_password` makes one."""
 
     ticket_no: str
-    password: str | None
     created: bool
 
 
@@ -237,6 +241,8 @@ class TicketStore(OutreachMixin):
         self.engine: AsyncEngine | None = None
         self._read: async_sessionmaker[AsyncSession] | None = None
         self._write: async_sessionmaker[AsyncSession] | None = None
+        #: set when SMS is configured (ticketbridge/sms.py): issue_password then queues the SMS notice
+        self.sealer: Sealer | None = None
 
     # -------------------------------------------------------------- lifecycle
     async def open(self) -> None:
@@ -310,11 +316,6 @@ class TicketStore(OutreachMixin):
         record, flagged = _fit_record(record)
         if flagged:
             log.warning("ticket_content_cut", linkedid=record.linkedid, fields=flagged)
-        password: str | None = None
-        pw_hash: str | None = None
-        if not await self.has_ticket(record.linkedid):
-            password = f"{secrets.randbelow(10**6):06d}"
-            pw_hash = await asyncio.to_thread(hash_password, password)
         for attempt in range(_RETRIES + 1):  # + 1: a refused record's bare save gets its own attempt
             try:
                 async with write() as s, s.begin():
@@ -323,14 +324,11 @@ class TicketStore(OutreachMixin):
                     )).scalar_one_or_none()
                     if existing is not None:
                         await self._merge(s, existing, record, flagged)
-                        return SavedTicket(existing.ticket_no, None, False)
-                    if password is None or pw_hash is None:  # it vanished between the check and now
-                        password = f"{secrets.randbelow(10**6):06d}"
-                        pw_hash = await asyncio.to_thread(hash_password, password)
-                    t = await self._insert(s, record, pw_hash, flagged)
+                        return SavedTicket(existing.ticket_no, False)
+                    t = await self._insert(s, record, flagged)
                     ticket_no = t.ticket_no
                 log.info("ticket_created", ticket=ticket_no, outcome=record.outcome, handled_by=record.handled_by)
-                return SavedTicket(ticket_no, password, True)
+                return SavedTicket(ticket_no, True)
             except (IntegrityError, OperationalError) as e:
                 # another controller inserted the same call, or took the same number, or SQLite was busy
                 if attempt == _RETRIES - 1:
@@ -350,15 +348,16 @@ class TicketStore(OutreachMixin):
                 flagged.append(f"refused by the database ({type(e.orig).__name__}): saved without the call's details")
         raise RuntimeError("unreachable")
 
-    async def _insert(self, s: AsyncSession, record: CallRecord, pw_hash: str, flagged: Sequence[str] = ()) -> Ticket:
+    async def _insert(self, s: AsyncSession, record: CallRecord, flagged: Sequence[str] = ()) -> Ticket:
         now = self._now()
         ticket_no = await self._next_ticket_no(s, now)
         values = _record_values(record)
-        t = Ticket(ticket_no=ticket_no, query_password_hash=pw_hash, linkedid=record.linkedid, **values)
+        # no query password yet ("" matches none): one is issued when the caller is told it (issue_password)
+        t = Ticket(ticket_no=ticket_no, query_password_hash="", linkedid=record.linkedid, **values)
         t.participants = values["participants"]
         t.state = INITIAL.value
-        t.urgent = False
-        t.deadline_at = deadline(self.config, t.category, False, now, self.zone.key)
+        t.urgent = self._urgent_category(t.category)
+        t.deadline_at = deadline(self.config, t.category, t.urgent, now, self.zone.key)
         t.callback_needed = _wants_callback(t.outcome, t.self_query)
         t.version = 1
         t.created_at = t.updated_at = now
@@ -427,6 +426,7 @@ class TicketStore(OutreachMixin):
         now = self._now()
         self._flag(s, t, flagged, now)
         if "category" in changed and t.state == INITIAL.value:
+            t.urgent = t.urgent or self._urgent_category(t.category)
             t.deadline_at = deadline(self.config, t.category, t.urgent, t.created_at, self.zone.key)
         want = _wants_callback(t.outcome, t.self_query)
         if want != t.callback_needed:
@@ -471,7 +471,8 @@ class TicketStore(OutreachMixin):
     async def verify_query(self, ticket_no: str, password: str) -> Ticket | None:
         """The ticket only with its right query password; the same work is done for a wrong number."""
         t = await self.get_ticket(ticket_no) if ticket_no and ticket_no.isdigit() else None
-        stored = t.query_password_hash if t is not None else _DUMMY_HASH
+        # a ticket without a password (never issued) costs the same work as a wrong number
+        stored = (t.query_password_hash if t is not None else "") or _DUMMY_HASH
         ok = await asyncio.to_thread(check_password, password or "", stored)
         return t if ok and t is not None else None
 
@@ -644,6 +645,107 @@ class TicketStore(OutreachMixin):
         t.version += 1
         t.updated_at = now
         self._outbox(s, t, "intake", now)
+    def _urgent_category(self, category: str | None) -> bool:
+        rules = getattr(self.config, "deadline_rules", None)
+        return bool(category and rules is not None and category in rules.urgent_categories)
+
+    async def set_urgent(self, ticket_no: str, urgent: bool, actor: str, note: str | None = None) -> Ticket:
+        """Mark a ticket urgent (or not): its deadline is recomputed from when it was accepted; pushed."""
+        _, write = self._sessions()
+        async with write() as s, s.begin():
+            t = await self._locked(s, ticket_no=ticket_no)
+            if t is None:
+                raise TicketNotFound(ticket_no)
+            if t.urgent == urgent:
+                return t
+            now = self._now()
+            before = t.deadline_at
+            t.urgent = urgent
+            t.deadline_at = deadline(self.config, t.category, urgent, t.created_at, self.zone.key)
+            s.add(TicketHistory(ticket_id=t.id, at=now, actor=actor[:64], field="urgent", from_value=str(not urgent),
+                                to_value=str(urgent), note=(note or "") + f" deadline {_iso(before)} → "
+                                                                         f"{_iso(t.deadline_at)}"))
+            t.version += 1
+            t.updated_at = now
+            self._outbox(s, t, "urgent_changed", now)
+        log.info("ticket_urgent_changed", ticket=ticket_no, urgent=urgent, actor=actor)
+        return t
+
+    # -------------------------------------------------------------- the caller's ticket number and password
+    async def open_ticket(self, linkedid: str, *, caller: str = "", dialed: str = "",
+                          started_at: float | None = None) -> str:
+        """The call's ticket number as the call enters (created in progress, or the existing one's)."""
+        saved = await self.save_call(CallRecord(linkedid=linkedid, caller=caller, dialed=dialed,
+                                                started_at=started_at))
+        return saved.ticket_no
+
+    async def issue_password(self, ticket_no: str, *, sms: bool = True, actor: str = "ivr") -> str | None:
+        """Make the ticket's query password, store only its hash, return it in clear, once.
+
+        None when the ticket already has one (it was told before: it is never made twice, so what a
+        caller heard or read stays valid). With SMS configured (`self.sealer`) and `sms`, the same
+        transaction writes the SMS notice to the outbox: the password sealed, never in its payload.
+        """
+        _, write = self._sessions()
+        password = f"{secrets.randbelow(10**6):06d}"
+        pw_hash = await asyncio.to_thread(hash_password, password)
+        async with write() as s, s.begin():
+            t = await self._locked(s, ticket_no=ticket_no)
+            if t is None:
+                raise TicketNotFound(ticket_no)
+            if t.query_password_hash:
+                return None
+            now = self._now()
+            t.query_password_hash = pw_hash
+            queued = sms and self.sealer is not None
+            s.add(TicketHistory(ticket_id=t.id, at=now, actor=actor[:64], field="query_password", from_value=None,
+                                to_value="issued", note="by SMS too" if queued else None))
+            if queued:
+                assert self.sealer is not None
+                key = f"{t.ticket_no}:{SMS_ENDPOINT}:{pw_hash.split('$')[4][:16]}"
+                s.add(Outbox(ticket_no=t.ticket_no, idempotency_key=key, payload=sms_payload(t.ticket_no),
+                             endpoint=SMS_ENDPOINT, secret=self.sealer.seal(password, key), attempts=0,
+                             next_attempt_at=now, created_at=now))
+        log.info("ticket_password_issued", ticket=ticket_no, sms=queued, actor=actor)
+        return password
+
+    async def has_password(self, ticket_no: str) -> bool:
+        t = await self.get_ticket(ticket_no)
+        return bool(t is not None and t.query_password_hash)
+
+    # -------------------------------------------------------------- deadlines
+    async def due_tickets(self, within: dt.timedelta, *, limit: int = 500) -> list[Ticket]:
+        """Open tickets (not yet 办结) whose deadline is within `within` from now, or past; soonest first."""
+        read, _ = self._sessions()
+        q = (select(Ticket).where(Ticket.state.in_(OPEN_STATES), Ticket.deadline_at.is_not(None),
+                                  Ticket.deadline_at <= self._now() + within)
+             .order_by(Ticket.deadline_at, Ticket.id).limit(limit))
+        async with read() as s:
+            return list((await s.execute(q)).scalars())
+
+    async def write_deadline_reminders(self, before: dt.timedelta, *, limit: int = 500) -> list[str]:
+        """One `deadline_reminder` outbox event per open ticket and deadline, once the deadline is `before` away.
+
+        Safe with several controllers: the rows are locked and marked (`reminded_for`) in one transaction."""
+        _, write = self._sessions()
+        done: list[str] = []
+        async with write() as s, s.begin():
+            now = self._now()
+            q = (select(Ticket).where(Ticket.state.in_(OPEN_STATES), Ticket.deadline_at.is_not(None),
+                                      Ticket.deadline_at <= now + before,
+                                      (Ticket.reminded_for.is_(None)) | (Ticket.reminded_for != Ticket.deadline_at))
+                 .order_by(Ticket.deadline_at, Ticket.id).limit(limit).with_for_update(skip_locked=True))
+            for t in (await s.execute(q)).scalars():
+                t.reminded_for = t.deadline_at
+                left = (t.deadline_at - now).total_seconds() / 3600 if t.deadline_at else 0.0
+                s.add(TicketHistory(ticket_id=t.id, at=now, actor="system", field="reminder", from_value=None,
+                                    to_value=_iso(t.deadline_at), note=f"deadline in {left:.1f} h" if left >= 0
+                                    else f"deadline passed {-left:.1f} h ago"))
+                self._outbox(s, t, "deadline_reminder", now)
+                done.append(t.ticket_no)
+        if done:
+            log.info("deadline_reminders_written", tickets=len(done))
+        return done
 
     # -------------------------------------------------------------- callbacks (漏接电话回拨)
     async def pending_callbacks(self, limit: int = 100) -> list[PendingCallback]:
@@ -896,7 +998,7 @@ class TicketStore(OutreachMixin):
         async with read() as s:
             return list((await s.execute(q)).scalars())
 
-    async def outbox_claim(self, limit: int = 100, lease_s: float = 60.0) -> list[Outbox]:
+    async def outbox_claim(self, limit: int = 100, lease_s: float = 60.0, endpoint: str = "platform") -> list[Outbox]:
         """Take due rows for one pusher: their next attempt moves `lease_s` ahead in the same transaction.
 
         Several controllers sharing a database then push different rows (PostgreSQL: SKIP LOCKED;
@@ -909,7 +1011,7 @@ class TicketStore(OutreachMixin):
                 async with write() as s, s.begin():
                     now = self._now()
                     q = (select(Outbox).where(Outbox.delivered_at.is_(None), Outbox.dead_at.is_(None),
-                                              Outbox.next_attempt_at <= now)
+                                              Outbox.next_attempt_at <= now, Outbox.endpoint == endpoint)
                          .order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)
                          .with_for_update(skip_locked=True))
                     rows = list((await s.execute(q)).scalars())
@@ -933,9 +1035,11 @@ class TicketStore(OutreachMixin):
             return row
 
     async def outbox_mark_delivered(self, outbox_id: int) -> Outbox:
+        """Delivered: an SMS row's sealed password is erased with it (ticketbridge/sms.py)."""
         def f(r: Outbox, now: dt.datetime) -> None:
             r.delivered_at = now
             r.attempts += 1
+            r.secret = None
         return await self._outbox_update(outbox_id, f)
 
     async def outbox_mark_failed(self, outbox_id: int, error: str, backoff_s: float | None = None) -> Outbox:

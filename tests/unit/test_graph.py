@@ -21,7 +21,8 @@ BASE: dict[str, Any] = {
     "prompts": {k: k for k in (
         "greeting", "connecting", "main", "sub", "invalid_input", "no_input", "survey", "survey_thanks",
         "queue_position", "queue_position_unit", "query_ticket", "query_password", "query_wrong",
-        "query_locked", "query_ticket_is", "query_state", "query_done", "t", "r", "closed_msg")}
+        "query_locked", "query_ticket_is", "query_state", "query_done", "t", "r", "closed_msg",
+        "notice_ticket_is", "notice_password_is", "notice_repeat")}
     | {f"state_{s.value}": s.value for s in TicketState},
     "menus": {
         "main": {"prompt": "main", "hours": "office", "closed": "queue:general",

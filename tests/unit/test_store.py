@@ -122,11 +122,15 @@ def rec(linkedid: str = "1772472600.1", **kw: Any) -> CallRecord:
 
 async def test_save_creates_ticket_with_number_password_deadline(store: TicketStore) -> None:
     saved = await store.save_call(rec())
-    assert saved.created and saved.password is not None and len(saved.password) == 6 and saved.password.isdigit()
+    assert saved.created
     assert saved.ticket_no == "260303000001"  # Beijing date, not UTC's
     t = await store.get_ticket(saved.ticket_no)
     assert t is not None and t.state == "accepted" and t.outcome == "answered"
-    assert saved.password not in t.query_password_hash
+    assert t.query_password_hash == ""  # no password until one is issued (told to the caller)
+    password = await store.issue_password(saved.ticket_no)
+    assert password is not None and len(password) == 6 and password.isdigit()
+    t = await store.get_ticket(saved.ticket_no)
+    assert t is not None and t.query_password_hash.startswith("scrypt$") and password not in t.query_password_hash
     assert t.ivr_path == ["menu:main", "key:1"] and t.participants[0] == ["caller", "PJSIP/trunk-1"]
     assert t.answered_at is not None and abs(t.answered_at.timestamp() - (T0 + 20)) < 1e-3
     # 咨询: 2 working days on the office calendar from Tue 03-03 → Thu 03-05 end of day
@@ -139,7 +143,6 @@ async def test_idempotent_replay(store: TicketStore) -> None:
     results = [await store.save_call(rec()) for _ in range(3)]
     assert len({r.ticket_no for r in results}) == 1
     assert [r.created for r in results] == [True, False, False]
-    assert results[1].password is None and results[2].password is None
     assert await store.count_tickets() == 1
     assert len(await store.outbox_for(results[0].ticket_no)) == 1  # a replay changes nothing, pushes nothing
 
@@ -233,14 +236,16 @@ async def test_open_twice_and_reopen_keeps_data(make_store: StoreFactory) -> Non
 
 async def test_verify_query_password(store: TicketStore) -> None:
     saved = await store.save_call(rec())
-    assert saved.password is not None
-    t = await store.verify_query(saved.ticket_no, saved.password)
+    assert await store.verify_query(saved.ticket_no, "") is None  # no password issued: nothing matches
+    password = await store.issue_password(saved.ticket_no)
+    assert password is not None
+    t = await store.verify_query(saved.ticket_no, password)
     assert t is not None and t.ticket_no == saved.ticket_no
-    wrong = f"{(int(saved.password) + 1) % 10**6:06d}"
+    wrong = f"{(int(password) + 1) % 10**6:06d}"
     assert await store.verify_query(saved.ticket_no, wrong) is None
     assert await store.verify_query(saved.ticket_no, "") is None
-    assert await store.verify_query("990101000001", saved.password) is None
-    assert await store.verify_query("12ab", saved.password) is None
+    assert await store.verify_query("990101000001", password) is None
+    assert await store.verify_query("12ab", password) is None
 
 
 # --------------------------------------------------------------------------- lifecycle

@@ -73,8 +73,9 @@ async def test_a_ticket_is_saved_even_when_the_database_refuses_a_value(store: T
 async def test_failed_statements_hide_their_parameters(store: TicketStore) -> None:
     """The engine's error message names no parameter: no caller number, no password hash in a log."""
     saved = await store.save_call(rec(caller="13912345678"))
+    assert await store.issue_password(saved.ticket_no)
     t = await store.get_ticket(saved.ticket_no)
-    assert t is not None
+    assert t is not None and t.query_password_hash
     assert store.engine is not None
     with pytest.raises(IntegrityError) as err:
         async with store.engine.begin() as c:  # the same ticket number again: a unique violation
