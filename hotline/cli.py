@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from hotline import cli_admin, cli_recordings, cli_supervise, cli_tickets, cli_tokens
+from hotline import cli_admin, cli_deadlines, cli_recordings, cli_supervise, cli_tickets, cli_tokens
 from hotline.cli_base import EXIT_BAD, EXIT_ENV, STATE, config_option, fail, setup_logging
 from hotline.cli_base import load as _load
 from hotline.controller import Controller, serve
@@ -24,6 +24,7 @@ from hotline.sandbox import Sandbox, SandboxError
 from model.config import Config
 from model.secrets import SecretMissing
 from ticketbridge.outbox import OutboxPusher, OutboxRefused
+from ticketbridge.sms import Sealer, SmsRefused
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
@@ -135,7 +136,10 @@ def run_cmd(config_path: str | None, store_url: str | None) -> None:
     cfg = _load(config_path)
     try:
         OutboxPusher.from_config(None, cfg.outbox)  # https and its token, or no start at all
-    except OutboxRefused as e:
+        if cfg.sms.enabled:  # the same for the SMS gateway, and the key sealing passwords in the outbox
+            OutboxPusher.from_config(None, cfg.sms)
+            Sealer.from_env(cfg.sms)
+    except (OutboxRefused, SmsRefused) as e:
         fail(f"Refusing to start: {e}", EXIT_ENV)
     try:
         controller = Controller.for_sandbox(cfg, Sandbox.discover(build=False), store_url=store_url)
@@ -156,6 +160,7 @@ def demo_cmd(config_path: str | None, once: bool) -> None:
 
 cli_admin.register(main)
 cli_tickets.register(main)
+cli_deadlines.register(cli_tickets.tickets)
 cli_recordings.register(main)
 cli_tokens.register(main)
 cli_supervise.register(main)

@@ -53,6 +53,7 @@ from ticketbridge.callbacks import CallbackDialer, CallbackError, CallbackResult
 from ticketbridge.cdr import CDR_SETTLE_S, CdrReplayer
 from ticketbridge.outbox import OutboxPusher
 from ticketbridge.scheduler import OutreachScheduler
+from ticketbridge.sms import SMS_ENDPOINT, Sealer, sms_renderer
 from ticketbridge.store import TicketStore
 from live.api import LiveApi
 from live.intervention import Intervention
@@ -117,6 +118,15 @@ class Controller:
         self.agi.route("callback_offer", self.outbound_scripts.callback_offer)
         self.outbox = OutboxPusher.from_config(self.store, config.outbox)
         self._outbox_task: asyncio.Task[None] | None = None
+        self._sms_task: asyncio.Task[None] | None = None
+        self._reminder_task: asyncio.Task[None] | None = None
+        #: the ticket notice by SMS (config `sms:`): the store seals each password for its outbox row, this
+        #: pusher opens it for the one message to the gateway (ticketbridge/sms.py); None without sms.url
+        self.sms: OutboxPusher | None = None
+        if config.sms.enabled:
+            self.store.sealer = Sealer.from_env(config.sms)
+            self.sms = OutboxPusher.from_config(self.store, config.sms, endpoint=SMS_ENDPOINT, echo_body=False,
+                                                render=sms_renderer(config.sms, self.store.sealer, self._caller_of))
         #: agents' transfers (feature codes *71/*810…, or the API): Asterisk's Atxfer does the call
         #: handling; each outcome reaches the ticket as UserEvent HotlineTransfer (Linkedid of the call)
         self.transfers = TransferService(self.ami, config, self._on_transfer_outcome,
@@ -190,6 +200,10 @@ class Controller:
             self._outbox_task = self._spawn(self.outbox.run(), "outbox-pusher")
         # always running (cheap when both kinds are off): it reads the rules of the configuration in force
         self._scheduler_task = self._spawn(self.scheduler.run(), "outreach-scheduler")
+        if self.sms is not None:
+            self._sms_task = self._spawn(self.sms.run(), "sms-pusher")
+        if self.config.deadline_rules.remind_before_h:
+            self._reminder_task = self._spawn(self._remind_deadlines(), "deadline-reminders")
         log.info("controller_started", fastagi_port=self.agi.port, ami=f"{self.config.asterisk.ami.host}:"
                  f"{self.config.asterisk.ami.port}", store=_redact_url(self.store.url))
 
@@ -216,6 +230,8 @@ class Controller:
         await self._stop_agents()
         await self._release_agents()
         await self._end_task(self._outbox_task)  # undelivered rows stay in the outbox for the next start
+        await self._end_task(self._sms_task)
+        await self._end_task(self._reminder_task)
         await self.ami.close()
         while self._tasks:  # anything else still running (none expected once AMI is closed)
             for task in list(self._tasks):
@@ -273,6 +289,8 @@ class Controller:
                 log.exception("ticket_save_failed", linkedid=record.linkedid)
                 return
         self.saved.append(saved.ticket_no)
+        if self.sms is not None and record.outcome == "answered" and record.complete:
+            await self._sms_notice(saved.ticket_no)
         if self.outbox is not None:
             self.outbox.notify()
         log.info("ticket_saved", ticket=saved.ticket_no, linkedid=record.linkedid, outcome=record.outcome,
@@ -288,6 +306,34 @@ class Controller:
             await self._dispatch_work_order(saved.ticket_no, target)
         for cb in self.on_saved:
             cb(record, saved)
+
+    # ------------------------------------------------------------------ the caller's loop
+    async def _caller_of(self, ticket_no: str) -> str | None:
+        t = await self.store.get_ticket(ticket_no)
+        return t.caller if t is not None else None
+
+    async def _sms_notice(self, ticket_no: str) -> None:
+        """An answered call whose caller hung up before the IVR's notice still gets it by SMS (a password is
+        made for it now); a ticket whose password was already told (and so sent) gets nothing more."""
+        try:
+            if await self.store.issue_password(ticket_no, actor="sms") is not None:
+                log.info("ticket_notice_by_sms", ticket=ticket_no)
+        except Exception:  # noqa: BLE001 - never in a call's way
+            log.exception("ticket_sms_notice_failed", ticket=ticket_no)
+        assert self.sms is not None
+        self.sms.notify()
+
+    async def _remind_deadlines(self) -> None:
+        """Every `deadline_rules.poll_s`: one `deadline_reminder` outbox event per ticket nearing its deadline."""
+        rules = self.config.deadline_rules
+        while True:
+            try:
+                if rules.remind_before_h and await self.store.write_deadline_reminders(
+                        dt.timedelta(hours=rules.remind_before_h)) and self.outbox is not None:
+                    self.outbox.notify()
+            except Exception:  # noqa: BLE001 - the database may be briefly away; the next round tries again
+                log.exception("deadline_reminders_failed")
+            await asyncio.sleep(rules.poll_s)
 
     # ------------------------------------------------------------------ seat agents
     async def _start_agents(self) -> None:
