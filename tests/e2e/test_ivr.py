@@ -273,8 +273,9 @@ async def _ticket_to_query(c: Controller) -> tuple[str, str]:
     saved = await c.store.save_call(CallRecord(
         linkedid=f"selfquery-{uuid.uuid4().hex[:10]}", caller="13512340000", dialed="12345",
         mode="direct", category="咨询", outcome="answered", queue="general"))
-    assert saved.password
-    return saved.ticket_no, saved.password
+    password = await c.store.issue_password(saved.ticket_no)  # as the IVR does after the agent hangs up
+    assert password
+    return saved.ticket_no, password
 
 
 async def _key_ticket_and_password(robot: CallRobot, attempt: int, ticket_no: str, password: str) -> None:

@@ -1,0 +1,128 @@
+"""Issue 13, item 1 through the real Asterisk: the caller leaves with their ticket number and query password.
+
+A caller reaches a scripted agent; the ticket number exists while they talk (the agent's channel
+has it); the agent hangs up; the IVR reads the ticket number and a fresh query password digit by
+digit, * repeats it; then the survey. What the caller heard is read from Asterisk's own AGI events
+(the sim account's `agi` class: the files STREAM FILE played), so the test checks the numbers the
+caller really heard are the ticket's. A second call keys them into the self-query and hears the
+ticket's state.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from structlog.testing import capture_logs
+
+from hotline.callrobot import CallRobot, wait_ticket
+from tests.e2e.test_ivr import (  # noqa: F401 - make_controller is a fixture
+    during_greeting,
+    is_event,
+    joined_queue,
+    make_controller,
+    prompts,
+    wait_prompt,
+    wait_user_event,
+)
+
+pytestmark = pytest.mark.e2e
+
+_DIGIT = re.compile(r"^STREAM FILE hotline/digits/(\d) ")
+_PROMPT = re.compile(r"^STREAM FILE hotline/(notice_\w+) ")
+
+
+def agi_commands(robot: CallRobot) -> list[str]:
+    """The AGI commands Asterisk ran on this call, in order (AGIExecStart; the sim account reads `agi`)."""
+    return [e.get("Command", "") for e in robot.events if e.get("Event") == "AGIExecStart"]
+
+
+def notices(robot: CallRobot) -> list[tuple[str, str, list[str]]]:
+    """Each reading of the notice as played: (ticket digits, password digits, commands between two digits)."""
+    out: list[tuple[str, str, list[str]]] = []
+    part: str | None = None
+    digits = {"notice_ticket_is": "", "notice_password_is": ""}
+    between: list[str] = []
+    for cmd in agi_commands(robot):
+        if m := _PROMPT.match(cmd):
+            if m.group(1) == "notice_repeat" and part is not None:
+                out.append((digits["notice_ticket_is"], digits["notice_password_is"], between))
+                digits = {"notice_ticket_is": "", "notice_password_is": ""}
+                between, part = [], None
+            else:
+                part = m.group(1)
+        elif part is not None and (m := _DIGIT.match(cmd)):
+            digits[part] += m.group(1)
+        elif part is not None and digits[part]:
+            between.append(cmd)
+    if part is not None and digits["notice_password_is"]:
+        out.append((digits["notice_ticket_is"], digits["notice_password_is"], between))
+    return out
+
+
+async def test_the_caller_hears_number_and_password_after_the_agent_hangs_up_and_queries_with_them(
+        make_controller, cfg, ami, agents):  # noqa: F811
+    c = await make_controller(cfg)
+    await agents.add("general", talk_s=3)  # the agent hangs up first
+    with capture_logs() as logs:
+        robot = await CallRobot(ami, caller="13900000131").dial()
+        await during_greeting(robot, "0")
+        assert await joined_queue(robot) == "hotline-general"
+        # the number exists while the caller waits and talks: in the store and on the agent's channel
+        early = await wait_ticket(c.store, robot.linkedid, 10, complete=False)
+        assert early.outcome == "in_progress" and len(early.ticket_no) == 12 and early.query_password_hash == ""
+        answered = await robot.wait_for(is_event("UserEvent", UserEvent="SimAgentAnswered"), 30)
+        assert answered["Ticket"] == early.ticket_no
+        await wait_prompt(robot, "notice_repeat", 1, timeout=60)
+        await robot.press("*")  # "press * to hear it again"
+        await wait_prompt(robot, "notice_repeat", 2, timeout=60)
+        await wait_prompt(robot, "survey", timeout=30)  # silence: on to the survey
+        await robot.press("2")
+        await wait_user_event(robot, "HotlineSurvey", 20)
+        await robot.wait_hangup(30)
+        t = await wait_ticket(c.store, robot.linkedid, 20)
+    assert t.ticket_no == early.ticket_no and t.outcome == "answered" and t.survey_rating == 2
+
+    # what was played, in order: the notice twice, then the survey
+    order = [e["Prompt"] for e in robot.user_events("HotlinePrompt")]
+    start = order.index("notice_ticket_is")
+    assert order[start:] == ["notice_ticket_is", "notice_password_is", "notice_repeat"] * 2 + ["survey",
+                                                                                              "survey_thanks"]
+    told = notices(robot)
+    assert len(told) == 2 and told[0][:2] == told[1][:2]
+    ticket_digits, password, between = told[0]
+    assert ticket_digits == t.ticket_no  # the numbers the caller heard are the ticket's
+    assert re.fullmatch(r"\d{6}", password)
+    assert await c.store.verify_query(t.ticket_no, password) is not None
+    # slowly: a pause between every two digits
+    assert between.count('EXEC Wait "0.3"') == len(ticket_digits) - 1 + len(password) - 1
+
+    # the password is stored hashed only: never in a log, an event, the ticket's other columns or the outbox
+    assert not any(password in repr(e) for e in logs)
+    for e in robot.events:
+        if e.get("Event") == "UserEvent":
+            assert password not in repr(e), e
+    row = {k: v for k, v in vars(t).items() if k not in ("query_password_hash", "_sa_instance_state")}
+    assert password not in repr(row)
+    for o in await c.store.outbox_for(t.ticket_no):
+        assert password not in repr(o.payload) and not o.secret
+    issued = [h for h in await c.store.history(t.ticket_no) if h.field == "query_password"]
+    assert [(h.to_value, h.actor) for h in issued] == [("issued", "ivr")]
+
+    # a second call: the self-query with what the caller heard reads the ticket's state
+    second = await CallRobot(ami, caller="13900000132").dial()
+    await during_greeting(second, "5")
+    await wait_prompt(second, "query_ticket")
+    await second.press(t.ticket_no + "#", gap_s=0.2)
+    await wait_prompt(second, "query_password")
+    await second.press(password + "#", gap_s=0.2)
+    found = await wait_user_event(second, "HotlineSelfQuery", 20)
+    assert found["Result"] == "found" and found["Ticket"] == t.ticket_no
+    await wait_prompt(second, "query_state")
+    await wait_prompt(second, "state_accepted")  # its state: 已受理
+    await wait_prompt(second, "query_done")
+    await second.wait_hangup(30)
+    # a call that ended in the IVR without a request: numbered, no password, no notice
+    own = await wait_ticket(c.store, second.linkedid, 20)
+    assert own.ticket_no != t.ticket_no and own.query_password_hash == ""
+    assert not prompts(second, "notice_ticket_is")
