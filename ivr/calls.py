@@ -298,7 +298,8 @@ class CallScripts:
         Any failure of ours skips the notice (the survey still follows); the password is never in a
         log, an event or a channel variable: only the digit files it is read with carry it."""
         try:
-            ticket_no = await s.get_variable(Var.TICKET) or ""
+            # a missed-call callback's leg carries the missed call's ticket: never a ticket of its own
+            ticket_no = await s.get_variable(Var.TICKET) or await s.get_variable(Var.CALLBACK) or ""
             if not ticket_no:  # the IVR never saw the call enter (fallback): number it now
                 linkedid = await s.get_variable(LINKEDID) or s.uniqueid
                 ticket_no = await self.store.open_ticket(linkedid, caller=s.env.get("agi_callerid", ""),

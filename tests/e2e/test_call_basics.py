@@ -31,6 +31,8 @@ async def test_answered_call_leaves_one_complete_ticket(controller, ami, agents)
     await robot.wait_for(is_event("AgentConnect"), 20)
     # the scripted agent hangs up first: the caller is asked for a rating
     await robot.wait_for(lambda e: e.get("Event") == "Newexten" and e.get("Context") == "hotline-survey", 20)
+    # the ticket notice (number and password) comes first: the rating is keyed once the survey asks for it
+    await robot.wait_user_event("HotlinePrompt", 60, Prompt="survey")
     await asyncio.sleep(1.0)
     await robot.press("4")
     await robot.wait_user_event("HotlineSurvey", 20)
