@@ -10,12 +10,16 @@ ticket's state.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import os
 import re
 
 import pytest
 from structlog.testing import capture_logs
 
 from hotline.callrobot import CallRobot, wait_ticket
+from tests.unit.test_outbox import Receiver
 from tests.e2e.test_ivr import (  # noqa: F401 - make_controller is a fixture
     during_greeting,
     is_event,
@@ -61,7 +65,22 @@ def notices(robot: CallRobot) -> list[tuple[str, str, list[str]]]:
 
 
 async def test_the_caller_hears_number_and_password_after_the_agent_hangs_up_and_queries_with_them(
-        make_controller, cfg, ami, agents):  # noqa: F811
+        make_controller, cfg, ami, agents, monkeypatch):  # noqa: F811
+    # with the SMS option on: a local gateway receives the same notice through the outbox
+    gateway = Receiver()
+    gateway.start()
+    monkeypatch.setenv("E2E_SMS_TOKEN", "sms-token")
+    monkeypatch.setenv("E2E_SMS_KEY", base64.urlsafe_b64encode(os.urandom(32)).decode())
+    with_sms = cfg.model_copy(deep=True)
+    with_sms.sms.url, with_sms.sms.token_env, with_sms.sms.key_env = gateway.url, "E2E_SMS_TOKEN", "E2E_SMS_KEY"
+    with_sms.sms.allow_http, with_sms.sms.poll_s = True, 0.5
+    try:
+        await _told_then_queried(make_controller, with_sms, ami, agents, gateway)
+    finally:
+        gateway.stop()
+
+
+async def _told_then_queried(make_controller, cfg, ami, agents, gateway: Receiver) -> None:  # noqa: F811
     c = await make_controller(cfg)
     await agents.add("general", talk_s=3)  # the agent hangs up first
     with capture_logs() as logs:
@@ -105,9 +124,27 @@ async def test_the_caller_hears_number_and_password_after_the_agent_hangs_up_and
     row = {k: v for k, v in vars(t).items() if k not in ("query_password_hash", "_sa_instance_state")}
     assert password not in repr(row)
     for o in await c.store.outbox_for(t.ticket_no):
-        assert password not in repr(o.payload) and not o.secret
+        assert password not in repr(o.payload) and password not in (o.secret or "")
     issued = [h for h in await c.store.history(t.ticket_no) if h.field == "query_password"]
     assert [(h.to_value, h.actor) for h in issued] == [("issued", "ivr")]
+    # the SMS: the same number and password, in that one message only; its outbox row kept it sealed, now erased
+    for _ in range(50):
+        if gateway.posts:
+            break
+        await asyncio.sleep(0.2)
+    assert len(gateway.posts) == 1, gateway.posts
+    key, sms = gateway.posts[0]
+    assert sms == {"to": "13900000131", "ticket_no": t.ticket_no,
+                   "text": f"您的工单编号{t.ticket_no}，查询密码{password}。拨打12345按5可查询办理进度。"}
+    rows = [o for o in await c.store.outbox_for(t.ticket_no) if o.endpoint == "sms"]
+    assert len(rows) == 1 and rows[0].idempotency_key == key and rows[0].payload == {"event": "sms_notice",
+                                                                                    "ticket_no": t.ticket_no}
+    for _ in range(25):
+        rows = [o for o in await c.store.outbox_for(t.ticket_no) if o.endpoint == "sms"]
+        if rows[0].delivered_at is not None:
+            break
+        await asyncio.sleep(0.2)
+    assert rows[0].delivered_at is not None and rows[0].secret is None
 
     # a second call: the self-query with what the caller heard reads the ticket's state
     second = await CallRobot(ami, caller="13900000132").dial()
@@ -126,3 +163,5 @@ async def test_the_caller_hears_number_and_password_after_the_agent_hangs_up_and
     own = await wait_ticket(c.store, second.linkedid, 20)
     assert own.ticket_no != t.ticket_no and own.query_password_hash == ""
     assert not prompts(second, "notice_ticket_is")
+    await asyncio.sleep(1.0)
+    assert [p["ticket_no"] for _, p in gateway.posts] == [t.ticket_no]  # and no SMS for it
