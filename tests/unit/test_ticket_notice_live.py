@@ -1,0 +1,135 @@
+"""The live scripts' side of issue 13 item 1 (ivr/calls.py) against transcripts of what they say to Asterisk.
+
+The inbound script numbers the ticket as the call enters (before the greeting) and hands the
+number to the channel, never holding a caller up for a slow store; the survey script reads the
+ticket number and a fresh password digit by digit, slowly, `*` again, then the survey — on the
+call's own ticket, a callback's missed-call ticket, or one numbered there for a call the IVR
+never saw; anything of ours failing skips the notice, never the survey.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from ivr import calls
+from ivr.calls import CallScripts
+from model.contract import Event, Var
+from tests.unit.test_calls_live import MONDAY_10, Transcript, clock_at, shipped
+
+
+class Channel(Transcript):
+    """A transcript with channel variables, EXEC and keys pressed after a prompt."""
+
+    def __init__(self, variables: dict[str, str] | None = None, after: list[str | None] | None = None,
+                 **kw: Any) -> None:
+        super().__init__(**kw)
+        self.vars = dict(variables or {})
+        self.after = list(after or [])
+
+    async def get_variable(self, name: str) -> str | None:
+        return self.vars.get(str(name))
+
+    async def set_variable(self, name: str, value: Any) -> None:
+        self.vars[str(name).lstrip("_")] = str(value)
+        await super().set_variable(name, value)
+
+    async def exec(self, app: str, *args: Any) -> Any:
+        self.log.append(("exec", app, *args))
+
+    async def wait_for_digit(self, timeout_ms: int) -> str | None:
+        return self.after.pop(0) if self.after else None
+
+    def played(self) -> list[str]:
+        return [e[1] for e in self.log if e[0] == "play"]
+
+
+class Store:
+    def __init__(self, *, password: str | None = "048213", fail: bool = False, slow_s: float = 0.0) -> None:
+        self.password, self.fail, self.slow_s = password, fail, slow_s
+        self.opened: list[tuple[str, str, str]] = []
+        self.issued: list[str] = []
+
+    async def verify_query(self, ticket_no: str, password: str) -> Any:
+        return None
+
+    async def open_ticket(self, linkedid: str, *, caller: str = "", dialed: str = "",
+                          started_at: float | None = None) -> str:
+        await asyncio.sleep(self.slow_s)
+        self.opened.append((linkedid, caller, dialed))
+        return "261130000042"
+
+    async def issue_password(self, ticket_no: str, *, sms: bool = True, actor: str = "ivr") -> str | None:
+        if self.fail:
+            raise RuntimeError("database away")
+        self.issued.append(ticket_no)
+        return self.password
+
+
+def digits(number: str) -> list[str]:
+    return [f"hotline/digits/{d}" for d in number]
+
+
+def notice(ticket_no: str, password: str) -> list[str]:
+    return ["hotline/notice_ticket_is", *digits(ticket_no), "hotline/notice_password_is", *digits(password),
+            "hotline/notice_repeat"]
+
+
+async def test_the_ticket_is_numbered_before_the_greeting_and_handed_to_the_channel() -> None:
+    store = Store()
+    ch = Channel({"CHANNEL(linkedid)": "1764460000.7"}, keys=["1"])
+    await CallScripts(shipped(), clock_at(MONDAY_10), store).inbound(ch)  # type: ignore[arg-type]
+    assert store.opened == [("1764460000.7", "13800138000", "12345")]
+    assert ("set", f"__{Var.TICKET.value}", "261130000042") in ch.log
+    assert ch.index("set", f"__{Var.TICKET.value}") < ch.index("play", "hotline/greeting")
+
+
+async def test_a_slow_store_never_holds_the_caller_the_greeting_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(calls, "OPEN_TICKET_TIMEOUT_S", 0.05)
+    ch = Channel({"CHANNEL(linkedid)": "1.7"}, keys=["1"])
+    await CallScripts(shipped(), clock_at(MONDAY_10), Store(slow_s=5)).inbound(ch)  # type: ignore[arg-type]
+    assert "hotline/greeting" in ch.played() and Var.TICKET.value not in ch.vars
+    assert ch.vars[Var.ROUTE.value] == "queue"  # the call went on to its queue
+
+
+async def test_after_the_agent_the_notice_is_read_slowly_star_repeats_then_the_survey() -> None:
+    store = Store()
+    ch = Channel({Var.TICKET.value: "261130000007"}, after=["*", None], keys=["2"])
+    await CallScripts(shipped(), clock_at(MONDAY_10), store).survey(ch)  # type: ignore[arg-type]
+    assert store.issued == ["261130000007"]
+    once = notice("261130000007", "048213")
+    assert ch.played() == once + once + ["hotline/survey_thanks"]
+    assert ("ask", "hotline/survey") in ch.log
+    waits = [e for e in ch.log if e[0] == "exec"]
+    assert waits[0] == ("exec", "Wait", "0.3") and len(waits) == 2 * (11 + 5)  # between every two digits
+    # the password is only in the digit files played: never an event or a variable
+    for e in ch.log:
+        if e[0] in ("event", "set"):
+            assert "048213" not in repr(e), e
+    assert [e[2]["Prompt"] for e in ch.log if e[0] == "event" and e[1] == Event.PROMPT][:3] == [
+        "notice_ticket_is", "notice_password_is", "notice_repeat"]
+
+
+async def test_a_callback_leg_is_told_the_missed_calls_ticket_and_opens_none() -> None:
+    store = Store()
+    ch = Channel({Var.CALLBACK.value: "261129000003"}, keys=[None])
+    await CallScripts(shipped(), clock_at(MONDAY_10), store).survey(ch)  # type: ignore[arg-type]
+    assert store.opened == [] and store.issued == ["261129000003"]
+    assert ch.played()[:13] == ["hotline/notice_ticket_is", *digits("261129000003")]
+
+
+async def test_a_call_the_ivr_never_saw_is_numbered_at_the_notice() -> None:
+    store = Store()
+    ch = Channel({"CHANNEL(linkedid)": "1.9", Var.DIALED.value: "12315"}, keys=[None])
+    await CallScripts(shipped(), clock_at(MONDAY_10), store).survey(ch)  # type: ignore[arg-type]
+    assert store.opened == [("1.9", "13800138000", "12315")] and store.issued == ["261130000042"]
+
+
+@pytest.mark.parametrize("store", [Store(fail=True), Store(password=None)], ids=["store fails", "told before"])
+async def test_no_notice_but_still_the_survey(store: Store) -> None:
+    ch = Channel({Var.TICKET.value: "261130000007"}, keys=["1"])
+    await CallScripts(shipped(), clock_at(MONDAY_10), store).survey(ch)  # type: ignore[arg-type]
+    assert not [p for p in ch.played() if "notice" in p or "digits" in p]
+    assert ("ask", "hotline/survey") in ch.log and ch.played() == ["hotline/survey_thanks"]
