@@ -179,3 +179,23 @@ def test_followups_list_and_show(store_url: dict[str, str]) -> None:
     assert shown["followup"] == {"status": "pending", "attempts": 0, "last_result": None, "resolved": None,
                                  "rating": None, "scale": None, "given_up": False}
     assert ["followup", None, "pending"] in [[h["field"], h["from"], h["to"]] for h in shown["history"]]
+
+
+def test_urgent_then_due_lists_it_first_and_closed_tickets_never(store_url: dict[str, str]) -> None:
+    """Issue 13 item 6: an agent marks a ticket urgent; `tickets due` lists it (2 h left), not the closed one."""
+    r = run("tickets", "urgent", store_url["abandoned"], "--actor", "agent:1001", "--note", "燃气泄漏",
+            "--store", store_url["url"])
+    assert r.exit_code == 0 and "is urgent" in r.stdout
+    r = run("tickets", "due", "--within", "3", "--json", "--store", store_url["url"])
+    rows = json.loads(r.stdout)
+    assert [x["ticket_no"] for x in rows] == [store_url["abandoned"]]
+    assert rows[0]["urgent"] and 1.9 <= rows[0]["hours_left"] <= 2.0 and not rows[0]["overdue"]
+    r = run("tickets", "due", "--within", "2000", "--json", "--store", store_url["url"])
+    listed = [x["ticket_no"] for x in json.loads(r.stdout)]
+    assert listed[0] == store_url["abandoned"] and store_url["answered"] not in listed  # closed on the spot
+    r = run("tickets", "urgent", store_url["abandoned"], "--off", "--actor", "agent:1001", "--store", store_url["url"])
+    assert "not urgent" in r.stdout
+    r = run("tickets", "due", "--within", "3", "--store", store_url["url"])
+    assert r.exit_code == 0 and "no open ticket is due within 3 h" in r.stdout
+    r = CliRunner().invoke(main, ["tickets", "urgent", "990101000001", "--actor", "x", "--store", store_url["url"]])
+    assert r.exit_code == 1 and "no ticket 990101000001" in r.output
