@@ -7,6 +7,7 @@ message the gateway receives, erased once sent), urgent tickets, the due list an
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
@@ -282,3 +283,52 @@ async def test_one_reminder_per_deadline_even_with_two_controllers(make_store: S
     await a.set_urgent(no, False, actor="agent")
     assert sorted(await b.write_deadline_reminders(dt.timedelta(days=5))) == sorted([no, slow])
     assert [o.payload["event"] for o in await a.outbox_for(no)].count("deadline_reminder") == 2
+
+
+# --------------------------------------------------------------------------- the controller's part
+
+
+async def test_the_controller_sends_the_sms_when_the_caller_left_before_the_notice_and_reminds(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller who hung up on the agent never heard the notice: the answered call's save issues the password
+    for the SMS alone; an IVR-only call gets none; the reminder task writes its event."""
+    from hotline.controller import Controller
+    from model.loading import load_config
+    from tests.unit.test_store import SHIPPED
+
+    monkeypatch.setenv("SMS_T", "t")
+    monkeypatch.setenv("HOTLINE_SMS_KEY", KEY)
+    cfg = load_config(SHIPPED)
+    cfg.sms.url, cfg.sms.token_env, cfg.sms.allow_http = "http://127.0.0.1:9/sms", "SMS_T", True
+    cfg.deadline_rules.remind_before_h, cfg.deadline_rules.poll_s = 3, 0.05
+    c = Controller(cfg, store_url=f"sqlite+aiosqlite:///{tmp_path}/t.db", control_path=tmp_path / "c.sock")
+    await c.store.open()
+    try:
+        with capture_logs() as logs:
+            await c._save(rec("left.1", survey_rating=None))
+            await c._save(CallRecord(linkedid="ivr.2", caller="13700000000", dialed="12345", outcome="ended_in_ivr"))
+        answered = (await c.store.get_by_linkedid("left.1")).ticket_no  # type: ignore[union-attr]
+        ivr = (await c.store.get_by_linkedid("ivr.2")).ticket_no  # type: ignore[union-attr]
+        sms = [o for o in await c.store.outbox_for(answered) if o.endpoint == SMS_ENDPOINT]
+        assert len(sms) == 1 and sms[0].secret
+        issued = [h for h in await c.store.history(answered) if h.field == "query_password"]
+        assert [(h.actor, h.note) for h in issued] == [("sms", "by SMS too")]
+        assert not [o for o in await c.store.outbox_for(ivr) if o.endpoint == SMS_ENDPOINT]
+        password = c.store.sealer.open(sms[0].secret, sms[0].idempotency_key)  # type: ignore[union-attr]
+        assert await c.store.verify_query(answered, password) is not None
+        assert not any(password in repr(e) for e in logs)
+        await c._save(rec("left.1", survey_rating=None))  # saved again (a replay): no second password, no SMS
+        assert len([o for o in await c.store.outbox_for(answered) if o.endpoint == SMS_ENDPOINT]) == 1
+
+        await c.store.set_urgent(answered, True, actor="agent:1001")
+        task = asyncio.create_task(c._remind_deadlines())
+        for _ in range(100):
+            if [o for o in await c.store.outbox_for(answered) if o.payload.get("event") == "deadline_reminder"]:
+                break
+            await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        events = [o.payload.get("event") for o in await c.store.outbox_for(answered)]
+        assert events.count("deadline_reminder") == 1
+    finally:
+        await c.store.close()
