@@ -43,7 +43,7 @@ from hotline.cli_base import EXIT_BAD, EXIT_ENV, fail, load, setup_logging
 from hotline.control import ControllerNotRunning, ask, control_socket_path
 from model.config import DEFAULT_TZ
 from model.privacy import mask_number
-from ticketbridge import agent_kpi, kpi
+from ticketbridge import agent_kpi, closure, kpi
 from ticketbridge.callbacks import CallbackDialer, CallbackError
 from ticketbridge.lifecycle import TRANSITIONS, IllegalTransition, parse_state
 from ticketbridge.store import TicketNotFound, TicketStore, ticket_payload
@@ -573,13 +573,15 @@ Times come from agent_events (the seconds spent in each state) plus each agent's
 @click.command("kpi", epilog=AGENT_KPI_HELP)
 @click.option("--since", default=None, help="from (YYYY-MM-DD[THH:MM], Beijing time; default: everything)")
 @click.option("--until", default=None, help="to (exclusive; a bare date includes that day)")
-@click.option("--by", "by", type=click.Choice(["day", "queue", "line", "agent"]), default=None,
-              help="one block of figures per day, queue or dialed line; agent: per agent per day (below)")
+@click.option("--by", "by", type=click.Choice(["day", "week", "month", "queue", "line", "category", "agent"]),
+              default=None, help="one block of figures per day, ISO week, month, queue, dialed line or category; "
+                                 "agent: per agent per day (below)")
 @json_option
 @store_options
 def kpi_cmd(config_path: str | None, store_url: str | None, since: str | None, until: str | None, by: str | None,
             as_json: bool) -> None:
-    """The hotline's KPIs: 接通率, 15 s answer, abandon, 当场解答率, 满意率, transfers, lines, callbacks."""
+    """The hotline's KPIs: 接通率, 15 s answer, abandon, 当场解答率, 满意率, transfers, lines, callbacks; and the
+    closure KPIs (办结率, 按时办结率, 回访率, 回访满意率, 重复来电), each with its definition."""
     _setup_logs()
     lo, hi = parse_when(since), parse_when(until, end=True)
     if by == "agent":
@@ -587,27 +589,41 @@ def kpi_cmd(config_path: str | None, store_url: str | None, since: str | None, u
         return
 
     @with_store
-    async def run(store: Any, cfg: Any) -> list[dict[str, Any]]:
-        return await store.kpi_rows(since=lo, until=hi)
+    async def run(store: Any, cfg: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return await store.kpi_rows(since=lo, until=hi), await store.closure_rows(since=lo, until=hi)
 
-    rows = run(config_path=config_path, store_url=store_url)
+    rows, closure_rows = run(config_path=config_path, store_url=store_url)
     total = kpi.compute(rows)
-    groups = kpi.grouped(rows, by, tz=_ZONE.get()) if by else {}
+    closed_total = closure.compute(closure_rows)
+    if by in kpi.GROUPINGS:
+        groups = kpi.grouped(rows, by, tz=_ZONE.get())
+    elif by:
+        key = closure.period_key(by, _ZONE.get())
+        split: dict[str, list[Any]] = {}
+        for r in rows:
+            split.setdefault(key(r), []).append(r)
+        groups = {k: kpi.compute(v) for k, v in sorted(split.items())}
+    else:
+        groups = {}
+    closed_groups = closure.grouped(closure_rows, by, tz=_ZONE.get()) if by else {}
     if as_json:
-        out: dict[str, Any] = {"since": _plain(lo), "until": _plain(hi), "total": total.to_dict()}
+        out: dict[str, Any] = {"since": _plain(lo), "until": _plain(hi), "total": total.to_dict(),
+                               "closure": closed_total.to_dict(), "definitions": closure.DEFINITIONS}
         if by:
             out["by"] = by
             out["groups"] = {k: v.to_dict() for k, v in groups.items()}
+            out["closure_groups"] = {k: v.to_dict() for k, v in closed_groups.items()}
         _echo_json(out)
         return
     span = f"{_plain(lo) or 'start'} … {_plain(hi) or 'now'}"
     click.echo(f"KPIs {span} (definitions: README, Tickets and KPIs)")
     click.echo("total:")
-    for line in kpi.report_lines(total):
+    for line in kpi.report_lines(total) + closure.report_lines(closed_total):
         click.echo(line)
     for k, f in groups.items():
         click.echo(f"{by} {k}:")
-        for line in kpi.report_lines(f):
+        for line in kpi.report_lines(f) + closure.report_lines(closed_groups.get(k) or closure.Closure(),
+                                                                   definitions=False):
             click.echo(line)
 
 

@@ -967,6 +967,44 @@ class TicketStore(OutreachMixin):
                 out.append(dict(row._mapping))
         return out
 
+    async def closure_rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None,
+                           repeat_window: dt.timedelta = dt.timedelta(days=7)) -> list[dict[str, Any]]:
+        """Rows for the closure KPIs (ticketbridge/closure.py) of tickets created in [since, until), plus the
+        `repeat_window` before `since` marked `in_period: False` (read only to find repeated calls)."""
+        read, _ = self._sessions()
+        cols = (Ticket.id, Ticket.ticket_no, Ticket.created_at, Ticket.caller, Ticket.queue, Ticket.legacy_line,
+                Ticket.dialed, Ticket.category, Ticket.agent, Ticket.deadline_at)
+        q = select(*cols)
+        if since is not None:
+            q = q.where(Ticket.created_at >= since - repeat_window)
+        if until is not None:
+            q = q.where(Ticket.created_at < until)
+        rows: dict[int, dict[str, Any]] = {}
+        async with read() as s:
+            for r in (await s.execute(q.order_by(Ticket.id))).all():
+                d = dict(r._mapping)
+                d["in_period"] = since is None or d["created_at"] >= since
+                d.update(closed_at=None, revisited=False, revisit_out=None, closed_on_spot=False)
+                rows[d.pop("id")] = d
+            moves = (select(TicketHistory.ticket_id, TicketHistory.at, TicketHistory.from_value,
+                            TicketHistory.to_value).where(TicketHistory.field == "state")
+                     .order_by(TicketHistory.id))
+            if since is not None:
+                moves = moves.join(Ticket, Ticket.id == TicketHistory.ticket_id).where(
+                    Ticket.created_at >= since - repeat_window)
+            for tid, at, old, new in (await s.execute(moves)).all():
+                d = rows.get(tid)
+                if d is None:
+                    continue
+                if new == TicketState.closed.value and d["closed_at"] is None:
+                    d["closed_at"] = at
+                    d["closed_on_spot"] = old == TicketState.accepted.value
+                if new == TicketState.revisited.value:
+                    d["revisited"] = True
+                if old == TicketState.revisited.value and d["revisit_out"] is None:
+                    d["revisit_out"] = new
+        return list(rows.values())
+
     async def outbox_list(self, *, dead: bool | None = None, delivered: bool | None = None,
                           limit: int = 100) -> list[Outbox]:
         """Outbox rows for a supervisor: `dead=True` the dead letters, `delivered=False` what is still owed."""
