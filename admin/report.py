@@ -123,8 +123,8 @@ def monthly_report(month: str, kpi_rows: Iterable[Row], closure_rows: Iterable[R
              "text-align:left;vertical-align:top}th{background:#eef}figure{margin:1em 0}"
              "figcaption{font-weight:bold;margin-bottom:.3em}")
     return ("<!DOCTYPE html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\">"
-            f"<title>{escape(center)} 12345 {escape(month)} 月报</title><style>{style}</style></head><body>"
-            f"<h1>{escape(center)} 12345 热线月报 {escape(month)}</h1>"
+            f"<title>{escape(center)} 月报 {escape(month)}</title><style>{style}</style></head><body>"
+            f"<h1>{escape(center)} 月报 {escape(month)}</h1>"
             f"<p>Tickets created {escape(first.isoformat())} – {escape(nxt.isoformat())} (exclusive), "
             f"{escape(str(tz))}. Each figure is shown with its definition.</p>"
             "<h2>figures 指标</h2>" + _table(["figure 指标", "value", "definition 口径"], figures)

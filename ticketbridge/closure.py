@@ -27,6 +27,8 @@ _ZONE = ZoneInfo(DEFAULT_TZ)
 
 #: figure → its definition, shown next to it
 DEFINITIONS: dict[str, str] = {
+    "requests": "诉求 = tickets an agent answered (calls that ended in the IVR or the queue are not requests)",
+    "closed": "办结 = requests that reached 办结 (or later 回访/评价) by the time of the report",
     "closure_rate": "办结率 = requests closed (reached 办结, or later 回访/评价) / requests (tickets an agent answered)",
     "on_time_rate": "按时办结率 = closed at or before the ticket's deadline / closed (the deadline in force when it "
                     "was closed; tickets without a deadline are left out of both sides)",
