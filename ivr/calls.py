@@ -57,7 +57,7 @@ class QueryStore(Protocol):
     async def verify_query(self, ticket_no: str, password: str) -> Any: ...
 
     async def open_ticket(self, linkedid: str, *, caller: str = "", dialed: str = "",
-                          started_at: float | None = None) -> str: ...
+                          started_at: float | None = None) -> Any: ...
 
     async def issue_password(self, ticket_no: str, *, sms: bool = True, actor: str = "ivr") -> str | None: ...
 
@@ -173,9 +173,9 @@ class CallScripts:
             return None
         try:
             linkedid = await s.get_variable(LINKEDID) or s.uniqueid
-            ticket_no = await asyncio.wait_for(
+            ticket_no = (await asyncio.wait_for(
                 self.store.open_ticket(linkedid, caller=caller, dialed=dialed, started_at=time.time()),
-                OPEN_TICKET_TIMEOUT_S)
+                OPEN_TICKET_TIMEOUT_S)).ticket_no
         except AgiHangup:
             raise
         except Exception as e:  # noqa: BLE001 - the call goes on without its number for now
@@ -302,8 +302,8 @@ class CallScripts:
             ticket_no = await s.get_variable(Var.TICKET) or await s.get_variable(Var.CALLBACK) or ""
             if not ticket_no:  # the IVR never saw the call enter (fallback): number it now
                 linkedid = await s.get_variable(LINKEDID) or s.uniqueid
-                ticket_no = await self.store.open_ticket(linkedid, caller=s.env.get("agi_callerid", ""),
-                                                         dialed=await s.get_variable(Var.DIALED) or "")
+                ticket_no = (await self.store.open_ticket(linkedid, caller=s.env.get("agi_callerid", ""),
+                                                          dialed=await s.get_variable(Var.DIALED) or "")).ticket_no
                 await s.set_variable(Var.TICKET, ticket_no)
             password = await self.store.issue_password(ticket_no)
         except AgiHangup:

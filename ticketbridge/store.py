@@ -581,31 +581,32 @@ class TicketStore(OutreachMixin):
                  disposition=intake.disposition.value if intake.disposition else None)
         return SavedIntake(t.ticket_no, t.state, created)
 
-    async def open_ticket(self, linkedid: str) -> Ticket:
-        """The call's ticket, created now (in progress) when its record is not saved yet: the agent's
-        screen pop shows the number while the call is up; the record merges into it at hang-up."""
-        t, created = await self._with_ticket(linkedid, lambda s, t: None)
+    async def open_ticket(self, linkedid: str, *, caller: str = "", dialed: str = "",
+                          started_at: float | None = None) -> Ticket:
+        """The call's ticket, created now (in progress) when its record is not saved yet: the IVR numbers
+        every call as it enters (ivr/calls.py, `Var.TICKET`), the agent's screen pop shows the number while
+        the call is up; the record merges into it at hang-up. No query password yet (`issue_password`)."""
+        record = CallRecord(linkedid=linkedid, caller=caller, dialed=dialed, started_at=started_at)
+        t, created = await self._with_ticket(linkedid, lambda s, t: None, record=record)
         if created:
-            log.info("ticket_opened_for_agent", ticket=t.ticket_no)
+            log.info("ticket_opened", ticket=t.ticket_no)
         return t
 
-    async def _with_ticket(self, linkedid: str, change: Callable[[AsyncSession, Ticket], None]) -> tuple[Ticket, bool]:
-        """Lock the call's ticket (inserting a bare one when there is none) and apply `change`, one transaction."""
+    async def _with_ticket(self, linkedid: str, change: Callable[[AsyncSession, Ticket], None], *,
+                           record: CallRecord | None = None) -> tuple[Ticket, bool]:
+        """Lock the call's ticket (inserting one from `record`, or a bare one, when there is none) and apply
+        `change`, one transaction."""
         if not linkedid:
             raise ValueError("a call's linkedid is needed")
         _, write = self._sessions()
-        pw_hash: str | None = None
-        if not await self.has_ticket(linkedid):
-            pw_hash = await asyncio.to_thread(hash_password, f"{secrets.randbelow(10**6):06d}")
+        fitted, flagged = _fit_record(record or CallRecord(linkedid=linkedid))
         for attempt in range(_RETRIES):
             try:
                 async with write() as s, s.begin():
                     created = False
                     t = await self._locked(s, linkedid=linkedid)
                     if t is None:
-                        if pw_hash is None:  # it vanished between the check and now
-                            pw_hash = await asyncio.to_thread(hash_password, f"{secrets.randbelow(10**6):06d}")
-                        t = await self._insert(s, CallRecord(linkedid=linkedid), pw_hash)
+                        t = await self._insert(s, fitted, flagged)
                         created = True
                     change(s, t)
                 return t, created
@@ -671,14 +672,7 @@ class TicketStore(OutreachMixin):
         log.info("ticket_urgent_changed", ticket=ticket_no, urgent=urgent, actor=actor)
         return t
 
-    # -------------------------------------------------------------- the caller's ticket number and password
-    async def open_ticket(self, linkedid: str, *, caller: str = "", dialed: str = "",
-                          started_at: float | None = None) -> str:
-        """The call's ticket number as the call enters (created in progress, or the existing one's)."""
-        saved = await self.save_call(CallRecord(linkedid=linkedid, caller=caller, dialed=dialed,
-                                                started_at=started_at))
-        return saved.ticket_no
-
+    # -------------------------------------------------------------- the caller's query password
     async def issue_password(self, ticket_no: str, *, sms: bool = True, actor: str = "ivr") -> str | None:
         """Make the ticket's query password, store only its hash, return it in clear, once.
 

@@ -38,11 +38,11 @@ def entry(linkedid: str = "1772472600.9") -> dict[str, Any]:
 
 
 async def test_the_number_exists_while_the_call_is_in_progress_and_stays_the_tickets(store: TicketStore) -> None:
-    no = await store.open_ticket(**entry())
+    no = (await store.open_ticket(**entry())).ticket_no
     t = await store.get_ticket(no)
     assert t is not None and t.outcome == "in_progress" and t.caller == "13800138000" and len(no) == 12
     assert t.query_password_hash == ""  # no password while the call is on
-    assert await store.open_ticket(**entry()) == no  # asked again (a retried AGI): the same number
+    assert (await store.open_ticket(**entry())).ticket_no == no  # asked again (a retried AGI): the same number
     saved = await store.save_call(rec("1772472600.9"))  # the call ends: the complete record joins it
     assert saved.ticket_no == no and not saved.created
     t = await store.get_ticket(no)
@@ -51,7 +51,7 @@ async def test_the_number_exists_while_the_call_is_in_progress_and_stays_the_tic
 
 
 async def test_a_call_that_ends_in_the_ivr_gets_a_number_and_no_password(store: TicketStore) -> None:
-    no = await store.open_ticket(**entry("ivr.1"))
+    no = (await store.open_ticket(**entry("ivr.1"))).ticket_no
     await store.save_call(CallRecord(linkedid="ivr.1", caller="13800138000", dialed="12345", outcome="ended_in_ivr",
                                      started_at=T0, ended_at=T0 + 30))
     t = await store.get_ticket(no)
@@ -70,7 +70,7 @@ async def test_a_call_the_controller_missed_is_numbered_from_the_cdr_and_can_get
 
 
 async def test_the_password_is_issued_once_stored_hashed_and_never_logged(store: TicketStore) -> None:
-    no = await store.open_ticket(**entry())
+    no = (await store.open_ticket(**entry())).ticket_no
     with capture_logs() as logs:
         password = await store.issue_password(no)
         assert password is not None and len(password) == 6
@@ -142,7 +142,7 @@ def test_a_sealed_password_opens_only_with_its_key_and_its_row() -> None:
 async def test_the_sms_goes_through_the_outbox_with_the_password_only_in_the_message(store: TicketStore) -> None:
     settings = sms_settings()
     store.sealer = Sealer.from_env(settings, {"HOTLINE_SMS_KEY": KEY})
-    no = await store.open_ticket(**entry())
+    no = (await store.open_ticket(**entry())).ticket_no
     receiver = Receiver()
     receiver.start()
     try:
@@ -177,7 +177,7 @@ async def test_the_sms_goes_through_the_outbox_with_the_password_only_in_the_mes
 async def test_a_gateway_echoing_the_message_never_puts_it_in_the_outbox_or_the_log(store: TicketStore) -> None:
     settings = sms_settings()
     store.sealer = Sealer.from_env(settings, {"HOTLINE_SMS_KEY": KEY})
-    no = await store.open_ticket(**entry())
+    no = (await store.open_ticket(**entry())).ticket_no
     password = await store.issue_password(no)
     assert password
 
@@ -198,7 +198,7 @@ async def test_a_gateway_echoing_the_message_never_puts_it_in_the_outbox_or_the_
 async def test_an_sms_whose_password_cannot_be_opened_is_a_dead_letter_at_once(store: TicketStore) -> None:
     settings = sms_settings()
     store.sealer = Sealer(os.urandom(32))
-    no = await store.open_ticket(**entry())
+    no = (await store.open_ticket(**entry())).ticket_no
     await store.issue_password(no)
     sms = OutboxPusher(store, "http://gw.test/sms", allow_http=True, endpoint=SMS_ENDPOINT,
                        render=sms_renderer(settings, Sealer(os.urandom(32)), _caller_of(store)))
@@ -240,7 +240,7 @@ async def test_a_category_rule_makes_tickets_urgent(make_store: StoreFactory) ->
     t = await st.get_ticket(saved.ticket_no)
     assert t is not None and t.urgent and t.deadline_at == t.created_at + dt.timedelta(hours=2)
     # a ticket opened at entry learns its category when the call ends
-    no = await st.open_ticket(**entry("a.2"))
+    no = (await st.open_ticket(**entry("a.2"))).ticket_no
     assert not (await st.get_ticket(no)).urgent  # type: ignore[union-attr]
     await st.save_call(rec("a.2", category="求助"))
     assert (await st.get_ticket(no)).urgent  # type: ignore[union-attr]

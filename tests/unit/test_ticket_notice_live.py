@@ -10,6 +10,7 @@ never saw; anything of ours failing skips the notice, never the survey.
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -56,10 +57,10 @@ class Store:
         return None
 
     async def open_ticket(self, linkedid: str, *, caller: str = "", dialed: str = "",
-                          started_at: float | None = None) -> str:
+                          started_at: float | None = None) -> Any:
         await asyncio.sleep(self.slow_s)
         self.opened.append((linkedid, caller, dialed))
-        return "261130000042"
+        return SimpleNamespace(ticket_no="261130000042")
 
     async def issue_password(self, ticket_no: str, *, sms: bool = True, actor: str = "ivr") -> str | None:
         if self.fail:
