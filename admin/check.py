@@ -22,6 +22,7 @@ from model.loading import Lines, Problem, line_of, load_located
 from model.secrets import SecretMissing, carrier_secret, carrier_secrets, seat_secret, weak_secret
 from routing.dialplan import CUSTOM_DIR, Layout, RenderInputs, custom_files, render
 from routing.graph import BUILTIN_FEATURES, PICKUP_EXTEN, validate
+from ticketbridge.sms import Sealer, SmsRefused
 from wire.conf import dialplan_steps, load_tree, parse
 
 #: Contexts under our prefix that the admin owns (README of dialplans/custom). hotline-outbound was one;
@@ -61,6 +62,25 @@ def secret_problems(config: Config, file: str, lines: Lines, environ: Mapping[st
         except SecretMissing as e:
             out.append(Problem(file, line_of(lines, "carriers", name), f"carriers.{name}",
                                str(e).removeprefix(f"carriers.{name}: ")))
+    out += sms_problems(config, file, lines, environ)
+    return out
+
+
+def sms_problems(config: Config, file: str, lines: Lines, environ: Mapping[str, str] | None = None) -> list[Problem]:
+    """With `sms.url`: the gateway's token and the key sealing passwords in the outbox must be in the
+    environment (`hotline run` refuses to start otherwise; check says so first)."""
+    sms = config.sms
+    if not sms.enabled:
+        return []
+    env = os.environ if environ is None else environ
+    out: list[Problem] = []
+    if sms.token_env and not str(env.get(sms.token_env, "")).strip():
+        out.append(Problem(file, line_of(lines, "sms", "token_env"), "sms.token_env",
+                           f"${sms.token_env} is not set: the SMS gateway's bearer token"))
+    try:
+        Sealer.from_env(sms, env)
+    except SmsRefused as e:
+        out.append(Problem(file, line_of(lines, "sms", "key_env"), "sms.key_env", str(e)))
     return out
 
 

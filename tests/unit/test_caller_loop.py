@@ -332,3 +332,16 @@ async def test_the_controller_sends_the_sms_when_the_caller_left_before_the_noti
         assert events.count("deadline_reminder") == 1
     finally:
         await c.store.close()
+
+
+def test_check_names_a_missing_sms_token_or_key() -> None:
+    from admin.check import sms_problems
+    from model.loading import load_config
+    from tests.unit.test_store import SHIPPED
+
+    cfg = load_config(SHIPPED)
+    assert sms_problems(cfg, "h.yaml", {}, {}) == []  # SMS off: nothing to say
+    cfg.sms.url, cfg.sms.token_env = "https://gw.example/sms", "SMS_T"
+    found = {p.field: p.message for p in sms_problems(cfg, "h.yaml", {}, {})}
+    assert "$SMS_T is not set" in found["sms.token_env"] and "HOTLINE_SMS_KEY" in found["sms.key_env"]
+    assert sms_problems(cfg, "h.yaml", {}, {"SMS_T": "t", "HOTLINE_SMS_KEY": KEY}) == []
