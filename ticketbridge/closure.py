@@ -3,7 +3,8 @@
 Rows come from `TicketStore.closure_rows()`: a ticket's `ticket_no`, `created_at`, `caller`,
 `queue`, `legacy_line`, `dialed`, `category`, `agent`, `deadline_at`, `closed_on_spot`, and from
 its history `closed_at` (the first move to 办结), `revisited` (it reached 回访) and `revisit_out`
-(where it went from 回访: `rated` 评价, or back to `handling`/`supervised`); `in_period` tells the
+(where it went from 回访: `rated` 评价, or back to `handling`/`supervised`), from its automated 回访
+call `followup_rating`/`followup_scale`/`followup_resolved` (the citizen's answer); `in_period` tells the
 rows the figures are about from the earlier ones only read for repeated calls. The definitions,
 written next to each figure in `hotline kpi` and the monthly report (DEFINITIONS):
 """
@@ -17,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from model.config import DEFAULT_TZ
+from ticketbridge.kpi import satisfied
 
 Row = Mapping[str, Any]
 
@@ -33,8 +35,9 @@ DEFINITIONS: dict[str, str] = {
     "on_time_rate": "按时办结率 = closed at or before the ticket's deadline / closed (the deadline in force when it "
                     "was closed; tickets without a deadline are left out of both sides)",
     "revisit_rate": "回访率 = closed tickets that reached 回访 (follow-up call made) / closed",
-    "revisit_satisfaction_rate": "回访满意率 = follow-ups answered satisfied (回访 → 评价) / follow-ups answered (回访 → "
-                                 "评价, or reopened to 办理/督办 as not resolved or dissatisfied)",
+    "revisit_satisfaction_rate": "回访满意率 = follow-ups rated satisfied (1–2 of 5, 1 of 3, and not 'not resolved') / "
+                                 "follow-ups rated; a 回访 entered by hand counts by where the ticket went (→ 评价 "
+                                 "satisfied, → 办理/督办 not)",
     "on_spot_rate": "当场解答率 = requests closed straight from 受理 (accepted → closed, the agent's marking) / requests",
     "repeat_rate": "重复来电率 = calls from a number that had already called within the 7 days before / calls with a "
                    "known number",
@@ -119,8 +122,11 @@ def compute(rows: Iterable[Row], *, repeats: set[str] | None = None) -> Closure:
             f.closed_on_time += closed_at <= due
         if row.get("revisited"):
             f.revisited += 1
-            out = row.get("revisit_out")
-            if out:
+            sat = satisfied(row.get("followup_rating"), row.get("followup_scale"))
+            if sat is not None:  # the automated 回访's answer
+                f.revisit_answered += 1
+                f.revisit_satisfied += sat and row.get("followup_resolved") is not False
+            elif (out := row.get("revisit_out")) and row.get("followup_resolved") is None:
                 f.revisit_answered += 1
                 f.revisit_satisfied += out == "rated"
     f.closure_rate = _rate(f.closed, f.requests)

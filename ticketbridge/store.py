@@ -46,8 +46,8 @@ from model.config import DEFAULT_TZ
 from model.passwords import DUMMY_HASH, check_password, hash_password  # noqa: F401 - hash_password: tests
 from model.privacy import mask_number, normalise_number
 from model.ticket_state import TicketState
-from ticketbridge.schema import (UTC, AgentEvent, AgentHelp, AgentStateRow, ApiToken, AuditEntry, Callback, Outbox,
-                                 Ticket, TicketHistory, TicketSeq)
+from ticketbridge.schema import (UTC, AgentEvent, AgentHelp, AgentStateRow, ApiToken, AuditEntry, Callback, Followup,
+                                 Outbox, Ticket, TicketHistory, TicketSeq)
 from ticketbridge.assembler import CallRecord
 from ticketbridge.intake import Intake, target_state
 from ticketbridge.lifecycle import INITIAL, deadline, parse_state, transition
@@ -967,8 +967,10 @@ class TicketStore(OutreachMixin):
         `repeat_window` before `since` marked `in_period: False` (read only to find repeated calls)."""
         read, _ = self._sessions()
         cols = (Ticket.id, Ticket.ticket_no, Ticket.created_at, Ticket.caller, Ticket.queue, Ticket.legacy_line,
-                Ticket.dialed, Ticket.category, Ticket.agent, Ticket.deadline_at)
-        q = select(*cols)
+                Ticket.dialed, Ticket.category, Ticket.agent, Ticket.deadline_at,
+                Followup.rating.label("followup_rating"), Followup.scale.label("followup_scale"),
+                Followup.resolved.label("followup_resolved"))
+        q = select(*cols).outerjoin(Followup, Followup.ticket_id == Ticket.id)
         if since is not None:
             q = q.where(Ticket.created_at >= since - repeat_window)
         if until is not None:

@@ -90,3 +90,14 @@ async def test_the_store_gives_closure_rows_from_the_history(make_store: StoreFa
     assert (f.requests, f.closed, f.on_time_rate, f.revisit_rate, f.revisit_satisfaction_rate) == (2, 2, 1.0, 0.5,
                                                                                                    0.0)
     assert f.repeat_calls == 1  # both calls from 13800138000 within 7 days
+
+
+def test_the_automated_followups_answer_decides_its_satisfaction() -> None:
+    rows = [row("s", closed=D, revisited=True, out="rated", followup_rating=2, followup_scale=5),
+            row("u", closed=D, revisited=True, out="rated", followup_rating=3, followup_scale=5),   # 基本满意: not
+            row("n", closed=D, revisited=True, out="supervised", followup_rating=1, followup_scale=3,
+                followup_resolved=False),                                                           # not resolved
+            row("t", closed=D, revisited=True, out="rated", followup_rating=1, followup_scale=3),
+            row("q", closed=D, revisited=True, followup_resolved=True)]                            # no rating
+    f = closure.compute(rows)
+    assert (f.revisit_satisfied, f.revisit_answered) == (2, 4) and f.revisit_satisfaction_rate == 0.5
