@@ -107,6 +107,10 @@ async def _told_then_queried(make_controller, cfg, ami, agents, gateway: Receive
     start = order.index("notice_ticket_is")
     assert order[start:] == ["notice_ticket_is", "notice_password_is", "notice_repeat"] * 2 + ["survey",
                                                                                               "survey_thanks"]
+    first = next(e for e in robot.user_events("HotlinePrompt") if e["Prompt"] == "notice_ticket_is")
+    repeat = next(e for e in robot.user_events("HotlinePrompt") if e["Prompt"] == "notice_repeat")
+    print(f"\nthe notice, once: {float(repeat['Timestamp']) - float(first['Timestamp']):.1f} s "
+          f"(ticket number and password, digit by digit)")
     told = notices(robot)
     assert len(told) == 2 and told[0][:2] == told[1][:2]
     ticket_digits, password, between = told[0]
