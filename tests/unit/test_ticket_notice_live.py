@@ -134,3 +134,16 @@ async def test_no_notice_but_still_the_survey(store: Store) -> None:
     await CallScripts(shipped(), clock_at(MONDAY_10), store).survey(ch)  # type: ignore[arg-type]
     assert not [p for p in ch.played() if "notice" in p or "digits" in p]
     assert ("ask", "hotline/survey") in ch.log and ch.played() == ["hotline/survey_thanks"]
+
+
+def test_the_one_flow_numbers_the_call_right_after_the_number_plan_and_explain_says_so() -> None:
+    """OpenTicket is the flow's second action (before any greeting), so both drivers meet it (issue 13 item 1)."""
+    from admin.explain import explain_call
+    from ivr.callflow import Decided, OpenTicket, inbound_flow
+
+    flow = inbound_flow(shipped(), "12345", "13800138000", MONDAY_10)
+    assert isinstance(next(flow), Decided) and isinstance(flow.send(None), OpenTicket)
+    steps = explain_call(shipped(), "12345", "13800138000", MONDAY_10, [["1"]]).steps
+    kinds = [s.kind for s in steps]
+    assert kinds.index("ticket") < kinds.index("announcement")
+    assert Var.TICKET.value in steps[kinds.index("ticket")].text
