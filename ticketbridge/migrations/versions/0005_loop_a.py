@@ -2,7 +2,7 @@
 deadline reminders (the deadline a ticket's reminder was written for).
 
 Revision ID: 0005_loop_a
-Revises: 0005_loop_b
+Revises: 0005_agent_ids
 Create Date: 2026-11-29
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_loop_a"
-down_revision = "0005_loop_b"
+down_revision = "0005_agent_ids"
 branch_labels = None
 depends_on = None
 
