@@ -58,6 +58,7 @@ from live.api import LiveApi
 from live.intervention import Intervention
 from live.service import LiveService
 from hotline.live_api import serve_api
+from hotline.transcriber import Transcriber
 
 log = structlog.get_logger("hotline.controller")
 
@@ -147,6 +148,14 @@ class Controller:
         #: the live API (live/api.py): listening once a token exists (config api:)
         self.api: LiveApi | None = None
         self._api_task: asyncio.Task[None] | None = None
+        #: recordings become transcripts on their tickets (transcripts.enabled), off the call path
+        monitor = (Path(asterisk_root) / asterisk_spool.lstrip("/") / "monitor" if str(asterisk_root) != "/"
+                   else Path(config.recording.dir))
+        self.transcriber: Transcriber | None = None
+        self._transcriber_task: asyncio.Task[None] | None = None
+        if config.transcripts.enabled:
+            self.transcriber = Transcriber(config, self.store, monitor)
+            self.on_saved.append(self.transcriber.offer)
 
     @classmethod
     def for_sandbox(cls, config: Config, sandbox: Any, **kw: Any) -> "Controller":
@@ -188,6 +197,8 @@ class Controller:
             self._cdr_task = self._spawn(self.cdr.run(), "cdr-reconcile")
         if self.outbox is not None:  # its own task: a slow or absent platform never delays a call
             self._outbox_task = self._spawn(self.outbox.run(), "outbox-pusher")
+        if self.transcriber is not None:  # its own task and processes: decoding never delays a call
+            self._transcriber_task = self._spawn(self.transcriber.run(), "transcriber")
         # always running (cheap when both kinds are off): it reads the rules of the configuration in force
         self._scheduler_task = self._spawn(self.scheduler.run(), "outreach-scheduler")
         log.info("controller_started", fastagi_port=self.agi.port, ami=f"{self.config.asterisk.ami.host}:"
@@ -208,6 +219,7 @@ class Controller:
             self.api = None
         await self._end_task(self._scheduler_task)  # calls being placed end; their claims' leases expire
         await self._end_task(self._cdr_task)
+        await self._end_task(self._transcriber_task)  # calls not transcribed yet stay untranscribed
         await self.agi.stop(grace_s)
         for record in self.assembler.open_records():
             await self._save(record)

@@ -143,6 +143,15 @@ CDR_FILE = "hotline-cdr.json"
 #: one context per carrier trunk: its calls enter here (`hotline-carrier-<name>`), DIDs in `hotline-did-<name>`
 CARRIER_CONTEXT_PREFIX = "hotline-carrier-"
 DID_CONTEXT_PREFIX = "hotline-did-"
+#: with transcripts on, each direction of an answered call is recorded beside the mixed recording
+#: `<name>.wav` as `<name><suffix>.wav` (MixMonitor r(): what the caller says; t(): what the agent says)
+RECORDING_SIDE_SUFFIX = {"caller": "-caller", "agent": "-agent"}
+
+
+def side_recording(recording: str, side: str) -> str:
+    """The per-direction file of a mixed recording's name: `hotline/d/x.wav` → `hotline/d/x-caller.wav`."""
+    stem = recording[:-4] if recording.endswith(".wav") else recording
+    return f"{stem}{RECORDING_SIDE_SUFFIX[side]}.wav"
 
 
 def queue_context(queue: str) -> str:
