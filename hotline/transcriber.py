@@ -54,7 +54,9 @@ def model_path(config: Config) -> str | None:
 
 class Transcriber:
     def __init__(self, config: Config, store: Any, monitor_dir: Path, *, executor: Executor | None = None,
-                 clock: Callable[[], float] = time.monotonic, settle_s: float = SETTLE_S) -> None:
+                 clock: Callable[[], float] = time.monotonic, settle_s: float = SETTLE_S,
+                 decode: Callable[[str, str], dict[str, Any]] = transcribe_pair) -> None:
+        """`executor`/`decode`: the pool and the function run in it (tests pass threads and a stand-in)."""
         self.config = config
         self.store = store
         self.monitor_dir = Path(monitor_dir)
@@ -64,6 +66,7 @@ class Transcriber:
         self._own_executor = executor is None
         self._clock = clock
         self.settle_s = settle_s
+        self._decode = decode
         self._seen: set[str] = set()
         #: ticket numbers transcribed by this process, in order (for tests and the demo)
         self.done: list[str] = []
@@ -149,7 +152,7 @@ class Transcriber:
             return None
         started = self._clock()
         loop = asyncio.get_running_loop()
-        raw = await loop.run_in_executor(pool, transcribe_pair, str(files[0]), str(files[1]))
+        raw = await loop.run_in_executor(pool, self._decode, str(files[0]), str(files[1]))
         sides = {side: [Utterance(side, u["start"], u["end"], u["text"], u.get("conf", 0.0)) for u in raw[side]]
                  for side in ("caller", "agent")}
         t = build(sides["caller"], sides["agent"], self.config.transcripts.category_rules, raw["duration_s"])
