@@ -144,6 +144,8 @@ class CallScripts:
             case SetRoute():
                 for name, value in action.variables:
                     await s.set_variable(name, value)
+                if self.config.transcripts.enabled:  # the queue records each direction apart for it
+                    await s.set_variable(Var.TRANSCRIBE, "1")
                 d = action.decision
                 await s.user_event(Event.ROUTE, Line=d.line or "", Mode=d.mode, Dest=action.dest.label(),
                                    Category=action.category.value if action.category else "", Fallback="0")

@@ -27,6 +27,9 @@ class Var(StrEnum):
     GREETED = "HOTLINE_GREETED"
     #: "1" once the caller heard the recording notice (played once per call, before the first queue)
     RECORDING_NOTICED = "HOTLINE_RECORDING_NOTICED"
+    #: "1": the controller transcribes this call (transcripts.enabled), so the queue also records each
+    #: direction apart (MixMonitor r()/t(), RECORDING_SIDE_SUFFIX)
+    TRANSCRIBE = "HOTLINE_TRANSCRIBE"
     #: the number the caller dialed, inherited by every channel of the call
     DIALED = "HOTLINE_DIALED"
     FALLBACK_QUEUE = "HOTLINE_FALLBACK_QUEUE"

@@ -244,18 +244,16 @@ async def test_store_keeps_the_transcript_and_the_purge_removes_it(tmp_path: Pat
         await store.close()
 
 
-@pytest.mark.parametrize("enabled", [True, False])
-def test_per_direction_recording_only_with_transcripts_on(enabled: bool) -> None:
-    from routing.dialplan import RenderInputs, render
+def test_per_direction_recording_when_the_controller_asks_for_it() -> None:
+    """The controller asks per call (HOTLINE_TRANSCRIBE=1 from the inbound AGI when transcripts are on), so
+    turning transcripts on needs no new dialplan; the files are named like side_recording names them."""
     from model.loading import default_config_path, load_config
+    from routing.dialplan import RenderInputs, render
 
     cfg = load_config(default_config_path())
-    cfg.transcripts.enabled = enabled
     ext = render(cfg, RenderInputs(ami_secret="x", seat_secrets={k: "s" for k in cfg.seats}))["extensions.conf"]
     opts = [line for line in ext.splitlines() if "MONITOR_OPTIONS" in line]
-    if enabled:  # one per queue, both directions named like side_recording names them
-        assert len(opts) == len(cfg.queues) and all(
-            "r(${MONITOR_FILENAME}-caller.wav)t(${MONITOR_FILENAME}-agent.wav)" in line for line in opts)
-    else:
-        assert opts == []
+    assert len(opts) == len(cfg.queues) and all(
+        '$["${HOTLINE_TRANSCRIBE}" = "1"]?Set(MONITOR_OPTIONS=r(${MONITOR_FILENAME}-caller.wav)'
+        't(${MONITOR_FILENAME}-agent.wav))' in line for line in opts)
     assert side_recording("hotline/20260101/1.2.wav", "caller") == "hotline/20260101/1.2-caller.wav"
