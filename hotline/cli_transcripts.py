@@ -87,6 +87,7 @@ def speech() -> None:
 def speech_check(wav: Path, model_dir: Path | None, grammar: str | None, config_path: str | None,
                  as_json: bool) -> None:
     """Print what the model hears in WAV: each utterance with its start and end (s) and confidence."""
+    from ivr.speech import grammar_phrases
     from ivr.transcribe import decode_file, load_model
 
     if model_dir is None:
@@ -100,7 +101,7 @@ def speech_check(wav: Path, model_dir: Path | None, grammar: str | None, config_
     t0 = time.monotonic()
     model = load_model(model_dir)
     t1 = time.monotonic()
-    phrases = [p.strip() for p in grammar.split(",") if p.strip()] + ["[unk]"] if grammar else None
+    phrases = grammar_phrases(grammar.split(",")) if grammar else None
     utts, duration = decode_file(model, wav, phrases)
     t2 = time.monotonic()
     if as_json:

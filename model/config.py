@@ -593,6 +593,9 @@ class Speech(_M):
     model: str | None = None
     min_confidence: float = 0.6
     listen_s: float = 4.0
+    #: recognise only the menu's words (vosk's runtime grammar) when the model supports it (small models:
+    #: graph/Gr.fst); far fewer misheard keywords than free text. false: free text, then keyword matching
+    grammar: bool = True
 
 
 class QualityRules(_M):
