@@ -257,3 +257,26 @@ def test_per_direction_recording_when_the_controller_asks_for_it() -> None:
         '$["${HOTLINE_TRANSCRIBE}" = "1"]?Set(MONITOR_OPTIONS=r(${MONITOR_FILENAME}-caller.wav)'
         't(${MONITOR_FILENAME}-agent.wav))' in line for line in opts)
     assert side_recording("hotline/20260101/1.2.wav", "caller") == "hotline/20260101/1.2-caller.wav"
+
+
+# --------------------------------------------------------------------------- speech navigation's grammar
+
+
+def test_grammar_is_the_menus_words_han_also_by_character_and_unk() -> None:
+    from ivr.speech import grammar_phrases
+
+    assert grammar_phrases(["投诉", "问 一下", "네", "", "  ", "投诉"]) == [
+        "投诉", "投 诉", "问 一下", "问 一 下", "네", "[unk]"]
+
+
+def test_the_menu_asks_with_its_words_as_grammar() -> None:
+    from ivr.menu import AGENT_WORDS, Collect, MenuEngine
+    from model.destinations import MenuDest
+
+    cfg = _shipped()
+    cfg.speech.model = "/nonexistent"
+    cfg.menus["main"].speech = {"1": ["咨询"], "2": ["投诉", "举报"]}
+    engine = MenuEngine(cfg, dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=8))))
+    step = engine.start(MenuDest(menu="main"))
+    collect = next(a for a in step.actions if isinstance(a, Collect))
+    assert collect.speech and collect.words == ("咨询", "投诉", "举报", *AGENT_WORDS)
