@@ -640,6 +640,15 @@ class Transcripts(_M):
     category_rules: dict[str, list[str]] = Field(default_factory=dict)
     qa: QualityRules = QualityRules()
 
+    @field_validator("category_rules")
+    @classmethod
+    def _categories(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        known = [c.value for c in Category]
+        for name in v:
+            if name not in known:
+                raise ValueError(f"{name!r} is not a category (one of {', '.join(known)})")
+        return v
+
 
 class Deadline(_M):
     """Handling limit of a category, in working days (or hours when urgent)."""
