@@ -280,3 +280,56 @@ def test_the_menu_asks_with_its_words_as_grammar() -> None:
     step = engine.start(MenuDest(menu="main"))
     collect = next(a for a in step.actions if isinstance(a, Collect))
     assert collect.speech and collect.words == ("咨询", "投诉", "举报", *AGENT_WORDS)
+
+
+# --------------------------------------------------------------------------- `hotline qa`
+
+
+def test_qa_command_scores_per_agent_and_per_call(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from hotline.cli import main
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'qa.db'}"
+
+    async def fill() -> dict[str, str]:
+        st = TicketStore(url, _shipped())
+        await st.open()
+        try:
+            out = {}
+            for lid, agent in (("g.1", "1001"), ("b.1", "1002"), ("n.1", "1002")):
+                now = time.time()
+                saved = await st.save_call(CallRecord(linkedid=lid, caller="13800000000", dialed="12345",
+                                                      outcome="answered", agent=agent, recording=f"hotline/x/{lid}.wav",
+                                                      started_at=now, ended_at=now))
+                out[lid] = saved.ticket_no
+                digits = " ".join(saved.ticket_no[-4:])
+                if lid == "g.1":
+                    t = build([U("caller", 3, 5, "我要投诉")], [U("agent", 0, 1, "您好"), U("agent", 6, 8, f"工单 {digits}")],
+                              {})
+                elif lid == "b.1":
+                    t = build([U("caller", 3, 5, "我要投诉")], [U("agent", 0, 1, "喂 不知道")], {})
+                else:
+                    continue  # untranscribed: not scored
+                await st.save_transcript(lid, to_json(t))
+            return out
+        finally:
+            await st.close()
+
+    nos = asyncio.run(fill())
+    r = CliRunner().invoke(main, ["qa", "--store", url, "--json"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    calls = {c["ticket_no"]: c for c in data["calls"]}
+    assert set(calls) == {nos["g.1"], nos["b.1"]}
+    assert calls[nos["g.1"]]["score"] == 100
+    assert {f["check"] for f in calls[nos["b.1"]]["findings"]} == {"greeting", "forbidden", "readback"}
+    assert [(a["agent"], a["calls"]) for a in data["agents"]] == [("1002", 1), ("1001", 1)]
+    r = CliRunner().invoke(main, ["qa", "--store", url, "--by", "call"], catch_exceptions=False)
+    assert nos["b.1"] in r.output and "all checks passed" in r.output
+    r = CliRunner().invoke(main, ["qa", "--store", url, "--agent", "1001"], catch_exceptions=False)
+    assert "1001" in r.output and "1002" not in r.output
+    r = CliRunner().invoke(main, ["tickets", "show", nos["g.1"], "--store", url], catch_exceptions=False)
+    assert "transcript:" in r.output and "市民: 我要投诉" in r.output and "座席: 您好" in r.output
