@@ -333,3 +333,21 @@ def test_qa_command_scores_per_agent_and_per_call(tmp_path: Path) -> None:
     assert "1001" in r.output and "1002" not in r.output
     r = CliRunner().invoke(main, ["tickets", "show", nos["g.1"], "--store", url], catch_exceptions=False)
     assert "transcript:" in r.output and "市民: 我要投诉" in r.output and "座席: 您好" in r.output
+
+
+def test_the_screen_pop_shows_the_suggestion_but_keeps_the_category() -> None:
+    from live.screenpop import screen_pop
+
+    cfg = _shipped()
+    at = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)
+    t = build([U("caller", 1, 3, "楼下 噪音 太吵 我要投诉")], [U("agent", 0, 1, "您好")],
+              cfg.transcripts.category_rules)
+    this = SimpleNamespace(ticket_no="261130000009", started_at=at, created_at=at, category="咨询", state="accepted",
+                           request_text=None, department=None, disposition=None, transcript=to_json(t))
+    call = {"linkedid": "1.1", "caller": "13812345678", "category": "咨询", "agent": "1001"}
+    pop = screen_pop(call, this, [], cfg, now=0.0, full_numbers=False)
+    assert pop["ticket"]["suggested_category"] == "投诉举报" and "噪音" in pop["ticket"]["suggested_by"]
+    assert pop["ticket"]["category"] == "咨询"  # the suggestion is never applied for the agent
+    bare = SimpleNamespace(**{**vars(this), "transcript": None})
+    assert screen_pop(call, bare, [], cfg, now=0.0, full_numbers=False)["ticket"]["suggested_category"] is None
+    assert "楼下" not in str(pop)  # the transcript's words do not travel to the page, only the rule's words
