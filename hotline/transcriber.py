@@ -5,8 +5,9 @@ never blocking: a bounded queue; when it is full the call is left untranscribed 
 the queue with `transcripts.workers` consumers, each waiting for MixMonitor to close the call's two
 per-direction files, then decoding them in a process pool of the same size (ivr/transcribe.py; spawned
 processes at `transcripts.nice` CPU priority, the model loaded once per process) — so decoding never
-holds the event loop nor takes a core from a call's AGI work while the machine is busy. The dialogue
-(ticketbridge/transcript.py) and its suggested category go onto the ticket (store.save_transcript); the
+holds the event loop nor takes a core from a call's AGI work while the machine is busy. With
+`night_workers`, that many consumers work inside `night` (a backlog is worked off then), `workers` by
+day. The dialogue (ticketbridge/transcript.py) and its suggested category go onto the ticket (store.save_transcript); the
 per-direction files are then deleted (unless `keep_direction_files`): the mixed recording stays the record.
 
 Logs say which ticket was transcribed, how many utterances and how long it took — never what was said.
@@ -15,6 +16,7 @@ Logs say which ticket was transcribed, how many utterances and how long it took 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import multiprocessing
 import time
 from collections.abc import Callable
@@ -22,6 +24,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -55,7 +58,8 @@ def model_path(config: Config) -> str | None:
 class Transcriber:
     def __init__(self, config: Config, store: Any, monitor_dir: Path, *, executor: Executor | None = None,
                  clock: Callable[[], float] = time.monotonic, settle_s: float = SETTLE_S,
-                 decode: Callable[[str, str], dict[str, Any]] = transcribe_pair) -> None:
+                 decode: Callable[[str, str], dict[str, Any]] = transcribe_pair,
+                 wall: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
         """`executor`/`decode`: the pool and the function run in it (tests pass threads and a stand-in)."""
         self.config = config
         self.store = store
@@ -67,6 +71,7 @@ class Transcriber:
         self._clock = clock
         self.settle_s = settle_s
         self._decode = decode
+        self._wall = wall
         self._seen: set[str] = set()
         #: ticket numbers transcribed by this process, in order (for tests and the demo)
         self.done: list[str] = []
@@ -97,7 +102,7 @@ class Transcriber:
             if not path:
                 raise ValueError("transcripts.enabled needs transcripts.model or speech.model (a vosk model dir)")
             t = self.config.transcripts
-            self._executor = ProcessPoolExecutor(max_workers=t.workers, mp_context=multiprocessing.get_context("spawn"),
+            self._executor = ProcessPoolExecutor(max_workers=max(t.workers, t.night_workers or 0), mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=init_worker, initargs=(path, t.nice))
         return self._executor
 
@@ -105,15 +110,18 @@ class Transcriber:
         """Drain the queue until cancelled (the controller's stop); the pool is shut down then."""
         pool = self._pool()
         try:
+            t = self.config.transcripts
             async with asyncio.TaskGroup() as tg:
-                for i in range(self.config.transcripts.workers):
-                    tg.create_task(self._consume(pool), name=f"transcriber-{i}")
+                for i in range(max(t.workers, t.night_workers or 0)):
+                    tg.create_task(self._consume(pool, i), name=f"transcriber-{i}")
         finally:
             if self._own_executor:
                 pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _consume(self, pool: Executor) -> None:
+    async def _consume(self, pool: Executor, index: int = 0) -> None:
         while True:
+            while index >= self.config.transcripts.workers_at(self._local_hhmm()):
+                await asyncio.sleep(60)  # a night-only worker waits for the night
             job = await self.queue.get()
             try:
                 await self.transcribe(job, pool)
@@ -121,6 +129,9 @@ class Transcriber:
                 log.error("transcript_failed", ticket=job.ticket_no, error=f"{type(e).__name__}")
             finally:
                 self.queue.task_done()
+
+    def _local_hhmm(self) -> str:
+        return self._wall().astimezone(ZoneInfo(self.config.center.timezone)).strftime("%H:%M")
 
     def _files(self, job: Job) -> tuple[Path, Path] | None:
         name = recording_name(job.recording, str(self.monitor_dir))

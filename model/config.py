@@ -631,6 +631,10 @@ class Transcripts(_M):
     workers: int = Field(1, ge=1, le=32)
     #: their CPU priority (0-19, nice): calls always come first on a busy machine
     nice: int = Field(10, ge=0, le=19)
+    #: at night (`night`, HH:MM-HH:MM in the center's time zone, may wrap midnight) this many work a backlog
+    #: off; None: `workers` all day
+    night_workers: int | None = Field(None, ge=1, le=32)
+    night: str = "22:00-07:00"
     #: calls waiting to be transcribed; beyond it the newest is left untranscribed (logged, never blocks)
     queue_max: int = Field(500, ge=1)
     #: keep the per-direction files after transcription (the mixed recording is always kept)
@@ -639,6 +643,21 @@ class Transcripts(_M):
     #: (the caller's side weighs double) is suggested to the agent, never applied without them
     category_rules: dict[str, list[str]] = Field(default_factory=dict)
     qa: QualityRules = QualityRules()
+
+    @field_validator("night")
+    @classmethod
+    def _night(cls, v: str) -> str:
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d", v):
+            raise ValueError(f"{v!r} is not HH:MM-HH:MM")
+        return v
+
+    def workers_at(self, hhmm: str) -> int:
+        """How many workers decode at local time `hhmm` ("HH:MM"): `night_workers` inside `night`."""
+        if self.night_workers is None:
+            return self.workers
+        start, end = self.night.split("-")
+        inside = start <= hhmm < end if start <= end else (hhmm >= start or hhmm < end)
+        return self.night_workers if inside else self.workers
 
     @field_validator("category_rules")
     @classmethod

@@ -351,3 +351,14 @@ def test_the_screen_pop_shows_the_suggestion_but_keeps_the_category() -> None:
     bare = SimpleNamespace(**{**vars(this), "transcript": None})
     assert screen_pop(call, bare, [], cfg, now=0.0, full_numbers=False)["ticket"]["suggested_category"] is None
     assert "楼下" not in str(pop)  # the transcript's words do not travel to the page, only the rule's words
+
+
+def test_night_workers_only_inside_the_night() -> None:
+    from model.config import Transcripts
+
+    t = Transcripts(workers=1, night_workers=2, night="22:00-07:00")
+    assert [t.workers_at(h) for h in ("21:59", "22:00", "03:00", "06:59", "07:00", "12:00")] == [1, 2, 2, 2, 1, 1]
+    assert Transcripts(workers=2).workers_at("03:00") == 2
+    assert Transcripts(workers=1, night_workers=3, night="01:00-05:00").workers_at("00:30") == 1
+    with pytest.raises(ValueError, match="HH:MM-HH:MM"):
+        Transcripts(night="late")
