@@ -58,7 +58,7 @@ from live.api import LiveApi
 from live.intervention import Intervention
 from live.service import LiveService
 from hotline.live_api import serve_api
-from hotline.transcriber import Transcriber
+from hotline.transcriber import Transcriber, model_path, transcripts_model_ok
 
 log = structlog.get_logger("hotline.controller")
 
@@ -154,8 +154,12 @@ class Controller:
         self.transcriber: Transcriber | None = None
         self._transcriber_task: asyncio.Task[None] | None = None
         if config.transcripts.enabled:
-            self.transcriber = Transcriber(config, self.store, monitor)
-            self.on_saved.append(self.transcriber.offer)
+            if transcripts_model_ok(config):
+                self.transcriber = Transcriber(config, self.store, monitor)
+                self.on_saved.append(self.transcriber.offer)
+            else:  # calls go on, untranscribed; the per-direction files are left to the retention rule
+                log.warning("transcripts_model_missing", path=model_path(config),
+                            hint="set transcripts.model or speech.model to an unpacked vosk model (README)")
 
     @classmethod
     def for_sandbox(cls, config: Config, sandbox: Any, **kw: Any) -> "Controller":

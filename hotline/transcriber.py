@@ -55,6 +55,12 @@ def model_path(config: Config) -> str | None:
     return config.transcripts.model or config.speech.model
 
 
+def transcripts_model_ok(config: Config) -> bool:
+    """A vosk model is where the config says (am/final.mdl in it)."""
+    path = model_path(config)
+    return bool(path) and (Path(path).expanduser() / "am" / "final.mdl").is_file()
+
+
 class Transcriber:
     def __init__(self, config: Config, store: Any, monitor_dir: Path, *, executor: Executor | None = None,
                  clock: Callable[[], float] = time.monotonic, settle_s: float = SETTLE_S,
@@ -102,8 +108,9 @@ class Transcriber:
             if not path:
                 raise ValueError("transcripts.enabled needs transcripts.model or speech.model (a vosk model dir)")
             t = self.config.transcripts
-            self._executor = ProcessPoolExecutor(max_workers=max(t.workers, t.night_workers or 0), mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=init_worker, initargs=(path, t.nice))
+            self._executor = ProcessPoolExecutor(max_workers=max(t.workers, t.night_workers or 0),
+                                                 mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=init_worker, initargs=(str(Path(path).expanduser()), t.nice))
         return self._executor
 
     async def run(self) -> None:
