@@ -41,6 +41,7 @@ import structlog
 
 from hotline.cli_base import EXIT_BAD, EXIT_ENV, fail, load, setup_logging
 from hotline.control import ControllerNotRunning, ask, control_socket_path
+from ticketbridge.transcript import transcript_dict, transcript_lines
 from model.config import DEFAULT_TZ
 from model.privacy import mask_number
 from ticketbridge import agent_kpi, closure, kpi
@@ -309,7 +310,8 @@ def show_cmd(config_path: str | None, store_url: str | None, ticket_no: str, sho
         await _audit_numbers(store, show_numbers, "tickets show", {"ticket_no": ticket_no}, 1)
         d = ticket_dict(t, show_numbers)
         if as_json:
-            _echo_json({**d, "history": history, "callback": callback, "followup": followup, "outbox": outbox})
+            _echo_json({**d, "history": history, "callback": callback, "followup": followup, "outbox": outbox,
+                        "transcript": transcript_dict(t.transcript)})
             return
         click.echo(f"ticket {t.ticket_no}   state {t.state} ({parse_state(t.state).label})   outcome {t.outcome}")
         for k in ("created_at", "deadline_at", "caller", "dialed", "legacy_line", "mode", "category", "ivr_path",
@@ -327,6 +329,11 @@ def show_cmd(config_path: str | None, store_url: str | None, ticket_no: str, sho
             click.echo(f"  followup 回访    {'given up' if followup['given_up'] else followup['status']}, "
                        f"{followup['attempts']} attempt(s)"
                        + (f": {followup['last_result']}" if followup["last_result"] else ""))
+        said = transcript_lines(t.transcript)
+        if said:
+            click.echo("transcript:")
+            for line in said:
+                click.echo(line)
         click.echo("history:")
         for h in history:
             move = f"{h['from'] or ''} → {h['to'] or ''}"

@@ -59,6 +59,7 @@ from live.api import LiveApi
 from live.intervention import Intervention
 from live.service import LiveService
 from hotline.live_api import serve_api
+from hotline.transcriber import Transcriber, model_path, transcripts_model_ok
 
 log = structlog.get_logger("hotline.controller")
 
@@ -157,6 +158,18 @@ class Controller:
         #: the live API (live/api.py): listening once a token exists (config api:)
         self.api: LiveApi | None = None
         self._api_task: asyncio.Task[None] | None = None
+        #: recordings become transcripts on their tickets (transcripts.enabled), off the call path
+        monitor = (Path(asterisk_root) / asterisk_spool.lstrip("/") / "monitor" if str(asterisk_root) != "/"
+                   else Path(config.recording.dir))
+        self.transcriber: Transcriber | None = None
+        self._transcriber_task: asyncio.Task[None] | None = None
+        if config.transcripts.enabled:
+            if transcripts_model_ok(config):
+                self.transcriber = Transcriber(config, self.store, monitor)
+                self.on_saved.append(self.transcriber.offer)
+            else:  # calls go on, untranscribed; the per-direction files are left to the retention rule
+                log.warning("transcripts_model_missing", path=model_path(config),
+                            hint="set transcripts.model or speech.model to an unpacked vosk model (README)")
 
     @classmethod
     def for_sandbox(cls, config: Config, sandbox: Any, **kw: Any) -> "Controller":
@@ -198,6 +211,8 @@ class Controller:
             self._cdr_task = self._spawn(self.cdr.run(), "cdr-reconcile")
         if self.outbox is not None:  # its own task: a slow or absent platform never delays a call
             self._outbox_task = self._spawn(self.outbox.run(), "outbox-pusher")
+        if self.transcriber is not None:  # its own task and processes: decoding never delays a call
+            self._transcriber_task = self._spawn(self.transcriber.run(), "transcriber")
         # always running (cheap when both kinds are off): it reads the rules of the configuration in force
         self._scheduler_task = self._spawn(self.scheduler.run(), "outreach-scheduler")
         if self.sms is not None:
@@ -222,6 +237,7 @@ class Controller:
             self.api = None
         await self._end_task(self._scheduler_task)  # calls being placed end; their claims' leases expire
         await self._end_task(self._cdr_task)
+        await self._end_task(self._transcriber_task)  # calls not transcribed yet stay untranscribed
         await self.agi.stop(grace_s)
         for record in self.assembler.open_records():
             await self._save(record)

@@ -158,6 +158,8 @@ class CallScripts:
             case SetRoute():
                 for name, value in action.variables:
                     await s.set_variable(name, value)
+                if self.config.transcripts.enabled:  # the queue records each direction apart for it
+                    await s.set_variable(Var.TRANSCRIBE, "1")
                 d = action.decision
                 await s.user_event(Event.ROUTE, Line=d.line or "", Mode=d.mode, Dest=action.dest.label(),
                                    Category=action.category.value if action.category else "", Fallback="0")
@@ -194,12 +196,12 @@ class CallScripts:
             # In a menu '#' means back, so it must not count as a silent caller.
             return Digit("#")
         if c.speech and self.recognizer is not None:
-            heard = await self._listen(s)
+            heard = await self._listen(s, c.words)
             if heard is not None:
                 return heard
         return Timeout()
 
-    async def _listen(self, s: AgiSession) -> SpeechResult | Digit | None:
+    async def _listen(self, s: AgiSession, words: tuple[str, ...] = ()) -> SpeechResult | Digit | None:
         """Record a few seconds and decode off the loop; any failure falls back to DTMF.
 
         RECORD FILE writes inside Asterisk's filesystem (a chroot, perhaps): the file is
@@ -222,7 +224,7 @@ class CallScripts:
             # only "(dtmf)" carries a key; "(timeout)" may come with result=1 when silence ended it
             if code and (reply.data or "").strip() == "dtmf":
                 return Digit(chr(code))
-            res = await self.recognizer.recognize_file(host)
+            res = await self.recognizer.recognize_file(host, grammar=words if self.config.speech.grammar else ())
             await s.user_event(Event.SPEECH, Phase="heard", Confidence=f"{res.confidence:.2f}",
                                Words=str(len(res.text.split())))
             log.info("speech_heard", confidence=round(res.confidence, 2), words=len(res.text.split()))

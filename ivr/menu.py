@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from model.config import Config, Menu
 from model.destinations import (
@@ -121,6 +121,8 @@ class Collect:
     timeout_s: float
     valid_keys: str
     speech: bool = False
+    #: the words speech may say here (the menu's and AGENT_WORDS): the recogniser's runtime grammar
+    words: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -262,7 +264,9 @@ class MenuEngine:
 
     def _collect(self, menu: Menu, *plays: Play) -> Step:
         keys = "".join(sorted(menu.options)) + "0*#"
-        return Step((*plays, Collect(menu.prompt, menu.timeout_s, keys, self.config.speech.model is not None)))
+        on = self.config.speech.model is not None
+        words = tuple(dict.fromkeys([w for ws in menu.speech.values() for w in ws if w] + list(AGENT_WORDS)))
+        return Step((*plays, Collect(menu.prompt, menu.timeout_s, keys, on, words if on else ())))
 
     def _no_input(self, menu: Menu) -> Step:
         self._timeouts += 1

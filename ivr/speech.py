@@ -33,6 +33,7 @@ import os
 import re
 import wave
 from concurrent.futures import Executor, ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SpeechRecognizer",
     "SpeechResult",
+    "grammar_phrases",
     "load_recognizer",
     "match_keyword",
     "normalise_text",
@@ -87,6 +89,22 @@ def match_keyword(text: str, speech_map: dict[str, list[str]]) -> str | None:
             if at >= 0 and (best is None or (at, -len(w)) < best[:2]):
                 best = (at, -len(w), key)
     return best[2] if best else None
+
+
+def grammar_phrases(words: Sequence[str]) -> list[str]:
+    """A vosk runtime grammar for these keywords: each as written, a Han word also character by character
+    (a word the model's vocabulary lacks is dropped by vosk, its characters usually are not), and "[unk]"
+    so that anything else is heard as unknown rather than forced onto a keyword."""
+    out: list[str] = []
+    for w in words:
+        w = " ".join(w.split())
+        if not w:
+            continue
+        out.append(w)
+        flat = "".join(w.split())
+        if len(flat) > 1 and all(re.fullmatch(f"[{_HAN}]", c) for c in flat):
+            out.append(" ".join(flat))
+    return [*dict.fromkeys(out), "[unk]"]
 
 
 def read_wav_pcm(path: str | os.PathLike[str]) -> tuple[bytes, int]:
@@ -139,25 +157,35 @@ class SpeechRecognizer:
                 self._model = await loop.run_in_executor(self._executor, _load_model, str(self.model_path))
                 log.info("speech_model_loaded", path=str(self.model_path), seconds=round(loop.time() - started, 2))
 
-    async def recognize(self, pcm: bytes, sample_rate: int = 8000) -> SpeechResult:
-        """Decode 16-bit mono PCM off the event loop; confidence is the mean word confidence (0.0 for no words)."""
+    @property
+    def supports_grammar(self) -> bool:
+        """The model has a runtime graph (graph/Gr.fst + HCLr.fst, as vosk's small models do): a grammar
+        limits what it recognises. A big model's static HCLG.fst ignores grammars."""
+        g = self.model_path / "graph"
+        return (g / "Gr.fst").is_file() and (g / "HCLr.fst").is_file()
+
+    async def recognize(self, pcm: bytes, sample_rate: int = 8000, *, grammar: Sequence[str] = ()) -> SpeechResult:
+        """Decode 16-bit mono PCM off the event loop; confidence is the mean word confidence (0.0 for no words).
+        `grammar`: the only phrases to recognise (see :func:`grammar_phrases`), when the model supports it."""
         if len(pcm) < 2:
             return SpeechResult("", 0.0)
         await self.load()
+        phrases = grammar_phrases(grammar) if grammar and self.supports_grammar else None
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._decode, pcm, sample_rate)
+        return await loop.run_in_executor(self._executor, self._decode, pcm, sample_rate, phrases)
 
-    async def recognize_file(self, path: str | os.PathLike[str]) -> SpeechResult:
+    async def recognize_file(self, path: str | os.PathLike[str], *, grammar: Sequence[str] = ()) -> SpeechResult:
         """Read a recording (see :func:`read_wav_pcm`) and decode it, both off the event loop."""
         await self.load()
         loop = asyncio.get_running_loop()
         pcm, rate = await loop.run_in_executor(self._executor, read_wav_pcm, path)
-        return await self.recognize(pcm, rate)
+        return await self.recognize(pcm, rate, grammar=grammar)
 
-    def _decode(self, pcm: bytes, sample_rate: int) -> SpeechResult:
+    def _decode(self, pcm: bytes, sample_rate: int, phrases: list[str] | None = None) -> SpeechResult:
         import vosk
 
-        rec = vosk.KaldiRecognizer(self._model, float(sample_rate))
+        rec = (vosk.KaldiRecognizer(self._model, float(sample_rate), json.dumps(phrases, ensure_ascii=False))
+               if phrases else vosk.KaldiRecognizer(self._model, float(sample_rate)))
         rec.SetWords(True)
         pcm = pcm[: len(pcm) // 2 * 2]
         segments: list[dict[str, Any]] = []

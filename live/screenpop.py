@@ -18,6 +18,7 @@ from model.config import Config
 from model.destinations import Category
 from model.privacy import mask_number
 from model.ticket_state import TicketState
+from ticketbridge.transcript import from_json
 
 #: how many earlier tickets of the caller are shown
 PREVIOUS = 10
@@ -36,7 +37,16 @@ def ticket_brief(t: Any, zone: ZoneInfo) -> dict[str, Any]:
     return {"ticket_no": t.ticket_no, "date": created.astimezone(zone).strftime("%Y-%m-%d") if created else "",
             "category": t.category, "state": t.state, "state_label": state_label(t.state),
             "request_text": getattr(t, "request_text", None), "department": getattr(t, "department", None),
-            "disposition": getattr(t, "disposition", None)}
+            "disposition": getattr(t, "disposition", None), **suggestion(t)}
+
+
+def suggestion(t: Any) -> dict[str, Any]:
+    """The category the call's transcript suggests and the words heard (ticketbridge/transcript.py); shown
+    beside the intake form, never applied: the agent picks the category."""
+    tr = from_json(getattr(t, "transcript", None))
+    if tr is None or not tr.suggested_category:
+        return {"suggested_category": None, "suggested_by": []}
+    return {"suggested_category": tr.suggested_category, "suggested_by": list(tr.suggested_by)}
 
 
 def departments(config: Config) -> list[str]:

@@ -594,6 +594,80 @@ class Speech(_M):
     model: str | None = None
     min_confidence: float = 0.6
     listen_s: float = 4.0
+    #: recognise only the menu's words (vosk's runtime grammar) when the model supports it (small models:
+    #: graph/Gr.fst); far fewer misheard keywords than free text. false: free text, then keyword matching
+    grammar: bool = True
+
+
+class QualityRules(_M):
+    """质检: what `hotline qa` checks in each transcribed call (ticketbridge/quality.py); each failed check
+    takes its `points` off 100. Empty word lists switch their check off."""
+
+    #: the agent says one of these within `greeting_within_s` of the recording's start (e.g. 您好 / 很高兴为您服务)
+    greeting: list[str] = Field(default_factory=list)
+    greeting_within_s: float = Field(15.0, gt=0)
+    #: words an agent never says (each one said counts once)
+    forbidden: list[str] = Field(default_factory=list)
+    #: the agent reads the ticket number back (its last `readback_digits` digits, spoken digits accepted)
+    readback: bool = True
+    readback_digits: int = Field(4, ge=1, le=20)
+    #: nobody speaks for longer than this (s) between two utterances
+    max_silence_s: float = Field(10.0, gt=0)
+    #: the agent starts speaking while the caller still speaks, overlapping by more than this (s)
+    talk_over_s: float = Field(1.0, gt=0)
+    #: points taken off per failed check: greeting, forbidden, readback, silence, talk_over
+    points: dict[Literal["greeting", "forbidden", "readback", "silence", "talk_over"], float] = Field(
+        default_factory=lambda: {"greeting": 20.0, "forbidden": 30.0, "readback": 20.0, "silence": 10.0,
+                                 "talk_over": 5.0})
+
+
+class Transcripts(_M):
+    """Recordings become text (ticketbridge/transcript.py, hotline/transcriber.py): off the call path, in
+    worker processes, each direction of the call separately, onto the ticket as a dialogue."""
+
+    enabled: bool = False
+    #: a vosk model directory for transcripts; None: speech.model (a larger model suits the offline work)
+    model: str | None = None
+    #: worker processes decoding at once (each one core of CPU and one copy of the model in memory)
+    workers: int = Field(1, ge=1, le=32)
+    #: their CPU priority (0-19, nice): calls always come first on a busy machine
+    nice: int = Field(10, ge=0, le=19)
+    #: at night (`night`, HH:MM-HH:MM in the center's time zone, may wrap midnight) this many work a backlog
+    #: off; None: `workers` all day
+    night_workers: int | None = Field(None, ge=1, le=32)
+    night: str = "22:00-07:00"
+    #: calls waiting to be transcribed; beyond it the newest is left untranscribed (logged, never blocks)
+    queue_max: int = Field(500, ge=1)
+    #: keep the per-direction files after transcription (the mixed recording is always kept)
+    keep_direction_files: bool = False
+    #: the suggested category: category -> words; the category with the most words heard in the call
+    #: (the caller's side weighs double) is suggested to the agent, never applied without them
+    category_rules: dict[str, list[str]] = Field(default_factory=dict)
+    qa: QualityRules = QualityRules()
+
+    @field_validator("night")
+    @classmethod
+    def _night(cls, v: str) -> str:
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d", v):
+            raise ValueError(f"{v!r} is not HH:MM-HH:MM")
+        return v
+
+    def workers_at(self, hhmm: str) -> int:
+        """How many workers decode at local time `hhmm` ("HH:MM"): `night_workers` inside `night`."""
+        if self.night_workers is None:
+            return self.workers
+        start, end = self.night.split("-")
+        inside = start <= hhmm < end if start <= end else (hhmm >= start or hhmm < end)
+        return self.night_workers if inside else self.workers
+
+    @field_validator("category_rules")
+    @classmethod
+    def _categories(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        known = [c.value for c in Category]
+        for name in v:
+            if name not in known:
+                raise ValueError(f"{name!r} is not a category (one of {', '.join(known)})")
+        return v
 
 
 class Deadline(_M):
@@ -634,6 +708,8 @@ class Config(_M):
     self_query: SelfQuery = SelfQuery()
     recording: Recording = Recording()
     speech: Speech = Speech()
+    #: call transcripts, the suggested category and quality checks (质检)
+    transcripts: Transcripts = Transcripts()
     deadlines: dict[str, Deadline] = Field(default_factory=dict)
     #: urgent categories and deadline reminders (model/caller_loop.py)
     deadline_rules: DeadlineRules = DeadlineRules()

@@ -27,6 +27,9 @@ class Var(StrEnum):
     GREETED = "HOTLINE_GREETED"
     #: "1" once the caller heard the recording notice (played once per call, before the first queue)
     RECORDING_NOTICED = "HOTLINE_RECORDING_NOTICED"
+    #: "1": the controller transcribes this call (transcripts.enabled), so the queue also records each
+    #: direction apart (MixMonitor r()/t(), RECORDING_SIDE_SUFFIX)
+    TRANSCRIBE = "HOTLINE_TRANSCRIBE"
     #: the number the caller dialed, inherited by every channel of the call
     DIALED = "HOTLINE_DIALED"
     FALLBACK_QUEUE = "HOTLINE_FALLBACK_QUEUE"
@@ -146,6 +149,15 @@ CDR_FILE = "hotline-cdr.json"
 #: one context per carrier trunk: its calls enter here (`hotline-carrier-<name>`), DIDs in `hotline-did-<name>`
 CARRIER_CONTEXT_PREFIX = "hotline-carrier-"
 DID_CONTEXT_PREFIX = "hotline-did-"
+#: with transcripts on, each direction of an answered call is recorded beside the mixed recording
+#: `<name>.wav` as `<name><suffix>.wav` (MixMonitor r(): what the caller says; t(): what the agent says)
+RECORDING_SIDE_SUFFIX = {"caller": "-caller", "agent": "-agent"}
+
+
+def side_recording(recording: str, side: str) -> str:
+    """The per-direction file of a mixed recording's name: `hotline/d/x.wav` → `hotline/d/x-caller.wav`."""
+    stem = recording[:-4] if recording.endswith(".wav") else recording
+    return f"{stem}{RECORDING_SIDE_SUFFIX[side]}.wav"
 
 
 def queue_context(queue: str) -> str:

@@ -13,7 +13,8 @@ from pathlib import Path
 import jinja2
 
 from model.config import Carrier, Config, Queue
-from model.contract import (AMI_EXCLUDED_EVENTS, ASTERISK_QUEUE_PREFIX, AmiRights, Context, queue_context,
+from model.contract import (AMI_EXCLUDED_EVENTS, ASTERISK_QUEUE_PREFIX, AmiRights, Context, RECORDING_SIDE_SUFFIX,
+                            queue_context,
                             template_names)
 from model.destinations import Destination, DialDest, HangupDest, QueueDest, TransferDest
 from routing.outbound import allowed_patterns, carrier_match, did_map, outbound_dial
@@ -183,6 +184,7 @@ def render(config: Config, inputs: RenderInputs) -> dict[str, str]:
         "spy_keys": [(key, mode.value) for key, mode in SWITCH_KEYS.items()],
         "rtp_start": inputs.rtp_range[0],
         "rtp_end": inputs.rtp_range[1],
+        "side_suffix": RECORDING_SIDE_SUFFIX,
     }
     out: dict[str, str] = {}
     for tpl in sorted(TEMPLATES.glob("*.conf.j2")):

@@ -55,6 +55,7 @@ from ticketbridge.outbox import push_payload
 from ticketbridge.outreach_store import OutreachMixin
 from ticketbridge.retention import TicketRecording
 from ticketbridge.sms import SMS_ENDPOINT, Sealer, sms_payload
+from ticketbridge.transcript_store import TranscriptMixin
 
 log = structlog.get_logger("ticketbridge.store")
 
@@ -227,7 +228,7 @@ def ticket_payload(t: Ticket, kind: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the store
 
 
-class TicketStore(OutreachMixin):
+class TicketStore(OutreachMixin, TranscriptMixin):
     """Async ticket store; one per process, shared by all calls (and safely by several processes)."""
 
     def __init__(self, url: str, config: Any | None = None, *, clock: Callable[[], dt.datetime] | None = None,
@@ -835,6 +836,7 @@ class TicketStore(OutreachMixin):
                                           Ticket.recording_purged_at.is_(None)).with_for_update())
                 for t in (await s.execute(q)).scalars():
                     t.recording_purged_at = now
+                    t.transcript = None  # the transcript is kept under the recording's retention rule
                     t.version += 1
                     t.updated_at = now
                     s.add(TicketHistory(ticket_id=t.id, at=now, actor=actor[:64], field="recording",

@@ -79,6 +79,11 @@
     const t = p.ticket || {};
     $("text").value = t.request_text || "";
     sel.value = t.category || (p.call && p.call.category) || "";
+    // the transcript's suggestion (issue 17): shown, never chosen for the agent
+    const sug = $("suggested");
+    sug.hidden = !t.suggested_category;
+    sug.textContent = t.suggested_category
+      ? `录音转写建议类别：${t.suggested_category}（听到：${(t.suggested_by || []).join("、")}），请座席确认` : "";
     $("department").value = t.department || "";
     for (const r of document.querySelectorAll('input[name="disposition"]')) r.checked = r.value === (t.disposition || "");
     setMsg("", "");
