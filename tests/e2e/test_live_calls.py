@@ -154,24 +154,24 @@ async def test_a_waiting_caller_reaches_snapshot_and_stream_within_a_second(live
     assert snap["queues"]["general"]["abandoned"] >= 1
 
 
-async def test_an_agent_token_cannot_act_for_another_seat_and_a_supervisors_action_is_audited(live) -> None:
+async def test_an_agent_token_cannot_act_for_another_seat_and_a_supervisors_action_is_audited(live, seat) -> None:
     controller, client, tokens, _ = live
-    before = controller.agents.agents["1002"].state
+    before = controller.agents.agents["1002"].state  # its phone is not registered here: 离线 (agents-b)
     r = await set_agent(client, tokens["agent"], "1002", "busy", reason="小休")
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
     assert controller.agents.agents["1002"].state == before
     r = await client.get("/live", headers=auth(tokens["agent"]))
     assert set(r.json()["agents"]) == {"1001"}
-    r = await set_agent(client, tokens["supervisor"], "1002", "busy", reason="会议", why="班前会")
-    assert r.status_code == 200 and controller.agents.agents["1002"].state.value == "busy"
+    r = await set_agent(client, tokens["supervisor"], "1001", "busy", reason="会议", why="班前会")
+    assert r.status_code == 200 and controller.agents.agents["1001"].state.value == "busy", r.text
     entries = await controller.store.audit_entries()
     assert entries[0].action == "api agent state" and entries[0].user == "api:张班长"
-    assert entries[0].asked["agent"] == "1002" and entries[0].asked["reason"] == "会议"
-    events = await controller.store.agent_events(agent="1002")
+    assert entries[0].asked["agent"] == "1001" and entries[0].asked["reason"] == "会议"
+    events = await controller.store.agent_events(agent="1001")
     assert events[-1].actor == "api:张班长" and events[-1].why == "班前会"
-    r = await set_agent(client, tokens["supervisor"], "1002", "ready")
-    assert r.json()["state"] == "ready"
-    r = await client.post("/calls/nope/intervene", json={"mode": "listen", "seat": "1003"},
+    r = await set_agent(client, tokens["supervisor"], "1001", "ready")
+    assert r.json()["state"] == "ready", r.text
+    r = await client.post("/calls/nope/intervene", json={"mode": "listen", "seat": "9001"},
                           headers=auth(tokens["supervisor"]))
     assert r.status_code == 404
 
@@ -183,7 +183,9 @@ async def test_an_answered_call_shows_the_agent_talking_and_the_replayed_stream_
         await robot.wait_for(is_event("AgentConnect", Queue="hotline-general"), 25)
         deadline = time.monotonic() + 3
         while True:
-            me = (await client.get("/agents/1001", headers=auth(tokens["agent"]))).json()
+            resp = await client.get("/agents/1001", headers=auth(tokens["agent"]))
+            me = resp.json()
+            assert resp.status_code == 200, resp.text
             if me["state"] == "talking" and me["current_call"] or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.1)
@@ -347,7 +349,6 @@ async def test_a_supervisor_calls_a_missed_caller_back_from_the_api(live, cfg, a
         await robot.wait_hangup(10)
         t = await wait_ticket(controller.store, robot.linkedid, 20)
         assert t.outcome == "abandoned_in_queue" and t.callback_needed
-        calls_before = controller.live.model.calls_today
         await agents.add("general", talk_s=2)
         q = controller.live.subscribe()
         r = await client.post("/callbacks", json={"ticket": t.ticket_no}, headers=sup)
@@ -359,8 +360,8 @@ async def test_a_supervisor_calls_a_missed_caller_back_from_the_api(live, cfg, a
             if delta is not None:
                 seen |= set(delta.parts.get("calls", {}))
         controller.live.unsubscribe(q)
+        # (calls_today may still grow meanwhile: the CDR replay saves earlier tests' calls, counted once each)
         assert not any(lid.startswith(CALLBACK_PREFIX) or t.ticket_no in lid for lid in seen), seen
-        assert controller.live.model.calls_today == calls_before
         assert (await controller.store.audit_entries())[0].action == "api callback"
     finally:
         cfg.callbacks, cfg.outbound.allow = old_cb, old_allow
