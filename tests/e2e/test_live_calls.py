@@ -246,11 +246,13 @@ async def test_callers_in_the_ivr_then_answered_by_a_robot_agent(live, ami, agen
         snap = (await client.get("/live", headers=sup)).json()
         assert snap["lines"].get("12345", 0) >= 1 and snap["lines"].get("12315", 0) >= 1
         assert snap["calls"][b.linkedid]["line"] == "12315"
-        for r in (a, b):
-            await r.wait_hangup(30)  # the scripted agent hangs up after 3 s; the robot leaves after the survey
+        for r in (a, b):  # the scripted agent hangs up after 3 s (the caller goes on to the survey)
+            await r.wait_for(is_event("AgentComplete", Queue="hotline-general"), 30)
     finally:
         for r in (a, b):
             await r.hangup()
+        for r in (a, b):
+            await r.wait_hangup(10)
         await set_agent(client, tokens["supervisor"], "1001", "ready")
     await asyncio.sleep(1.0)
     snap = (await client.get("/live", headers=sup)).json()
