@@ -63,6 +63,9 @@ from hotline.transcriber import Transcriber, model_path, transcripts_model_ok
 
 log = structlog.get_logger("hotline.controller")
 
+#: the longest one step of `stop` (a task ending, the AMI link closing, the store closing) may take
+STOP_STEP_S = 15.0
+
 
 class Controller:
     def __init__(self, config: Config, *, store_url: str | None = None, cdr_path: Path | None = None,
@@ -242,17 +245,17 @@ class Controller:
         for record in self.assembler.open_records():
             await self._save(record)
         await self._end_task(self._recover_task)
-        await self.transfers.close()
-        await self._stop_agents()
+        await self._bounded(self.transfers.close(), "transfers")
+        await self._bounded(self._stop_agents(), "agents")
         await self._release_agents()
         await self._end_task(self._outbox_task)  # undelivered rows stay in the outbox for the next start
         await self._end_task(self._sms_task)
         await self._end_task(self._reminder_task)
-        await self.ami.close()
+        await self._bounded(self.ami.close(), "ami")
         while self._tasks:  # anything else still running (none expected once AMI is closed)
             for task in list(self._tasks):
                 await self._end_task(task)
-        await self.store.close()
+        await self._bounded(self.store.close(), "store")
         if self.recognizer is not None and self._own_recognizer:
             self.recognizer.close()
         log.info("controller_stopped")
@@ -280,8 +283,20 @@ class Controller:
             return
         if not task.done():
             task.cancel()
-        await asyncio.wait({task})
+        done, _ = await asyncio.wait({task}, timeout=STOP_STEP_S)
+        if not done:  # a task that swallows its cancellation never holds the stop (systemd would kill us)
+            log.error("controller_task_stuck", task=task.get_name(), seconds=STOP_STEP_S,
+                      where=[f"{f.f_code.co_filename}:{f.f_lineno}" for f in task.get_stack(limit=5)])
         self._tasks.discard(task)
+
+    async def _bounded(self, step: Coroutine[Any, Any, Any], name: str) -> None:
+        """One step of `stop` that talks to something outside (Asterisk, the store): at most STOP_STEP_S,
+        then the stop goes on with the next step (logged), so a stop always ends."""
+        try:
+            async with asyncio.timeout(STOP_STEP_S):
+                await step
+        except TimeoutError:
+            log.error("controller_stop_step_stuck", step=name, seconds=STOP_STEP_S)
 
     # ------------------------------------------------------------------ AMI → tickets
     async def _on_event(self, event: dict[str, str]) -> None:

@@ -115,3 +115,40 @@ async def test_a_login_racing_the_shutdown_leaves_no_task_behind(make_controller
     c._on_ami_login({"Event": "FullyBooted"})  # a (re)login racing the shutdown
     await asyncio.wait_for(stopping, 5)
     assert not c._tasks
+
+
+class StubbornOutbox(FakeOutbox):
+    """A task that swallows its cancellation (a bug somewhere): it must not hold the stop for good."""
+
+    stubborn = True
+
+    async def run(self) -> None:
+        self.running.set()
+        while True:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                if not self.stubborn:
+                    raise
+
+
+async def test_a_task_that_swallows_its_cancellation_never_hangs_the_stop(make_controller: Any,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import hotline.controller as controller_module
+
+    monkeypatch.setattr(controller_module, "STOP_STEP_S", 0.3)
+    c = make_controller()
+    c.outbox = outbox = StubbornOutbox()
+    await c.start()
+    await asyncio.wait_for(outbox.running.wait(), 2)
+    with capture_logs() as logs:
+        await asyncio.wait_for(c.stop(grace_s=0.1), 5)
+    stuck = [e for e in logs if e["event"] == "controller_task_stuck"]
+    assert [e["task"] for e in stuck] == ["outbox-pusher"] and stuck[0]["where"], stuck
+    assert logs[-1]["event"] == "controller_stopped"
+    task = next(t for t in asyncio.all_tasks() if t.get_name() == "outbox-pusher")
+    assert not task.done()  # it lives on: the stop went past it
+    outbox.stubborn = False  # now let it end, so the test's loop closes
+    task.cancel()
+    await asyncio.wait({task}, timeout=2)
+    assert task.done()
