@@ -52,6 +52,7 @@ from ticketbridge.assembler import Assembler, CallRecord
 from ticketbridge.callbacks import CallbackDialer, CallbackError, CallbackResult, is_callback_call
 from ticketbridge.cdr import CDR_SETTLE_S, CdrReplayer
 from ticketbridge.outbox import OutboxPusher
+from ticketbridge.pending import PendingSaves
 from ticketbridge.scheduler import OutreachScheduler
 from ticketbridge.sms import SMS_ENDPOINT, Sealer, sms_renderer
 from ticketbridge.store import TicketStore
@@ -105,6 +106,8 @@ class Controller:
         self._stopping = False
         self._cdr_task: asyncio.Task[None] | None = None
         self._save_lock = asyncio.Lock()
+        #: call records the store could not take (down, disk full): written when it comes back
+        self.pending = PendingSaves()
         self.saved: list[str] = []  # ticket numbers saved by this process (for the demo and tests)
         self.on_saved: list[Callable[[CallRecord, Any], Any]] = []
         # missed-call callbacks (漏接电话回拨) and the outbox pusher (None unless outbox.url is set)
@@ -134,6 +137,7 @@ class Controller:
                                          agent_context=Context.AGENT_TRANSFER)
         self._work_orders: dict[str, str] = {}  # linkedid -> target not reached (工单派转)
         self._recover_task: asyncio.Task[Any] | None = None
+        self._pending_task: asyncio.Task[Any] | None = None
         #: seat agents' states (routing/agent.py): queue events in, QueuePause of the static members out,
         #: persisted in the store and put back at every AMI login (an Asterisk restart unpauses everyone)
         self.agents = AgentService(self.ami, config, save=self.store.save_agent, save_help=self.store.save_help)
@@ -219,6 +223,7 @@ class Controller:
             self._sms_task = self._spawn(self.sms.run(), "sms-pusher")
         if self.config.deadline_rules.remind_before_h:
             self._reminder_task = self._spawn(self._remind_deadlines(), "deadline-reminders")
+        self._pending_task = self._spawn(self.pending.run(self._write), "pending-tickets")
         log.info("controller_started", fastagi_port=self.agi.port, ami=f"{self.config.asterisk.ami.host}:"
                  f"{self.config.asterisk.ami.port}", store=_redact_url(self.store.url))
 
@@ -241,6 +246,10 @@ class Controller:
         await self.agi.stop(grace_s)
         for record in self.assembler.open_records():
             await self._save(record)
+        await self._end_task(self._pending_task)
+        if len(self.pending) and not await self.pending.flush(self._write):
+            log.error("tickets_unsaved_at_stop", held=len(self.pending), reason=self.pending.reason,
+                      note="the CDR replay rebuilds them at the next start")
         await self._end_task(self._recover_task)
         await self.transfers.close()
         await self._stop_agents()
@@ -298,12 +307,19 @@ class Controller:
             await self._save(record)
 
     async def _save(self, record: CallRecord) -> None:
+        """Save `record`; when the store cannot take it, keep it for later (ticketbridge.pending)."""
+        try:
+            await self._write(record)
+        except Exception as e:  # noqa: BLE001 - the store is away or full: calls go on, the ticket waits
+            self.pending.defer(record, e)
+            return
+        self.pending.saved(record)
+        self.pending.recovered()
+
+    async def _write(self, record: CallRecord) -> None:
+        """Write `record` to the store (raises when the store fails) and do what follows a saved ticket."""
         async with self._save_lock:
-            try:
-                saved = await self.store.save_call(record)
-            except Exception:
-                log.exception("ticket_save_failed", linkedid=record.linkedid)
-                return
+            saved = await self.store.save_call(record)
         self.saved.append(saved.ticket_no)
         if self.sms is not None and record.outcome == "answered" and record.complete:
             await self._sms_notice(saved.ticket_no)

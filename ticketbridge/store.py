@@ -254,7 +254,14 @@ class TicketStore(OutreachMixin, TranscriptMixin):
             _private_sqlite_file(Path(url.database).expanduser())
         # hide_parameters: a failed statement's message (logged with its traceback) must not carry
         # the caller's number or the query-password hash
-        engine = create_async_engine(url, **{"hide_parameters": True, **self._engine_options})
+        options: dict[str, Any] = {"hide_parameters": True, **self._engine_options}
+        if url.get_backend_name() == "postgresql":
+            # a server that went away (stopped, network cut) leaves dead pooled connections: test each
+            # before use, and give up connecting or waiting on a statement in seconds, not minutes
+            # (the controller keeps the call records meanwhile: ticketbridge.pending)
+            options.setdefault("pool_pre_ping", True)
+            options["connect_args"] = {"timeout": 5, "command_timeout": 20, **options.get("connect_args", {})}
+        engine = create_async_engine(url, **options)
         if sqlite:
             _sqlite_pragmas(engine)
         self.engine = engine
