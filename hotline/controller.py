@@ -100,7 +100,8 @@ class Controller:
         self.cdr: CdrReplayer | None = None
         if self.cdr_path:
             self.cdr = CdrReplayer(self.cdr_path, lookup=self._ticket_of, save=self._save_from_cdr,
-                                   open_ids=self._open_linkedids, settle_s=cdr_settle_s, instance=instance)
+                                   open_ids=self._open_linkedids, settle_s=cdr_settle_s, instance=instance,
+                                   on_callback=self._callback_from_cdr)
         #: every background task this controller started and has not seen finish (stop() awaits them)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
@@ -523,6 +524,13 @@ class Controller:
         """The agent ID working a seat now (tickets name it); None for anything that is no seat."""
         return self.agents.agent_id_of(seat) if seat in self.config.seats else None
 
+    async def _callback_from_cdr(self, linkedid: str, rows: list[dict[str, Any]]) -> bool:
+        try:
+            return await self.callbacks.settle_from_cdr(linkedid, rows)
+        except Exception:  # noqa: BLE001 - the store may be away: looked at again next round
+            log.warning("callback_settle_failed", linkedid=linkedid, exc_info=True)
+            return False
+
     async def _save_from_cdr(self, record: CallRecord) -> None:
         if record.queue:
             record.queue = config_queue(record.queue)
@@ -538,6 +546,9 @@ class Controller:
     def _on_ami_login(self, event: dict[str, str]) -> None:
         if self._stopping:
             return  # a login while shutting down re-attaches nothing that would be awaited
+        gapped = self.assembler.mark_gap()  # events of calls in progress may have been missed meanwhile
+        if gapped:
+            log.info("ami_login_calls_in_progress", calls=gapped)
         if self._recover_task is None or self._recover_task.done():
             self._recover_task = self._spawn(self._after_login(), "after-ami-login")
 

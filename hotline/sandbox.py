@@ -286,6 +286,10 @@ class Sandbox:
                 os.killpg(pid, 9)
             except OSError:
                 pass
+        # the kernel lets go of the AMI listener a moment after the process: a start right after a
+        # stop (a restart) would find the port taken
+        while port_in_use(self.ami_host, self.ami_port) and time.monotonic() < deadline + 5:
+            time.sleep(0.1)
         log.info("asterisk_stopped", pid=pid)
         return True
 

@@ -101,6 +101,7 @@ class PendingSaves:
         held = self.records.get(record.linkedid)
         if held is not None and (held is record or record.source != "cdr" or held.source == "cdr"):
             del self.records[record.linkedid]
+            self.written_late += 1
 
     async def flush(self, save: Callable[[CallRecord], Awaitable[Any]]) -> bool:
         """Try the held records oldest first; stop at the first failure. True when none is left."""

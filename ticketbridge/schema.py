@@ -81,6 +81,9 @@ class Ticket(Base):
     handled_by: Mapped[str] = mapped_column(String(16), default="controller")
     outcome: Mapped[str] = mapped_column(String(32), default="in_progress", index=True)
     source: Mapped[str] = mapped_column(String(8), default="ami")
+    #: the live events missed part of the call (controller joined mid-way, AMI down): None, or `due`
+    #: (the CDR replay corrects caller, dialed, queue, agent and outcome from Asterisk's CDR), `corrected`
+    cdr_check: Mapped[str | None] = mapped_column(String(10))
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     state: Mapped[str] = mapped_column(String(16), default=TicketState.accepted.value, index=True)

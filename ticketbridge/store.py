@@ -151,6 +151,15 @@ _PLAIN = ("caller", "dialed", "legacy_line", "mode", "requested_dest", "actual_d
           "queue", "queue_wait_s", "agent", "talk_s", "transfers", "survey_rating", "survey_scale",
           "self_query", "recording", "transcript", "handled_by", "outcome", "source")
 _TIMES = ("answered_at", "started_at", "ended_at")
+#: what Asterisk's CDR knows better than live events that missed part of the call (CallRecord.gap)
+#: (not the agent: the live AgentConnect names the queue member, the CDR only its channel)
+_CDR_FACTS = ("caller", "dialed", "queue", "answered_at", "talk_s", "started_at", "ended_at")
+
+
+def _cdr_outcome_wins(live: str, cdr: str) -> bool:
+    """The CDR's outcome replaces a gapped live one, unless the live one is a refinement the CDR cannot
+    express (a transferred call is "answered" in the CDR)."""
+    return not (live == "transferred" and cdr == "answered")
 
 
 def _record_values(record: CallRecord) -> dict[str, Any]:
@@ -362,6 +371,7 @@ class TicketStore(OutreachMixin, TranscriptMixin):
         values = _record_values(record)
         # no query password yet ("" matches none): one is issued when the caller is told it (issue_password)
         t = Ticket(ticket_no=ticket_no, query_password_hash="", linkedid=record.linkedid, **values)
+        t.cdr_check = "due" if record.gap and record.source != "cdr" else None
         t.participants = values["participants"]
         t.state = INITIAL.value
         t.urgent = self._urgent_category(t.category)
@@ -405,12 +415,22 @@ class TicketStore(OutreachMixin, TranscriptMixin):
                                 to_value="cut", note="cut to fit: " + ", ".join(flagged)))
 
     async def _merge(self, s: AsyncSession, t: Ticket, record: CallRecord, flagged: Sequence[str] = ()) -> None:
-        """Add what the new record knows; a better record (complete, live) replaces what it knows better."""
+        """Add what the new record knows; a better record (complete, live) replaces what it knows better.
+
+        A call the live events saw only in part (`record.gap`) is the exception: Asterisk's CDR knows
+        its caller, dialed number, queue, agent and outcome better (`_CDR_FACTS`), so a CDR record
+        corrects those on a ticket marked `cdr_check: due`, and a live record with a gap never
+        overwrites them once the CDR has spoken (`corrected`, or a ticket first made from the CDR).
+        """
         new = _record_values(record)
         old_rank, new_rank = _rank(t.outcome, t.source), _rank(record.outcome, record.source)
-        if new_rank < old_rank:
+        from_cdr = record.source == "cdr"
+        correcting = from_cdr and t.cdr_check == "due"
+        protect = not from_cdr and record.gap and (t.source == "cdr" or t.cdr_check == "corrected")
+        if new_rank < old_rank and not correcting:
             return  # e.g. a CDR rebuild or a stale in-progress flush after the complete record
         changed: list[str] = []
+        outcome_from_cdr = correcting and _cdr_outcome_wins(t.outcome, record.outcome)
         for key, value in new.items():
             if key == "category" and t.intake_at is not None:
                 continue  # the agent's pick (save_intake) wins over the IVR's menu category
@@ -418,17 +438,34 @@ class TicketStore(OutreachMixin, TranscriptMixin):
             if key in _TIMES and cur is not None and value is not None:
                 if abs((cur - value).total_seconds()) < 1e-3:
                     continue
-            if new_rank > old_rank:
+            blank_filled = not _informative(key, cur) and _informative(key, value)
+            if correcting:
+                if key in ("outcome", "actual_dest"):
+                    take = outcome_from_cdr and _informative(key, value) and value != cur
+                elif key in _CDR_FACTS:
+                    take = _informative(key, value) and value != cur
+                elif key in ("handled_by", "mode"):  # the CDR knows when the dialplan routed alone
+                    take = value == "fallback" and value != cur
+                else:
+                    take = blank_filled and key not in ("source", "handled_by", "mode")
+            elif protect and key in (*_CDR_FACTS, "actual_dest", "handled_by", "mode") and _informative(key, cur):
+                take = False
+            elif new_rank > old_rank:
                 take = _informative(key, value) and value != cur
                 if key in ("outcome", "source", "handled_by"):
                     take = value != cur
             else:
-                take = (not _informative(key, cur) and _informative(key, value)) or (
+                take = blank_filled or (
                     isinstance(cur, list) and isinstance(value, list) and len(value) > len(cur)
                     and value[: len(cur)] == cur)
             if take:
                 setattr(t, key, value)
                 changed.append(key)
+        check = "corrected" if correcting or protect else (
+            "due" if record.gap and not from_cdr and t.cdr_check is None else t.cdr_check)
+        if check != t.cdr_check:
+            t.cdr_check = check
+            changed.append("cdr_check")
         if not changed:
             return
         now = self._now()
