@@ -27,6 +27,8 @@ from ticketbridge.assembler import CallRecord
 
 log = structlog.get_logger("ticketbridge.pending")
 
+_NET_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH,
+               errno.ECONNABORTED, errno.EPIPE}
 #: records held while the store is away (a busy center makes about one a second)
 PENDING_LIMIT = 10_000
 
@@ -40,6 +42,8 @@ def store_error_reason(exc: BaseException) -> str:
         seen.add(id(e))
         if isinstance(e, OSError) and e.errno == errno.ENOSPC:
             return "disk full"
+        if isinstance(e, (ConnectionError, TimeoutError)) or (isinstance(e, OSError) and e.errno in _NET_ERRNOS):
+            return "unreachable"
         texts.append(f"{type(e).__name__} {e}".lower())
         e = e.__cause__ or e.__context__ or getattr(e, "orig", None)
     text = " ".join(texts)
@@ -47,7 +51,7 @@ def store_error_reason(exc: BaseException) -> str:
         return "disk full"
     if "readonly" in text or "read-only" in text:
         return "read-only"
-    for word in ("connection", "refused", "timeout", "timed out", "closed", "unreachable", "cannot connect",
+    for word in ("connect", "refused", "timeout", "timed out", "closed", "unreachable", "cannot connect",
                  "unable to open"):
         if word in text:
             return "unreachable"

@@ -431,6 +431,7 @@ class TicketStore(OutreachMixin, TranscriptMixin):
             return  # e.g. a CDR rebuild or a stale in-progress flush after the complete record
         changed: list[str] = []
         outcome_from_cdr = correcting and _cdr_outcome_wins(t.outcome, record.outcome)
+        outcome_from_live = protect and not _cdr_outcome_wins(record.outcome, t.outcome)
         for key, value in new.items():
             if key == "category" and t.intake_at is not None:
                 continue  # the agent's pick (save_intake) wins over the IVR's menu category
@@ -448,7 +449,9 @@ class TicketStore(OutreachMixin, TranscriptMixin):
                     take = value == "fallback" and value != cur
                 else:
                     take = blank_filled and key not in ("source", "handled_by", "mode")
-            elif protect and key in (*_CDR_FACTS, "actual_dest", "handled_by", "mode") and _informative(key, cur):
+            elif protect and key in ("outcome", "actual_dest") and _informative(key, cur):
+                take = outcome_from_live and value != cur
+            elif protect and key in (*_CDR_FACTS, "handled_by", "mode") and _informative(key, cur):
                 take = False
             elif new_rank > old_rank:
                 take = _informative(key, value) and value != cur
