@@ -64,6 +64,9 @@ from hotline.transcriber import Transcriber, model_path, transcripts_model_ok
 
 log = structlog.get_logger("hotline.controller")
 
+#: how often the controller logs its health (`controller_health`; `hotline status` asks for it any time)
+HEALTH_LOG_S = 60.0
+
 
 class Controller:
     def __init__(self, config: Config, *, store_url: str | None = None, cdr_path: Path | None = None,
@@ -139,6 +142,7 @@ class Controller:
         self._work_orders: dict[str, str] = {}  # linkedid -> target not reached (工单派转)
         self._recover_task: asyncio.Task[Any] | None = None
         self._pending_task: asyncio.Task[Any] | None = None
+        self._health_task: asyncio.Task[Any] | None = None
         #: seat agents' states (routing/agent.py): queue events in, QueuePause of the static members out,
         #: persisted in the store and put back at every AMI login (an Asterisk restart unpauses everyone)
         self.agents = AgentService(self.ami, config, save=self.store.save_agent, save_help=self.store.save_help)
@@ -225,6 +229,7 @@ class Controller:
         if self.config.deadline_rules.remind_before_h:
             self._reminder_task = self._spawn(self._remind_deadlines(), "deadline-reminders")
         self._pending_task = self._spawn(self.pending.run(self._write), "pending-tickets")
+        self._health_task = self._spawn(self._log_health(), "health-log")
         log.info("controller_started", fastagi_port=self.agi.port, ami=f"{self.config.asterisk.ami.host}:"
                  f"{self.config.asterisk.ami.port}", store=_redact_url(self.store.url))
 
@@ -242,6 +247,7 @@ class Controller:
             await self.api.stop()
             self.api = None
         await self._end_task(self._scheduler_task)  # calls being placed end; their claims' leases expire
+        await self._end_task(self._health_task)
         await self._end_task(self._cdr_task)
         await self._end_task(self._transcriber_task)  # calls not transcribed yet stay untranscribed
         await self.agi.stop(grace_s)
@@ -367,6 +373,26 @@ class Controller:
             except Exception:  # noqa: BLE001 - the database may be briefly away; the next round tries again
                 log.exception("deadline_reminders_failed")
             await asyncio.sleep(rules.poll_s)
+    # ------------------------------------------------------------------ health
+    def health(self) -> dict[str, Any]:
+        """What `hotline status` shows and the periodic `controller_health` log line holds: the AMI link
+        (wire.ami.AmiClient.health), tickets waiting for the store, calls in progress; `healthy` is
+        False when AMI is down, its dispatcher dead, or tickets are waiting for the store."""
+        ami = self.ami.health()
+        p = self.pending
+        store = {"held_tickets": len(p), "reason": p.reason if p.down_since is not None else "",
+                 "down_for_s": None if p.down_since is None else round(time.monotonic() - p.down_since, 1),
+                 "left_to_cdr": p.let_go}
+        healthy = bool(ami["connected"] and ami["dispatcher_alive"] and not len(p))
+        return {"healthy": healthy, "ami": ami, "store": store,
+                "calls_in_progress": len(self.assembler.open_records()), "config_generation": self.generation,
+                "fastagi_port": self.agi.port}
+
+    async def _log_health(self) -> None:
+        while True:
+            await asyncio.sleep(HEALTH_LOG_S)
+            h = self.health()
+            (log.info if h["healthy"] else log.warning)("controller_health", **h)
 
     # ------------------------------------------------------------------ seat agents
     async def _start_agents(self) -> None:
@@ -482,9 +508,11 @@ class Controller:
             self._releases.pop(next(iter(self._releases)))
 
     async def _on_control_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        """One request on the control socket (hotline/control.py): `callback`, `agents` (list), `agent` (change),
+        """One request on the control socket (hotline/control.py): `status`, `callback`, `agents` (list), `agent` (change),
         `help` (多援一: start, end, list), `supervise` (listen/whisper/barge/release). Who asked is the socket's
         `peer` (the kernel's word, SO_PEERCRED), never the client's."""
+        if request.get("op") == "status":
+            return {"ok": True, **self.health()}
         if request.get("op") == "supervise":
             peer = request.get("peer") if isinstance(request.get("peer"), dict) else {}
             uid = peer.get("uid")

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -28,7 +30,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from hotline.callrobot import CallRobot, wait_ticket
 from tests.conftest import PG_URL, require
-from tests.e2e.faults import ControllerProcess, CutLink
+from tests.e2e.faults import ROOT, ControllerProcess, CutLink
 from ticketbridge.store import TicketStore
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
@@ -36,6 +38,16 @@ pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 
 def is_event(name: str, **headers: str):
     return lambda e: e.get("Event") == name and all(e.get(k) == v for k, v in headers.items())
+
+
+def hotline_status() -> tuple[int, dict[str, Any]]:
+    """`hotline status --json` as an operator runs it: exit code and the controller's answer."""
+    r = subprocess.run([sys.executable, "-m", "hotline.cli", "status", "--json"], capture_output=True, text=True,
+                       cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    try:
+        return r.returncode, json.loads(r.stdout)
+    except ValueError:
+        raise AssertionError(f"hotline status: exit {r.returncode}: {r.stdout} {r.stderr}") from None
 
 
 def left_agent(e: dict[str, str]) -> bool:
@@ -297,11 +309,16 @@ async def test_ami_link_cut_mid_call_controller_reconnects_and_the_ticket_is_rig
         await link.cut()
         t0 = time.monotonic()
         await ctl.wait_log("ami_disconnected", 10, after=mark)
+        code, status = await asyncio.to_thread(hotline_status)  # what the operator sees meanwhile
+        assert code == 1 and not status["healthy"] and not status["ami"]["connected"], status
         await agents.add("general", talk_s=2)  # answered while the controller sees nothing
         await robot.wait_for(is_event("AgentConnect"), 30)
         await link.restore()
         await ctl.wait_log("ami_reconnected", 30, after=mark)
         reconnect_s = time.monotonic() - t0
+        code, status = await asyncio.to_thread(hotline_status)
+        assert code == 0 and status["healthy"] and status["ami"]["connected"], status
+        assert status["ami"]["last_event_age_s"] is not None and status["calls_in_progress"] == 1
         await robot.wait_for(left_agent, 20)
         await robot.hangup()
         await robot.wait_hangup(10)
@@ -340,6 +357,8 @@ async def test_postgres_unreachable_under_calls_tickets_kept_and_written_when_it
             await asyncio.gather(*(answered_and_gone(r) for r in robots))
             down = await ctl.wait_log("ticket_store_unavailable", 20, after=mark)
             assert down["reason"] == "unreachable", down
+            code, status = await asyncio.to_thread(hotline_status)
+            assert code == 1 and status["store"]["held_tickets"] >= 1 and status["store"]["reason"] == "unreachable"
             await asyncio.sleep(max(0.0, 20.0 - (time.monotonic() - t_cut)))
             await link.restore()
             t_back = time.monotonic()
