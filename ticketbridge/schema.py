@@ -159,6 +159,18 @@ class Followup(Base):
     answered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
+class SelfQueryFailure(Base):
+    """One wrong ticket number + password in the self-query, kept for the guess limits across calls
+    (model.config.SelfQuery). The caller is kept only as a keyed hash, never the number."""
+
+    __tablename__ = "self_query_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    caller_key: Mapped[str] = mapped_column(String(64), default="", index=True)
+    ticket_no: Mapped[str] = mapped_column(String(20), default="", index=True)
+
+
 class Outbox(Base):
     __tablename__ = "outbox"
 

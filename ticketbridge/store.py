@@ -37,17 +37,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import event, func, select, text
+from sqlalchemy import delete, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from model.config import DEFAULT_TZ
+from model.config import DEFAULT_TZ, SelfQuery
 from model.passwords import DUMMY_HASH, check_password, hash_password  # noqa: F401 - hash_password: tests
 from model.privacy import mask_number, normalise_number
-from model.ticket_state import TicketState
+from model.secrets import query_key
+from model.ticket_state import QueryLimited, TicketState
 from ticketbridge.schema import (UTC, AgentEvent, AgentHelp, AgentStateRow, ApiToken, AuditEntry, Callback, Followup,
-                                 Outbox, Ticket, TicketHistory, TicketSeq)
+                                 Outbox, SelfQueryFailure, Ticket, TicketHistory, TicketSeq)
 from ticketbridge.assembler import CallRecord
 from ticketbridge.intake import Intake, target_state
 from ticketbridge.lifecycle import INITIAL, deadline, parse_state, transition
@@ -241,13 +242,15 @@ class TicketStore(OutreachMixin, TranscriptMixin):
     """Async ticket store; one per process, shared by all calls (and safely by several processes)."""
 
     def __init__(self, url: str, config: Any | None = None, *, clock: Callable[[], dt.datetime] | None = None,
-                 engine_options: dict[str, Any] | None = None) -> None:
+                 engine_options: dict[str, Any] | None = None, query_key: bytes | None = None) -> None:
         self.url = url
         self.config = config
         #: the center's zone: ticket numbers carry its local date
         self.zone = ZoneInfo(config.center.timezone if config is not None else DEFAULT_TZ)
         self._clock = clock or (lambda: dt.datetime.now(UTC))
         self._engine_options = dict(engine_options or {})
+        #: the self-query hash key (model.secrets.query_key; read at open() when not given)
+        self._query_key = query_key
         self.engine: AsyncEngine | None = None
         self._read: async_sessionmaker[AsyncSession] | None = None
         self._write: async_sessionmaker[AsyncSession] | None = None
@@ -257,6 +260,8 @@ class TicketStore(OutreachMixin, TranscriptMixin):
     # -------------------------------------------------------------- lifecycle
     async def open(self) -> None:
         """Create the engine (SQLite: WAL, busy timeout, foreign keys) and upgrade the schema to head."""
+        if self._query_key is None:
+            self._query_key = query_key()
         url = make_url(self.url)
         sqlite = url.get_backend_name() == "sqlite"
         if sqlite and url.database and url.database != ":memory:" and not url.database.startswith("file:"):
@@ -516,13 +521,68 @@ class TicketStore(OutreachMixin, TranscriptMixin):
             found = await s.execute(select(Ticket.id).where(Ticket.linkedid == linkedid))
             return found.first() is not None
 
-    async def verify_query(self, ticket_no: str, password: str) -> Ticket | None:
-        """The ticket only with its right query password; the same work is done for a wrong number."""
+    async def verify_query(self, ticket_no: str, password: str, caller: str | None = None) -> Ticket | None:
+        """The ticket only with its right query password; the same work is done for a wrong number.
+
+        With `caller` (the self-query in the IVR), guessing is limited across calls (model.config.SelfQuery):
+        a wrong try is logged (the caller as a keyed hash), and past the limits QueryLimited is raised
+        before any password is checked. An older ticket's unkeyed hash is re-hashed with the key on a
+        right password (the upgrade path: no citizen's password changes)."""
         t = await self.get_ticket(ticket_no) if ticket_no and ticket_no.isdigit() else None
+        if caller is not None:
+            await self._check_guess_limits(caller, ticket_no, t)
         # a ticket without a password (never issued) costs the same work as a wrong number
         stored = (t.query_password_hash if t is not None else "") or _DUMMY_HASH
-        ok = await asyncio.to_thread(check_password, password or "", stored)
-        return t if ok and t is not None else None
+        ok = await asyncio.to_thread(check_password, password or "", stored, self._query_key)
+        if ok and t is not None:
+            if stored.startswith("scrypt$") and self._query_key:
+                await self._rehash(t.id, password)
+            return t
+        if caller is not None:
+            await self._log_guess(caller, ticket_no)
+        return None
+
+    def _caller_key(self, caller: str) -> str:
+        return hmac.new(self._query_key or b"", normalise_number(caller).encode(), "sha256").hexdigest()[:32]
+
+    def _guess_rules(self) -> SelfQuery:
+        return self.config.self_query if self.config is not None else SelfQuery()
+
+    async def _check_guess_limits(self, caller: str, ticket_no: str, t: Ticket | None) -> None:
+        rules = self._guess_rules()
+        since = self._now() - dt.timedelta(hours=rules.guess_window_h)
+        read, _ = self._sessions()
+        async with read() as s:
+            by_caller = (await s.execute(select(func.count()).select_from(SelfQueryFailure).where(
+                SelfQueryFailure.at >= since, SelfQueryFailure.caller_key == self._caller_key(caller)))).scalar_one()
+            if by_caller >= rules.max_failures_per_caller:
+                log.warning("self_query_limited", by="caller", failures=by_caller, caller=mask_number(caller))
+                raise QueryLimited("caller")
+            if t is None or normalise_number(caller) == t.caller:
+                return  # nobody locks a citizen out of their own ticket
+            on_ticket = (await s.execute(select(func.count()).select_from(SelfQueryFailure).where(
+                SelfQueryFailure.at >= since, SelfQueryFailure.ticket_no == ticket_no[:20]))).scalar_one()
+        if on_ticket >= rules.max_failures_per_ticket:
+            log.warning("self_query_limited", by="ticket", failures=on_ticket, ticket=ticket_no)
+            raise QueryLimited("ticket")
+
+    async def _log_guess(self, caller: str, ticket_no: str) -> None:
+        now = self._now()
+        _, write = self._sessions()
+        async with write() as s, s.begin():
+            s.add(SelfQueryFailure(at=now, caller_key=self._caller_key(caller), ticket_no=(ticket_no or "")[:20]))
+            # what no window looks at any more goes (the table stays as small as the window)
+            await s.execute(delete(SelfQueryFailure).where(
+                SelfQueryFailure.at < now - dt.timedelta(hours=self._guess_rules().guess_window_h)))
+
+    async def _rehash(self, ticket_id: int, password: str) -> None:
+        new = await asyncio.to_thread(hash_password, password, None, self._query_key)
+        _, write = self._sessions()
+        async with write() as s, s.begin():
+            t = await self._locked(s, id=ticket_id)
+            if t is not None and t.query_password_hash.startswith("scrypt$"):
+                t.query_password_hash = new
+        log.info("query_password_rehashed", ticket_id=ticket_id)
 
     async def history(self, ticket_no: str) -> list[TicketHistory]:
         read, _ = self._sessions()
@@ -730,7 +790,7 @@ class TicketStore(OutreachMixin, TranscriptMixin):
         """
         _, write = self._sessions()
         password = f"{secrets.randbelow(10**6):06d}"
-        pw_hash = await asyncio.to_thread(hash_password, password)
+        pw_hash = await asyncio.to_thread(hash_password, password, None, self._query_key)
         async with write() as s, s.begin():
             t = await self._locked(s, ticket_no=ticket_no)
             if t is None:
