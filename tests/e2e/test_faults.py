@@ -172,6 +172,12 @@ async def test_kill9_mid_ivr_caller_reaches_the_queue_and_the_ticket_is_complete
             assert t.outcome == "answered" and t.dialed == "12345" and t.queue == "general" and t.agent
     finally:
         await ctl.stop()
+    # the chrooted Asterisk writes as its own account (issue 14 item 14), never a uid another host account has
+    import pwd
+
+    if asterisk.chrooted:
+        assert pwd.getpwuid(asterisk.cdr_csv.stat().st_uid).pw_name == "hotline-asterisk"
+        assert pwd.getpwuid(Path(f"/proc/{asterisk.pid()}").stat().st_uid).pw_name == "hotline-asterisk"
     print(f"\nkill -9 mid-IVR: caller queued {queued_after:.1f} s after the kill; ticket {ticket_after:.1f} s "
           "after the restart")
 
