@@ -3,7 +3,10 @@
 Wiring only. Decisions live in the pure cores (numberplan, menu engine, call
 assembler, CDR replay); this module carries AMI events into the assembler, finished
 call records into the store, and keeps tickets complete across restarts by running
-the CDR replay (ticketbridge.cdr) at start-up and then periodically. The background
+the CDR replay (ticketbridge.cdr) at start-up and then periodically. Why one module: it is the one
+place every part is wired to every other (FastAGI, AMI, store, CDR replay, agents, transfers,
+callbacks, the live API, health); each part's logic lives in its own module, and splitting the
+wiring would only scatter who starts and stops what. The background
 tasks it starts are its own: `stop` cancels and awaits every one of them, and a task
 that dies of an exception is logged.
 
