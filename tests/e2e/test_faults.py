@@ -431,6 +431,42 @@ async def test_store_disk_full_clear_error_calls_routed_tickets_written_after(
         await ctl.stop()
 
 
+async def test_recordings_disk_full_calls_still_answered_and_ticketed(cfg, asterisk, ami, agents, tmp_path,
+                                                                     controllers):
+    """The recordings' disk (Asterisk's spool/monitor) is full: the call is answered and ticketed as ever;
+    the lost recording is in Asterisk's log."""
+    require(os.geteuid() == 0, "mounting a tmpfs needs root")
+    monitor = asterisk.host_path(asterisk.layout.spool) / "monitor"
+    st = monitor.stat()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=64k,mode=0750,uid={st.st_uid},gid={st.st_gid}", "tmpfs",
+                        str(monitor)], capture_output=True, text=True)
+    require(r.returncode == 0, f"cannot mount a tmpfs: {r.stderr.strip()}")
+    log = asterisk.log_dir / "messages.log"
+    seen = log.stat().st_size if log.exists() else 0
+    try:
+        fill(monitor)
+        url = f"sqlite+aiosqlite:///{tmp_path}/tickets.db"
+        ctl = controllers(url)
+        await ctl.start()
+        try:
+            await agents.add("general", talk_s=2)
+            caller = number("134600")
+            robot = await CallRobot(ami, number="12358", caller=caller).dial()
+            await answered_and_gone(robot)
+            async with opened(url, cfg) as store:
+                t = await one_complete_ticket(store, robot, caller)
+                assert t.outcome == "answered" and t.agent and t.queue == "general"
+        finally:
+            await ctl.stop()
+        with open(log, "rb") as f:
+            f.seek(seen)
+            tail = f.read().decode("utf-8", "replace")
+        # what the operator finds: Asterisk says why the recording is lost (the ticket still names it)
+        assert "No space left on device" in tail, tail[-2000:]
+    finally:
+        subprocess.run(["umount", "-l", str(monitor)], check=False)
+
+
 # ----------------------------------------------------------------------------- Asterisk restarted
 
 
