@@ -300,6 +300,9 @@ class Assembler:
                 call.started_at = ts
             call.last_at = ts if call.last_at is None else max(call.last_at, ts)
         self._track_channels(call, event, lid)
+        if call.gap and not call.first_channel_cid and _s(event.get("Uniqueid")) == lid:
+            # joined mid-way: the caller's number from any later event of the caller's own channel
+            call.first_channel_cid = normalise_number(_s(event.get("CallerIDNum")))
         handler = self._user_handler(event) if name == "UserEvent" else self.event_handlers.get(name)
         if handler is not None:
             handler(call, event, ts)
@@ -404,7 +407,9 @@ class Assembler:
 
     # -------------------------------------------------------------- standard events
     def _on_newchannel(self, call: _Call, e: Event, ts: float | None) -> None:
-        if not call.first_channel_cid:
+        # the caller's channel is the call's first (Uniqueid = Linkedid); a call joined mid-way first
+        # shows the agent's, whose number and extension are not the caller's nor the dialed number
+        if not call.first_channel_cid and (not call.gap or _s(e.get("Uniqueid")) == call.linkedid):
             call.first_channel_cid = normalise_number(_s(e.get("CallerIDNum")))
             call.first_channel_exten = normalise_number(_s(e.get("Exten")))
         if _s(e.get("Context")) == "caller-robot":
@@ -491,6 +496,8 @@ class Assembler:
 
     def _on_cdr(self, call: _Call, e: Event, ts: float | None) -> None:
         row = _normalise_cdr(e)
+        if not call.caller and not call.first_channel_cid and _s(row.get("linkedid")) in ("", call.linkedid):
+            call.first_channel_cid = normalise_number(_s(row.get("src")))
         if _s(row.get(CdrVar.FALLBACK)) == "1" or "fallback" in _s(row.get("userfield")).lower():
             call.cdr_fallback = True
         if not call.dialed and normalise_number(_s(row.get(CdrVar.DIALED))):

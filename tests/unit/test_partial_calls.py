@@ -205,3 +205,35 @@ async def test_a_callback_this_process_is_dialing_is_left_to_it() -> None:
     d.in_flight.add(lid)
     assert await d.settle_from_cdr(lid, [{"disposition": "NO ANSWER"}]) is None and store.marked == []
     await asyncio.sleep(0)
+
+
+def test_a_call_joined_mid_way_takes_the_callers_number_from_the_callers_channel() -> None:
+    """Issue 14 item 8: the first event seen is the agent's channel; its number is not the caller's."""
+    from tests.unit.test_assembler import ev, newchannel
+
+    auid = L[:-1] + "2"
+    asm = Assembler()
+    out: list[CallRecord] = []
+    for e in [newchannel(L, auid, T0, AGENT, cid="1001", exten="s", context="hotline-seats"),
+              ev("AgentConnect", L, L, T0 + 1, Channel=CALLER, CallerIDNum="13800138000", Queue="general",
+                 MemberName="seat1001", Interface="PJSIP/1001", HoldTime="5", DestChannel=AGENT,
+                 DestUniqueid=auid, DestLinkedid=L),
+              hangup(L, auid, T0 + 30, AGENT), hangup(L, L, T0 + 31, CALLER)]:
+        out.extend(asm.feed(e))
+    assert len(out) == 1 and out[0].gap and out[0].caller == "13800138000" and out[0].dialed != "s"
+
+
+def test_a_call_joined_mid_way_takes_the_caller_from_a_cdr_event() -> None:
+    """Nothing of the caller's channel seen, but Asterisk's Cdr event names the source."""
+    from model.contract import CdrVar
+
+    chan = L + "9"
+    asm = Assembler()
+    out: list[CallRecord] = []
+    for e in [{"Event": "QueueCallerJoin", "Linkedid": L, "Uniqueid": chan, "Channel": CALLER, "Queue": "general"},
+              {"Event": "Cdr", "Linkedid": L, "UniqueID": chan, "Source": "13800138000", "Destination": "s",
+               CdrVar.DIALED.ami_header: "12345"},
+              {"Event": "Hangup", "Linkedid": L, "Uniqueid": chan, "Channel": CALLER}]:
+        out.extend(asm.feed(e, T0))
+    assert len(out) == 1 and out[0].gap
+    assert (out[0].caller, out[0].dialed) == ("13800138000", "12345")
