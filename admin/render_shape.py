@@ -27,6 +27,8 @@ from model.contract import (ASTERISK_QUEUE_PREFIX, CARRIER_CONTEXT_PREFIX, DID_C
                             template_names)
 from model.loading import Problem
 from routing.dialplan import TEMPLATES, asterisk_queue
+from routing.outbound import allowed_patterns
+from routing.supervise import SWITCH_KEYS, spy_modes
 from wire.conf import dialplan_steps, load_tree
 
 _EXPR = re.compile(r"\{\{.*?\}\}")
@@ -81,8 +83,11 @@ def _strings(value: Any) -> Iterable[str]:
 
 
 def config_tokens(config: Config) -> set[str]:
-    """Every key and scalar value of the config, and every contract name the templates use."""
+    """Every key and scalar value of the config, every contract name the templates use, and the values
+    our own code hands the templates (the supervisor's switch keys, the outbound patterns)."""
     tokens = set(_strings(config.model_dump(mode="json"))) | {ASTERISK_QUEUE_PREFIX}
+    tokens |= set(_strings({str(k): v for k, v in SWITCH_KEYS.items()})) | set(_strings(spy_modes()))
+    tokens |= set(_strings(list(allowed_patterns(config))))
     for v in template_names().values():
         if isinstance(v, type) and issubclass(v, Enum):
             tokens |= {str(m.value) for m in v}

@@ -169,42 +169,59 @@ class _Cb:
     id: int
     status: str
     attempts: int
+    lease_live: bool = False
 
 
 class _Store:
+    """The store's owed-call API as settle_from_cdr uses it (ticketbridge.outreach_store)."""
+
     def __init__(self, cb: _Cb) -> None:
         self.cb = cb
-        self.marked: list[tuple[str, str]] = []
+        self.settled: list[tuple[str, str]] = []
 
     async def callback_for(self, ticket_no: str) -> _Cb:
         return self.cb
 
-    async def mark_callback(self, cid: int, status: str, result: str, actor: str = "") -> None:
-        self.marked.append((status, actor))
-        self.cb.status = status
+    async def settle_owed(self, kind: str, owed_id: int, verdict: str, reason: str, *, actor: str = "") -> bool:
+        if self.cb.status == "done" or (self.cb.status == "dialing" and self.cb.lease_live):
+            return False
+        self.settled.append((verdict, actor))
+        self.cb.status = "done"
+        return True
 
 
 class _Settings:
     queue = "general"
 
 
-async def test_a_callback_left_dialing_is_settled_from_its_cdr_once() -> None:
-    store = _Store(_Cb(1, "dialing", 1))
-    d = CallbackDialer(store, None, _Settings())
-    lid = "callback-261130000001-1-ab12cd34"
-    assert await d.settle_from_cdr("callback-261130000001-2-ffff0000", [{"disposition": "ANSWERED"}]) is None
-    assert await d.settle_from_cdr(lid, [{"disposition": "ANSWERED"}]) == "done"
-    assert await d.settle_from_cdr(lid, [{"disposition": "ANSWERED"}]) is None  # not dialing any more
-    assert store.marked == [("done", "cdr")]
+LID = "callback-261130000001-1-ab12cd34"
 
 
-async def test_a_callback_this_process_is_dialing_is_left_to_it() -> None:
+async def test_an_answered_callback_of_a_dead_controller_is_settled_from_its_cdr_once() -> None:
     store = _Store(_Cb(1, "dialing", 1))
     d = CallbackDialer(store, None, _Settings())
-    lid = "callback-261130000001-1-ab12cd34"
-    d.in_flight.add(lid)
-    assert await d.settle_from_cdr(lid, [{"disposition": "NO ANSWER"}]) is None and store.marked == []
-    await asyncio.sleep(0)
+    assert await d.settle_from_cdr("callback-261130000001-2-ffff0000", [{"disposition": "ANSWERED"}])  # not this try
+    assert store.settled == []
+    assert await d.settle_from_cdr(LID, [{"disposition": "ANSWERED"}])
+    assert await d.settle_from_cdr(LID, [{"disposition": "ANSWERED"}])  # done already: nothing more
+    assert store.settled == [("not_needed", "cdr")]
+
+
+async def test_while_the_dead_claims_lease_runs_the_rows_are_looked_at_again() -> None:
+    store = _Store(_Cb(1, "dialing", 1, lease_live=True))
+    d = CallbackDialer(store, None, _Settings())
+    assert not await d.settle_from_cdr(LID, [{"disposition": "ANSWERED"}])
+    store.cb.lease_live = False
+    assert await d.settle_from_cdr(LID, [{"disposition": "ANSWERED"}]) and store.settled
+
+
+async def test_an_unanswered_or_own_callback_is_left_alone() -> None:
+    store = _Store(_Cb(1, "dialing", 1))
+    d = CallbackDialer(store, None, _Settings())
+    assert await d.settle_from_cdr(LID, [{"disposition": "NO ANSWER"}])  # the scheduler's rules try again
+    d.in_flight.add(LID)
+    assert await d.settle_from_cdr(LID, [{"disposition": "ANSWERED"}])  # this process writes its own result
+    assert store.settled == []
 
 
 def test_a_call_joined_mid_way_takes_the_callers_number_from_the_callers_channel() -> None:
