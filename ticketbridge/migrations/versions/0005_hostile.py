@@ -2,7 +2,7 @@
 self-query guesses across calls: self_query_failures (when, a keyed hash of the caller, the ticket tried).
 
 Revision ID: 0005_hostile
-Revises: 0005_agent_ids
+Revises: 0005_loop_a
 Create Date: 2026-11-30
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_hostile"
-down_revision = "0005_agent_ids"
+down_revision = "0005_loop_a"
 branch_labels = None
 depends_on = None
 
