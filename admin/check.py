@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from admin.render_shape import shape_problems
 from ivr.prompts import RECORDINGS, missing_prompts, unplayable_prompts
 from model.config import Config
 from model.contract import CONTEXT_PREFIX
@@ -285,6 +286,7 @@ def check_config(config: Config, *, file: str = "<config>", lines: Lines | None 
             for issue in issues:
                 if not issue.file.startswith("custom/"):
                     problems.append(Problem(f"rendered {issue.file}", issue.line, "render", issue.message))
+        problems += shape_problems(config, files)
         problems += custom_problems(files, custom_dir)
         problems += feature_code_problems(config, file, lines, files.get("features.conf"))
     else:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from hotline import (cli_admin, cli_deadlines, cli_recordings, cli_report, cli_supervise, cli_tickets, cli_tokens,
-                     cli_transcripts)
+from hotline import (cli_admin, cli_deadlines, cli_recordings, cli_report, cli_status, cli_supervise, cli_tickets,
+                     cli_tokens, cli_transcripts)
 from hotline.cli_base import EXIT_BAD, EXIT_ENV, STATE, config_option, fail, setup_logging
 from hotline.cli_base import load as _load
 from hotline.controller import Controller, serve
@@ -167,6 +167,7 @@ cli_tokens.register(main)
 cli_supervise.register(main)
 cli_report.register(main)
 cli_transcripts.register(main)
+cli_status.register(main)
 
 if __name__ == "__main__":
     main()

@@ -3,7 +3,10 @@
 Wiring only. Decisions live in the pure cores (numberplan, menu engine, call
 assembler, CDR replay); this module carries AMI events into the assembler, finished
 call records into the store, and keeps tickets complete across restarts by running
-the CDR replay (ticketbridge.cdr) at start-up and then periodically. The background
+the CDR replay (ticketbridge.cdr) at start-up and then periodically. Why one module: it is the one
+place every part is wired to every other (FastAGI, AMI, store, CDR replay, agents, transfers,
+callbacks, the live API, health); each part's logic lives in its own module, and splitting the
+wiring would only scatter who starts and stops what. The background
 tasks it starts are its own: `stop` cancels and awaits every one of them, and a task
 that dies of an exception is logged.
 
@@ -52,6 +55,7 @@ from ticketbridge.assembler import Assembler, CallRecord
 from ticketbridge.callbacks import CallbackDialer, CallbackError, CallbackResult, is_callback_call
 from ticketbridge.cdr import CDR_SETTLE_S, CdrReplayer
 from ticketbridge.outbox import OutboxPusher
+from ticketbridge.pending import PendingSaves
 from ticketbridge.scheduler import OutreachScheduler
 from ticketbridge.sms import SMS_ENDPOINT, Sealer, sms_renderer
 from ticketbridge.store import TicketStore
@@ -65,6 +69,8 @@ log = structlog.get_logger("hotline.controller")
 
 #: the longest one step of `stop` (a task ending, the AMI link closing, the store closing) may take
 STOP_STEP_S = 15.0
+#: how often the controller logs its health (`controller_health`; `hotline status` asks for it any time)
+HEALTH_LOG_S = 60.0
 
 
 class Controller:
@@ -102,12 +108,15 @@ class Controller:
         self.cdr: CdrReplayer | None = None
         if self.cdr_path:
             self.cdr = CdrReplayer(self.cdr_path, lookup=self._ticket_of, save=self._save_from_cdr,
-                                   open_ids=self._open_linkedids, settle_s=cdr_settle_s, instance=instance)
+                                   open_ids=self._open_linkedids, settle_s=cdr_settle_s, instance=instance,
+                                   on_callback=self._callback_from_cdr)
         #: every background task this controller started and has not seen finish (stop() awaits them)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._cdr_task: asyncio.Task[None] | None = None
         self._save_lock = asyncio.Lock()
+        #: call records the store could not take (down, disk full): written when it comes back
+        self.pending = PendingSaves()
         self.saved: list[str] = []  # ticket numbers saved by this process (for the demo and tests)
         self.on_saved: list[Callable[[CallRecord, Any], Any]] = []
         # missed-call callbacks (漏接电话回拨) and the outbox pusher (None unless outbox.url is set)
@@ -137,6 +146,8 @@ class Controller:
                                          agent_context=Context.AGENT_TRANSFER)
         self._work_orders: dict[str, str] = {}  # linkedid -> target not reached (工单派转)
         self._recover_task: asyncio.Task[Any] | None = None
+        self._pending_task: asyncio.Task[Any] | None = None
+        self._health_task: asyncio.Task[Any] | None = None
         #: seat agents' states (routing/agent.py): queue events in, QueuePause of the static members out,
         #: persisted in the store and put back at every AMI login (an Asterisk restart unpauses everyone)
         self.agents = AgentService(self.ami, config, save=self.store.save_agent, save_help=self.store.save_help)
@@ -222,6 +233,8 @@ class Controller:
             self._sms_task = self._spawn(self.sms.run(), "sms-pusher")
         if self.config.deadline_rules.remind_before_h:
             self._reminder_task = self._spawn(self._remind_deadlines(), "deadline-reminders")
+        self._pending_task = self._spawn(self.pending.run(self._write), "pending-tickets")
+        self._health_task = self._spawn(self._log_health(), "health-log")
         log.info("controller_started", fastagi_port=self.agi.port, ami=f"{self.config.asterisk.ami.host}:"
                  f"{self.config.asterisk.ami.port}", store=_redact_url(self.store.url))
 
@@ -239,11 +252,16 @@ class Controller:
             await self.api.stop()
             self.api = None
         await self._end_task(self._scheduler_task)  # calls being placed end; their claims' leases expire
+        await self._end_task(self._health_task)
         await self._end_task(self._cdr_task)
         await self._end_task(self._transcriber_task)  # calls not transcribed yet stay untranscribed
         await self.agi.stop(grace_s)
         for record in self.assembler.open_records():
             await self._save(record)
+        await self._end_task(self._pending_task)
+        if len(self.pending) and not await self.pending.flush(self._write):
+            log.error("tickets_unsaved_at_stop", held=len(self.pending), reason=self.pending.reason,
+                      note="the CDR replay rebuilds them at the next start")
         await self._end_task(self._recover_task)
         await self._bounded(self.transfers.close(), "transfers")
         await self._bounded(self._stop_agents(), "agents")
@@ -313,12 +331,19 @@ class Controller:
             await self._save(record)
 
     async def _save(self, record: CallRecord) -> None:
+        """Save `record`; when the store cannot take it, keep it for later (ticketbridge.pending)."""
+        try:
+            await self._write(record)
+        except Exception as e:  # noqa: BLE001 - the store is away or full: calls go on, the ticket waits
+            self.pending.defer(record, e)
+            return
+        self.pending.saved(record)
+        self.pending.recovered()
+
+    async def _write(self, record: CallRecord) -> None:
+        """Write `record` to the store (raises when the store fails) and do what follows a saved ticket."""
         async with self._save_lock:
-            try:
-                saved = await self.store.save_call(record)
-            except Exception:
-                log.exception("ticket_save_failed", linkedid=record.linkedid)
-                return
+            saved = await self.store.save_call(record)
         self.saved.append(saved.ticket_no)
         if self.sms is not None and record.outcome == "answered" and record.complete:
             await self._sms_notice(saved.ticket_no)
@@ -365,6 +390,26 @@ class Controller:
             except Exception:  # noqa: BLE001 - the database may be briefly away; the next round tries again
                 log.exception("deadline_reminders_failed")
             await asyncio.sleep(rules.poll_s)
+    # ------------------------------------------------------------------ health
+    def health(self) -> dict[str, Any]:
+        """What `hotline status` shows and the periodic `controller_health` log line holds: the AMI link
+        (wire.ami.AmiClient.health), tickets waiting for the store, calls in progress; `healthy` is
+        False when AMI is down, its dispatcher dead, or tickets are waiting for the store."""
+        ami = self.ami.health()
+        p = self.pending
+        store = {"held_tickets": len(p), "reason": p.reason if p.down_since is not None else "",
+                 "down_for_s": None if p.down_since is None else round(time.monotonic() - p.down_since, 1),
+                 "left_to_cdr": p.let_go}
+        healthy = bool(ami["connected"] and ami["dispatcher_alive"] and not len(p))
+        return {"healthy": healthy, "ami": ami, "store": store,
+                "calls_in_progress": len(self.assembler.open_records()), "config_generation": self.generation,
+                "fastagi_port": self.agi.port}
+
+    async def _log_health(self) -> None:
+        while True:
+            await asyncio.sleep(HEALTH_LOG_S)
+            h = self.health()
+            (log.info if h["healthy"] else log.warning)("controller_health", **h)
 
     # ------------------------------------------------------------------ seat agents
     async def _start_agents(self) -> None:
@@ -480,9 +525,11 @@ class Controller:
             self._releases.pop(next(iter(self._releases)))
 
     async def _on_control_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        """One request on the control socket (hotline/control.py): `callback`, `agents` (list), `agent` (change),
+        """One request on the control socket (hotline/control.py): `status`, `callback`, `agents` (list), `agent` (change),
         `help` (多援一: start, end, list), `supervise` (listen/whisper/barge/release). Who asked is the socket's
         `peer` (the kernel's word, SO_PEERCRED), never the client's."""
+        if request.get("op") == "status":
+            return {"ok": True, **self.health()}
         if request.get("op") == "supervise":
             peer = request.get("peer") if isinstance(request.get("peer"), dict) else {}
             uid = peer.get("uid")
@@ -522,6 +569,13 @@ class Controller:
         """The agent ID working a seat now (tickets name it); None for anything that is no seat."""
         return self.agents.agent_id_of(seat) if seat in self.config.seats else None
 
+    async def _callback_from_cdr(self, linkedid: str, rows: list[dict[str, Any]]) -> bool:
+        try:
+            return await self.callbacks.settle_from_cdr(linkedid, rows)
+        except Exception:  # noqa: BLE001 - the store may be away: looked at again next round
+            log.warning("callback_settle_failed", linkedid=linkedid, exc_info=True)
+            return False
+
     async def _save_from_cdr(self, record: CallRecord) -> None:
         if record.queue:
             record.queue = config_queue(record.queue)
@@ -537,6 +591,9 @@ class Controller:
     def _on_ami_login(self, event: dict[str, str]) -> None:
         if self._stopping:
             return  # a login while shutting down re-attaches nothing that would be awaited
+        gapped = self.assembler.mark_gap()  # events of calls in progress may have been missed meanwhile
+        if gapped:
+            log.info("ami_login_calls_in_progress", calls=gapped)
         if self._recover_task is None or self._recover_task.done():
             self._recover_task = self._spawn(self._after_login(), "after-ami-login")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import structlog
 
+from hotline.service_user import SERVICE_USER, ServiceUserError, chown_tree, ensure_in_root, host_ids
 from model.contract import CDR_FILE
 from routing.dialplan import Layout
 
@@ -113,13 +114,22 @@ class Sandbox:
     def cdr_csv(self) -> Path:
         return self.log_dir / "cdr-custom" / CDR_FILE
 
+    @property
+    def user(self) -> str:
+        """The account Asterisk runs as: our own system user in the chroot (hotline/service_user.py),
+        the package's `asterisk` for a system Asterisk."""
+        return SERVICE_USER if self.chrooted else "asterisk"
+
     def _uid_gid(self) -> tuple[int, int]:
         if self.chrooted:
-            for line in (self.root / "etc/passwd").read_text().splitlines():
-                parts = line.split(":")
-                if parts[0] == "asterisk":
-                    return int(parts[2]), int(parts[3])
-            raise SandboxError(f"{self.root}/etc/passwd has no asterisk user: the root filesystem is damaged; delete it")
+            if not (self.root / "etc/passwd").exists():
+                raise SandboxError(f"{self.root}/etc/passwd is missing: the root filesystem is damaged; delete it")
+            try:
+                uid, gid = host_ids(SERVICE_USER)
+                ensure_in_root(self.root, SERVICE_USER, uid, gid)
+            except ServiceUserError as e:
+                raise SandboxError(f"Asterisk's account: {e}") from None
+            return uid, gid
         try:
             pw = pwd.getpwnam("asterisk")
             return pw.pw_uid, pw.pw_gid
@@ -199,11 +209,18 @@ class Sandbox:
             for f in ("etc/hosts", "etc/resolv.conf"):
                 if Path("/" + f).exists():
                     shutil.copy2("/" + f, self.root / f)
-        for inside in (self.layout.run, self.layout.log, "/var/lib/asterisk", self.layout.db, self.layout.spool,
-                       "/var/cache/asterisk", f"{self.layout.spool}/monitor"):
+        own = (self.layout.run, self.layout.log, self.layout.db, self.layout.spool, f"{self.layout.spool}/monitor")
+        # shared by every instance in one root filesystem: Asterisk only reads them (its astdb, logs and
+        # spool are the instance's own), so another instance's owner is left alone
+        shared = ("/var/lib/asterisk", "/var/cache/asterisk")
+        for inside in (*own, *shared):
             d = self.host_path(inside)
             d.mkdir(parents=True, exist_ok=True)
-            os.chown(d, uid, gid)
+            if inside in own or not self.chrooted:
+                os.chown(d, uid, gid)
+        if self.chrooted:  # files an older version left to the root filesystem's `asterisk` uid
+            for inside in (self.layout.log, self.layout.db, self.layout.spool, self.layout.etc):
+                chown_tree(self.host_path(inside), uid, gid)
         (self.log_dir / "cdr-custom").mkdir(parents=True, exist_ok=True)
         os.chown(self.log_dir / "cdr-custom", uid, gid)
         # logs, CDR, recordings: personal data, for Asterisk (and root) only
@@ -228,7 +245,7 @@ class Sandbox:
             raise SandboxError(f"no rendered configuration in {self.etc_dir}: render it first")
         self._prepare_runtime()
         conf = f"{self.layout.etc}/asterisk.conf"
-        cmd = ["/usr/sbin/asterisk", "-U", "asterisk", "-G", "asterisk", "-C", conf, "-f", "-n"]
+        cmd = ["/usr/sbin/asterisk", "-U", self.user, "-G", self.user, "-C", conf, "-f", "-n"]
         if self.chrooted:
             cmd = ["chroot", str(self.root), *cmd]
         fd = os.open(self.log_dir / "console.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
@@ -286,6 +303,10 @@ class Sandbox:
                 os.killpg(pid, 9)
             except OSError:
                 pass
+        # the kernel lets go of the AMI listener a moment after the process: a start right after a
+        # stop (a restart) would find the port taken
+        while port_in_use(self.ami_host, self.ami_port) and time.monotonic() < deadline + 5:
+            time.sleep(0.1)
         log.info("asterisk_stopped", pid=pid)
         return True
 

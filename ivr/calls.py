@@ -40,6 +40,7 @@ from model.contract import Event, Var
 from model.destinations import Destination, HangupDest, QueueDest
 from model.hours import Clock
 from model.privacy import mask_number
+from model.ticket_state import QueryLimited
 from wire.fastagi import AgiHangup, AgiSession
 
 log = structlog.get_logger("hotline.ivr")
@@ -54,7 +55,8 @@ DEFAULT_RECORD_DIR = "/var/spool/asterisk/tmp"
 
 
 class QueryStore(Protocol):
-    async def verify_query(self, ticket_no: str, password: str) -> Any: ...
+    async def verify_query(self, ticket_no: str, password: str, caller: str | None = None) -> Any:
+        """The ticket, or None; raises model.ticket_state.QueryLimited past the guess limits."""
 
     async def open_ticket(self, linkedid: str, *, caller: str = "", dialed: str = "",
                           started_at: float | None = None) -> Any: ...
@@ -264,7 +266,12 @@ class CallScripts:
             if ticket_no == "0":
                 return general
             password, _ = await self._ask(s, "query_password", 8000, 8)
-            ticket = await self.store.verify_query(ticket_no, password) if ticket_no and password else None
+            try:
+                ticket = (await self.store.verify_query(ticket_no, password, caller=s.env.get("agi_callerid", ""))
+                          if ticket_no and password else None)
+            except QueryLimited as e:  # too many wrong tries across calls: no more guessing, an agent helps
+                log.warning("self_query_refused", by=str(e), attempt=attempt)
+                break
             if ticket is not None:
                 await s.user_event(Event.SELF_QUERY, Ticket=ticket_no, Result="found")
                 log.info("self_query_found", ticket=ticket_no, attempt=attempt)

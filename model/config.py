@@ -587,6 +587,12 @@ class ApiSettings(_M):
 class SelfQuery(_M):
     max_attempts: int = 3
     ticket_digits: int = 12
+    #: guess limits across calls, over the last `guess_window_h` hours: wrong tries from one caller
+    #: number, and on one ticket (the ticket's own caller number is never held back by the latter, so
+    #: nobody can lock a citizen out of their own ticket); a limited caller still reaches an agent
+    guess_window_h: float = Field(24.0, gt=0)
+    max_failures_per_caller: int = Field(10, ge=1)
+    max_failures_per_ticket: int = Field(5, ge=1)
 
 
 class Speech(_M):

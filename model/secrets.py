@@ -1,4 +1,4 @@
-"""Secrets, read in one place: each seat's SIP secret and the AMI accounts' secrets.
+"""Secrets, read in one place: each seat's SIP secret, the AMI accounts' secrets, the self-query key.
 
 Secrets never live in `config/hotline.yaml`: a seat names an environment variable
 (`secret_env`) and/or a file (`secret_file`); each AMI account's secret comes from
@@ -130,7 +130,11 @@ def ami_secret(config: Config, account: str = "controller") -> str:
     env = os.environ.get(config.asterisk.ami.account_secret_env(account))
     if env:
         return env
-    path = state_dir() / ("ami.secret" if account == "controller" else f"ami-{account}.secret")
+    return _generated(state_dir() / ("ami.secret" if account == "controller" else f"ami-{account}.secret"))
+
+
+def _generated(path: Path) -> str:
+    """The secret in root-only `path`, generated (32 hex digits) the first time it is asked for."""
     try:
         return path.read_text().strip()
     except FileNotFoundError:
@@ -144,6 +148,22 @@ def ami_secret(config: Config, account: str = "controller") -> str:
     with os.fdopen(fd, "w") as f:
         f.write(secret + "\n")
     return secret
+
+
+#: the variable holding the self-query key (else a generated root-only `query.key` in the state directory)
+QUERY_KEY_ENV = "HOTLINE_QUERY_KEY"
+
+
+def query_key(environ: Mapping[str, str] | None = None) -> bytes:
+    """The server key of the self-query password hashes (HMAC before scrypt): kept outside the
+    database, so a copy of the tickets table alone cannot be brute-forced (6 digits are only a
+    million guesses). Every controller and supervisor command sharing one store must have the same:
+    set $HOTLINE_QUERY_KEY on each, or copy `query.key`. Also keys the callers' hashes in the
+    self-query guess log."""
+    env = (environ if environ is not None else os.environ).get(QUERY_KEY_ENV, "")
+    if env:
+        return env.encode()
+    return _generated(state_dir() / "query.key").encode()
 
 
 def ami_secrets(config: Config, *, with_sim: bool) -> dict[str, str]:

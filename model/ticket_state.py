@@ -1,7 +1,8 @@
 """The ticket lifecycle's states (工单状态): named once, for the ticket bridge and for the IVR's prompts.
 
 The self-query speaks a ticket's state (`state_<value>` prompts, checked by routing/graph.py);
-the allowed moves between states live in ticketbridge/lifecycle.py.
+the allowed moves between states live in ticketbridge/lifecycle.py. `QueryLimited` is the store's
+refusal the self-query (ivr/calls.py) acts on.
 """
 
 from __future__ import annotations
@@ -30,3 +31,8 @@ LABELS: dict[TicketState, str] = {
 }
 #: Chinese label → state (parse_state accepts both)
 BY_LABEL = {v: k for k, v in LABELS.items()}
+
+
+class QueryLimited(Exception):
+    """Too many wrong self-query tries across calls from this caller, or on this ticket (`args[0]`:
+    "caller" or "ticket"): no password is checked; the caller goes on to an agent."""

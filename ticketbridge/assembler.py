@@ -96,6 +96,9 @@ class CallRecord:
     self_query: dict[str, Any] | None = None
     #: where the record came from: "ami" (live events) or "cdr" (rebuilt afterwards; knows less)
     source: str = "ami"
+    #: live events of this call were missed (the controller joined it mid-way, or AMI was down while it
+    #: went on): Asterisk's CDR knows its caller, dialed number, queue, agent and outcome better
+    gap: bool = False
 
     @property
     def complete(self) -> bool:
@@ -199,6 +202,7 @@ class _Call:
     started_at: float | None = None
     last_at: float | None = None
     ended_at: float | None = None
+    gap: bool = False
 
     @property
     def alive(self) -> set[str]:
@@ -285,7 +289,10 @@ class Assembler:
             ts = now
         call = self._calls.get(lid)
         if call is None:
-            call = self._calls[lid] = _Call(lid)
+            # a call begins with its first channel (Uniqueid = Linkedid): anything else means its start
+            # was missed (the controller started, or its AMI link came back, while the call was up)
+            first = name == "Newchannel" and _s(event.get("Uniqueid")) == lid
+            call = self._calls[lid] = _Call(lid, gap=not first)
         if self._is_replay(call, event):
             return []
         if ts is not None:
@@ -293,6 +300,9 @@ class Assembler:
                 call.started_at = ts
             call.last_at = ts if call.last_at is None else max(call.last_at, ts)
         self._track_channels(call, event, lid)
+        if call.gap and not call.first_channel_cid and _s(event.get("Uniqueid")) == lid:
+            # joined mid-way: the caller's number from any later event of the caller's own channel
+            call.first_channel_cid = normalise_number(_s(event.get("CallerIDNum")))
         handler = self._user_handler(event) if name == "UserEvent" else self.event_handlers.get(name)
         if handler is not None:
             handler(call, event, ts)
@@ -316,6 +326,12 @@ class Assembler:
             call.hung |= gone
             out.extend(self._close(call, before))
         return out
+
+    def mark_gap(self) -> int:
+        """AMI (re)connected: every call still open may have missed events meanwhile; returns how many."""
+        for call in self._calls.values():
+            call.gap = True
+        return len(self._calls)
 
     def open_records(self) -> list[CallRecord]:
         """Snapshot of hotline calls still in progress (outcome 'in_progress'), for a shutdown flush."""
@@ -391,7 +407,9 @@ class Assembler:
 
     # -------------------------------------------------------------- standard events
     def _on_newchannel(self, call: _Call, e: Event, ts: float | None) -> None:
-        if not call.first_channel_cid:
+        # the caller's channel is the call's first (Uniqueid = Linkedid); a call joined mid-way first
+        # shows the agent's, whose number and extension are not the caller's nor the dialed number
+        if not call.first_channel_cid and (not call.gap or _s(e.get("Uniqueid")) == call.linkedid):
             call.first_channel_cid = normalise_number(_s(e.get("CallerIDNum")))
             call.first_channel_exten = normalise_number(_s(e.get("Exten")))
         if _s(e.get("Context")) == "caller-robot":
@@ -478,6 +496,8 @@ class Assembler:
 
     def _on_cdr(self, call: _Call, e: Event, ts: float | None) -> None:
         row = _normalise_cdr(e)
+        if not call.caller and not call.first_channel_cid and _s(row.get("linkedid")) in ("", call.linkedid):
+            call.first_channel_cid = normalise_number(_s(row.get("src")))
         if _s(row.get(CdrVar.FALLBACK)) == "1" or "fallback" in _s(row.get("userfield")).lower():
             call.cdr_fallback = True
         if not call.dialed and normalise_number(_s(row.get(CdrVar.DIALED))):
@@ -597,7 +617,7 @@ class Assembler:
 
     # -------------------------------------------------------------- building the record
     def _build(self, call: _Call, *, final: bool) -> CallRecord:
-        r = CallRecord(linkedid=call.linkedid)
+        r = CallRecord(linkedid=call.linkedid, gap=call.gap)
         r.caller = call.caller or call.first_channel_cid
         r.dialed = call.dialed or call.first_channel_exten
         controller_routes = [x for x in call.routes if x["Fallback"] != "1"]

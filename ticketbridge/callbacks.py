@@ -131,6 +131,19 @@ class OriginateWaiter:
         return ok, ("answered" if ok else REASONS.get(reason, reason or "failed"))
 
 
+def callback_of(linkedid: str) -> tuple[str, int] | None:
+    """(ticket number, attempt) of a callback call's linkedid `callback-<ticket>-<attempt>-<hex>`."""
+    parts = linkedid.removeprefix(CALLBACK_PREFIX).split("-") if linkedid.startswith(CALLBACK_PREFIX) else []
+    if len(parts) < 2 or not parts[0].isdigit() or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1])
+
+
+def answered_in_cdr(rows: list[dict[str, Any]]) -> bool:
+    """A callback call's CDR rows say the citizen answered."""
+    return any(str(r.get("disposition", "")).upper() == "ANSWERED" for r in rows)
+
+
 class CallbackDialer:
     """Places callbacks and 回访 calls. `policy`: the config whose outbound allow-list (routing.outbound) a
     number must pass before anything is dialed; Asterisk's hotline-outbound enforces the same list again."""
@@ -145,6 +158,8 @@ class CallbackDialer:
         #: this controller, as the owner of its claims
         self.owner = owner or controller_id()
         self.waiter = OriginateWaiter(ami)
+        #: ChannelIds of callbacks this process is dialing now (their result is its own to write)
+        self.in_flight: set[str] = set()
 
     def lease_s(self, kind: str) -> float:
         if kind == "followup" and self.followup_settings is not None:
@@ -196,10 +211,15 @@ class CallbackDialer:
         context = Context.CALLBACK_OFFER.value if s.connect == "offer" else queue_context(s.queue)
         log.info("callback_dialing", ticket=ticket_no, caller=mask_number(number), attempt=claimed.attempts,
                  connect=s.connect)
-        ok, words = await self.waiter.originate(
-            dial=s.dial.format(number=number), channel_id=channel_id, context=context,
-            caller_id=f'"12345" <{s.caller_id}>', ring_s=s.ring_s,
-            variables={Var.QUEUE.value: s.queue, Var.CALLBACK.value: ticket_no, Var.CALLBACK_NUMBER.value: number})
+        self.in_flight.add(channel_id)
+        try:
+            ok, words = await self.waiter.originate(
+                dial=s.dial.format(number=number), channel_id=channel_id, context=context,
+                caller_id=f'"12345" <{s.caller_id}>', ring_s=s.ring_s,
+                variables={Var.QUEUE.value: s.queue, Var.CALLBACK.value: ticket_no,
+                           Var.CALLBACK_NUMBER.value: number})
+        finally:
+            self.in_flight.discard(channel_id)
         if ok:
             result = (f"answered; offered an agent of queue {s.queue}" if s.connect == "offer"
                       else f"answered; connected to queue {s.queue}")
@@ -228,3 +248,24 @@ class CallbackDialer:
             result = "answered"
         log.info("followup_result", ticket=ticket_no, status=status, result=result, attempt=claimed.attempts)
         return CallbackResult(ticket_no, status, claimed.attempts, result, channel_id)
+
+    async def settle_from_cdr(self, linkedid: str, rows: list[dict[str, Any]]) -> bool:
+        """A callback whose controller died while dialing it (its claim left `dialing`): when the call's CDR
+        rows say the citizen answered, the callback is done (`settle_owed` not_needed) rather than dialed
+        again once the dead claim's lease runs out. Returns False while that lease still runs (ask again
+        later), True when there is nothing (more) to do."""
+        if linkedid in self.in_flight:
+            return True
+        which = callback_of(linkedid)
+        if which is None or not answered_in_cdr(rows):
+            return True  # not answered: the scheduler's rules try again, as after any failed attempt
+        ticket_no, attempt = which
+        cb = await self.store.callback_for(ticket_no)
+        if cb is None or cb.status == "done" or cb.attempts != attempt:
+            return True
+        if not await self.store.settle_owed("callback", cb.id, "not_needed",
+                                            "answered (from the CDR: the controller stopped while dialing)",
+                                            actor="cdr"):
+            return cb.status != "dialing"
+        log.warning("callback_settled_from_cdr", ticket=ticket_no, attempt=attempt)
+        return True

@@ -27,6 +27,7 @@ import structlog
 
 from model.contract import CdrVar
 from ticketbridge.assembler import CallRecord, record_from_cdr
+from ticketbridge.callbacks import CALLBACK_PREFIX
 
 log = structlog.get_logger("ticketbridge.cdr")
 
@@ -103,6 +104,9 @@ class CdrReplay:
         self.newest: dict[str, float] = {}
         #: linkedids looked at once: their later rows are ignored
         self.done: set[str] = set()
+        #: rows of callbacks we placed (never tickets; they tell a restarted controller how a callback
+        #: it was waiting on when it died ended)
+        self.callback_rows: dict[str, list[Row]] = {}
 
     def take(self, start: int, chunk: Chunk) -> None:
         """Take in what was read from byte `start` on (`start` comes from `read_start`)."""
@@ -118,6 +122,9 @@ class CdrReplay:
                     log.warning("cdr_foreign_instance_ignored", linkedid=lid, instance=str(tag), own=self.instance)
                 self.done.add(lid)
                 self._drop(lid)
+                continue
+            if lid.startswith(CALLBACK_PREFIX):
+                self.callback_rows.setdefault(lid, []).append(row)
                 continue
             self.rows.setdefault(lid, []).append(row)
             end = _end_of(row)
@@ -144,15 +151,21 @@ class CdrReplay:
             out.append(lid)
         return out
 
-    def conclude(self, lid: str, ticket_outcome: str | None) -> CallRecord | None:
+    def conclude(self, lid: str, ticket_outcome: str | None, cdr_due: bool = False) -> CallRecord | None:
         """Look at a due call once, given the outcome of its stored ticket (None: no ticket): the
-        record to save when it has no ticket or only an in-progress one, else None. Either way the
-        call is done (its later rows are ignored) and its rows are let go."""
+        record to save when it has no ticket, only an in-progress one, or one the live events saw
+        only in part (`cdr_due`: the ticket's cdr_check is `due`), else None. Either way the call is
+        done (its later rows are ignored) and its rows are let go."""
         rows = self.rows.get(lid, [])
-        record = record_from_cdr(rows) if ticket_outcome in (None, "in_progress") else None
+        record = record_from_cdr(rows) if cdr_due or ticket_outcome in (None, "in_progress") else None
         self.done.add(lid)
         self._drop(lid)
         return record
+
+    def take_callbacks(self) -> dict[str, list[Row]]:
+        """The callback calls' rows gathered since the last call (each handed out once)."""
+        out, self.callback_rows = self.callback_rows, {}
+        return out
 
     def _drop(self, lid: str) -> None:
         self.rows.pop(lid, None)
@@ -185,7 +198,10 @@ class CdrReplayer:
     def __init__(self, path: Path, *, lookup: Callable[[str], Awaitable[Any]],
                  save: Callable[[CallRecord], Awaitable[None]], open_ids: Callable[[], Iterable[str]],
                  settle_s: float = CDR_SETTLE_S, clock: Callable[[], float] = time.time,
-                 instance: str = "main") -> None:
+                 instance: str = "main",
+                 on_callback: Callable[[str, list[Row]], Awaitable[bool]] | None = None) -> None:
+        """`on_callback(linkedid, rows)`: the CDR rows of a callback call we placed; False: hand them
+        again at the next round."""
         self.path = path
         self.replay = CdrReplay(settle_s=settle_s, instance=instance)
         self._lookup = lookup
@@ -193,6 +209,7 @@ class CdrReplayer:
         self._open_ids = open_ids
         self._clock = clock
         self._lock = asyncio.Lock()
+        self._on_callback = on_callback
 
     @property
     def interval_s(self) -> float:
@@ -220,12 +237,19 @@ class CdrReplayer:
             done = 0
             for lid in self.replay.due(now, self._open_ids()):
                 known = await self._lookup(lid)
-                record = self.replay.conclude(lid, None if known is None else str(known.outcome))
+                record = self.replay.conclude(lid, None if known is None else str(known.outcome),
+                                              cdr_due=getattr(known, "cdr_check", None) == "due")
                 if record is not None:
                     await self._save(record)
                     done += 1
             if done:
                 log.info("cdr_reconciled", tickets=done)
+            if self._on_callback is not None:
+                for lid, rows in self.replay.take_callbacks().items():
+                    if not await self._on_callback(lid, rows):  # not yet: looked at again next round
+                        self.replay.callback_rows.setdefault(lid, []).extend(rows)
+            else:
+                self.replay.take_callbacks()
             return done
 
     async def run(self) -> None:

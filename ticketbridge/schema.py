@@ -81,6 +81,9 @@ class Ticket(Base):
     handled_by: Mapped[str] = mapped_column(String(16), default="controller")
     outcome: Mapped[str] = mapped_column(String(32), default="in_progress", index=True)
     source: Mapped[str] = mapped_column(String(8), default="ami")
+    #: the live events missed part of the call (controller joined mid-way, AMI down): None, or `due`
+    #: (the CDR replay corrects caller, dialed, queue, agent and outcome from Asterisk's CDR), `corrected`
+    cdr_check: Mapped[str | None] = mapped_column(String(10))
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     state: Mapped[str] = mapped_column(String(16), default=TicketState.accepted.value, index=True)
@@ -154,6 +157,18 @@ class Followup(Base):
     rating: Mapped[int | None] = mapped_column(Integer)
     scale: Mapped[int | None] = mapped_column(Integer)
     answered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class SelfQueryFailure(Base):
+    """One wrong ticket number + password in the self-query, kept for the guess limits across calls
+    (model.config.SelfQuery). The caller is kept only as a keyed hash, never the number."""
+
+    __tablename__ = "self_query_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    caller_key: Mapped[str] = mapped_column(String(64), default="", index=True)
+    ticket_no: Mapped[str] = mapped_column(String(20), default="", index=True)
 
 
 class Outbox(Base):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -37,17 +38,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import event, func, select, text
+from sqlalchemy import delete, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from model.config import DEFAULT_TZ
+from model.config import DEFAULT_TZ, SelfQuery
 from model.passwords import DUMMY_HASH, check_password, hash_password  # noqa: F401 - hash_password: tests
 from model.privacy import mask_number, normalise_number
-from model.ticket_state import TicketState
+from model.secrets import query_key
+from model.ticket_state import QueryLimited, TicketState
 from ticketbridge.schema import (UTC, AgentEvent, AgentHelp, AgentStateRow, ApiToken, AuditEntry, Callback, Followup,
-                                 Outbox, Ticket, TicketHistory, TicketSeq)
+                                 Outbox, SelfQueryFailure, Ticket, TicketHistory, TicketSeq)
 from ticketbridge.assembler import CallRecord
 from ticketbridge.intake import Intake, target_state
 from ticketbridge.lifecycle import INITIAL, deadline, parse_state, transition
@@ -151,6 +153,15 @@ _PLAIN = ("caller", "dialed", "legacy_line", "mode", "requested_dest", "actual_d
           "queue", "queue_wait_s", "agent", "talk_s", "transfers", "survey_rating", "survey_scale",
           "self_query", "recording", "transcript", "handled_by", "outcome", "source")
 _TIMES = ("answered_at", "started_at", "ended_at")
+#: what Asterisk's CDR knows better than live events that missed part of the call (CallRecord.gap)
+#: (not the agent: the live AgentConnect names the queue member, the CDR only its channel)
+_CDR_FACTS = ("caller", "dialed", "queue", "answered_at", "talk_s", "started_at", "ended_at")
+
+
+def _cdr_outcome_wins(live: str, cdr: str) -> bool:
+    """The CDR's outcome replaces a gapped live one, unless the live one is a refinement the CDR cannot
+    express (a transferred call is "answered" in the CDR)."""
+    return not (live == "transferred" and cdr == "answered")
 
 
 def _record_values(record: CallRecord) -> dict[str, Any]:
@@ -232,13 +243,15 @@ class TicketStore(OutreachMixin, TranscriptMixin):
     """Async ticket store; one per process, shared by all calls (and safely by several processes)."""
 
     def __init__(self, url: str, config: Any | None = None, *, clock: Callable[[], dt.datetime] | None = None,
-                 engine_options: dict[str, Any] | None = None) -> None:
+                 engine_options: dict[str, Any] | None = None, query_key: bytes | None = None) -> None:
         self.url = url
         self.config = config
         #: the center's zone: ticket numbers carry its local date
         self.zone = ZoneInfo(config.center.timezone if config is not None else DEFAULT_TZ)
         self._clock = clock or (lambda: dt.datetime.now(UTC))
         self._engine_options = dict(engine_options or {})
+        #: the self-query hash key (model.secrets.query_key; read at open() when not given)
+        self._query_key = query_key
         self.engine: AsyncEngine | None = None
         self._read: async_sessionmaker[AsyncSession] | None = None
         self._write: async_sessionmaker[AsyncSession] | None = None
@@ -248,13 +261,22 @@ class TicketStore(OutreachMixin, TranscriptMixin):
     # -------------------------------------------------------------- lifecycle
     async def open(self) -> None:
         """Create the engine (SQLite: WAL, busy timeout, foreign keys) and upgrade the schema to head."""
+        if self._query_key is None:
+            self._query_key = query_key()
         url = make_url(self.url)
         sqlite = url.get_backend_name() == "sqlite"
         if sqlite and url.database and url.database != ":memory:" and not url.database.startswith("file:"):
             _private_sqlite_file(Path(url.database).expanduser())
         # hide_parameters: a failed statement's message (logged with its traceback) must not carry
         # the caller's number or the query-password hash
-        engine = create_async_engine(url, **{"hide_parameters": True, **self._engine_options})
+        options: dict[str, Any] = {"hide_parameters": True, **self._engine_options}
+        if url.get_backend_name() == "postgresql":
+            # a server that went away (stopped, network cut) leaves dead pooled connections: test each
+            # before use, and give up connecting or waiting on a statement in seconds, not minutes
+            # (the controller keeps the call records meanwhile: ticketbridge.pending)
+            options.setdefault("pool_pre_ping", True)
+            options["connect_args"] = {"timeout": 5, "command_timeout": 20, **options.get("connect_args", {})}
+        engine = create_async_engine(url, **options)
         if sqlite:
             _sqlite_pragmas(engine)
         self.engine = engine
@@ -355,6 +377,7 @@ class TicketStore(OutreachMixin, TranscriptMixin):
         values = _record_values(record)
         # no query password yet ("" matches none): one is issued when the caller is told it (issue_password)
         t = Ticket(ticket_no=ticket_no, query_password_hash="", linkedid=record.linkedid, **values)
+        t.cdr_check = "due" if record.gap and record.source != "cdr" else None
         t.participants = values["participants"]
         t.state = INITIAL.value
         t.urgent = self._urgent_category(t.category)
@@ -398,12 +421,23 @@ class TicketStore(OutreachMixin, TranscriptMixin):
                                 to_value="cut", note="cut to fit: " + ", ".join(flagged)))
 
     async def _merge(self, s: AsyncSession, t: Ticket, record: CallRecord, flagged: Sequence[str] = ()) -> None:
-        """Add what the new record knows; a better record (complete, live) replaces what it knows better."""
+        """Add what the new record knows; a better record (complete, live) replaces what it knows better.
+
+        A call the live events saw only in part (`record.gap`) is the exception: Asterisk's CDR knows
+        its caller, dialed number, queue, agent and outcome better (`_CDR_FACTS`), so a CDR record
+        corrects those on a ticket marked `cdr_check: due`, and a live record with a gap never
+        overwrites them once the CDR has spoken (`corrected`, or a ticket first made from the CDR).
+        """
         new = _record_values(record)
         old_rank, new_rank = _rank(t.outcome, t.source), _rank(record.outcome, record.source)
-        if new_rank < old_rank:
+        from_cdr = record.source == "cdr"
+        correcting = from_cdr and t.cdr_check == "due"
+        protect = not from_cdr and record.gap and (t.source == "cdr" or t.cdr_check == "corrected")
+        if new_rank < old_rank and not correcting:
             return  # e.g. a CDR rebuild or a stale in-progress flush after the complete record
         changed: list[str] = []
+        outcome_from_cdr = correcting and _cdr_outcome_wins(t.outcome, record.outcome)
+        outcome_from_live = protect and not _cdr_outcome_wins(record.outcome, t.outcome)
         for key, value in new.items():
             if key == "category" and t.intake_at is not None:
                 continue  # the agent's pick (save_intake) wins over the IVR's menu category
@@ -411,17 +445,36 @@ class TicketStore(OutreachMixin, TranscriptMixin):
             if key in _TIMES and cur is not None and value is not None:
                 if abs((cur - value).total_seconds()) < 1e-3:
                     continue
-            if new_rank > old_rank:
+            blank_filled = not _informative(key, cur) and _informative(key, value)
+            if correcting:
+                if key in ("outcome", "actual_dest"):
+                    take = outcome_from_cdr and _informative(key, value) and value != cur
+                elif key in _CDR_FACTS:
+                    take = _informative(key, value) and value != cur
+                elif key in ("handled_by", "mode"):  # the CDR knows when the dialplan routed alone
+                    take = value == "fallback" and value != cur
+                else:
+                    take = blank_filled and key not in ("source", "handled_by", "mode")
+            elif protect and key in ("outcome", "actual_dest") and _informative(key, cur):
+                take = outcome_from_live and value != cur
+            elif protect and key in (*_CDR_FACTS, "handled_by", "mode") and _informative(key, cur):
+                take = False
+            elif new_rank > old_rank:
                 take = _informative(key, value) and value != cur
                 if key in ("outcome", "source", "handled_by"):
                     take = value != cur
             else:
-                take = (not _informative(key, cur) and _informative(key, value)) or (
+                take = blank_filled or (
                     isinstance(cur, list) and isinstance(value, list) and len(value) > len(cur)
                     and value[: len(cur)] == cur)
             if take:
                 setattr(t, key, value)
                 changed.append(key)
+        check = "corrected" if correcting or protect else (
+            "due" if record.gap and not from_cdr and t.cdr_check is None else t.cdr_check)
+        if check != t.cdr_check:
+            t.cdr_check = check
+            changed.append("cdr_check")
         if not changed:
             return
         now = self._now()
@@ -469,13 +522,68 @@ class TicketStore(OutreachMixin, TranscriptMixin):
             found = await s.execute(select(Ticket.id).where(Ticket.linkedid == linkedid))
             return found.first() is not None
 
-    async def verify_query(self, ticket_no: str, password: str) -> Ticket | None:
-        """The ticket only with its right query password; the same work is done for a wrong number."""
+    async def verify_query(self, ticket_no: str, password: str, caller: str | None = None) -> Ticket | None:
+        """The ticket only with its right query password; the same work is done for a wrong number.
+
+        With `caller` (the self-query in the IVR), guessing is limited across calls (model.config.SelfQuery):
+        a wrong try is logged (the caller as a keyed hash), and past the limits QueryLimited is raised
+        before any password is checked. An older ticket's unkeyed hash is re-hashed with the key on a
+        right password (the upgrade path: no citizen's password changes)."""
         t = await self.get_ticket(ticket_no) if ticket_no and ticket_no.isdigit() else None
+        if caller is not None:
+            await self._check_guess_limits(caller, ticket_no, t)
         # a ticket without a password (never issued) costs the same work as a wrong number
         stored = (t.query_password_hash if t is not None else "") or _DUMMY_HASH
-        ok = await asyncio.to_thread(check_password, password or "", stored)
-        return t if ok and t is not None else None
+        ok = await asyncio.to_thread(check_password, password or "", stored, self._query_key)
+        if ok and t is not None:
+            if stored.startswith("scrypt$") and self._query_key:
+                await self._rehash(t.id, password)
+            return t
+        if caller is not None:
+            await self._log_guess(caller, ticket_no)
+        return None
+
+    def _caller_key(self, caller: str) -> str:
+        return hmac.new(self._query_key or b"", normalise_number(caller).encode(), "sha256").hexdigest()[:32]
+
+    def _guess_rules(self) -> SelfQuery:
+        return self.config.self_query if self.config is not None else SelfQuery()
+
+    async def _check_guess_limits(self, caller: str, ticket_no: str, t: Ticket | None) -> None:
+        rules = self._guess_rules()
+        since = self._now() - dt.timedelta(hours=rules.guess_window_h)
+        read, _ = self._sessions()
+        async with read() as s:
+            by_caller = (await s.execute(select(func.count()).select_from(SelfQueryFailure).where(
+                SelfQueryFailure.at >= since, SelfQueryFailure.caller_key == self._caller_key(caller)))).scalar_one()
+            if by_caller >= rules.max_failures_per_caller:
+                log.warning("self_query_limited", by="caller", failures=by_caller, caller=mask_number(caller))
+                raise QueryLimited("caller")
+            if t is None or normalise_number(caller) == t.caller:
+                return  # nobody locks a citizen out of their own ticket
+            on_ticket = (await s.execute(select(func.count()).select_from(SelfQueryFailure).where(
+                SelfQueryFailure.at >= since, SelfQueryFailure.ticket_no == ticket_no[:20]))).scalar_one()
+        if on_ticket >= rules.max_failures_per_ticket:
+            log.warning("self_query_limited", by="ticket", failures=on_ticket, ticket=ticket_no)
+            raise QueryLimited("ticket")
+
+    async def _log_guess(self, caller: str, ticket_no: str) -> None:
+        now = self._now()
+        _, write = self._sessions()
+        async with write() as s, s.begin():
+            s.add(SelfQueryFailure(at=now, caller_key=self._caller_key(caller), ticket_no=(ticket_no or "")[:20]))
+            # what no window looks at any more goes (the table stays as small as the window)
+            await s.execute(delete(SelfQueryFailure).where(
+                SelfQueryFailure.at < now - dt.timedelta(hours=self._guess_rules().guess_window_h)))
+
+    async def _rehash(self, ticket_id: int, password: str) -> None:
+        new = await asyncio.to_thread(hash_password, password, None, self._query_key)
+        _, write = self._sessions()
+        async with write() as s, s.begin():
+            t = await self._locked(s, id=ticket_id)
+            if t is not None and t.query_password_hash.startswith("scrypt$"):
+                t.query_password_hash = new
+        log.info("query_password_rehashed", ticket_id=ticket_id)
 
     async def history(self, ticket_no: str) -> list[TicketHistory]:
         read, _ = self._sessions()
@@ -683,7 +791,7 @@ class TicketStore(OutreachMixin, TranscriptMixin):
         """
         _, write = self._sessions()
         password = f"{secrets.randbelow(10**6):06d}"
-        pw_hash = await asyncio.to_thread(hash_password, password)
+        pw_hash = await asyncio.to_thread(hash_password, password, None, self._query_key)
         async with write() as s, s.begin():
             t = await self._locked(s, ticket_no=ticket_no)
             if t is None:

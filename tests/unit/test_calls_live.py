@@ -137,7 +137,7 @@ class OneTicket:
     def __init__(self, ticket_no: str, password: str) -> None:
         self.ticket_no, self.hash = ticket_no, hash_password(password)
 
-    async def verify_query(self, ticket_no: str, password: str) -> Any:
+    async def verify_query(self, ticket_no: str, password: str, caller: str | None = None) -> Any:
         from ticketbridge.store import check_password
 
         if ticket_no == self.ticket_no and check_password(password, self.hash):
@@ -161,9 +161,27 @@ async def test_self_query_reads_the_state_and_ends_the_call_unless_the_caller_pr
     assert wrong.sets()[-1] == (Var.ROUTE.value, "queue")  # locked out of the query, not out of the call
 
 
+async def test_a_caller_past_the_guess_limits_goes_to_an_agent_without_a_password_check() -> None:
+    from model.ticket_state import QueryLimited
+
+    asked: list[str | None] = []
+
+    class Limited:
+        async def verify_query(self, ticket_no: str, password: str, caller: str | None = None) -> Any:
+            asked.append(caller)
+            raise QueryLimited("caller")
+
+    agi = Transcript(keys=["5", "261129000042", "123456"] * 3)
+    await CallScripts(shipped(), clock=lambda: MONDAY_10, store=Limited()).inbound(agi)  # type: ignore[arg-type]
+    results = [e[2]["Result"] for e in agi.log if e[0] == "event" and e[1] == Event.SELF_QUERY]
+    assert results == ["locked"] and len(asked) == 1  # no second try in this call either
+    assert asked[0] is not None  # the caller's number is what the limits count
+    assert agi.sets()[-1] == (Var.ROUTE.value, "queue")
+
+
 async def test_anything_going_wrong_fails_open_to_the_dialplan_fallback() -> None:
     class Broken:
-        async def verify_query(self, ticket_no: str, password: str) -> Any:
+        async def verify_query(self, ticket_no: str, password: str, caller: str | None = None) -> Any:
             raise RuntimeError("database gone")
 
     agi = Transcript(keys=["5", "261129000042", "123456"])

@@ -152,3 +152,42 @@ async def test_a_task_that_swallows_its_cancellation_never_hangs_the_stop(make_c
     task.cancel()
     await asyncio.wait({task}, timeout=2)
     assert task.done()
+
+
+async def test_status_shows_the_ami_link_and_tickets_held_until_the_store_returns(make_controller: Any,
+                                                                                   tmp_path: Path) -> None:
+    """`hotline status` (control op `status`): healthy; the store refuses a ticket → degraded, the ticket
+    held; the store back → written by the retry task, healthy again."""
+    from hotline.control import ask
+    from ticketbridge.assembler import CallRecord
+
+    sock = tmp_path / "control.sock"
+    c = make_controller(control_path=sock)
+    await c.start()
+    try:
+        await c.ami.wait_connected(2)
+        h = await ask(sock, {"op": "status"})
+        assert h["ok"] and h["healthy"] and h["ami"]["connected"] and h["ami"]["dispatcher_alive"]
+        assert h["store"]["held_tickets"] == 0
+        real = c.store.save_call
+
+        async def unreachable(record: Any) -> Any:
+            raise ConnectionRefusedError(111, "Connect call failed")
+
+        c.store.save_call = unreachable  # type: ignore[method-assign]
+        with capture_logs() as logs:
+            await c._save(CallRecord(linkedid="held-1", caller="13800138000", dialed="12345",
+                                     outcome="abandoned_in_queue"))
+        assert [e["reason"] for e in logs if e["event"] == "ticket_store_unavailable"] == ["unreachable"]
+        h = await ask(sock, {"op": "status"})
+        assert not h["healthy"] and h["store"]["held_tickets"] == 1 and h["store"]["reason"] == "unreachable"
+        c.store.save_call = real  # type: ignore[method-assign]
+        for _ in range(60):
+            if await c.store.get_by_linkedid("held-1") is not None:
+                break
+            await asyncio.sleep(0.1)
+        t = await c.store.get_by_linkedid("held-1")
+        assert t is not None and t.outcome == "abandoned_in_queue" and t.caller == "13800138000"
+        assert (await ask(sock, {"op": "status"}))["healthy"]
+    finally:
+        await asyncio.wait_for(c.stop(grace_s=0.1), 5)
