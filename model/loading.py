@@ -250,7 +250,7 @@ def parse_config(text: str, filename: str = "<config>") -> Config:
                 msg = f"{err['input']!r} is not a date: {msg}"
             problems.append(Problem(filename, line_for(lines, loc), field_path, msg))
         raise ConfigError(problems) from None
-    _read_priority_numbers(cfg, filename, lines)
+    _read_priority_numbers(cfg, filename)
     return cfg
 
 
@@ -263,21 +263,18 @@ def priority_numbers_path(cfg: Config, filename: str) -> Path | None:
     return p if p.is_absolute() else Path(filename).resolve().parent / p
 
 
-def _read_priority_numbers(cfg: Config, filename: str, lines: dict[tuple[Any, ...], int]) -> None:
-    """Add the numbers of the center's priority (老年人优先) list file to `access.priority.numbers`.
+def read_priority_numbers(path: Path) -> tuple[list[str], list[Problem]]:
+    """The numbers of a priority (老年人优先) list file, and its problems (for `hotline check`).
 
     One number per line, `#` starts a comment, blank lines ignored. A bad line is reported by its line number
     in that file, never by its content (the list is personal data).
     """
-    path = priority_numbers_path(cfg, filename)
-    if path is None:
-        return
     fld = "access.priority.numbers_file"
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError([Problem(filename, line_for(lines, ("access", "priority", "numbers_file")), fld,
-                                   f"cannot read the priority list {path.name!r}: {e.strerror or e}")]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        return [], [Problem(str(path), None, fld, f"cannot read the priority list: {getattr(e, 'strerror', None) or e}"
+                            " (listed callers get no priority until it is readable)")]
     numbers, problems = [], []
     for i, raw in enumerate(text.splitlines(), 1):
         entry = raw.split("#", 1)[0].strip()
@@ -289,8 +286,18 @@ def _read_priority_numbers(cfg: Config, filename: str, lines: dict[tuple[Any, ..
                                                        "personal data)"))
             continue
         numbers.append(key)
-    if problems:
-        raise ConfigError(problems)
+    return numbers, problems
+
+
+def _read_priority_numbers(cfg: Config, filename: str) -> None:
+    """Add the list file's numbers to `access.priority.numbers`. Lenient: a missing file or a bad line never
+    stops the hotline (those callers simply get no priority); `hotline check` reports them."""
+    if filename.startswith("<"):
+        return  # a text without a file: nothing to be relative to
+    path = priority_numbers_path(cfg, filename)
+    if path is None:
+        return
+    numbers, _problems = read_priority_numbers(path)
     cfg.access.priority.numbers = [*cfg.access.priority.numbers, *numbers]
 
 

@@ -78,6 +78,9 @@ class CallRecord:
     actual_dest: str | None = None
     category: str | None = None
     ivr_path: list[str] = field(default_factory=list)
+    #: 老年人优先 (`listed` / `key`) and the language path, as the IVR's route said (issue 18)
+    priority: str | None = None
+    language: str | None = None
     queue: str | None = None
     queue_wait_s: float | None = None
     agent: str | None = None
@@ -548,7 +551,7 @@ class Assembler:
 
     def _user_route(self, call: _Call, e: Event, ts: float | None) -> None:
         call.hotline = True
-        route = {k: _s(e.get(k)) for k in ("Line", "Mode", "Dest", "Category", "Fallback")}
+        route = {k: _s(e.get(k)) for k in ("Line", "Mode", "Dest", "Category", "Fallback", "Priority", "Language")}
         if route not in call.routes:
             call.routes.append(route)
 
@@ -612,6 +615,8 @@ class Assembler:
             r.legacy_line = last["Line"] or None
             r.mode = last["Mode"] or "unknown"
             r.category = last["Category"] or None
+            r.priority = last.get("Priority") or None
+            r.language = last.get("Language") or None
         if r.handled_by == "fallback" and r.mode == "unknown":
             r.mode = "fallback"
         r.ivr_path = list(call.ivr_path)
