@@ -551,7 +551,8 @@ class Assembler:
 
     def _user_route(self, call: _Call, e: Event, ts: float | None) -> None:
         call.hotline = True
-        route = {k: _s(e.get(k)) for k in ("Line", "Mode", "Dest", "Category", "Fallback", "Priority", "Language")}
+        route = {k: _s(e.get(k)) for k in ("Line", "Mode", "Dest", "Category", "Fallback", "AccessPriority",
+                                                "AccessLanguage")}
         if route not in call.routes:
             call.routes.append(route)
 
@@ -615,8 +616,8 @@ class Assembler:
             r.legacy_line = last["Line"] or None
             r.mode = last["Mode"] or "unknown"
             r.category = last["Category"] or None
-            r.priority = last.get("Priority") or None
-            r.language = last.get("Language") or None
+            r.priority = last.get("AccessPriority") or None
+            r.language = last.get("AccessLanguage") or None
         if r.handled_by == "fallback" and r.mode == "unknown":
             r.mode = "fallback"
         r.ivr_path = list(call.ivr_path)
