@@ -91,6 +91,8 @@ class Event(StrEnum):
     SUPERVISE = "HotlineSupervise"
     #: a 回访 call's progress: Ticket, Step (about/asked/answered), Resolved, Rating (never the number)
     FOLLOWUP = "HotlineFollowup"
+    #: a caller enters a language's queue (access.languages; Code: en, nan, …), by the IVR, a menu or a transfer
+    LANGUAGE = "HotlineLanguage"
 
 
 class Context(StrEnum):

@@ -172,6 +172,8 @@ class _Call:
 
     linkedid: str
     hotline: bool = False
+    #: the language code of a language queue the call entered (HotlineLanguage)
+    language: str | None = None
     caller: str = ""
     dialed: str = ""
     caller_uid: str | None = None
@@ -268,6 +270,7 @@ class Assembler:
             UserEventName.TRANSFER: self._user_transfer,
             UserEventName.SELF_QUERY: self._user_self_query,
             UserEventName.RECORDING: self._user_recording,
+            UserEventName.LANGUAGE: self._user_language,
             **{name: self._user_ignored for name in USER_EVENTS_WITHOUT_TICKET_DATA},
         }
 
@@ -556,6 +559,9 @@ class Assembler:
         if route not in call.routes:
             call.routes.append(route)
 
+    def _user_language(self, call: _Call, e: Event, ts: float | None) -> None:
+        call.language = _s(e.get("Code")) or call.language
+
     def _user_ivr(self, call: _Call, e: Event, ts: float | None) -> None:
         step = _s(e.get("Step"))
         if step:
@@ -621,6 +627,8 @@ class Assembler:
         if r.handled_by == "fallback" and r.mode == "unknown":
             r.mode = "fallback"
         r.ivr_path = list(call.ivr_path)
+        # the language's queue was entered (a menu, an agent's transfer) even when the IVR named none
+        r.language = r.language or call.language
         if call.visits:
             r.queue = call.visits[-1].queue
             waits = [v.wait_s for v in call.visits if v.wait_s is not None]

@@ -127,3 +127,31 @@ def test_kpis_count_priority_calls_and_languages() -> None:
             {"outcome": "answered", "agent": "1001", "queue": "general"}]
     f = compute(rows)
     assert f.priority_calls == 2 and f.priority_answered == 1 and f.languages == {"en": 1}
+
+
+def test_a_language_queue_reports_its_language_and_the_ticket_keeps_it_however_the_caller_came() -> None:
+    from routing.dialplan import RenderInputs, render
+    from ticketbridge.assembler import Assembler
+
+    cfg = shipped()
+    ext = render(cfg, RenderInputs(ami_secret="x", seat_secrets={k: "x" for k in cfg.seats}))["extensions.conf"]
+    minnan = ext[ext.index("[hotline-queue-minnan]"):]
+    minnan = minnan[:minnan.index("\n[")]
+    assert "UserEvent(HotlineLanguage,Code: nan)" in minnan
+    general = ext[ext.index("[hotline-queue-general]"):]
+    assert "HotlineLanguage" not in general[:general.index("\n[")]
+    # an agent's transfer into the dialect queue: no IVR route says a language, the queue's event does
+    a = Assembler()
+    caller = "PJSIP/carrier-00000001"
+    head = {"Privilege": "call,all", "Linkedid": "L1"}
+    a.feed({**head, "Event": "Newchannel", "Uniqueid": "L1", "Timestamp": "1.0", "Channel": caller,
+            "CallerIDNum": "13800000000", "Exten": "12345", "Context": "hotline-inbound"})
+    a.feed({**head, "Event": "UserEvent", "UserEvent": "HotlineRoute", "Uniqueid": "L1", "Timestamp": "2.0",
+            "Line": "", "Mode": "center", "Dest": "queue:general", "Category": "", "Fallback": "0"})
+    a.feed({**head, "Event": "UserEvent", "UserEvent": "HotlineLanguage", "Code": "nan", "Uniqueid": "L2",
+            "Timestamp": "3.0", "Channel": "Local/s@hotline-queue-minnan-00000002;2"})
+    records = a.feed({**head, "Event": "Hangup", "Uniqueid": "L2", "Timestamp": "4.0", "Cause": "16",
+                      "Channel": "Local/s@hotline-queue-minnan-00000002;2"})
+    records += a.feed({**head, "Event": "Hangup", "Uniqueid": "L1", "Timestamp": "4.1", "Channel": caller,
+                       "Cause": "16"})
+    assert [r.language for r in records] == ["nan"] and records[0].priority is None
