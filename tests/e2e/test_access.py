@@ -85,3 +85,22 @@ async def test_the_english_offer_leads_to_english_prompts_and_the_english_queue(
         assert t.language == "en" and t.queue == english.queue and "language:en" in t.ivr_path
     finally:
         await robot.hangup()
+
+
+async def test_the_dialect_seats_from_the_main_menu_and_the_ticket_records_the_dialect(controller, cfg, ami, agents):
+    nan = cfg.access.languages["nan"]
+    robot = await CallRobot(ami, number="12345", caller="13800018020", hold_s=60).dial()
+    try:
+        await robot.wait_user_event(UserEventName.PROMPT, 30, Prompt="main_menu")
+        await robot.press("6")
+        join = await robot.wait_for(is_event("QueueCallerJoin"), 30)
+        assert join["Queue"] == f"{ASTERISK_QUEUE_PREFIX}{nan.queue}"
+        # the queue's own dialplan says which language its seats speak
+        await robot.wait_user_event(UserEventName.LANGUAGE, 5, Code="nan")
+        await agents.add(nan.queue, talk_s=1)
+        await robot.wait_for(is_event("AgentConnect"), 20)
+        await robot.hangup()
+        t = await wait_ticket(controller.store, robot.linkedid, 40)
+        assert t.language == "nan" and t.queue == nan.queue and "key:6" in t.ivr_path
+    finally:
+        await robot.hangup()
