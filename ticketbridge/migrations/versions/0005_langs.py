@@ -2,7 +2,7 @@
 tickets.language (the language path taken: en, nan, …).
 
 Revision ID: 0005_langs
-Revises: 0005_loop_b
+Revises: 0005_loop_a
 Create Date: 2026-11-30
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_langs"
-down_revision = "0005_loop_b"  # main's head when written; the lead re-chains
+down_revision = "0005_loop_a"  # main's head at the rebase; the lead re-chains at merge
 branch_labels = None
 depends_on = None
 
