@@ -19,7 +19,7 @@ from admin.render_shape import shape_problems
 from ivr.prompts import RECORDINGS, missing_prompts, unplayable_prompts
 from model.config import Config
 from model.contract import CONTEXT_PREFIX
-from model.loading import Lines, Problem, line_of, load_located
+from model.loading import Lines, Problem, line_of, load_located, priority_numbers_path, read_priority_numbers
 from model.secrets import SecretMissing, carrier_secret, carrier_secrets, seat_secret, weak_secret
 from routing.dialplan import CUSTOM_DIR, Layout, RenderInputs, custom_files, render
 from routing.graph import BUILTIN_FEATURES, PICKUP_EXTEN, validate
@@ -312,6 +312,9 @@ def check_file(path: str | os.PathLike[str], *, prompts_dir: Path | None = None,
     loaded = load_located(path)
     problems = list(loaded.problems)
     if loaded.config is not None:
+        listed = priority_numbers_path(loaded.config, loaded.file)
+        if listed is not None:
+            problems += read_priority_numbers(listed)[1]
         problems += check_config(loaded.config, file=loaded.file, lines=loaded.lines, prompts_dir=prompts_dir,
                                  custom_dir=custom_dir, environ=environ, check_secrets=check_secrets,
                                  installed_secrets=installed_secrets, sounds_dir=sounds_dir)

@@ -32,6 +32,7 @@ from model.destinations import (
     TransferDest,
 )
 from model.hours import is_open
+from routing.access import greeting_choices
 from routing.dialplan import asterisk_queue, overflow_step
 from routing.numberplan import RouteDecision
 
@@ -178,6 +179,14 @@ def label_text(config: Config, label: str) -> str | None:
         return f"fail open ({rest}): a queue, never silence (故障兜底转人工)"
     if kind == "route":
         return None  # shown by the Route
+    if label == "priority":
+        return "priority key: straight to an agent, no menu (老年人优先)"
+    if kind == "language":
+        lang = config.access.languages.get(rest)
+        return f"language key: {rest}" + (f" ({lang.name}) seats, queue {lang.queue}" if lang else "")
+    if kind == "campaign":
+        c = config.access.campaigns.get(rest)
+        return f"campaign key: {rest}" + (f" ({c.name}, {c.start}..{c.end}), queue {c.queue}" if c else "")
     return label
 
 
@@ -217,9 +226,17 @@ def explain_call(config: Config, dialed: str, caller: str | None, at: dt.datetim
                                          "the agent hangs up the caller hears it with a query password)", {}))
             case Greeted():
                 pass
-            case Play(prompt=prompt):
+            case Play(prompt=prompt, interruptible=interruptible):
                 steps.append(ExplainStep("menu" if in_menu else "announcement",
                                          f"plays {prompt_text(config, prompt)}", {"prompt": prompt}))
+                # a greeting key (routing/access.py: language, campaign, 老年人优先) barges in here
+                head = inputs[0] if inputs else None
+                if (not in_menu and interruptible and isinstance(head, Digit)
+                        and head.key in {c.key for c in greeting_choices(config, at.date())}):
+                    inputs.popleft()
+                    steps.append(ExplainStep("input", f"caller presses {head.key} during it (按键)",
+                                             {"key": head.key}))
+                    answer = head.key
             case MenuPath(labels=labels):
                 in_menu = True
                 path.extend(labels)
@@ -250,8 +267,17 @@ def explain_call(config: Config, dialed: str, caller: str | None, at: dt.datetim
                                          "queue. Followed here: the way to an agent",
                                          {"service": service}))
                 answer = QueueDest(queue=config.center.general_queue)
-            case SetRoute(dest=dest, category=category):
+            case SetRoute(dest=dest, category=category, priority=priority, language=language):
                 final = dest
+                if priority:
+                    steps.append(ExplainStep("priority", f"queued with priority {config.access.priority.priority} "
+                                             f"(QUEUE_PRIO; {priority}): ahead of callers without priority "
+                                             "(老年人优先); the ticket counts it", {"priority": priority}))
+                if language:
+                    lang = config.access.languages.get(language)
+                    steps.append(ExplainStep("language", f"language {language}"
+                                             + (f" ({lang.name})" if lang else "") + ": the ticket records it",
+                                             {"language": language}))
                 steps.extend(_dialplan_steps(config, dest, category, at))
     if inputs:
         steps.append(ExplainStep("input", f"{len(inputs)} more input(s) ignored: the call has left the menu "

@@ -41,6 +41,8 @@ from model.destinations import (
     TransferDest,
 )
 from routing.dialplan import dial_string
+from model.hours import local
+from routing.access import campaign_queue, greeting_choices, language_of_queue
 from routing.numberplan import RouteDecision, decide
 from routing.queues import resolve_queue
 
@@ -81,7 +83,9 @@ class MenuExit:
 
 @dataclass(frozen=True)
 class Note:
-    """Something worth a log line / an explain line: `kind` is `fail_open` or `hours`. Answer: None."""
+    """Something worth a log line / an explain line: `kind` is `fail_open`, `hours`, `priority` or `campaign`.
+
+    Answer: None."""
 
     kind: str
     text: str
@@ -115,6 +119,10 @@ class SetRoute:
     dest: Destination
     category: Category | None
     decision: RouteDecision
+    #: 老年人优先: `listed` (the center's list) or `key` (pressed in the greeting); None: no priority
+    priority: str | None = None
+    #: the language path (access.languages key) or None for the center's own
+    language: str | None = None
 
 
 #: what the flow yields: `Play` (answer: the key pressed during it, or None) and `Collect`
@@ -128,6 +136,12 @@ def inbound_flow(config: Config, dialed: str, caller: str, now: dt.datetime) -> 
     decision = decide(config, dialed, caller, now)
     yield Decided(decision)
     yield OpenTicket()
+    # the 12345 flow (a menu ahead) accepts the access keys (language, campaign, priority: routing/access.py)
+    center_flow = isinstance(decision.dest, (MenuDest, AnnounceDest))
+    choices = {c.key: c for c in greeting_choices(config, _day(config, now))} if center_flow else {}
+    # 老年人优先: a listed caller skips any menu and queues with priority (a line's own queue keeps its queue)
+    priority = "listed" if (config.access.priority.listed(caller)
+                            and not isinstance(decision.dest, (HangupDest, DialDest, TransferDest))) else None
     # barge-in: a key pressed during the greeting skips the rest and is the first menu input
     pending: str | None = None
     for prompt in decision.announcements:
@@ -137,8 +151,33 @@ def inbound_flow(config: Config, dialed: str, caller: str, now: dt.datetime) -> 
     # greeting, or a line has no greeting), never cut short; a key pressed during the greeting still counts
     if config.center.emergency_notice:
         yield from _play(config.center.emergency_notice, interruptible=False)
+    # the access offers ("For English service, press 8"), after the notice, while keys are accepted
+    for offer in dict.fromkeys(c.offer for c in choices.values() if c.offer):
+        if pending is None and priority is None:
+            pending = yield from _play(offer)
+    choice = choices.get(pending) if pending is not None else None
+    language: str | None = None
     yield Greeted()
-    dest, category = yield from _walk(config, now, decision.dest, pending)
+    if choice is not None:
+        pending = None
+        yield MenuPath((choice.label,))
+        if choice.kind == "priority":
+            priority = "key"
+        elif choice.kind == "language":
+            language = choice.code
+            for prompt in config.access.languages[choice.code].prompts:
+                yield from _play(prompt)
+    if priority is not None:
+        yield Note("priority", f"老年人优先 ({priority}): no menu, queued with priority "
+                               f"{config.access.priority.priority}")
+        if config.access.priority.prompt:
+            yield from _play(config.access.priority.prompt)
+    if priority is not None and center_flow:
+        dest, category = QueueDest(queue=config.access.priority.queue or config.center.general_queue), None
+    elif choice is not None and choice.kind != "priority":
+        dest, category = QueueDest(queue=choice.queue), None
+    else:
+        dest, category = yield from _walk(config, now, decision.dest, pending)
     category = category or decision.category
     hops = 0
     while isinstance(dest, LegacyDest) and hops < MAX_LINE_HOPS:
@@ -159,7 +198,7 @@ def inbound_flow(config: Config, dialed: str, caller: str, now: dt.datetime) -> 
         category = cat2 or sub.category or category
     if isinstance(dest, SelfServiceDest):
         dest = cast(Destination, (yield SelfService(dest.service)))
-    yield from _route(config, dest, category, decision)
+    yield from _route(config, dest, category, decision, now, priority, language)
 
 
 def _play(prompt: str, *, interruptible: bool = True) -> Generator[FlowAction, object, str | None]:
@@ -196,10 +235,20 @@ def _walk(config: Config, now: dt.datetime, dest: Destination,
         step = engine.feed(event)
 
 
-def _route(config: Config, dest: Destination, category: Category | None,
-           decision: RouteDecision) -> Generator[FlowAction, object, None]:
+def _day(config: Config, at: dt.datetime | dt.date) -> dt.date:
+    return local(at, config.center.timezone).date() if isinstance(at, dt.datetime) else at
+
+
+def _route(config: Config, dest: Destination, category: Category | None, decision: RouteDecision,
+           now: dt.datetime, priority: str | None = None,
+           language: str | None = None) -> Generator[FlowAction, object, None]:
     """The closed-queue rule (at the time the route is handed over), the prompts before the route, the route."""
     current = cast(dt.datetime, (yield Now()))
+    if isinstance(dest, QueueDest):
+        queue, note = campaign_queue(config, dest.queue, _day(config, current or now))
+        if note:
+            yield Note("campaign", note)
+            dest = QueueDest(queue=queue, category=dest.category)
     dest, prompts, notes = resolve_queue(config, dest, current)
     for note in notes:
         yield Note("hours", note)
@@ -209,8 +258,19 @@ def _route(config: Config, dest: Destination, category: Category | None,
     if isinstance(dest, QueueDest):
         variables = [(Var.QUEUE, dest.queue)]
         category = dest.category or category
-        if config.center.queue_prompt:
+        language = language or language_of_queue(config, dest.queue)
+        lang = config.access.languages.get(language) if language else None
+        if lang is not None:
+            # this language's own recording notice instead of the center's (the dialplan then skips it)
+            if lang.recording_notice and config.recording.notice:
+                yield from _play(lang.recording_notice)
+                variables.append((Var.RECORDING_NOTICED, "1"))
+        elif config.center.queue_prompt:
             yield from _play(config.center.queue_prompt)
+        if priority is not None:
+            variables += [(Var.QUEUE_PRIO, str(config.access.priority.priority)), (Var.PRIORITY, priority)]
+        if language:
+            variables.append((Var.LANGUAGE, language))
     elif isinstance(dest, DialDest):
         route, variables = RouteName.DIAL, [(Var.DIAL, dial_string(dest.number))]
     elif isinstance(dest, TransferDest):
@@ -224,4 +284,6 @@ def _route(config: Config, dest: Destination, category: Category | None,
         yield Note("fail_open", f"{dest.label()} is not a route the dialplan takes: the general queue")
         dest = QueueDest(queue=config.center.general_queue)
     variables.append((Var.CATEGORY, category.value if category else ""))
-    yield SetRoute(route, tuple(variables), dest, category, decision)
+    queued = isinstance(dest, QueueDest)
+    yield SetRoute(route, tuple(variables), dest, category, decision, priority if queued else None,
+                   language if queued else None)

@@ -164,7 +164,10 @@ class CallScripts:
                     await s.set_variable(Var.TRANSCRIBE, "1")
                 d = action.decision
                 await s.user_event(Event.ROUTE, Line=d.line or "", Mode=d.mode, Dest=action.dest.label(),
-                                   Category=action.category.value if action.category else "", Fallback="0")
+                                   Category=action.category.value if action.category else "", Fallback="0",
+                                   # not `Priority`/`Language`: every UserEvent carries the channel's own
+                                   **({"AccessPriority": action.priority} if action.priority else {}),
+                                   **({"AccessLanguage": action.language} if action.language else {}))
                 await s.set_variable(Var.ROUTE, action.route)
         return None
 

@@ -7,7 +7,9 @@ Sources, in order:
 
 1. an admin's recording ``<recordings>/prompts/<id>.(wav|mp3|ogg|flac)`` — a real
    voice always beats a synthetic one;
-2. otherwise ``espeak-ng`` speaking the Mandarin text.
+2. otherwise ``espeak-ng`` speaking the Mandarin text — or, for the prompts of a language path
+   (``access.languages``: its offer, prompts and recording notice), that language's voice
+   (``en-us`` for English; ``model.config.LANGUAGE_VOICES``).
 
 Both are converted with pydub to what Asterisk's ``wav`` format reads: RIFF/WAVE,
 PCM, 8000 Hz, mono, 16-bit signed, written with :mod:`wave` (a canonical 44-byte
@@ -233,6 +235,8 @@ class _Job:
     out: Path
     recording: Path | None
     key: str
+    #: the espeak-ng voice (a language path's prompts speak its language: config.access.prompt_voices)
+    voice: str = DEFAULT_VOICE
 
     @property
     def sidecar(self) -> Path:
@@ -249,13 +253,18 @@ def _find_recording(recordings_dir: Path, prompt_id: str) -> Path | None:
     return None
 
 
+def _speakable(text: str, voice: str) -> str:
+    """Mandarin reads digit runs 幺二三; other languages read the text as written."""
+    return speakable_text(text) if voice == DEFAULT_VOICE else text.strip()
+
+
 def _cache_key(text: str, recording: Path | None, voice: str, speed: int) -> str:
     fmt = f"{SAMPLE_RATE}/{CHANNELS}/{SAMPLE_WIDTH * 8}"
     if recording is not None:
         st = recording.stat()
         src = {"kind": "recording", "file": recording.name, "mtime_ns": st.st_mtime_ns, "size": st.st_size}
     else:
-        src = {"kind": "tts", "text": speakable_text(text), "voice": voice, "speed": speed}
+        src = {"kind": "tts", "text": _speakable(text, voice), "voice": voice, "speed": speed}
     blob = json.dumps({"v": _CACHE_VERSION, "format": fmt, **src}, ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -355,7 +364,7 @@ def _run(job: _Job, espeak: str | None, voice: str, speed: int) -> tuple[Outcome
             _convert(job.recording, job.out)
             _write_sidecar(job, "recording")
             return "recorded", ""
-        text = speakable_text(job.text)
+        text = _speakable(job.text, voice)
         if not text:
             return "failed", "empty text"
         assert espeak is not None  # build_prompts checked before starting
@@ -390,6 +399,7 @@ def build_prompts(
     started = time.monotonic()
     recordings_dir, out_dir = Path(recordings_dir), Path(out_dir)
     texts = all_prompt_texts(config)
+    voices = config.access.prompt_voices() if voice == DEFAULT_VOICE else {}
     report = BuildReport()
     jobs: list[_Job] = []
     for pid, text in texts.items():
@@ -397,7 +407,8 @@ def build_prompts(
             report.failed[pid] = "prompt id must be ASCII letters, digits, '_', '-', '.' (it becomes a file name)"
             continue
         rec = _find_recording(recordings_dir, pid)
-        jobs.append(_Job(pid, text, output_path(out_dir, pid), rec, _cache_key(text, rec, voice, speed)))
+        v = voices.get(pid, voice)
+        jobs.append(_Job(pid, text, output_path(out_dir, pid), rec, _cache_key(text, rec, v, speed), v))
 
     todo: list[_Job] = []
     done = 0
@@ -430,7 +441,7 @@ def build_prompts(
     if todo:
         n = workers or min(4, os.cpu_count() or 1)
         with ThreadPoolExecutor(max_workers=n, thread_name_prefix="prompt-build") as pool:
-            futures = {pool.submit(_run, job, espeak, voice, speed): job for job in todo}
+            futures = {pool.submit(_run, job, espeak, job.voice, speed): job for job in todo}
             for fut in as_completed(futures):
                 job = futures[fut]
                 outcome, reason = fut.result()

@@ -16,7 +16,7 @@ import datetime as dt
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from model.caller_loop import DeadlineRules, SmsSettings, TicketNotice
 from model.destinations import Category, Destination, QueueDest
@@ -691,6 +691,143 @@ class Wallboard(_M):
     answer_rate_min: float = Field(0.95, ge=0, le=1)
 
 
+#: espeak-ng voices by language code (ivr/prompts.py); `zh` is the center's own (Mandarin)
+LANGUAGE_VOICES = {"zh": "cmn-latn-pinyin", "en": "en-us", "yue": "yue", "ja": "ja", "ko": "ko", "ru": "ru",
+                   "fr": "fr", "de": "de", "es": "es"}
+
+
+def priority_key(number: str) -> str:
+    """A caller number compared with the priority list: digits only, a leading 0086/86/+86 off a mobile."""
+    digits = "".join(c for c in str(number) if c.isdigit())
+    for cc in ("0086", "86"):
+        if digits.startswith(cc) and len(digits) - len(cc) == 11 and digits[len(cc)] == "1":
+            return digits[len(cc):]
+    return digits
+
+
+class PriorityAccess(_M):
+    """老年人优先 (适老化): listed callers, or any caller pressing `key` during the greeting, skip the menu
+    and join `queue` ahead of callers without priority (app_queue's QUEUE_PRIO)."""
+
+    #: a text file the center maintains, one number per line (# comments); relative to the config file
+    numbers_file: str | None = None
+    #: numbers given here directly (tests, a small center); the file's are added at load time
+    numbers: list[str] = Field(default_factory=list, repr=False)
+    #: the key any caller presses during the greeting (or an access offer) for the same; None: none
+    key: str | None = None
+    #: the queue they join (None: center.general_queue)
+    queue: SafeName | None = None
+    #: app_queue priority (higher is served first; callers without priority have 0)
+    priority: int = Field(10, ge=1, le=1000)
+    #: a prompt offering the key, played after the emergency notice while keys are accepted (None: none;
+    #: the greeting's own text may offer it instead, costing no extra seconds)
+    offer: str | None = None
+    #: a prompt played when the priority path is taken (None: none)
+    prompt: str | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v: str | None) -> str | None:
+        if v is not None and (len(v) != 1 or v not in "123456789"):
+            raise ValueError(f"key {v!r} must be a single digit 1-9 (0 is the agent key of every menu)")
+        return v
+
+    @field_validator("numbers")
+    @classmethod
+    def _numbers(cls, v: list[str]) -> list[str]:
+        out = []
+        for n in v:
+            k = priority_key(str(n))
+            if not 3 <= len(k) <= 20:
+                raise ValueError("a listed number must have 3-20 digits (one of them has not)")
+            out.append(k)
+        return out
+
+    _lookup: tuple[int, frozenset[str]] | None = PrivateAttr(None)
+
+    def listed(self, caller: str) -> bool:
+        """Is `caller` on the list? (the set is rebuilt when the list changed length)"""
+        if not caller or not self.numbers:
+            return False
+        if self._lookup is None or self._lookup[0] != len(self.numbers):
+            self._lookup = (len(self.numbers), frozenset(self.numbers))
+        return priority_key(caller) in self._lookup[1]
+
+
+class LanguageSeats(_M):
+    """A language path (foreign-language or dialect seats): offered by `key` in the greeting, or chosen in a
+    menu by `queue:NAME`; the ticket records `code`."""
+
+    #: what the language is called, for explain and the ticket's readers (English, 闽南话)
+    name: SafeText
+    #: espeak-ng voice for this path's prompts (offer, prompts, recording_notice); None: by `voice_of` the code
+    voice: str | None = None
+    #: the key pressed during the greeting or the offer; None: reached only from a menu or a transfer
+    key: str | None = None
+    #: a prompt played after the emergency notice while keys are accepted ("For English service, press 8")
+    offer: str | None = None
+    #: the queue of this language's seats
+    queue: SafeName
+    #: prompts played, in order, once the path is taken (in this language)
+    prompts: list[str] = Field(default_factory=list)
+    #: the recording notice in this language (then the center's is not played again)
+    recording_notice: str | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v: str | None) -> str | None:
+        if v is not None and (len(v) != 1 or v not in "123456789"):
+            raise ValueError(f"key {v!r} must be a single digit 1-9 (0 is the agent key of every menu)")
+        return v
+
+
+class Campaign(_M):
+    """A 专席 campaign queue, on between `start` and `end` (dates, inclusive, the center's time zone):
+    meanwhile the key in the greeting (and `queue:` destinations naming it) reach it; outside, its callers
+    go to `otherwise`."""
+
+    name: SafeText
+    queue: SafeName
+    start: dt.date
+    end: dt.date
+    key: str | None = None
+    offer: str | None = None
+    #: where its callers go outside the dates (never nowhere)
+    otherwise: SafeName | None = None
+
+    @model_validator(mode="after")
+    def _dates(self) -> "Campaign":
+        if self.end < self.start:
+            raise ValueError(f"end ({self.end}) is before start ({self.start})")
+        return self
+
+    def on(self, day: dt.date) -> bool:
+        return self.start <= day <= self.end
+
+
+class Access(_M):
+    """Every caller in their language and ability (issue 18): priority callers, language and dialect seats,
+    dated campaign queues."""
+
+    priority: PriorityAccess = PriorityAccess()
+    #: language code (en, nan = 闽南话, yue = 粤语, …) → its seats
+    languages: dict[SafeName, LanguageSeats] = Field(default_factory=dict)
+    campaigns: dict[SafeName, Campaign] = Field(default_factory=dict)
+
+    def voice_of(self, code: str) -> str:
+        lang = self.languages.get(code)
+        return (lang.voice if lang and lang.voice else None) or LANGUAGE_VOICES.get(code, LANGUAGE_VOICES["zh"])
+
+    def prompt_voices(self) -> dict[str, str]:
+        """Prompt id → espeak voice for the prompts of a language path (the rest speak Mandarin)."""
+        out: dict[str, str] = {}
+        for code, lang in self.languages.items():
+            for pid in [lang.offer, *lang.prompts, lang.recording_notice]:
+                if pid:
+                    out[pid] = self.voice_of(code)
+        return out
+
+
 class Config(_M):
     center: Center = Center()
     asterisk: AsteriskSettings = AsteriskSettings()
@@ -735,6 +872,8 @@ class Config(_M):
     wallboard: Wallboard = Wallboard()
     #: supervisors' listen / whisper / barge / force release (seats with role: supervisor)
     supervision: SupervisionSettings = SupervisionSettings()
+    #: priority (elderly) callers, language and dialect seats, campaign queues (issue 18)
+    access: Access = Access()
 
     @model_validator(mode="after")
     def _general_queue_exists(self) -> "Config":

@@ -42,6 +42,12 @@ class Var(StrEnum):
     #: the call's ticket number, allocated as the call enters (inherited: the agent's channel has it too;
     #: the agent reads it out, the IVR tells it to the caller after the agent hangs up). Never the password.
     TICKET = "HOTLINE_TICKET"
+    #: app_queue's own: a caller's priority in Queue() (higher first); set for priority (老年人优先) callers
+    QUEUE_PRIO = "QUEUE_PRIO"
+    #: why the caller has priority: `listed` (the center's list) or `key` (pressed in the greeting)
+    PRIORITY = "HOTLINE_PRIORITY"
+    #: the language path taken (access.languages key: en, nan, …); empty: the center's own
+    LANGUAGE = "HOTLINE_LANGUAGE"
     #: globals
     GENERAL = "HOTLINE_GENERAL"
     AGI = "HOTLINE_AGI"
@@ -85,6 +91,8 @@ class Event(StrEnum):
     SUPERVISE = "HotlineSupervise"
     #: a 回访 call's progress: Ticket, Step (about/asked/answered), Resolved, Rating (never the number)
     FOLLOWUP = "HotlineFollowup"
+    #: a caller enters a language's queue (access.languages; Code: en, nan, …), by the IVR, a menu or a transfer
+    LANGUAGE = "HotlineLanguage"
 
 
 class Context(StrEnum):

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from model.config import Config
+from model.config import Config, priority_key
 
 #: field path (keys and list indexes) → 1-based line in the YAML file
 Lines = dict[tuple[Any, ...], int]
@@ -237,7 +237,7 @@ def parse_config(text: str, filename: str = "<config>") -> Config:
     if not isinstance(data, dict):
         raise ConfigError([Problem(filename, 1, "", "the top level must be a mapping")])
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as e:
         problems = []
         for err in e.errors():
@@ -250,6 +250,55 @@ def parse_config(text: str, filename: str = "<config>") -> Config:
                 msg = f"{err['input']!r} is not a date: {msg}"
             problems.append(Problem(filename, line_for(lines, loc), field_path, msg))
         raise ConfigError(problems) from None
+    _read_priority_numbers(cfg, filename)
+    return cfg
+
+
+def priority_numbers_path(cfg: Config, filename: str) -> Path | None:
+    """Where `access.priority.numbers_file` is: relative paths beside the config file."""
+    name = cfg.access.priority.numbers_file
+    if not name:
+        return None
+    p = Path(name)
+    return p if p.is_absolute() else Path(filename).resolve().parent / p
+
+
+def read_priority_numbers(path: Path) -> tuple[list[str], list[Problem]]:
+    """The numbers of a priority (老年人优先) list file, and its problems (for `hotline check`).
+
+    One number per line, `#` starts a comment, blank lines ignored. A bad line is reported by its line number
+    in that file, never by its content (the list is personal data).
+    """
+    fld = "access.priority.numbers_file"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        return [], [Problem(str(path), None, fld, f"cannot read the priority list: {getattr(e, 'strerror', None) or e}"
+                            " (listed callers get no priority until it is readable)")]
+    numbers, problems = [], []
+    for i, raw in enumerate(text.splitlines(), 1):
+        entry = raw.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        key = priority_key(entry)
+        if not 3 <= len(key) <= 20 or any(c not in "0123456789+- ()" for c in entry):
+            problems.append(Problem(str(path), i, fld, "not a phone number (3-20 digits; the line is not shown: "
+                                                       "personal data)"))
+            continue
+        numbers.append(key)
+    return numbers, problems
+
+
+def _read_priority_numbers(cfg: Config, filename: str) -> None:
+    """Add the list file's numbers to `access.priority.numbers`. Lenient: a missing file or a bad line never
+    stops the hotline (those callers simply get no priority); `hotline check` reports them."""
+    if filename.startswith("<"):
+        return  # a text without a file: nothing to be relative to
+    path = priority_numbers_path(cfg, filename)
+    if path is None:
+        return
+    numbers, _problems = read_priority_numbers(path)
+    cfg.access.priority.numbers = [*cfg.access.priority.numbers, *numbers]
 
 
 def default_config_path() -> Path:

@@ -17,6 +17,7 @@ from model.contract import (AMI_EXCLUDED_EVENTS, ASTERISK_QUEUE_PREFIX, AmiRight
                             queue_context,
                             template_names)
 from model.destinations import Destination, DialDest, HangupDest, QueueDest, TransferDest
+from routing.access import language_of_queue
 from routing.outbound import allowed_patterns, carrier_match, did_map, outbound_dial
 from routing.supervise import SWITCH_KEYS, spy_modes
 
@@ -147,7 +148,7 @@ def render(config: Config, inputs: RenderInputs) -> dict[str, str]:
     queues = []
     for name, q in config.queues.items():
         app, label = overflow_step(config, name, q)
-        queues.append((name, _QueueView(q, app, label)))
+        queues.append((name, _QueueView(q, app, label, language_of_queue(config, name))))
     trunks = list(config.transfer_targets.items()) + list(config.branch_centers.items())
     aliases = [
         (number, line.branch)
@@ -212,8 +213,10 @@ class _CarrierView:
 class _QueueView:
     """A queue plus what the template needs to say about its overflow."""
 
-    def __init__(self, q: Queue, overflow_app: str, overflow_label: str) -> None:
+    def __init__(self, q: Queue, overflow_app: str, overflow_label: str, language: str | None = None) -> None:
         self._q = q
+        #: the access.languages code whose seats this queue is (None: the center's own)
+        self.language = language
         self.overflow_app = overflow_app
         self.overflow_label = overflow_label
 

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from model.ticket_state import TicketState
-from model.config import DIGITS, Config
+from model.config import DIGITS, LANGUAGE_VOICES, Config
 from model.loading import Problem, line_for
 from routing.outbound import carrier_problems
 from model.destinations import (
@@ -191,8 +191,42 @@ class _Checker:
         self.dialed_codes()
         self.seats()
         self.speech()
+        self.access()
         self.prompts()
         return self.problems
+
+    def access(self) -> None:
+        """issue 18: the access keys, queues and prompts of priority, languages and campaigns."""
+        a = self.c.access
+        keys: dict[str, tuple[Any, ...]] = {}
+
+        def key(path: tuple[Any, ...], k: str | None) -> None:
+            if k is None:
+                return
+            if k in keys:
+                self.add(path, f"key {k!r} is already {'.'.join(map(str, keys[k]))}: one key, one path")
+            keys[k] = path
+
+        def queue(path: tuple[Any, ...], q: str | None) -> None:
+            if q is not None and q not in self.c.queues:
+                self.add(path, f"queue {q!r} is not defined under queues")
+
+        key(("access", "priority", "key"), a.priority.key)
+        queue(("access", "priority", "queue"), a.priority.queue)
+        for code, lang in a.languages.items():
+            base = ("access", "languages", code)
+            key(base + ("key",), lang.key)
+            queue(base + ("queue",), lang.queue)
+            if lang.voice is None and code not in LANGUAGE_VOICES:
+                self.add(base + ("voice",), f"no espeak-ng voice known for {code!r}: set voice (e.g. en-us, yue)")
+        for name, camp in a.campaigns.items():
+            base = ("access", "campaigns", name)
+            key(base + ("key",), camp.key)
+            queue(base + ("queue",), camp.queue)
+            queue(base + ("otherwise",), camp.otherwise)
+            if camp.otherwise == camp.queue:
+                self.add(base + ("otherwise",), "otherwise is the campaign's own queue: outside the dates its "
+                                                "callers would still wait there")
 
     def destinations(self) -> None:
         """Dangling references inside destinations."""
@@ -477,6 +511,18 @@ class _Checker:
             refs += [(self_service_site, pid) for pid in SELF_SERVICE_PROMPTS]
         if c.callbacks.connect == "offer":
             refs.append((("callbacks", "offer_prompt"), c.callbacks.offer_prompt))
+        a = c.access
+        for fld in ("offer", "prompt"):
+            if getattr(a.priority, fld):
+                refs.append((("access", "priority", fld), getattr(a.priority, fld)))
+        for code, lang in a.languages.items():
+            for fld in ("offer", "recording_notice"):
+                if getattr(lang, fld):
+                    refs.append((("access", "languages", code, fld), getattr(lang, fld)))
+            refs += [(("access", "languages", code, "prompts", i), pid) for i, pid in enumerate(lang.prompts)]
+        for name, camp in a.campaigns.items():
+            if camp.offer:
+                refs.append((("access", "campaigns", name, "offer"), camp.offer))
         if c.followups.auto.enabled:
             refs += [(("followups", "auto", "enabled"), pid) for pid in FOLLOWUP_PROMPTS]
         for name, q in c.queues.items():

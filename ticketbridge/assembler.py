@@ -78,6 +78,9 @@ class CallRecord:
     actual_dest: str | None = None
     category: str | None = None
     ivr_path: list[str] = field(default_factory=list)
+    #: 老年人优先 (`listed` / `key`) and the language path, as the IVR's route said (issue 18)
+    priority: str | None = None
+    language: str | None = None
     queue: str | None = None
     queue_wait_s: float | None = None
     agent: str | None = None
@@ -172,6 +175,8 @@ class _Call:
 
     linkedid: str
     hotline: bool = False
+    #: the language code of a language queue the call entered (HotlineLanguage)
+    language: str | None = None
     caller: str = ""
     dialed: str = ""
     caller_uid: str | None = None
@@ -269,6 +274,7 @@ class Assembler:
             UserEventName.TRANSFER: self._user_transfer,
             UserEventName.SELF_QUERY: self._user_self_query,
             UserEventName.RECORDING: self._user_recording,
+            UserEventName.LANGUAGE: self._user_language,
             **{name: self._user_ignored for name in USER_EVENTS_WITHOUT_TICKET_DATA},
         }
 
@@ -568,9 +574,13 @@ class Assembler:
 
     def _user_route(self, call: _Call, e: Event, ts: float | None) -> None:
         call.hotline = True
-        route = {k: _s(e.get(k)) for k in ("Line", "Mode", "Dest", "Category", "Fallback")}
+        route = {k: _s(e.get(k)) for k in ("Line", "Mode", "Dest", "Category", "Fallback", "AccessPriority",
+                                                "AccessLanguage")}
         if route not in call.routes:
             call.routes.append(route)
+
+    def _user_language(self, call: _Call, e: Event, ts: float | None) -> None:
+        call.language = _s(e.get("Code")) or call.language
 
     def _user_ivr(self, call: _Call, e: Event, ts: float | None) -> None:
         step = _s(e.get("Step"))
@@ -632,9 +642,13 @@ class Assembler:
             r.legacy_line = last["Line"] or None
             r.mode = last["Mode"] or "unknown"
             r.category = last["Category"] or None
+            r.priority = last.get("AccessPriority") or None
+            r.language = last.get("AccessLanguage") or None
         if r.handled_by == "fallback" and r.mode == "unknown":
             r.mode = "fallback"
         r.ivr_path = list(call.ivr_path)
+        # the language's queue was entered (a menu, an agent's transfer) even when the IVR named none
+        r.language = r.language or call.language
         if call.visits:
             r.queue = call.visits[-1].queue
             waits = [v.wait_s for v in call.visits if v.wait_s is not None]

@@ -76,6 +76,11 @@ class Figures:
     callbacks_failed: int = 0
     callbacks_pending: int = 0
     callback_rate: float | None = None
+    #: 老年人优先: calls queued with priority (listed or by the key), and how many of them were answered
+    priority_calls: int = 0
+    priority_answered: int = 0
+    #: calls by language path (en, nan, …; the center's own is not counted)
+    languages: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,6 +137,7 @@ def compute(rows: Iterable[Row], *, answer_within_s: float = ANSWER_WITHIN_S) ->
     transfers: Counter[str] = Counter()
     kinds: Counter[str] = Counter()
     lines: Counter[str] = Counter()
+    languages: Counter[str] = Counter()
     waits: list[float] = []
     talks: list[float] = []
     for row in rows:
@@ -139,6 +145,11 @@ def compute(rows: Iterable[Row], *, answer_within_s: float = ANSWER_WITHIN_S) ->
         outcome = str(row.get("outcome") or "in_progress")
         outcomes[outcome] += 1
         lines[line_of(row)] += 1
+        if row.get("priority"):
+            f.priority_calls += 1
+            f.priority_answered += bool(is_answered(row))
+        if row.get("language"):
+            languages[str(row.get("language"))] += 1
         if row.get("handled_by") == "fallback":
             f.fallback += 1
         if outcome == "ended_in_ivr":
@@ -194,6 +205,7 @@ def compute(rows: Iterable[Row], *, answer_within_s: float = ANSWER_WITHIN_S) ->
     f.transfers = dict(sorted(transfers.items()))
     f.transfer_kinds = dict(sorted(kinds.items()))
     f.lines = dict(sorted(lines.items(), key=lambda kv: (-kv[1], kv[0])))
+    f.languages = dict(sorted(languages.items()))
     return f
 
 
@@ -235,6 +247,8 @@ REPORT = (
     ("callbacks_needed", "callbacks needed 漏接"),
     ("callbacks_done", "callbacks done 已回拨"),
     ("callback_rate", "回拨率 callback rate"),
+    ("priority_calls", "老年人优先 priority calls"),
+    ("priority_answered", "priority calls answered"),
 )
 
 
@@ -249,7 +263,8 @@ def format_value(v: Any, name: str) -> str:
 def report_lines(f: Figures) -> list[str]:
     out = [f"  {label:<36} {format_value(getattr(f, name), name)}" for name, label in REPORT]
     for title, d in (("outcomes", f.outcomes), ("transfer outcomes", f.transfers),
-                     ("transfer kinds", f.transfer_kinds), ("calls by line", f.lines)):
+                     ("transfer kinds", f.transfer_kinds), ("calls by line", f.lines),
+                     ("calls by language", f.languages)):
         if d:
             out.append(f"  {title:<36} " + ", ".join(f"{k} {v}" for k, v in d.items()))
     return out

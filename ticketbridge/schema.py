@@ -64,6 +64,10 @@ class Ticket(Base):
     actual_dest: Mapped[str | None] = mapped_column(String(200))
     category: Mapped[str | None] = mapped_column(String(32))
     ivr_path: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: 老年人优先: `listed` (the center's list) or `key` (pressed in the greeting); None: no priority
+    priority: Mapped[str | None] = mapped_column(String(16))
+    #: the language path (access.languages key: en, nan, …); None: the center's own
+    language: Mapped[str | None] = mapped_column(String(16))
     queue: Mapped[str | None] = mapped_column(String(64))
     queue_wait_s: Mapped[float | None] = mapped_column(Float)
     agent: Mapped[str | None] = mapped_column(String(128))

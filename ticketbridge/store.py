@@ -130,7 +130,7 @@ class CallbackRow:
 #: the ticket columns KPI figures are computed from (ticketbridge.kpi), read without the ORM objects
 KPI_COLUMNS = ("ticket_no", "created_at", "started_at", "dialed", "legacy_line", "mode", "queue", "agent", "outcome",
                "handled_by", "queue_wait_s", "answered_at", "talk_s", "survey_rating", "survey_scale",
-               "transfers", "state", "category", "callback_needed")
+               "transfers", "state", "category", "callback_needed", "priority", "language")
 
 
 class TicketNotFound(LookupError):
@@ -150,6 +150,7 @@ def _iso(v: Any) -> Any:
 
 #: CallRecord fields copied into the ticket as they are
 _PLAIN = ("caller", "dialed", "legacy_line", "mode", "requested_dest", "actual_dest", "category", "ivr_path",
+          "priority", "language",
           "queue", "queue_wait_s", "agent", "talk_s", "transfers", "survey_rating", "survey_scale",
           "self_query", "recording", "transcript", "handled_by", "outcome", "source")
 _TIMES = ("answered_at", "started_at", "ended_at")

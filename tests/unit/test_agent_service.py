@@ -70,8 +70,12 @@ async def test_first_start_unpauses_every_configured_member_never_adds_or_remove
     pauses = {(h["Queue"], h["Interface"], h["Paused"]) for h in ami.named("QueuePause")}
     assert pauses == {("hotline-general", "PJSIP/1001", "false"), ("hotline-general", "PJSIP/1002", "false"),
                       ("hotline-overflow", "PJSIP/1002", "false"), ("hotline-expert", "PJSIP/1003", "false"),
-                      ("hotline-line_12333", "PJSIP/1003", "false")}
-    assert {s["agent"]: s["state"] for s, _ in saves} == {"1001": "ready", "1002": "ready", "1003": "ready"}
+                      ("hotline-line_12333", "PJSIP/1003", "false"),
+                      # issue 18's language and special-line seats
+                      ("hotline-english", "PJSIP/1004", "false"), ("hotline-tourism", "PJSIP/1004", "false"),
+                      ("hotline-minnan", "PJSIP/1005", "false"), ("hotline-campaign_flood", "PJSIP/1005", "false")}
+    assert {s["agent"]: s["state"] for s, _ in saves} == {"1001": "ready", "1002": "ready", "1003": "ready",
+                                                          "1004": "ready", "1005": "ready"}
     await svc.stop()
 
 
@@ -89,7 +93,9 @@ async def test_saved_state_is_restored_not_reset(cfg):
     assert {(h["Queue"], h["Interface"], h["Paused"], h["Reason"]) for h in ami.named("QueuePause")} == {
         ("hotline-general", "PJSIP/1001", "true", "就餐"),
         ("hotline-general", "PJSIP/1002", "true", "签出"), ("hotline-overflow", "PJSIP/1002", "true", "签出"),
-        ("hotline-expert", "PJSIP/1003", "true", "签出"), ("hotline-line_12333", "PJSIP/1003", "true", "签出")}
+        ("hotline-expert", "PJSIP/1003", "true", "签出"), ("hotline-line_12333", "PJSIP/1003", "true", "签出"),
+        ("hotline-english", "PJSIP/1004", "true", "签出"), ("hotline-tourism", "PJSIP/1004", "true", "签出"),
+        ("hotline-minnan", "PJSIP/1005", "true", "签出"), ("hotline-campaign_flood", "PJSIP/1005", "true", "签出")}
     await svc.stop()
 
 

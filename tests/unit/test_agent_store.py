@@ -44,7 +44,9 @@ async def test_agents_saved_and_restored_across_a_controller_restart(tmp_path):
     assert {(h["Interface"], h["Queue"], h["Paused"], h["Reason"]) for h in ami2.named("QueuePause")} == {
         ("PJSIP/1001", "hotline-general", "true", "培训"),
         ("PJSIP/1002", "hotline-general", "true", "签出"), ("PJSIP/1002", "hotline-overflow", "true", "签出"),
-        ("PJSIP/1003", "hotline-expert", "false", ""), ("PJSIP/1003", "hotline-line_12333", "false", "")}
+        ("PJSIP/1003", "hotline-expert", "false", ""), ("PJSIP/1003", "hotline-line_12333", "false", ""),
+        ("PJSIP/1004", "hotline-english", "false", ""), ("PJSIP/1004", "hotline-tourism", "false", ""),
+        ("PJSIP/1005", "hotline-minnan", "false", ""), ("PJSIP/1005", "hotline-campaign_flood", "false", "")}
     await svc2.stop()
     await store.close()
 

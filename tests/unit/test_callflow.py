@@ -21,6 +21,7 @@ from model.contract import Event, Var
 from model.destinations import parse_destination
 from model.hours import local
 from model.loading import default_config_path, load_config
+from routing.access import greeting_choices
 
 MONDAY_10 = local(dt.datetime(2026, 3, 9, 10, 0))
 SUNDAY_10 = local(dt.datetime(2026, 3, 8, 10, 0))
@@ -31,11 +32,12 @@ AFTER_12315_WINDOW = local(dt.datetime(2026, 12, 1, 9, 30))
 class ScriptedAgi:
     """Answers the AGI calls CallScripts makes the way Asterisk would, with the caller's keys scripted.
 
-    Only GET DATA consumes the caller's inputs (no barge-in during plain prompts): that is
-    also what explain assumes.
+    Only GET DATA consumes the caller's inputs (no barge-in during plain prompts), except the greeting's
+    own keys (`greeting_keys`) before the first menu step: that is also what explain assumes.
     """
 
-    def __init__(self, dialed: str, digits: list[str | None]) -> None:
+    def __init__(self, dialed: str, digits: list[str | None], greeting_keys: frozenset[str] = frozenset()) -> None:
+        self.greeting_keys = greeting_keys
         self.env = {"agi_extension": dialed, "agi_callerid": "13800138000", "agi_uniqueid": "1.1"}
         self.uniqueid = "1.1"
         self.command_timeout = 5.0
@@ -53,6 +55,10 @@ class ScriptedAgi:
         self.events.append((str(name), headers))
 
     async def stream_file(self, name: str, escape_digits: str = "") -> str | None:
+        # a greeting key (access: language, campaign, 老年人优先) is pressed during the greeting and its
+        # offers, before any menu step: what explain assumes too
+        if escape_digits and self.inputs and self.inputs[0] in self.greeting_keys and not self.path():
+            return self.inputs.popleft()
         return None
 
     async def get_data(self, name: str, timeout_ms: int, max_digits: int) -> tuple[str, bool]:
@@ -107,7 +113,8 @@ def explained_prompts(exp: Any) -> list[str]:
 
 
 async def live_call(cfg: Config, dialed: str, digits: list[str | None], at: dt.datetime) -> ScriptedAgi:
-    agi = ScriptedAgi(dialed, digits)
+    keys = frozenset(c.key for c in greeting_choices(cfg, at.date()))
+    agi = ScriptedAgi(dialed, digits, keys)
     await CallScripts(cfg, clock=lambda: at).inbound(agi)  # type: ignore[arg-type]
     return agi
 

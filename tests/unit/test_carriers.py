@@ -16,7 +16,7 @@ from ticketbridge.callbacks import CallbackDialer, CallbackError
 from wire.conf import dialplan_steps, load_tree, parse
 
 SHIPPED = default_config_path()
-STRONG = {f"HOTLINE_SEAT_{e}_SECRET": f"Seat-{e}-k7Qm2xZp" for e in ("1001", "1002", "1003", "9001")}
+STRONG = {f"HOTLINE_SEAT_{e}_SECRET": f"Seat-{e}-k7Qm2xZp" for e in ("1001", "1002", "1003", "1004", "1005", "9001")}
 
 
 def shipped(**update) -> Config:
