@@ -99,7 +99,7 @@ def test_a_same_state_mark_splits_the_time_and_keeps_it():
     assert f.busy_by_reason == {"小休": 900} and f.signed_in_s == 900
 
 
-def test_rows_before_migration_0005_count_misses_by_their_moves():
+def test_rows_before_migration_0009_count_misses_by_their_moves():
     legacy = [ev("1001", at(9, 0), "ringing", "ready", 15, ""), ev("1001", at(9, 1), "ringing", "busy", 15, "", "未接"),
               ev("1001", at(9, 2), "ringing", "talking", 3, "")]
     assert agent_kpi.compute(legacy, [])[0].missed == 2

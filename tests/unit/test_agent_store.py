@@ -51,7 +51,7 @@ async def test_agents_saved_and_restored_across_a_controller_restart(tmp_path):
     await store.close()
 
 
-def test_migration_0005_keeps_rows_written_before_agent_ids(tmp_path):
+def test_migration_0009_keeps_rows_written_before_agent_ids(tmp_path):
     """A store at 0004 with agents saved upgrades in place: old rows read as the seat's own agent, no cause."""
     import asyncio
     import sqlite3

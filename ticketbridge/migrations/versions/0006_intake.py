@@ -1,6 +1,6 @@
 """The agent's intake (受理) of a call: 诉求内容, 承办单位, 当场解答 or 派单, who saved it and when.
 
-Revision ID: 0005_intake
+Revision ID: 0006_intake
 Revises: 0005_api_tokens
 Create Date: 2026-11-30
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_intake"
+revision = "0006_intake"
 down_revision = "0005_api_tokens"
 branch_labels = None
 depends_on = None

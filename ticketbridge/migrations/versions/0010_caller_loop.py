@@ -1,8 +1,8 @@
 """The caller's loop: SMS rows in the outbox (their own endpoint, a sealed secret erased once sent) and
 deadline reminders (the deadline a ticket's reminder was written for).
 
-Revision ID: 0005_loop_a
-Revises: 0005_agent_ids
+Revision ID: 0010_caller_loop
+Revises: 0009_agent_ids
 Create Date: 2026-11-29
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_loop_a"
-down_revision = "0005_agent_ids"
+revision = "0010_caller_loop"
+down_revision = "0009_agent_ids"
 branch_labels = None
 depends_on = None
 

@@ -5,8 +5,8 @@ died mid-dial loses the claim when the lease runs out); gave_up_at: the schedule
 over, attempts used up, number refused). followups: one per ticket that reached 办结, with the citizen's
 answer (resolved, rating on its scale) once given.
 
-Revision ID: 0005_loop_b
-Revises: 0004_audit_log
+Revision ID: 0008_outreach
+Revises: 0007_agent_help
 Create Date: 2026-11-29
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_loop_b"
-down_revision = "0005_agent_help"
+revision = "0008_outreach"
+down_revision = "0007_agent_help"
 branch_labels = None
 depends_on = None
 

@@ -1,8 +1,8 @@
 """Calls the controller saw only in part: tickets.cdr_check (`due`: correct from the CDR; `corrected`: done);
 self-query guesses across calls: self_query_failures (when, a keyed hash of the caller, the ticket tried).
 
-Revision ID: 0005_hostile
-Revises: 0005_loop_a
+Revision ID: 0011_cdr_check_query_limits
+Revises: 0010_caller_loop
 Create Date: 2026-11-30
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_hostile"
-down_revision = "0005_loop_a"
+revision = "0011_cdr_check_query_limits"
+down_revision = "0010_caller_loop"
 branch_labels = None
 depends_on = None
 

@@ -4,8 +4,8 @@ agent_events.agent is from now on the agent ID (it was the seat's key, which is 
 agent ID); agent_events.seat the seat; agent_events.cause the input that moved the agent (connected,
 ring_no_answer, hot_desk, pin_wrong, …) so per-agent KPIs count answers and misses exactly.
 
-Revision ID: 0005_agent_ids
-Revises: 0005_loop_b (main's head when this branch was rebased)
+Revision ID: 0009_agent_ids
+Revises: 0008_outreach
 Create Date: 2026-11-30
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_agent_ids"
-down_revision = "0005_loop_b"
+revision = "0009_agent_ids"
+down_revision = "0008_outreach"
 branch_labels = None
 depends_on = None
 

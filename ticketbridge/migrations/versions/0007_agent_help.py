@@ -1,7 +1,7 @@
 """多援一 help periods: a group of agents added to another queue until an end time (who, when, why, ended by whom).
 
-Revision ID: 0005_agent_help
-Revises: 0004_audit_log
+Revision ID: 0007_agent_help
+Revises: 0006_intake
 Create Date: 2026-11-29
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_agent_help"
-down_revision = "0005_intake"
+revision = "0007_agent_help"
+down_revision = "0006_intake"
 branch_labels = None
 depends_on = None
 

@@ -1,8 +1,8 @@
 """Every caller in their language and ability (issue 18): tickets.priority (老年人优先: listed / key) and
 tickets.language (the language path taken: en, nan, …).
 
-Revision ID: 0005_langs
-Revises: 0005_loop_a
+Revision ID: 0012_access
+Revises: 0011_cdr_check_query_limits
 Create Date: 2026-11-30
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_langs"
-down_revision = "0005_loop_a"  # main's head at the rebase; the lead re-chains at merge
+revision = "0012_access"
+down_revision = "0011_cdr_check_query_limits"
 branch_labels = None
 depends_on = None
 
