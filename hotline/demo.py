@@ -83,7 +83,11 @@ async def run_demo(cfg: Config, sb: Sandbox, *, once: bool = False) -> int:
         await seat.ahangup()
         await robot.wait_for(lambda e: e.get("Event") == "AGIExecStart" or
                              (e.get("Event") == "Newexten" and e.get("Context") == Context.SURVEY), 15)
-        await asyncio.sleep(1.5)
+        # first the caller hears the ticket number and query password, digit by digit; the rating is
+        # keyed once the survey asks for it
+        click.echo("The caller hears the ticket number and query password, then the survey.", err=True)
+        await robot.wait_user_event(Event.PROMPT, 60, Prompt="survey")
+        await asyncio.sleep(1.0)
         await robot.press("1")
         await robot.wait_user_event(Event.SURVEY, 20)
         await robot.hangup()
