@@ -7,7 +7,9 @@ run a second, independent Asterisk (own files and ports) beside another test run
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -83,6 +85,32 @@ async def _ami_as(cfg: Config, account: str) -> AmiClient:
     await client.start()
     await client.wait_connected(10)
     return client
+
+
+async def _hang_up_leftovers(cfg: Config, timeout: float = 15.0) -> list[str]:
+    """Hang up every channel still up in the session's Asterisk and wait until none is left; the channels."""
+    client = await _ami_as(cfg, "sim")
+    try:
+        left = [c.get("Channel", "") for c in await client.action_list("CoreShowChannels")]
+        for ch in left:
+            await client.action("Hangup", Channel=ch, raise_on_error=False)
+        deadline = time.monotonic() + timeout
+        while await client.action_list("CoreShowChannels"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"channels still up {timeout} s after hanging up what earlier tests left: {left}")
+            await asyncio.sleep(0.2)
+        return left
+    finally:
+        await client.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def clean_world(cfg: Config, asterisk: Sandbox) -> None:
+    """Each test module starts with no call up: a call an earlier module left (a caller waiting in a queue,
+    a leg on a seat phone whose baresip was stopped) would ring this module's seats or keep an agent 通话."""
+    left = asyncio.run(_hang_up_leftovers(cfg))
+    if left:
+        print(f"\nclean_world: hung up {len(left)} channel(s) earlier tests left: {left}")
 
 
 @pytest_asyncio.fixture
