@@ -47,6 +47,8 @@ log = structlog.get_logger("hotline.ivr")
 
 #: how long the ticket number may take as the call enters before the greeting goes on without it (s)
 OPEN_TICKET_TIMEOUT_S = 3.0
+#: the longest a self-query caller waits on the store (three round trips); then an agent helps
+STORE_WAIT_S = 5.0
 #: Asterisk's own channel function naming the call (not one of our wire names)
 LINKEDID = "CHANNEL(linkedid)"
 
@@ -270,8 +272,12 @@ class CallScripts:
                 return general
             password, _ = await self._ask(s, "query_password", 8000, 8)
             try:
-                ticket = (await self.store.verify_query(ticket_no, password, caller=s.env.get("agi_callerid", ""))
-                          if ticket_no and password else None)
+                async with asyncio.timeout(STORE_WAIT_S):  # a store away never leaves the caller in silence
+                    ticket = (await self.store.verify_query(ticket_no, password, caller=s.env.get("agi_callerid", ""))
+                              if ticket_no and password else None)
+            except TimeoutError:
+                log.warning("self_query_store_slow", seconds=STORE_WAIT_S)
+                break
             except QueryLimited as e:  # too many wrong tries across calls: no more guessing, an agent helps
                 log.warning("self_query_refused", by=str(e), attempt=attempt)
                 break

@@ -38,7 +38,6 @@ log = structlog.get_logger("hotline.api")
 
 PREFIX = "/api/v1"
 #: the cookie a browser page may carry the token in (EventSource cannot set an Authorization header)
-TOKEN_COOKIE = "hotline_token"
 KEEPALIVE_S = 15.0
 MAX_BODY = 16 * 1024
 PRINCIPAL = web.RequestKey("principal", Principal)
@@ -63,7 +62,7 @@ def error(status: int, code: str, message: str, **headers: str) -> web.HTTPExcep
     """An HTTP error whose body is `{"error": {"code", "message"}}` (raise it)."""
     body = json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=False)
     cls = {400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 403: web.HTTPForbidden, 404: web.HTTPNotFound,
-           409: web.HTTPConflict, 413: web.HTTPRequestEntityTooLarge, 501: web.HTTPNotImplemented,
+           409: web.HTTPConflict, 413: web.HTTPRequestEntityTooLarge, 415: web.HTTPUnsupportedMediaType, 501: web.HTTPNotImplemented,
            503: web.HTTPServiceUnavailable}[status]
     if status == 413:
         return cls(max_size=MAX_BODY, actual_size=MAX_BODY + 1, text=body, content_type="application/json",
@@ -151,7 +150,9 @@ class LiveApi:
             if scheme.lower() != "bearer" or not token.strip():
                 raise error(401, "unauthorized", "Authorization must be 'Bearer <token>'",
                             **{"WWW-Authenticate": 'Bearer realm="hotline"'})
-        token = token.strip() or request.cookies.get(TOKEN_COOKIE, "") or request.query.get("access_token", "")
+        # the header only: a token in a URL ends up in proxy logs and browser history, and a cookie would let
+        # other sites' forms act with it (the pages send the header from fetch, the stream too)
+        token = token.strip()
         if not token:
             raise error(401, "unauthorized", "a token is required: Authorization: Bearer <token> "
                         "(hotline tokens create)", **{"WWW-Authenticate": 'Bearer realm="hotline"'})
@@ -183,6 +184,8 @@ class LiveApi:
     async def _body(request: web.Request) -> dict[str, Any]:
         if not request.can_read_body:
             return {}
+        if request.content_type != "application/json":  # no cross-site form post gets this far
+            raise error(415, "unsupported_media_type", "the body must be JSON (Content-Type: application/json)")
         try:
             body = await request.json()
         except (ValueError, UnicodeDecodeError):
@@ -251,6 +254,12 @@ class LiveApi:
             call = {**call, "caller": Viewer(who).call(call, call["linkedid"])[1]["caller"]}  # masked
         return _json({**view, "current_call": call})
 
+    async def _still_valid(self, request: web.Request) -> bool:
+        """Is the stream's token still there (not revoked since the stream began)?"""
+        header = request.headers.get("Authorization", "")
+        token = header.partition(" ")[2].strip()
+        return bool(token) and await self.store.token_by_hash(token_hash(token), touch=False) is not None
+
     async def get_stream(self, request: web.Request) -> web.StreamResponse:
         """SSE: `snapshot` first, then `change` events (id = seq) within a second of each event."""
         who, full = request[PRINCIPAL], self._full(request)
@@ -272,6 +281,8 @@ class LiveApi:
                 try:
                     delta = await asyncio.wait_for(q.get(), KEEPALIVE_S)
                 except (asyncio.TimeoutError, TimeoutError):
+                    if not await self._still_valid(request):
+                        break  # revoked meanwhile: the stream ends (the browser reconnects and gets 401)
                     await resp.write(b": keepalive\n\n")
                     continue
                 if delta is None:

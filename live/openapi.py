@@ -118,14 +118,13 @@ def openapi() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "hotline12345 live API", "version": "1",
                  "description": "What is happening now (wallboard, screen pop) and supervisors' actions. Off "
-                                "until a token exists (`hotline tokens create`). Tokens: Authorization: Bearer, "
-                                "or cookie `hotline_token`, or `?access_token=` (EventSource). Roles: agent (its "
+                                "until a token exists (`hotline tokens create`). Tokens: Authorization: Bearer "
+                                "only; bodies application/json. Roles: agent (its "
                                 "seat only), supervisor, admin. Every action and every read of full numbers is "
                                 "written to the audit log."},
         "components": {"schemas": SCHEMAS, "securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer"},
-            "cookie": {"type": "apiKey", "in": "cookie", "name": "hotline_token"}}},
-        "security": [{"bearer": []}, {"cookie": []}],
+            "bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearer": []}],
         "paths": {
             "/api/v1/openapi.json": {"get": {"summary": "this description", "security": [],
                                              "responses": {"200": {"description": "OpenAPI 3.1"}}}},

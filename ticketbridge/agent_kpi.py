@@ -32,13 +32,12 @@ from zoneinfo import ZoneInfo
 
 from model.config import DEFAULT_TZ
 from wire.channels import endpoint
+from routing.agent import MISSED_REASON  # the busy reason the agent machine sets after too many misses
 
 Row = Mapping[str, Any]
 
 SIGNED_OUT = "signed_out"
 SIGNED_IN_STATES = ("ready", "ringing", "talking", "wrap_up", "busy")
-#: the busy reason the agent machine sets after too many misses (routing.agent.MISSED_REASON)
-MISSED_REASON = "未接"
 #: agent_events rows of refused hot-desk PINs (routing.agent_service.PinRefused): no state was left. Other
 #: rows with old = new (the phone marked 离线 or back while signed out or busy) split the time in the state.
 PIN_CAUSES = frozenset({"pin_wrong", "pin_locked"})

@@ -555,12 +555,14 @@ class TicketStore(OutreachMixin, TranscriptMixin):
         since = self._now() - dt.timedelta(hours=rules.guess_window_h)
         read, _ = self._sessions()
         async with read() as s:
+            # a withheld number has no bucket of its own: every withheld caller would share (and lock) one
             by_caller = (await s.execute(select(func.count()).select_from(SelfQueryFailure).where(
-                SelfQueryFailure.at >= since, SelfQueryFailure.caller_key == self._caller_key(caller)))).scalar_one()
+                SelfQueryFailure.at >= since, SelfQueryFailure.caller_key == self._caller_key(caller)))).scalar_one() \
+                if normalise_number(caller) else 0
             if by_caller >= rules.max_failures_per_caller:
                 log.warning("self_query_limited", by="caller", failures=by_caller, caller=mask_number(caller))
                 raise QueryLimited("caller")
-            if t is None or normalise_number(caller) == t.caller:
+            if t is None or (normalise_number(caller) and normalise_number(caller) == t.caller):
                 return  # nobody locks a citizen out of their own ticket
             on_ticket = (await s.execute(select(func.count()).select_from(SelfQueryFailure).where(
                 SelfQueryFailure.at >= since, SelfQueryFailure.ticket_no == ticket_no[:20]))).scalar_one()
@@ -1200,6 +1202,7 @@ class TicketStore(OutreachMixin, TranscriptMixin):
         def f(r: Outbox, now: dt.datetime) -> None:
             r.dead_at = now
             r.last_error = error[:2000]
+            r.secret = None  # an SMS given up on keeps no sealed password either (as one delivered)
         return await self._outbox_update(outbox_id, f)
 
     async def outbox_for(self, ticket_no: str) -> Sequence[Outbox]:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import pytest_asyncio
 
 from live.api import PREFIX, LiveApi
@@ -172,8 +171,13 @@ async def test_a_supervisors_action_lands_in_the_audit_log_first(world) -> None:
 
 async def test_bad_bodies_are_400_with_the_field_named(world) -> None:
     h = auth(world.tokens["supervisor"])
-    r = await world.client.post("/agents/1001/state", content=b"{nope", headers=h)
+    r = await world.client.post("/agents/1001/state", content=b"{nope",
+                                headers={**h, "Content-Type": "application/json"})
     assert r.status_code == 400 and "JSON" in r.json()["error"]["message"]
+    # a cross-site form (text/plain, no preflight) never gets an action through
+    r = await world.client.post("/agents/1001/state", content=b'{"action": "busy"}',
+                                headers={**h, "Content-Type": "text/plain"})
+    assert r.status_code == 415 and "application/json" in r.json()["error"]["message"]
     r = await world.client.post("/agents/1001/state", json={"action": 3}, headers=h)
     assert r.status_code == 400 and "action" in r.json()["error"]["message"]
     r = await world.client.post("/agents/9999/state", json={"action": "ready"}, headers=h)
@@ -286,3 +290,11 @@ def test_every_route_is_in_the_openapi_description() -> None:
               for m in re.finditer(r'r\.add_(get|post)\(f"\{PREFIX\}([^"]+)"', src)}
     described = {(verb.upper(), path) for path, ops in spec["paths"].items() for verb in ops}
     assert routes and routes <= described, routes - described
+
+
+async def test_the_token_is_taken_from_the_header_only(world) -> None:
+    """Never from a URL (proxy logs, browser history) or a cookie (other sites' forms would act with it)."""
+    token = world.tokens["supervisor"]
+    assert (await world.client.get("/live", headers=auth(token))).status_code == 200
+    assert (await world.client.get(f"/live?access_token={token}")).status_code == 401
+    assert (await world.client.get("/live", headers={"Cookie": f"hotline_token={token}"})).status_code == 401
