@@ -509,12 +509,13 @@ class Controller:
 
     # ------------------------------------------------------------------ supervisors' intervention
     async def supervise(self, mode: str, seat: str, agent: str, *, actor: str, uid: int = NO_UID,
-                        user: str = "", via: str = "api") -> dict[str, Any]:
+                        user: str = "", via: str = "api", call: str = "") -> dict[str, Any]:
         """监听/耳语/强插: ring supervisor seat `seat` into a ChanSpy session on `agent`'s call; 强拆 (`release`):
         hang the call up. `uid`/`user`/`actor` are who asked (the audit row, written first; an API token:
         uid NO_UID, `user` its name). The answer:
         {"ok": True, "mode", "seat", "agent", "linkedid", …} or {"ok": False, "reason", "error"}."""
-        return await self.supervision.intervene(mode, seat, agent, actor=actor, uid=uid, user=user, via=via)
+        return await self.supervision.intervene(mode, seat, agent, actor=actor, uid=uid, user=user, via=via,
+                                                call=call)
 
     async def _audit(self, action: str, asked: dict[str, Any], uid: int, user: str) -> None:
         await self.store.audit(action, asked, 1, uid=uid, user=user)

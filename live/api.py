@@ -361,7 +361,7 @@ class LiveApi:
         await self._audit(who, f"api {mode}", {"linkedid": call["linkedid"], "agent": call["agent"], "mode": mode,
                                                "seat": seat, **asked}, 0)
         r = await port.supervise(mode, seat, call["agent"], actor=who.who, uid=self.audit_uid, user=who.who,
-                                 via="api")
+                                 via="api", call=call["linkedid"])
         if r.get("ok"):
             return _json(r)
         return _json({"ok": False, "reason": str(r.get("reason") or "refused"), "error": str(r.get("error") or "refused")},

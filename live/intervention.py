@@ -27,8 +27,9 @@ REASON_STATUS = {"not_supervisor": 403, "unknown_seat": 404, "unknown_agent": 40
 
 class Intervention(Protocol):
     async def supervise(self, mode: str, seat: str, agent: str, *, actor: str, uid: int, user: str,
-                        via: str = "api") -> dict[str, Any]:
+                        via: str = "api", call: str = "") -> dict[str, Any]:
         """`mode` in MODES: ring supervisor seat `seat`, and when answered ChanSpy on `agent`'s call; RELEASE:
-        hang `agent`'s call up. Answer {"ok": True, "mode", "seat", "agent", "linkedid", …} or
+        hang `agent`'s call up. `call`: the linkedid the supervisor chose (refused when the agent is
+        no longer on it). Answer {"ok": True, "mode", "seat", "agent", "linkedid", …} or
         {"ok": False, "reason" (a key of REASON_STATUS, or another word), "error" (for a person)}."""
         ...

@@ -134,8 +134,10 @@ def agent_channel(agent: str, channels: Iterable[LiveChannel]) -> LiveChannel | 
     return legs[-1] if legs else None
 
 
-def decide(config: Config, mode: str, seat: str, agent: str, channels: Iterable[LiveChannel]) -> Decision:
-    """May `seat` intervene in `agent`'s call in `mode`, and how."""
+def decide(config: Config, mode: str, seat: str, agent: str, channels: Iterable[LiveChannel],
+           call: str = "") -> Decision:
+    """May `seat` intervene in `agent`'s call in `mode`, and how. `call` (a linkedid, from the API): only
+    that call — an agent who has moved on to another call meanwhile is refused, never the other caller."""
     channels = list(channels)
     try:
         m = Mode(mode)
@@ -155,6 +157,8 @@ def decide(config: Config, mode: str, seat: str, agent: str, channels: Iterable[
     leg = agent_channel(agent, channels)
     if leg is None:
         return Refusal(NOT_IN_CALL, f"agent {agent} is not in a call", seat, agent, m.value)
+    if call and leg.linkedid != call:
+        return Refusal(NOT_IN_CALL, f"agent {agent} is no longer on call {call}", seat, agent, m.value)
     if m is Mode.RELEASE:
         legs = tuple(c.channel for c in channels if c.linkedid == leg.linkedid) if leg.linkedid else (leg.channel,)
         return Release(seat, agent, leg.linkedid, legs)

@@ -74,8 +74,8 @@ class SupervisionService:
         rows = await self.ami.action_list("CoreShowChannels")
         return [LiveChannel.from_ami(r) for r in rows]
 
-    async def decide(self, mode: str, seat: str, agent: str) -> Decision:
-        return decide(self.config, mode, seat, agent, await self.channels())
+    async def decide(self, mode: str, seat: str, agent: str, call: str = "") -> Decision:
+        return decide(self.config, mode, seat, agent, await self.channels(), call)
 
     async def _record(self, d: Decision, via: str, actor: str, uid: int, user: str) -> None:
         action = f"supervise {d.mode}" if d.mode else "supervise"
@@ -87,9 +87,10 @@ class SupervisionService:
 
     # ---------------------------------------------------------------- the API / CLI
     async def intervene(self, mode: str, seat: str, agent: str, *, actor: str = "supervisor", uid: int = NO_UID,
-                        user: str = "", via: str = "api") -> dict[str, Any]:
-        """Start a listen/whisper/barge session on `seat` (its phone rings) or force release `agent`'s call."""
-        d = await self.decide(mode, seat, agent)
+                        user: str = "", via: str = "api", call: str = "") -> dict[str, Any]:
+        """Start a listen/whisper/barge session on `seat` (its phone rings) or force release `agent`'s call
+        (`call`: only while the agent is still on that linkedid)."""
+        d = await self.decide(mode, seat, agent, call)
         try:
             await self._record(d, via, actor, uid, user)
         except AuditFailed as e:

@@ -252,10 +252,12 @@ class FakeSupervision:
 
     def __init__(self) -> None:
         self.asked: list[tuple[str, str, str, str]] = []
+        self.calls: list[str] = []  # the linkedid each action was bound to
 
     async def supervise(self, mode: str, seat: str, agent: str, *, actor: str, uid: int, user: str,
-                        via: str = "api") -> dict[str, Any]:
+                        via: str = "api", call: str = "") -> dict[str, Any]:
         self.asked.append((mode, seat, agent, via))
+        self.calls.append(call)
         if seat == "1003":
             return {"ok": False, "reason": "not_supervisor", "error": "seat 1003 is not a supervisor seat"}
         return {"ok": True, "mode": mode, "seat": seat, "agent": agent}
@@ -270,7 +272,7 @@ async def test_intervention_goes_to_the_port_with_the_calls_agent_after_the_audi
     h = auth(world.tokens["supervisor"])
     r = await world.client.post(f"/calls/{lid}/intervene", json={"mode": "whisper", "seat": "9001"}, headers=h)
     assert r.status_code == 200 and r.json()["mode"] == "whisper"
-    assert sup.asked == [("whisper", "9001", "1001", "api")]
+    assert sup.asked == [("whisper", "9001", "1001", "api")] and sup.calls[0]  # bound to the chosen call
     r = await world.client.post(f"/calls/{lid}/intervene", json={"mode": "barge", "seat": "1003"}, headers=h)
     assert r.status_code == 403 and r.json()["reason"] == "not_supervisor"
     r = await world.client.post(f"/calls/{lid}/intervene", json={"mode": "listen"}, headers=h)

@@ -62,6 +62,14 @@ def test_a_supervisor_seat_spies_on_the_agents_bridged_leg(cfg: Config, mode: st
     assert d == Spy(Mode(mode), "9001", "1001", AGENT_LEG, "L1", chanspy_options(mode))
 
 
+@pytest.mark.parametrize("mode", ["listen", "release"])
+def test_an_action_bound_to_a_call_is_refused_once_the_agent_is_on_another(cfg: Config, mode: str) -> None:
+    """The API names the call the supervisor chose: an agent who moved on meanwhile is never the target."""
+    assert isinstance(decide(cfg, mode, "9001", "1001", live(), "L1"), (Spy, Release))
+    d = decide(cfg, mode, "9001", "1001", live(), "L0")
+    assert isinstance(d, Refusal) and d.reason == NOT_IN_CALL and "no longer on call L0" in d.detail
+
+
 def test_force_release_hangs_up_every_channel_of_that_call_only(cfg: Config) -> None:
     other = [LiveChannel("PJSIP/1002-0000000b", "L2", "B2", "Up"), LiveChannel("Local/x;2", "L2", "B2", "Up")]
     d = decide(cfg, "release", "9001", "1001", live(*other))
