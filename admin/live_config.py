@@ -26,7 +26,8 @@ from model.contract import ControlEvent, ControlHeader
 from model.loading import parse_config
 
 #: top-level config sections a new call reads at its start (the IVR's CallScripts): swapped between calls
-HOT_FIELDS = frozenset({"prompts", "menus", "queues", "legacy_lines", "hours", "survey", "self_query", "center"})
+HOT_FIELDS = frozenset({"prompts", "menus", "queues", "legacy_lines", "hours", "survey", "self_query", "center",
+                        "access"})  # access: read per call by ivr/callflow.py (a new priority list applies at once)
 #: inside a hot section, what the process was wired with at start (the clock's time zone)
 COLD_SUBFIELDS = {"center": frozenset({"timezone"})}
 #: per-item fields of a hot section that the process was wired with at start: a queue's members and

@@ -154,3 +154,11 @@ def test_a_queues_members_or_after_call_work_need_a_restart(cfg: Any) -> None:
     renamed = cfg.model_copy(deep=True)
     renamed.queues["general"].name = "综合受理（夜间）"  # what callers hear or see may change live
     assert restart_fields(cfg, renamed) == []
+
+
+def test_the_access_paths_and_the_priority_list_change_live(cfg: Any) -> None:
+    """`access` is read per call (ivr/callflow.py): a new priority list (or the same config loaded from
+    elsewhere, without the list file beside it) never makes apply demand a controller restart."""
+    new = cfg.model_copy(deep=True)
+    new.access.priority.numbers = [*new.access.priority.numbers, "13900000001"]
+    assert restart_fields(cfg, new) == []
