@@ -23,6 +23,7 @@ from model.loading import Lines, Problem, line_of, load_located, priority_number
 from model.secrets import SecretMissing, carrier_secret, carrier_secrets, seat_secret, weak_secret
 from routing.dialplan import CUSTOM_DIR, Layout, RenderInputs, custom_files, render
 from routing.graph import BUILTIN_FEATURES, PICKUP_EXTEN, validate
+from ticketbridge.categorize import load_classifier
 from ticketbridge.sms import Sealer, SmsRefused
 from wire.conf import dialplan_steps, load_tree, parse
 
@@ -83,6 +84,21 @@ def sms_problems(config: Config, file: str, lines: Lines, environ: Mapping[str, 
     except SmsRefused as e:
         out.append(Problem(file, line_of(lines, "sms", "key_env"), "sms.key_env", str(e)))
     return out
+
+
+def classifier_problems(config: Config, file: str, lines: Lines) -> list[Problem]:
+    """`transcripts.classifier` loads (the built-in one always does; a plugin is imported to find out)."""
+    t = config.transcripts
+    if not t.enabled and t.classifier == "keywords":
+        return []
+    try:
+        load_classifier(t)
+    except (LookupError, TypeError) as e:
+        return [Problem(file, line_of(lines, "transcripts", "classifier"), "transcripts.classifier", str(e))]
+    except Exception as e:  # noqa: BLE001 - the plugin's own factory failed: a finding, not a crash
+        return [Problem(file, line_of(lines, "transcripts", "classifier"), "transcripts.classifier",
+                        f"factory(settings) failed: {type(e).__name__}: {e}")]
+    return []
 
 
 def weak_secret_problems(config: Config, secrets: Mapping[str, str], file: str, lines: Lines) -> list[Problem]:
@@ -252,6 +268,7 @@ def check_config(config: Config, *, file: str = "<config>", lines: Lines | None 
     lines = lines or {}
     problems: list[Problem] = []
     problems += validate(config, filename=file, lines=lines)
+    problems += classifier_problems(config, file, lines)
     if seat_secrets is None:
         if check_secrets:
             problems += secret_problems(config, file, lines, environ, installed_secrets)

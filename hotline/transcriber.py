@@ -7,8 +7,10 @@ per-direction files, then decoding them in a process pool of the same size (ivr/
 processes at `transcripts.nice` CPU priority, the model loaded once per process) — so decoding never
 holds the event loop nor takes a core from a call's AGI work while the machine is busy. With
 `night_workers`, that many consumers work inside `night` (a backlog is worked off then), `workers` by
-day. The dialogue (ticketbridge/transcript.py) and its suggested category go onto the ticket (store.save_transcript); the
-per-direction files are then deleted (unless `keep_direction_files`): the mixed recording stays the record.
+day. The dialogue (ticketbridge/transcript.py), the suggestion of `transcripts.classifier` and the summary
+fields (ticketbridge/categorize.py; the classifier runs in a thread, so a slow plugin never holds the loop,
+and one that fails or cannot be loaded costs only the suggestion) go onto the ticket (store.save_transcript);
+the per-direction files are then deleted (unless `keep_direction_files`): the mixed recording stays the record.
 
 Logs say which ticket was transcribed, how many utterances and how long it took — never what was said.
 """
@@ -33,7 +35,8 @@ from model.config import Config
 from model.contract import side_recording
 from ticketbridge.assembler import CallRecord
 from ticketbridge.retention import recording_name
-from ticketbridge.transcript import Utterance, build, to_json
+from ticketbridge.categorize import BadSuggestion, Classifier, load_classifier, suggest
+from ticketbridge.transcript import Transcript, Utterance, merge, to_json
 
 log = structlog.get_logger("hotline.transcriber")
 
@@ -79,6 +82,12 @@ class Transcriber:
         self._decode = decode
         self._wall = wall
         self._seen: set[str] = set()
+        #: the classifier making suggestions; None when it cannot be loaded (`hotline check` says why)
+        self.classifier: Classifier | None = None
+        try:
+            self.classifier = load_classifier(t)
+        except Exception as e:  # noqa: BLE001 - transcripts go on without suggestions; `hotline check` says why
+            log.error("transcript_classifier_unavailable", classifier=t.classifier, error=f"{type(e).__name__}: {e}"[:300])
         #: ticket numbers transcribed by this process, in order (for tests and the demo)
         self.done: list[str] = []
         self.dropped = 0
@@ -173,7 +182,8 @@ class Transcriber:
         raw = await loop.run_in_executor(pool, self._decode, str(files[0]), str(files[1]))
         sides = {side: [Utterance(side, u["start"], u["end"], u["text"], u.get("conf", 0.0)) for u in raw[side]]
                  for side in ("caller", "agent")}
-        t = build(sides["caller"], sides["agent"], self.config.transcripts.category_rules, raw["duration_s"])
+        t = await self.annotate(Transcript(tuple(merge(sides["caller"], sides["agent"])),
+                                           duration_s=raw["duration_s"]), job)
         ticket = await self.store.save_transcript(job.linkedid, to_json(t),
                                                   note=f"{len(t.utterances)} utterance(s)")
         if not self.config.transcripts.keep_direction_files:
@@ -186,3 +196,14 @@ class Transcriber:
         if ticket:
             self.done.append(ticket)
         return ticket
+
+    async def annotate(self, t: Transcript, job: Job) -> Transcript:
+        """The suggestion and summary fields; a classifier that fails costs only the suggestion."""
+        settings = self.config.transcripts
+        try:
+            return await asyncio.to_thread(suggest, t, self.classifier, settings)
+        except Exception as e:  # noqa: BLE001 - plugin code: the transcript is kept without its suggestion
+            # a plugin's own message may quote the transcript: only ours (BadSuggestion) is logged in full
+            log.error("transcript_classifier_failed", ticket=job.ticket_no, classifier=settings.classifier,
+                      error=str(e)[:300] if isinstance(e, BadSuggestion) else type(e).__name__)
+            return suggest(t, None, settings)

@@ -188,6 +188,14 @@ def openapi() -> dict[str, Any]:
                                      []),
                 "responses": _resp('{"ok": true, "ticket": {ticket_no, state, state_label, …}}; 400 names the '
                                    "field (error.field)", "Result", (400, 401, 403, 409, 503))}},
+            "/api/v1/calls/{linkedid}/suggestion": {"get": {
+                "summary": "录音转写建议 of a call, also after it ended (话后处理): transcribed (false until the worker "
+                           "wrote the transcript), suggestion {category, subcategory, department, score, evidence "
+                           "[{word, side, count}], classifier}, summary {request, request_at, places, times, numbers "
+                           "(masked)}; never applied — the agent takes it into the intake form and saves (agents: "
+                           "their own current or last call)",
+                "parameters": [lid],
+                "responses": _resp("the suggestion", "Result", (401, 403, 404))}},
             "/api/v1/calls/{linkedid}/release": {"post": {
                 "summary": "强拆 force release: end the call", "parameters": [lid],
                 "requestBody": _body({"seat": {"type": "string", "description": "the supervisor's seat (default: "

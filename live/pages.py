@@ -10,6 +10,9 @@
 - `PUT /api/v1/calls/{linkedid}/intake`: the agent's intake (ticketbridge/intake.py) saved into that
   call's ticket (TicketStore.save_intake); an agent token only for its own current or last call
   (`may_save`), audited like every action.
+- `GET /api/v1/calls/{linkedid}/suggestion`: the transcript's suggestion and summary of that call's ticket
+  (live/screenpop.py `suggestion`) — also after the call has ended, when the transcript arrives (话后处理):
+  the page asks for it until it is there. The same rule as saving: an agent only its current or last call.
 
 The last call each seat answered is followed from the live stream (`_follow`, a task owned by the
 API's application: started and cancelled with it).
@@ -28,7 +31,7 @@ import structlog
 from aiohttp import web
 
 from live.api import PREFIX, PRINCIPAL, LiveApi
-from live.screenpop import PREVIOUS, may_save, screen_pop
+from live.screenpop import PREVIOUS, may_save, screen_pop, suggestion
 from model.config import Config
 from model.privacy import normalise_number
 from ticketbridge.intake import IntakeError, parse_intake
@@ -94,6 +97,7 @@ class Pages:
         r.add_get(ASSET_PREFIX + "{name}", self.asset)
         r.add_get(f"{PREFIX}/calls/{{linkedid}}/screenpop", self.get_screenpop)
         r.add_put(f"{PREFIX}/calls/{{linkedid}}/intake", self.put_intake)
+        r.add_get(f"{PREFIX}/calls/{{linkedid}}/suggestion", self.get_suggestion)
         self.api.app.cleanup_ctx.append(self._follow_ctx)
 
     # ------------------------------------------------------------------ pages
@@ -194,4 +198,18 @@ class Pages:
         t = await self.store.get_by_linkedid(lid)
         brief = screen_pop({"linkedid": lid}, t, [], self.config, now=self.live.clock(), full_numbers=False)["ticket"]
         return web.json_response({"ok": True, "ticket": brief},
+                                 dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))
+
+    async def get_suggestion(self, request: web.Request) -> web.Response:
+        """The call's transcript suggestion and summary (`transcribed: false` until the worker has written it)."""
+        who, lid = request[PRINCIPAL], request.match_info["linkedid"]
+        current = self._current(who.seat)
+        if not may_save(supervising=who.supervising, seat=who.seat, linkedid=lid, current=current,
+                        last=self.last.get(who.seat or "", [])):
+            return _problem(403, "forbidden", f"call {lid} is neither the current nor the last call of seat "
+                            f"{who.seat}")
+        t = await self.store.get_by_linkedid(lid)
+        if t is None:
+            return _problem(404, "not_found", f"no ticket for call {lid}")
+        return web.json_response({"linkedid": lid, "ticket_no": t.ticket_no, **suggestion(t)},
                                  dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))

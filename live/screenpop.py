@@ -3,9 +3,11 @@
 `screen_pop` puts together the live call (live/service.py's call view), this call's ticket and the
 caller's earlier tickets (ticketbridge/store.py rows) into the page's JSON: caller (masked unless the
 viewer may see it and asked), dialed number and legacy line, IVR path and category, queue and wait,
-this call's ticket (number, state, the intake so far) and the earlier tickets (number, date, category,
-state). `may_save` is the rule for the intake form: an agent saves only into its own current call's
-ticket or its last call's; a supervisor into any.
+this call's ticket (number, state, the intake so far, and once the recording is transcribed — after the
+call, during 话后处理 — the transcript's suggestion and summary) and the earlier tickets (number, date,
+category, state, their intake or transcript summary: what the caller asked last time). `may_save` is the rule
+for the intake form and the suggestion of a call that has ended: an agent only its own current call's
+ticket or its last call's; a supervisor any.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from model.config import Config
 from model.destinations import Category
 from model.privacy import mask_number
 from model.ticket_state import TicketState
-from ticketbridge.transcript import from_json
+from ticketbridge.transcript import from_json, suggestion_dict, summary_dict
 
 #: how many earlier tickets of the caller are shown
 PREVIOUS = 10
@@ -41,12 +43,16 @@ def ticket_brief(t: Any, zone: ZoneInfo) -> dict[str, Any]:
 
 
 def suggestion(t: Any) -> dict[str, Any]:
-    """The category the call's transcript suggests and the words heard (ticketbridge/transcript.py); shown
-    beside the intake form, never applied: the agent picks the category."""
+    """What the call's transcript suggests (ticketbridge/categorize.py): the category, the city's
+    sub-classification and department with the words heard, and the summary fields. Shown beside the intake
+    form, never applied: the agent takes it into the form with one click, then saves (or not)."""
     tr = from_json(getattr(t, "transcript", None))
-    if tr is None or not tr.suggested_category:
-        return {"suggested_category": None, "suggested_by": []}
-    return {"suggested_category": tr.suggested_category, "suggested_by": list(tr.suggested_by)}
+    if tr is None:
+        return {"transcribed": False, "suggestion": None, "summary": None,
+                "suggested_category": None, "suggested_by": []}
+    return {"transcribed": True, "suggestion": suggestion_dict(tr.suggestion),
+            "summary": summary_dict(tr.summary) if tr.summary else None,
+            "suggested_category": tr.suggested_category, "suggested_by": list(tr.suggested_by)}
 
 
 def departments(config: Config) -> list[str]:
@@ -80,7 +86,8 @@ def screen_pop(call: Mapping[str, Any], ticket: Any | None, previous: Iterable[A
     earlier = [ticket_brief(t, zone) for t in previous if t.ticket_no != this_no][:PREVIOUS]
     return {"call": view, "line_name": line.name if line else None,
             "ticket": ticket_brief(ticket, zone) if ticket is not None else None,
-            "previous": earlier, "categories": [c.value for c in Category], "departments": departments(config)}
+            "previous": earlier, "categories": [c.value for c in Category], "departments": departments(config),
+            "transcripts": config.transcripts.enabled}
 
 
 def may_save(*, supervising: bool, seat: str | None, linkedid: str, current: Mapping[str, Any] | None,

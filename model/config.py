@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from model.caller_loop import DeadlineRules, SmsSettings, TicketNotice
 from model.destinations import Category, Destination, QueueDest
 from model.names import DialString, LineNumber, SafeName, SafeText, SeatKey
+from model.transcript_rules import KEYWORDS, CategoryRule, SummaryRules
 
 DIGITS = "0123456789*#"
 
@@ -646,9 +647,18 @@ class Transcripts(_M):
     queue_max: int = Field(500, ge=1)
     #: keep the per-direction files after transcription (the mixed recording is always kept)
     keep_direction_files: bool = False
-    #: the suggested category: category -> words; the category with the most words heard in the call
-    #: (the caller's side weighs double) is suggested to the agent, never applied without them
-    category_rules: dict[str, list[str]] = Field(default_factory=dict)
+    #: what suggests a category, sub-classification and department from the transcript (ticketbridge/
+    #: categorize.py): "keywords" (built in: the rules of `categories`), a `module:attr` path, or a name in
+    #: the Python entry-point group hotline12345.classifiers (trusted code); shown, never applied without the agent
+    classifier: str = Field(KEYWORDS, min_length=1, max_length=200)
+    #: the keyword classifier's rules (the city's classification standard), most specific first
+    categories: list[CategoryRule] = Field(default_factory=list)
+    #: a word the caller says counts this many times one the agent says
+    caller_weight: float = Field(2.0, ge=0)
+    #: no suggestion below this score (the sum of the weights of the words heard)
+    min_score: float = Field(1.0, gt=0)
+    #: the summary fields shown beside the suggestion (诉求摘要, 地点, 时间, 提及的号码)
+    summary: SummaryRules = SummaryRules()
     qa: QualityRules = QualityRules()
 
     @field_validator("night")
@@ -666,13 +676,14 @@ class Transcripts(_M):
         inside = start <= hhmm < end if start <= end else (hhmm >= start or hhmm < end)
         return self.night_workers if inside else self.workers
 
-    @field_validator("category_rules")
+    @field_validator("categories")
     @classmethod
-    def _categories(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
-        known = [c.value for c in Category]
-        for name in v:
-            if name not in known:
-                raise ValueError(f"{name!r} is not a category (one of {', '.join(known)})")
+    def _rule_names(cls, v: list[CategoryRule]) -> list[CategoryRule]:
+        seen: set[str] = set()
+        for rule in v:
+            if rule.name in seen:
+                raise ValueError(f"rule {rule.name!r} is given twice")
+            seen.add(rule.name)
         return v
 
 

@@ -51,9 +51,14 @@ def _flat(text: str) -> str:
     return "".join(text.split()).lower()
 
 
+def to_digits(text: str) -> str:
+    """Spoken digits written as digits: "幺三八" → "138" (other characters unchanged)."""
+    return text.translate(_DIGITS)
+
+
 def spoken_digits(text: str) -> str:
     """Only the digits said, in order (Han digits included): "工单 一二 34" → "1234"."""
-    return "".join(c for c in text.translate(_DIGITS) if c.isdigit())
+    return "".join(c for c in to_digits(text) if c.isdigit())
 
 
 def score_call(t: Transcript, rules: QualityRules, *, ticket_no: str, agent: str | None) -> CallScore:

@@ -5,7 +5,7 @@
   Live.zone = document.body.dataset.zone || Live.zone;
   const $ = (id) => document.getElementById(id);
   const wanted = new URLSearchParams(location.search).get("agent");  // a supervisor may pick a seat
-  let me = null, shown = null, pop = null, filled = null, retryAt = 0;
+  let me = null, shown = null, pop = null, filled = null, retryAt = 0, sug = null, sugTimer = null;
 
   function myAgent(s) {
     const agents = s.agents || {};
@@ -32,11 +32,14 @@
       const ringing = live && a.ringing === shown && a.call !== shown;
       $("pop").classList.toggle("ringing", !!ringing);
       set("pop-title", !live ? "已挂机 · 请完成受理登记" : ringing ? "来电振铃" : "通话中");
+      if (!live) awaitSuggestion(shown);  // the transcript is made after the call: ask until it is there
     }
   }
 
   async function load(lid) {
     shown = lid;
+    if (sugTimer !== null) { clearTimeout(sugTimer); sugTimer = null; }
+    sug = null;
     let r;
     try {
       r = await Live.api(`/api/v1/calls/${encodeURIComponent(lid)}/screenpop`);
@@ -59,11 +62,17 @@
     set("wait", c.wait_s === null || c.wait_s === undefined ? "" : Math.round(c.wait_s) + " 秒");
     showTicket(pop.ticket);
     const rows = (pop.previous || []).map((t) =>
-      `<tr><td>${Live.esc(t.ticket_no)}</td><td>${Live.esc(t.date)}</td><td>${Live.esc(t.category || "—")}</td><td>${Live.esc(t.state_label)}</td></tr>`).join("");
+      `<tr><td>${Live.esc(t.ticket_no)}</td><td>${Live.esc(t.date)}</td><td>${Live.esc(t.category || "—")}</td><td>${Live.esc(t.state_label)}</td><td>${Live.esc(asked(t))}</td></tr>`).join("");
     $("previous").innerHTML = rows;
     $("no-previous").hidden = !!rows;
     if (filled !== lid) fillForm(pop);
     render(Live.state.snap);
+  }
+
+  // what the caller asked last time: the agent's 诉求内容, else the transcript's 诉求摘要 (marked as such)
+  function asked(t) {
+    if (t.request_text) return t.request_text.length > 60 ? t.request_text.slice(0, 59) + "…" : t.request_text;
+    return t.summary && t.summary.request ? "（转写）" + t.summary.request : "—";
   }
 
   function showTicket(t) {
@@ -79,15 +88,61 @@
     const t = p.ticket || {};
     $("text").value = t.request_text || "";
     sel.value = t.category || (p.call && p.call.category) || "";
-    // the transcript's suggestion (issue 17): shown, never chosen for the agent
-    const sug = $("suggested");
-    sug.hidden = !t.suggested_category;
-    sug.textContent = t.suggested_category
-      ? `录音转写建议类别：${t.suggested_category}（听到：${(t.suggested_by || []).join("、")}），请座席确认` : "";
+    showSuggestion(t.transcribed ? t : null);
     $("department").value = t.department || "";
     for (const r of document.querySelectorAll('input[name="disposition"]')) r.checked = r.value === (t.disposition || "");
     setMsg("", "");
   }
+
+  // the transcript's suggestion (issue 17): shown, taken into the form only by the agent's click, saved only by 保存
+  const SIDE = {caller: "市民", agent: "座席"};
+  function showSuggestion(t) {
+    sug = t && t.transcribed ? t : null;
+    const s = sug && sug.suggestion, m = (sug && sug.summary) || {};
+    const waiting = !sug && !!(pop && pop.transcripts) && sugTimer !== null;
+    $("suggestion").hidden = !sug && !waiting;
+    $("sug-pending").hidden = !waiting;
+    $("sug-body").hidden = !sug;
+    $("accept").hidden = !sug || !(s || m.request);
+    if (!sug) return;
+    set("sug-category", s ? [s.category, s.subcategory].filter(Boolean).join(" · ") : "无（未匹配分类规则）");
+    set("sug-department", s && s.department);
+    set("sug-evidence", s ? (s.evidence || []).map((e) => `${e.word}×${e.count}（${SIDE[e.side] || e.side}）`).join("、") + `，得分 ${s.score}` : "");
+    set("sug-request", m.request);
+    set("sug-places", (m.places || []).join("、"));
+    set("sug-times", (m.times || []).join("、"));
+    set("sug-numbers", (m.numbers || []).join("、"));
+  }
+
+  function awaitSuggestion(lid) {
+    if (!pop || !pop.transcripts || sug || sugTimer !== null || filled !== lid) return;
+    const until = Date.now() + 15 * 60 * 1000;  // a backlog may take a while; the agent may move on meanwhile
+    const ask = async () => {
+      if (shown !== lid || sug) { sugTimer = null; return; }
+      try {
+        const r = await Live.api(`/api/v1/calls/${encodeURIComponent(lid)}/suggestion`);
+        if (r.ok && shown === lid) {
+          const got = await r.json();
+          if (got.transcribed) { sugTimer = null; showSuggestion(got); return; }
+        }
+      } catch (e) { /* asked again below */ }
+      sugTimer = Date.now() < until && shown === lid ? setTimeout(ask, 3000) : null;
+      if (sugTimer === null) showSuggestion(null);
+    };
+    sugTimer = setTimeout(ask, 1000);
+    showSuggestion(null);
+  }
+
+  $("accept").addEventListener("click", () => {
+    if (!sug) return;
+    const s = sug.suggestion, m = sug.summary || {};
+    if (s) {
+      $("form-category").value = s.category;
+      if (s.department) $("department").value = s.department;
+    }
+    if (m.request && !$("text").value.trim()) $("text").value = m.request;
+    setMsg("已填入建议，请核对后保存", "ok");
+  });
 
   // the full number: only if this token may see it, and the API writes the read to the audit log first
   $("show-number").addEventListener("click", async () => {
