@@ -19,12 +19,26 @@ from model.contract import side_recording
 from ticketbridge.assembler import CallRecord
 from ticketbridge.quality import by_agent, score_call, spoken_digits
 from ticketbridge.store import TicketStore
-from ticketbridge.transcript import (Transcript, Utterance, build, dialogue_lines, from_json, merge,
-                                     suggest_category, to_json, transcript_lines)
+from model.config import Transcripts
+from model.transcript_rules import CategoryRule
+from ticketbridge.categorize import KeywordClassifier, suggest
+from ticketbridge.transcript import Transcript, Utterance, dialogue_lines, from_json, merge, to_json, transcript_lines
 
 
 def U(side: str, start: float, end: float, text: str) -> Utterance:
     return Utterance(side, start, end, text, 0.9)
+
+
+def rules(simple: dict[str, list[str]]) -> list[CategoryRule]:
+    """category → words, as rules named after their category (no department)."""
+    return [CategoryRule(name=cat, category=cat, keywords=words) for cat, words in simple.items()]  # type: ignore[arg-type]
+
+
+def build(caller: list[Utterance], agent: list[Utterance], simple: dict[str, list[str]],
+          duration_s: float = 0.0) -> Transcript:
+    """What the worker makes of two decoded sides with the keyword classifier of these rules."""
+    settings = Transcripts(categories=rules(simple))
+    return suggest(Transcript(tuple(merge(caller, agent)), duration_s=duration_s), KeywordClassifier(settings), settings)
 
 
 # --------------------------------------------------------------------------- the dialogue
@@ -46,8 +60,9 @@ def test_dialogue_prints_time_and_side_and_survives_json() -> None:
     assert back == t
     assert dialogue_lines(back) == ["[00:00] 座席: 您好", "[01:05] 市民: 我要投诉噪音"]
     lines = transcript_lines(to_json(t))
-    assert lines[0].startswith("  suggested category 投诉举报 (heard: 投诉")
-    assert lines[1:] == ["  [00:00] 座席: 您好", "  [01:05] 市民: 我要投诉噪音"]
+    assert lines[0].startswith("  suggested category 投诉举报 (投诉举报), score 2, heard: 投诉×1 市民")
+    assert lines[1] == "  诉求摘要: [01:05] 我要投诉噪音"
+    assert lines[2:] == ["  [00:00] 座席: 您好", "  [01:05] 市民: 我要投诉噪音"]
     assert transcript_lines(None) == [] and transcript_lines("") == []
     # an older ticket's free text is shown, not an error
     assert dialogue_lines(from_json("plain words")) == ["[00:00] ?: plain words"]
@@ -59,13 +74,16 @@ RULES = {"投诉举报": ["投诉", "举报"], "咨询": ["问一下", "咨询"]
 
 
 def test_category_from_keyword_rules_caller_words_weigh_double() -> None:
-    assert suggest_category("我 想 投诉 楼下", "", RULES) == ("投诉举报", ("投诉",))
+    def cat(caller: str, agent: str, simple: dict[str, list[str]] = RULES) -> tuple[str | None, tuple[str, ...]]:
+        t = build([U("caller", 1, 2, caller)], [U("agent", 0, 1, agent)], simple)
+        return t.suggested_category, t.suggested_by
+
+    assert cat("我 想 投诉 楼下", "") == ("投诉举报", ("投诉",))
     # the agent says 咨询 twice (2), the caller 举报 once (2): a tie goes to the rule listed first
-    assert suggest_category("我要举报", "咨询 咨询", RULES)[0] == "投诉举报"
-    assert suggest_category("我问一下 咨询 一下", "投诉", RULES)[0] == "咨询"
-    assert suggest_category("今天天气好", "您好", RULES) == (None, ())
-    assert suggest_category("", "", {}) == (None, ())
-    assert suggest_category("abc", "", {"x": ["", " "]}) == (None, ())  # empty words never match
+    assert cat("我要举报", "咨询 咨询")[0] == "投诉举报"
+    assert cat("我问一下 咨询 一下", "投诉")[0] == "咨询"
+    assert cat("今天天气好", "您好") == (None, ())
+    assert cat("", "", {}) == (None, ())
 
 
 # --------------------------------------------------------------------------- 质检
@@ -143,7 +161,7 @@ def _shipped() -> Config:
 def _config(**kw: Any) -> Config:
     cfg = _shipped()
     cfg.transcripts.enabled = True
-    cfg.transcripts.category_rules = {"投诉举报": ["투표"]}
+    cfg.transcripts.categories = rules({"投诉举报": ["투표"]})
     for k, v in kw.items():
         setattr(cfg.transcripts, k, v)
     return cfg
@@ -340,8 +358,9 @@ def test_the_screen_pop_shows_the_suggestion_but_keeps_the_category() -> None:
 
     cfg = _shipped()
     at = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)
-    t = build([U("caller", 1, 3, "楼下 噪音 太吵 我要投诉")], [U("agent", 0, 1, "您好")],
-              cfg.transcripts.category_rules)
+    settings = cfg.transcripts
+    t = suggest(Transcript(tuple(merge([U("caller", 1, 3, "楼下 噪音 太吵 我要投诉")], [U("agent", 0, 1, "您好 请讲")]))),
+                KeywordClassifier(settings), settings)
     this = SimpleNamespace(ticket_no="261130000009", started_at=at, created_at=at, category="咨询", state="accepted",
                            request_text=None, department=None, disposition=None, transcript=to_json(t))
     call = {"linkedid": "1.1", "caller": "13812345678", "category": "咨询", "agent": "1001"}
@@ -350,7 +369,11 @@ def test_the_screen_pop_shows_the_suggestion_but_keeps_the_category() -> None:
     assert pop["ticket"]["category"] == "咨询"  # the suggestion is never applied for the agent
     bare = SimpleNamespace(**{**vars(this), "transcript": None})
     assert screen_pop(call, bare, [], cfg, now=0.0, full_numbers=False)["ticket"]["suggested_category"] is None
-    assert "楼下" not in str(pop)  # the transcript's words do not travel to the page, only the rule's words
+    # the dialogue does not travel to the page: only the rule's words and the caller's 诉求摘要
+    assert "请讲" not in str(pop) and "utterances" not in str(pop)
+    assert pop["ticket"]["summary"]["request"] == "楼下噪音太吵我要投诉"
+    s = pop["ticket"]["suggestion"]
+    assert (s["subcategory"], s["department"]) == ("生态环境/噪音扰民", "生态环境局")
 
 
 def test_night_workers_only_inside_the_night() -> None:
