@@ -14,14 +14,13 @@ from typing import Any
 import pytest
 
 from hotline.transcriber import Transcriber
-from model.config import Config, QualityRules
+from model.config import Config, QualityRules, Transcripts
 from model.contract import side_recording
+from model.transcript_rules import CategoryRule
 from ticketbridge.assembler import CallRecord
+from ticketbridge.categorize import KeywordClassifier, suggest
 from ticketbridge.quality import by_agent, score_call, spoken_digits
 from ticketbridge.store import TicketStore
-from model.config import Transcripts
-from model.transcript_rules import CategoryRule
-from ticketbridge.categorize import KeywordClassifier, suggest
 from ticketbridge.transcript import Transcript, Utterance, dialogue_lines, from_json, merge, to_json, transcript_lines
 
 
@@ -377,8 +376,6 @@ def test_the_screen_pop_shows_the_suggestion_but_keeps_the_category() -> None:
 
 
 def test_night_workers_only_inside_the_night() -> None:
-    from model.config import Transcripts
-
     t = Transcripts(workers=1, night_workers=2, night="22:00-07:00")
     assert [t.workers_at(h) for h in ("21:59", "22:00", "03:00", "06:59", "07:00", "12:00")] == [1, 2, 2, 2, 1, 1]
     assert Transcripts(workers=2).workers_at("03:00") == 2
