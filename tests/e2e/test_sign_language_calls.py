@@ -189,3 +189,26 @@ async def test_an_audio_only_caller_reaches_the_sign_language_seat_by_the_agents
         assert [(x["target"], x["outcome"]) for x in t.transfers] == [("sign", "completed")]
     finally:
         await robot.hangup()
+
+
+async def test_with_the_controller_down_a_video_caller_still_reaches_the_sign_language_seat(cfg, ami, sign_seat):
+    """No controller (FastAGI refused): the dialplan's own fallback sends a video call to `sign`, not `general`."""
+    events: list[dict[str, str]] = []
+    ami.on_event("*", events.append)
+    await member_ready(ami, "sign", "1006")
+    caller = BaresipSeat.caller("13800018032", bind=CARRIER_ADDRESS, sip_port=cfg.asterisk.sip.port)
+    caller.start()
+    try:
+        await asyncio.to_thread(caller.dial, "057112345")
+        join = await until(lambda: next((e for e in events if e.get("Event") == "QueueCallerJoin"
+                                         and e.get("Channel", "").startswith("PJSIP/simcarrier-")), None),
+                           40, "the video caller joins a queue")
+        assert join["Queue"] == f"{ASTERISK_QUEUE_PREFIX}sign"
+        assert any(e.get("UserEvent") == UserEventName.ROUTE and e.get("Fallback") == "1" for e in events)
+        connect = await until(lambda: next((e for e in events if e.get("Event") == "AgentConnect"
+                                            and e.get("Linkedid") == join["Linkedid"]), None), 20, "1006 answers")
+        assert connect["DestChannel"].startswith("PJSIP/1006-")
+        assert "vp8" in await video_format(ami, connect["DestChannel"])
+    finally:
+        await asyncio.to_thread(caller.hangup)
+        caller.stop()
