@@ -19,7 +19,8 @@ from typing import Literal
 
 from model.config import Config
 
-__all__ = ["AccessChoice", "campaign_queue", "greeting_choices", "language_of_queue", "video_language", "video_problems", "video_queue"]
+__all__ = ["AccessChoice", "campaign_queue", "greeting_choices", "language_of_queue", "video_language",
+           "video_problems", "video_queue"]
 
 
 @dataclass(frozen=True)
