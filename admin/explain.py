@@ -201,14 +201,15 @@ def _events(digits: list[str | None] | None) -> deque[Event]:
 
 
 def explain_call(config: Config, dialed: str, caller: str | None, at: dt.datetime,
-                 digits: list[str | None] | None = None) -> Explanation:
-    """How a call to `dialed` from `caller` at `at` is handled, when the caller keys `digits`."""
+                 digits: list[str | None] | None = None, video: bool = False) -> Explanation:
+    """How a call to `dialed` from `caller` at `at` is handled, when the caller keys `digits` (`video`: the call
+    arrives with video)."""
     inputs = _events(digits)
     steps: list[ExplainStep] = []
     path: list[str] = []
     in_menu = False
     final: Destination = QueueDest(queue=config.center.general_queue)
-    flow = inbound_flow(config, dialed, caller or "", at)
+    flow = inbound_flow(config, dialed, caller or "", at, video=video)
     answer: object = None
     while True:
         try:

@@ -141,9 +141,11 @@ def _installed_secrets() -> dict[str, str] | None:
               help="when the call arrives, in the center's time zone (default: now)")
 @click.option("--digits", metavar="KEYS", default=None,
               help="what the caller presses, one entry per prompt: '1,2'; an empty entry or 't' is a timeout")
+@click.option("--video", is_flag=True, default=False,
+              help="the call arrives with video (a video SIP client, VoLTE video): the sign-language path")
 @explained
 def explain_cmd(config_path: str | None, as_json: bool, dialed: str | None, caller: str | None, at: str | None,
-                digits: str | None) -> None:
+                digits: str | None, video: bool) -> None:
     """Show step by step how a call would be handled: number plan, transition window, announcements,
     menus, hours, the queue and its overflow chain, the final destination.
 
@@ -155,7 +157,7 @@ def explain_cmd(config_path: str | None, as_json: bool, dialed: str | None, call
         keys = parse_digits(digits)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    result = explain_call(cfg, dialed or cfg.center.number, caller, when, keys)
+    result = explain_call(cfg, dialed or cfg.center.number, caller, when, keys, video=video)
     silent = no_input.no_input_time(cfg, dialed or cfg.center.number, when, _seconds(cfg, None))
     if as_json:
         dump({**result.to_json(), "no_input_s": silent.seconds, "no_input_route": silent.route})

@@ -42,7 +42,7 @@ from model.destinations import (
 )
 from routing.dialplan import dial_string
 from model.hours import local
-from routing.access import campaign_queue, greeting_choices, language_of_queue
+from routing.access import campaign_queue, greeting_choices, language_of_queue, video_language
 from routing.numberplan import RouteDecision, decide
 from routing.queues import resolve_queue
 
@@ -83,7 +83,8 @@ class MenuExit:
 
 @dataclass(frozen=True)
 class Note:
-    """Something worth a log line / an explain line: `kind` is `fail_open`, `hours`, `priority` or `campaign`.
+    """Something worth a log line / an explain line: `kind` is `fail_open`, `hours`, `priority`, `campaign` or
+    `video`.
 
     Answer: None."""
 
@@ -131,8 +132,10 @@ FlowAction = Decided | OpenTicket | Greeted | Play | Collect | MenuPath | MenuEx
 Flow = Generator[FlowAction, object, None]
 
 
-def inbound_flow(config: Config, dialed: str, caller: str, now: dt.datetime) -> Flow:
-    """The whole inbound script of one call, as actions (see the module docstring)."""
+def inbound_flow(config: Config, dialed: str, caller: str, now: dt.datetime, video: bool = False) -> Flow:
+    """The whole inbound script of one call, as actions (see the module docstring).
+
+    `video`: the call arrived with video (the dialplan's `Var.VIDEO`): the sign-language path, if configured."""
     decision = decide(config, dialed, caller, now)
     yield Decided(decision)
     yield OpenTicket()
@@ -142,6 +145,17 @@ def inbound_flow(config: Config, dialed: str, caller: str, now: dt.datetime) -> 
     # 老年人优先: a listed caller skips any menu and queues with priority (a line's own queue keeps its queue)
     priority = "listed" if (config.access.priority.listed(caller)
                             and not isinstance(decision.dest, (HangupDest, DialDest, TransferDest))) else None
+    # a video call to the 12345 flow: straight to the sign-language seats; nothing spoken (the caller may not
+    # hear it: the seat greets them in sign language), no menu (keys would need the greeting)
+    sign = video_language(config) if video and center_flow else None
+    if sign is not None:
+        queue = config.access.languages[sign].queue
+        yield Note("video", f"a video call: the sign-language seats ({sign}, queue:{queue}) with video; "
+                            "no spoken greeting or menu")
+        yield Greeted()
+        yield MenuPath((f"video:{sign}",))
+        yield from _route(config, QueueDest(queue=queue), decision.category, decision, now, priority, sign)
+        return
     # barge-in: a key pressed during the greeting skips the rest and is the first menu input
     pending: str | None = None
     for prompt in decision.announcements:

@@ -124,7 +124,9 @@ class CallScripts:
 
     async def _inbound(self, s: AgiSession, dialed: str, caller: str, now: dt.datetime) -> None:
         """Drive the one call-flow core (ivr/callflow.py): perform each action, answer it, go on."""
-        flow = inbound_flow(self.config, dialed, caller, now)
+        # the dialplan says whether the call arrived with video (sign-language path, routing/access.py)
+        video = (await s.get_variable(Var.VIDEO) or "") == "1"
+        flow = inbound_flow(self.config, dialed, caller, now, video=video)
         answer: object = None
         while True:
             try:

@@ -91,6 +91,10 @@ class SipSettings(_M):
     #: qualify_frequency); one that stops answering is unreachable and its agent marked 离线. 0: only an
     #: unregistration (or the registration expiring) counts
     seat_qualify_s: int = Field(30, ge=0, le=3600)
+    #: video codecs Asterisk passes through (never transcodes) between a video caller and a video seat (sign
+    #: language, `access.languages.<code>.video`): rendered on the seats with `video: true` and the carriers with
+    #: `video: true`; both legs of a call must share one, so the center names them once, here
+    video_codecs: list[str] = Field(default_factory=lambda: ["h264", "vp8"])
 
 
 class AsteriskSettings(_M):
@@ -310,6 +314,9 @@ class Seat(_M):
     #: agent (话务员) or supervisor (班长席): only supervisor seats may listen, whisper, barge and force
     #: release (`supervision.feature_codes`, `hotline supervise`)
     role: Literal["agent", "supervisor"] = "agent"
+    #: the phone has a camera (sign-language seats, `access.languages.<code>.video`): its endpoint also allows
+    #: `asterisk.sip.video_codecs`, so a video caller's call reaches it with video
+    video: bool = False
 
 
 LegacyMode = Literal["merged", "dual_retained", "dual_cancelled", "branch_center", "forward", "dedicated", "parallel"]
@@ -516,6 +523,9 @@ class Carrier(_M):
         default_factory=lambda: ["diversion", "to", "request_uri"])
     #: trust the carrier's P-Asserted-Identity / Remote-Party-ID for the caller's number
     trust_caller_id: bool = True
+    #: the trunk carries video calls (VoLTE video, a video-capable SIP client): its endpoint also allows
+    #: `asterisk.sip.video_codecs`; a call that arrives with video goes to the sign-language seats
+    video: bool = False
 
 
 class OutboundPolicy(_M):
@@ -783,6 +793,10 @@ class LanguageSeats(_M):
     prompts: list[str] = Field(default_factory=list)
     #: the recording notice in this language (then the center's is not played again)
     recording_notice: str | None = None
+    #: sign-language seats (手语视频座席): a call that arrives with video (the caller's client offered a video
+    #: stream Asterisk accepted) goes straight to this queue with no spoken greeting or menu, and its seats
+    #: (`seats.<ext>.video`) get the call with video; audio-only callers reach it from a menu or a transfer
+    video: bool = False
 
     @field_validator("key")
     @classmethod

@@ -48,6 +48,9 @@ class Var(StrEnum):
     PRIORITY = "HOTLINE_PRIORITY"
     #: the language path taken (access.languages key: en, nan, …); empty: the center's own
     LANGUAGE = "HOTLINE_LANGUAGE"
+    #: "1": the call arrived with video (the caller's client offered a video stream Asterisk accepted, in one of
+    #: asterisk.sip.video_codecs): the sign-language path (access.languages.<code>.video); set by the dialplan
+    VIDEO = "HOTLINE_VIDEO"
     #: globals
     GENERAL = "HOTLINE_GENERAL"
     AGI = "HOTLINE_AGI"

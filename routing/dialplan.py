@@ -17,7 +17,7 @@ from model.contract import (AMI_EXCLUDED_EVENTS, ASTERISK_QUEUE_PREFIX, AmiRight
                             queue_context,
                             template_names)
 from model.destinations import Destination, DialDest, HangupDest, QueueDest, TransferDest
-from routing.access import language_of_queue
+from routing.access import language_of_queue, video_queue
 from routing.outbound import allowed_patterns, carrier_match, did_map, outbound_dial
 from routing.supervise import SWITCH_KEYS, spy_modes
 
@@ -186,6 +186,7 @@ def render(config: Config, inputs: RenderInputs) -> dict[str, str]:
         "rtp_start": inputs.rtp_range[0],
         "rtp_end": inputs.rtp_range[1],
         "side_suffix": RECORDING_SIDE_SUFFIX,
+        "video_queue": video_queue(config),
     }
     out: dict[str, str] = {}
     for tpl in sorted(TEMPLATES.glob("*.conf.j2")):

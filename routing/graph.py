@@ -44,6 +44,7 @@ from typing import Any
 from model.ticket_state import TicketState
 from model.config import DIGITS, LANGUAGE_VOICES, Config
 from model.loading import Problem, line_for
+from routing.access import video_problems
 from routing.outbound import carrier_problems
 from model.destinations import (
     AnnounceDest,
@@ -217,7 +218,8 @@ class _Checker:
             base = ("access", "languages", code)
             key(base + ("key",), lang.key)
             queue(base + ("queue",), lang.queue)
-            if lang.voice is None and code not in LANGUAGE_VOICES:
+            spoken = lang.offer or lang.prompts or lang.recording_notice
+            if spoken and lang.voice is None and code not in LANGUAGE_VOICES:
                 self.add(base + ("voice",), f"no espeak-ng voice known for {code!r}: set voice (e.g. en-us, yue)")
         for name, camp in a.campaigns.items():
             base = ("access", "campaigns", name)
@@ -627,5 +629,7 @@ def validate(config: Config, *, prompt_exists: Callable[[str], bool] | None = No
     """
     problems = _Checker(config, prompt_exists, filename, lines).run()
     for path, message in carrier_problems(config):  # carriers and the outbound policy (routing/outbound.py)
+        problems.append(Problem(filename, line_for(lines, path) if lines else None, _fmt(path), message))
+    for path, message in video_problems(config):  # sign-language video (routing/access.py)
         problems.append(Problem(filename, line_for(lines, path) if lines else None, _fmt(path), message))
     return problems

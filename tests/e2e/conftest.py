@@ -45,7 +45,9 @@ def e2e_config(path: Path | None = None) -> Config:
     cfg.api.port += OFFSET
     # the simulated carrier (SIPp in test_carrier.py) sends from 127.0.0.2, so the seats' phones on
     # 127.0.0.1 are never taken for the carrier (PJSIP identifies by address before username)
-    cfg.carriers[SIM_CARRIER] = Carrier(host="127.0.0.2", port=SIM_CARRIER_PORT, dids={"057112345": "12345"})
+    # it carries video too (tests/e2e/test_sign_language_calls.py: a video caller from 127.0.0.2)
+    cfg.carriers[SIM_CARRIER] = Carrier(host="127.0.0.2", port=SIM_CARRIER_PORT, dids={"057112345": "12345"},
+                                        video=True)
     # calls of this test world ring seats nobody answers on purpose (unregistered 1002/1003, scripted
     # timeouts): never let the agents' machine set one busy (未接) and so change what the next test sees
     cfg.agents.miss_limit = 0

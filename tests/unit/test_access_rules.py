@@ -155,3 +155,114 @@ def test_a_language_queue_reports_its_language_and_the_ticket_keeps_it_however_t
     records += a.feed({**head, "Event": "Hangup", "Uniqueid": "L1", "Timestamp": "4.1", "Channel": caller,
                        "Cause": "16"})
     assert [r.language for r in records] == ["nan"] and records[0].priority is None
+
+
+# ------------------------------------------------------------------ sign-language (video) seats
+
+
+def run_video(cfg: Config, dialed: str = "12345", caller: str = "13800000000") -> tuple[list[str], SetRoute]:
+    flow = inbound_flow(cfg, dialed, caller, MONDAY_10, video=True)
+    heard: list[str] = []
+    answer: object = None
+    while True:
+        action = flow.send(answer)
+        answer = None
+        if type(action).__name__ == "Play" or isinstance(action, Collect):
+            heard.append(action.prompt)  # type: ignore[union-attr]
+            answer = Timeout() if isinstance(action, Collect) else None
+        elif type(action).__name__ == "Now":
+            answer = MONDAY_10
+        elif isinstance(action, SetRoute):
+            return heard, action
+
+
+def test_a_video_call_goes_to_the_sign_language_seats_with_nothing_spoken() -> None:
+    cfg = shipped()
+    assert cfg.access.languages["csl"].video and cfg.seats["1006"].video and cfg.carriers["telecom"].video
+    heard, route = run_video(cfg)
+    vars_ = dict(route.variables)
+    assert heard == [] and vars_[Var.QUEUE] == "sign" and vars_[Var.LANGUAGE] == "csl" and route.language == "csl"
+    # a listed elderly caller who calls with video keeps the priority in the sign-language queue
+    heard, route = run_video(cfg, caller="13900000001")
+    assert dict(route.variables)[Var.QUEUE] == "sign" and route.priority == "listed"
+    # a line with its own seats keeps them (only the 12345 flow is replaced)
+    _, route = run_video(cfg, dialed="12333")
+    assert dict(route.variables)[Var.QUEUE] == "line_12333"
+    # the same call without video meets the greeting and the menu
+    heard, route = run(cfg, "13800000000", [])
+    assert "main_menu" in heard and dict(route.variables)[Var.QUEUE] == "general"
+    # a center with no sign-language seats: a video call is an ordinary call
+    cfg.access.languages["csl"].video = False
+    heard, route = run_video(cfg)
+    assert "main_menu" in heard and dict(route.variables)[Var.QUEUE] == "general"
+
+
+def test_video_seats_and_trunks_allow_the_video_codecs_and_the_dialplan_routes_video_calls() -> None:
+    from routing.dialplan import RenderInputs, render
+    from wire.conf import parse
+
+    cfg = shipped()
+    files = render(cfg, RenderInputs(ami_secret="x", seat_secrets={k: "x" for k in cfg.seats}))
+    pj = parse(files["pjsip.conf"], "pjsip.conf")
+
+    def allows(name: str) -> list[str]:
+        """The allow lines of a seat's own sections (its endpoint; the auth and aor have none)."""
+        return [i.value for s in pj.sections if s.name == name for i in s.items if i.key == "allow"]
+
+    assert allows("1006") == ["h264,vp8"] and allows("1001") == []  # (the template gives both ulaw,alaw)
+    ext = files["extensions.conf"]
+    inbound = ext[ext.index("[hotline-inbound]"):]
+    inbound = inbound[:inbound.index("\n[")]
+    assert 'Set(HOTLINE_VIDEO=${IF($["${CHANNEL(videonativeformat)}" =~ "h264|vp8"]?1:)})' in inbound
+    # with the controller down a video caller still reaches the sign-language queue
+    assert 'ExecIf($["${HOTLINE_VIDEO}" = "1"]?Set(HOTLINE_FALLBACK_QUEUE=sign))' in inbound
+    assert inbound.index("HOTLINE_VIDEO=") < inbound.index("AGI(")
+    cfg.access.languages["csl"].video = False
+    ext = render(cfg, RenderInputs(ami_secret="x", seat_secrets={k: "x" for k in cfg.seats}))["extensions.conf"]
+    assert "HOTLINE_VIDEO" not in ext
+
+
+def test_check_validates_the_video_settings() -> None:
+    from model.config import LanguageSeats
+    from routing.graph import validate
+
+    def problems(cfg: Config) -> dict[str, str]:
+        return {p.field: p.message for p in validate(cfg, prompt_exists=lambda _: True)}
+
+    assert not [f for f in problems(shipped()) if "video" in f or f.startswith(("access", "queues.sign"))]
+    cfg = shipped()
+    cfg.asterisk.sip.video_codecs = ["h264", "mpeg2"]
+    cfg.access.languages["hk"] = LanguageSeats(name="香港手语", queue="sign", video=True)
+    cfg.queues["sign"].members = ["1005"]
+    cfg.carriers["telecom"].video = False
+    got = problems(cfg)
+    assert "unknown video codec 'mpeg2'" in got["asterisk.sip.video_codecs.1"]
+    assert "only one language takes the video calls: csl already does" in got["access.languages.hk.video"]
+    assert "no seat with video: true" in got["queues.sign.members"]
+    assert "no carrier has video: true" in got["carriers"]
+    # a language that speaks nothing needs no espeak voice (csl, hk); one with prompts does
+    assert "access.languages.hk.voice" not in got and "access.languages.csl.voice" not in got
+    cfg.access.languages["hk"].prompts = ["minnan_welcome"]
+    assert "no espeak-ng voice known for 'hk'" in problems(cfg)["access.languages.hk.voice"]
+    cfg = shipped()
+    cfg.asterisk.sip.video_codecs = []
+    assert "needs at least one video codec" in problems(cfg)["asterisk.sip.video_codecs"]
+
+
+def test_explain_prints_each_access_path() -> None:
+    """`hotline explain` on the shipped config: every path of issue 18, by the options an admin would give."""
+    cases = [
+        (["--from", "13900000001"], "final destination: queue:general", "老年人优先 (listed)"),
+        (["--digits", "9"], "final destination: queue:general", "老年人优先 (key)"),
+        (["--digits", "8"], "final destination: queue:english", "language en"),
+        (["--digits", "6"], "final destination: queue:minnan", "language nan"),
+        (["--video"], "final destination: queue:sign", "a video call: the sign-language seats"),
+        (["--digits", "7", "--at", "2026-07-01 10:00"], "final destination: queue:campaign_flood", "campaign:flood"),
+        (["--digits", "7", "--at", "2026-11-30 10:00"], "final destination: queue:general", "invalid"),
+        (["--to", "12301"], "final destination: queue:tourism", "12301"),
+        (["--to", "961017"], "final destination: queue:general", "求助"),
+    ]
+    for args, final, says in cases:
+        r = CliRunner().invoke(main, ["explain", "--at", "2026-11-30 10:00", *args])
+        assert r.exit_code == 0, (args, r.output)
+        assert final in r.output and says in r.output, (args, r.output)

@@ -21,7 +21,7 @@ from ivr.prompts import all_prompt_texts, output_path
 from routing.dialplan import Layout
 
 SHIPPED = default_config_path()
-SECRET_ENV = {**{f"HOTLINE_SEAT_{ext}_SECRET": f"seat-pw-{ext}-k7Qm2x" for ext in ("1001", "1002", "1003", "1004", "1005", "9001")},
+SECRET_ENV = {**{f"HOTLINE_SEAT_{ext}_SECRET": f"seat-pw-{ext}-k7Qm2x" for ext in ("1001", "1002", "1003", "1004", "1005", "1006", "9001")},
               "HOTLINE_AMI_SECRET": "ami-pw"}
 AMI_SECRETS = {"apply": "ami-apply-pw"}
 

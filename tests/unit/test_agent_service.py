@@ -73,9 +73,10 @@ async def test_first_start_unpauses_every_configured_member_never_adds_or_remove
                       ("hotline-line_12333", "PJSIP/1003", "false"),
                       # issue 18's language and special-line seats
                       ("hotline-english", "PJSIP/1004", "false"), ("hotline-tourism", "PJSIP/1004", "false"),
-                      ("hotline-minnan", "PJSIP/1005", "false"), ("hotline-campaign_flood", "PJSIP/1005", "false")}
+                      ("hotline-minnan", "PJSIP/1005", "false"), ("hotline-campaign_flood", "PJSIP/1005", "false"),
+                      ("hotline-sign", "PJSIP/1006", "false")}
     assert {s["agent"]: s["state"] for s, _ in saves} == {"1001": "ready", "1002": "ready", "1003": "ready",
-                                                          "1004": "ready", "1005": "ready"}
+                                                          "1004": "ready", "1005": "ready", "1006": "ready"}
     await svc.stop()
 
 
@@ -95,7 +96,8 @@ async def test_saved_state_is_restored_not_reset(cfg):
         ("hotline-general", "PJSIP/1002", "true", "签出"), ("hotline-overflow", "PJSIP/1002", "true", "签出"),
         ("hotline-expert", "PJSIP/1003", "true", "签出"), ("hotline-line_12333", "PJSIP/1003", "true", "签出"),
         ("hotline-english", "PJSIP/1004", "true", "签出"), ("hotline-tourism", "PJSIP/1004", "true", "签出"),
-        ("hotline-minnan", "PJSIP/1005", "true", "签出"), ("hotline-campaign_flood", "PJSIP/1005", "true", "签出")}
+        ("hotline-minnan", "PJSIP/1005", "true", "签出"), ("hotline-campaign_flood", "PJSIP/1005", "true", "签出"),
+        ("hotline-sign", "PJSIP/1006", "true", "签出")}
     await svc.stop()
 
 

@@ -46,7 +46,8 @@ async def test_agents_saved_and_restored_across_a_controller_restart(tmp_path):
         ("PJSIP/1002", "hotline-general", "true", "签出"), ("PJSIP/1002", "hotline-overflow", "true", "签出"),
         ("PJSIP/1003", "hotline-expert", "false", ""), ("PJSIP/1003", "hotline-line_12333", "false", ""),
         ("PJSIP/1004", "hotline-english", "false", ""), ("PJSIP/1004", "hotline-tourism", "false", ""),
-        ("PJSIP/1005", "hotline-minnan", "false", ""), ("PJSIP/1005", "hotline-campaign_flood", "false", "")}
+        ("PJSIP/1005", "hotline-minnan", "false", ""), ("PJSIP/1005", "hotline-campaign_flood", "false", ""),
+        ("PJSIP/1006", "hotline-sign", "false", "")}
     await svc2.stop()
     await store.close()
 

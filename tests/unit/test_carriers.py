@@ -16,7 +16,7 @@ from ticketbridge.callbacks import CallbackDialer, CallbackError
 from wire.conf import dialplan_steps, load_tree, parse
 
 SHIPPED = default_config_path()
-STRONG = {f"HOTLINE_SEAT_{e}_SECRET": f"Seat-{e}-k7Qm2xZp" for e in ("1001", "1002", "1003", "1004", "1005", "9001")}
+STRONG = {f"HOTLINE_SEAT_{e}_SECRET": f"Seat-{e}-k7Qm2xZp" for e in ("1001", "1002", "1003", "1004", "1005", "1006", "9001")}
 
 
 def shipped(**update) -> Config:
@@ -93,7 +93,10 @@ def test_ip_carrier_renders_endpoint_identify_and_did_context() -> None:
     files = rendered(shipped())
     pj = files["pjsip.conf"]
     ep = [s for s in sections(pj, "telecom") if s.get("type") == "endpoint"][0]
-    assert ep.get("context") == "hotline-carrier-telecom" and ep.get("allow") == "alaw,ulaw"
+    # the shipped trunk carries video calls too (sign-language seats): asterisk.sip.video_codecs after the audio
+    assert ep.get("context") == "hotline-carrier-telecom"
+    assert [i.value for i in ep.items if i.key == "allow"] == ["alaw,ulaw", "h264,vp8"]
+    assert ep.get("max_video_streams") == "1"
     assert ep.get("trust_id_inbound") == "yes" and ep.get("outbound_auth") is None
     ident = sections(pj, "telecom-identify")[0]
     assert [i.value for i in ident.items if i.key == "match"] == ["192.0.2.10", "192.0.2.11"]
@@ -138,7 +141,8 @@ def test_registering_carrier_renders_registration_with_its_secret() -> None:
     assert sections(pj, "unicom-auth")[0].get("password") == "carrier-Secret-1"
     assert [i.value for i in sections(pj, "unicom-identify")[0].items if i.key == "match"] == ["sip.carrier.example"]
     ep = [s for s in sections(pj, "unicom") if s.get("type") == "endpoint"][0]
-    assert ep.get("allow") == "g722,alaw" and ep.get("outbound_auth") == "unicom-auth"
+    assert [i.value for i in ep.items if i.key == "allow"] == ["g722,alaw", "h264,vp8"]
+    assert ep.get("outbound_auth") == "unicom-auth"
     problems = check_config(cfg, environ=STRONG, check_secrets=True)
     assert any(p.field == "carriers.unicom" and "HOTLINE_CARRIER_UNICOM_SECRET" in p.message for p in problems)
     assert not [p for p in check_config(cfg, environ={**STRONG, "HOTLINE_CARRIER_UNICOM_SECRET": "x" * 20})
