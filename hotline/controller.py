@@ -52,8 +52,9 @@ from ivr.supervisor_phone import SupervisorPhone
 from routing.supervise import Release
 from routing.supervise_service import NO_UID, SupervisionService
 from ticketbridge.assembler import Assembler, CallRecord
-from ticketbridge.callbacks import CallbackDialer, CallbackError, CallbackResult, is_callback_call
+from ticketbridge.callbacks import CallbackDialer, CallbackError, CallbackResult, controller_id, is_callback_call
 from ticketbridge.cdr import CDR_SETTLE_S, CdrReplayer
+from ticketbridge.leases import JobLease
 from ticketbridge.outbox import OutboxPusher
 from ticketbridge.pending import PendingSaves
 from ticketbridge.scheduler import OutreachScheduler
@@ -69,6 +70,8 @@ log = structlog.get_logger("hotline.controller")
 
 #: the longest one step of `stop` (a task ending, the AMI link closing, the store closing) may take
 STOP_STEP_S = 15.0
+#: the shortest lease on the CDR replay: a controller that died hands it over after at most this long
+CDR_LEASE_MIN_S = 15.0
 #: how often the controller logs its health (`controller_health`; `hotline status` asks for it any time)
 HEALTH_LOG_S = 60.0
 
@@ -106,10 +109,16 @@ class Controller:
         self.cdr_settle_s = cdr_settle_s
         #: tickets for calls the controller never saw, from Asterisk's CDR file (None: no file configured)
         self.cdr: CdrReplayer | None = None
+        #: who this controller is in the shared store: the owner of its claims and leases
+        self.owner = controller_id()
+        #: the CDR replay of this Asterisk node runs on one controller at a time (ticketbridge/leases.py)
+        self.cdr_lease: JobLease | None = None
         if self.cdr_path:
             self.cdr = CdrReplayer(self.cdr_path, lookup=self._ticket_of, save=self._save_from_cdr,
                                    open_ids=self._open_linkedids, settle_s=cdr_settle_s, instance=instance,
-                                   on_callback=self._callback_from_cdr)
+                                   on_callback=self._callback_from_cdr, gate=self._cdr_gate)
+            self.cdr_lease = JobLease(self.store, f"cdr-replay:{instance}", self.owner,
+                                      ttl_s=max(CDR_LEASE_MIN_S, 3 * self.cdr.interval_s))
         #: every background task this controller started and has not seen finish (stop() awaits them)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
@@ -120,7 +129,7 @@ class Controller:
         self.saved: list[str] = []  # ticket numbers saved by this process (for the demo and tests)
         self.on_saved: list[Callable[[CallRecord, Any], Any]] = []
         # missed-call callbacks (漏接电话回拨) and the outbox pusher (None unless outbox.url is set)
-        self.callbacks = CallbackDialer(self.store, self.ami, config.callbacks, policy=config)
+        self.callbacks = CallbackDialer(self.store, self.ami, config.callbacks, policy=config, owner=self.owner)
         #: automatic callbacks and 回访 (callbacks.auto, followups.auto; each off unless enabled): the rules
         #: (ticketbridge/outreach_rules.py) on the store's clock, claims in the store, calls by the dialer above
         self.scheduler = OutreachScheduler(self.store, self.callbacks, lambda: self.config, self.store.now)
@@ -254,6 +263,8 @@ class Controller:
         await self._end_task(self._scheduler_task)  # calls being placed end; their claims' leases expire
         await self._end_task(self._health_task)
         await self._end_task(self._cdr_task)
+        if self.cdr_lease is not None:  # the other controller replays from its next round on
+            await self._bounded(self.cdr_lease.release(), "cdr-lease")
         await self._end_task(self._transcriber_task)  # calls not transcribed yet stay untranscribed
         await self.agi.stop(grace_s)
         for record in self.assembler.open_records():
@@ -403,7 +414,8 @@ class Controller:
         healthy = bool(ami["connected"] and ami["dispatcher_alive"] and not len(p))
         return {"healthy": healthy, "ami": ami, "store": store,
                 "calls_in_progress": len(self.assembler.open_records()), "config_generation": self.generation,
-                "fastagi_port": self.agi.port}
+                "fastagi_port": self.agi.port, "owner": self.owner,
+                "cdr_replay": None if self.cdr_lease is None else ("held" if self.cdr_lease.held else "standby")}
 
     async def _log_health(self) -> None:
         while True:
@@ -559,6 +571,10 @@ class Controller:
         if self.cdr is None:
             return 0
         return await self.cdr.reconcile()
+
+    async def _cdr_gate(self) -> bool:
+        """Replay this round only while this controller holds the node's CDR replay (several controllers)."""
+        return self.cdr_lease is None or await self.cdr_lease.hold()
 
     async def _ticket_of(self, linkedid: str) -> Any:
         return await self.store.get_by_linkedid(linkedid)
