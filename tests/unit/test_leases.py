@@ -113,3 +113,24 @@ async def test_many_controllers_racing_for_one_lease(make_store: StoreFactory, n
     stores = [await make_store() for _ in range(n)]
     got = await asyncio.gather(*[s.take_lease("race", f"ctl-{i}", 30) for i, s in enumerate(stores)])
     assert sum(got) == 1, got
+
+
+async def test_two_controllers_racing_on_reminders_and_passwords_do_each_once(
+        make_store: StoreFactory) -> None:  # noqa: F811
+    """The other scheduled and after-save work claims row by row: deadline reminders (SKIP LOCKED + reminded_for)
+    and the query password the SMS notice carries (the ticket row locked) are made once when both try at once."""
+    a, b = await make_store(), await make_store()
+    urgent = []
+    for i in range(4):
+        no = (await a.save_call(rec(f"r.{i}"))).ticket_no
+        await a.set_urgent(no, True, actor="agent")
+        urgent.append(no)
+    got = await asyncio.gather(a.write_deadline_reminders(dt.timedelta(hours=3)),
+                               b.write_deadline_reminders(dt.timedelta(hours=3)))
+    assert sorted(got[0] + got[1]) == sorted(urgent), got
+    for no in urgent:
+        events = [o.payload["event"] for o in await a.outbox_for(no)]
+        assert events.count("deadline_reminder") == 1, events
+        pw = await asyncio.gather(a.issue_password(no, sms=False, actor="sms"),
+                                  b.issue_password(no, sms=False, actor="sms"))
+        assert len([p for p in pw if p is not None]) == 1, pw
