@@ -68,7 +68,7 @@ _CONTROLLER_ADDR = re.compile(r"^(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[
 class FastAgiSettings(_M):
     #: where this controller listens for FastAGI
     host: str = "127.0.0.1"
-    port: int = Field(4573, ge=1, le=65535)
+    port: int = Field(4573, ge=0, le=65535)  # 0: any free port (tests)
     #: listen backlog; Asterisk gives up connecting after ~2 s, a 20-slot backlog overflowed in the field.
     backlog: int = 1024
     command_timeout_s: float = 30.0
@@ -93,6 +93,18 @@ class FastAgiSettings(_M):
                 raise ValueError(f"controllers[{i}]: {addr!r} is listed twice")
             seen.add(key)
         return [a.strip() for a in v]
+
+    def rank(self) -> int:
+        """This controller's place in `controllers` (0: the one the dialplan tries first; none listed: 0; this
+        one not listed: after all of them). A lower rank takes over the node's agents (ticketbridge/leases.py)."""
+        if not self.controllers:
+            return 0
+        own = f"{self.host}:{self.port}".lower()
+        wildcard = self.host in ("0.0.0.0", "::", "[::]", "")
+        for i, c in enumerate(self.controllers):
+            if c.lower() == own or (wildcard and c.rsplit(":", 1)[1] == str(self.port)):
+                return i
+        return len(self.controllers)
 
     def agi_targets(self) -> list[str]:
         """The `host:port` of each controller the dialplan tries, in order (at least this one)."""

@@ -301,3 +301,5 @@ class Lease(Base):
     until: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     #: when the current owner took it (not renewed by each renewal): how long it has held the job
     since: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    #: the holder's place in asterisk.fastagi.controllers: a controller of lower rank takes the job over
+    rank: Mapped[int] = mapped_column(Integer, default=0)

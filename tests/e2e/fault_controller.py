@@ -1,7 +1,7 @@
 """The real controller as its own OS process, for the fault-injection tests (tests/e2e/test_faults.py).
 
 `python -m tests.e2e.fault_controller --store URL [--ami-port N] [--sim-callbacks] [--fastagi-port N --api-port N
---control-path P] [--auto-callbacks PATTERN]` runs what
+--control-path P --controllers H:P,H:P] [--auto-callbacks PATTERN]` runs what
 `hotline run` runs (Controller + serve: SIGTERM stops it gracefully) on this test instance's
 Asterisk (HOTLINE_INSTANCE / HOTLINE_PORT_OFFSET), JSON logs on stderr. The tests kill it with
 SIGKILL — a real process death: sockets closed by the kernel, nothing flushed.
@@ -29,6 +29,7 @@ def main() -> None:
     p.add_argument("--fastagi-port", type=int, default=None, help="listen for FastAGI here")
     p.add_argument("--api-port", type=int, default=None, help="the live API here")
     p.add_argument("--control-path", default=None, help="the control socket here")
+    p.add_argument("--controllers", default=None, help="asterisk.fastagi.controllers, comma-separated host:port")
     p.add_argument("--auto-callbacks", default=None, metavar="PATTERN",
                    help="the scheduler calls missed callers back by itself (seconds, any hour), only numbers "
                         "matching this outbound pattern (other tests' missed calls are given up)")
@@ -48,6 +49,8 @@ def main() -> None:
         cfg.asterisk.fastagi.port = args.fastagi_port
     if args.api_port:
         cfg.api.port = args.api_port
+    if args.controllers:
+        cfg.asterisk.fastagi.controllers = args.controllers.split(",")
     if args.auto_callbacks:
         always = "fault_controller_always"
         cfg.hours[always] = Hours(weekly={d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")})

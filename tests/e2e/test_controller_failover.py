@@ -5,7 +5,7 @@ real PostgreSQL, the dialplan rendered with `asterisk.fastagi.controllers: [firs
   although both controllers' AMI links saw every event and both saved it;
 * kill -9 of the first: new calls are answered by the second's IVR (Asterisk's connect to the dead one is
   refused, AGISTATUS FAILURE, the next controller is tried), each with one ticket, and the second takes over
-  the node's CDR replay once the dead one's lease runs out;
+  the node's CDR replay and its agents once the dead one's leases run out;
 * a missed call's automatic callback, with both schedulers polling the same database, is dialed once.
 
 Run with your own instance: HOTLINE_INSTANCE=x HOTLINE_PORT_OFFSET=n .venv/bin/pytest tests/e2e/test_controller_failover.py
@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from hotline.callrobot import CallRobot, wait_ticket
-from hotline.controller import CDR_LEASE_MIN_S
+from hotline.controller import AGENTS_LEASE_S, CDR_LEASE_MIN_S
 from hotline.install import install_everything
 from tests.e2e.conftest import INSTANCE, OFFSET
 from tests.e2e.faults import ControllerProcess
@@ -60,13 +60,15 @@ async def two_controllers(cfg: Any, asterisk: Any, apply_ami: Any, ami: Any, tmp
     """Both controllers on one fresh PostgreSQL database, the dialplan trying the first then the second."""
     port = cfg.asterisk.fastagi.port
     second = port + 1
-    await reload_dialplan(cfg, asterisk, apply_ami, [f"127.0.0.1:{port}", f"127.0.0.1:{second}"])
+    both = [f"127.0.0.1:{port}", f"127.0.0.1:{second}"]
+    await reload_dialplan(cfg, asterisk, apply_ami, both)
     got = await ami.action("Getvar", Variable="HOTLINE_AGI_2")
     assert got.get("Value") == f"agi://127.0.0.1:{second}", got
     made: list[ControllerProcess] = []
     try:
         async with fresh_pg() as db:
             url = db.render_as_string(hide_password=False)
+            extra = ("--controllers", ",".join(both), *extra)
             first = ControllerProcess(url, tmp_path / "controller-1.log", extra=list(extra))
             other = ControllerProcess(url, tmp_path / "controller-2.log", extra=[
                 "--fastagi-port", str(second), "--api-port", str(cfg.api.port + 1),
@@ -105,6 +107,9 @@ async def test_kill9_of_the_first_controller_the_second_answers_new_calls_and_ea
         job = f"cdr-replay:{INSTANCE}"
         await first.wait_log("lease_taken", 20, job=job)  # the first to start replays the node's CDR
         assert not other.events("lease_taken")
+        # the first in the list acts for the agents; the second stands by
+        assert [r["role"] for r in first.events("agents_role")] == ["active"]
+        assert [r["role"] for r in other.events("agents_role")] == ["standby"]
 
         before = [number() for _ in range(2)]
         robots = []
@@ -126,6 +131,9 @@ async def test_kill9_of_the_first_controller_the_second_answers_new_calls_and_ea
         taken = await other.wait_log("lease_taken", 30, job=job)  # the dead one's lease ran out
         handover = dt.datetime.fromisoformat(taken["timestamp"]).timestamp() - killed
         assert 0 < handover < CDR_LEASE_MIN_S + 5, handover
+        agents = await other.wait_log("agents_taken_over", 30)
+        agents_after = dt.datetime.fromisoformat(agents["timestamp"]).timestamp() - killed
+        assert 0 < agents_after < AGENTS_LEASE_S + 5, agents_after
 
         async with opened(url, cfg) as store:
             tickets = [await one_complete_ticket(store, r, c) for r, c in zip(robots, before + after)]
@@ -136,7 +144,7 @@ async def test_kill9_of_the_first_controller_the_second_answers_new_calls_and_ea
                 assert len(created) == 1, t.ticket_no
         await other.stop()
     print(f"\nfailover: dial → IVR menu {to_menu_both:.1f} s with both up, {to_menu_failover:.1f} s after kill -9 "
-          f"of the first; CDR replay taken over {handover:.1f} s after the kill")
+          f"of the first; CDR replay taken over {handover:.1f} s, the agents {agents_after:.1f} s after the kill")
 
 
 async def test_a_missed_call_is_called_back_once_with_two_controllers_polling(

@@ -68,8 +68,10 @@ async def test_job_lease_adapter_and_a_store_that_is_away(store: TicketStore) ->
         async def take_lease(self, *a: object) -> bool:
             raise ConnectionRefusedError("the store is away")
 
-    theirs.store = Away()  # nobody may assume the job is still theirs: the other may have taken it meanwhile
-    assert not await theirs.hold() and not theirs.held
+    theirs.store = Away()  # unknown: as it was (acting for the agents through an outage; a standby stays one)
+    assert await theirs.hold() and theirs.held
+    mine.store = Away()
+    assert not await mine.hold() and not mine.held
 
 
 async def test_cdr_replay_runs_only_behind_its_gate_and_reads_everything_once_the_gate_opens(
@@ -134,3 +136,25 @@ async def test_two_controllers_racing_on_reminders_and_passwords_do_each_once(
         pw = await asyncio.gather(a.issue_password(no, sms=False, actor="sms"),
                                   b.issue_password(no, sms=False, actor="sms"))
         assert len([p for p in pw if p is not None]) == 1, pw
+
+
+async def test_a_lower_rank_takes_the_job_over_and_a_dead_local_holder_is_replaced_at_once(
+        make_store: StoreFactory) -> None:  # noqa: F811
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    a, b = await make_store(), await make_store()
+    assert await b.take_lease("agents:n1", "ctl-second", 30, rank=1)
+    assert not await a.take_lease("agents:n1", "ctl-third", 30, rank=2)  # higher rank: waits
+    assert await a.take_lease("agents:n1", "ctl-first", 30, rank=0)  # the dialplan's first: takes it over now
+    assert not await b.take_lease("agents:n1", "ctl-second", 30, rank=1)  # the second learns it stands by
+    # a controller of this host killed (its pid gone) and restarted: its old lease is taken at once
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_owner = f"{socket.gethostname()[:32]}:{gone.stdout.strip()}:abcdef"
+    assert await a.take_lease("cdr-replay:n1", dead_owner, 30)
+    restarted = JobLease(b, "cdr-replay:n1", f"{socket.gethostname()[:32]}:{os.getpid()}:123456", 30)
+    assert await restarted.hold()
+    alive = JobLease(a, "cdr-replay:n1", "other-host:1:aaaaaa", 30)  # a live holder elsewhere is never replaced
+    assert not await alive.hold()

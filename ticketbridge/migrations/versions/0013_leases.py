@@ -1,5 +1,6 @@
 """Several controllers sharing one database (issue 16 item 3): `leases`, one row per job that only one
-controller may run at a time (the CDR replay of an Asterisk node), held by its owner until `until`.
+controller may run at a time (the CDR replay of an Asterisk node, its agents' automatic actions), held by
+its owner until `until`; a controller of lower `rank` (earlier in asterisk.fastagi.controllers) takes it over.
 
 Revision ID: 0013_leases
 Revises: 0012_access
@@ -24,6 +25,7 @@ def upgrade() -> None:
         sa.Column("owner", sa.String(64), nullable=False),
         sa.Column("until", sa.DateTime(timezone=True), nullable=False),
         sa.Column("since", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("rank", sa.Integer, nullable=False, server_default="0"),
     )
 
 
