@@ -84,3 +84,25 @@ def test_two_controllers_each_agi_step_tries_the_second_only_when_the_first_was_
     # the inbound call still falls back to the queue when neither answered
     inbound = conf[conf.index("[hotline-inbound]"):]
     assert inbound.index("AGI(${HOTLINE_AGI_2}/inbound)") < inbound.index('!= "SUCCESS"]?fallback)')
+
+
+def test_controllers_on_other_hosts_need_postgresql(tmp_path: Path) -> None:
+    path, _ = with_controllers(tmp_path, "['10.0.0.5:4573', '10.0.0.6:4573']")
+    r = CliRunner().invoke(main, ["check", "--skip-secrets", "-c", str(path), "--json"], catch_exceptions=False)
+    [p] = [p for p in json.loads(r.stdout)["problems"] if p["field"] == "asterisk.fastagi.controllers"]
+    assert "PostgreSQL" in p["message"] and p["line"] is not None
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("controllers: ['10.0.0.5:4573', '10.0.0.6:4573']",
+                                 "controllers: ['127.0.0.1:4573', '127.0.0.1:4574']"), encoding="utf-8")
+    r = CliRunner().invoke(main, ["check", "--skip-secrets", "-c", str(path), "--json"], catch_exceptions=False)
+    assert not [p for p in json.loads(r.stdout)["problems"] if p["field"] == "asterisk.fastagi.controllers"]
+
+
+def test_rank_is_the_place_in_the_list() -> None:
+    from model.config import FastAgiSettings
+
+    assert FastAgiSettings().rank() == 0
+    two = ["10.0.0.5:4573", "10.0.0.6:4573"]
+    assert FastAgiSettings(host="10.0.0.6", controllers=two).rank() == 1
+    assert FastAgiSettings(host="0.0.0.0", port=4573, controllers=["10.0.0.5:4574", "10.0.0.6:4573"]).rank() == 1
+    assert FastAgiSettings(host="10.0.0.9", controllers=two).rank() == 2  # not listed: after all of them
