@@ -18,6 +18,7 @@ import contextlib
 import datetime as dt
 import os
 import random
+import socket
 import time
 from collections import Counter
 from pathlib import Path
@@ -179,3 +180,58 @@ async def test_a_missed_call_is_called_back_once_with_two_controllers_polling(
             watch.close()
         await first.stop()
         await other.stop()
+
+
+@contextlib.contextmanager
+def unanswering_address():
+    """host:port where nothing answers a TCP SYN (a host gone, or a controller too stuck to accept): a listening
+    socket that never accepts, its accept queue filled, so the kernel drops further SYNs. (A made-up remote
+    address does not do here: this machine's network accepts any outbound connection.)"""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    port = srv.getsockname()[1]
+    fill = []
+    try:
+        for _ in range(4):
+            c = socket.socket()
+            c.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                c.connect(("127.0.0.1", port))
+            fill.append(c)
+        time.sleep(0.3)
+        probe = socket.socket()
+        probe.settimeout(2.5)
+        with pytest.raises(TimeoutError):  # the premise: a connect there is never answered
+            probe.connect(("127.0.0.1", port))
+        probe.close()
+        yield f"127.0.0.1:{port}"
+    finally:
+        for c in fill:
+            c.close()
+        srv.close()
+
+
+async def test_a_first_controller_that_never_answers_costs_the_caller_the_connect_timeout_only(
+        cfg, asterisk, ami, apply_ami, agents, tmp_path) -> None:
+    """The first listed controller never answers (its host gone: SYNs unanswered), the second serves: Asterisk
+    gives up on the first after its connect timeout (2 s) and the same IVR answers."""
+    port = cfg.asterisk.fastagi.port
+    await agents.add("general", talk_s=1)
+    ctl = ControllerProcess(f"sqlite+aiosqlite:///{tmp_path}/tickets.db", tmp_path / "controller.log")
+    try:
+        with unanswering_address() as dead:
+            await reload_dialplan(cfg, asterisk, apply_ami, [dead, f"127.0.0.1:{port}"])
+            await ctl.start()
+            caller = number()
+            robot, to_menu = await served_call(ami, caller)
+        assert inbound_sessions(ctl) == 1
+        async with opened(f"sqlite+aiosqlite:///{tmp_path}/tickets.db", cfg) as store:
+            t = await one_complete_ticket(store, robot, caller)
+            assert t.outcome == "answered" and t.handled_by != "fallback"
+        await ctl.stop()
+    finally:
+        if ctl.proc is not None:
+            ctl.kill9()
+        await reload_dialplan(cfg, asterisk, apply_ami, [])
+    print(f"\nfirst controller unanswering: dial → IVR menu {to_menu:.1f} s (Asterisk's 2 s connect timeout included)")
