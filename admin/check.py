@@ -251,6 +251,20 @@ def render_files(config: Config, seat_secrets: Mapping[str, str], *, ami_secret:
     return files
 
 
+_LOOPBACK = re.compile(r"^(127\.[0-9.]+|localhost|\[::1\])$", re.IGNORECASE)
+
+
+def controller_problems(config: Config, file: str, lines: Lines) -> list[Problem]:
+    """Several FastAGI controllers on other hosts share their tickets, claims and leases through one database:
+    a SQLite file on one machine cannot be that (README "Several controllers")."""
+    hosts = [c.rsplit(":", 1)[0] for c in config.asterisk.fastagi.controllers]
+    if len(hosts) < 2 or not config.store.url.startswith("sqlite") or all(_LOOPBACK.match(h) for h in hosts):
+        return []
+    return [Problem(file, line_of(lines, "asterisk", "fastagi"), "asterisk.fastagi.controllers",
+                    "several controllers on other hosts need one shared PostgreSQL store (store.url "
+                    "postgresql+asyncpg://…): each host's SQLite file would hold its own tickets, claims and leases")]
+
+
 def check_config(config: Config, *, file: str = "<config>", lines: Lines | None = None,
                  prompts_dir: Path | None = None, custom_dir: Path = CUSTOM_DIR,
                  environ: Mapping[str, str] | None = None, seat_secrets: Mapping[str, str] | None = None,
@@ -269,6 +283,7 @@ def check_config(config: Config, *, file: str = "<config>", lines: Lines | None 
     problems: list[Problem] = []
     problems += validate(config, filename=file, lines=lines)
     problems += classifier_problems(config, file, lines)
+    problems += controller_problems(config, file, lines)
     if seat_secrets is None:
         if check_secrets:
             problems += secret_problems(config, file, lines, environ, installed_secrets)

@@ -50,6 +50,8 @@ def status_cmd(as_json: bool) -> None:
             click.echo("store: ok")
         if s["left_to_cdr"]:
             click.echo(f"       {s['left_to_cdr']} ticket(s) let go while it was away (rebuilt from the CDR)")
+        if h.get("agents") or h.get("cdr_replay"):  # several controllers share the node's jobs (README)
+            click.echo(f"jobs:  agents {h.get('agents') or '-'}; CDR replay {h.get('cdr_replay') or '-'}")
     raise SystemExit(EXIT_OK if h["healthy"] else EXIT_BAD)
 
 

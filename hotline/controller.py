@@ -52,8 +52,9 @@ from ivr.supervisor_phone import SupervisorPhone
 from routing.supervise import Release
 from routing.supervise_service import NO_UID, SupervisionService
 from ticketbridge.assembler import Assembler, CallRecord
-from ticketbridge.callbacks import CallbackDialer, CallbackError, CallbackResult, is_callback_call
+from ticketbridge.callbacks import CallbackDialer, CallbackError, CallbackResult, controller_id, is_callback_call
 from ticketbridge.cdr import CDR_SETTLE_S, CdrReplayer
+from ticketbridge.leases import JobLease
 from ticketbridge.outbox import OutboxPusher
 from ticketbridge.pending import PendingSaves
 from ticketbridge.scheduler import OutreachScheduler
@@ -69,6 +70,11 @@ log = structlog.get_logger("hotline.controller")
 
 #: the longest one step of `stop` (a task ending, the AMI link closing, the store closing) may take
 STOP_STEP_S = 15.0
+#: the shortest lease on the CDR replay: a controller that died hands it over after at most this long
+CDR_LEASE_MIN_S = 15.0
+#: the agents' lease (several controllers on one Asterisk): renewed every third of it; a dead holder's agents
+#: are taken over after at most this long (at once by a lower-ranked controller or a restart on the same host)
+AGENTS_LEASE_S = 10.0
 #: how often the controller logs its health (`controller_health`; `hotline status` asks for it any time)
 HEALTH_LOG_S = 60.0
 
@@ -106,10 +112,17 @@ class Controller:
         self.cdr_settle_s = cdr_settle_s
         #: tickets for calls the controller never saw, from Asterisk's CDR file (None: no file configured)
         self.cdr: CdrReplayer | None = None
+        #: who this controller is in the shared store: the owner of its claims and leases
+        self.owner = controller_id()
+        #: the CDR replay of this Asterisk node runs on one controller at a time (ticketbridge/leases.py)
+        self.cdr_lease: JobLease | None = None
+        a = config.asterisk
         if self.cdr_path:
             self.cdr = CdrReplayer(self.cdr_path, lookup=self._ticket_of, save=self._save_from_cdr,
                                    open_ids=self._open_linkedids, settle_s=cdr_settle_s, instance=instance,
-                                   on_callback=self._callback_from_cdr)
+                                   on_callback=self._callback_from_cdr, gate=self._cdr_gate)
+            self.cdr_lease = JobLease(self.store, f"cdr-replay:{instance}", self.owner,
+                                      ttl_s=max(CDR_LEASE_MIN_S, 3 * self.cdr.interval_s), rank=a.fastagi.rank())
         #: every background task this controller started and has not seen finish (stop() awaits them)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
@@ -120,7 +133,7 @@ class Controller:
         self.saved: list[str] = []  # ticket numbers saved by this process (for the demo and tests)
         self.on_saved: list[Callable[[CallRecord, Any], Any]] = []
         # missed-call callbacks (漏接电话回拨) and the outbox pusher (None unless outbox.url is set)
-        self.callbacks = CallbackDialer(self.store, self.ami, config.callbacks, policy=config)
+        self.callbacks = CallbackDialer(self.store, self.ami, config.callbacks, policy=config, owner=self.owner)
         #: automatic callbacks and 回访 (callbacks.auto, followups.auto; each off unless enabled): the rules
         #: (ticketbridge/outreach_rules.py) on the store's clock, claims in the store, calls by the dialer above
         self.scheduler = OutreachScheduler(self.store, self.callbacks, lambda: self.config, self.store.now)
@@ -152,6 +165,14 @@ class Controller:
         #: persisted in the store and put back at every AMI login (an Asterisk restart unpauses everyone)
         self.agents = AgentService(self.ami, config, save=self.store.save_agent, save_help=self.store.save_help)
         self.agents.attach()
+        #: several controllers on one Asterisk (asterisk.fastagi.controllers): one acts for the agents (their
+        #: automatic pauses), under a lease the lowest-ranked live controller holds; the others stand by
+        self.agents_lease: JobLease | None = None
+        self._agents_lease_task: asyncio.Task[Any] | None = None
+        if len(a.fastagi.controllers) > 1:
+            lease = self.agents_lease = JobLease(self.store, f"agents:{instance}", self.owner, ttl_s=AGENTS_LEASE_S,
+                                                 rank=a.fastagi.rank())
+            self.agents.active = lambda: lease.held
         self.agi.route("agent", AgentPhone(self.agents).script)
         self.agent_control = AgentControl(self.agents, self.store, self.clock)
         #: supervisors' listen / whisper / barge / force release (routing/supervise.py), from a seat's feature
@@ -215,6 +236,8 @@ class Controller:
         # before the AMI login, so its FullyBooted finds the agents as they were saved
         await self.live.start()  # today's tickets; Asterisk's calls come at the AMI login (FullyBooted)
         await self._start_agents()
+        if self.agents_lease is not None:
+            self._agents_lease_task = self._spawn(self._hold_agents(), "agents-lease")
         await self.ami.start()
         await self.control.start()
         if self.config.api.enabled:
@@ -252,8 +275,11 @@ class Controller:
             await self.api.stop()
             self.api = None
         await self._end_task(self._scheduler_task)  # calls being placed end; their claims' leases expire
+        await self._end_task(self._agents_lease_task)  # no take-over while stopping
         await self._end_task(self._health_task)
         await self._end_task(self._cdr_task)
+        if self.cdr_lease is not None:  # the other controller replays from its next round on
+            await self._bounded(self.cdr_lease.release(), "cdr-lease")
         await self._end_task(self._transcriber_task)  # calls not transcribed yet stay untranscribed
         await self.agi.stop(grace_s)
         for record in self.assembler.open_records():
@@ -266,6 +292,8 @@ class Controller:
         await self._bounded(self.transfers.close(), "transfers")
         await self._bounded(self._stop_agents(), "agents")
         await self._release_agents()
+        if self.agents_lease is not None:  # the standby takes the agents over at its next renewal
+            await self._bounded(self.agents_lease.release(), "agents-lease")
         await self._end_task(self._outbox_task)  # undelivered rows stay in the outbox for the next start
         await self._end_task(self._sms_task)
         await self._end_task(self._reminder_task)
@@ -403,7 +431,9 @@ class Controller:
         healthy = bool(ami["connected"] and ami["dispatcher_alive"] and not len(p))
         return {"healthy": healthy, "ami": ami, "store": store,
                 "calls_in_progress": len(self.assembler.open_records()), "config_generation": self.generation,
-                "fastagi_port": self.agi.port}
+                "fastagi_port": self.agi.port, "owner": self.owner,
+                "agents": None if self.agents_lease is None else ("active" if self.agents_lease.held else "standby"),
+                "cdr_replay": None if self.cdr_lease is None else ("held" if self.cdr_lease.held else "standby")}
 
     async def _log_health(self) -> None:
         while True:
@@ -413,7 +443,11 @@ class Controller:
 
     # ------------------------------------------------------------------ seat agents
     async def _start_agents(self) -> None:
-        """Saved states back (none saved: every configured member signs in, ready); calls never wait on this."""
+        """Saved states back (none saved: every configured member signs in, ready); calls never wait on this.
+        Several controllers on one Asterisk: this one acts for them only when it holds their lease."""
+        if self.agents_lease is not None:
+            await self.agents_lease.hold()
+            log.info("agents_role", role="active" if self.agents_lease.held else "standby", rank=self.agents_lease.rank)
         try:
             saved = await self.store.agent_states()
             helping = await self.store.help_periods()
@@ -429,6 +463,26 @@ class Controller:
         except Exception:  # noqa: BLE001 - only the lock count is lost
             log.exception("agent_pin_failures_load_failed")
         await self.agents.start()
+
+    async def _hold_agents(self) -> None:
+        """Renew the agents' lease every third of it; on taking it (the active controller died, stopped, or this
+        one ranks first), load the agents' states as the other saved them and put them back in Asterisk."""
+        lease = self.agents_lease
+        assert lease is not None
+        while True:
+            await asyncio.sleep(lease.ttl_s / 3)
+            was = lease.held
+            if not await lease.hold() or was:
+                continue
+            try:
+                saved = await self.store.agent_states()
+                helping = await self.store.help_periods()
+            except Exception:  # noqa: BLE001 - never act on blank machines: try again next round
+                log.exception("agents_take_over_failed")
+                lease.held = False
+                continue
+            self.agents.take_over(saved, helping)
+            log.info("agents_taken_over", agents=len(saved), rank=lease.rank)
 
     async def _stop_agents(self) -> None:
         try:  # what was decided is sent and saved before the AMI link closes
@@ -538,6 +592,10 @@ class Controller:
                                         str(request.get("agent") or ""), actor=actor_of(request)[:64],
                                         uid=uid if isinstance(uid, int) else NO_UID, user=str(peer.get("user") or ""),
                                         via="cli")
+        if (request.get("op") == "agent" or (request.get("op") == "help" and str(request.get("action") or "list")
+                                             != "list")) and not self.agents.active():
+            return {"ok": False, "error": "this controller stands by for the agents of this Asterisk (another "
+                                          "controller acts for them: hotline status there says agents active)"}
         answer = await self.agent_control.handle(request)  # agents (list), agent (change): hotline/agent_control.py
         if answer is not None:
             return answer
@@ -559,6 +617,10 @@ class Controller:
         if self.cdr is None:
             return 0
         return await self.cdr.reconcile()
+
+    async def _cdr_gate(self) -> bool:
+        """Replay this round only while this controller holds the node's CDR replay (several controllers)."""
+        return self.cdr_lease is None or await self.cdr_lease.hold()
 
     async def _ticket_of(self, linkedid: str) -> Any:
         return await self.store.get_by_linkedid(linkedid)

@@ -62,12 +62,54 @@ class AmiSettings(_M):
         return self.secret_env if account == "controller" else f"{self.secret_env}_{account.upper()}"
 
 
+#: a FastAGI controller's address as the dialplan dials it: host (name, IPv4, or [IPv6]) and port
+_CONTROLLER_ADDR = re.compile(r"^(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\]):(?P<port>[0-9]{1,5})$")
+
+
 class FastAgiSettings(_M):
+    #: where this controller listens for FastAGI
     host: str = "127.0.0.1"
-    port: int = 4573
+    port: int = Field(4573, ge=0, le=65535)  # 0: any free port (tests)
     #: listen backlog; Asterisk gives up connecting after ~2 s, a 20-slot backlog overflowed in the field.
     backlog: int = 1024
     command_timeout_s: float = 30.0
+    #: the controllers the dialplan tries, in order, as `host:port` (README "Several controllers"): when one does
+    #: not answer within Asterisk's connect timeout (2 s; at once when refused) the next is tried, and with none
+    #: answering the caller goes to the general queue as ever. Empty: this controller only (`host:port` above).
+    controllers: list[str] = Field(default_factory=list, max_length=8)
+
+    @field_validator("controllers")
+    @classmethod
+    def _controllers(cls, v: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for i, addr in enumerate(v):
+            m = _CONTROLLER_ADDR.match(addr.strip()) if isinstance(addr, str) else None
+            if m is None or not 1 <= int(m["port"]) <= 65535:
+                raise ValueError(f"controllers[{i}]: {addr!r} is not host:port (e.g. 10.0.0.5:4573, port 1-65535)")
+            if m["host"] in ("0.0.0.0", "[::]"):
+                raise ValueError(f"controllers[{i}]: {addr!r}: the dialplan cannot dial a wildcard address; "
+                                 "give the controller's own address")
+            key = addr.strip().lower()
+            if key in seen:
+                raise ValueError(f"controllers[{i}]: {addr!r} is listed twice")
+            seen.add(key)
+        return [a.strip() for a in v]
+
+    def rank(self) -> int:
+        """This controller's place in `controllers` (0: the one the dialplan tries first; none listed: 0; this
+        one not listed: after all of them). A lower rank takes over the node's agents (ticketbridge/leases.py)."""
+        if not self.controllers:
+            return 0
+        own = f"{self.host}:{self.port}".lower()
+        wildcard = self.host in ("0.0.0.0", "::", "[::]", "")
+        for i, c in enumerate(self.controllers):
+            if c.lower() == own or (wildcard and c.rsplit(":", 1)[1] == str(self.port)):
+                return i
+        return len(self.controllers)
+
+    def agi_targets(self) -> list[str]:
+        """The `host:port` of each controller the dialplan tries, in order (at least this one)."""
+        return list(self.controllers) or [f"{self.host}:{self.port}"]
 
 
 class SipTls(_M):

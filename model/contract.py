@@ -176,6 +176,11 @@ def queue_context(queue: str) -> str:
     return f"{QUEUE_CONTEXT_PREFIX}{queue}"
 
 
+def agi_global(n: int) -> str:
+    """The global holding the n-th (1-based) FastAGI controller's `agi://host:port` in the dialplan."""
+    return Var.AGI.value if n == 1 else f"{Var.AGI.value}_{n}"
+
+
 def template_names() -> dict[str, object]:
     """The names as the Jinja templates use them: `var.X` a variable's name, `ref.X` its `${X}` reading."""
     return {

@@ -103,6 +103,13 @@ SaveFn = Callable[[Snapshot, list[Action]], Awaitable[None]]
 SaveHelpFn = Callable[[dict[str, Any]], Awaitable[None]]
 #: one unit of the worker's work: an agent's actions (with the queues they concern), or a membership job
 Job = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A job a person asked for (a supervisor's 多援一): sent even while this controller stands by."""
+
+    job: Job
 #: device states of a seat phone that mean it cannot take a call (Asterisk's DeviceStateChange `State`)
 UNREACHABLE_STATES = frozenset({"UNAVAILABLE", "INVALID"})
 #: pauses nobody would end while the controller is away (release())
@@ -166,9 +173,14 @@ class AgentService:
         self._loaded = False
         self.agents: dict[str, Agent] = agents_from_config(config)
         self._by_interface = {interface(a.id).lower(): a for a in self.agents.values()}
-        self._work: asyncio.Queue[tuple[Agent, list[Any], tuple[str, ...]] | Job] = asyncio.Queue()
+        self._work: asyncio.Queue[tuple[Agent, list[Any], tuple[str, ...], bool] | Job | Asked] = asyncio.Queue()
         self._tasks: list[asyncio.Task[Any]] = []
         self.pins = PinGuard(config.agents.pin_max_tries, config.agents.pin_lock_s)
+        #: whether this controller acts for the node's agents (hotline/controller.py: the `agents:<instance>`
+        #: lease, several controllers on one Asterisk). Standing by, the machines still follow the queue events,
+        #: but only what a person asked (a key, the API, 多援一) is sent and saved; nothing automatic (after-call
+        #: work, 离线, a login's re-apply, the release at stop) — the active controller does that.
+        self.active: Callable[[], bool] = lambda: True
 
     # ---------------------------------------------------------------- life
     def attach(self) -> None:
@@ -194,6 +206,12 @@ class AgentService:
             else:
                 # nothing before this start is known (since 0): the sign-in has no previous-state duration
                 self._queue(a, a.feed(SignIn(now, why="first start: configured members")))
+
+    def take_over(self, saved: Mapping[str, Snapshot] | None, help_periods: list[dict[str, Any]] | None = None) -> None:
+        """This controller now acts for the agents (the one that did stopped): their states as the other saved
+        them, put back in Asterisk as at a login."""
+        self.start_from(saved, help_periods)
+        self._on_booted({})
 
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._worker(), name="agents-worker"),
@@ -278,7 +296,9 @@ class AgentService:
     async def release(self) -> int:
         """Unpause every seat member Asterisk has paused for after-call work or 离线 (the controller stops, or
         failed to start): read from Asterisk's QueueStatus, so it works before any state was loaded.
-        Returns how many members were unpaused."""
+        Returns how many members were unpaused; none while standing by (the active controller keeps them)."""
+        if not self.active():
+            return 0
         rows = await self.ami.action_list("QueueStatus")
         n = 0
         for r in rows:
@@ -312,7 +332,7 @@ class AgentService:
         if a is None:
             raise KeyError(agent_id)
         out = a.feed(inp)
-        self._queue(a, out)
+        self._queue(a, out, asked=True)
         await self.drain()
         return out
 
@@ -361,8 +381,9 @@ class AgentService:
         if not any(isinstance(x, Refused) for x in out):
             for other in self.agents.values():  # one agent, one seat
                 if other is not a and other.agent_id == agent_id and other.state is not AgentState.SIGNED_OUT:
-                    self._queue(other, other.feed(SignOut(now, by=agent_id, why=f"hot-desk to seat {seat}")))
-        self._queue(a, out)
+                    self._queue(other, other.feed(SignOut(now, by=agent_id, why=f"hot-desk to seat {seat}")),
+                                asked=True)
+        self._queue(a, out, asked=True)
         await self.drain()
         return PinOutcome.REFUSED if any(isinstance(x, Refused) for x in out) else PinOutcome.SIGNED_IN
 
@@ -372,7 +393,7 @@ class AgentService:
         log.warning("agent_pin_refused", seat=a.id, agent=agent_id if known else "(unknown)", tries=tries,
                     locked=locked, cause=cause)
         if known:  # an unknown ID is no agent: nothing of it goes in agent_events
-            self._queue(a, [PinRefused(agent_id, a.id, now, a.state, tries, locked, cause)])
+            self._queue(a, [PinRefused(agent_id, a.id, now, a.state, tries, locked, cause)], asked=True)
 
     async def feature(self, agent_id: str, code: str, digit: str = "") -> list[Action]:
         """A feature code dialed on the agent's phone (`agents.feature_codes`)."""
@@ -393,18 +414,24 @@ class AgentService:
         return await self.command(agent_id, inp)
 
     # ---------------------------------------------------------------- outputs
-    def _queue(self, a: Agent, actions: list[Action]) -> None:
-        self._work.put_nowait((a, actions, a.queues))
+    def _queue(self, a: Agent, actions: list[Action], *, asked: bool = False) -> None:
+        self._work.put_nowait((a, actions, a.queues, asked))
 
     async def _worker(self) -> None:
         """The one sender: agents' actions and help-membership jobs in order, so none overtakes another."""
         while True:
             item = await self._work.get()
             try:
-                if callable(item):
-                    await item()
+                if isinstance(item, Asked):
+                    await item.job()
                     continue
-                a, actions, queues = item
+                if callable(item):
+                    if self.active():
+                        await item()
+                    continue
+                a, actions, queues, asked = item
+                if not (asked or self.active()):
+                    continue  # the active controller sends and saves it
                 for act in actions:
                     await self._send(a, act, queues)
                 await self._sync_help(a)
@@ -433,7 +460,7 @@ class AgentService:
         async def add() -> None:
             for agent_id in period.agents:
                 await self._help_add(self.agents[agent_id], queue)
-        self._work.put_nowait(add)
+        self._work.put_nowait(Asked(add))
         await self.drain()
         return period, skipped
 
@@ -453,7 +480,7 @@ class AgentService:
         async def remove() -> None:
             for agent_id in p.agents:
                 await self._help_remove(agent_id, p.queue)
-        self._work.put_nowait(remove)
+        self._work.put_nowait(Asked(remove))
         await self.drain()
         self._ending.discard(p.id)
         return ended
@@ -544,7 +571,7 @@ class AgentService:
                     out = a.feed(Tick(now))
                     if out:
                         self._queue(a, out)
-            for p in due(self.help.values(), now):
+            for p in due(self.help.values(), now) if self.active() else ():
                 if p.id not in self._ending:
                     self._ending.add(p.id)
                     self._spawn(self.help_end(p.id, by="timer", why="help period over"), "agents-help-end")

@@ -14,7 +14,7 @@ import jinja2
 
 from model.config import Carrier, Config, Queue
 from model.contract import (AMI_EXCLUDED_EVENTS, ASTERISK_QUEUE_PREFIX, AmiRights, Context, RECORDING_SIDE_SUFFIX,
-                            queue_context,
+                            agi_global, queue_context,
                             template_names)
 from model.destinations import Destination, DialDest, HangupDest, QueueDest, TransferDest
 from routing.access import language_of_queue, video_queue
@@ -187,6 +187,9 @@ def render(config: Config, inputs: RenderInputs) -> dict[str, str]:
         "rtp_end": inputs.rtp_range[1],
         "side_suffix": RECORDING_SIDE_SUFFIX,
         "video_queue": video_queue(config),
+        # the FastAGI controllers in the order the dialplan tries them (asterisk.fastagi.controllers)
+        "agi_targets": [(agi_global(i), t) for i, t in enumerate(config.asterisk.fastagi.agi_targets(), 1)],
+        "agi_globals": [agi_global(i) for i in range(1, len(config.asterisk.fastagi.agi_targets()) + 1)],
     }
     out: dict[str, str] = {}
     for tpl in sorted(TEMPLATES.glob("*.conf.j2")):

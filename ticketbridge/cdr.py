@@ -199,9 +199,12 @@ class CdrReplayer:
                  save: Callable[[CallRecord], Awaitable[None]], open_ids: Callable[[], Iterable[str]],
                  settle_s: float = CDR_SETTLE_S, clock: Callable[[], float] = time.time,
                  instance: str = "main",
-                 on_callback: Callable[[str, list[Row]], Awaitable[bool]] | None = None) -> None:
+                 on_callback: Callable[[str, list[Row]], Awaitable[bool]] | None = None,
+                 gate: Callable[[], Awaitable[bool]] | None = None) -> None:
         """`on_callback(linkedid, rows)`: the CDR rows of a callback call we placed; False: hand them
-        again at the next round."""
+        again at the next round. `gate()`: asked before each round; False skips it (another controller
+        holds the replay of this file: ticketbridge/leases.py), and the file is read from where this
+        replayer left it once the gate opens."""
         self.path = path
         self.replay = CdrReplay(settle_s=settle_s, instance=instance)
         self._lookup = lookup
@@ -210,6 +213,7 @@ class CdrReplayer:
         self._clock = clock
         self._lock = asyncio.Lock()
         self._on_callback = on_callback
+        self._gate = gate
 
     @property
     def interval_s(self) -> float:
@@ -232,6 +236,8 @@ class CdrReplayer:
         Each call is looked at once it has settled, and never again.
         """
         async with self._lock:
+            if self._gate is not None and not await self._gate():
+                return 0
             await self.read()
             now = self._clock()
             done = 0

@@ -288,3 +288,18 @@ class ApiToken(Base):
     created_by: Mapped[str] = mapped_column(String(64), default="")
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Lease(Base):
+    """A job only one controller runs at a time (ticketbridge/leases.py): held by `owner` until `until`, taken
+    over by another controller once that has passed (migration 0013)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    until: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    #: when the current owner took it (not renewed by each renewal): how long it has held the job
+    since: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    #: the holder's place in asterisk.fastagi.controllers: a controller of lower rank takes the job over
+    rank: Mapped[int] = mapped_column(Integer, default=0)

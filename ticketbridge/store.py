@@ -52,6 +52,7 @@ from ticketbridge.schema import (UTC, AgentEvent, AgentHelp, AgentStateRow, ApiT
                                  Outbox, SelfQueryFailure, Ticket, TicketHistory, TicketSeq)
 from ticketbridge.assembler import CallRecord
 from ticketbridge.intake import Intake, target_state
+from ticketbridge.leases import LeaseMixin
 from ticketbridge.lifecycle import INITIAL, deadline, parse_state, transition
 from ticketbridge.outbox import push_payload
 from ticketbridge.outreach_store import OutreachMixin
@@ -240,7 +241,7 @@ def ticket_payload(t: Ticket, kind: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the store
 
 
-class TicketStore(OutreachMixin, TranscriptMixin):
+class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
     """Async ticket store; one per process, shared by all calls (and safely by several processes)."""
 
     def __init__(self, url: str, config: Any | None = None, *, clock: Callable[[], dt.datetime] | None = None,

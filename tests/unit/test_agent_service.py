@@ -197,3 +197,32 @@ async def test_a_lost_agent_complete_never_leaves_the_seat_paused_for_good(cfg):
     await svc.drain()
     assert svc.agents["1002"].state is S.READY
     await svc.stop()
+
+
+async def test_standing_by_follows_the_events_but_sends_only_what_a_person_asked_until_it_takes_over(cfg):
+    """Several controllers on one Asterisk (README "Several controllers"): the standby's machines follow the queue
+    events, but after-call work, its timer, a login's re-apply and the release at stop are the active one's;
+    a key (a person asked) is still sent. Taking over loads the saved states and puts them back in Asterisk."""
+    svc, ami, clock, saves = await service(cfg)
+    active = False
+    svc.active = lambda: active
+    ami.actions.clear()
+    saves.clear()
+    ami.push(Event="AgentCalled", Queue="hotline-general", Interface="PJSIP/1001", Linkedid="L1")
+    ami.push(Event="AgentConnect", Queue="hotline-general", Interface="PJSIP/1001", Linkedid="L1")
+    ami.push(Event="AgentComplete", Queue="hotline-general", Interface="PJSIP/1001", Linkedid="L1")
+    await svc.drain()
+    assert svc.agents["1001"].state is S.WRAP_UP and ami.named("QueuePause") == [] and saves == []
+    ami.push(Event="FullyBooted")
+    await svc.drain()
+    assert ami.named("QueuePause") == [] and await svc.release() == 0
+    await svc.feature("1002", cfg.agents.feature_codes.busy, "1")  # a key reached this controller: sent
+    assert {h["Interface"] for h in ami.named("QueuePause")} == {"PJSIP/1002"}
+    assert [s["agent"] for s, _ in saves] == ["1002"]
+    ami.actions.clear()
+    active = True  # the active controller died: this one took the lease
+    svc.take_over({s["agent"]: s for s, _ in saves}, [])  # the states the active one saved (here: 1002 busy)
+    await svc.drain()
+    assert {h["Interface"] for h in ami.named("QueuePause")} >= {"PJSIP/1001", "PJSIP/1002"}
+    assert any(h["Interface"] == "PJSIP/1002" and h["Paused"] == "true" for h in ami.named("QueuePause"))
+    await svc.stop()

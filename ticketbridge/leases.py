@@ -1,0 +1,180 @@
+"""Jobs only one controller runs at a time, when several share one database: named leases.
+
+Several controllers (README "Several controllers") each see every AMI event of their Asterisk and share
+one PostgreSQL. Per-row work is claimed row by row where it lives (owed calls: `claim_owed`; outbox rows:
+`outbox_claim`; deadline reminders: `SKIP LOCKED` + `reminded_for`; tickets: one per linkedid, saved
+idempotently). What is left is whole jobs about something outside the database — the CDR replay reads
+one Asterisk node's CDR file; the agents' automatic pauses act on one node's queues — and those run under
+a lease here: a row in `leases` (migration 0013) naming the job, its owner, until when it holds it and
+its rank.
+
+**Rank.** A controller's rank is its place in `asterisk.fastagi.controllers` (0: the first, the one the
+dialplan tries first). A lower rank takes a job over from a higher one even before its lease ran out, so
+the controller that answers the agents' feature codes is, whenever it is up, the one acting for the agents;
+the higher-ranked holder learns it at its next renewal and stands by.
+
+`take_lease` is one statement on both databases: INSERT … ON CONFLICT (name) DO UPDATE … WHERE the lease
+ran out or is already the owner's … RETURNING. PostgreSQL decides a conflicting insert atomically (the
+second waits for the first to commit, then sees its row); SQLite serialises writers (BEGIN IMMEDIATE).
+So exactly one controller holds a job; the holder renews it every round; a controller that dies
+(kill -9, host gone) stops renewing and another takes the job once `until` has passed; one that stops
+cleanly gives it back at once (`release_lease`). Times are the store's clock (the controllers' clocks are
+assumed NTP-synchronised, as for the owed calls' leases).
+
+`JobLease` is the adapter a job asks before each round: `await lease.hold()` is True while this controller
+holds (or just took) the job. A store that cannot be reached leaves it as it was (a controller acting for
+the agents keeps unpausing them through a database outage; a standby does not start). A lease whose holder
+is a process of this same host that no longer exists (a controller killed and restarted) is taken at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy import case, delete, or_, select
+from sqlalchemy.exc import OperationalError
+
+from ticketbridge.schema import Lease
+
+log = structlog.get_logger("ticketbridge.leases")
+
+_RETRIES = 10
+
+
+@dataclass(frozen=True)
+class LeaseRow:
+    name: str
+    owner: str
+    until: dt.datetime
+    since: dt.datetime
+    rank: int = 0
+
+
+class LeaseMixin:
+    """Mixed into TicketStore: uses its sessions and clock."""
+
+    _sessions: Any
+    _now: Any
+
+    async def take_lease(self, name: str, owner: str, ttl_s: float, *, rank: int = 0,
+                         replacing: str | None = None) -> bool:
+        """Take job `name` for `owner` for `ttl_s` seconds, or renew it when `owner` holds it already.
+        False while another owner of the same or a lower `rank` holds it (its `until` not yet passed) —
+        unless that owner is `replacing` (known dead)."""
+        if ttl_s <= 0:
+            raise ValueError("a lease lasts a positive time")
+        _, write = self._sessions()
+        for attempt in range(_RETRIES):
+            try:
+                async with write() as s, s.begin():
+                    now = self._now()
+                    until = now + dt.timedelta(seconds=ttl_s)
+                    if s.get_bind().dialect.name == "postgresql":
+                        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+                    else:
+                        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
+                    ins = dialect_insert(Lease).values(name=name[:64], owner=owner[:64], until=until, since=now,
+                                                       rank=rank)
+                    free = [Lease.until < now, Lease.owner == owner[:64], Lease.rank > rank]
+                    if replacing:
+                        free.append(Lease.owner == replacing[:64])
+                    stmt = ins.on_conflict_do_update(
+                        index_elements=[Lease.name],
+                        set_={"owner": ins.excluded.owner, "until": ins.excluded.until, "rank": ins.excluded.rank,
+                              "since": case((Lease.owner == ins.excluded.owner, Lease.since),
+                                            else_=ins.excluded.since)},
+                        where=or_(*free),
+                    ).returning(Lease.owner)
+                    got = (await s.execute(stmt)).scalar_one_or_none()
+                    return got == owner[:64]
+            except OperationalError:
+                if attempt == _RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise RuntimeError("unreachable")
+
+    async def release_lease(self, name: str, owner: str) -> bool:
+        """Give job `name` back (only `owner`'s own lease): another controller may take it at once."""
+        _, write = self._sessions()
+        async with write() as s, s.begin():
+            done = await s.execute(delete(Lease).where(Lease.name == name[:64], Lease.owner == owner[:64]))
+            return bool(done.rowcount)
+
+    async def leases(self) -> list[LeaseRow]:
+        """Every job's lease (held or run out), by name."""
+        read, _ = self._sessions()
+        async with read() as s:
+            rows = (await s.execute(select(Lease).order_by(Lease.name))).scalars()
+            return [LeaseRow(r.name, r.owner, r.until, r.since, r.rank) for r in rows]
+
+    async def lease_holder(self, name: str) -> LeaseRow | None:
+        read, _ = self._sessions()
+        async with read() as s:
+            r = (await s.execute(select(Lease).where(Lease.name == name[:64]))).scalar_one_or_none()
+            return None if r is None else LeaseRow(r.name, r.owner, r.until, r.since, r.rank)
+
+
+def dead_here(owner: str) -> bool:
+    """Whether `owner` (ticketbridge.callbacks.controller_id: host:pid:random) was a process of this host that
+    no longer exists."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname()[:32] or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, someone else's
+        return False
+    return False
+
+
+class JobLease:
+    """One job's lease for one controller: ask `hold()` before each round of the job."""
+
+    def __init__(self, store: Any, name: str, owner: str, ttl_s: float, *, rank: int = 0) -> None:
+        self.store = store
+        self.name = name
+        self.owner = owner
+        self.ttl_s = ttl_s
+        self.rank = rank
+        #: whether the last `hold()` found this controller holding the job
+        self.held = False
+
+    async def hold(self) -> bool:
+        """Take or renew the job; True when this controller runs it this round."""
+        try:
+            held = await self.store.take_lease(self.name, self.owner, self.ttl_s, rank=self.rank)
+            if not held:
+                holder = await self.store.lease_holder(self.name)
+                if holder is not None and dead_here(holder.owner):
+                    held = await self.store.take_lease(self.name, self.owner, self.ttl_s, rank=self.rank,
+                                                       replacing=holder.owner)
+                    if held:
+                        log.info("lease_taken_from_dead_process", job=self.name, dead=holder.owner)
+        except Exception as e:  # noqa: BLE001 - the store is away: stay as we were (see the module's doc)
+            log.warning("lease_unknown", job=self.name, held=self.held, error=f"{type(e).__name__}: {e}"[:200])
+            return self.held
+        if held != self.held:
+            (log.info if held else log.warning)("lease_taken" if held else "lease_lost", job=self.name,
+                                                owner=self.owner)
+        self.held = held
+        return held
+
+    async def release(self) -> None:
+        """Give the job back (a clean stop): another controller takes it at its next round."""
+        if not self.held:
+            return
+        self.held = False
+        try:
+            await self.store.release_lease(self.name, self.owner)
+            log.info("lease_released", job=self.name, owner=self.owner)
+        except Exception as e:  # noqa: BLE001 - it runs out by itself
+            log.warning("lease_release_failed", job=self.name, error=f"{type(e).__name__}: {e}"[:200])
