@@ -71,6 +71,8 @@ log = structlog.get_logger("hotline.controller")
 STOP_STEP_S = 15.0
 #: how often the controller logs its health (`controller_health`; `hotline status` asks for it any time)
 HEALTH_LOG_S = 60.0
+#: how often the calls held open are compared with Asterisk's channels (besides at every AMI login)
+CHANNEL_SWEEP_S = 30.0
 
 
 class Controller:
@@ -148,6 +150,8 @@ class Controller:
         self._recover_task: asyncio.Task[Any] | None = None
         self._pending_task: asyncio.Task[Any] | None = None
         self._health_task: asyncio.Task[Any] | None = None
+        self._sweep_task: asyncio.Task[Any] | None = None
+        self._dropped_seen = 0  # AmiClient.events_dropped when last looked at
         #: seat agents' states (routing/agent.py): queue events in, QueuePause of the static members out,
         #: persisted in the store and put back at every AMI login (an Asterisk restart unpauses everyone)
         self.agents = AgentService(self.ami, config, save=self.store.save_agent, save_help=self.store.save_help)
@@ -235,6 +239,7 @@ class Controller:
             self._reminder_task = self._spawn(self._remind_deadlines(), "deadline-reminders")
         self._pending_task = self._spawn(self.pending.run(self._write), "pending-tickets")
         self._health_task = self._spawn(self._log_health(), "health-log")
+        self._sweep_task = self._spawn(self._sweep_periodically(), "channel-sweep")
         log.info("controller_started", fastagi_port=self.agi.port, ami=f"{self.config.asterisk.ami.host}:"
                  f"{self.config.asterisk.ami.port}", store=_redact_url(self.store.url))
 
@@ -253,6 +258,7 @@ class Controller:
             self.api = None
         await self._end_task(self._scheduler_task)  # calls being placed end; their claims' leases expire
         await self._end_task(self._health_task)
+        await self._end_task(self._sweep_task)
         await self._end_task(self._cdr_task)
         await self._end_task(self._transcriber_task)  # calls not transcribed yet stay untranscribed
         await self.agi.stop(grace_s)
@@ -317,17 +323,23 @@ class Controller:
             log.error("controller_stop_step_stuck", step=name, seconds=STOP_STEP_S)
 
     # ------------------------------------------------------------------ AMI → tickets
-    async def _on_event(self, event: dict[str, str]) -> None:
+    def _on_event(self, event: dict[str, str]) -> Coroutine[Any, Any, None] | None:
+        """Every AMI event into the assembler. Synchronous for the ~all events that finish no call (the
+        AMI dispatcher then makes no task for it, issue 15); the saves of calls that just ended are
+        returned as one coroutine, which the dispatcher awaits before the next event."""
         if is_callback_call(event):
-            return  # a callback we placed belongs to the missed call's ticket, never a new one
+            return None  # a callback we placed belongs to the missed call's ticket, never a new one
         if "Queue" in event:
             event = {**event, "Queue": config_queue(event["Queue"])}
         try:
             finished = self.assembler.feed(event, time.time())
         except Exception:  # a malformed event never takes the controller down
             log.exception("assembler_failed", event=event.get("Event"))
-            return
-        for record in finished:
+            return None
+        return self._save_all(finished) if finished else None
+
+    async def _save_all(self, records: list[CallRecord]) -> None:
+        for record in records:
             await self._save(record)
 
     async def _save(self, record: CallRecord) -> None:
@@ -402,7 +414,7 @@ class Controller:
                  "left_to_cdr": p.let_go}
         healthy = bool(ami["connected"] and ami["dispatcher_alive"] and not len(p))
         return {"healthy": healthy, "ami": ami, "store": store,
-                "calls_in_progress": len(self.assembler.open_records()), "config_generation": self.generation,
+                "calls_in_progress": self.assembler.open_count(), "config_generation": self.generation,
                 "fastagi_port": self.agi.port}
 
     async def _log_health(self) -> None:
@@ -564,7 +576,7 @@ class Controller:
         return await self.store.get_by_linkedid(linkedid)
 
     def _open_linkedids(self) -> set[str]:
-        return {r.linkedid for r in self.assembler.open_records()}
+        return self.assembler.open_linkedids()
 
     def _agent_id_of(self, seat: str) -> str | None:
         """The agent ID working a seat now (tickets name it); None for anything that is no seat."""
@@ -601,19 +613,40 @@ class Controller:
     async def _after_login(self) -> None:
         """After a (re)connect: re-attach transfers, and close calls that ended while AMI was down."""
         await self.transfers.recover()
+        await self._sweep_channels(after_login=True)
+
+    async def _sweep_channels(self, *, after_login: bool = False) -> None:
+        """Compare the calls the assembler holds open with the channels Asterisk has (CoreShowChannels):
+        a call whose channels are all gone is closed now (its ticket then corrected from the CDR), a
+        vanished leg counts as hung up. At every login, and every CHANNEL_SWEEP_S while calls are open:
+        events can also be lost without a reconnect (the event queue full on a saturated box)."""
+        dropped = self.ami.events_dropped
+        if dropped != self._dropped_seen:
+            self._dropped_seen = dropped
+            log.warning("ami_events_lost_calls_gapped", calls=self.assembler.mark_gap(), dropped=dropped)
         asked_at = time.time()
         try:
-            channels = await self.ami.action_list("CoreShowChannels")
+            channels = await self.ami.action_list("CoreShowChannels", timeout=30)
         except Exception:  # noqa: BLE001 - the CDR replay still completes those tickets later
             log.warning("ami_channel_sweep_failed", exc_info=True)
             return
         live = {c.get("Uniqueid", "") for c in channels} - {""}
-        self.agents.calls_gone({c.get("Linkedid", "") for c in channels} - {""},
-                               {endpoint(c.get("Channel", "")) for c in channels
-                                if c.get("Channel", "").startswith("PJSIP/")}, asked_at)
-        for record in self.assembler.expire(live, asked_at):
-            log.info("call_closed_after_reconnect", linkedid=record.linkedid)
-            await self._save(record)
+        if after_login:
+            self.agents.calls_gone({c.get("Linkedid", "") for c in channels} - {""},
+                                   {endpoint(c.get("Channel", "")) for c in channels
+                                    if c.get("Channel", "").startswith("PJSIP/")}, asked_at)
+        closed = self.assembler.expire(live, asked_at)
+        for record in closed:
+            log.info("call_closed_after_reconnect" if after_login else "call_closed_by_sweep",
+                     linkedid=record.linkedid)
+        if closed:
+            await self._save_all(closed)
+
+    async def _sweep_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(CHANNEL_SWEEP_S)
+            if self.ami.connected.is_set() and self.assembler.open_count():
+                await self._sweep_channels()
 
     async def _on_transfer_outcome(self, record: dict[str, Any]) -> None:
         """A transfer ended (or became three-way): straight into the assembler too, so the ticket has it
@@ -623,10 +656,12 @@ class Controller:
             return
         if record.get("work_order"):
             self._work_orders[lid] = str(record.get("target") or "")
-        await self._on_event({"Event": "UserEvent", "UserEvent": Event.TRANSFER.value, "Linkedid": lid,
-                              "Target": str(record.get("target") or ""), "Kind": str(record.get("kind") or ""),
-                              "Mode": str(record.get("mode") or ""), "Outcome": str(record.get("outcome") or ""),
-                              "Agent": str(record.get("agent") or "")})
+        saving = self._on_event({"Event": "UserEvent", "UserEvent": Event.TRANSFER.value, "Linkedid": lid,
+                                 "Target": str(record.get("target") or ""), "Kind": str(record.get("kind") or ""),
+                                 "Mode": str(record.get("mode") or ""), "Outcome": str(record.get("outcome") or ""),
+                                 "Agent": str(record.get("agent") or "")})
+        if saving is not None:
+            await saving
 
     async def _dispatch_work_order(self, ticket_no: str, target: str) -> None:
         """工单派转: the transfer target was not reached, so the ticket goes to it as a work order (派单)."""

@@ -26,7 +26,6 @@ next to ticketbridge.cdr once `CallRecord` has a module of its own.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -186,7 +185,7 @@ class _Call:
     known: set[str] = field(default_factory=set)
     hung: set[str] = field(default_factory=set)
     channel_of: dict[str, str] = field(default_factory=dict)
-    fingerprints: set[str] = field(default_factory=set)
+    fingerprints: set[int] = field(default_factory=set)
     routes: list[dict[str, str]] = field(default_factory=list)
     ivr_path: list[str] = field(default_factory=list)
     visits: list[_QueueVisit] = field(default_factory=list)
@@ -317,20 +316,26 @@ class Assembler:
         return []
 
     def expire(self, live: set[str], before: float) -> list[CallRecord]:
-        """Close calls whose channels Asterisk no longer has (their Hangup was missed while AMI was down).
+        """Close calls whose channels Asterisk no longer has (their Hangup was missed while AMI was down,
+        or dropped on a saturated box).
 
         `live` holds the Uniqueids Asterisk reports now; only calls last heard of before
         `before` (when that list was asked for) are judged, so a call that began since is safe.
+        A call some of whose channels are gone keeps going with those counted as hung up (else its
+        own last Hangup would never close it); it missed events, so it is marked as gapped, and its
+        ticket is checked against the CDR.
         """
         out: list[CallRecord] = []
         for call in list(self._calls.values()):
             if call.last_at is not None and call.last_at >= before:
                 continue
             gone = call.alive - live
-            if not gone or call.alive & live:
+            if not gone:
                 continue
             call.hung |= gone
-            out.extend(self._close(call, before))
+            call.gap = True
+            if not call.alive:
+                out.extend(self._close(call, before))
         return out
 
     def mark_gap(self) -> int:
@@ -338,6 +343,14 @@ class Assembler:
         for call in self._calls.values():
             call.gap = True
         return len(self._calls)
+
+    def open_count(self) -> int:
+        """How many hotline calls are in progress (no record is built)."""
+        return sum(1 for c in self._calls.values() if c.hotline)
+
+    def open_linkedids(self) -> set[str]:
+        """The linkedids of the hotline calls in progress (the CDR replay leaves them to the live path)."""
+        return {c.linkedid for c in self._calls.values() if c.hotline}
 
     def open_records(self) -> list[CallRecord]:
         """Snapshot of hotline calls still in progress (outcome 'in_progress'), for a shutdown flush."""
@@ -373,7 +386,12 @@ class Assembler:
         kind = _s(event.get("UserEvent")) if event.get("Event") == "UserEvent" else _s(event.get("Event"))
         if not (event.get("Timestamp") or event.get("SequenceNumber")) and kind in _REPEATABLE:
             return False
-        fp = hashlib.blake2b(repr(sorted(event.items())).encode("utf-8", "replace"), digest_size=16).hexdigest()
+        # Python's own hash of the headers (64 bits, any order): duplicates are looked for within one
+        # call only, where a chance collision among a few dozen events is out of reach; no digest per event
+        try:
+            fp = hash(frozenset(event.items()))
+        except TypeError:  # a value that is no string (never from the wire): its text then
+            fp = hash(repr(sorted(map(repr, event.items()))))
         if fp in call.fingerprints:
             return True
         call.fingerprints.add(fp)

@@ -22,6 +22,7 @@ def main() -> None:
     p.add_argument("--store", required=True)
     p.add_argument("--ami-port", type=int, default=None, help="AMI through this port (a proxy the test controls)")
     p.add_argument("--sim-callbacks", action="store_true", help="callbacks ring the sim's citizens' phones")
+    p.add_argument("--profile", default=None, help="write a cProfile of the event loop's thread (CPU time) here")
     args = p.parse_args()
     setup_logging()
     cfg = e2e_config()
@@ -34,7 +35,18 @@ def main() -> None:
         cfg.callbacks.ring_s = 4
         cfg.callbacks.queue = "general"
         cfg.outbound.allow = [*cfg.outbound.allow, "_000X."]
-    asyncio.run(serve(Controller.for_sandbox(cfg, sb, store_url=args.store, cdr_settle_s=0)))
+    run = lambda: asyncio.run(serve(Controller.for_sandbox(cfg, sb, store_url=args.store, cdr_settle_s=0)))  # noqa: E731
+    if not args.profile:
+        run()
+        return
+    import cProfile
+    import time
+
+    prof = cProfile.Profile(time.thread_time)  # CPU of this thread: the machine's load does not inflate it
+    try:
+        prof.runcall(run)
+    finally:
+        prof.dump_stats(args.profile)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 class ControllerProcess:
     def __init__(self, store_url: str, log_path: Path, *, ami_port: int | None = None,
-                 sim_callbacks: bool = False) -> None:
+                 sim_callbacks: bool = False, profile: Path | None = None) -> None:
+        """`profile`: the controller writes a cProfile (CPU time of its loop's thread) there when it stops."""
         self.store_url = store_url
         self.log_path = log_path
         self.args = ["--store", store_url]
@@ -32,6 +33,8 @@ class ControllerProcess:
             self.args += ["--ami-port", str(ami_port)]
         if sim_callbacks:
             self.args.append("--sim-callbacks")
+        if profile is not None:
+            self.args += ["--profile", str(profile)]
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
