@@ -25,6 +25,7 @@ Run (as root):
   HOTLINE_INSTANCE=bench HOTLINE_PORT_OFFSET=700 .venv/bin/python bench/ami_saturation.py --calls 40 --concurrency 10
   … --calls 600 --concurrency 400 --agents 60          # 2x what the box serves: saturation
   … --quick                                            # 12 calls, 6 at a time (CI)
+  … --pg                                               # the store on PostgreSQL instead of SQLite
 Exit code 1 when any ticket is wrong. Results in bench/RESULTS.md.
 """
 
@@ -109,7 +110,10 @@ async def ami_share(cfg: Any, events: list[dict[str, str]]) -> float:
 
     fake.on("Replay", replay)
     client = AmiClient("127.0.0.1", fake.port, "hotline", "s3cret", ping_interval=600)
-    asm, live, corr = Assembler(cfg.center.timezone), LiveModel(cfg.center.timezone), Correlator(cfg)
+    from model.contract import Context
+
+    asm, live = Assembler(cfg.center.timezone), LiveModel(cfg.center.timezone)
+    corr = Correlator(cfg, context=Context.TRANSFER, agent_context=Context.AGENT_TRANSFER)
     done = asyncio.get_running_loop().create_future()
     count = [0]
 
@@ -166,6 +170,20 @@ async def run(a: argparse.Namespace) -> int:
     sb = start_asterisk(cfg)
     work = Path(tempfile.mkdtemp(prefix="hotline-bench-"))
     url = f"sqlite+aiosqlite:///{work}/tickets.db"
+    pg_db = ""
+    if a.pg:  # a throwaway database on the local PostgreSQL (127.0.0.1:5432, trust), dropped at the end
+        from sqlalchemy import text
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        from tests.conftest import PG_URL
+
+        pg_db = f"hl_bench_{uuid.uuid4().hex[:10]}"
+        admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
+        async with admin.connect() as c:
+            await c.execute(text(f'CREATE DATABASE "{pg_db}"'))
+        await admin.dispose()
+        url = make_url(PG_URL).set(database=pg_db).render_as_string(hide_password=False)
     prof = work / "controller.prof" if a.profile else None
     ctl = ControllerProcess(url, work / "controller.log", profile=prof)
     sim = view = None
@@ -323,6 +341,16 @@ async def run(a: argparse.Namespace) -> int:
                 print(f"  {t:7.2f} s {t / total * 100:5.1f} %  {name}")
             stats.sort_stats("tottime").print_stats(25)
         sb.stop()
+        if pg_db:
+            from sqlalchemy import text
+            from sqlalchemy.ext.asyncio import create_async_engine
+
+            from tests.conftest import PG_URL
+
+            admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
+            async with admin.connect() as c:
+                await c.execute(text(f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)'))
+            await admin.dispose()
 
 
 def main() -> None:
@@ -336,6 +364,8 @@ def main() -> None:
     ap.add_argument("--idle-s", type=float, default=5.0, help="idle CPU sampled this long first")
     ap.add_argument("--settle-s", type=float, default=90.0, help="how long tickets may take to be final")
     ap.add_argument("--profile", action="store_true", help="cProfile the controller")
+    ap.add_argument("--pg", action="store_true", help="the store on the local PostgreSQL (a throwaway database) "
+                    "instead of SQLite")
     ap.add_argument("--quick", action="store_true", help="12 calls, 6 at a time (CI)")
     a = ap.parse_args()
     if a.quick:

@@ -10,7 +10,7 @@ wiring would only scatter who starts and stops what. The background
 tasks it starts are its own: `stop` cancels and awaits every one of them, and a task
 that dies of an exception is logged.
 
-Why one module (≈550 lines): it is the one composition root of the running process: every service
+Why one module (≈700 lines): it is the one composition root of the running process: every service
 is built, attached to the AMI client and the FastAGI server, started and stopped here, in one
 order that matters (the live model before the agents, the store before either). Each service's
 logic lives in its own module; what stays here is the wiring and the control socket's dispatch.
@@ -73,6 +73,8 @@ STOP_STEP_S = 15.0
 HEALTH_LOG_S = 60.0
 #: how often the calls held open are compared with Asterisk's channels (besides at every AMI login)
 CHANNEL_SWEEP_S = 30.0
+#: how long after Asterisk's channel list the sweep judges (events written just after the list come first)
+SWEEP_GRACE_S = 1.0
 
 
 class Controller:
@@ -151,6 +153,9 @@ class Controller:
         self._pending_task: asyncio.Task[Any] | None = None
         self._health_task: asyncio.Task[Any] | None = None
         self._sweep_task: asyncio.Task[Any] | None = None
+        #: records of calls that ended, in order, for the saver task (`_save_loop`)
+        self._to_save: asyncio.Queue[CallRecord] = asyncio.Queue()
+        self._saver_task: asyncio.Task[Any] | None = None
         self._dropped_seen = 0  # AmiClient.events_dropped when last looked at
         #: seat agents' states (routing/agent.py): queue events in, QueuePause of the static members out,
         #: persisted in the store and put back at every AMI login (an Asterisk restart unpauses everyone)
@@ -211,6 +216,7 @@ class Controller:
             await self.recognizer.load()  # seconds of work, done before the first caller waits on it
             self.scripts.prepare_recordings()
         await self.store.open()
+        self._saver_task = self._spawn(self._save_loop(), "ticket-saver")
         await self.agi.start()
         self.ami.on_event("*", self._on_event)
         # FullyBooted arrives on every AMI login: re-attach transfers after a (re)connect
@@ -262,6 +268,7 @@ class Controller:
         await self._end_task(self._cdr_task)
         await self._end_task(self._transcriber_task)  # calls not transcribed yet stay untranscribed
         await self.agi.stop(grace_s)
+        await self._drain_saves()
         for record in self.assembler.open_records():
             await self._save(record)
         await self._end_task(self._pending_task)
@@ -276,6 +283,7 @@ class Controller:
         await self._end_task(self._sms_task)
         await self._end_task(self._reminder_task)
         await self._bounded(self.ami.close(), "ami")
+        await self._bounded(self._drain_saves(), "saves")  # calls that ended while the stop went on
         while self._tasks:  # anything else still running (none expected once AMI is closed)
             for task in list(self._tasks):
                 await self._end_task(task)
@@ -323,24 +331,43 @@ class Controller:
             log.error("controller_stop_step_stuck", step=name, seconds=STOP_STEP_S)
 
     # ------------------------------------------------------------------ AMI → tickets
-    def _on_event(self, event: dict[str, str]) -> Coroutine[Any, Any, None] | None:
-        """Every AMI event into the assembler. Synchronous for the ~all events that finish no call (the
-        AMI dispatcher then makes no task for it, issue 15); the saves of calls that just ended are
-        returned as one coroutine, which the dispatcher awaits before the next event."""
+    def _on_event(self, event: dict[str, str]) -> None:
+        """Every AMI event into the assembler, synchronously (the AMI dispatcher makes no task for it and
+        never waits on the store, issue 15): the records of calls that just ended go to the saver."""
         if is_callback_call(event):
-            return None  # a callback we placed belongs to the missed call's ticket, never a new one
+            return  # a callback we placed belongs to the missed call's ticket, never a new one
         if "Queue" in event:
             event = {**event, "Queue": config_queue(event["Queue"])}
         try:
             finished = self.assembler.feed(event, time.time())
         except Exception:  # a malformed event never takes the controller down
             log.exception("assembler_failed", event=event.get("Event"))
-            return None
-        return self._save_all(finished) if finished else None
+            return
+        for record in finished:
+            self._to_save.put_nowait(record)
 
-    async def _save_all(self, records: list[CallRecord]) -> None:
-        for record in records:
-            await self._save(record)
+    async def _save_loop(self) -> None:
+        """Saves the finished calls' records in the order they ended, one at a time (the store's lock
+        serialises them anyway); a slow store delays tickets, never the AMI events behind them."""
+        while True:
+            record = await self._to_save.get()
+            try:
+                await self._save(record)
+            finally:
+                self._to_save.task_done()
+
+    async def _drain_saves(self) -> None:
+        """At stop: what the saver still holds is saved (or deferred) before the open calls are flushed."""
+        saver = self._saver_task
+        if saver is not None and not saver.done():
+            try:  # the saver finishes what it holds (never cancelled mid-save while it can finish)
+                await asyncio.wait_for(self._to_save.join(), STOP_STEP_S)
+            except (asyncio.TimeoutError, TimeoutError):
+                log.error("ticket_saves_stuck", held=self._to_save.qsize())
+            await self._end_task(saver)
+        while not self._to_save.empty():
+            await self._save(self._to_save.get_nowait())
+            self._to_save.task_done()
 
     async def _save(self, record: CallRecord) -> None:
         """Save `record`; when the store cannot take it, keep it for later (ticketbridge.pending)."""
@@ -630,6 +657,12 @@ class Controller:
         except Exception:  # noqa: BLE001 - the CDR replay still completes those tickets later
             log.warning("ami_channel_sweep_failed", exc_info=True)
             return
+        # judge only once every event that came before the list is in the assembler (a busy dispatcher is
+        # behind the wire), and a moment later: Asterisk may write a hang-up just after the list
+        await asyncio.sleep(SWEEP_GRACE_S)
+        if not await self.ami.caught_up(STOP_STEP_S):
+            log.warning("ami_channel_sweep_skipped", reason="event dispatch behind", queued=self.ami.health()["queued_events"])
+            return
         live = {c.get("Uniqueid", "") for c in channels} - {""}
         if after_login:
             self.agents.calls_gone({c.get("Linkedid", "") for c in channels} - {""},
@@ -639,8 +672,8 @@ class Controller:
         for record in closed:
             log.info("call_closed_after_reconnect" if after_login else "call_closed_by_sweep",
                      linkedid=record.linkedid)
-        if closed:
-            await self._save_all(closed)
+        for record in closed:
+            self._to_save.put_nowait(record)
 
     async def _sweep_periodically(self) -> None:
         while True:
@@ -656,12 +689,10 @@ class Controller:
             return
         if record.get("work_order"):
             self._work_orders[lid] = str(record.get("target") or "")
-        saving = self._on_event({"Event": "UserEvent", "UserEvent": Event.TRANSFER.value, "Linkedid": lid,
-                                 "Target": str(record.get("target") or ""), "Kind": str(record.get("kind") or ""),
-                                 "Mode": str(record.get("mode") or ""), "Outcome": str(record.get("outcome") or ""),
-                                 "Agent": str(record.get("agent") or "")})
-        if saving is not None:
-            await saving
+        self._on_event({"Event": "UserEvent", "UserEvent": Event.TRANSFER.value, "Linkedid": lid,
+                        "Target": str(record.get("target") or ""), "Kind": str(record.get("kind") or ""),
+                        "Mode": str(record.get("mode") or ""), "Outcome": str(record.get("outcome") or ""),
+                        "Agent": str(record.get("agent") or "")})
 
     async def _dispatch_work_order(self, ticket_no: str, target: str) -> None:
         """工单派转: the transfer target was not reached, so the ticket goes to it as a work order (派单)."""

@@ -259,6 +259,11 @@ AMI_CONTROLLER_EVENTS = (
     "QueueStatusComplete", "DeviceStateListComplete",
 )
 
+#: of these, events sent only when a header starts with a value (manager.conf `header(…)`,
+#: `method(starts_with)`): device states of seat phones only (routing/agent_service.py reads no other;
+#: Local channels and queues change device state on every call)
+AMI_CONTROLLER_EVENT_PREFIXES = {"DeviceStateChange": ("Device", "PJSIP/")}
+
 #: how long Asterisk waits on a write to the controller's AMI link before dropping it (manager.conf, the
 #: account's `writetimeout`; the general default of 1 s dropped it on a saturated box, issue 15)
 AMI_CONTROLLER_WRITETIMEOUT_MS = 10_000

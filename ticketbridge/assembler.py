@@ -203,6 +203,8 @@ class _Call:
     self_query: dict[str, Any] | None = None
     cdr_fallback: bool = False
     recording: str | None = None
+    #: the caller reached a queue's context (its HotlineRecording event, before the recording notice)
+    queue_entered: bool = False
     started_at: float | None = None
     last_at: float | None = None
     ended_at: float | None = None
@@ -639,6 +641,7 @@ class Assembler:
 
     def _user_recording(self, call: _Call, e: Event, ts: float | None) -> None:
         call.recording = _s(e.get("File")) or call.recording
+        call.queue_entered = True
 
     def _user_ignored(self, call: _Call, e: Event, ts: float | None) -> None:
         """A UserEvent of ours that carries nothing for the ticket (its channel is still tracked)."""
@@ -667,6 +670,11 @@ class Assembler:
         r.ivr_path = list(call.ivr_path)
         # the language's queue was entered (a menu, an agent's transfer) even when the IVR named none
         r.language = r.language or call.language
+        route_dest = (last["Dest"] if last else "") or ""
+        if not call.visits and call.queue_entered and route_dest.startswith("queue:"):
+            # routed to a queue and gone before Queue() ran (during the recording notice): a caller who
+            # waited for an agent, as Asterisk's CDR counts it (its queue variable is set by then)
+            r.queue = route_dest[len("queue:"):].split("/", 1)[0] or None
         if call.visits:
             r.queue = call.visits[-1].queue
             waits = [v.wait_s for v in call.visits if v.wait_s is not None]
@@ -676,7 +684,6 @@ class Assembler:
                 r.queue_wait_s = round(max(0.0, call.ended_at - call.visits[-1].joined_at), 3)
         r.agent = call.agent
         r.answered_at = call.answered_at
-        route_dest = (last["Dest"] if last else "") or ""
         if r.answered_at is None and route_dest.startswith("dial:"):
             r.answered_at = call.bridged_at
         r.talk_s = call.talk_s

@@ -7,10 +7,14 @@ handler drops the connection, non-ASCII split across reads is lost and actions h
 timeout (see ../shared/LIBRARIES.md). tests/unit/test_ami.py keeps a regression
 test for each.
 
-Shape: one background task owns the link (connect → Login → read until it dies →
-back off → again). The reader only frames and routes messages; events go through one
+Shape: one background task owns the link (connect → Login → wait until it dies →
+back off → again). The socket's asyncio Protocol hands each read straight to the framer
+(`_feed`: the whole messages of a read decoded at once, parsed with plain string operations —
+issue 15: about twice panoramisk's events/s, bench/ami_compare.py); events go through one
 queue to a dispatcher task, so a slow or failing callback never delays reading
-(Asterisk drops a client that falls 100 ms behind) and events stay in order.
+(Asterisk drops a client that falls its `writetimeout` behind) and events stay in order. The
+dispatcher lets the loop run every DISPATCH_SLICE events, and the socket asks the kernel for a
+4 MiB receive buffer, so a busy controller still drains the link.
 
 Event policy (issue 14.5/14.6): the queue holds at most `max_queued_events`; when it is full the
 newest event is dropped and counted (``ami_events_dropped``) — reading never waits, and the CDR
@@ -22,7 +26,7 @@ go on, so one slow subscriber cannot hold up the others; only such a late callba
 its events out of order. A server that accepts Login and drops the link at once is retried with
 the same doubling backoff as a refused connection. `health()` reports all of it.
 
-Why one module (≈570 lines): the link, the action matching and the event dispatcher share one
+Why one module (≈750 lines): the link, the action matching and the event dispatcher share one
 lifecycle (start, reconnect, close) and one set of counters; split, close() and the restart of a
 dead dispatcher would have to reach across modules into each other's tasks.
 """
@@ -272,6 +276,9 @@ class AmiClient:
         self.handler_budget = handler_budget
         self._events: collections.deque[Message] = collections.deque()
         self._wakeup: asyncio.Future[None] | None = None
+        #: events ever queued, and ever handed to every callback (`caught_up` compares them)
+        self._queued_total = 0
+        self._dispatched_total = 0
         #: counters for `health()`
         self.events_dropped = 0
         self.handler_failures = 0
@@ -374,6 +381,21 @@ class AmiClient:
             "dispatcher_restarts": self.dispatcher_restarts,
         }
 
+    async def caught_up(self, timeout: float = 30.0) -> bool:
+        """Wait until every event received so far has been handed to the callbacks (a sync callback has
+        then run; an async one has started). After an action's answer, what the callbacks know is then at
+        least as new as that answer — e.g. a channel list compared with the calls they hold. False when
+        `timeout` passed first."""
+        target = self._queued_total
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._dispatched_total < target:
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        # the last one taken may still be running its callbacks: one more turn of the loop for a sync one
+        await asyncio.sleep(0)
+        return True
+
     def _start_dispatcher(self) -> None:
         self._dispatch_task = asyncio.create_task(self._dispatch_loop(), name="ami-dispatch")
         self._dispatch_task.add_done_callback(self._dispatcher_ended)
@@ -403,6 +425,7 @@ class AmiClient:
                 continue
             in_a_row += 1
             event = queue.popleft()
+            self._dispatched_total += 1  # counted as it is taken: its callbacks run before the next one
             for cb in self._callbacks(event.get("Event", "")):
                 try:
                     res = cb(event)
@@ -688,6 +711,7 @@ class AmiClient:
                     self._drop_event()
                     continue
                 events.append(msg)
+                self._queued_total += 1
                 queued += 1
                 if queued == EVENT_BACKLOG_WARN:
                     log.warning("ami_event_backlog", queued=EVENT_BACKLOG_WARN)
@@ -730,6 +754,7 @@ class AmiClient:
                 self._drop_event()
                 return
             self._events.append(msg)
+            self._queued_total += 1
             if len(self._events) == EVENT_BACKLOG_WARN:
                 log.warning("ami_event_backlog", queued=EVENT_BACKLOG_WARN)
             self._events_arrived()

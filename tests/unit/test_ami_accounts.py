@@ -60,6 +60,8 @@ def test_controller_gets_only_the_events_its_parts_read() -> None:
     assert included == set(AMI_CONTROLLER_EVENTS) and excluded == set(AMI_EXCLUDED_EVENTS)
     assert not included & excluded
     assert {"DTMFBegin", "DTMFEnd", "AGIExecStart", "VarSet", "Newexten", "RTCPSent"} <= excluded
+    [device] = [k for k in keys if "name(DeviceStateChange)" in k]
+    assert "header(Device)" in device and "method(starts_with)" in device and vals[device] == "PJSIP/"
     assert int(vals["writetimeout"]) >= 10_000  # its own, beside [general]'s
     assert int(conf.values(conf.section("general"))["writetimeout"]) < int(vals["writetimeout"])
 

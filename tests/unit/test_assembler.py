@@ -500,6 +500,21 @@ def test_expire_counts_a_vanished_leg_as_hung_so_the_last_hangup_closes_the_call
     assert a.open_records() == []
 
 
+def test_a_caller_gone_during_the_queues_recording_notice_abandoned_in_that_queue() -> None:
+    """Issue 15 (found by bench/ami_saturation.py): routed to the queue, hung up during the recording notice
+    played before Queue(): the CDR says the queue (its variable is set), so must the live record."""
+    a = Assembler()
+    lid = "1700000300.1"
+    a.feed({"Event": "Newchannel", "Channel": "Local/12345@hotline-inbound-1;2", "Uniqueid": lid, "Linkedid": lid,
+            "Context": "hotline-inbound", "Exten": "12345", "CallerIDNum": "13800000000"}, now=100.0)
+    a.feed({"Event": "UserEvent", "UserEvent": "HotlineRoute", "Uniqueid": lid, "Linkedid": lid, "Line": "12345",
+            "Mode": "main", "Dest": "queue:general", "Category": "", "Fallback": "0"}, now=119.0)
+    a.feed({"Event": "UserEvent", "UserEvent": "HotlineRecording", "Uniqueid": lid, "Linkedid": lid,
+            "File": "hotline/20261130/x.wav"}, now=119.1)
+    [r] = a.feed({"Event": "Hangup", "Uniqueid": lid, "Linkedid": lid, "Channel": "x"}, now=120.0)
+    assert (r.outcome, r.queue, r.actual_dest) == ("abandoned_in_queue", "general", "queue:general")
+
+
 # --------------------------------------------------------------------------- dispatch tables
 
 #: `UserEvent(HotlineCall,…)` in a template, or `UserEvent({{ event.CALL }},…)` with the shared names
