@@ -10,7 +10,7 @@ wiring would only scatter who starts and stops what. The background
 tasks it starts are its own: `stop` cancels and awaits every one of them, and a task
 that dies of an exception is logged.
 
-Why one module (≈550 lines): it is the one composition root of the running process: every service
+Why one module (≈700 lines): it is the one composition root of the running process: every service
 is built, attached to the AMI client and the FastAGI server, started and stopped here, in one
 order that matters (the live model before the agents, the store before either). Each service's
 logic lives in its own module; what stays here is the wiring and the control socket's dispatch.
@@ -77,6 +77,10 @@ CDR_LEASE_MIN_S = 15.0
 AGENTS_LEASE_S = 10.0
 #: how often the controller logs its health (`controller_health`; `hotline status` asks for it any time)
 HEALTH_LOG_S = 60.0
+#: how often the calls held open are compared with Asterisk's channels (besides at every AMI login)
+CHANNEL_SWEEP_S = 30.0
+#: how long after Asterisk's channel list the sweep judges (events written just after the list come first)
+SWEEP_GRACE_S = 1.0
 
 
 class Controller:
@@ -161,6 +165,11 @@ class Controller:
         self._recover_task: asyncio.Task[Any] | None = None
         self._pending_task: asyncio.Task[Any] | None = None
         self._health_task: asyncio.Task[Any] | None = None
+        self._sweep_task: asyncio.Task[Any] | None = None
+        #: records of calls that ended, in order, for the saver task (`_save_loop`)
+        self._to_save: asyncio.Queue[CallRecord] = asyncio.Queue()
+        self._saver_task: asyncio.Task[Any] | None = None
+        self._dropped_seen = 0  # AmiClient.events_dropped when last looked at
         #: seat agents' states (routing/agent.py): queue events in, QueuePause of the static members out,
         #: persisted in the store and put back at every AMI login (an Asterisk restart unpauses everyone)
         self.agents = AgentService(self.ami, config, save=self.store.save_agent, save_help=self.store.save_help)
@@ -228,6 +237,7 @@ class Controller:
             await self.recognizer.load()  # seconds of work, done before the first caller waits on it
             self.scripts.prepare_recordings()
         await self.store.open()
+        self._saver_task = self._spawn(self._save_loop(), "ticket-saver")
         await self.agi.start()
         self.ami.on_event("*", self._on_event)
         # FullyBooted arrives on every AMI login: re-attach transfers after a (re)connect
@@ -258,6 +268,7 @@ class Controller:
             self._reminder_task = self._spawn(self._remind_deadlines(), "deadline-reminders")
         self._pending_task = self._spawn(self.pending.run(self._write), "pending-tickets")
         self._health_task = self._spawn(self._log_health(), "health-log")
+        self._sweep_task = self._spawn(self._sweep_periodically(), "channel-sweep")
         log.info("controller_started", fastagi_port=self.agi.port, ami=f"{self.config.asterisk.ami.host}:"
                  f"{self.config.asterisk.ami.port}", store=_redact_url(self.store.url))
 
@@ -277,11 +288,13 @@ class Controller:
         await self._end_task(self._scheduler_task)  # calls being placed end; their claims' leases expire
         await self._end_task(self._agents_lease_task)  # no take-over while stopping
         await self._end_task(self._health_task)
+        await self._end_task(self._sweep_task)
         await self._end_task(self._cdr_task)
         if self.cdr_lease is not None:  # the other controller replays from its next round on
             await self._bounded(self.cdr_lease.release(), "cdr-lease")
         await self._end_task(self._transcriber_task)  # calls not transcribed yet stay untranscribed
         await self.agi.stop(grace_s)
+        await self._drain_saves()
         for record in self.assembler.open_records():
             await self._save(record)
         await self._end_task(self._pending_task)
@@ -298,6 +311,7 @@ class Controller:
         await self._end_task(self._sms_task)
         await self._end_task(self._reminder_task)
         await self._bounded(self.ami.close(), "ami")
+        await self._bounded(self._drain_saves(), "saves")  # calls that ended while the stop went on
         while self._tasks:  # anything else still running (none expected once AMI is closed)
             for task in list(self._tasks):
                 await self._end_task(task)
@@ -345,7 +359,9 @@ class Controller:
             log.error("controller_stop_step_stuck", step=name, seconds=STOP_STEP_S)
 
     # ------------------------------------------------------------------ AMI → tickets
-    async def _on_event(self, event: dict[str, str]) -> None:
+    def _on_event(self, event: dict[str, str]) -> None:
+        """Every AMI event into the assembler, synchronously (the AMI dispatcher makes no task for it and
+        never waits on the store, issue 15): the records of calls that just ended go to the saver."""
         if is_callback_call(event):
             return  # a callback we placed belongs to the missed call's ticket, never a new one
         if "Queue" in event:
@@ -356,7 +372,30 @@ class Controller:
             log.exception("assembler_failed", event=event.get("Event"))
             return
         for record in finished:
-            await self._save(record)
+            self._to_save.put_nowait(record)
+
+    async def _save_loop(self) -> None:
+        """Saves the finished calls' records in the order they ended, one at a time (the store's lock
+        serialises them anyway); a slow store delays tickets, never the AMI events behind them."""
+        while True:
+            record = await self._to_save.get()
+            try:
+                await self._save(record)
+            finally:
+                self._to_save.task_done()
+
+    async def _drain_saves(self) -> None:
+        """At stop: what the saver still holds is saved (or deferred) before the open calls are flushed."""
+        saver = self._saver_task
+        if saver is not None and not saver.done():
+            try:  # the saver finishes what it holds (never cancelled mid-save while it can finish)
+                await asyncio.wait_for(self._to_save.join(), STOP_STEP_S)
+            except (asyncio.TimeoutError, TimeoutError):
+                log.error("ticket_saves_stuck", held=self._to_save.qsize())
+            await self._end_task(saver)
+        while not self._to_save.empty():
+            await self._save(self._to_save.get_nowait())
+            self._to_save.task_done()
 
     async def _save(self, record: CallRecord) -> None:
         """Save `record`; when the store cannot take it, keep it for later (ticketbridge.pending)."""
@@ -430,7 +469,7 @@ class Controller:
                  "left_to_cdr": p.let_go}
         healthy = bool(ami["connected"] and ami["dispatcher_alive"] and not len(p))
         return {"healthy": healthy, "ami": ami, "store": store,
-                "calls_in_progress": len(self.assembler.open_records()), "config_generation": self.generation,
+                "calls_in_progress": self.assembler.open_count(), "config_generation": self.generation,
                 "fastagi_port": self.agi.port, "owner": self.owner,
                 "agents": None if self.agents_lease is None else ("active" if self.agents_lease.held else "standby"),
                 "cdr_replay": None if self.cdr_lease is None else ("held" if self.cdr_lease.held else "standby")}
@@ -626,7 +665,7 @@ class Controller:
         return await self.store.get_by_linkedid(linkedid)
 
     def _open_linkedids(self) -> set[str]:
-        return {r.linkedid for r in self.assembler.open_records()}
+        return self.assembler.open_linkedids()
 
     def _agent_id_of(self, seat: str) -> str | None:
         """The agent ID working a seat now (tickets name it); None for anything that is no seat."""
@@ -663,19 +702,46 @@ class Controller:
     async def _after_login(self) -> None:
         """After a (re)connect: re-attach transfers, and close calls that ended while AMI was down."""
         await self.transfers.recover()
+        await self._sweep_channels(after_login=True)
+
+    async def _sweep_channels(self, *, after_login: bool = False) -> None:
+        """Compare the calls the assembler holds open with the channels Asterisk has (CoreShowChannels):
+        a call whose channels are all gone is closed now (its ticket then corrected from the CDR), a
+        vanished leg counts as hung up. At every login, and every CHANNEL_SWEEP_S while calls are open:
+        events can also be lost without a reconnect (the event queue full on a saturated box)."""
+        dropped = self.ami.events_dropped
+        if dropped != self._dropped_seen:
+            self._dropped_seen = dropped
+            log.warning("ami_events_lost_calls_gapped", calls=self.assembler.mark_gap(), dropped=dropped)
         asked_at = time.time()
         try:
-            channels = await self.ami.action_list("CoreShowChannels")
+            channels = await self.ami.action_list("CoreShowChannels", timeout=30)
         except Exception:  # noqa: BLE001 - the CDR replay still completes those tickets later
             log.warning("ami_channel_sweep_failed", exc_info=True)
             return
+        # judge only once every event that came before the list is in the assembler (a busy dispatcher is
+        # behind the wire), and a moment later: Asterisk may write a hang-up just after the list
+        await asyncio.sleep(SWEEP_GRACE_S)
+        if not await self.ami.caught_up(STOP_STEP_S):
+            log.warning("ami_channel_sweep_skipped", reason="event dispatch behind", queued=self.ami.health()["queued_events"])
+            return
         live = {c.get("Uniqueid", "") for c in channels} - {""}
-        self.agents.calls_gone({c.get("Linkedid", "") for c in channels} - {""},
-                               {endpoint(c.get("Channel", "")) for c in channels
-                                if c.get("Channel", "").startswith("PJSIP/")}, asked_at)
-        for record in self.assembler.expire(live, asked_at):
-            log.info("call_closed_after_reconnect", linkedid=record.linkedid)
-            await self._save(record)
+        if after_login:
+            self.agents.calls_gone({c.get("Linkedid", "") for c in channels} - {""},
+                                   {endpoint(c.get("Channel", "")) for c in channels
+                                    if c.get("Channel", "").startswith("PJSIP/")}, asked_at)
+        closed = self.assembler.expire(live, asked_at)
+        for record in closed:
+            log.info("call_closed_after_reconnect" if after_login else "call_closed_by_sweep",
+                     linkedid=record.linkedid)
+        for record in closed:
+            self._to_save.put_nowait(record)
+
+    async def _sweep_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(CHANNEL_SWEEP_S)
+            if self.ami.connected.is_set() and self.assembler.open_count():
+                await self._sweep_channels()
 
     async def _on_transfer_outcome(self, record: dict[str, Any]) -> None:
         """A transfer ended (or became three-way): straight into the assembler too, so the ticket has it
@@ -685,10 +751,10 @@ class Controller:
             return
         if record.get("work_order"):
             self._work_orders[lid] = str(record.get("target") or "")
-        await self._on_event({"Event": "UserEvent", "UserEvent": Event.TRANSFER.value, "Linkedid": lid,
-                              "Target": str(record.get("target") or ""), "Kind": str(record.get("kind") or ""),
-                              "Mode": str(record.get("mode") or ""), "Outcome": str(record.get("outcome") or ""),
-                              "Agent": str(record.get("agent") or "")})
+        self._on_event({"Event": "UserEvent", "UserEvent": Event.TRANSFER.value, "Linkedid": lid,
+                        "Target": str(record.get("target") or ""), "Kind": str(record.get("kind") or ""),
+                        "Mode": str(record.get("mode") or ""), "Outcome": str(record.get("outcome") or ""),
+                        "Agent": str(record.get("agent") or "")})
 
     async def _dispatch_work_order(self, ticket_no: str, target: str) -> None:
         """工单派转: the transfer target was not reached, so the ticket goes to it as a work order (派单)."""

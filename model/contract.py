@@ -246,6 +246,36 @@ class AmiRights:
         return {"controller": cls.CONTROLLER, "apply": cls.APPLY, "sim": cls.SIM}
 
 
+#: the only events the controller's account receives (manager.conf eventfilter, include by name; issue 15):
+#: what its parts read, and nothing else — on a busy hotline most of Asterisk's stream (Newstate,
+#: DialState, NewConnectedLine, Bridge* bookkeeping, …) is read by nobody here, and every event sent is
+#: parsed. tests/unit/test_ami_accounts.py checks every event-name table of the controller's parts
+#: against this list. Event-list items (CoreShowChannel, QueueMember, …) answer actions and are
+#: named too, so they pass whatever Asterisk decides about filtering them.
+AMI_CONTROLLER_EVENTS = (
+    # calls into tickets (ticketbridge/assembler.py) and the live model (live/reducer.py)
+    "Newchannel", "Hangup", "BridgeEnter", "BridgeLeave", "Cdr", "UserEvent",
+    # queues and seat agents (routing/agent_service.py, live/reducer.py)
+    "QueueCallerJoin", "QueueCallerLeave", "QueueCallerAbandon", "AgentCalled", "AgentConnect",
+    "AgentComplete", "AgentRingNoAnswer", "QueueMemberStatus", "QueueMemberPause", "DeviceStateChange",
+    # transfers (routing/transfer_correlation.py)
+    "DialBegin", "DialEnd", "AttendedTransfer", "BlindTransfer", "LocalOptimizationBegin",
+    # callbacks (ticketbridge/callbacks.py), supervisors (routing/supervise_service.py), each login
+    "OriginateResponse", "ChanSpyStart", "ChanSpyStop", "FullyBooted",
+    # items and ends of the event lists the controller asks for
+    "CoreShowChannel", "CoreShowChannelsComplete", "QueueParams", "QueueMember", "QueueEntry",
+    "QueueStatusComplete", "DeviceStateListComplete",
+)
+
+#: of these, events sent only when a header starts with a value (manager.conf `header(…)`,
+#: `method(starts_with)`): device states of seat phones only (routing/agent_service.py reads no other;
+#: Local channels and queues change device state on every call)
+AMI_CONTROLLER_EVENT_PREFIXES = {"DeviceStateChange": ("Device", "PJSIP/")}
+
+#: how long Asterisk waits on a write to the controller's AMI link before dropping it (manager.conf, the
+#: account's `writetimeout`; the general default of 1 s dropped it on a saturated box, issue 15)
+AMI_CONTROLLER_WRITETIMEOUT_MS = 10_000
+
 #: events the controller's account never receives (manager.conf eventfilter, exclude by name): the
 #: DTMF/AGI/dialplan ones again (callers' digits, should a class be granted by mistake) and the RTCP
 #: reports that make up most of the AMI traffic on a busy hotline and that no ticket reads

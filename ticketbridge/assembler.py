@@ -26,7 +26,6 @@ next to ticketbridge.cdr once `CallRecord` has a module of its own.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -186,7 +185,7 @@ class _Call:
     known: set[str] = field(default_factory=set)
     hung: set[str] = field(default_factory=set)
     channel_of: dict[str, str] = field(default_factory=dict)
-    fingerprints: set[str] = field(default_factory=set)
+    fingerprints: set[int] = field(default_factory=set)
     routes: list[dict[str, str]] = field(default_factory=list)
     ivr_path: list[str] = field(default_factory=list)
     visits: list[_QueueVisit] = field(default_factory=list)
@@ -204,6 +203,8 @@ class _Call:
     self_query: dict[str, Any] | None = None
     cdr_fallback: bool = False
     recording: str | None = None
+    #: the caller reached a queue's context (its HotlineRecording event, before the recording notice)
+    queue_entered: bool = False
     started_at: float | None = None
     last_at: float | None = None
     ended_at: float | None = None
@@ -317,20 +318,26 @@ class Assembler:
         return []
 
     def expire(self, live: set[str], before: float) -> list[CallRecord]:
-        """Close calls whose channels Asterisk no longer has (their Hangup was missed while AMI was down).
+        """Close calls whose channels Asterisk no longer has (their Hangup was missed while AMI was down,
+        or dropped on a saturated box).
 
         `live` holds the Uniqueids Asterisk reports now; only calls last heard of before
         `before` (when that list was asked for) are judged, so a call that began since is safe.
+        A call some of whose channels are gone keeps going with those counted as hung up (else its
+        own last Hangup would never close it); it missed events, so it is marked as gapped, and its
+        ticket is checked against the CDR.
         """
         out: list[CallRecord] = []
         for call in list(self._calls.values()):
             if call.last_at is not None and call.last_at >= before:
                 continue
             gone = call.alive - live
-            if not gone or call.alive & live:
+            if not gone:
                 continue
             call.hung |= gone
-            out.extend(self._close(call, before))
+            call.gap = True
+            if not call.alive:
+                out.extend(self._close(call, before))
         return out
 
     def mark_gap(self) -> int:
@@ -338,6 +345,14 @@ class Assembler:
         for call in self._calls.values():
             call.gap = True
         return len(self._calls)
+
+    def open_count(self) -> int:
+        """How many hotline calls are in progress (no record is built)."""
+        return sum(1 for c in self._calls.values() if c.hotline)
+
+    def open_linkedids(self) -> set[str]:
+        """The linkedids of the hotline calls in progress (the CDR replay leaves them to the live path)."""
+        return {c.linkedid for c in self._calls.values() if c.hotline}
 
     def open_records(self) -> list[CallRecord]:
         """Snapshot of hotline calls still in progress (outcome 'in_progress'), for a shutdown flush."""
@@ -373,7 +388,12 @@ class Assembler:
         kind = _s(event.get("UserEvent")) if event.get("Event") == "UserEvent" else _s(event.get("Event"))
         if not (event.get("Timestamp") or event.get("SequenceNumber")) and kind in _REPEATABLE:
             return False
-        fp = hashlib.blake2b(repr(sorted(event.items())).encode("utf-8", "replace"), digest_size=16).hexdigest()
+        # Python's own hash of the headers (64 bits, any order): duplicates are looked for within one
+        # call only, where a chance collision among a few dozen events is out of reach; no digest per event
+        try:
+            fp = hash(frozenset(event.items()))
+        except TypeError:  # a value that is no string (never from the wire): its text then
+            fp = hash(repr(sorted(map(repr, event.items()))))
         if fp in call.fingerprints:
             return True
         call.fingerprints.add(fp)
@@ -621,6 +641,7 @@ class Assembler:
 
     def _user_recording(self, call: _Call, e: Event, ts: float | None) -> None:
         call.recording = _s(e.get("File")) or call.recording
+        call.queue_entered = True
 
     def _user_ignored(self, call: _Call, e: Event, ts: float | None) -> None:
         """A UserEvent of ours that carries nothing for the ticket (its channel is still tracked)."""
@@ -649,6 +670,11 @@ class Assembler:
         r.ivr_path = list(call.ivr_path)
         # the language's queue was entered (a menu, an agent's transfer) even when the IVR named none
         r.language = r.language or call.language
+        route_dest = (last["Dest"] if last else "") or ""
+        if not call.visits and call.queue_entered and route_dest.startswith("queue:"):
+            # routed to a queue and gone before Queue() ran (during the recording notice): a caller who
+            # waited for an agent, as Asterisk's CDR counts it (its queue variable is set by then)
+            r.queue = route_dest[len("queue:"):].split("/", 1)[0] or None
         if call.visits:
             r.queue = call.visits[-1].queue
             waits = [v.wait_s for v in call.visits if v.wait_s is not None]
@@ -658,7 +684,6 @@ class Assembler:
                 r.queue_wait_s = round(max(0.0, call.ended_at - call.visits[-1].joined_at), 3)
         r.agent = call.agent
         r.answered_at = call.answered_at
-        route_dest = (last["Dest"] if last else "") or ""
         if r.answered_at is None and route_dest.startswith("dial:"):
             r.answered_at = call.bridged_at
         r.talk_s = call.talk_s

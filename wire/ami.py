@@ -7,10 +7,14 @@ handler drops the connection, non-ASCII split across reads is lost and actions h
 timeout (see ../shared/LIBRARIES.md). tests/unit/test_ami.py keeps a regression
 test for each.
 
-Shape: one background task owns the link (connect → Login → read until it dies →
-back off → again). The reader only frames and routes messages; events go through one
+Shape: one background task owns the link (connect → Login → wait until it dies →
+back off → again). The socket's asyncio Protocol hands each read straight to the framer
+(`_feed`: the whole messages of a read decoded at once, parsed with plain string operations —
+issue 15: about twice panoramisk's events/s, bench/ami_compare.py); events go through one
 queue to a dispatcher task, so a slow or failing callback never delays reading
-(Asterisk drops a client that falls 100 ms behind) and events stay in order.
+(Asterisk drops a client that falls its `writetimeout` behind) and events stay in order. The
+dispatcher lets the loop run every DISPATCH_SLICE events, and the socket asks the kernel for a
+4 MiB receive buffer, so a busy controller still drains the link.
 
 Event policy (issue 14.5/14.6): the queue holds at most `max_queued_events`; when it is full the
 newest event is dropped and counted (``ami_events_dropped``) — reading never waits, and the CDR
@@ -22,7 +26,7 @@ go on, so one slow subscriber cannot hold up the others; only such a late callba
 its events out of order. A server that accepts Login and drops the link at once is retried with
 the same doubling backoff as a refused connection. `health()` reports all of it.
 
-Why one module (≈570 lines): the link, the action matching and the event dispatcher share one
+Why one module (≈750 lines): the link, the action matching and the event dispatcher share one
 lifecycle (start, reconnect, close) and one set of counters; split, close() and the restart of a
 dead dispatcher would have to reach across modules into each other's tasks.
 """
@@ -30,9 +34,12 @@ dead dispatcher would have to reach across modules into each other's tasks.
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import itertools
+import operator
 import re
+import socket
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -53,6 +60,11 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 EVENT_BACKLOG_WARN = 10_000
 #: A link must stay up this long after Login for the reconnect backoff to start again from the bottom.
 STABLE_LINK_S = 10.0
+#: The kernel's receive buffer asked for on the AMI socket (capped by net.core.rmem_max): while our loop
+#: is busy, Asterisk's writes land here instead of waiting out its `writetimeout` and dropping us.
+RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
+#: The dispatcher lets the loop run (the socket read, FastAGI) after this many events in a row.
+DISPATCH_SLICE = 256
 
 
 class AmiException(Exception):
@@ -78,9 +90,31 @@ class AmiDisconnected(AmiException, ConnectionError):
 def parse_message(text: str) -> Message:
     """One AMI message → dict. Repeated headers are joined with newlines; ``ChanVariable: n=v``
     also appears as ``ChanVariable(n)``; lines that are not headers (legacy Command output)
-    are collected under ``Output``."""
+    are collected under ``Output``.
+
+    Plain string operations only (issue 15): the usual message — ``Key: value`` lines, each key
+    once — is split and turned into a dict in C; anything else takes the careful line-by-line path."""
+    lines = text.split("\r\n")
+    if text.count("\n") != len(lines) - 1:  # a bare LF somewhere: lines end at it too
+        lines = text.replace("\r\n", "\n").split("\n")
+    try:
+        msg = dict(map(_split_header, lines))
+    except ValueError:  # a line without ": " (an empty line, "Key:", Command output)
+        return _parse_lines(lines)
+    if len(msg) != len(lines) or "" in msg or _BAD_KEY.search("".join(msg)) or "ChanVariable" in text:
+        return _parse_lines(lines)  # repeated or odd keys, or ChanVariable to index
+    return msg
+
+
+#: "Key: value" → [key, value] (in C)
+_split_header = operator.methodcaller("split", ": ", 1)
+#: what a header key cannot hold (the careful path then treats the line as Output)
+_BAD_KEY = re.compile(r"[\s:]")
+
+
+def _parse_lines(lines: list[str]) -> Message:
     msg: Message = {}
-    for line in re.split(r"\r?\n", text):
+    for line in lines:
         if not line:
             continue
         key, sep, value = line.partition(":")
@@ -134,12 +168,79 @@ class _Pending:
     response: Message | None = None
 
 
+class _AmiProtocol(asyncio.Protocol):
+    """The socket's side of a link: bytes in go straight to the client's framer (no reader task, no
+    StreamReader copy), and `closed` resolves when the connection ends. Write flow control for drain()."""
+
+    def __init__(self, client: "AmiClient") -> None:
+        self.client = client
+        self.link: _Link | None = None
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.banner_checked = False
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._write_paused = False
+        self._drained: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed.done():
+            return
+        if self.link is None:  # connected, not yet handed to the client: keep the bytes (the banner)
+            self.buf += data
+            return
+        try:
+            self.client._feed(self.link, self, data)
+        except Exception as e:  # noqa: BLE001 - a framing error ends this link, never the loop
+            self._end(e if isinstance(e, ConnectionError) else ConnectionError(f"AMI read failed: {e!r}"))
+            if self.transport is not None:
+                self.transport.abort()
+
+    def eof_received(self) -> bool:
+        self._end(ConnectionError("AMI closed the connection"))
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end(ConnectionError(f"AMI connection lost: {exc}") if exc else ConnectionError("AMI closed the connection"))
+        self._resume(exc)
+
+    def _end(self, exc: Exception) -> None:
+        if not self.closed.done():
+            self.closed.set_exception(exc)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._resume(None)
+
+    def _resume(self, exc: Exception | None) -> None:
+        w, self._drained = self._drained, None
+        if w is not None and not w.done():
+            if exc is None:
+                w.set_result(None)
+            else:
+                w.set_exception(ConnectionError(f"AMI connection lost: {exc}"))
+
+    async def drain(self) -> None:
+        if self.closed.done():
+            raise ConnectionError("AMI link closed")
+        if not self._write_paused:
+            return
+        if self._drained is None:
+            self._drained = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._drained)
+
+
 @dataclass
 class _Link:
     """One TCP connection; the actions sent on it live and die with it."""
 
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
+    transport: asyncio.Transport
+    protocol: _AmiProtocol
     number: int
     pending: dict[str, _Pending] = field(default_factory=dict)
     down: bool = False
@@ -169,9 +270,15 @@ class AmiClient:
         self.logins = 0
         self._link: _Link | None = None
         self._handlers: list[tuple[str, EventCallback]] = []
+        #: event name as sent → its callbacks in registration order ('*' ones included); rebuilt on change
+        self._routes: dict[str, tuple[EventCallback, ...]] = {}
         self.max_queued_events = max_queued_events
         self.handler_budget = handler_budget
-        self._events: asyncio.Queue[Message] = asyncio.Queue(max_queued_events)
+        self._events: collections.deque[Message] = collections.deque()
+        self._wakeup: asyncio.Future[None] | None = None
+        #: events ever queued, and ever handed to every callback (`caught_up` compares them)
+        self._queued_total = 0
+        self._dispatched_total = 0
         #: counters for `health()`
         self.events_dropped = 0
         self.handler_failures = 0
@@ -192,7 +299,8 @@ class AmiClient:
         if self._run_task is not None:
             return
         self._closing = False
-        self._events = asyncio.Queue(self.max_queued_events)  # bound to the loop that runs us
+        self._events.clear()
+        self._wakeup = None
         self._start_dispatcher()
         self._run_task = asyncio.create_task(self._run(), name="ami-link")
 
@@ -209,7 +317,7 @@ class AmiClient:
         link = self._link
         if link is not None and not link.down:
             try:
-                link.writer.write(encode_action("Logoff", self._next_id(), {}))
+                link.transport.write(encode_action("Logoff", self._next_id(), {}))
             except (ConnectionError, OSError, RuntimeError):
                 pass
         for task in (self._run_task, self._dispatch_task, *self._late):
@@ -235,10 +343,12 @@ class AmiClient:
         """
         entry = (name.lower(), callback)
         self._handlers.append(entry)
+        self._routes = {}
 
         def off() -> None:
             if entry in self._handlers:
                 self._handlers.remove(entry)
+                self._routes = {}
 
         return off
 
@@ -246,6 +356,15 @@ class AmiClient:
         entry = (name.lower(), callback)
         if entry in self._handlers:
             self._handlers.remove(entry)
+            self._routes = {}
+
+    def _callbacks(self, name: str) -> tuple[EventCallback, ...]:
+        """The callbacks of an event name, looked up once per name until a registration changes."""
+        cbs = self._routes.get(name)
+        if cbs is None:
+            low = name.lower()
+            cbs = self._routes[name] = tuple(cb for key, cb in self._handlers if key == "*" or key == low)
+        return cbs
 
     def health(self) -> dict[str, Any]:
         """What a health check reads: link, dispatcher, queue depth, last event age, counters."""
@@ -253,7 +372,7 @@ class AmiClient:
         return {
             "connected": self.connected.is_set(),
             "dispatcher_alive": self._dispatch_task is not None and not self._dispatch_task.done(),
-            "queued_events": self._events.qsize(),
+            "queued_events": len(self._events),
             "last_event_age_s": None if self._last_event_at is None else round(loop.time() - self._last_event_at, 3),
             "events_dropped": self.events_dropped,
             "handler_failures": self.handler_failures,
@@ -261,6 +380,21 @@ class AmiClient:
             "handlers_running_late": len(self._late),
             "dispatcher_restarts": self.dispatcher_restarts,
         }
+
+    async def caught_up(self, timeout: float = 30.0) -> bool:
+        """Wait until every event received so far has been handed to the callbacks (a sync callback has
+        then run; an async one has started). After an action's answer, what the callbacks know is then at
+        least as new as that answer — e.g. a channel list compared with the calls they hold. False when
+        `timeout` passed first."""
+        target = self._queued_total
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._dispatched_total < target:
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        # the last one taken may still be running its callbacks: one more turn of the loop for a sync one
+        await asyncio.sleep(0)
+        return True
 
     def _start_dispatcher(self) -> None:
         self._dispatch_task = asyncio.create_task(self._dispatch_loop(), name="ami-dispatch")
@@ -276,15 +410,26 @@ class AmiClient:
 
     async def _dispatch_loop(self) -> None:
         me = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        queue = self._events
+        in_a_row = 0
         while True:
-            event = await self._events.get()
-            name = event.get("Event", "").lower()
-            for key, cb in list(self._handlers):
-                if key != "*" and key != name:
-                    continue
+            if not queue:
+                in_a_row = 0
+                self._wakeup = loop.create_future()
+                await self._wakeup
+                continue
+            if in_a_row >= DISPATCH_SLICE:  # a long burst must not keep the socket (and FastAGI) waiting
+                in_a_row = 0
+                await asyncio.sleep(0)
+                continue
+            in_a_row += 1
+            event = queue.popleft()
+            self._dispatched_total += 1  # counted as it is taken: its callbacks run before the next one
+            for cb in self._callbacks(event.get("Event", "")):
                 try:
                     res = cb(event)
-                    if inspect.isawaitable(res):
+                    if res is not None and inspect.isawaitable(res):
                         await self._within_budget(res, event, cb)
                 except asyncio.CancelledError:
                     if me is not None and me.cancelling():
@@ -400,7 +545,7 @@ class AmiClient:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         link.pending[action_id] = _Pending(name, fut, [] if as_list else None)
         try:
-            link.writer.write(payload)
+            link.transport.write(payload)
             await asyncio.wait_for(self._drain_then(link, fut), timeout)
             return fut.result()
         except AmiException:
@@ -414,7 +559,7 @@ class AmiClient:
 
     @staticmethod
     async def _drain_then(link: _Link, fut: asyncio.Future[Any]) -> None:
-        await link.writer.drain()
+        await link.protocol.drain()
         await asyncio.shield(fut)
 
     def _next_id(self) -> str:
@@ -425,19 +570,21 @@ class AmiClient:
         delay = self.reconnect_delay
         while not self._closing:
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(self.host, self.port, limit=MAX_MESSAGE_BYTES), self.connect_timeout)
+                transport, protocol = await asyncio.wait_for(self._connect(), self.connect_timeout)
             except (OSError, asyncio.TimeoutError) as e:
                 log.warning("ami_connect_failed", host=self.host, port=self.port, error=str(e) or type(e).__name__,
                             retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_reconnect_delay)
                 continue
-            link = _Link(reader, writer, next(self._links))
+            link = _Link(transport, protocol, next(self._links))
+            protocol.link = link
             self._link = link
-            reader_task = asyncio.create_task(self._read_loop(link), name=f"ami-read-{link.number}")
+            reader_task = protocol.closed  # resolves (with the reason) when the connection ends
             # EOF fails the waiting actions at once (a Login included), not at their timeouts
             reader_task.add_done_callback(lambda t, link=link: self._link_down(link, _reason(t)))
+            if protocol.buf:  # bytes that came before the link existed (the banner, at least)
+                self._feed(link, protocol, b"")
             ping_task: asyncio.Task[None] | None = None
             reason = "closed"
             try:
@@ -489,7 +636,7 @@ class AmiClient:
                 p.future.set_exception(AmiDisconnected(f"{p.name}: AMI link dropped ({reason}); not re-sent"))
                 p.future.exception()  # mark retrieved: the waiter may already have timed out
         link.pending.clear()
-        link.writer.transport.abort()
+        link.transport.abort()
         if not self._closing:
             log.warning("ami_disconnected", host=self.host, port=self.port, link=link.number, reason=reason)
 
@@ -506,33 +653,85 @@ class AmiClient:
             except AmiDisconnected:
                 return
 
-    async def _read_loop(self, link: _Link) -> None:
-        """Frame on CRLFCRLF over bytes; decode a message only when whole (UTF-8 split across reads)."""
-        buf = bytearray()
-        banner_checked = False
-        while True:
-            data = await link.reader.read(65536)
-            if not data:
-                raise ConnectionError("AMI closed the connection")
-            buf += data
-            if not banner_checked:
-                nl = buf.find(b"\r\n")
-                if nl < 0:
-                    continue
-                banner_checked = True
-                if buf.startswith(b"Asterisk Call Manager"):
-                    log.debug("ami_banner", banner=bytes(buf[:nl]).decode("utf-8", "replace"))
-                    del buf[: nl + 2]
-            while True:
-                end = buf.find(_SEP)
-                if end < 0:
-                    break
-                raw = bytes(buf[:end])
-                del buf[: end + 4]
-                if raw.strip():
-                    self._on_message(link, parse_message(raw.decode("utf-8", errors="replace")))
+    async def _connect(self) -> tuple[asyncio.Transport, _AmiProtocol]:
+        """A TCP connection with a large receive buffer, set before connecting (the window is agreed then)."""
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        err: OSError | None = None
+        for family, type_, proto, _, addr in infos:
+            sock = socket.socket(family, type_, proto)
+            try:
+                sock.setblocking(False)
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+                except OSError:
+                    pass  # the kernel's default then
+                await loop.sock_connect(sock, addr)
+            except OSError as e:
+                sock.close()
+                err = e
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            transport, protocol = await loop.create_connection(lambda: _AmiProtocol(self), sock=sock)
+            return transport, protocol  # type: ignore[return-value]
+        raise err or OSError(f"cannot resolve {self.host}")
+
+    def _feed(self, link: _Link, proto: _AmiProtocol, data: bytes) -> None:
+        """Frame on CRLFCRLF over bytes and decode only whole messages (UTF-8 split across reads); every
+        complete message of one read is decoded at once and split with plain string operations."""
+        buf = proto.buf
+        buf += data
+        if not proto.banner_checked:
+            nl = buf.find(b"\r\n")
+            if nl < 0:
+                if len(buf) > MAX_MESSAGE_BYTES:
+                    raise ConnectionError("AMI message larger than the limit")
+                return
+            proto.banner_checked = True
+            if buf.startswith(b"Asterisk Call Manager"):
+                log.debug("ami_banner", banner=bytes(buf[:nl]).decode("utf-8", "replace"))
+                del buf[: nl + 2]
+        end = buf.rfind(_SEP)
+        if end < 0:
             if len(buf) > MAX_MESSAGE_BYTES:
                 raise ConnectionError("AMI message larger than the limit")
+            return
+        text = buf[:end].decode("utf-8", errors="replace")  # ASCII separators: never inside a character
+        del buf[: end + 4]
+        events = self._events
+        queued = len(events)
+        for raw in text.split("\r\n\r\n"):
+            if not raw or (raw[0] in " \r\n\t" and not raw.strip()):
+                continue
+            msg = parse_message(raw)
+            if "Event" in msg and "ActionID" not in msg:  # the usual case: an event, not an answer
+                if queued >= self.max_queued_events:
+                    self._drop_event()
+                    continue
+                events.append(msg)
+                self._queued_total += 1
+                queued += 1
+                if queued == EVENT_BACKLOG_WARN:
+                    log.warning("ami_event_backlog", queued=EVENT_BACKLOG_WARN)
+            else:
+                self._on_message(link, msg)
+        if len(events):
+            self._events_arrived()
+        if len(buf) > MAX_MESSAGE_BYTES:
+            raise ConnectionError("AMI message larger than the limit")
+
+    def _events_arrived(self) -> None:
+        self._last_event_at = asyncio.get_running_loop().time()
+        w = self._wakeup
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _drop_event(self) -> None:
+        self.events_dropped += 1
+        if self.events_dropped == 1 or self.events_dropped % 1000 == 0:
+            log.error("ami_events_dropped", dropped=self.events_dropped, queued=len(self._events))
 
     def _on_message(self, link: _Link, msg: Message) -> None:
         aid = msg.get("ActionID")
@@ -551,16 +750,14 @@ class AmiClient:
                     p.items.append(msg)
                 return
         if "Event" in msg:
-            self._last_event_at = asyncio.get_running_loop().time()
-            try:
-                self._events.put_nowait(msg)
-            except asyncio.QueueFull:
-                self.events_dropped += 1
-                if self.events_dropped == 1 or self.events_dropped % 1000 == 0:
-                    log.error("ami_events_dropped", dropped=self.events_dropped, queued=self._events.qsize())
+            if len(self._events) >= self.max_queued_events:
+                self._drop_event()
                 return
-            if self._events.qsize() == EVENT_BACKLOG_WARN:
+            self._events.append(msg)
+            self._queued_total += 1
+            if len(self._events) == EVENT_BACKLOG_WARN:
                 log.warning("ami_event_backlog", queued=EVENT_BACKLOG_WARN)
+            self._events_arrived()
         elif "Response" in msg:
             log.debug("ami_orphan_response", action_id=aid, response=msg.get("Response"))
 

@@ -33,6 +33,7 @@ def main() -> None:
     p.add_argument("--auto-callbacks", default=None, metavar="PATTERN",
                    help="the scheduler calls missed callers back by itself (seconds, any hour), only numbers "
                         "matching this outbound pattern (other tests' missed calls are given up)")
+    p.add_argument("--profile", default=None, help="write a cProfile of the event loop's thread (CPU time) here")
     args = p.parse_args()
     setup_logging()
     cfg = e2e_config()
@@ -60,7 +61,19 @@ def main() -> None:
                                                  spacing_min=0.1, hours=always, poll_s=0.5, max_concurrent=4))
         cfg.outbound.allow = [args.auto_callbacks]
     control = Path(args.control_path) if args.control_path else None
-    asyncio.run(serve(Controller.for_sandbox(cfg, sb, store_url=args.store, cdr_settle_s=0, control_path=control)))
+    run = lambda: asyncio.run(serve(Controller.for_sandbox(cfg, sb, store_url=args.store, cdr_settle_s=0,  # noqa: E731
+                                                           control_path=control)))
+    if not args.profile:
+        run()
+        return
+    import cProfile
+    import time
+
+    prof = cProfile.Profile(time.thread_time)  # CPU of this thread: the machine's load does not inflate it
+    try:
+        prof.runcall(run)
+    finally:
+        prof.dump_stats(args.profile)
 
 
 if __name__ == "__main__":

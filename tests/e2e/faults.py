@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 class ControllerProcess:
     def __init__(self, store_url: str, log_path: Path, *, ami_port: int | None = None,
-                 sim_callbacks: bool = False, extra: list[str] | None = None) -> None:
+                 sim_callbacks: bool = False, extra: list[str] | None = None,
+                 profile: Path | None = None) -> None:
+        """`profile`: the controller writes a cProfile (CPU time of its loop's thread) there when it stops."""
         self.store_url = store_url
         self.log_path = log_path
         self.args = ["--store", store_url]
@@ -33,6 +35,8 @@ class ControllerProcess:
         if sim_callbacks:
             self.args.append("--sim-callbacks")
         self.args += extra or []
+        if profile is not None:
+            self.args += ["--profile", str(profile)]
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 

@@ -338,6 +338,81 @@ async def test_ami_link_cut_mid_call_controller_reconnects_and_the_ticket_is_rig
     print(f"\nAMI cut: reconnected {reconnect_s:.1f} s after the cut")
 
 
+async def test_ami_link_cut_with_calls_ending_starting_and_held_across_the_gap_every_ticket_right(
+        cfg, asterisk, ami, agents, tmp_path, controllers):
+    """Issue 15.6: what Asterisk dropping the controller's AMI link under load does, on purpose. While the
+    link is down one waiting caller is answered and hangs up, one gives up in the queue, one call begins
+    and ends in the IVR, and the agent of a call answered before the cut hangs up (its caller stays, in
+    the survey, until after the reconnect). After the reconnect the calls that vanished are closed
+    (CoreShowChannels sweep), the agent's vanished leg counts as hung up so the caller's own hang-up
+    closes that call, the gapped ones are corrected from the CDR and the unseen one rebuilt from it:
+    exactly one complete, right ticket each."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/tickets.db"
+    link = await CutLink(cfg.asterisk.ami.host, cfg.asterisk.ami.port).open()
+    ctl = controllers(url, ami_port=link.port)
+    await ctl.start()
+    robots: list[CallRobot] = []
+    try:
+        async def queued(prefix: str) -> tuple[CallRobot, str]:
+            caller = number(prefix)
+            robot = await CallRobot(ami, caller=caller).dial()
+            robots.append(robot)
+            await robot.wait_step("menu:main", 30)
+            await robot.press("1")  # 咨询
+            return robot, caller
+
+        await agents.add("general", talk_s=45)  # busy with the held call; hangs up during the gap
+        held, held_no = await queued("134301")
+        await held.wait_for(is_event("AgentConnect"), 30)
+        (answered, answered_no), (gives_up, gives_up_no) = await asyncio.gather(queued("134302"), queued("134303"))
+        await answered.wait_for(is_event("QueueCallerJoin"), 20)
+        await gives_up.wait_for(is_event("QueueCallerJoin"), 20)
+        mark = len(ctl.logs())
+        held_seen_at_cut = len(held.events)
+        await link.cut()
+        await ctl.wait_log("ami_disconnected", 10, after=mark)
+        # --- the gap: the controller hears nothing of what follows until the link is back
+        await gives_up.hangup()
+        await gives_up.wait_hangup(10)
+        unseen_no = number("134304")
+        unseen = await CallRobot(ami, caller=unseen_no).dial()
+        robots.append(unseen)
+        await unseen.wait_step("menu:main", 30)
+        await unseen.hangup()
+        await unseen.wait_hangup(10)
+        await agents.add("general", talk_s=2)
+        await answered.wait_for(is_event("AgentConnect"), 30)
+        await answered.wait_for(left_agent, 20)
+        await answered.hangup()
+        await answered.wait_hangup(10)
+        assert not any(left_agent(e) for e in held.events[:held_seen_at_cut]), "the held call's agent left too early"
+        await held.wait_for(left_agent, 60)  # its agent's legs end unheard; the caller stays (survey)
+        assert not held.hung_up
+        # --- the link back
+        await link.restore()
+        await ctl.wait_log("ami_reconnected", 30, after=mark)
+        await held.hangup()  # after the gap: its hang-up is heard live and must close the call
+        await held.wait_hangup(10)
+        async with opened(url, cfg) as store:
+            t = await one_complete_ticket(store, answered, answered_no, timeout=60)
+            assert t.outcome == "answered" and t.queue == "general" and t.agent, (t.outcome, t.queue, t.agent)
+            assert t.category == "咨询" and t.dialed == "12345"  # what was seen before the cut is kept
+            t = await one_complete_ticket(store, gives_up, gives_up_no, timeout=60)
+            assert t.outcome == "abandoned_in_queue" and t.queue == "general" and not t.agent, t.outcome
+            t = await one_complete_ticket(store, unseen, unseen_no, timeout=60)
+            assert t.outcome == "ended_in_ivr" and t.dialed == "12345" and t.source == "cdr", (t.outcome, t.source)
+            t = await one_complete_ticket(store, held, held_no, timeout=60)
+            assert t.outcome == "answered" and t.queue == "general" and t.agent and t.category == "咨询"
+        closed = {r.get("linkedid") for r in ctl.events("call_closed_after_reconnect")}
+        assert {answered.linkedid, gives_up.linkedid} <= closed, closed  # not left open until a restart
+        assert len(ctl.events("ami_disconnected")) == 1  # one cut, one drop: the link held otherwise
+    finally:
+        for r in robots:
+            await r.hangup()
+        await ctl.stop()
+        await link.close()
+
+
 # ----------------------------------------------------------------------------- the store away
 
 

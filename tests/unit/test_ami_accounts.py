@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from model.config import AMI_ACCOUNTS
-from model.contract import AMI_EXCLUDED_EVENTS
+from model.contract import AMI_CONTROLLER_EVENTS, AMI_EXCLUDED_EVENTS
 from model.loading import default_config_path, load_config
 from model.secrets import ami_secret, ami_secrets
 from routing.dialplan import RenderInputs, render
@@ -47,16 +48,51 @@ def test_controller_reads_and_writes_only_what_it_uses() -> None:
     assert vals["permit"].startswith("127.0.0.1/") and vals["deny"] == "0.0.0.0/0.0.0.0"
 
 
-def test_controller_has_an_exclude_only_eventfilter() -> None:
+def test_controller_gets_only_the_events_its_parts_read() -> None:
+    """Include filters (issue 15): the account is sent the events of AMI_CONTROLLER_EVENTS and nothing
+    else; the excludes stay as a second guard for the caller-digit events."""
     cfg, conf = manager(with_sim=False)
-    keys = [k for k in conf.values(conf.section(cfg.asterisk.ami.username)) if k.startswith("eventfilter")]
-    assert keys and all("action(exclude)" in k for k in keys)  # no allow-list: transfers read many event kinds
-    excluded = {k.split("name(")[1].split(")")[0] for k in keys}
-    assert excluded == set(AMI_EXCLUDED_EVENTS)
+    vals = conf.values(conf.section(cfg.asterisk.ami.username))
+    keys = [k for k in vals if k.startswith("eventfilter")]
+    included = {k.split("name(")[1].split(")")[0] for k in keys if "action(include)" in k}
+    excluded = {k.split("name(")[1].split(")")[0] for k in keys if "action(exclude)" in k}
+    assert len(included) + len(excluded) == len(keys)
+    assert included == set(AMI_CONTROLLER_EVENTS) and excluded == set(AMI_EXCLUDED_EVENTS)
+    assert not included & excluded
     assert {"DTMFBegin", "DTMFEnd", "AGIExecStart", "VarSet", "Newexten", "RTCPSent"} <= excluded
-    # what tickets and transfers are built from is never filtered out
-    assert not excluded & {"Hangup", "DialBegin", "DialEnd", "AttendedTransfer", "BlindTransfer",
-                           "LocalOptimizationBegin", "UserEvent", "Cdr", "QueueCallerJoin", "AgentConnect"}
+    [device] = [k for k in keys if "name(DeviceStateChange)" in k]
+    assert "header(Device)" in device and "method(starts_with)" in device and vals[device] == "PJSIP/"
+    assert int(vals["writetimeout"]) >= 10_000  # its own, beside [general]'s
+    assert int(conf.values(conf.section("general"))["writetimeout"]) < int(vals["writetimeout"])
+
+
+def _names_read_by_the_controller() -> set[str]:
+    """Every AMI event name a part of the controller reads: its dispatch tables, its on_event("…")
+    registrations and its ``Event") == "…"`` comparisons (the sim world's robots and the demo excluded)."""
+    from live.reducer import LiveModel
+    from routing.agent_service import QUEUE_EVENTS
+    from routing.transfer_correlation import _EVENT_ROUTES
+    from ticketbridge.assembler import Assembler
+
+    names = set(Assembler().event_handlers) | set(LiveModel._handlers) | set(_EVENT_ROUTES) | set(QUEUE_EVENTS)
+    names |= {"AttendedTransfer", "BlindTransfer", "UserEvent"}  # the assembler's own branch before its table
+    root = Path(__file__).resolve().parents[2]
+    pattern = re.compile(r"""on_event\(\s*"([A-Za-z]+)"|Event"\)\s*(?:==|!=)\s*"([A-Za-z]+)"|Event"\)\s*in\s*\(([^)]*)\)""")
+    for folder in ("wire", "routing", "ivr", "ticketbridge", "live", "admin", "hotline"):
+        for path in (root / folder).rglob("*.py"):
+            if path.name in ("demo.py", "callrobot.py"):  # the sim account's, not the controller's
+                continue
+            for m in pattern.finditer(path.read_text()):
+                if m.group(1) or m.group(2):
+                    names.add(m.group(1) or m.group(2))
+                else:
+                    names |= set(re.findall(r'"([A-Za-z]+)"', m.group(3)))
+    return names - {"*"}
+
+
+def test_every_event_the_controller_reads_is_sent_to_it() -> None:
+    missing = _names_read_by_the_controller() - set(AMI_CONTROLLER_EVENTS)
+    assert not missing, f"add to model/contract.py AMI_CONTROLLER_EVENTS (else Asterisk never sends them): {missing}"
 
 
 def test_apply_account_reloads_only() -> None:

@@ -484,6 +484,37 @@ def test_expire_closes_a_call_whose_hangup_was_missed_while_ami_was_down() -> No
     assert a.expire(live={live_one}, before=200.0) == []  # once only
 
 
+def test_expire_counts_a_vanished_leg_as_hung_so_the_last_hangup_closes_the_call() -> None:
+    """Issue 15.6: an agent leg whose Hangup was lost while the caller stays on: without the sweep the
+    caller's own Hangup would leave the call open for ever (its ticket `in_progress`)."""
+    a = Assembler()
+    lid, agent = "1700000100.1", "1700000100.2"
+    a.feed({"Event": "Newchannel", "Channel": "PJSIP/trunk-1", "Uniqueid": lid, "Linkedid": lid,
+            "Context": "hotline-inbound", "Exten": "12345", "CallerIDNum": "13800000000"}, now=100.0)
+    a.feed({"Event": "UserEvent", "UserEvent": "HotlineCall", "Uniqueid": lid, "Linkedid": lid,
+            "Dialed": "12345", "Caller": "13800000000"}, now=100.5)
+    a.feed({"Event": "Newchannel", "Channel": "PJSIP/1001-2", "Uniqueid": agent, "Linkedid": lid}, now=101.0)
+    assert a.expire(live={lid}, before=200.0) == []  # the caller is still on
+    [r] = a.feed({"Event": "Hangup", "Channel": "PJSIP/trunk-1", "Uniqueid": lid, "Linkedid": lid}, now=210.0)
+    assert r.linkedid == lid and r.complete and r.gap  # gapped: its ticket is checked against the CDR
+    assert a.open_records() == []
+
+
+def test_a_caller_gone_during_the_queues_recording_notice_abandoned_in_that_queue() -> None:
+    """Issue 15 (found by bench/ami_saturation.py): routed to the queue, hung up during the recording notice
+    played before Queue(): the CDR says the queue (its variable is set), so must the live record."""
+    a = Assembler()
+    lid = "1700000300.1"
+    a.feed({"Event": "Newchannel", "Channel": "Local/12345@hotline-inbound-1;2", "Uniqueid": lid, "Linkedid": lid,
+            "Context": "hotline-inbound", "Exten": "12345", "CallerIDNum": "13800000000"}, now=100.0)
+    a.feed({"Event": "UserEvent", "UserEvent": "HotlineRoute", "Uniqueid": lid, "Linkedid": lid, "Line": "12345",
+            "Mode": "main", "Dest": "queue:general", "Category": "", "Fallback": "0"}, now=119.0)
+    a.feed({"Event": "UserEvent", "UserEvent": "HotlineRecording", "Uniqueid": lid, "Linkedid": lid,
+            "File": "hotline/20261130/x.wav"}, now=119.1)
+    [r] = a.feed({"Event": "Hangup", "Uniqueid": lid, "Linkedid": lid, "Channel": "x"}, now=120.0)
+    assert (r.outcome, r.queue, r.actual_dest) == ("abandoned_in_queue", "general", "queue:general")
+
+
 # --------------------------------------------------------------------------- dispatch tables
 
 #: `UserEvent(HotlineCall,…)` in a template, or `UserEvent({{ event.CALL }},…)` with the shared names

@@ -176,7 +176,7 @@ async def test_non_ascii_split_across_reads_is_lost(fake: FakeAmiServer, upstrea
     await until(lambda: len(got) == 2, 2.0)
     still_present(len(got) == 2 and got[1] != whole, "panoramisk",
                   "loses non-ASCII characters split across TCP reads",
-                  WHERE, "AmiClient._read_loop frames on bytes and decodes whole messages", evidence=got)
+                  WHERE, "AmiClient._feed frames on bytes and decodes whole messages", evidence=got)
 
 
 # ---------------------------------------------------------------- no action timeout

@@ -355,7 +355,7 @@ def test_manager_reads_one_byte_per_system_call(ami: ThreadedFakeAmi, pyst2: Mod
         mgr.abandon()
     assert len(got) == 50, f"control: pyst2 must deliver the events, got {len(got)}"
     still_present(per_call <= 2, "pyst2", "reads the AMI socket one byte per system call",
-                  "wire/ami.py", "AmiClient._read_loop: 64 KiB reads, framed on CRLFCRLF",
+                  "wire/ami.py", "AmiClient._feed: whole reads (protocol data_received), framed on CRLFCRLF",
                   evidence={"reads": calls["n"], "bytes": calls["bytes"]})
 
 
