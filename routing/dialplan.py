@@ -14,7 +14,7 @@ import jinja2
 
 from model.config import Carrier, Config, Queue
 from model.contract import (AMI_EXCLUDED_EVENTS, ASTERISK_QUEUE_PREFIX, AmiRights, Context, RECORDING_SIDE_SUFFIX,
-                            queue_context,
+                            TRUNK_HEADER, queue_context,
                             template_names)
 from model.destinations import Destination, DialDest, HangupDest, QueueDest, TransferDest
 from routing.access import language_of_queue
@@ -98,6 +98,8 @@ class RenderInputs:
     ami_apply_secret: str = ""
     #: rendered only together with `with_sim`
     ami_sim_secret: str = ""
+    #: with a `cluster:` section: the node (cluster.nodes key) these files are for; required then
+    node: str | None = None
 
 
 def dialplan_text(text: str) -> str:
@@ -137,7 +139,17 @@ def overflow_step(cfg: Config, name: str, q: Queue) -> tuple[str, str]:
 
 
 def render(config: Config, inputs: RenderInputs) -> dict[str, str]:
-    """All files Asterisk needs, keyed by name relative to its etc directory."""
+    """All files Asterisk needs, keyed by name relative to its etc directory.
+
+    With `cluster:`, the files of node `inputs.node`: SIP on the node's address, its systemname, seats
+    reached through Kamailio's registrations and carriers recognised by the header Kamailio adds.
+    """
+    cluster = config.cluster
+    if cluster is not None:
+        if inputs.node is None:
+            raise ValueError("the config has a cluster: section; render for one node of it "
+                             f"(--node / $HOTLINE_NODE: {', '.join(cluster.nodes)})")
+        config = config.for_node(inputs.node)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         undefined=jinja2.StrictUndefined,
@@ -186,6 +198,9 @@ def render(config: Config, inputs: RenderInputs) -> dict[str, str]:
         "rtp_start": inputs.rtp_range[0],
         "rtp_end": inputs.rtp_range[1],
         "side_suffix": RECORDING_SIDE_SUFFIX,
+        "systemname": cluster.systemname_of(inputs.node) if cluster is not None and inputs.node else None,
+        "proxy": cluster.proxy if cluster is not None else None,
+        "trunk_header": TRUNK_HEADER,
     }
     out: dict[str, str] = {}
     for tpl in sorted(TEMPLATES.glob("*.conf.j2")):
