@@ -867,6 +867,9 @@ class ClusterProxy(_M):
     probe_interval_s: int = Field(5, ge=1, le=300)
     #: failed probes before a node takes no new calls (ds_probing_threshold); it comes back at its first answer
     probe_failures: int = Field(1, ge=1, le=10)
+    #: how often each call through a node is probed in-dialog (s; Kamailio's minimum is 30): a call whose node
+    #: no longer answers is ended towards the caller and the seat (BYE), freeing the seat for other nodes
+    call_probe_s: int = Field(30, ge=30, le=3600)
     #: how long Kamailio waits for a node's first answer to an INVITE before trying the next node (ms)
     node_timeout_ms: int = Field(2000, ge=500, le=30000)
     #: longest registration a seat phone may ask for (s)
