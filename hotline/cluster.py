@@ -21,7 +21,8 @@ import structlog
 
 from hotline.install import install_everything
 from hotline.sandbox import Sandbox, SandboxError, port_in_use
-from model.config import Cluster, ClusterNode, ClusterProxy, Config
+from model.config import Carrier, Cluster, ClusterNode, ClusterProxy, Config, Seat
+from model.destinations import QueueDest
 from model.secrets import seat_secrets
 from routing.kamailio import KamailioPaths, render_kamailio
 
@@ -51,6 +52,25 @@ def local_cluster_config(base: Config, *, offset: int, nodes: tuple[str, ...] = 
         members[name] = ClusterNode(host=host, sip_port=a.sip.port + shift, ami_port=a.ami.port + shift)
     cfg.cluster = Cluster(proxy=ClusterProxy(host=host, port=5060 + offset + PROXY_PORT_SHIFT, probe_interval_s=2),
                           nodes=members)
+    return cfg
+
+
+def straight_to_seats(base: Config, *, seats: tuple[str, ...], carrier: str, carrier_host: str,
+                      carrier_port: int) -> Config:
+    """The test and benchmark world: callers go straight to the general queue (no menu, no notices), whose
+    members are `seats` (made when the config lacks them), and the carrier is SIPp at `carrier_host`."""
+    cfg = base.model_copy(deep=True)
+    cfg.carriers[carrier] = Carrier(host=carrier_host, port=carrier_port, dids={"057112345": "12345"})
+    cfg.center.entry = QueueDest(queue=cfg.center.general_queue)
+    cfg.center.emergency_notice = None
+    cfg.recording.notice = None
+    cfg.survey.enabled = False
+    cfg.agents.miss_limit = 0
+    cfg.asterisk.sip.seat_qualify_s = 5
+    for ext in seats:
+        if ext not in cfg.seats:
+            cfg.seats[ext] = Seat(name=f"话务员{ext}", skills=["general"], secret_env=f"HOTLINE_SEAT_{ext}_SECRET")
+    cfg.queues[cfg.center.general_queue].members = list(seats)
     return cfg
 
 

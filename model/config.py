@@ -985,6 +985,13 @@ class Config(_M):
         s = self.seats.get(seat)
         return (s.agent_id if s is not None and s.agent_id else None) or seat
 
+    #: which node of `cluster:` this process is (for_node; $HOTLINE_NODE on the command line), never in the YAML
+    _node: str | None = PrivateAttr(None)
+
+    @property
+    def node(self) -> str | None:
+        return self._node
+
     def for_node(self, node: str) -> "Config":
         """This configuration as node `node` of the cluster runs it: its SIP on the node's address and port,
         its AMI on the node's port. Unknown node: KeyError naming the known ones."""
@@ -994,6 +1001,7 @@ class Config(_M):
             raise KeyError(f"node {node!r} is not under cluster.nodes ({', '.join(self.cluster.nodes)})")
         n = self.cluster.nodes[node]
         cfg = self.model_copy(deep=True)
+        cfg._node = node
         cfg.asterisk.sip.bind = n.host
         cfg.asterisk.sip.port = n.sip_port
         if n.ami_port is not None:

@@ -145,11 +145,12 @@ def render(config: Config, inputs: RenderInputs) -> dict[str, str]:
     reached through Kamailio's registrations and carriers recognised by the header Kamailio adds.
     """
     cluster = config.cluster
+    node = inputs.node or config.node
     if cluster is not None:
-        if inputs.node is None:
+        if node is None:
             raise ValueError("the config has a cluster: section; render for one node of it "
-                             f"(--node / $HOTLINE_NODE: {', '.join(cluster.nodes)})")
-        config = config.for_node(inputs.node)
+                             f"($HOTLINE_NODE: one of {', '.join(cluster.nodes)})")
+        config = config.for_node(node)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         undefined=jinja2.StrictUndefined,
@@ -198,7 +199,7 @@ def render(config: Config, inputs: RenderInputs) -> dict[str, str]:
         "rtp_start": inputs.rtp_range[0],
         "rtp_end": inputs.rtp_range[1],
         "side_suffix": RECORDING_SIDE_SUFFIX,
-        "systemname": cluster.systemname_of(inputs.node) if cluster is not None and inputs.node else None,
+        "systemname": cluster.systemname_of(node) if cluster is not None and node else None,
         "proxy": cluster.proxy if cluster is not None else None,
         "trunk_header": TRUNK_HEADER,
     }

@@ -19,11 +19,11 @@ import pytest_asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from hotline.cluster import LocalCluster
+from hotline.cluster import LocalCluster, straight_to_seats
 from hotline.controller import Controller
+from hotline.sipcarrier import carrier_calls as sipp_calls
 from hotline.sipseat import BaresipSeat
-from model.config import Carrier, Config, Seat
-from model.destinations import QueueDest
+from model.config import Config
 from model.loading import load_config
 from model.secrets import seat_secret
 from tests.conftest import PG_URL, require
@@ -46,20 +46,9 @@ def clean_world() -> None:
 
 
 def cluster_base() -> Config:
-    cfg = load_config(ROOT / "config" / "hotline.yaml")
-    cfg.carriers["simcarrier"] = Carrier(host=CARRIER_HOST, port=CARRIER_PORT, dids={"057112345": "12345"})
     # straight to the general queue: the cluster's parts are under test here, not the menu (test_ivr.py)
-    cfg.center.entry = QueueDest(queue="general")
-    cfg.center.emergency_notice = None  # seconds of prompts nobody here listens to
-    cfg.recording.notice = None
-    cfg.agents.miss_limit = 0
-    cfg.asterisk.sip.seat_qualify_s = 5
-    cfg.survey.enabled = False
-    for ext in SEATS:  # four general seats: the shipped config has two
-        if ext not in cfg.seats:
-            cfg.seats[ext] = Seat(name=f"话务员{ext}", skills=["general"], secret_env=f"HOTLINE_SEAT_{ext}_SECRET")
-    cfg.queues["general"].members = list(SEATS)
-    return cfg
+    return straight_to_seats(load_config(ROOT / "config" / "hotline.yaml"), seats=SEATS, carrier="simcarrier",
+                             carrier_host=CARRIER_HOST, carrier_port=CARRIER_PORT)
 
 
 async def _fresh_database() -> str:
@@ -135,139 +124,9 @@ def seats(local_cluster: LocalCluster):
             s.stop()
 
 
-def carrier_scenario(talk_ms: int, prefix: str) -> str:
-    """The carrier calls 12345 (caller `prefix` + SIPp's call number), talks until `talk_ms` pass without a
-    re-INVITE from Asterisk (it sends one when an agent answers), then hangs up."""
-    frm = f'"{prefix}[call_number]" <sip:{prefix}[call_number]@[local_ip]:[local_port]>;tag=[call_number]'
-    to = "<sip:12345@[remote_ip]:[remote_port]>"
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="carrier calls through Kamailio">
-  <send retrans="500">
-    <![CDATA[
-      INVITE sip:12345@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: {frm}
-      To: {to}
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:{prefix}[call_number]@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=carrier 1 1 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 0 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:0 PCMU/8000
-      a=rtpmap:101 telephone-event/8000
-
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="200" rrs="true"/>
-  <send>
-    <![CDATA[
-      ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [routes]
-      From: {frm}
-      To: {to}[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Contact: <sip:{prefix}[call_number]@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <!-- while talking: answer Asterisk's re-INVITEs (connected-line updates once an agent answers); a BYE
-       (Asterisk's, or Kamailio's for a node that died) ends the call -->
-  <label id="1"/>
-  <recv request="INVITE" optional="true" timeout="{talk_ms}" ontimeout="2" next="5"/>
-  <recv request="BYE" next="3"/>
-  <label id="5"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:{prefix}[call_number]@[local_ip]:[local_port]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=carrier 1 2 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-
-    ]]>
-  </send>
-  <recv request="ACK" next="1"/>
-  <label id="2"/>
-  <send retrans="500">
-    <![CDATA[
-      BYE [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [routes]
-      From: {frm}
-      To: {to}[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Contact: <sip:{prefix}[call_number]@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200" crlf="true" next="4"/>
-  <label id="3"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <label id="4"/>
-</scenario>
-"""
-
-
-async def carrier_calls(tmp_path: Path, proxy_port: int, *, calls: int, rate_per_s: float, talk_ms: int,
-                        prefix: str = "1390000", tag: str = "load", run: int = 0) -> tuple[int, str]:
-    """`calls` calls from the carrier (SIPp on 127.0.0.2) into Kamailio; SIPp's exit code and errors.
-    SIPp runs at once need different `run`s (their own SIP and media ports)."""
-    xml = tmp_path / f"carrier-{tag}.xml"
-    xml.write_text(carrier_scenario(talk_ms, prefix), encoding="ascii")
-    err = tmp_path / f"carrier-{tag}-errors.log"
-    period_ms = int(1000 / rate_per_s)
-    proc = await asyncio.create_subprocess_exec(
-        "sipp", f"127.0.0.1:{proxy_port}", "-sf", str(xml), "-i", CARRIER_HOST, "-p", str(CARRIER_PORT + run),
-        "-mi", CARRIER_HOST, "-mp", str(16000 + OFFSET * 10 + 100 * run), "-m", str(calls), "-l", str(calls),
-        "-r", "1", "-rp", str(period_ms), "-base_cseq", "1", "-nostdin",
-        "-timeout", "120s", "-timeout_error", "-trace_err", "-error_file", str(err),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=tmp_path)
-    _, stderr = await asyncio.wait_for(proc.communicate(), 150)
-    log = (err.read_text(errors="replace") if err.exists() else "") + stderr.decode(errors="replace")
-    return proc.returncode or 0, log
+async def carrier_calls(tmp_path: Path, proxy_port: int, **kw) -> tuple[int, str]:  # noqa: ANN003
+    return await sipp_calls(tmp_path, proxy_port, carrier_host=CARRIER_HOST, carrier_port=CARRIER_PORT,
+                            media_port=16000 + OFFSET * 10, **kw)
 
 
 async def wait_tickets(store: TicketStore, callers: set[str], timeout: float = 40.0) -> list[Ticket]:
