@@ -226,3 +226,34 @@ async def test_every_call_of_the_run_has_exactly_one_ticket_with_a_unique_number
     for t in tickets:
         per_caller[t.caller] = per_caller.get(t.caller, 0) + 1
     assert all(n == 1 for n in per_caller.values()), per_caller
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_seats_own_call_through_kamailio_reaches_a_node_and_is_authenticated(controllers, seats):
+    """A seat's feature code (*52 sign out, *51 sign in) goes phone → Kamailio → a node (by Call-ID hash, so the
+    digest retry reaches the node that challenged) → its controller's agent machine."""
+    from routing.agent import AgentState
+
+    phone = next(s for s in seats if s.ext == "1007")
+
+    async def state_somewhere(want: AgentState, timeout: float = 20.0) -> str:
+        for _ in range(int(timeout * 5)):
+            for name, c in controllers.items():
+                if c.agents.agents["1007"].state == want:
+                    return name
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"agent 1007 never {want.value}: "
+                             f"{ {n: c.agents.agents['1007'].state.value for n, c in controllers.items()} }")
+
+    await asyncio.to_thread(phone.dial, "*52")
+    node = await state_somewhere(AgentState.SIGNED_OUT)
+    await asyncio.sleep(3)
+    await asyncio.to_thread(phone.hangup)
+    await asyncio.to_thread(phone.dial, "*51")
+    for _ in range(100):
+        if controllers[node].agents.agents["1007"].state == AgentState.READY:
+            break
+        await asyncio.sleep(0.2)
+    await asyncio.to_thread(phone.hangup)
+    states = {n: c.agents.agents["1007"].state for n, c in controllers.items()}
+    assert AgentState.READY in states.values(), states
