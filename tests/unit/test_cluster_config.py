@@ -126,3 +126,25 @@ def test_check_finds_what_kamailio_cannot_do() -> None:
     assert any(p.field == "carriers.byname.host" and "not an IP address" in p.message for p in problems)
     assert not [p for p in check_config(with_yaml(CLUSTER), check_secrets=False) if p.field.startswith(("cluster",
                                                                                                       "carriers"))]
+
+
+def test_the_one_machine_cluster_keeps_its_ports_apart() -> None:
+    """hotline/cluster.py: node a at offset + 20, node b at + 70, Kamailio at 5060 + offset + 45; no port of one
+    node is another's, none is Kamailio's, and none is the single-node Asterisk's at the same offset."""
+    from hotline.cluster import local_cluster_config, node_config
+
+    base = with_yaml("")
+    offset = 600
+    cfg = local_cluster_config(base, offset=offset + 20)
+    ports: dict[int, str] = {}
+    single = {base.asterisk.ami.port + offset, base.asterisk.sip.port + offset, base.asterisk.fastagi.port + offset,
+              base.api.port + offset, 5090 + offset}
+    for name in cfg.cluster.nodes:
+        n = node_config(cfg, name, offset=offset + 20)
+        for what, port in (("ami", n.asterisk.ami.port), ("sip", n.asterisk.sip.port),
+                           ("fastagi", n.asterisk.fastagi.port), ("api", n.api.port)):
+            assert port not in ports, f"node {name} {what} {port} is also {ports[port]}"
+            assert port not in single, f"node {name} {what} {port} is the single-node Asterisk's"
+            ports[port] = f"node {name} {what}"
+    assert cfg.cluster.proxy.port == 5060 + offset + 45 and cfg.cluster.proxy.port not in ports
+    assert [n.systemname or k for k, n in cfg.cluster.nodes.items()] == ["a", "b"]
