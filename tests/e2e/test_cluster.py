@@ -257,3 +257,29 @@ async def test_a_seats_own_call_through_kamailio_reaches_a_node_and_is_authentic
     await asyncio.to_thread(phone.hangup)
     states = {n: c.agents.agents["1007"].state for n, c in controllers.items()}
     assert AgentState.READY in states.values(), states
+
+
+def test_a_node_refuses_sip_that_does_not_come_through_kamailio(local_cluster) -> None:
+    """A carrier's INVITE sent straight to a node (the carrier header forged) is refused: only Kamailio's
+    address may talk SIP to a node."""
+    import socket
+
+    node = local_cluster.nodes["b"].cfg.asterisk.sip
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((CARRIER_HOST, 0))
+        s.settimeout(5)
+        port = s.getsockname()[1]
+        msg = (f"INVITE sip:12345@{node.bind}:{node.port} SIP/2.0\r\n"
+               f"Via: SIP/2.0/UDP {CARRIER_HOST}:{port};branch=z9hG4bK-forged-1;rport\r\n"
+               f"From: <sip:13900009999@{CARRIER_HOST}>;tag=forged\r\n"
+               f"To: <sip:12345@{node.bind}>\r\nCall-ID: forged-1@{CARRIER_HOST}\r\nCSeq: 1 INVITE\r\n"
+               f"Contact: <sip:13900009999@{CARRIER_HOST}:{port}>\r\nMax-Forwards: 70\r\n"
+               "X-Hotline-Trunk: simcarrier\r\nContent-Length: 0\r\n\r\n")
+        s.sendto(msg.encode(), (node.bind, node.port))
+        status = ""
+        for _ in range(5):
+            reply = s.recv(4096).decode(errors="replace")
+            status = reply.split("\r\n", 1)[0]
+            if not status.startswith("SIP/2.0 1"):
+                break
+    assert status.startswith("SIP/2.0 403"), status

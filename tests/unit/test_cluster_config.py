@@ -74,6 +74,9 @@ def test_a_node_rings_seats_through_kamailio_and_knows_carriers_by_its_header() 
     ident = options(pjsip, "telecom-identify")
     assert ident["match_header"] == ["X-Hotline-Trunk: telecom"] and "match" not in ident
     assert "endpoint_identifier_order = header,ip,username,auth_username" in pjsip
+    # nobody but Kamailio may send the node SIP (the carrier header would be forgeable)
+    assert options(pjsip, "proxy-only") == {"type": ["acl"], "deny": ["0.0.0.0/0.0.0.0"],
+                                            "permit": ["10.0.0.5/255.255.255.255"]}
 
 
 @pytest.mark.parametrize("yaml_text,message", [
