@@ -9,6 +9,7 @@ reading those files; prints nothing (the CLI does).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -22,6 +23,8 @@ from model.contract import CONTEXT_PREFIX
 from model.loading import Lines, Problem, line_of, load_located, priority_numbers_path, read_priority_numbers
 from model.secrets import SecretMissing, carrier_secret, carrier_secrets, seat_secret, weak_secret
 from routing.dialplan import CUSTOM_DIR, Layout, RenderInputs, custom_files, render
+from routing.kamailio import render_kamailio
+from routing.outbound import carrier_match
 from routing.graph import BUILTIN_FEATURES, PICKUP_EXTEN, validate
 from ticketbridge.categorize import load_classifier
 from ticketbridge.sms import Sealer, SmsRefused
@@ -234,8 +237,10 @@ def custom_problems(files: Mapping[str, str], custom_dir: Path) -> list[Problem]
 def render_files(config: Config, seat_secrets: Mapping[str, str], *, ami_secret: str, with_sim: bool = False,
                  layout: Any = None, custom_dir: Path = CUSTOM_DIR,
                  carrier_secrets_: Mapping[str, str] | None = None,
-                 ami_secrets: Mapping[str, str] | None = None) -> dict[str, str]:
+                 ami_secrets: Mapping[str, str] | None = None, node: str | None = None) -> dict[str, str]:
     """Rendered files plus the admin's custom/*.conf, exactly what goes into Asterisk's etc dir.
+
+    With `cluster:`: the files of `node` (default: the config's own node, `$HOTLINE_NODE`).
 
     Carriers' secrets: `carrier_secrets_`, else read from the environment (SecretMissing when absent).
     `ami_secret` is the controller's; `ami_secrets` the other AMI accounts' ("apply", "sim"): without
@@ -245,7 +250,8 @@ def render_files(config: Config, seat_secrets: Mapping[str, str], *, ami_secret:
     others = ami_secrets or {}
     inputs = RenderInputs(ami_secret=ami_secret, seat_secrets=dict(seat_secrets), with_sim=with_sim,
                           layout=layout or Layout(), carrier_secrets=carriers,
-                          ami_apply_secret=others.get("apply", ""), ami_sim_secret=others.get("sim", ""))
+                          ami_apply_secret=others.get("apply", ""), ami_sim_secret=others.get("sim", ""),
+                          node=node)
     files = render(config, inputs)
     files.update(custom_files(custom_dir))
     return files
@@ -302,11 +308,13 @@ def check_config(config: Config, *, file: str = "<config>", lines: Lines | None 
             problems.append(Problem(file, line_of(lines, "prompts", pid) if pid in config.prompts else None,
                                     f"prompts.{pid}", f"cannot be played: not in {sounds_dir} and apply cannot "
                                     f"build it (no recording in {recordings_dir}/prompts, espeak-ng not installed)"))
+    problems += cluster_problems(config, file, lines)
     if files is None:
         try:
             files = render_files(config, {k: "check" for k in config.seats}, ami_secret="check",
                                  custom_dir=custom_dir, carrier_secrets_={k: "check" for k in config.carriers},
-                                 ami_secrets={"apply": "check", "sim": "check"})
+                                 ami_secrets={"apply": "check", "sim": "check"},
+                                 node=config.node or (next(iter(config.cluster.nodes)) if config.cluster else None))
         except Exception as e:  # noqa: BLE001 - a template error is a finding, not a crash
             problems.append(Problem(file, None, "render", f"the Asterisk files do not render: {type(e).__name__}: {e}"))
             files = None
@@ -324,6 +332,42 @@ def check_config(config: Config, *, file: str = "<config>", lines: Lines | None 
     else:
         problems += feature_code_problems(config, file, lines, None)
     return _dedupe(problems)
+
+
+def cluster_problems(config: Config, file: str, lines: Lines) -> list[Problem]:
+    """With `cluster:`: what Kamailio cannot do with this config, and whether its files and every node's
+    Asterisk files render (docs/cluster.md)."""
+    cluster = config.cluster
+    if cluster is None:
+        return []
+    out: list[Problem] = []
+    for name, c in config.carriers.items():
+        for addr in carrier_match(c):
+            try:
+                ipaddress.ip_network(addr, strict=False)
+            except ValueError:
+                field = "match" if c.match else "host"
+                out.append(Problem(file, line_of(lines, "carriers", name, field), f"carriers.{name}.{field}",
+                                   f"{addr!r} is not an IP address or network: behind Kamailio (cluster:) a "
+                                   "carrier is recognised by the source address of its packets"))
+    for ext, seat in config.seats.items():
+        if seat.transport == "tls":
+            out.append(Problem(file, line_of(lines, "seats", ext, "transport"), f"seats.{ext}.transport",
+                               "seats register with Kamailio over UDP in a cluster (cluster:); TLS seats are "
+                               "not rendered there yet"))
+    try:
+        render_kamailio(config, {k: "check" for k in config.seats})
+    except Exception as e:  # noqa: BLE001 - a template error is a finding, not a crash
+        out.append(Problem(file, line_of(lines, "cluster"), "cluster",
+                           f"Kamailio's files do not render: {type(e).__name__}: {e}"))
+    for name in cluster.nodes:
+        try:
+            render_files(config, {k: "check" for k in config.seats}, ami_secret="check",
+                         carrier_secrets_={k: "check" for k in config.carriers}, node=name)
+        except Exception as e:  # noqa: BLE001
+            out.append(Problem(file, line_of(lines, "cluster", "nodes", name), f"cluster.nodes.{name}",
+                               f"node {name}'s Asterisk files do not render: {type(e).__name__}: {e}"))
+    return out
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

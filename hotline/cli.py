@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from hotline import (cli_admin, cli_deadlines, cli_recordings, cli_report, cli_status, cli_supervise, cli_tickets,
-                     cli_tokens, cli_transcripts)
+from hotline import (cli_admin, cli_cluster, cli_deadlines, cli_recordings, cli_report, cli_status, cli_supervise,
+                     cli_tickets, cli_tokens, cli_transcripts)
 from hotline.cli_base import EXIT_BAD, EXIT_ENV, STATE, config_option, fail, setup_logging
 from hotline.cli_base import load as _load
 from hotline.controller import Controller, serve
@@ -160,6 +160,7 @@ def demo_cmd(config_path: str | None, once: bool) -> None:
 
 
 cli_admin.register(main)
+cli_cluster.register(main)
 cli_tickets.register(main)
 cli_deadlines.register(cli_tickets.tickets)
 cli_recordings.register(main)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from enum import Enum
@@ -94,7 +95,15 @@ def load_with_lines(path: str | None) -> tuple[Config, str, dict[tuple[Any, ...]
             fail(f"The configuration {p} cannot be used: {len(loaded.problems)} problem(s)", EXIT_BAD,
                  loaded.problems)
         sys.exit(EXIT_BAD)
-    return loaded.config, loaded.file, loaded.lines
+    cfg = loaded.config
+    node = os.environ.get("HOTLINE_NODE")
+    if cfg.cluster is not None and node:
+        # one node of the cluster: its SIP address, AMI port and systemname (docs/cluster.md)
+        try:
+            cfg = cfg.for_node(node)
+        except KeyError as e:
+            fail(f"$HOTLINE_NODE: {e.args[0]}", EXIT_BAD)
+    return cfg, loaded.file, loaded.lines
 
 
 def explained(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -26,19 +26,19 @@ def demo_seat_secrets(cfg: Config) -> None:
 
 
 def install_everything(cfg: Config, sb: Any, *, with_sim: bool, demo_secrets: bool, prompts_dir: Path,
-                       rtp_range: tuple[int, int] = (10000, 10999),
+                       rtp_range: tuple[int, int] = (10000, 10999), node: str | None = None,
                        say: Callable[[str], None] = lambda line: None) -> None:
     """Render config, build prompts and put both where Asterisk reads them.
 
     Raises model.secrets.SecretMissing when a seat has no secret (never a made-up one
-    outside the demo).
+    outside the demo). `node`: which node of `cluster:` this Asterisk is (required with a cluster).
     """
     if demo_secrets:
         demo_seat_secrets(cfg)
     files = render(cfg, RenderInputs(ami_secret=ami_secret(cfg), seat_secrets=seat_secrets(cfg),
                                      with_sim=with_sim, layout=sb.layout, carrier_secrets=carrier_secrets(cfg),
                                      rtp_range=rtp_range, ami_apply_secret=ami_secret(cfg, "apply"),
-                                     ami_sim_secret=ami_secret(cfg, "sim") if with_sim else ""))
+                                     ami_sim_secret=ami_secret(cfg, "sim") if with_sim else "", node=node))
     files.update(custom_files())
     sb.remove_stale(set(files))
     sb.install_config(files)

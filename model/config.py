@@ -895,6 +895,89 @@ class Access(_M):
         return out
 
 
+#: Asterisk's `systemname`: it prefixes every uniqueid and linkedid (`a-1764470000.12`), so two nodes never
+#: make the same linkedid (the ticket store's unique key); letters and digits only (the id stays one token)
+SYSTEMNAME = re.compile(r"[A-Za-z][A-Za-z0-9]{0,15}")
+
+
+class ClusterNode(_M):
+    """One Asterisk node of a multi-node center (cluster.nodes.<name>)."""
+
+    #: the address the node's SIP listens on and Kamailio sends to (the node's own LAN address)
+    host: SafeName
+    sip_port: int = Field(5060, ge=1, le=65535)
+    #: the node's AMI port (its controller connects to it on asterisk.ami.host); None: asterisk.ami.port
+    ami_port: int | None = Field(None, ge=1, le=65535)
+    #: Asterisk's systemname (prefix of its linkedids); None: the node's key
+    systemname: str | None = None
+    #: inbound: Kamailio dispatches calls from carriers and seats to it; a node without it only takes what is
+    #: sent to it on purpose (a standby being drained before maintenance)
+    roles: list[Literal["inbound"]] = Field(default_factory=lambda: ["inbound"])
+
+    @field_validator("systemname")
+    @classmethod
+    def _systemname(cls, v: str | None) -> str | None:
+        if v is not None and not SYSTEMNAME.fullmatch(v):
+            raise ValueError(f"systemname {v!r} must be 1-16 letters and digits, starting with a letter")
+        return v
+
+
+class ClusterProxy(_M):
+    """Kamailio, the SIP front: carriers and seat phones talk to it, it dispatches over the nodes."""
+
+    #: the address Kamailio listens on (carriers and phones send here; the nodes reach seats through it)
+    host: SafeName = "127.0.0.1"
+    port: int = Field(5060, ge=1, le=65535)
+    #: the digest realm seats authenticate their REGISTER with (Kamailio keeps only HA1 hashes)
+    realm: SafeName = "hotline12345"
+    #: how often each node is probed with SIP OPTIONS (dispatcher ds_ping_interval, s)
+    probe_interval_s: int = Field(5, ge=1, le=300)
+    #: failed probes before a node takes no new calls (ds_probing_threshold); it comes back at its first answer
+    probe_failures: int = Field(1, ge=1, le=10)
+    #: how often each call through a node is probed in-dialog (s; Kamailio's minimum is 30): a call whose node
+    #: no longer answers is ended towards the caller and the seat (BYE), freeing the seat for other nodes
+    call_probe_s: int = Field(30, ge=30, le=3600)
+    #: how long Kamailio waits for a node's first answer to an INVITE before trying the next node (ms)
+    node_timeout_ms: int = Field(2000, ge=500, le=30000)
+    #: longest registration a seat phone may ask for (s)
+    max_expires_s: int = Field(3600, ge=60, le=86400)
+    #: Kamailio worker processes per listening socket
+    children: int = Field(4, ge=1, le=64)
+
+
+class Cluster(_M):
+    """Several Asterisk nodes behind Kamailio (docs/cluster.md). Absent: one Asterisk, as before."""
+
+    proxy: ClusterProxy = ClusterProxy()
+    nodes: dict[SafeName, ClusterNode]
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "Cluster":
+        if not self.nodes:
+            raise ValueError("cluster.nodes is empty: name at least one Asterisk node")
+        names: dict[str, str] = {}
+        addrs: dict[tuple[str, int], str] = {(self.proxy.host, self.proxy.port): "the proxy (cluster.proxy)"}
+        for key, node in self.nodes.items():
+            sysname = self.systemname_of(key)
+            if not SYSTEMNAME.fullmatch(sysname):
+                raise ValueError(f"node {key!r}: its key is no valid systemname (1-16 letters and digits, "
+                                 "starting with a letter); set systemname:")
+            if sysname.lower() in names:
+                raise ValueError(f"nodes {names[sysname.lower()]} and {key} have the same systemname {sysname!r}: "
+                                 "their linkedids would collide in the ticket store")
+            names[sysname.lower()] = key
+            addr = (node.host, node.sip_port)
+            if addr in addrs:
+                raise ValueError(f"node {key!r} listens on {node.host}:{node.sip_port}, as {addrs[addr]} does")
+            addrs[addr] = f"node {key!r}"
+        if not any("inbound" in n.roles for n in self.nodes.values()):
+            raise ValueError("no node has the role inbound: Kamailio would have nowhere to send a call")
+        return self
+
+    def systemname_of(self, node: str) -> str:
+        return self.nodes[node].systemname or node
+
+
 class Config(_M):
     center: Center = Center()
     asterisk: AsteriskSettings = AsteriskSettings()
@@ -941,6 +1024,8 @@ class Config(_M):
     supervision: SupervisionSettings = SupervisionSettings()
     #: priority (elderly) callers, language and dialect seats, campaign queues (issue 18)
     access: Access = Access()
+    #: several Asterisk nodes behind Kamailio (docs/cluster.md); None: one Asterisk
+    cluster: Cluster | None = None
 
     @model_validator(mode="after")
     def _general_queue_exists(self) -> "Config":
@@ -966,6 +1051,29 @@ class Config(_M):
         """The agent ID (工号) a seat stands for when nobody hot-desked onto it: `agent_id`, else its key."""
         s = self.seats.get(seat)
         return (s.agent_id if s is not None and s.agent_id else None) or seat
+
+    #: which node of `cluster:` this process is (for_node; $HOTLINE_NODE on the command line), never in the YAML
+    _node: str | None = PrivateAttr(None)
+
+    @property
+    def node(self) -> str | None:
+        return self._node
+
+    def for_node(self, node: str) -> "Config":
+        """This configuration as node `node` of the cluster runs it: its SIP on the node's address and port,
+        its AMI on the node's port. Unknown node: KeyError naming the known ones."""
+        if self.cluster is None:
+            raise KeyError(f"no cluster: section, so no node {node!r}")
+        if node not in self.cluster.nodes:
+            raise KeyError(f"node {node!r} is not under cluster.nodes ({', '.join(self.cluster.nodes)})")
+        n = self.cluster.nodes[node]
+        cfg = self.model_copy(deep=True)
+        cfg._node = node
+        cfg.asterisk.sip.bind = n.host
+        cfg.asterisk.sip.port = n.sip_port
+        if n.ami_port is not None:
+            cfg.asterisk.ami.port = n.ami_port
+        return cfg
 
     def trunk(self, key: str) -> Trunk | None:
         return self.transfer_targets.get(key) or self.branch_centers.get(key)

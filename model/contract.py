@@ -160,6 +160,9 @@ CDR_FILE = "hotline-cdr.json"
 #: one context per carrier trunk: its calls enter here (`hotline-carrier-<name>`), DIDs in `hotline-did-<name>`
 CARRIER_CONTEXT_PREFIX = "hotline-carrier-"
 DID_CONTEXT_PREFIX = "hotline-did-"
+#: the SIP header Kamailio (cluster:) adds to a carrier's INVITE, naming the carrier, and strips from every other
+#: request: behind the proxy every request comes from one address, so the nodes recognise carriers by it
+TRUNK_HEADER = "X-Hotline-Trunk"
 #: with transcripts on, each direction of an answered call is recorded beside the mixed recording
 #: `<name>.wav` as `<name><suffix>.wav` (MixMonitor r(): what the caller says; t(): what the agent says)
 RECORDING_SIDE_SUFFIX = {"caller": "-caller", "agent": "-agent"}

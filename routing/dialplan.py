@@ -15,7 +15,7 @@ import jinja2
 from model.config import Carrier, Config, Queue
 from model.contract import (AMI_CONTROLLER_EVENT_PREFIXES, AMI_CONTROLLER_EVENTS, AMI_CONTROLLER_WRITETIMEOUT_MS,
                             AMI_EXCLUDED_EVENTS, ASTERISK_QUEUE_PREFIX, AmiRights, Context, RECORDING_SIDE_SUFFIX,
-                            agi_global, queue_context,
+                            TRUNK_HEADER, agi_global, queue_context,
                             template_names)
 from model.destinations import Destination, DialDest, HangupDest, QueueDest, TransferDest
 from routing.access import language_of_queue, video_queue
@@ -99,6 +99,8 @@ class RenderInputs:
     ami_apply_secret: str = ""
     #: rendered only together with `with_sim`
     ami_sim_secret: str = ""
+    #: with a `cluster:` section: the node (cluster.nodes key) these files are for; required then
+    node: str | None = None
 
 
 def dialplan_text(text: str) -> str:
@@ -138,7 +140,18 @@ def overflow_step(cfg: Config, name: str, q: Queue) -> tuple[str, str]:
 
 
 def render(config: Config, inputs: RenderInputs) -> dict[str, str]:
-    """All files Asterisk needs, keyed by name relative to its etc directory."""
+    """All files Asterisk needs, keyed by name relative to its etc directory.
+
+    With `cluster:`, the files of node `inputs.node`: SIP on the node's address, its systemname, seats
+    reached through Kamailio's registrations and carriers recognised by the header Kamailio adds.
+    """
+    cluster = config.cluster
+    node = inputs.node or config.node
+    if cluster is not None:
+        if node is None:
+            raise ValueError("the config has a cluster: section; render for one node of it "
+                             f"($HOTLINE_NODE: one of {', '.join(cluster.nodes)})")
+        config = config.for_node(node)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         undefined=jinja2.StrictUndefined,
@@ -194,6 +207,9 @@ def render(config: Config, inputs: RenderInputs) -> dict[str, str]:
         # the FastAGI controllers in the order the dialplan tries them (asterisk.fastagi.controllers)
         "agi_targets": [(agi_global(i), t) for i, t in enumerate(config.asterisk.fastagi.agi_targets(), 1)],
         "agi_globals": [agi_global(i) for i in range(1, len(config.asterisk.fastagi.agi_targets()) + 1)],
+        "systemname": cluster.systemname_of(node) if cluster is not None and node else None,
+        "proxy": cluster.proxy if cluster is not None else None,
+        "trunk_header": TRUNK_HEADER,
     }
     out: dict[str, str] = {}
     for tpl in sorted(TEMPLATES.glob("*.conf.j2")):
