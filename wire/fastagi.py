@@ -53,7 +53,7 @@ MAX_LINE_BYTES = 64 * 1024
 #: A real environment is under 1 KiB; 20 peers × 255 lines × 60 KiB once held 334 MB.
 MAX_ENV_BYTES = 16 * 1024
 #: Connections still sending their environment; extras are refused at once (FAILURE, close).
-MAX_PENDING_ENV = 64
+MAX_PENDING_ENV = 256
 #: What res_agi reads as "the script failed" (AGISTATUS=FAILURE); EOF alone reads as SUCCESS.
 FAILURE_LINE = b"FAILURE\n"
 
