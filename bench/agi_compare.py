@@ -18,7 +18,7 @@ STREAM FILE, SET VARIABLE, GET DATA, …) and parses each reply:
 
 This process plays Asterisk: `--sessions` calls at each concurrency (1, 10, 100 by default),
 sending the environment, answering every command at once, waiting for the server to close.
-The figure is the **server process's CPU** (user + system, from /proc, all its threads) per
+The figure is the **server process's CPU** (user + system, /proc schedstat of all its threads) per
 call, not wall time; the median of `--repeat` runs. Every session must see all ten commands.
 
 AMI: this process plays the Asterisk manager (banner, Login, FullyBooted, Ping; a
@@ -94,6 +94,18 @@ def proc_stats(pid: int) -> tuple[float, int]:
     with open(f"/proc/{pid}/status", encoding="ascii") as f:
         hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
     return cpu, hwm
+
+
+def proc_cpu_ns(pid: int) -> int:
+    """CPU time (user + system) of every thread of a live process, in ns (schedstat: finer than clock ticks)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):  # a thread that just ended
+            pass
+    return total
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -231,43 +243,72 @@ async def agi_load(port: int, sessions: int, concurrency: int) -> tuple[float, i
     return time.perf_counter() - t0, ok
 
 
-def run_agi(impl: str, sessions: int, levels: list[int], repeat: int,
-            profile_out: str | None = None) -> dict[str, Any]:
-    """One server process for `impl`; CPU µs per call at each concurrency (median of `repeat` runs)."""
-    ctx = mp.get_context("spawn")
-    q: mp.Queue[int] = ctx.Queue()
-    profile, stop = ctx.Event(), ctx.Event()
-    proc = ctx.Process(target=agi_server, args=(impl, q, profile, stop, profile_out), daemon=True)
-    proc.start()
-    out: dict[str, Any] = {"impl": impl, "us": {}, "ok": {}, "per_s": {}}
+class AgiServerProc:
+    """One server under test, alone in its own process."""
+
+    def __init__(self, impl: str, profile_out: str | None = None) -> None:
+        ctx = mp.get_context("spawn")
+        self.impl = impl
+        self.profile_out = profile_out
+        q: mp.Queue[int] = ctx.Queue()
+        self.profile, self.stop = ctx.Event(), ctx.Event()
+        self.proc = ctx.Process(target=agi_server, args=(impl, q, self.profile, self.stop, profile_out), daemon=True)
+        self.proc.start()
+        self.port = q.get(timeout=30)
+        asyncio.run(agi_load(self.port, 200, 10))  # warm-up (imports, first allocations), not counted
+
+    def measure(self, sessions: int, concurrency: int) -> tuple[float, int, float]:
+        """(server CPU µs per served call, calls served, calls/s)."""
+        cpu0 = proc_cpu_ns(self.proc.pid)
+        wall, ok = asyncio.run(agi_load(self.port, sessions, concurrency))
+        cpu1 = proc_cpu_ns(self.proc.pid)
+        return (cpu1 - cpu0) / max(1, ok) / 1000, ok, ok / wall
+
+    def rss_mib(self) -> float:
+        return proc_stats(self.proc.pid)[1] / 1024
+
+    def profiled_run(self, sessions: int, concurrency: int) -> None:
+        self.profile.set()
+        time.sleep(0.2)
+        asyncio.run(agi_load(self.port, sessions, concurrency))
+        self.stop.set()
+        self.proc.join(30)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(5)
+
+
+def run_agi(impls: list[str], sessions: int, levels: list[int], repeat: int,
+            profile: str | None = None, profile_out: str | None = None) -> dict[str, dict[str, Any]]:
+    """Every server in its own process, all started first; the runs interleave (each repeat, each
+    level: every server in turn), so a change in the shared machine's load hits them all alike.
+    CPU µs per call at each concurrency: the median of `repeat` runs."""
+    servers = [AgiServerProc(i, profile_out if i == profile else None) for i in impls]
+    runs: dict[str, dict[int, list[tuple[float, int, float]]]] = {i: {c: [] for c in levels} for i in impls}
     try:
-        port = q.get(timeout=30)
-        asyncio.run(agi_load(port, min(200, sessions), 10))  # warm-up (imports, first allocations), not counted
-        for c in levels:
-            runs, oks, rates = [], 0, []
-            for _ in range(repeat):
-                cpu0, _ = proc_stats(proc.pid)
-                wall, ok = asyncio.run(agi_load(port, sessions, c))
-                cpu1, _ = proc_stats(proc.pid)
-                runs.append((cpu1 - cpu0) / max(1, ok) * 1e6)
-                oks += ok
-                rates.append(ok / wall)
-            out["us"][c] = statistics.median(runs)
-            out["ok"][c] = (oks, sessions * repeat)
-            out["per_s"][c] = statistics.median(rates)
-        if profile_out:  # one more run at the last concurrency, under cProfile
-            profile.set()
-            time.sleep(0.2)
-            asyncio.run(agi_load(port, sessions, levels[-1]))
-            stop.set()
-            proc.join(30)
-        out["rss_mib"] = proc_stats(proc.pid)[1] / 1024 if proc.is_alive() else float("nan")
+        for _ in range(repeat):
+            for c in levels:
+                for srv in servers:
+                    runs[srv.impl][c].append(srv.measure(sessions, c))
+        out: dict[str, dict[str, Any]] = {}
+        for srv in servers:
+            r = runs[srv.impl]
+            out[srv.impl] = {
+                "us": {c: statistics.median(x[0] for x in r[c]) for c in levels},
+                "spread": {c: (min(x[0] for x in r[c]), max(x[0] for x in r[c])) for c in levels},
+                "ok": {c: (sum(x[1] for x in r[c]), sessions * repeat) for c in levels},
+                "per_s": {c: statistics.median(x[2] for x in r[c]) for c in levels},
+                "rss_mib": srv.rss_mib(),
+            }
+            if srv.profile_out:
+                srv.profiled_run(sessions, levels[-1])
     finally:
-        stop.set()
-        proc.join(5)
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(5)
+        for srv in servers:
+            srv.close()
     return out
 
 
@@ -391,21 +432,21 @@ async def ami_run(impl: str, events: int, pings: int, inflight: int) -> dict[str
 # ============================================================================ report
 def agi_report(a: argparse.Namespace) -> None:
     levels = [int(x) for x in a.concurrency.split(",")]
-    impls = [i for i in IMPLS if not i.endswith("+uvloop") or have_uvloop()]
+    impls = [i for i in (a.impls.split(",") if a.impls else IMPLS) if not i.endswith("+uvloop") or have_uvloop()]
     if not have_uvloop():
         print("(uvloop not installed: the +uvloop rows are left out)")
     print(f"\nFastAGI: {a.sessions} sessions of {len(COMMANDS)} commands per concurrency, median of {a.repeat}; "
           "server CPU µs per call (user+system of the server process)")
     print("| server | " + " | ".join(f"c={c}" for c in levels) + " | calls/s at c=" + str(levels[-1])
           + " | sessions ok | peak RSS MiB |")
-    print("|---|" + "---|" * len(levels) + "---|---|---|")
-    res: dict[str, dict[str, Any]] = {}
+    print("|---|" + "---|" * len(levels) + "---|---|---|", flush=True)
+    res = run_agi(impls, a.sessions, levels, a.repeat, a.profile, a.profile_out)
     for impl in impls:
-        r = run_agi(impl, a.sessions, levels, a.repeat, a.profile_out if a.profile == impl else None)
-        res[impl] = r
+        r = res[impl]
         ok = sum(o for o, _ in r["ok"].values())
         total = sum(t for _, t in r["ok"].values())
-        print(f"| {impl} | " + " | ".join(f"{r['us'][c]:.0f}" for c in levels)
+        print(f"| {impl} | " + " | ".join(f"{r['us'][c]:.0f} ({r['spread'][c][0]:.0f}–{r['spread'][c][1]:.0f})"
+                                          if a.repeat > 1 else f"{r['us'][c]:.0f}" for c in levels)
               + f" | {r['per_s'][levels[-1]]:.0f} | {ok}/{total} | {r['rss_mib']:.0f} |", flush=True)
     print("\nratios (CPU per call, same concurrency):")
     pairs = [("ours", "panoramisk"), ("ours", "bare"), ("ours+uvloop", "ours"), ("ours+uvloop", "bare+uvloop"),
@@ -443,6 +484,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--pings", type=int, default=2000)
     ap.add_argument("--inflight", type=int, default=50)
+    ap.add_argument("--impls", help=f"FastAGI servers to run, comma-separated (default: {','.join(IMPLS)})")
     ap.add_argument("--only", choices=("agi", "ami"), help="run one half only")
     ap.add_argument("--quick", action="store_true", help="small sizes (CI smoke run, a few seconds)")
     ap.add_argument("--profile", choices=IMPLS, help="cProfile this FastAGI server during one extra run")
