@@ -290,9 +290,10 @@ def run_agi(impls: list[str], sessions: int, levels: list[int], repeat: int,
     servers = [AgiServerProc(i, profile_out if i == profile else None) for i in impls]
     runs: dict[str, dict[int, list[tuple[float, int, float]]]] = {i: {c: [] for c in levels} for i in impls}
     try:
-        for _ in range(repeat):
+        for n in range(repeat):
             for c in levels:
-                for srv in servers:
+                for k in range(len(servers)):  # a different server goes first each time
+                    srv = servers[(n + k) % len(servers)]
                     runs[srv.impl][c].append(srv.measure(sessions, c))
         out: dict[str, dict[str, Any]] = {}
         for srv in servers:

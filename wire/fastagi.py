@@ -218,8 +218,10 @@ class AgiSession:
             try:
                 # sending is inside the budget too: a peer that never reads must not hold us
                 try:
-                    self._writer.write(line.encode("utf-8") + b"\n")
-                    await self._writer.drain()
+                    writer = self._writer
+                    writer.write(line.encode("utf-8") + b"\n")
+                    if writer.transport.get_write_buffer_size():  # not all sent at once: wait (in budget)
+                        await writer.drain()
                 except (ConnectionError, OSError) as e:
                     self.hungup = True
                     raise AgiHangup(f"connection lost sending {line.split(' ', 1)[0]}: {e}") from e
@@ -232,6 +234,8 @@ class AgiSession:
                 raise
             finally:
                 self._deadline = self._task = None
+        if reply.code == 200 and reply.result != "-1":
+            return reply
         return self._check(line, reply)
 
     # One timer per session instead of one per command (asyncio.timeout costs a TimerHandle pushed on,
@@ -297,8 +301,20 @@ class AgiSession:
 
     async def _read_reply(self) -> AgiReply:
         """One whole reply; out-of-band HANGUP lines set `hungup` and are never a reply."""
+        reader = self._reader
         while True:
-            line = await self._readline()
+            try:
+                data = await reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError:
+                self.hungup = True
+                raise AgiHangup("connection closed by Asterisk") from None
+            except asyncio.LimitOverrunError as e:  # longer than the stream limit: its rest would shift replies
+                self.abandon(f"reply line too long: {e}")
+                raise AgiBroken(f"reply line too long: {e}") from e
+            except (ConnectionError, OSError) as e:
+                self.hungup = True
+                raise AgiHangup(f"connection lost: {e}") from e
+            line = data.decode("utf-8", errors="replace").rstrip("\r\n")
             if line == "HANGUP":
                 self.hungup = True
                 continue
@@ -317,20 +333,6 @@ class AgiSession:
                 self._partial = [line]
                 continue
             return _reply(m, line)
-
-    async def _readline(self) -> str:
-        try:
-            data = await self._reader.readline()
-        except (ConnectionError, OSError) as e:
-            self.hungup = True
-            raise AgiHangup(f"connection lost: {e}") from e
-        except ValueError as e:  # line longer than the stream limit: the rest of it would shift replies
-            self.abandon(f"reply line too long: {e}")
-            raise AgiBroken(f"reply line too long: {e}") from e
-        if not data.endswith(b"\n"):
-            self.hungup = True
-            raise AgiHangup("connection closed by Asterisk")
-        return data.decode("utf-8", errors="replace").rstrip("\r\n")
 
     async def confirm_hangup(self, line: str) -> None:
         """After ``result=-1`` with no HANGUP seen: ask the channel; 511 means it is gone.
