@@ -587,8 +587,11 @@ class FastAgiServer:
                 if _ENV_LINE.match(first.decode("utf-8", errors="replace")) is None:
                     log.warning("agi_env_garbage", line=first[:100].decode("utf-8", errors="replace"))
                     return None
-                nxt = await reader.readexactly(1)
-                blob = first + nxt if nxt == b"\n" else first + nxt + await reader.readuntil(b"\n\n")
+                if first.endswith(b"\r\n"):  # not Asterisk's own framing: line by line, bounded
+                    blob = first + await self._read_crlf_lines(reader)
+                else:
+                    nxt = await reader.readexactly(1)
+                    blob = first + nxt if nxt == b"\n" else first + nxt + await reader.readuntil(b"\n\n")
         except TimeoutError:
             log.warning("agi_env_timeout")
             return None
@@ -604,17 +607,30 @@ class FastAgiServer:
         if len(blob) > MAX_ENV_BYTES:
             log.warning("agi_env_too_big", lines=blob.count(b"\n"), bytes=len(blob))
             return None
-        text = blob.decode("utf-8", errors="replace")
-        pairs = _ENV_PAIRS.findall(text)
-        lines = text.count("\n") - 1
-        if len(pairs) != lines:  # some line is not `agi_key: value`
-            bad = next((ln for ln in text.split("\n") if ln and not _ENV_LINE.match(ln)), "")
-            log.warning("agi_env_garbage", line=bad[:100])
-            return None
-        if lines > MAX_ENV_LINES:
+        lines = blob.count(b"\n") - 1
+        if lines > MAX_ENV_LINES or not blob.endswith((b"\n\n", b"\r\n\r\n", b"\r\n\n", b"\n\r\n")):
             log.warning("agi_env_too_long", lines=lines)
             return None
+        text = blob.decode("utf-8", errors="replace")
+        pairs = _ENV_PAIRS.findall(text)
+        if len(pairs) != lines:  # some line is not `agi_key: value`
+            bad = next((ln for ln in text.split("\n") if ln.strip() and not _ENV_LINE.match(ln)), "")
+            log.warning("agi_env_garbage", line=bad.rstrip("\r")[:100])
+            return None
         return dict(pairs)
+
+    @staticmethod
+    async def _read_crlf_lines(reader: asyncio.StreamReader) -> bytes:
+        """The rest of an environment written with CRLF line ends, up to its blank line (bounded)."""
+        lines = []
+        size = 0
+        for _ in range(MAX_ENV_LINES):
+            line = await reader.readuntil(b"\n")
+            lines.append(line)
+            size += len(line)
+            if line in (b"\r\n", b"\n") or size > MAX_ENV_BYTES:
+                break
+        return b"".join(lines)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._pending_env >= self.max_pending_env:

@@ -94,6 +94,17 @@ async def test_a_key_during_the_greeting_skips_the_rest_and_is_the_first_choice(
     assert dict(agi.sets())[Var.CATEGORY] == "咨询"
 
 
+async def test_the_menu_decisions_between_two_prompts_are_one_userevent() -> None:
+    """Issue 15: one HotlineIVR event per batch of decisions (Step, Step2, …), not one AGI command per step."""
+    cfg = shipped()
+    agi = Transcript(keys=["1"])
+    await CallScripts(cfg, clock=lambda: MONDAY_10).inbound(agi)  # type: ignore[arg-type]
+    events = [e[2] for e in agi.log if e[0] == "event" and e[1] == Event.IVR]
+    assert events[0] == {"Step": "menu:main"}  # reported before the menu is played
+    assert events[1] == {"Step": "key:1", "Step2": "route:queue:general/咨询"}  # the key and where it led: one event
+    assert len(events) == 2
+
+
 async def test_greeted_is_set_after_the_announcements_and_before_the_menu() -> None:
     cfg = shipped()
     agi = Transcript(keys=["1"])
