@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 import re
 import time
@@ -180,7 +181,10 @@ class AgiSession:
         self.broken: str | None = None
         self._reader = reader
         self._writer = writer
-        self._lock = asyncio.Lock()
+        self._transport = writer.transport
+        #: a command is in flight; others of this session wait their turn in `_turns` (FIFO)
+        self._busy = False
+        self._turns: deque[asyncio.Future[None]] = deque()
         self._loop = asyncio.get_running_loop()
         #: a multi-line 520 being read
         self._partial: list[str] = []
@@ -206,7 +210,10 @@ class AgiSession:
         if "\n" in line or "\r" in line:
             raise ValueError("an AGI command is one line; a newline would inject a second command")
         limit = self._default_budget(line) if timeout is None else timeout
-        async with self._lock:
+        if self._busy or self._turns:
+            await self._wait_turn()
+        self._busy = True
+        try:
             if self.broken:
                 raise AgiBroken(f"{line.split(' ', 1)[0]} not sent: session broken ({self.broken})")
             task = asyncio.current_task()
@@ -218,10 +225,9 @@ class AgiSession:
             try:
                 # sending is inside the budget too: a peer that never reads must not hold us
                 try:
-                    writer = self._writer
-                    writer.write(line.encode("utf-8") + b"\n")
-                    if writer.transport.get_write_buffer_size():  # not all sent at once: wait (in budget)
-                        await writer.drain()
+                    self._writer.write(line.encode("utf-8") + b"\n")
+                    if self._transport.get_write_buffer_size():  # not all sent at once: wait (in budget)
+                        await self._writer.drain()
                 except (ConnectionError, OSError) as e:
                     self.hungup = True
                     raise AgiHangup(f"connection lost sending {line.split(' ', 1)[0]}: {e}") from e
@@ -234,9 +240,37 @@ class AgiSession:
                 raise
             finally:
                 self._deadline = self._task = None
+        finally:
+            self._busy = False
+            if self._turns:
+                self._next_turn()
         if reply.code == 200 and reply.result != "-1":
             return reply
         return self._check(line, reply)
+
+    # Commands are serialised without an asyncio.Lock (five calls per command): a flag, and a queue of
+    # waiters only when a second command comes while one is in flight (rare: handlers are sequential).
+    async def _wait_turn(self) -> None:
+        while self._busy:
+            turn = self._loop.create_future()
+            self._turns.append(turn)
+            try:
+                await turn
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled() and not self._busy:
+                    self._next_turn()  # it was our turn: hand it on, or the next waiter waits forever
+                raise
+            finally:
+                try:
+                    self._turns.remove(turn)
+                except ValueError:
+                    pass
+
+    def _next_turn(self) -> None:
+        for turn in self._turns:
+            if not turn.done():
+                turn.set_result(None)
+                return
 
     # One timer per session instead of one per command (asyncio.timeout costs a TimerHandle pushed on,
     # and a cancelled one left in, the loop's heap for every command): the timer stays armed at the
@@ -281,9 +315,13 @@ class AgiSession:
             self._writer.transport.abort()
 
     def _default_budget(self, line: str) -> float | None:
-        upper = line[:32].upper()  # the verb (and an EXEC's application), not a long argument
-        if upper.startswith(_MEDIA) and not (upper.startswith("EXEC ")
-                                             and upper[5:].split(" ", 1)[0] in _QUICK_APPS):
+        head = line[:24]  # the verb (and an EXEC's application), not a long argument
+        kind = _BUDGET_KIND.get(head)
+        if kind is None:
+            kind = _budget_kind(head)
+            if len(_BUDGET_KIND) < 4096:
+                _BUDGET_KIND[head] = kind
+        if kind:
             if self.media_timeout is None or self.command_timeout is None:
                 return None
             return max(self.media_timeout, self.command_timeout)
@@ -436,6 +474,16 @@ class AgiSession:
         if base is None:
             return None
         return base + max(0, timeout_ms) / 1000.0
+
+
+#: `_budget_kind` of a command's first 24 characters, remembered (commands repeat: a few dozen heads)
+_BUDGET_KIND: dict[str, bool] = {}
+
+
+def _budget_kind(head: str) -> bool:
+    """Whether a command starting with `head` plays or records media (the media budget), else quick."""
+    upper = head.upper()
+    return upper.startswith(_MEDIA) and not (upper.startswith("EXEC ") and upper[5:].split(" ", 1)[0] in _QUICK_APPS)
 
 
 def _minus_one_is_hangup(line: str) -> bool:

@@ -689,3 +689,25 @@ async def test_an_outside_cancel_during_a_command_is_not_a_timeout(server: FastA
         await outer[0]
     await asyncio.sleep(0.5)  # past the command's deadline: its timer finds nothing in flight
     await f.close()
+
+
+async def test_concurrent_commands_of_one_session_go_one_at_a_time_in_order(server: FastAgiServer) -> None:
+    """Without an asyncio.Lock: the second and third command wait their turn; a waiter cancelled while
+    waiting gives up its place without stalling the others."""
+    async def body(s: AgiSession) -> Any:
+        a = asyncio.ensure_future(s.get_variable("A"))
+        await asyncio.sleep(0)
+        b = asyncio.ensure_future(s.get_variable("B"))
+        gone = asyncio.ensure_future(s.get_variable("GONE"))
+        c = asyncio.ensure_future(s.get_variable("C"))
+        await asyncio.sleep(0)
+        gone.cancel()
+        return await asyncio.gather(a, b, c)
+
+    fut = recorder(server, "inbound", body)
+    f = await FakeAsteriskAgi().connect(server.port)
+    for name in "ABC":
+        line = await f.expect()
+        assert line == f"GET VARIABLE {name}"  # one at a time: the next only after this reply; GONE never sent
+        await f.answer(f"200 result=1 ({name.lower()})")
+    assert await outcome(fut) == ["a", "b", "c"]
