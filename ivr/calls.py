@@ -183,9 +183,9 @@ class CallScripts:
             return None
         try:
             linkedid = await s.get_variable(LINKEDID) or s.uniqueid
-            ticket_no = (await asyncio.wait_for(
-                self.store.open_ticket(linkedid, caller=caller, dialed=dialed, started_at=time.time()),
-                OPEN_TICKET_TIMEOUT_S)).ticket_no
+            async with asyncio.timeout(OPEN_TICKET_TIMEOUT_S):  # (not wait_for: no task of its own)
+                ticket_no = (await self.store.open_ticket(linkedid, caller=caller, dialed=dialed,
+                                                          started_at=time.time())).ticket_no
         except AgiHangup:
             raise
         except Exception as e:  # noqa: BLE001 - the call goes on without its number for now
