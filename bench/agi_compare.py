@@ -32,6 +32,7 @@ the client process's own.
 Run:  .venv/bin/python bench/agi_compare.py [--sessions 2000 --concurrency 1,10,100 --repeat 3]
       [--events 100000 --pings 2000 --inflight 50] [--only agi|ami] [--quick]
       [--profile ours --profile-out FILE]   # cProfile of that server at the last concurrency
+      [--base-tree DIR]   # also our server from an older checkout ("base"): before/after a change
 Results of a run are kept in bench/RESULTS.md. `--quick` (CI) finishes in a few seconds.
 """
 
@@ -150,11 +151,16 @@ async def bare_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     writer.close()
 
 
-def agi_server(impl: str, port_q: "mp.Queue[int]", profile: Any, stop: Any, profile_out: str | None) -> None:
+def agi_server(impl: str, port_q: "mp.Queue[int]", profile: Any, stop: Any, profile_out: str | None,
+               base_tree: str | None = None) -> None:
+    if impl == "base" and base_tree:  # our server as an older checkout has it (before/after a change)
+        sys.path.insert(0, base_tree)
+        for name in [m for m in sys.modules if m == "wire" or m.startswith(("wire.", "model."))]:
+            del sys.modules[name]
     quiet()
 
     async def main() -> None:
-        if impl.startswith("ours"):
+        if impl.startswith("ours") or impl == "base":
             from wire.fastagi import AgiSession, FastAgiServer
 
             async def bench(s: AgiSession) -> None:
@@ -246,13 +252,14 @@ async def agi_load(port: int, sessions: int, concurrency: int) -> tuple[float, i
 class AgiServerProc:
     """One server under test, alone in its own process."""
 
-    def __init__(self, impl: str, profile_out: str | None = None) -> None:
+    def __init__(self, impl: str, profile_out: str | None = None, base_tree: str | None = None) -> None:
         ctx = mp.get_context("spawn")
         self.impl = impl
         self.profile_out = profile_out
         q: mp.Queue[int] = ctx.Queue()
         self.profile, self.stop = ctx.Event(), ctx.Event()
-        self.proc = ctx.Process(target=agi_server, args=(impl, q, self.profile, self.stop, profile_out), daemon=True)
+        self.proc = ctx.Process(target=agi_server, args=(impl, q, self.profile, self.stop, profile_out, base_tree),
+                                daemon=True)
         self.proc.start()
         self.port = q.get(timeout=30)
         asyncio.run(agi_load(self.port, 200, 10))  # warm-up (imports, first allocations), not counted
@@ -283,11 +290,12 @@ class AgiServerProc:
 
 
 def run_agi(impls: list[str], sessions: int, levels: list[int], repeat: int,
-            profile: str | None = None, profile_out: str | None = None) -> dict[str, dict[str, Any]]:
+            profile: str | None = None, profile_out: str | None = None,
+            base_tree: str | None = None) -> dict[str, dict[str, Any]]:
     """Every server in its own process, all started first; the runs interleave (each repeat, each
     level: every server in turn), so a change in the shared machine's load hits them all alike.
     CPU µs per call at each concurrency: the median of `repeat` runs."""
-    servers = [AgiServerProc(i, profile_out if i == profile else None) for i in impls]
+    servers = [AgiServerProc(i, profile_out if i == profile else None, base_tree) for i in impls]
     runs: dict[str, dict[int, list[tuple[float, int, float]]]] = {i: {c: [] for c in levels} for i in impls}
     try:
         for n in range(repeat):
@@ -441,7 +449,9 @@ def agi_report(a: argparse.Namespace) -> None:
     print("| server | " + " | ".join(f"c={c}" for c in levels) + " | calls/s at c=" + str(levels[-1])
           + " | sessions ok | peak RSS MiB |")
     print("|---|" + "---|" * len(levels) + "---|---|---|", flush=True)
-    res = run_agi(impls, a.sessions, levels, a.repeat, a.profile, a.profile_out)
+    if a.base_tree:
+        impls.insert(1, "base")
+    res = run_agi(impls, a.sessions, levels, a.repeat, a.profile, a.profile_out, a.base_tree)
     for impl in impls:
         r = res[impl]
         ok = sum(o for o, _ in r["ok"].values())
@@ -450,7 +460,7 @@ def agi_report(a: argparse.Namespace) -> None:
                                           if a.repeat > 1 else f"{r['us'][c]:.0f}" for c in levels)
               + f" | {r['per_s'][levels[-1]]:.0f} | {ok}/{total} | {r['rss_mib']:.0f} |", flush=True)
     print("\nratios (CPU per call, same concurrency):")
-    pairs = [("ours", "panoramisk"), ("ours", "bare"), ("ours+uvloop", "ours"), ("ours+uvloop", "bare+uvloop"),
+    pairs = [("ours", "base"), ("base", "bare"), ("ours", "panoramisk"), ("ours", "bare"), ("ours+uvloop", "ours"), ("ours+uvloop", "bare+uvloop"),
              ("bare+uvloop", "bare")]
     for x, y in pairs:
         if x in res and y in res:
@@ -490,6 +500,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes (CI smoke run, a few seconds)")
     ap.add_argument("--profile", choices=IMPLS, help="cProfile this FastAGI server during one extra run")
     ap.add_argument("--profile-out", default="agi_server.prof")
+    ap.add_argument("--base-tree", help="also run our server from this older checkout as `base` "
+                    "(e.g. git worktree add /tmp/base <commit>): what a change bought")
     ap.add_argument("--json", help="also write the FastAGI figures to this file")
     a = ap.parse_args()
     if a.quick:
