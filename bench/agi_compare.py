@@ -501,7 +501,7 @@ def main() -> None:
     ap.add_argument("--profile", choices=IMPLS, help="cProfile this FastAGI server during one extra run")
     ap.add_argument("--profile-out", default="agi_server.prof")
     ap.add_argument("--base-tree", help="also run our server from this older checkout as `base` "
-                    "(e.g. git worktree add /tmp/base <commit>): what a change bought")
+                    "(e.g. `git worktree add DIR <commit>`): what a change bought")
     ap.add_argument("--json", help="also write the FastAGI figures to this file")
     a = ap.parse_args()
     if a.quick:
