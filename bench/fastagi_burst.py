@@ -9,9 +9,19 @@ every AGI command at once, keying 1 at the first menu) and reports:
 - connect latency: TCP connect until the server's first AGI command arrives
   (what Asterisk experiences as "FastAGI answered");
 - session time: first command until the script ends (our per-call work, no audio);
-- failures: connections refused or not served within 2 s.
+- failures: connections refused or not served within 2 s;
+- the controller process's CPU per call (user + system of its every thread, /proc schedstat,
+  not wall time) and what that makes per core: the calls/s one core of IVR work can carry.
+  This process (playing Asterisk) runs on the same machine and is not counted; at high
+  offered rates it competes with the controller for the cores, so "served" and the latency
+  figures are the whole machine's, while the CPU figure is the controller's own.
 
-Run:  .venv/bin/python bench/fastagi_burst.py [--calls 2000] [--rate 200]
+The fake Asterisk answers as res_agi does: GET DATA returns the digits themselves
+(``200 result=1`` when the caller keys 1); only STREAM FILE / WAIT FOR DIGIT / GET OPTION
+return a key as its ASCII code (``200 result=49``).
+
+Run:  .venv/bin/python bench/fastagi_burst.py [--calls 2000] [--rate 200] [--uvloop] [--quick]
+      [--profile FILE]   # cProfile of the controller process during the burst
 Results of a run are kept in bench/RESULTS.md.
 """
 
@@ -21,8 +31,6 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
-import resource
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -32,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.fakes import agi_env  # noqa: E402
 
 
-def serve(port: int, ready: "mp.Event") -> None:  # type: ignore[name-defined]
+def serve(port: int, ready: "mp.Queue[int]", stop: "mp.Event", use_uvloop: bool,  # type: ignore[name-defined]
+          profile: str | None) -> None:
     import logging
 
     import structlog
@@ -50,10 +59,38 @@ def serve(port: int, ready: "mp.Event") -> None:  # type: ignore[name-defined]
         srv = FastAgiServer("127.0.0.1", port, backlog=cfg.asterisk.fastagi.backlog)
         srv.route("inbound", scripts.inbound)
         await srv.start()
-        ready.set()
-        await asyncio.Event().wait()
+        ready.put(srv.port)
+        prof = None
+        if profile:
+            import cProfile
 
-    asyncio.run(main())
+            prof = cProfile.Profile()
+            prof.enable()
+        await asyncio.get_running_loop().run_in_executor(None, stop.wait)
+        if prof is not None:
+            prof.disable()
+            prof.dump_stats(profile)
+        await srv.stop(1.0)
+
+    factory = None
+    if use_uvloop:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time (user + system) of every thread of a live process, in ns."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
 
 
 async def one_call(port: int, i: int) -> tuple[float, float] | None:
@@ -69,14 +106,12 @@ async def one_call(port: int, i: int) -> tuple[float, float] | None:
     t1 = time.perf_counter()
     keyed = False
     while line:
-        cmd = line.decode(errors="replace").strip()
-        if cmd.startswith("GET DATA") and not keyed:
-            reply, keyed = "200 result=49", True  # the caller keys 1
-        elif cmd.startswith("GET VARIABLE"):
-            reply = "200 result=0"
+        if line.startswith(b"GET DATA") and not keyed:
+            # GET DATA returns the digits themselves (not an ASCII code, as STREAM FILE does): keys "1"
+            reply, keyed = b"200 result=1\n", True
         else:
-            reply = "200 result=0"
-        writer.write((reply + "\n").encode())
+            reply = b"200 result=0\n"
+        writer.write(reply)
         await writer.drain()
         line = await reader.readline()
     t2 = time.perf_counter()
@@ -101,24 +136,48 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--rate", type=float, default=200.0, help="new calls per second")
-    ap.add_argument("--port", type=int, default=4673)
+    ap.add_argument("--port", type=int, default=0, help="the controller's port (default: any free one)")
+    ap.add_argument("--uvloop", action="store_true", help="the controller on uvloop's event loop")
+    ap.add_argument("--quick", action="store_true", help="small sizes (CI smoke run, a few seconds)")
+    ap.add_argument("--profile", help="write a cProfile of the controller process during the burst here")
     a = ap.parse_args()
-    ready = mp.Event()
-    proc = mp.Process(target=serve, args=(a.port, ready), daemon=True)
+    if a.quick:
+        a.calls, a.rate = 100, 100.0
+    ctx = mp.get_context("spawn")
+    ready: mp.Queue[int] = ctx.Queue()
+    stop = ctx.Event()
+    proc = ctx.Process(target=serve, args=(a.port, ready, stop, a.uvloop, a.profile), daemon=True)
     proc.start()
-    ready.wait(20)
+    try:
+        a.port = ready.get(timeout=30)
+    except Exception:  # noqa: BLE001 - queue.Empty: it printed why
+        proc.terminate()
+        sys.exit("the controller did not start")
+    asyncio.run(burst(a.port, min(50, a.calls), 100.0))  # warm-up (imports, first allocations), not counted
+    print(f"python {sys.version.split()[0]}{', uvloop' if a.uvloop else ''}, {os.cpu_count()} CPUs, "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    cpu0 = cpu_ns(proc.pid)
     t = time.perf_counter()
     res = asyncio.run(burst(a.port, a.calls, a.rate))
     wall = time.perf_counter() - t
+    cpu = (cpu_ns(proc.pid) - cpu0) / 1e9
     ok = [r for r in res if r]
     with open(f"/proc/{proc.pid}/status") as f:
         rss = next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) // 1024
-    proc.terminate()
+    stop.set()
+    proc.join(30)
+    if proc.is_alive():
+        proc.terminate()
     print(f"calls={a.calls} offered_rate={a.rate:.0f}/s wall={wall:.1f}s served={len(ok)} failed={a.calls - len(ok)}")
+    if not ok:
+        sys.exit("no call was served")
     c = [r[0] for r in ok]
     s = [r[1] for r in ok]
     print(f"connect latency ms: p50={pct(c, .5):.1f} p95={pct(c, .95):.1f} p99={pct(c, .99):.1f} max={max(c)*1000:.1f}")
     print(f"session time ms:    p50={pct(s, .5):.1f} p95={pct(s, .95):.1f} p99={pct(s, .99):.1f} max={max(s)*1000:.1f}")
+    per_call = cpu / len(ok)
+    print(f"controller CPU: {cpu:.2f} s, {per_call * 1e6:.0f} µs per call → {1 / per_call:.0f} calls/s per core "
+          f"of IVR work (controller CPU only)")
     print(f"controller peak RSS: {rss} MiB")
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from model.contract import Event as UserEventName
+from model.contract import ivr_steps
 from wire.ami import AmiClient
 
 Event = dict[str, str]
@@ -109,7 +110,7 @@ class CallRobot:
 
     def played(self) -> list[str]:
         """Sound files Asterisk reports playing on this call (from Newexten/Playback data is not enough)."""
-        return [e.get("Step", "") for e in self.user_events(UserEventName.IVR)]
+        return [step for e in self.user_events(UserEventName.IVR) for step in ivr_steps(e)]
 
 
 async def wait_ticket(store: Any, linkedid: str, timeout: float = 20.0, complete: bool = True) -> Any:

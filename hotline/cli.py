@@ -15,7 +15,7 @@ import click
 
 from hotline import (cli_admin, cli_cluster, cli_deadlines, cli_recordings, cli_report, cli_status, cli_supervise,
                      cli_tickets, cli_tokens, cli_transcripts)
-from hotline.cli_base import EXIT_BAD, EXIT_ENV, STATE, config_option, fail, setup_logging
+from hotline.cli_base import EXIT_BAD, EXIT_ENV, STATE, config_option, event_loop_factory, fail, setup_logging
 from hotline.cli_base import load as _load
 from hotline.controller import Controller, serve
 from hotline.demo import run_demo
@@ -146,7 +146,8 @@ def run_cmd(config_path: str | None, store_url: str | None) -> None:
         controller = Controller.for_sandbox(cfg, Sandbox.discover(build=False), store_url=store_url)
     except Exception:  # noqa: BLE001 - Asterisk runs elsewhere: no CDR replay from here
         controller = Controller(cfg, store_url=store_url)
-    asyncio.run(serve(controller))
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:  # $HOTLINE_EVENT_LOOP: asyncio or uvloop
+        runner.run(serve(controller))
 
 
 @main.command("demo")

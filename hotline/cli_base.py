@@ -68,6 +68,27 @@ def setup_logging(json_logs: bool = True, level: int = logging.INFO) -> None:
                         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr), cache_logger_on_first_use=False)
 
 
+#: the controller's event loop: `asyncio` (default) or `uvloop` (opt-in: `pip install -e '.[uvloop]'`);
+#: bench/RESULTS.md measures what uvloop buys the FastAGI server
+EVENT_LOOP_ENV = "HOTLINE_EVENT_LOOP"
+
+
+def event_loop_factory() -> Callable[[], Any] | None:
+    """The loop factory `$HOTLINE_EVENT_LOOP` asks for (None: asyncio's own); exit 3 when it cannot be had."""
+    import os
+
+    choice = os.environ.get(EVENT_LOOP_ENV, "asyncio").strip().lower() or "asyncio"
+    if choice == "asyncio":
+        return None
+    if choice != "uvloop":
+        fail(f"${EVENT_LOOP_ENV}={choice!r}: expected 'asyncio' (the default) or 'uvloop'", EXIT_USAGE)
+    try:
+        import uvloop
+    except ImportError:
+        fail(f"${EVENT_LOOP_ENV}=uvloop but uvloop is not installed: pip install -e '.[uvloop]'", EXIT_ENV)
+    return uvloop.new_event_loop  # type: ignore[no-any-return]
+
+
 def config_path(path: str | None) -> Path:
     return Path(path) if path else default_config_path()
 

@@ -36,7 +36,7 @@ from ivr.menu import Collect, Digit, Play, SpeechResult, Timeout
 from ivr.prompts import say_digits_files, sound_name
 from ivr.ticket_notice import AskRepeat, Say, SayDigits, ticket_notice
 from model.config import Config
-from model.contract import Event, Var
+from model.contract import IVR_STEPS_PER_EVENT, Event, Var, ivr_step_headers
 from model.destinations import Destination, HangupDest, QueueDest
 from model.hours import Clock
 from model.privacy import mask_number
@@ -142,8 +142,9 @@ class CallScripts:
             case Collect():
                 return await self._collect(s, action)
             case MenuPath(labels=labels):
-                for label in labels:
-                    await s.user_event(Event.IVR, Step=label)
+                # one HotlineIVR event for the whole batch of decisions (Step, Step2, …), not one per step
+                for i in range(0, len(labels), IVR_STEPS_PER_EVENT):
+                    await s.user_event(Event.IVR, **ivr_step_headers(labels[i:i + IVR_STEPS_PER_EVENT]))
             case Decided(decision=d, chosen=chosen):
                 for w in d.warnings:
                     log.warning("numberplan_warning", dialed=d.dialed, warning=w)
@@ -184,9 +185,9 @@ class CallScripts:
             return None
         try:
             linkedid = await s.get_variable(LINKEDID) or s.uniqueid
-            ticket_no = (await asyncio.wait_for(
-                self.store.open_ticket(linkedid, caller=caller, dialed=dialed, started_at=time.time()),
-                OPEN_TICKET_TIMEOUT_S)).ticket_no
+            async with asyncio.timeout(OPEN_TICKET_TIMEOUT_S):  # (not wait_for: no task of its own)
+                ticket_no = (await self.store.open_ticket(linkedid, caller=caller, dialed=dialed,
+                                                          started_at=time.time())).ticket_no
         except AgiHangup:
             raise
         except Exception as e:  # noqa: BLE001 - the call goes on without its number for now

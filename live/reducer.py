@@ -38,6 +38,7 @@ from zoneinfo import ZoneInfo
 
 from model.config import DEFAULT_TZ
 from model.contract import Event as UserEventName
+from model.contract import ivr_steps
 from model.privacy import normalise_number
 from live.state import (ANSWER_WITHIN_S, COUNTED_MEMORY, DEVICE_STATUS, HALF_HOURS, HOTLINE_CONTEXTS, PENDING_MEMORY, PHASES,
                         Call, Changes, Counted, Member, QueueFigures, number, rate, clean, agent_of, queue_name)
@@ -200,10 +201,11 @@ class LiveModel:
         ch.calls.add(call.linkedid)
 
     def _on_user_ivr(self, call: Call, e: Event, ts: float, ch: Changes) -> None:
-        step = clean(e.get("Step"))[:64]
-        if step and len(call.ivr_path) < 64:
-            call.ivr_path.append(step)
-            ch.calls.add(call.linkedid)
+        for raw in ivr_steps(e):  # one event carries a batch of steps (Step, Step2, …)
+            step = clean(raw)[:64]
+            if step and len(call.ivr_path) < 64:
+                call.ivr_path.append(step)
+                ch.calls.add(call.linkedid)
 
     def _on_join(self, call: Call, e: Event, ts: float, ch: Changes) -> None:
         q = queue_name(clean(e.get("Queue")))

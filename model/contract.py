@@ -10,6 +10,7 @@ Pure vocabulary: imports nothing of ours.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 
 
@@ -75,6 +76,8 @@ class Event(StrEnum):
 
     CALL = "HotlineCall"
     ROUTE = "HotlineRoute"
+    #: the menu engine's decisions since the last report, in order: `Step` (the first), `Step2`, `Step3`, …
+    #: (one event per batch of decisions, not one per decision; read them with `ivr_steps`)
     IVR = "HotlineIVR"
     PROMPT = "HotlinePrompt"
     SPEECH = "HotlineSpeech"
@@ -96,6 +99,28 @@ class Event(StrEnum):
     FOLLOWUP = "HotlineFollowup"
     #: a caller enters a language's queue (access.languages; Code: en, nan, …), by the IVR, a menu or a transfer
     LANGUAGE = "HotlineLanguage"
+
+
+#: the header of a HotlineIVR event's first step; later steps of the same event are `Step2`, `Step3`, …
+IVR_STEP_HEADER = "Step"
+#: at most this many steps in one HotlineIVR event (UserEvent takes up to 100 arguments); more go in another
+IVR_STEPS_PER_EVENT = 32
+
+
+def ivr_step_headers(labels: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """The headers of one HotlineIVR event carrying `labels` (at most IVR_STEPS_PER_EVENT of them)."""
+    return {(IVR_STEP_HEADER if i == 0 else f"{IVR_STEP_HEADER}{i + 1}"): label for i, label in enumerate(labels)}
+
+
+def ivr_steps(event: Mapping[str, object]) -> list[str]:
+    """The steps a HotlineIVR event carries, in order (`Step`, `Step2`, … up to the first one missing)."""
+    steps = []
+    for i in range(IVR_STEPS_PER_EVENT):
+        value = event.get(IVR_STEP_HEADER if i == 0 else f"{IVR_STEP_HEADER}{i + 1}")
+        if value is None:
+            break
+        steps.append(value if isinstance(value, str) else str(value))
+    return steps
 
 
 class Context(StrEnum):

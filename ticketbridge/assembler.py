@@ -37,6 +37,7 @@ import structlog
 from model.config import DEFAULT_TZ
 from model.contract import CdrVar, Context
 from model.contract import Event as UserEventName
+from model.contract import ivr_steps
 from model.privacy import normalise_number
 from wire.channels import device, endpoint
 
@@ -603,9 +604,10 @@ class Assembler:
         call.language = _s(e.get("Code")) or call.language
 
     def _user_ivr(self, call: _Call, e: Event, ts: float | None) -> None:
-        step = _s(e.get("Step"))
-        if step:
-            call.ivr_path.append(step)
+        for step in ivr_steps(e):  # one event carries a batch of steps (Step, Step2, …)
+            step = _s(step)
+            if step:
+                call.ivr_path.append(step)
 
     def _user_survey(self, call: _Call, e: Event, ts: float | None) -> None:
         scale = _int(e.get("Scale"))

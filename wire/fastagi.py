@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 import re
 import time
@@ -53,11 +54,13 @@ MAX_LINE_BYTES = 64 * 1024
 #: A real environment is under 1 KiB; 20 peers × 255 lines × 60 KiB once held 334 MB.
 MAX_ENV_BYTES = 16 * 1024
 #: Connections still sending their environment; extras are refused at once (FAILURE, close).
-MAX_PENDING_ENV = 64
+MAX_PENDING_ENV = 256
 #: What res_agi reads as "the script failed" (AGISTATUS=FAILURE); EOF alone reads as SUCCESS.
 FAILURE_LINE = b"FAILURE\n"
 
 _ENV_LINE = re.compile(r"^(agi_[A-Za-z0-9_]+):\s?(.*)$")
+#: every `agi_key: value` line of a whole environment at once (one C-level pass, not a match per line)
+_ENV_PAIRS = re.compile(r"^(agi_[A-Za-z0-9_]+):[ \t]?(.*?)\r?$", re.M)
 _REPLY_LINE = re.compile(r"^(\d{3})([ -])(.*)$")
 _ENDPOS = re.compile(r"\s*endpos=(-?\d+)$")
 _VAR_NAME = re.compile(r"^[^\s\"\\]+$")
@@ -93,7 +96,7 @@ class AgiBroken(AgiError):
     """The session can no longer be trusted (a timeout, an over-long reply): no command is sent on it."""
 
 
-@dataclass
+@dataclass(slots=True)
 class AgiReply:
     """One parsed reply: ``200 result=1 (value) endpos=0`` → code 200, result '1', data 'value'."""
 
@@ -113,19 +116,26 @@ class AgiReply:
 
 def parse_reply(raw: str) -> AgiReply:
     """Parse the first line of a reply (continuation lines of a 520 block ride along in ``raw``)."""
-    first = raw.split("\n", 1)[0]
+    first = raw.partition("\n")[0]
     m = _REPLY_LINE.match(first)
     if not m:
         raise AgiError(f"not an AGI reply: {first!r}")
+    return _reply(m, raw)
+
+
+def _reply(m: re.Match[str], raw: str) -> AgiReply:
+    """The reply whose first line `m` matched (`_REPLY_LINE`)."""
     code, rest = int(m.group(1)), m.group(3)
     result, data, endpos = "", None, None
     if code == 200 and rest.startswith("result="):
-        body = rest[len("result="):]
-        result, _, tail = body.partition(" ")
-        em = _ENDPOS.search(tail)
-        if em:
-            endpos = int(em.group(1))
-            tail = tail[: em.start()]
+        result, _, tail = rest[7:].partition(" ")
+        if not tail:  # the usual `200 result=N`
+            return AgiReply(200, result, None, None, raw)
+        if "endpos=" in tail:
+            em = _ENDPOS.search(tail)
+            if em:
+                endpos = int(em.group(1))
+                tail = tail[: em.start()]
         tail = tail.strip()
         if tail.startswith("(") and tail.endswith(")"):
             data = tail[1:-1]
@@ -171,10 +181,19 @@ class AgiSession:
         self.broken: str | None = None
         self._reader = reader
         self._writer = writer
-        self._lock = asyncio.Lock()
+        self._transport = writer.transport
+        #: a command is in flight; others of this session wait their turn in `_turns` (FIFO)
+        self._busy = False
+        self._turns: deque[asyncio.Future[None]] = deque()
         self._loop = asyncio.get_running_loop()
         #: a multi-line 520 being read
         self._partial: list[str] = []
+        #: the command in flight: its deadline (loop time; None: no limit or none in flight), its task,
+        #: and whether the deadline ended it. One timer per session is armed lazily (`_arm`).
+        self._deadline: float | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._expired = False
+        self._timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -191,23 +210,97 @@ class AgiSession:
         if "\n" in line or "\r" in line:
             raise ValueError("an AGI command is one line; a newline would inject a second command")
         limit = self._default_budget(line) if timeout is None else timeout
-        async with self._lock:
+        if self._busy or self._turns:
+            await self._wait_turn()
+        self._busy = True
+        try:
             if self.broken:
                 raise AgiBroken(f"{line.split(' ', 1)[0]} not sent: session broken ({self.broken})")
+            task = asyncio.current_task()
+            assert task is not None
+            cancelling = task.cancelling()
+            self._task, self._expired = task, False
+            if limit is not None:
+                self._arm(self._loop.time() + limit)
             try:
                 # sending is inside the budget too: a peer that never reads must not hold us
-                async with asyncio.timeout(limit):
-                    try:
-                        self._writer.write(line.encode("utf-8") + b"\n")
+                try:
+                    self._writer.write(line.encode("utf-8") + b"\n")
+                    if self._transport.get_write_buffer_size():  # not all sent at once: wait (in budget)
                         await self._writer.drain()
-                    except (ConnectionError, OSError) as e:
-                        self.hungup = True
-                        raise AgiHangup(f"connection lost sending {line.split(' ', 1)[0]}: {e}") from e
-                    reply = await self._read_reply()
-            except TimeoutError:
-                self.abandon(f"no reply to {line[:80]!r} within {limit} s")
-                raise AgiTimeout(f"no reply to {line!r} within {limit} s") from None
+                except (ConnectionError, OSError) as e:
+                    self.hungup = True
+                    raise AgiHangup(f"connection lost sending {line.split(' ', 1)[0]}: {e}") from e
+                reply = await self._read_reply()
+            except asyncio.CancelledError:
+                # our deadline cancelled the task (and nobody else did as well): a timeout, as asyncio.timeout says
+                if self._expired and task.uncancel() <= cancelling:
+                    self.abandon(f"no reply to {line[:80]!r} within {limit} s")
+                    raise AgiTimeout(f"no reply to {line!r} within {limit} s") from None
+                raise
+            finally:
+                self._deadline = self._task = None
+        finally:
+            self._busy = False
+            if self._turns:
+                self._next_turn()
+        if reply.code == 200 and reply.result != "-1":
+            return reply
         return self._check(line, reply)
+
+    # Commands are serialised without an asyncio.Lock (five calls per command): a flag, and a queue of
+    # waiters only when a second command comes while one is in flight (rare: handlers are sequential).
+    async def _wait_turn(self) -> None:
+        while self._busy:
+            turn = self._loop.create_future()
+            self._turns.append(turn)
+            try:
+                await turn
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled() and not self._busy:
+                    self._next_turn()  # it was our turn: hand it on, or the next waiter waits forever
+                raise
+            finally:
+                try:
+                    self._turns.remove(turn)
+                except ValueError:
+                    pass
+
+    def _next_turn(self) -> None:
+        for turn in self._turns:
+            if not turn.done():
+                turn.set_result(None)
+                return
+
+    # One timer per session instead of one per command (asyncio.timeout costs a TimerHandle pushed on,
+    # and a cancelled one left in, the loop's heap for every command): the timer stays armed at the
+    # earliest deadline; when it fires it ends the command in flight if that one is overdue, re-arms
+    # for a later deadline, or lapses when no command is in flight. Commands' deadlines mostly grow
+    # (a fixed budget from a later start), so most commands only store a float.
+    def _arm(self, deadline: float) -> None:
+        self._deadline = deadline
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        deadline, task = self._deadline, self._task
+        if deadline is None or task is None:
+            return  # no command in flight (or one without a limit): nothing to time
+        if deadline - self._loop.time() > 0.001:  # a later command's deadline
+            self._timer = self._loop.call_at(deadline, self._on_deadline)
+            return
+        self._expired = True
+        task.cancel()
+
+    def close_timer(self) -> None:
+        """The session is over: its deadline timer leaves the loop."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def abandon(self, reason: str) -> None:
         """Out of step with Asterisk: say FAILURE (the dialplan falls back to the queue) and close."""
@@ -222,9 +315,13 @@ class AgiSession:
             self._writer.transport.abort()
 
     def _default_budget(self, line: str) -> float | None:
-        upper = line.upper()
-        if upper.startswith(_MEDIA) and not (upper.startswith("EXEC ")
-                                             and upper[5:].split(" ", 1)[0] in _QUICK_APPS):
+        head = line[:24]  # the verb (and an EXEC's application), not a long argument
+        kind = _BUDGET_KIND.get(head)
+        if kind is None:
+            kind = _budget_kind(head)
+            if len(_BUDGET_KIND) < 4096:
+                _BUDGET_KIND[head] = kind
+        if kind:
             if self.media_timeout is None or self.command_timeout is None:
                 return None
             return max(self.media_timeout, self.command_timeout)
@@ -242,8 +339,20 @@ class AgiSession:
 
     async def _read_reply(self) -> AgiReply:
         """One whole reply; out-of-band HANGUP lines set `hungup` and are never a reply."""
+        reader = self._reader
         while True:
-            line = await self._readline()
+            try:
+                data = await reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError:
+                self.hungup = True
+                raise AgiHangup("connection closed by Asterisk") from None
+            except asyncio.LimitOverrunError as e:  # longer than the stream limit: its rest would shift replies
+                self.abandon(f"reply line too long: {e}")
+                raise AgiBroken(f"reply line too long: {e}") from e
+            except (ConnectionError, OSError) as e:
+                self.hungup = True
+                raise AgiHangup(f"connection lost: {e}") from e
+            line = data.decode("utf-8", errors="replace").rstrip("\r\n")
             if line == "HANGUP":
                 self.hungup = True
                 continue
@@ -261,21 +370,7 @@ class AgiSession:
             if m.group(2) == "-":
                 self._partial = [line]
                 continue
-            return parse_reply(line)
-
-    async def _readline(self) -> str:
-        try:
-            data = await self._reader.readline()
-        except (ConnectionError, OSError) as e:
-            self.hungup = True
-            raise AgiHangup(f"connection lost: {e}") from e
-        except ValueError as e:  # line longer than the stream limit: the rest of it would shift replies
-            self.abandon(f"reply line too long: {e}")
-            raise AgiBroken(f"reply line too long: {e}") from e
-        if not data.endswith(b"\n"):
-            self.hungup = True
-            raise AgiHangup("connection closed by Asterisk")
-        return data.decode("utf-8", errors="replace").rstrip("\r\n")
+            return _reply(m, line)
 
     async def confirm_hangup(self, line: str) -> None:
         """After ``result=-1`` with no HANGUP seen: ask the channel; 511 means it is gone.
@@ -381,6 +476,16 @@ class AgiSession:
         return base + max(0, timeout_ms) / 1000.0
 
 
+#: `_budget_kind` of a command's first 24 characters, remembered (commands repeat: a few dozen heads)
+_BUDGET_KIND: dict[str, bool] = {}
+
+
+def _budget_kind(head: str) -> bool:
+    """Whether a command starting with `head` plays or records media (the media budget), else quick."""
+    upper = head.upper()
+    return upper.startswith(_MEDIA) and not (upper.startswith("EXEC ") and upper[5:].split(" ", 1)[0] in _QUICK_APPS)
+
+
 def _minus_one_is_hangup(line: str) -> bool:
     upper = line.upper()
     return any(upper.startswith(p) for p in _MINUS_ONE_MEANS_HANGUP)
@@ -424,6 +529,8 @@ class FastAgiServer:
         self.max_pending_env = max_pending_env
         self.plain_workers = plain_workers
         self._routes: dict[str, Handler] = {}
+        #: whether each route's handler is a coroutine function (asked once, not per call)
+        self._is_async: dict[str, bool] = {}
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sessions = 0
@@ -434,7 +541,10 @@ class FastAgiServer:
 
     def route(self, script: str, handler: Handler) -> None:
         """Register a handler for ``agi://host/<script>``; async, or plain (run in the executor)."""
-        self._routes[script.strip().strip("/")] = handler
+        name = script.strip().strip("/")
+        self._routes[name] = handler
+        self._is_async[name] = (inspect.iscoroutinefunction(handler)
+                                or inspect.iscoroutinefunction(getattr(handler, "__call__", None)))
 
     @property
     def port(self) -> int:
@@ -494,48 +604,81 @@ class FastAgiServer:
             if task is not None:
                 self._tasks.discard(task)
             writer.close()
-            try:
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
-            except (asyncio.TimeoutError, ConnectionError, OSError):
-                writer.transport.abort()  # a peer that never reads must not keep the socket
-            except asyncio.CancelledError:
-                writer.transport.abort()
+            # with nothing left to send the transport closes on its own; otherwise give the peer 1 s to
+            # read it (FAILURE, say) and abort: a peer that never reads must not keep the socket
+            if writer.transport.get_write_buffer_size():
+                try:
+                    async with asyncio.timeout(1.0):
+                        await writer.wait_closed()
+                except (TimeoutError, ConnectionError, OSError):
+                    writer.transport.abort()
+                except asyncio.CancelledError:
+                    writer.transport.abort()
 
     async def _read_env(self, reader: asyncio.StreamReader) -> dict[str, str] | None:
         """The AGI environment, or None (EOF, garbage, too long, too slow): only this connection ends.
 
-        One deadline for the whole environment (a single `asyncio.timeout`, not a task per line).
+        One deadline for the whole environment (one `asyncio.timeout`) and three reads, not one per
+        line: the first line alone (an HTTP probe or garbage is refused at once, a bare blank line is
+        an empty environment), one byte (a one-line environment ends here), then everything up to the
+        blank line; the lines are checked afterwards. The stream's limit bounds what one read buffers.
         """
-        env: dict[str, str] = {}
-        size = 0
         try:
             async with asyncio.timeout(self.env_timeout):
-                for _ in range(MAX_ENV_LINES):
-                    data = await reader.readline()
-                    size += len(data)
-                    if size > MAX_ENV_BYTES:
-                        log.warning("agi_env_too_big", lines=len(env), bytes=size)
-                        return None
-                    if not data.endswith(b"\n"):  # EOF: a port probe, or Asterisk gave up mid-environment
-                        if env or data:
-                            log.warning("agi_env_truncated", lines=len(env))
-                        return None
-                    line = data.decode("utf-8", errors="replace").rstrip("\r\n")
-                    if line == "":
-                        return env
-                    m = _ENV_LINE.match(line)
-                    if not m:
-                        log.warning("agi_env_garbage", line=line[:100])
-                        return None
-                    env[m.group(1)] = m.group(2)
+                first = await reader.readline()
+                if first in (b"\n", b"\r\n"):
+                    return {}
+                if not first.endswith(b"\n"):  # EOF: a port probe, or Asterisk gave up mid-environment
+                    if first:
+                        log.warning("agi_env_truncated", lines=0)
+                    return None
+                if _ENV_LINE.match(first.decode("utf-8", errors="replace")) is None:
+                    log.warning("agi_env_garbage", line=first[:100].decode("utf-8", errors="replace"))
+                    return None
+                if first.endswith(b"\r\n"):  # not Asterisk's own framing: line by line, bounded
+                    blob = first + await self._read_crlf_lines(reader)
+                else:
+                    nxt = await reader.readexactly(1)
+                    blob = first + nxt if nxt == b"\n" else first + nxt + await reader.readuntil(b"\n\n")
         except TimeoutError:
-            log.warning("agi_env_timeout", lines=len(env))
+            log.warning("agi_env_timeout")
+            return None
+        except asyncio.IncompleteReadError as e:
+            log.warning("agi_env_truncated", lines=e.partial.count(b"\n") + 1)
+            return None
+        except asyncio.LimitOverrunError as e:
+            log.warning("agi_env_too_big", bytes=e.consumed)
             return None
         except (ValueError, ConnectionError, OSError) as e:
             log.warning("agi_env_unreadable", error=str(e)[:200])
             return None
-        log.warning("agi_env_too_long", lines=len(env))
-        return None
+        if len(blob) > MAX_ENV_BYTES:
+            log.warning("agi_env_too_big", lines=blob.count(b"\n"), bytes=len(blob))
+            return None
+        lines = blob.count(b"\n") - 1
+        if lines > MAX_ENV_LINES or not blob.endswith((b"\n\n", b"\r\n\r\n", b"\r\n\n", b"\n\r\n")):
+            log.warning("agi_env_too_long", lines=lines)
+            return None
+        text = blob.decode("utf-8", errors="replace")
+        pairs = _ENV_PAIRS.findall(text)
+        if len(pairs) != lines:  # some line is not `agi_key: value`
+            bad = next((ln for ln in text.split("\n") if ln.strip() and not _ENV_LINE.match(ln)), "")
+            log.warning("agi_env_garbage", line=bad.rstrip("\r")[:100])
+            return None
+        return dict(pairs)
+
+    @staticmethod
+    async def _read_crlf_lines(reader: asyncio.StreamReader) -> bytes:
+        """The rest of an environment written with CRLF line ends, up to its blank line (bounded)."""
+        lines = []
+        size = 0
+        for _ in range(MAX_ENV_LINES):
+            line = await reader.readuntil(b"\n")
+            lines.append(line)
+            size += len(line)
+            if line in (b"\r\n", b"\n") or size > MAX_ENV_BYTES:
+                break
+        return b"".join(lines)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._pending_env >= self.max_pending_env:
@@ -565,7 +708,10 @@ class FastAgiServer:
                  extension=env.get("agi_extension", ""))
         outcome = "completed"
         try:
-            await self._run_handler(handler, session)
+            if self._is_async.get(session.script):
+                await handler(session)
+            else:
+                await self._run_handler(handler, session)
         except AgiHangup:
             outcome = "hangup"
         except asyncio.CancelledError:
@@ -578,6 +724,7 @@ class FastAgiServer:
             session.abandon("handler failed")  # FAILURE: the dialplan's fallback takes the caller
         finally:
             self._sessions -= 1
+            session.close_timer()
             log.info("agi_session_ended", script=session.script, uniqueid=session.uniqueid,
                      duration=round(time.monotonic() - started, 3), outcome=outcome, hungup=session.hungup)
 

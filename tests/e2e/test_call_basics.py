@@ -10,6 +10,7 @@ import time
 import pytest
 
 from hotline.callrobot import CallRobot, wait_ticket
+from model.contract import ivr_steps
 from hotline.controller import Controller, serve
 from ticketbridge.store import TicketStore
 
@@ -56,7 +57,7 @@ async def test_no_input_still_reaches_an_agent(controller, ami, agents):
     await agents.add("general", talk_s=1)
     robot = await CallRobot(ami, caller="13800000001").dial()
     await robot.wait_for(is_event("AgentConnect"), 120)
-    steps = [e["Step"] for e in robot.user_events("HotlineIVR")]
+    steps = [step for e in robot.user_events("HotlineIVR") for step in ivr_steps(e)]
     assert "timeout" in steps and steps[-1].startswith("route:queue:general")
     await robot.hangup()
     t = await wait_ticket(controller.store, robot.linkedid, 20)

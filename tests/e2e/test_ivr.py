@@ -30,6 +30,7 @@ from structlog.testing import capture_logs
 
 from hotline.callrobot import CallRobot, wait_ticket
 from model.config import Config, Menu
+from model.contract import ivr_steps
 from hotline.controller import Controller
 from model.destinations import (
     AnnounceDest,
@@ -89,7 +90,7 @@ def heard(robot: CallRobot) -> list[str]:
     for e in robot.events:
         if e.get("Event") == "UserEvent":
             name = e.get("UserEvent", "")
-            out.append(f"{name}:{e.get('Prompt') or e.get('Step') or e.get('Dest') or e.get('Result') or ''}")
+            out.append(f"{name}:{e.get('Prompt') or '>'.join(ivr_steps(e)) or e.get('Dest') or e.get('Result') or ''}")
         elif e.get("Event") in ("DTMFEnd",) and e.get("Direction") == "Received":
             out.append(f"dtmf:{e.get('Digit')}@{e.get('Channel', '')[-2:]}")
     return out
@@ -105,7 +106,7 @@ def next_prompt(robot: CallRobot, after: dict[str, str]) -> dict[str, str]:
 
 
 def steps(robot: CallRobot) -> list[str]:
-    return [e["Step"] for e in robot.user_events("HotlineIVR")]
+    return [step for e in robot.user_events("HotlineIVR") for step in ivr_steps(e)]
 
 
 async def during_greeting(robot: CallRobot, digit: str) -> None:

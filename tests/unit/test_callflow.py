@@ -17,7 +17,7 @@ import pytest
 from admin.explain import explain_call
 from ivr.calls import CallScripts
 from model.config import Config
-from model.contract import Event, Var
+from model.contract import Event, Var, ivr_steps
 from model.destinations import parse_destination
 from model.hours import local
 from model.loading import default_config_path, load_config
@@ -72,7 +72,7 @@ class ScriptedAgi:
         return [h["Prompt"] for n, h in self.events if n == Event.PROMPT]
 
     def path(self) -> list[str]:
-        return [h["Step"] for n, h in self.events if n == Event.IVR]
+        return [step for n, h in self.events if n == Event.IVR for step in ivr_steps(h)]
 
     def route_event(self) -> dict[str, Any]:
         (route,) = [h for n, h in self.events if n == Event.ROUTE]

@@ -16,7 +16,7 @@ from typing import Any
 
 from ivr.calls import CallScripts
 from model.config import Config
-from model.contract import Event, Var
+from model.contract import Event, Var, ivr_steps
 from model.destinations import parse_destination
 from model.hours import local
 from model.loading import default_config_path, load_config
@@ -88,10 +88,21 @@ async def test_a_key_during_the_greeting_skips_the_rest_and_is_the_first_choice(
     greeting = cfg.center.greeting
     agi = Transcript(barge={greeting: "1"})
     await CallScripts(cfg, clock=lambda: MONDAY_10).inbound(agi)  # type: ignore[arg-type]
-    steps = [e[2]["Step"] for e in agi.log if e[0] == "event" and e[1] == Event.IVR]
+    steps = [step for e in agi.log if e[0] == "event" and e[1] == Event.IVR for step in ivr_steps(e[2])]
     assert steps[:2] == ["menu:main", "key:1"]
     assert ("ask", "hotline/main_menu") not in agi.log  # the menu prompt is not played: the key chose already
     assert dict(agi.sets())[Var.CATEGORY] == "咨询"
+
+
+async def test_the_menu_decisions_between_two_prompts_are_one_userevent() -> None:
+    """Issue 15: one HotlineIVR event per batch of decisions (Step, Step2, …), not one AGI command per step."""
+    cfg = shipped()
+    agi = Transcript(keys=["1"])
+    await CallScripts(cfg, clock=lambda: MONDAY_10).inbound(agi)  # type: ignore[arg-type]
+    events = [e[2] for e in agi.log if e[0] == "event" and e[1] == Event.IVR]
+    assert events[0] == {"Step": "menu:main"}  # reported before the menu is played
+    assert events[1] == {"Step": "key:1", "Step2": "route:queue:general/咨询"}  # the key and where it led: one event
+    assert len(events) == 2
 
 
 async def test_greeted_is_set_after_the_announcements_and_before_the_menu() -> None:

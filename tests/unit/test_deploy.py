@@ -86,7 +86,9 @@ def test_unit_types_match_how_the_commands_run() -> None:
     assert "subprocess.Popen(" in start and "start_new_session=True" in start and "return proc.pid" in start
     assert unit(SERVICES[0])["Service"]["Type"] == "forking"
     assert unit(SERVICES[1])["Service"]["Type"] in ("simple", "exec")
-    assert "asyncio.run(serve(" in inspect.getsource(main.commands["run"].callback)  # type: ignore[arg-type]
+    run = inspect.getsource(main.commands["run"].callback)  # type: ignore[arg-type]
+    # in the foreground on the chosen loop ($HOTLINE_EVENT_LOOP): asyncio.Runner(loop_factory=…).run(serve(…))
+    assert "asyncio.Runner(loop_factory=event_loop_factory())" in run and "runner.run(serve(" in run
 
 
 def _logrotate_paths() -> list[tuple[Path, str]]:

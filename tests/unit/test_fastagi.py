@@ -595,3 +595,119 @@ async def test_connections_still_sending_their_environment_are_capped() -> None:
 
 def test_environment_timeout_is_short_by_default() -> None:
     assert FastAgiServer().env_timeout <= 2.0
+
+
+# ---------------------------------------------------------------- the environment read in one pass (issue 15)
+@pytest.mark.parametrize("env_bytes", [
+    b"agi_network_script: inbound\n\n",  # one line: its blank line follows at once
+    b"agi_network_script: inbound\r\nagi_callerid: 1\r\n\r\n",  # CRLF lines
+    b"agi_network_script: inbound\nagi_arg_1: x\nagi_callerid:\n\n",  # an empty value without its space
+])
+async def test_short_and_odd_environments_still_route(server: FastAgiServer, env_bytes: bytes) -> None:
+    fut = recorder(server, "inbound", lambda s: s.get_variable("X"))
+    f = await FakeAsteriskAgi().open(server.port)
+    await f.send_raw(env_bytes)
+    await f.reply("GET VARIABLE X", "200 result=1 (ok)")
+    assert await outcome(fut) == "ok"
+
+
+async def test_environment_split_across_reads_and_values_kept(server: FastAgiServer) -> None:
+    seen: asyncio.Future[Any] = recorder(server, "inbound", lambda s: asyncio.sleep(0, (s.env, s.args, s.params)))
+    f = await FakeAsteriskAgi().open(server.port)
+    payload = "".join(f"{k}: {v}\n" for k, v in agi_env("inbound?lang=zh", args=["a b", "2"],
+                                                         agi_calleridname="张三").items()) + "\n"
+    data = payload.encode()
+    for i in range(0, len(data), 7):  # Asterisk's environment in many small TCP segments
+        await f.send_raw(data[i:i + 7])
+        await asyncio.sleep(0)
+    env, args, params = await outcome(seen)
+    assert env["agi_calleridname"] == "张三" and env["agi_accountcode"] == "" and args == ["a b", "2"]
+    assert params == {"lang": "zh"}
+
+
+async def test_a_bare_blank_line_is_an_empty_environment_and_fails_the_script(server: FastAgiServer) -> None:
+    f = await FakeAsteriskAgi().open(server.port)
+    await f.send_raw(b"\n")
+    assert await f.wait_closed(1) == b"FAILURE\n"  # no script: the dialplan falls back
+
+
+async def test_garbage_after_a_good_first_line_ends_the_connection(server: FastAgiServer) -> None:
+    with capture_logs() as logs:
+        f = await FakeAsteriskAgi().open(server.port)
+        await f.send_raw(b"agi_network: yes\nHost: x\n\n")
+        assert await f.wait_closed(1) == b""
+    assert any(e["event"] == "agi_env_garbage" and e["line"] == "Host: x" for e in logs)
+
+
+async def test_one_deadline_timer_per_session_times_each_command() -> None:
+    """The lazily re-armed timer: a short explicit timeout after long default ones still fires on time,
+    and a command that answers in time leaves no timeout behind for the next one."""
+    srv = FastAgiServer("127.0.0.1", 0, command_timeout=5.0)
+    await srv.start()
+    try:
+        async def body(s: AgiSession) -> Any:
+            await s.command("VERBOSE a")           # default budget, answered
+            t0 = time.monotonic()
+            with pytest.raises(AgiTimeout):
+                await s.command("GET VARIABLE X", timeout=0.2)  # shorter than the armed 5 s deadline
+            return time.monotonic() - t0
+
+        fut = recorder(srv, "inbound", body)
+        f = await FakeAsteriskAgi().connect(srv.port)
+        await f.reply("VERBOSE a", "200 result=1")
+        await f.expect("GET VARIABLE X")
+        took = await outcome(fut)
+        assert 0.15 < took < 1.0
+        assert (await f.wait_closed(2)).endswith(b"FAILURE\n")
+    finally:
+        await srv.stop(0.2)
+
+
+async def test_an_outside_cancel_during_a_command_is_not_a_timeout(server: FastAgiServer) -> None:
+    started = asyncio.Event()
+
+    async def body(s: AgiSession) -> Any:
+        started.set()
+        return await s.command("GET VARIABLE X", timeout=0.3)
+
+    outer: list[asyncio.Task[Any]] = []
+
+    async def handler(s: AgiSession) -> None:
+        task = asyncio.ensure_future(body(s))
+        outer.append(task)
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    server.route("inbound", handler)
+    f = await FakeAsteriskAgi().connect(server.port)
+    await f.expect("GET VARIABLE X")
+    await started.wait()
+    outer[0].cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await outer[0]
+    await asyncio.sleep(0.5)  # past the command's deadline: its timer finds nothing in flight
+    await f.close()
+
+
+async def test_concurrent_commands_of_one_session_go_one_at_a_time_in_order(server: FastAgiServer) -> None:
+    """Without an asyncio.Lock: the second and third command wait their turn; a waiter cancelled while
+    waiting gives up its place without stalling the others."""
+    async def body(s: AgiSession) -> Any:
+        a = asyncio.ensure_future(s.get_variable("A"))
+        await asyncio.sleep(0)
+        b = asyncio.ensure_future(s.get_variable("B"))
+        gone = asyncio.ensure_future(s.get_variable("GONE"))
+        c = asyncio.ensure_future(s.get_variable("C"))
+        await asyncio.sleep(0)
+        gone.cancel()
+        return await asyncio.gather(a, b, c)
+
+    fut = recorder(server, "inbound", body)
+    f = await FakeAsteriskAgi().connect(server.port)
+    for name in "ABC":
+        line = await f.expect()
+        assert line == f"GET VARIABLE {name}"  # one at a time: the next only after this reply; GONE never sent
+        await f.answer(f"200 result=1 ({name.lower()})")
+    assert await outcome(fut) == ["a", "b", "c"]
