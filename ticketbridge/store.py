@@ -44,7 +44,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from model.config import DEFAULT_TZ, SelfQuery
-from model.passwords import DUMMY_HASH, check_password, hash_password  # noqa: F401 - hash_password: tests
+from model.passwords import DUMMY_QUERY_HASH, check_query_password, hash_query_password, hash_salt, is_slow
 from model.privacy import mask_number, normalise_number
 from model.secrets import query_key
 from model.ticket_state import QueryLimited, TicketState
@@ -70,7 +70,6 @@ CALLBACK_STATUSES = {"pending", "dialing", "done", "failed"}
 #: tickets still owed work (before 办结): the ones deadlines and reminders are about
 OPEN_STATES = tuple(s.value for s in (TicketState.accepted, TicketState.dispatched, TicketState.handling,
                                       TicketState.replied, TicketState.supervised))
-#: scrypt cost for the 6-digit query password (≈16 MiB, tens of ms; run off the event loop)
 _RETRIES = 10
 #: the daily sequence fits 6 digits, so ticket numbers stay 12 digits long
 TICKET_SEQ_MAX = 999_999
@@ -137,7 +136,7 @@ class TicketNotFound(LookupError):
     pass
 
 
-_DUMMY_HASH = DUMMY_HASH
+_DUMMY_HASH = DUMMY_QUERY_HASH
 
 
 def _ts(epoch: float | None) -> dt.datetime | None:
@@ -529,15 +528,19 @@ class TicketStore(OutreachMixin, TranscriptMixin):
         With `caller` (the self-query in the IVR), guessing is limited across calls (model.config.SelfQuery):
         a wrong try is logged (the caller as a keyed hash), and past the limits QueryLimited is raised
         before any password is checked. An older ticket's unkeyed hash is re-hashed with the key on a
-        right password (the upgrade path: no citizen's password changes)."""
+        right password (the upgrade path: no citizen's password changes). Only those older scrypt hashes
+        cost tens of ms (checked off the event loop); the keyed HMAC is checked in place."""
         t = await self.get_ticket(ticket_no) if ticket_no and ticket_no.isdigit() else None
         if caller is not None:
             await self._check_guess_limits(caller, ticket_no, t)
         # a ticket without a password (never issued) costs the same work as a wrong number
         stored = (t.query_password_hash if t is not None else "") or _DUMMY_HASH
-        ok = await asyncio.to_thread(check_password, password or "", stored, self._query_key)
+        if is_slow(stored):
+            ok = await asyncio.to_thread(check_query_password, password or "", stored, self._query_key)
+        else:
+            ok = check_query_password(password or "", stored, self._query_key)
         if ok and t is not None:
-            if stored.startswith("scrypt$") and self._query_key:
+            if is_slow(stored) and self._query_key:
                 await self._rehash(t.id, password)
             return t
         if caller is not None:
@@ -580,11 +583,12 @@ class TicketStore(OutreachMixin, TranscriptMixin):
                 SelfQueryFailure.at < now - dt.timedelta(hours=self._guess_rules().guess_window_h)))
 
     async def _rehash(self, ticket_id: int, password: str) -> None:
-        new = await asyncio.to_thread(hash_password, password, None, self._query_key)
+        assert self._query_key
+        new = hash_query_password(password, self._query_key)
         _, write = self._sessions()
         async with write() as s, s.begin():
             t = await self._locked(s, id=ticket_id)
-            if t is not None and t.query_password_hash.startswith("scrypt$"):
+            if t is not None and is_slow(t.query_password_hash):
                 t.query_password_hash = new
         log.info("query_password_rehashed", ticket_id=ticket_id)
 
@@ -794,7 +798,8 @@ class TicketStore(OutreachMixin, TranscriptMixin):
         """
         _, write = self._sessions()
         password = f"{secrets.randbelow(10**6):06d}"
-        pw_hash = await asyncio.to_thread(hash_password, password, None, self._query_key)
+        assert self._query_key, "TicketStore.open() reads the query key"
+        pw_hash = hash_query_password(password, self._query_key)  # keyed HMAC: microseconds, in place
         async with write() as s, s.begin():
             t = await self._locked(s, ticket_no=ticket_no)
             if t is None:
@@ -808,7 +813,7 @@ class TicketStore(OutreachMixin, TranscriptMixin):
                                 to_value="issued", note="by SMS too" if queued else None))
             if queued:
                 assert self.sealer is not None
-                key = f"{t.ticket_no}:{SMS_ENDPOINT}:{pw_hash.split('$')[4][:16]}"
+                key = f"{t.ticket_no}:{SMS_ENDPOINT}:{hash_salt(pw_hash)[:16]}"
                 s.add(Outbox(ticket_no=t.ticket_no, idempotency_key=key, payload=sms_payload(t.ticket_no),
                              endpoint=SMS_ENDPOINT, secret=self.sealer.seal(password, key), attempts=0,
                              next_attempt_at=now, created_at=now))
