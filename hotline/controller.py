@@ -56,6 +56,7 @@ from ticketbridge.callbacks import CallbackDialer, CallbackError, CallbackResult
 from ticketbridge.cdr import CDR_SETTLE_S, CdrReplayer
 from ticketbridge.outbox import OutboxPusher
 from ticketbridge.pending import PendingSaves
+from ticketbridge.save_queue import SaveQueue
 from ticketbridge.scheduler import OutreachScheduler
 from ticketbridge.sms import SMS_ENDPOINT, Sealer, sms_renderer
 from ticketbridge.store import TicketStore
@@ -114,7 +115,10 @@ class Controller:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._cdr_task: asyncio.Task[None] | None = None
-        self._save_lock = asyncio.Lock()
+        #: one writer at a time; calls ending together share one transaction (group commit, acknowledged
+        #: only once committed: ticketbridge.save_queue)
+        self.save_queue = SaveQueue(self.store)
+        self._saving: set[asyncio.Task[Any]] = set()
         #: call records the store could not take (down, disk full): written when it comes back
         self.pending = PendingSaves()
         self.saved: list[str] = []  # ticket numbers saved by this process (for the demo and tests)
@@ -256,6 +260,7 @@ class Controller:
         await self._end_task(self._cdr_task)
         await self._end_task(self._transcriber_task)  # calls not transcribed yet stay untranscribed
         await self.agi.stop(grace_s)
+        await self._saves_done()
         for record in self.assembler.open_records():
             await self._save(record)
         await self._end_task(self._pending_task)
@@ -270,6 +275,7 @@ class Controller:
         await self._end_task(self._sms_task)
         await self._end_task(self._reminder_task)
         await self._bounded(self.ami.close(), "ami")
+        await self._saves_done()  # calls that ended during the stop
         while self._tasks:  # anything else still running (none expected once AMI is closed)
             for task in list(self._tasks):
                 await self._end_task(task)
@@ -328,7 +334,23 @@ class Controller:
             log.exception("assembler_failed", event=event.get("Event"))
             return
         for record in finished:
-            await self._save(record)
+            self._save_soon(record)
+
+    def _save_soon(self, record: CallRecord) -> None:
+        """Save `record` without holding the AMI dispatcher: calls ending together then share one transaction
+        (the save queue). Awaited by `stop` before the store closes; until committed, nothing is acknowledged
+        (a controller dying meanwhile leaves the call to the CDR replay, as a save under way always did)."""
+        task = self._spawn(self._save(record), f"save-{record.linkedid}")
+        self._saving.add(task)
+        task.add_done_callback(self._saving.discard)
+
+    async def _saves_done(self) -> None:
+        """Wait for the saves under way (never cancels them: each ends committed, or held in `pending`)."""
+        while self._saving:
+            done, _ = await asyncio.wait(set(self._saving), timeout=STOP_STEP_S)
+            if not done:
+                log.error("ticket_saves_stuck", saves=len(self._saving), seconds=STOP_STEP_S)
+                return
 
     async def _save(self, record: CallRecord) -> None:
         """Save `record`; when the store cannot take it, keep it for later (ticketbridge.pending)."""
@@ -342,8 +364,7 @@ class Controller:
 
     async def _write(self, record: CallRecord) -> None:
         """Write `record` to the store (raises when the store fails) and do what follows a saved ticket."""
-        async with self._save_lock:
-            saved = await self.store.save_call(record)
+        saved = await self.save_queue.save(record)
         self.saved.append(saved.ticket_no)
         if self.sms is not None and record.outcome == "answered" and record.complete:
             await self._sms_notice(saved.ticket_no)
