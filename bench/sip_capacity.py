@@ -22,7 +22,7 @@ the controller's RSS sampled every `--sample` seconds; the same failure and tick
 Run (as root; SIPp, Asterisk and ports of your own instance):
   HOTLINE_INSTANCE=bench HOTLINE_PORT_OFFSET=500 .venv/bin/python bench/sip_capacity.py [--steps 100,200,300,400]
   HOTLINE_INSTANCE=bench HOTLINE_PORT_OFFSET=500 .venv/bin/python bench/sip_capacity.py --soak --rate 20 --duration 600
-  --quick: one step of 20 calls held 15 s (CI-sized). Results are kept in bench/RESULTS.md.
+  --quick: one step of 20 calls held 15 s; with --soak 5 calls/s for 20 s (CI-sized). Results are kept in bench/RESULTS.md.
 Bounded: at most `--max-calls` calls per step (600) and `--max-duration` s of soak (1800), loopback only.
 """
 
@@ -411,8 +411,10 @@ def main() -> None:
     ap.add_argument("--strict", action="store_true", help="exit 1 when a call failed or a ticket is missing")
     ap.add_argument("--quick", action="store_true", help="one step of 20 calls at 10/s held 15 s")
     a = ap.parse_args()
-    if a.quick:
-        a.steps, a.rate, a.hold, a.duration = "20", 10.0, 15.0, min(a.duration, 30.0)
+    if a.quick:  # CI-sized: capacity one step of 20 calls; soak 5 calls/s for 20 s
+        a.steps, a.rate, a.hold = "20", 10.0, 15.0
+        if a.soak:
+            a.rate, a.hold, a.duration, a.sample = 5.0, 10.0, min(a.duration, 20.0), 2.0
     sys.exit(asyncio.run(main_async(a)))
 
 

@@ -12,8 +12,8 @@ at once, each through the controller's own save path (ticketbridge.save_queue.Sa
 transaction for whatever is waiting) for `save`, and concurrently for the others. Figures are saves
 per second of wall time, with the process's CPU seconds.
 
-Run:  .venv/bin/python bench/ticket_saves.py [--backends sqlite,pg] [--tickets 2000] [--writers 1,50]
-      [--quick]   (small sizes; prints the same table)
+Run:  .venv/bin/python bench/ticket_saves.py [--backends sqlite,pg] [--tickets 1000] [--writers 1,200]
+      [--quick]   (60 tickets, 1 and 20 writers; prints the same table)
 PostgreSQL: $HOTLINE_TEST_PG (default postgresql+asyncpg://postgres@127.0.0.1:5432/test), in a schema
 of its own dropped afterwards. Results of a run are kept in bench/RESULTS.md.
 """
@@ -159,13 +159,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backends", default="sqlite,pg")
     ap.add_argument("--kinds", default=",".join(KINDS))
-    ap.add_argument("--tickets", type=int, default=2000)
-    ap.add_argument("--writers", default="1,50")
+    ap.add_argument("--tickets", type=int, default=1000)
+    ap.add_argument("--writers", default="1,200")
     ap.add_argument("--fresh", action="store_true", help="`save` inserts tickets the IVR never opened")
-    ap.add_argument("--quick", action="store_true", help="small sizes (CI): 200 tickets")
+    ap.add_argument("--quick", action="store_true", help="small sizes (CI): 60 tickets, 1 and 20 writers")
     a = ap.parse_args()
     if a.quick:
-        a.tickets = min(a.tickets, 200)
+        a.tickets, a.writers = min(a.tickets, 60), "1,20"
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     asyncio.run(main_async(a))
 
