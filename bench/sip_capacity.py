@@ -45,7 +45,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-if not os.environ.get("HOTLINE_INSTANCE") or os.environ["HOTLINE_INSTANCE"] in ("main", "e2e"):
+#: `running`: use the instance's Asterisk as it runs (the test suite's, tests/e2e/test_bench_quick.py):
+#: neither installed, started nor stopped here
+REUSE = os.environ.get("HOTLINE_BENCH_ASTERISK", "") == "running"
+if os.environ.get("HOTLINE_INSTANCE", "") in ("", "main") or (os.environ["HOTLINE_INSTANCE"] == "e2e" and not REUSE):
     sys.exit("set HOTLINE_INSTANCE (and HOTLINE_PORT_OFFSET) to an instance of your own: "
              "main is production's Asterisk, e2e the test suite's")
 
@@ -227,6 +230,10 @@ class Bench:
 
     # ------------------------------------------------------------------ the world
     def start_asterisk(self) -> None:
+        if REUSE:
+            if not self.sb.running():
+                raise SystemExit(f"HOTLINE_BENCH_ASTERISK=running but instance {INSTANCE}'s Asterisk is not running")
+            return
         if self.sb.running():
             self.sb.stop()
         rtp = 10000 + OFFSET * 10
@@ -389,10 +396,19 @@ async def main_async(a: argparse.Namespace) -> int:
             try:
                 steps = [await b.soak()] if a.soak else await b.capacity()
             finally:
-                await b.ctl.stop()
+                try:
+                    await b.ctl.stop(timeout=60)
+                except AssertionError as e:  # killed: say so, keep the figures
+                    print(f"controller: {e}")
         finally:
-            b.sb.stop()
+            if not REUSE:
+                b.sb.stop()
         bad = [s for s in steps if s.failed or s.early_bye or s.incomplete or s.tickets < s.ok + s.failed]
+        if bad:  # what the controller said about it (its log goes with the temporary directory)
+            worst = [r for r in b.ctl.logs() if r.get("level") in ("warning", "error", "critical")]
+            print(f"controller warnings/errors: {len(worst)}; the last ones:")
+            for r in worst[-15:]:
+                print("  " + " ".join(f"{k}={str(v)[:160]}" for k, v in r.items() if k not in ("exception",)))
         print(f"result: {'every call completed and ticketed' if not bad else 'FAILURES in ' + ', '.join(s.label for s in bad)}")
         return 1 if bad and a.strict else 0
 
