@@ -236,6 +236,8 @@ class Bench:
             return
         if self.sb.running():
             self.sb.stop()
+        if self.sb.cdr_csv.exists():
+            self.sb.cdr_csv.unlink()  # earlier runs' calls would be replayed into this run's fresh store
         rtp = 10000 + OFFSET * 10
         install_everything(self.cfg, self.sb, with_sim=True, demo_secrets=True, rtp_range=(rtp, rtp + 999),
                            prompts_dir=Path(os.environ.get("HOTLINE_STATE", "/var/lib/hotline12345")) / "prompts")
@@ -392,7 +394,13 @@ async def main_async(a: argparse.Namespace) -> int:
               f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, {os.cpu_count()} cores", flush=True)
         b.start_asterisk()
         try:
-            await b.ctl.start()
+            try:
+                await b.ctl.start(timeout=120)
+            except BaseException:
+                if b.ctl.proc is not None:  # started but not ready in time: never leave it running
+                    b.ctl.proc.kill()
+                    b.ctl.proc.wait(10)
+                raise
             try:
                 steps = [await b.soak()] if a.soak else await b.capacity()
             finally:
