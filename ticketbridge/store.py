@@ -44,7 +44,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from model.config import DEFAULT_TZ, SelfQuery
-from model.passwords import DUMMY_HASH, check_password, hash_password  # noqa: F401 - hash_password: tests
+from model.passwords import DUMMY_QUERY_HASH, check_query_password, hash_query_password, hash_salt, is_slow
 from model.privacy import mask_number, normalise_number
 from model.secrets import query_key
 from model.ticket_state import QueryLimited, TicketState
@@ -71,7 +71,6 @@ CALLBACK_STATUSES = {"pending", "dialing", "done", "failed"}
 #: tickets still owed work (before 办结): the ones deadlines and reminders are about
 OPEN_STATES = tuple(s.value for s in (TicketState.accepted, TicketState.dispatched, TicketState.handling,
                                       TicketState.replied, TicketState.supervised))
-#: scrypt cost for the 6-digit query password (≈16 MiB, tens of ms; run off the event loop)
 _RETRIES = 10
 #: the daily sequence fits 6 digits, so ticket numbers stay 12 digits long
 TICKET_SEQ_MAX = 999_999
@@ -138,7 +137,7 @@ class TicketNotFound(LookupError):
     pass
 
 
-_DUMMY_HASH = DUMMY_HASH
+_DUMMY_HASH = DUMMY_QUERY_HASH
 
 
 def _ts(epoch: float | None) -> dt.datetime | None:
@@ -255,6 +254,8 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         #: the self-query hash key (model.secrets.query_key; read at open() when not given)
         self._query_key = query_key
         self.engine: AsyncEngine | None = None
+        #: SQLite: the engine of this process's writes (one connection), else None (writes use `engine`)
+        self._write_engine: AsyncEngine | None = None
         self._read: async_sessionmaker[AsyncSession] | None = None
         self._write: async_sessionmaker[AsyncSession] | None = None
         #: set when SMS is configured (ticketbridge/sms.py): issue_password then queues the SMS notice
@@ -283,12 +284,23 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
             _sqlite_pragmas(engine)
         self.engine = engine
         write_engine = engine.execution_options(hotline_write=True)
+        if sqlite and url.database not in (None, "", ":memory:") and "poolclass" not in options:
+            # SQLite has one writer at a time: this process's writes queue for one pooled connection (in
+            # order, at once when it is free) instead of meeting in SQLite's busy handler, whose growing
+            # sleeps (up to 100 ms a try) made a burst of writes convoy: the IVR's 3 s wait to number a
+            # call ran out at 20 new calls/s. Other processes on the file still meet in busy_timeout.
+            self._write_engine = create_async_engine(url, **options, pool_size=1, max_overflow=0, pool_timeout=60)
+            _sqlite_pragmas(self._write_engine)
+            write_engine = self._write_engine.execution_options(hotline_write=True)
         self._read = async_sessionmaker(engine, expire_on_commit=False)
         self._write = async_sessionmaker(write_engine, expire_on_commit=False)
         await self._migrate()
         log.info("ticket_store_opened", backend=url.get_backend_name())
 
     async def close(self) -> None:
+        if self._write_engine is not None:
+            await self._write_engine.dispose()
+            self._write_engine = None
         if self.engine is not None:
             await self.engine.dispose()
             self.engine = None
@@ -373,9 +385,80 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
                 flagged.append(f"refused by the database ({type(e.orig).__name__}): saved without the call's details")
         raise RuntimeError("unreachable")
 
+    async def save_calls(self, records: Sequence[CallRecord]) -> list[SavedTicket]:
+        """`save_call` for many records in one transaction (ticketbridge.save_queue: many calls ending at
+        once): one SELECT … FOR UPDATE for all their tickets, one sequence step for all new numbers, one
+        flush. Same results as saving them one by one, in order (a second record of the same call merges
+        into the first). Conflicts and busy retries as `save_call`; content the database refuses falls
+        back to saving the records one by one (each then saved bare if it must be)."""
+        if len(records) <= 1:
+            return [await self.save_call(r) for r in records]
+        _, write = self._sessions()
+        fitted = [_fit_record(r) for r in records]
+        for record, flagged in fitted:
+            if flagged:
+                log.warning("ticket_content_cut", linkedid=record.linkedid, fields=flagged)
+        for attempt in range(_RETRIES):
+            try:
+                async with write() as s, s.begin():
+                    out = await self._save_batch(s, fitted)
+                break
+            except (IntegrityError, OperationalError) as e:
+                if attempt == _RETRIES - 1:
+                    raise
+                log.info("ticket_batch_retry", records=len(records), attempt=attempt + 1,
+                         error=type(e.orig).__name__ if isinstance(e, DBAPIError) else type(e).__name__)
+                await asyncio.sleep(0.01 * (attempt + 1) + secrets.randbelow(20) / 1000)
+            except DBAPIError as e:
+                if not _refused_content(e):
+                    raise
+                return [await self.save_call(r) for r in records]
+        else:  # pragma: no cover - the loop either breaks or raises
+            raise RuntimeError("unreachable")
+        for saved, (record, _) in zip(out, fitted, strict=True):
+            if saved.created:
+                log.info("ticket_created", ticket=saved.ticket_no, outcome=record.outcome,
+                         handled_by=record.handled_by)
+        return out
+
+    async def _save_batch(self, s: AsyncSession, fitted: list[tuple[CallRecord, list[str]]]) -> list[SavedTicket]:
+        now = self._now()
+        ids = list(dict.fromkeys(r.linkedid for r, _ in fitted))
+        tickets = {t.linkedid: t for t in (await s.execute(
+            select(Ticket).where(Ticket.linkedid.in_(ids)).order_by(Ticket.id).with_for_update())).scalars()}
+        numbers = iter(await self._next_ticket_nos(s, now, sum(1 for i in ids if i not in tickets)))
+        unflushed: list[tuple[Ticket, list[str]]] = []
+        out: list[SavedTicket] = []
+        for record, flagged in fitted:
+            t = tickets.get(record.linkedid)
+            if t is None:
+                t = tickets[record.linkedid] = self._new_ticket(s, record, next(numbers), now)
+                unflushed.append((t, flagged))
+                out.append(SavedTicket(t.ticket_no, True))
+                continue
+            if unflushed and any(t is u for u, _ in unflushed):  # merging into a ticket made in this batch
+                await self._created(s, unflushed, now)
+            await self._merge(s, t, record, flagged)
+            out.append(SavedTicket(t.ticket_no, False))
+        if unflushed:
+            await self._created(s, unflushed, now)
+        return out
+
+    async def _created(self, s: AsyncSession, unflushed: list[tuple[Ticket, list[str]]], now: dt.datetime) -> None:
+        """Flush new tickets (their ids) and add what every new ticket has: history, callback, outbox row."""
+        await s.flush()
+        for t, flagged in unflushed:
+            self._after_insert(s, t, flagged, now)
+        unflushed.clear()
+
     async def _insert(self, s: AsyncSession, record: CallRecord, flagged: Sequence[str] = ()) -> Ticket:
         now = self._now()
-        ticket_no = await self._next_ticket_no(s, now)
+        t = self._new_ticket(s, record, (await self._next_ticket_nos(s, now, 1))[0], now)
+        await s.flush()
+        self._after_insert(s, t, flagged, now)
+        return t
+
+    def _new_ticket(self, s: AsyncSession, record: CallRecord, ticket_no: str, now: dt.datetime) -> Ticket:
         values = _record_values(record)
         # no query password yet ("" matches none): one is issued when the caller is told it (issue_password)
         t = Ticket(ticket_no=ticket_no, query_password_hash="", linkedid=record.linkedid, **values)
@@ -388,32 +471,36 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         t.version = 1
         t.created_at = t.updated_at = now
         s.add(t)
-        await s.flush()
+        return t
+
+    def _after_insert(self, s: AsyncSession, t: Ticket, flagged: Sequence[str], now: dt.datetime) -> None:
         s.add(TicketHistory(ticket_id=t.id, at=now, actor="system", field="state", from_value=None,
                             to_value=t.state, note=f"created from call ({t.outcome}, {t.handled_by})"))
         self._flag(s, t, flagged, now)
         if t.callback_needed:
             s.add(Callback(ticket_id=t.id, status="pending", attempts=0, at=now))
         self._outbox(s, t, "created", now)
-        return t
 
-    async def _next_ticket_no(self, s: AsyncSession, now: dt.datetime) -> str:
-        """`YYMMDD` + 6-digit daily sequence = 12 digits, atomically (INSERT … ON CONFLICT DO UPDATE … RETURNING)."""
+    async def _next_ticket_nos(self, s: AsyncSession, now: dt.datetime, n: int) -> list[str]:
+        """`n` numbers, each `YYMMDD` + 6-digit daily sequence = 12 digits, atomically in one step
+        (INSERT … ON CONFLICT DO UPDATE SET last = last + n … RETURNING)."""
+        if n <= 0:
+            return []
         day = now.astimezone(self.zone).strftime("%Y%m%d")
         dialect = s.get_bind().dialect.name
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as dialect_insert
         else:
             from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
-        stmt = dialect_insert(TicketSeq).values(day=day, last=1)
+        stmt = dialect_insert(TicketSeq).values(day=day, last=n)
         stmt = stmt.on_conflict_do_update(index_elements=[TicketSeq.day],
-                                          set_={"last": TicketSeq.last + 1}).returning(TicketSeq.last)
-        seq = (await s.execute(stmt)).scalar_one()
-        if seq > TICKET_SEQ_MAX:
+                                          set_={"last": TicketSeq.last + n}).returning(TicketSeq.last)
+        last = (await s.execute(stmt)).scalar_one()
+        if last > TICKET_SEQ_MAX:
             # more than 999,999 tickets in a day (15× Beijing's volume): the number grows a digit
             # rather than wrapping onto an earlier ticket; the IVR self-query cannot key it then
-            log.warning("ticket_seq_overflow", day=day, seq=seq)
-        return f"{day[2:]}{seq:06d}"
+            log.warning("ticket_seq_overflow", day=day, seq=last)
+        return [f"{day[2:]}{seq:06d}" for seq in range(last - n + 1, last + 1)]
 
     @staticmethod
     def _flag(s: AsyncSession, t: Ticket, flagged: Sequence[str], now: dt.datetime) -> None:
@@ -530,15 +617,19 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         With `caller` (the self-query in the IVR), guessing is limited across calls (model.config.SelfQuery):
         a wrong try is logged (the caller as a keyed hash), and past the limits QueryLimited is raised
         before any password is checked. An older ticket's unkeyed hash is re-hashed with the key on a
-        right password (the upgrade path: no citizen's password changes)."""
+        right password (the upgrade path: no citizen's password changes). Only those older scrypt hashes
+        cost tens of ms (checked off the event loop); the keyed HMAC is checked in place."""
         t = await self.get_ticket(ticket_no) if ticket_no and ticket_no.isdigit() else None
         if caller is not None:
             await self._check_guess_limits(caller, ticket_no, t)
         # a ticket without a password (never issued) costs the same work as a wrong number
         stored = (t.query_password_hash if t is not None else "") or _DUMMY_HASH
-        ok = await asyncio.to_thread(check_password, password or "", stored, self._query_key)
+        if is_slow(stored):
+            ok = await asyncio.to_thread(check_query_password, password or "", stored, self._query_key)
+        else:
+            ok = check_query_password(password or "", stored, self._query_key)
         if ok and t is not None:
-            if stored.startswith("scrypt$") and self._query_key:
+            if is_slow(stored) and self._query_key:
                 await self._rehash(t.id, password)
             return t
         if caller is not None:
@@ -581,11 +672,12 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
                 SelfQueryFailure.at < now - dt.timedelta(hours=self._guess_rules().guess_window_h)))
 
     async def _rehash(self, ticket_id: int, password: str) -> None:
-        new = await asyncio.to_thread(hash_password, password, None, self._query_key)
+        assert self._query_key
+        new = hash_query_password(password, self._query_key)
         _, write = self._sessions()
         async with write() as s, s.begin():
             t = await self._locked(s, id=ticket_id)
-            if t is not None and t.query_password_hash.startswith("scrypt$"):
+            if t is not None and is_slow(t.query_password_hash):
                 t.query_password_hash = new
         log.info("query_password_rehashed", ticket_id=ticket_id)
 
@@ -795,7 +887,8 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         """
         _, write = self._sessions()
         password = f"{secrets.randbelow(10**6):06d}"
-        pw_hash = await asyncio.to_thread(hash_password, password, None, self._query_key)
+        assert self._query_key, "TicketStore.open() reads the query key"
+        pw_hash = hash_query_password(password, self._query_key)  # keyed HMAC: microseconds, in place
         async with write() as s, s.begin():
             t = await self._locked(s, ticket_no=ticket_no)
             if t is None:
@@ -809,7 +902,7 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
                                 to_value="issued", note="by SMS too" if queued else None))
             if queued:
                 assert self.sealer is not None
-                key = f"{t.ticket_no}:{SMS_ENDPOINT}:{pw_hash.split('$')[4][:16]}"
+                key = f"{t.ticket_no}:{SMS_ENDPOINT}:{hash_salt(pw_hash)[:16]}"
                 s.add(Outbox(ticket_no=t.ticket_no, idempotency_key=key, payload=sms_payload(t.ticket_no),
                              endpoint=SMS_ENDPOINT, secret=self.sealer.seal(password, key), attempts=0,
                              next_attempt_at=now, created_at=now))

@@ -20,7 +20,7 @@ from model.contract import Event, Var, ivr_steps
 from model.destinations import parse_destination
 from model.hours import local
 from model.loading import default_config_path, load_config
-from ticketbridge.store import hash_password
+from model.passwords import hash_password
 
 MONDAY_10 = local(dt.datetime(2026, 3, 9, 10, 0))
 
@@ -149,7 +149,7 @@ class OneTicket:
         self.ticket_no, self.hash = ticket_no, hash_password(password)
 
     async def verify_query(self, ticket_no: str, password: str, caller: str | None = None) -> Any:
-        from ticketbridge.store import check_password
+        from model.passwords import check_password
 
         if ticket_no == self.ticket_no and check_password(password, self.hash):
             return type("T", (), {"state": "handling"})()

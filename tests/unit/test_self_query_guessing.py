@@ -15,7 +15,9 @@ from sqlalchemy import select
 from model.secrets import QUERY_KEY_ENV, query_key
 from model.ticket_state import QueryLimited
 from ticketbridge.schema import SelfQueryFailure, Ticket
-from ticketbridge.store import TicketStore, check_password, hash_password
+from model.passwords import (check_password, check_query_password, hash_password, hash_query_password, hash_salt,
+                             is_slow)
+from ticketbridge.store import TicketStore
 from tests.unit.test_store import make_store, rec  # noqa: F401 - fixture
 
 CITIZEN = "13800138000"
@@ -35,6 +37,28 @@ async def test_a_keyed_hash_needs_the_key_and_an_old_hash_still_checks() -> None
     assert old.startswith("scrypt$") and check_password("123456", old, key)
 
 
+def test_a_query_password_is_a_salted_keyed_hmac_and_older_scrypt_hashes_still_check() -> None:
+    key = b"k" * 32
+    new = hash_query_password("123456", key)
+    scheme, salt, mac = new.split("$")
+    assert scheme == "hmac" and len(salt) == 32 and len(mac) == 64 and not is_slow(new)
+    assert check_query_password("123456", new, key)
+    assert not check_query_password("123457", new, key)
+    assert not check_query_password("123456", new, None)  # a copy of the database without the key
+    assert not check_query_password("123456", new, b"another key")
+    # salted: the same password on two tickets never gives the same hash
+    assert hash_query_password("123456", key) != new and hash_salt(new) == salt
+    with pytest.raises(ValueError, match="query key"):
+        hash_query_password("123456", b"")
+    # the tickets issued before the HMAC scheme: keyed and unkeyed scrypt, both still open their ticket
+    for old in (hash_password("123456", key=key), hash_password("123456")):
+        assert is_slow(old) and check_query_password("123456", old, key)
+        assert not check_query_password("654321", old, key)
+    assert not check_query_password("123456", hash_password("123456", key=key), None)
+    for bad in ("", "hmac$zz$00", "hmac$00", "hmac$$", "md5$00$00", "scrypt$1$2"):
+        assert not check_query_password("123456", bad, key)
+
+
 def test_the_key_comes_from_the_environment_or_a_root_only_file(tmp_path: Any, monkeypatch: Any) -> None:
     assert query_key({QUERY_KEY_ENV: "from-env"}) == b"from-env"
     monkeypatch.setenv("HOTLINE_STATE", str(tmp_path))
@@ -49,16 +73,20 @@ async def test_new_tickets_get_keyed_hashes_and_old_ones_are_upgraded_on_a_right
     saved = await store.save_call(rec())
     password = await store.issue_password(saved.ticket_no, sms=False)
     t = await store.get_ticket(saved.ticket_no)
-    assert t.query_password_hash.startswith("hscrypt$")
-    # a ticket from before the key: its unkeyed hash still opens it, and is re-hashed keyed
-    _, write = store._sessions()
-    async with write() as s, s.begin():
-        row = (await s.execute(select(Ticket).where(Ticket.id == t.id))).scalar_one()
-        row.query_password_hash = hash_password(password)
-    assert await store.verify_query(saved.ticket_no, password, caller=CITIZEN) is not None
-    t = await store.get_ticket(saved.ticket_no)
-    assert t.query_password_hash.startswith("hscrypt$")
-    assert await store.verify_query(saved.ticket_no, password, caller=CITIZEN) is not None
+    assert t.query_password_hash.startswith("hmac$")
+    # tickets from before the HMAC scheme (keyed scrypt) and before the key (unkeyed scrypt): their hash
+    # still opens them, a wrong password does not, and a right one re-hashes them with the keyed HMAC
+    for old in (hash_password(password, key=store._query_key), hash_password(password)):
+        _, write = store._sessions()
+        async with write() as s, s.begin():
+            row = (await s.execute(select(Ticket).where(Ticket.id == t.id))).scalar_one()
+            row.query_password_hash = old
+        assert await store.verify_query(saved.ticket_no, wrong_for(password)) is None
+        assert (await store.get_ticket(saved.ticket_no)).query_password_hash == old
+        assert await store.verify_query(saved.ticket_no, password, caller=CITIZEN) is not None
+        t = await store.get_ticket(saved.ticket_no)
+        assert t.query_password_hash.startswith("hmac$")
+        assert await store.verify_query(saved.ticket_no, password, caller=CITIZEN) is not None
 
 
 async def test_one_caller_guessing_across_calls_is_stopped(make_store) -> None:  # noqa: F811

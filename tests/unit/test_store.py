@@ -130,7 +130,7 @@ async def test_save_creates_ticket_with_number_password_deadline(store: TicketSt
     password = await store.issue_password(saved.ticket_no)
     assert password is not None and len(password) == 6 and password.isdigit()
     t = await store.get_ticket(saved.ticket_no)
-    assert t is not None and t.query_password_hash.startswith("hscrypt$") and password not in t.query_password_hash
+    assert t is not None and t.query_password_hash.startswith("hmac$") and password not in t.query_password_hash
     assert t.ivr_path == ["menu:main", "key:1"] and t.participants[0] == ["caller", "PJSIP/trunk-1"]
     assert t.answered_at is not None and abs(t.answered_at.timestamp() - (T0 + 20)) < 1e-3
     # 咨询: 2 working days on the office calendar from Tue 03-03 → Thu 03-05 end of day
