@@ -284,10 +284,6 @@ def test_a_node_refuses_sip_that_does_not_come_through_kamailio(local_cluster) -
     assert status.startswith("SIP/2.0 403"), status
 
 
-def inbound_sessions(ctl: ControllerProcess) -> int:
-    return len(served_by(ctl))
-
-
 def served_by(ctl: ControllerProcess) -> set[str]:
     """The calls (the uniqueid of the inbound channel: the call's linkedid) whose IVR ran on this controller."""
     return {str(r.get("uniqueid")) for r in ctl.events("agi_session_started") if r.get("script") == "inbound"}
@@ -326,7 +322,8 @@ async def test_first_controller_of_node_a_killed_mid_run_its_second_serves_node_
                     break
                 await asyncio.sleep(0.2)
             else:
-                raise AssertionError(f"no call of node a was served by its first controller: {first.events('agi_session_ended')}")
+                raise AssertionError("no call of node a was served by its first controller: "
+                                     f"{first.events('agi_session_ended')}")
             assert not served_by(second)  # the first answers while it lives
             first.kill9()
             killed = time.time()
