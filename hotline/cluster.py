@@ -74,15 +74,29 @@ def straight_to_seats(base: Config, *, seats: tuple[str, ...], carrier: str, car
     return cfg
 
 
-def node_config(cfg: Config, node: str, *, offset: int) -> Config:
-    """What node `node`'s Asterisk and controller run with on this machine: the node's SIP and AMI, and its
-    own FastAGI and API ports (base + offset + 50·i)."""
+def node_config(cfg: Config, node: str, *, offset: int, controllers: int = 1) -> Config:
+    """What node `node`'s Asterisk and (first) controller run with on this machine: the node's SIP and AMI, and
+    its own FastAGI and API ports (base + offset + 50·i). `controllers` > 1: the node's dialplan tries that many
+    controllers in order (asterisk.fastagi.controllers), the k-th (from 0) on FastAGI port + k (`nth_controller`)."""
     assert cfg.cluster is not None
     i = list(cfg.cluster.nodes).index(node)
     shift = offset + NODE_PORT_STEP * i
     out = cfg.for_node(node)
-    out.asterisk.fastagi.port = cfg.asterisk.fastagi.port + shift
+    fa = out.asterisk.fastagi
+    fa.port = cfg.asterisk.fastagi.port + shift
     out.api.port = cfg.api.port + shift
+    if controllers > 1:
+        host = "127.0.0.1" if fa.host in ("0.0.0.0", "::", "") else fa.host
+        fa.controllers = [f"{host}:{fa.port + k}" for k in range(controllers)]
+    return out
+
+
+def nth_controller(node_cfg: Config, k: int) -> Config:
+    """The configuration of node's controller number `k` (0: the first the dialplan tries) on this machine:
+    FastAGI and API ports + k (node_config leaves room: nodes are 50 ports apart)."""
+    out = node_cfg.model_copy(deep=True)
+    out.asterisk.fastagi.port += k
+    out.api.port += k
     return out
 
 
@@ -211,11 +225,14 @@ class LocalCluster:
 
     @classmethod
     def create(cls, base: Config, *, instance: str, offset: int, prompts_dir: Path, workdir: Path,
-               node_names: tuple[str, ...] = ("a", "b"), with_sim: bool = True) -> "LocalCluster":
+               node_names: tuple[str, ...] = ("a", "b"), with_sim: bool = True,
+               controllers_per_node: int = 1) -> "LocalCluster":
+        """`controllers_per_node` > 1: each node's dialplan tries that many controllers (node_config); the
+        caller starts them (nth_controller)."""
         cfg = local_cluster_config(base, offset=offset, nodes=node_names)
         lc = cls(cfg, instance, offset, prompts_dir, workdir, with_sim)
         for i, name in enumerate(node_names):
-            ncfg = node_config(cfg, name, offset=offset)
+            ncfg = node_config(cfg, name, offset=offset, controllers=controllers_per_node)
             sb = Sandbox.discover(ami_host=ncfg.asterisk.ami.host, ami_port=ncfg.asterisk.ami.port,
                                   instance=f"{instance}-{name}")
             rtp = 10000 + offset * 10 + 400 * i

@@ -54,7 +54,7 @@ from routing.supervise_service import NO_UID, SupervisionService
 from ticketbridge.assembler import Assembler, CallRecord
 from ticketbridge.callbacks import CallbackDialer, CallbackError, CallbackResult, controller_id, is_callback_call
 from ticketbridge.cdr import CDR_SETTLE_S, CdrReplayer
-from ticketbridge.leases import JobLease
+from ticketbridge.leases import JobLease, job_scope
 from ticketbridge.outbox import OutboxPusher
 from ticketbridge.pending import PendingSaves
 from ticketbridge.save_queue import SaveQueue
@@ -121,12 +121,14 @@ class Controller:
         self.owner = controller_id()
         #: the CDR replay of this Asterisk node runs on one controller at a time (ticketbridge/leases.py)
         self.cdr_lease: JobLease | None = None
+        #: the node those jobs are about, naming their leases: the cluster node, else the instance (leases.py)
+        self.scope = job_scope(config, instance)
         a = config.asterisk
         if self.cdr_path:
             self.cdr = CdrReplayer(self.cdr_path, lookup=self._ticket_of, save=self._save_from_cdr,
                                    open_ids=self._open_linkedids, settle_s=cdr_settle_s, instance=instance,
                                    on_callback=self._callback_from_cdr, gate=self._cdr_gate)
-            self.cdr_lease = JobLease(self.store, f"cdr-replay:{instance}", self.owner,
+            self.cdr_lease = JobLease(self.store, f"cdr-replay:{self.scope}", self.owner,
                                       ttl_s=max(CDR_LEASE_MIN_S, 3 * self.cdr.interval_s), rank=a.fastagi.rank())
         #: every background task this controller started and has not seen finish (stop() awaits them)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -180,7 +182,7 @@ class Controller:
         self.agents_lease: JobLease | None = None
         self._agents_lease_task: asyncio.Task[Any] | None = None
         if len(a.fastagi.controllers) > 1:
-            lease = self.agents_lease = JobLease(self.store, f"agents:{instance}", self.owner, ttl_s=AGENTS_LEASE_S,
+            lease = self.agents_lease = JobLease(self.store, f"agents:{self.scope}", self.owner, ttl_s=AGENTS_LEASE_S,
                                                  rank=a.fastagi.rank())
             self.agents.active = lambda: lease.held
         self.agi.route("agent", AgentPhone(self.agents).script)

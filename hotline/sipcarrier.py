@@ -66,6 +66,7 @@ def carrier_scenario(talk_ms: int, prefix: str) -> str:
        (Asterisk's, or Kamailio's for a node that died) ends the call -->
   <label id="1"/>
   <recv request="INVITE" optional="true" timeout="{talk_ms}" ontimeout="2" next="5"/>
+  <recv request="ACK" optional="true" next="1"/>
   <recv request="BYE" next="3"/>
   <label id="5"/>
   <send>
@@ -91,6 +92,9 @@ def carrier_scenario(talk_ms: int, prefix: str) -> str:
 
     ]]>
   </send>
+  <!-- a second re-INVITE may overtake the first's ACK (Kamailio's workers): answer it, take the ACKs as
+       they come -->
+  <recv request="INVITE" optional="true" next="5"/>
   <recv request="ACK" next="1"/>
   <label id="2"/>
   <send retrans="500">

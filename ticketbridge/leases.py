@@ -25,6 +25,12 @@ assumed NTP-synchronised, as for the owed calls' leases).
 holds (or just took) the job. A store that cannot be reached leaves it as it was (a controller acting for
 the agents keeps unpausing them through a database outage; a standby does not start). A lease whose holder
 is a process of this same host that no longer exists (a controller killed and restarted) is taken at once.
+
+**Per node.** A job is about one Asterisk node, so its lease is named after the node (`job_scope`):
+`cdr-replay:<node>`, `agents:<node>`. In a cluster (`cluster:`) that is the node the controller runs for
+(`Config.node`, $HOTLINE_NODE) — every node's controllers may be started with the same $HOTLINE_INSTANCE
+(`main`) and share one PostgreSQL, and still each node's CDR is replayed and each node's agents are driven.
+Without `cluster:` (one Asterisk), or a controller not started for a node, it is the instance, as before.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import structlog
 from sqlalchemy import case, delete, or_, select
 from sqlalchemy.exc import OperationalError
 
+from model.config import Config
 from ticketbridge.schema import Lease
 
 log = structlog.get_logger("ticketbridge.leases")
@@ -118,6 +125,15 @@ class LeaseMixin:
         async with read() as s:
             r = (await s.execute(select(Lease).where(Lease.name == name[:64]))).scalar_one_or_none()
             return None if r is None else LeaseRow(r.name, r.owner, r.until, r.since, r.rank)
+
+
+def job_scope(config: Config, instance: str) -> str:
+    """Which Asterisk node the jobs of a controller of `config` are about, for their lease names
+    (`cdr-replay:<scope>`): in a cluster, the node the controller runs for (its key under cluster.nodes);
+    else `instance` (one Asterisk: `main` unless $HOTLINE_INSTANCE says otherwise)."""
+    if config.cluster is not None and config.node:
+        return config.node
+    return instance
 
 
 def dead_here(owner: str) -> bool:

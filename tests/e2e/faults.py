@@ -25,8 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
 class ControllerProcess:
     def __init__(self, store_url: str, log_path: Path, *, ami_port: int | None = None,
                  sim_callbacks: bool = False, extra: list[str] | None = None,
-                 profile: Path | None = None) -> None:
-        """`profile`: the controller writes a cProfile (CPU time of its loop's thread) there when it stops."""
+                 profile: Path | None = None, module: str = "tests.e2e.fault_controller") -> None:
+        """`profile`: the controller writes a cProfile (CPU time of its loop's thread) there when it stops.
+        `module`: the script run (`python -m`): fault_controller, or cluster_controller (a cluster node's)."""
+        self.module = module
         self.store_url = store_url
         self.log_path = log_path
         self.args = ["--store", store_url]
@@ -45,7 +47,7 @@ class ControllerProcess:
         mark = len(self.logs())
         out = open(self.log_path, "ab")
         try:
-            self.proc = subprocess.Popen([sys.executable, "-m", "tests.e2e.fault_controller", *self.args],
+            self.proc = subprocess.Popen([sys.executable, "-m", self.module, *self.args],
                                          cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                          env={**os.environ, "PYTHONPATH": str(ROOT)})
         finally:

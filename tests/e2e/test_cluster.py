@@ -10,8 +10,10 @@ either node reaches them. Ports: node a at HOTLINE_PORT_OFFSET + 20, node b at +
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from hotline.cluster import LocalCluster, straight_to_seats
-from hotline.controller import Controller
+from hotline.controller import CDR_LEASE_MIN_S, Controller
 from hotline.sipcarrier import carrier_calls as sipp_calls
 from hotline.sipseat import BaresipSeat
 from model.config import Config
@@ -28,6 +30,7 @@ from model.loading import load_config
 from model.secrets import seat_secret
 from tests.conftest import PG_URL, require
 from tests.e2e.conftest import INSTANCE, OFFSET, ROOT
+from tests.e2e.faults import ControllerProcess
 from ticketbridge.schema import Ticket
 from ticketbridge.store import TicketStore
 
@@ -38,6 +41,9 @@ CARRIER_PORT = 5090 + OFFSET + 45
 CLUSTER_OFFSET = OFFSET + 20
 SEATS = ("1001", "1002", "1006", "1007")
 DB = f"cluster_{INSTANCE}".replace("-", "_").lower()
+#: each node's dialplan tries two controllers (asterisk.fastagi.controllers); the fixture starts the first of
+#: each, test_first_controller_of_node_a_killed… runs node a's two as processes
+CONTROLLERS_PER_NODE = 2
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -64,15 +70,20 @@ async def _fresh_database() -> str:
     return PG_URL.rsplit("/", 1)[0] + f"/{DB}"
 
 
+def cluster_create(workdir: Path, *, controllers_per_node: int = 1) -> LocalCluster:
+    """This module's cluster (also what tests/e2e/cluster_controller.py runs a node's controller for)."""
+    return LocalCluster.create(cluster_base(), instance=f"{INSTANCE}", offset=CLUSTER_OFFSET,
+                               prompts_dir=Path(os.environ.get("HOTLINE_STATE", "/var/lib/hotline12345")) / "prompts",
+                               workdir=workdir, controllers_per_node=controllers_per_node)
+
+
 @pytest.fixture(scope="module")
 def local_cluster(tmp_path_factory: pytest.TempPathFactory):
     require(os.geteuid() == 0, "the cluster's nodes run Asterisk in a chroot: run as root")
     require(shutil.which("kamailio") is not None, "kamailio (Debian package kamailio) is the SIP front")
     require(shutil.which("sipp") is not None, "sipp (Debian package sip-tester) plays the carrier")
     require(shutil.which("baresip") is not None, "baresip plays the seat phones")
-    lc = LocalCluster.create(cluster_base(), instance=f"{INSTANCE}", offset=CLUSTER_OFFSET,
-                             prompts_dir=Path(os.environ.get("HOTLINE_STATE", "/var/lib/hotline12345")) / "prompts",
-                             workdir=tmp_path_factory.mktemp("cluster"))
+    lc = cluster_create(tmp_path_factory.mktemp("cluster"), controllers_per_node=CONTROLLERS_PER_NODE)
     try:
         lc.start()
         lc.wait_nodes_active()
@@ -217,18 +228,6 @@ async def test_node_stopped_mid_load_new_calls_go_to_the_other_and_every_call_ke
 
 
 @pytest.mark.asyncio(loop_scope="module")
-async def test_every_call_of_the_run_has_exactly_one_ticket_with_a_unique_number(controllers):
-    tickets = await controllers["b"].store.list_tickets(limit=10000)
-    assert tickets
-    assert len({t.linkedid for t in tickets}) == len(tickets)
-    assert len({t.ticket_no for t in tickets}) == len(tickets)
-    per_caller: dict[str, int] = {}
-    for t in tickets:
-        per_caller[t.caller] = per_caller.get(t.caller, 0) + 1
-    assert all(n == 1 for n in per_caller.values()), per_caller
-
-
-@pytest.mark.asyncio(loop_scope="module")
 async def test_a_seats_own_call_through_kamailio_reaches_a_node_and_is_authenticated(controllers, seats):
     """A seat's feature code (*52 sign out, *51 sign in) goes phone → Kamailio → a node (by Call-ID hash, so the
     digest retry reaches the node that challenged) → its controller's agent machine."""
@@ -283,3 +282,102 @@ def test_a_node_refuses_sip_that_does_not_come_through_kamailio(local_cluster) -
             if not status.startswith("SIP/2.0 1"):
                 break
     assert status.startswith("SIP/2.0 403"), status
+
+
+def served_by(ctl: ControllerProcess) -> set[str]:
+    """The calls (the uniqueid of the inbound channel: the call's linkedid) whose IVR ran on this controller."""
+    return {str(r.get("uniqueid")) for r in ctl.events("agi_session_started") if r.get("script") == "inbound"}
+
+
+def completed(ctl: ControllerProcess) -> set[str]:
+    """The calls whose IVR ran to its end on this controller."""
+    return {str(r.get("uniqueid")) for r in ctl.events("agi_session_ended")
+            if r.get("outcome") == "completed"} & served_by(ctl)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_first_controller_of_node_a_killed_mid_run_its_second_serves_node_as_calls(
+        local_cluster, controllers, seats, store_url, tmp_path):
+    """Issue 16 item 4: node a's dialplan tries two controllers (first, second); both run as processes; calls
+    through Kamailio are up on the nodes when the first is killed -9; the calls that follow and reach node a
+    are served by the second's IVR (not the no-controller fallback), which also takes over a's CDR replay and
+    agents (leases `cdr-replay:a`, `agents:a`) — node b's controller keeps b's."""
+    kam = local_cluster.kamailio
+    node_a = local_cluster.nodes["a"]
+    assert node_a.cfg.asterisk.fastagi.controllers[1].endswith(f":{node_a.cfg.asterisk.fastagi.port + 1}")
+    await controllers.pop("a").stop()  # node a is handed to two controller processes (the fixture's is done)
+    first, second = (ControllerProcess(store_url, tmp_path / f"a-{k}.log", module="tests.e2e.cluster_controller",
+                                       extra=["--node", "a", "--nth", str(k),
+                                              "--control-path", str(tmp_path / f"a-{k}.sock")]) for k in (0, 1))
+    try:
+        await first.start()
+        await second.start()
+        await first.wait_log("lease_taken", 20, job="cdr-replay:a")  # the in-process one gave it back
+        # calls up on both nodes (node a's served by its first controller), then the first is killed
+        during = asyncio.create_task(carrier_calls(tmp_path, kam.port, calls=4, rate_per_s=2, talk_ms=10000,
+                                                   prefix="1394000", tag="kill"))
+        try:
+            for _ in range(150):
+                if completed(first) and await asyncio.to_thread(_active_channels, node_a.sandbox) > 0:
+                    break
+                await asyncio.sleep(0.2)
+            else:
+                raise AssertionError("no call of node a was served by its first controller: "
+                                     f"{first.events('agi_session_ended')}")
+            assert not served_by(second)  # the first answers while it lives
+            first.kill9()
+            killed = time.time()
+            rc, log = await asyncio.wait_for(during, 150)  # the calls up at the kill end well
+            assert rc == 0, f"calls up at the kill failed, exit {rc}:\n{log[-3000:]}\n--- kamailio:\n{kam.tail()}"
+        finally:
+            if not during.done():
+                during.cancel()
+        rc, log = await carrier_calls(tmp_path, kam.port, calls=4, rate_per_s=2, talk_ms=10000, prefix="1395000",
+                                      tag="killed", run=1)
+        assert rc == 0, f"calls after the kill failed, exit {rc}:\n{log[-3000:]}\n--- kamailio:\n{kam.tail()}"
+        store = controllers["b"].store
+        cut = await wait_tickets(store, {f"1394000{i}" for i in range(1, 5)}, timeout=60)
+        after = await wait_tickets(store, {f"1395000{i}" for i in range(1, 5)}, timeout=60)
+        on_a = [t for t in after if t.linkedid.split("-", 1)[0] == "a"]
+        assert on_a, f"no call after the kill went to node a: {[t.linkedid for t in after]}"
+        # every call after the kill that reached node a had its IVR from the second controller; each call of
+        # node a in this test from exactly one of the two
+        assert {t.linkedid for t in on_a} <= completed(second), (completed(second), [t.linkedid for t in on_a])
+        assert not served_by(first) & served_by(second)
+        all_a = {t.linkedid for t in cut + after if t.linkedid.split("-", 1)[0] == "a"}
+        assert all_a == served_by(first) | served_by(second), (all_a, served_by(first), served_by(second))
+        assert len(after) == 4 and all(t.outcome == "answered" and t.handled_by == "controller" for t in after), \
+            [(t.linkedid, t.outcome, t.handled_by) for t in after]
+        # the calls up at the kill: answered, one ticket each; the IVR of each ran to its end on a controller
+        # (unless the kill cut it: then the dialplan's fallback queue took the caller, as without any controller)
+        assert len(cut) == 4 and all(t.outcome == "answered" for t in cut), [(t.linkedid, t.outcome) for t in cut]
+        whole = completed(first) | completed(second)
+        assert all(t.handled_by == "controller" for t in cut if t.linkedid in whole or t.linkedid[0] == "b"), \
+            [(t.linkedid, t.handled_by) for t in cut]
+        # the second takes a's jobs once the dead one's leases run out; b's stay with b's controller
+        taken = await second.wait_log("lease_taken", 30, job="cdr-replay:a")
+        handover = dt.datetime.fromisoformat(taken["timestamp"]).timestamp() - killed
+        assert 0 < handover < CDR_LEASE_MIN_S + 5, handover
+        await second.wait_log("agents_taken_over", 30)
+        owners = {r.name: r.owner for r in await store.leases()}
+        assert owners["cdr-replay:b"] == owners["agents:b"] == controllers["b"].owner, owners
+        assert owners["cdr-replay:a"] != controllers["b"].owner and owners["agents:a"] == owners["cdr-replay:a"], owners
+        await second.stop()
+    finally:
+        for c in (first, second):
+            if c.proc is not None:
+                c.kill9()
+    print(f"\ncluster: node a's first controller killed -9, {len(on_a)} of 4 new calls on node a served by its "
+          f"second; CDR replay of a taken over {handover:.1f} s after the kill")
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_every_call_of_the_run_has_exactly_one_ticket_with_a_unique_number(controllers):
+    tickets = await controllers["b"].store.list_tickets(limit=10000)
+    assert tickets
+    assert len({t.linkedid for t in tickets}) == len(tickets)
+    assert len({t.ticket_no for t in tickets}) == len(tickets)
+    per_caller: dict[str, int] = {}
+    for t in tickets:
+        per_caller[t.caller] = per_caller.get(t.caller, 0) + 1
+    assert all(n == 1 for n in per_caller.values()), per_caller

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ticketbridge.cdr import CdrReplayer
-from ticketbridge.leases import JobLease
+from ticketbridge.leases import JobLease, job_scope
 from ticketbridge.store import TicketStore
 from tests.unit.test_cdr import FakeStore, lines, row
 from tests.unit.test_store import T0, StoreFactory, make_store, rec, store  # noqa: F401 - fixtures
@@ -158,3 +158,57 @@ async def test_a_lower_rank_takes_the_job_over_and_a_dead_local_holder_is_replac
     assert await restarted.hold()
     alive = JobLease(a, "cdr-replay:n1", "other-host:1:aaaaaa", 30)  # a live holder elsewhere is never replaced
     assert not await alive.hold()
+
+
+CLUSTER_YAML = """
+cluster:
+  nodes:
+    a: {host: 10.0.0.11}
+    b: {host: 10.0.0.12, systemname: node2}
+"""
+
+
+def test_job_scope_is_the_cluster_node_else_the_instance() -> None:
+    from model.loading import default_config_path, parse_config
+
+    shipped = default_config_path().read_text(encoding="utf-8")
+    single = parse_config(shipped, "t.yaml")
+    cluster = parse_config(shipped + "\n" + CLUSTER_YAML, "t.yaml")
+    assert job_scope(single, "main") == "main"  # one Asterisk: as before
+    assert job_scope(single, "x") == "x"
+    assert job_scope(cluster, "main") == "main"  # a cluster tool not run for a node
+    assert job_scope(cluster.for_node("a"), "main") == "a"
+    assert job_scope(cluster.for_node("b"), "main") == "b"  # the node's key (its systemname is node2)
+
+
+async def test_two_nodes_named_main_keep_their_own_leases_in_one_store(
+        make_store: StoreFactory, tmp_path: Path) -> None:  # noqa: F811
+    """Each node's controllers started with the default instance `main` on one database: the controllers of
+    node a contend for a's CDR replay and a's agents, node b's controller holds b's at the same time."""
+    from hotline.controller import Controller
+    from model.loading import default_config_path, parse_config
+
+    cluster = parse_config(default_config_path().read_text(encoding="utf-8") + "\n" + CLUSTER_YAML, "t.yaml")
+    cluster.asterisk.fastagi.controllers = ["127.0.0.1:4573", "127.0.0.1:4574"]
+    a1, b1 = cluster.for_node("a"), cluster.for_node("b")
+    a2 = cluster.for_node("a")
+    a2.asterisk.fastagi.port = 4574
+    store = await make_store()
+    made = [Controller(c, store_url="sqlite+aiosqlite:///" + str(tmp_path / "unused.db"), cdr_path=tmp_path / "m.csv",
+                       instance="main", control_path=tmp_path / f"c{i}.sock") for i, c in enumerate((a1, a2, b1))]
+    try:
+        names = [(c.cdr_lease.name, c.agents_lease.name) for c in made]  # type: ignore[union-attr]
+        assert names == [("cdr-replay:a", "agents:a"), ("cdr-replay:a", "agents:a"), ("cdr-replay:b", "agents:b")]
+        ranks = [c.agents_lease.rank for c in made]  # type: ignore[union-attr]
+        assert ranks == [0, 1, 0]
+        leases = [JobLease(store, lease.name, c.owner, 30, rank=lease.rank)
+                  for c in made for lease in (c.cdr_lease, c.agents_lease)]  # type: ignore[union-attr]
+        held = [await lease.hold() for lease in leases]
+        # a's first controller holds a's jobs, a's second stands by, b's controller holds b's jobs
+        assert held == [True, True, False, False, True, True], held
+        assert {r.name: r.owner for r in await store.leases()} == {
+            "agents:a": made[0].owner, "cdr-replay:a": made[0].owner,
+            "agents:b": made[2].owner, "cdr-replay:b": made[2].owner}
+    finally:
+        for c in made:
+            await c.store.close()
