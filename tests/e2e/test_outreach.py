@@ -19,21 +19,17 @@ import os
 import random
 import sys
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from hotline.callrobot import CallRobot, wait_ticket
 from hotline.controller import Controller
 from model.config import Hours
-from tests.conftest import PG_URL, require
+from tests.e2e.conftest import fresh_pg_database
 from ticketbridge.callbacks import CALLBACK_PREFIX, FOLLOWUP_PREFIX
 
 pytestmark = pytest.mark.e2e
@@ -274,18 +270,8 @@ async def test_a_closed_ticket_gets_its_followup_and_very_dissatisfied_reopens_i
 @pytest_asyncio.fixture
 async def pg_url():
     """A fresh PostgreSQL database of this test (hl_loopb_…), dropped afterwards."""
-    name = f"hl_loopb_{uuid.uuid4().hex[:10]}"
-    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"timeout": 3})
-    try:
-        async with admin.connect() as c:
-            await c.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as e:  # noqa: BLE001
-        await admin.dispose()
-        require(False, f"PostgreSQL unreachable at {PG_URL}: {e}")
-    yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    async with admin.connect() as c:
-        await c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    await admin.dispose()
+    async with fresh_pg_database("hl_loopb") as url:
+        yield url.render_as_string(hide_password=False)
 
 
 async def test_two_controllers_on_one_postgresql_dial_each_callback_once(cfg, asterisk, ami, agents, pg_url,

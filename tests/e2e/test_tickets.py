@@ -10,18 +10,15 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import uuid
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from hotline.callrobot import CallRobot, wait_ticket
 from hotline.controller import Controller, serve
-from tests.conftest import PG_URL, require
+from tests.e2e.conftest import fresh_pg_database
 from ticketbridge.callbacks import CALLBACK_PREFIX
 
 pytestmark = pytest.mark.e2e
@@ -37,18 +34,8 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Any):
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path}/tickets.db"
         return
-    name = f"hl_e2e_{uuid.uuid4().hex[:10]}"
-    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"timeout": 3})
-    try:
-        async with admin.connect() as c:
-            await c.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as e:  # noqa: BLE001
-        await admin.dispose()
-        require(False, f"PostgreSQL unreachable at {PG_URL}: {e}")
-    yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    async with admin.connect() as c:
-        await c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    await admin.dispose()
+    async with fresh_pg_database("hl_e2e") as url:
+        yield url.render_as_string(hide_password=False)
 
 
 @pytest.fixture(autouse=True)
