@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hotline.callrobot import CallRobot, wait_ticket
+from hotline.callrobot import CallRobot, abandoned_call, wait_ticket
 from tests.conftest import require
 from tests.e2e.conftest import fresh_pg_database, seat_phone
 from tests.e2e.faults import ROOT, ControllerProcess, CutLink
@@ -164,10 +164,7 @@ async def test_kill9_mid_callback_citizen_reaches_an_agent_and_the_callback_is_s
     ctl = controllers(url, sim_callbacks=True)
     await ctl.start()
     caller = number("135100")
-    missed = await CallRobot(ami, number="12358", caller=caller).dial()  # nobody answers: abandoned
-    await missed.wait_for(is_event("QueueCallerJoin"), 20)
-    await asyncio.sleep(1.0)
-    await missed.hangup()
+    missed = await abandoned_call(ami, caller, number="12358", keys="")  # nobody answers: abandoned
     async with opened(url, cfg) as store:
         t = await wait_ticket(store, missed.linkedid, 20)
         assert t.outcome == "abandoned_in_queue" and (await store.callback_for(t.ticket_no)).status == "pending"
