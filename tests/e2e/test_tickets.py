@@ -151,6 +151,9 @@ async def test_hard_killed_controller_call_is_completed_from_cdr_after_restart(c
         c._cdr_task.cancel()
     await c.agi.stop(0)
     await c.ami.close()
+    # and its control socket: left listening in this process, the next controller of this instance (another
+    # module on this worker) would take it for a live controller's and not listen (control_socket_busy)
+    await c.control.stop()
     assert c.store.engine is not None
     probe = await c.store.get_by_linkedid(robot.linkedid)
     # the ticket number was allocated as the call entered (issue 13); a hard kill flushes nothing more:
