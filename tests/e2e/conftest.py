@@ -45,7 +45,7 @@ if os.environ["HOTLINE_INSTANCE"] in ("", "main"):
     raise RuntimeError("HOTLINE_INSTANCE=main is production's Asterisk: end-to-end tests need an instance of their own")
 
 #: port offsets of two xdist workers lie this far apart: every port of an instance is 5038/4573/5060/5090/8345
-#: + offset, its RTP range 10000 + 10·offset … + 999, so 100 keeps the RTP ranges of workers apart too
+#: + offset, its RTP ports 10000 + 10·offset … + 999, so 100 keeps the RTP ports of workers apart too
 WORKER_OFFSET_STEP = 100
 
 
