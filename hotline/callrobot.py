@@ -95,6 +95,12 @@ class CallRobot:
             await self.ami.action("PlayDTMF", Channel=self.channel, Digit=d, Duration="120")
             await asyncio.sleep(gap_s)
 
+    async def barge(self, digits: str, after_s: float = 1.5) -> None:
+        """Key `digits` during the greeting (barge-in) instead of listening to it to the end."""
+        await self.wait_user_event(UserEventName.CALL, 10)
+        await asyncio.sleep(after_s)
+        await self.press(digits)
+
     async def hangup(self) -> None:
         if self.channel and not self.hung_up:
             try:
@@ -111,6 +117,23 @@ class CallRobot:
     def played(self) -> list[str]:
         """Sound files Asterisk reports playing on this call (from Newexten/Playback data is not enough)."""
         return [step for e in self.user_events(UserEventName.IVR) for step in ivr_steps(e)]
+
+
+async def abandoned_call(ami: AmiClient, caller: str, *, number: str = "12345", keys: str = "0",
+                         in_ivr: bool = False) -> CallRobot:
+    """A caller who gives up, for the callback list: reaches the queue (keying `keys` during the greeting;
+    "" for a line that queues at once) with nobody to answer, or (`in_ivr`) stays in the greeting; then,
+    a second later, hangs up. The robot, hung up."""
+    robot = await CallRobot(ami, number=number, caller=caller).dial()
+    if in_ivr:
+        await robot.wait_user_event(UserEventName.CALL, 10)
+    else:
+        if keys:
+            await robot.barge(keys)
+        await robot.wait_for(lambda e: e.get("Event") == "QueueCallerJoin", 20)
+    await asyncio.sleep(1.0)
+    await robot.hangup()
+    return robot
 
 
 async def wait_ticket(store: Any, linkedid: str, timeout: float = 20.0, complete: bool = True) -> Any:

@@ -8,11 +8,13 @@ The mirror is read from this machine's own apt sources, never written in the rep
 
 from __future__ import annotations
 
+import filecmp
 import os
 import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,19 +168,31 @@ class Sandbox:
                         f.unlink()
 
     def install_sounds(self, built: Path) -> None:
-        """Copy built prompt audio under sounds/hotline (and Mandarin digits under sounds/zh/digits)."""
+        """Copy built prompt audio under sounds/hotline (and Mandarin digits under sounds/zh/digits).
+
+        The sounds are shared by every instance in this root filesystem, and another Asterisk may be playing
+        a file at this moment (parallel test workers, the demo beside a test run): nothing is removed, a file
+        already the same is left alone, and a changed one is written beside it and renamed over it, so a
+        player opens either the old file or the new one, never a half-written one."""
         uid, gid = self._uid_gid()
         dest = self.sounds_dir / "hotline"
-        # copy over, never remove first: another Asterisk instance may be playing these files
-        shutil.copytree(built, dest, dirs_exist_ok=True)
+        dest.mkdir(parents=True, exist_ok=True)
+        os.chown(dest, uid, gid)
+        for src in sorted(built.rglob("*")):
+            if src.name.endswith(".tmp"):  # another process's file being written
+                continue
+            target = dest / src.relative_to(built)
+            if src.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                os.chown(target, uid, gid)
+            else:
+                _install_file(src, target, uid, gid)
         digits = built / "digits"
         if digits.is_dir():
             zh = self.sounds_dir / "zh" / "digits"
             zh.mkdir(parents=True, exist_ok=True)
             for f in digits.glob("*.wav"):
-                shutil.copy2(f, zh / f.name)
-        for p in [dest, *dest.rglob("*")]:
-            os.chown(p, uid, gid)
+                _install_file(f, zh / f.name, None, None)
 
     # ------------------------------------------------------------------ process
     def pid(self) -> int | None:
@@ -309,6 +323,28 @@ class Sandbox:
             time.sleep(0.1)
         log.info("asterisk_stopped", pid=pid)
         return True
+
+
+def _install_file(src: Path, target: Path, uid: int | None, gid: int | None) -> None:
+    """Put a copy of `src` at `target` whole (written beside it, then renamed over it); one already the same
+    is left as it is. `uid`/`gid`: its owner (None: as the copy is made)."""
+    try:
+        same = target.stat().st_size == src.stat().st_size and filecmp.cmp(src, target, shallow=False)
+    except OSError:
+        same = False
+    if not same:
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            shutil.copy2(src, tmp_name)
+            if uid is not None and gid is not None:
+                os.chown(tmp_name, uid, gid)
+            os.replace(tmp_name, target)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+    elif uid is not None and gid is not None and (target.stat().st_uid, target.stat().st_gid) != (uid, gid):
+        os.chown(target, uid, gid)
 
 
 def _alive(pid: int) -> bool:

@@ -352,9 +352,17 @@ def _write_sidecar(job: _Job, source: str) -> None:
     meta = {"key": job.key, "source": source, "text": job.text}
     if job.recording is not None:
         meta["recording"] = job.recording.name
-    tmp = job.sidecar.with_name(job.sidecar.name + ".tmp")
-    tmp.write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
-    os.replace(tmp, job.sidecar)
+    # a temporary name of its own: another process (a second instance's install, `hotline apply`) may be
+    # writing the same prompt's sidecar into the same build directory at this moment
+    fd, tmp_name = tempfile.mkstemp(dir=job.sidecar.parent, prefix=f".{job.sidecar.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(meta, ensure_ascii=False, indent=1))
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, job.sidecar)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
 
 
 def _run(job: _Job, espeak: str | None, voice: str, speed: int) -> tuple[Outcome, str]:

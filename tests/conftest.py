@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 import pytest
 
@@ -17,3 +18,19 @@ def require(condition: bool, why: str) -> None:
     if IN_CI:
         pytest.fail(f"CI must have this real part: {why}")
     pytest.skip(why)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a parallel run (pytest-xdist worker), hand out the end-to-end modules first, those with more tests
+    first, then the rest likewise: a module of real calls takes minutes and must not start last, while the
+    many short unit modules fill the workers' ends evenly. xdist keeps this order (--no-loadscope-reorder in
+    pyproject.toml); a serial run keeps pytest's own order."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    per_file = Counter(item.nodeid.split("::", 1)[0] for item in items)
+
+    def order(item: pytest.Item) -> tuple[bool, int, str]:
+        f = item.nodeid.split("::", 1)[0]
+        return (not f.startswith("tests/e2e/"), -per_file[f], f)
+
+    items.sort(key=order)  # stable: a module's own tests keep their order

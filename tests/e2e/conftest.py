@@ -3,25 +3,39 @@
 Calls are placed with Local channels (the caller-robot context) and answered by
 scripted Local agents or by baresip SIP seats. HOTLINE_INSTANCE / HOTLINE_PORT_OFFSET
 run a second, independent Asterisk (own files and ports) beside another test run.
+
+In parallel (pytest-xdist, `-n N --dist loadfile`: a module's tests stay on one worker) worker gwK
+runs its own Asterisk as instance `<HOTLINE_INSTANCE>-gwK` at port offset
+`HOTLINE_PORT_OFFSET + 100·K` (`worker_instance`), so runs of several bases never meet either.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
+import shutil
 import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
+from sqlalchemy import text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
 from wire.ami import AmiClient
 from model.config import Carrier, Config
 from model.loading import load_config
 from hotline.controller import Controller
-from model.secrets import ami_secret
+from hotline.sipseat import BaresipSeat
+from model.secrets import ami_secret, seat_secret, state_dir
 from hotline.sandbox import Sandbox
-from tests.conftest import require
+from tests.conftest import PG_URL, require
 
 ROOT = Path(__file__).resolve().parents[2]
 # tests never run on the main instance (production, the demo): their calls stay in their own
@@ -29,10 +43,35 @@ ROOT = Path(__file__).resolve().parents[2]
 os.environ.setdefault("HOTLINE_INSTANCE", "e2e")
 if os.environ["HOTLINE_INSTANCE"] in ("", "main"):
     raise RuntimeError("HOTLINE_INSTANCE=main is production's Asterisk: end-to-end tests need an instance of their own")
+
+#: port offsets of two xdist workers lie this far apart: every port of an instance is 5038/4573/5060/5090/8345
+#: + offset, its RTP ports 10000 + 10·offset … + 999, so 100 keeps the RTP ports of workers apart too
+WORKER_OFFSET_STEP = 100
+
+
+def worker_instance(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Under pytest-xdist, move this process to worker gwK's own Asterisk: instance `<base>-gwK`, port offset
+    `base + 100·K`, in `environ` (the instance is read at import time, the control socket and the CLI read
+    it from the environment). Done once: the processes a test starts (tests/e2e/fault_controller.py imports
+    this module) inherit the moved values and `HOTLINE_E2E_WORKER`, and are not moved again."""
+    worker = environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker or environ.get("HOTLINE_E2E_WORKER") == worker:
+        return
+    k = int(worker.removeprefix("gw"))
+    environ["HOTLINE_INSTANCE"] = f"{environ['HOTLINE_INSTANCE']}-{worker}"
+    environ["HOTLINE_PORT_OFFSET"] = str(int(environ.get("HOTLINE_PORT_OFFSET", "0")) + WORKER_OFFSET_STEP * k)
+    environ["HOTLINE_E2E_WORKER"] = worker
+
+
+worker_instance()
 INSTANCE = os.environ["HOTLINE_INSTANCE"]
 OFFSET = int(os.environ.get("HOTLINE_PORT_OFFSET", "0"))
 SIM_CARRIER = "simcarrier"
 SIM_CARRIER_PORT = 5090 + OFFSET
+#: this instance's RTP ports: Asterisk's range, then SIPp's media port (test_carrier.py) above it, never inside
+RTP_FIRST = 10000 + OFFSET * 10
+ASTERISK_RTP = (RTP_FIRST, RTP_FIRST + 899)
+SIPP_MEDIA_PORT = RTP_FIRST + 900
 
 
 def e2e_config(path: Path | None = None) -> Config:
@@ -67,18 +106,32 @@ def asterisk(cfg: Config) -> Sandbox:
     require(os.geteuid() == 0, "end-to-end tests run Asterisk in a chroot: run as root")
     from hotline.install import install_everything
 
-    sb = Sandbox.discover(ami_host=cfg.asterisk.ami.host, ami_port=cfg.asterisk.ami.port, instance=INSTANCE)
-    if sb.running():
-        sb.stop()
-    rtp = 10000 + OFFSET * 10
-    install_everything(cfg, sb, with_sim=True, demo_secrets=True, rtp_range=(rtp, rtp + 999),
-                       prompts_dir=Path(os.environ.get("HOTLINE_STATE", "/var/lib/hotline12345")) / "prompts")
+    with _install_lock():  # workers starting together: one builds the shared prompts, the others reuse them
+        sb = Sandbox.discover(ami_host=cfg.asterisk.ami.host, ami_port=cfg.asterisk.ami.port, instance=INSTANCE)
+        if sb.running():
+            sb.stop()
+        install_everything(cfg, sb, with_sim=True, demo_secrets=True, rtp_range=ASTERISK_RTP,
+                           prompts_dir=state_dir() / "prompts")
     asterisk_cdr = sb.cdr_csv
     if asterisk_cdr.exists():
         asterisk_cdr.unlink()  # calls of earlier runs are not this session's
     sb.start(sip_port=cfg.asterisk.sip_port)
     yield sb
     sb.stop()
+
+
+@contextlib.contextmanager
+def _install_lock() -> Iterator[None]:
+    """Held while an instance is installed: the prompt build directory (state dir) and the root filesystem's
+    sounds are shared by every instance, and building the same prompts in two processes at once is wasted work."""
+    path = state_dir() / "e2e-install.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 async def _ami_as(cfg: Config, account: str) -> AmiClient:
@@ -167,3 +220,45 @@ async def agents(ami: AmiClient):
             await ami.action("QueueRemove", Queue=f"hotline-{queue}", Interface=iface)
         except Exception:  # noqa: BLE001 - the member may already be gone
             pass
+
+
+@contextlib.contextmanager
+def seat_phone(cfg: Config, ext: str = "1001", **kw) -> Iterator[BaresipSeat]:
+    """A real baresip phone registered as seat `ext` of this instance (`kw`: BaresipSeat's answer, tone_hz,
+    record_dir); stopped afterwards, also when it never registers."""
+    require(shutil.which("baresip") is not None, "baresip is missing: apt-get install baresip")
+    s = BaresipSeat(ext, seat_secret(ext, cfg.seats[ext]), sip_port=cfg.asterisk.sip.port, **kw)
+    try:
+        s.start()
+        s.wait_registered(10)
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def seat(cfg: Config, asterisk: Sandbox) -> Iterator[BaresipSeat]:
+    """Seat 1001 on a real baresip phone that auto-answers, for the whole module (a module whose tests stop
+    or need no phone overrides it with a function-scoped `seat` built on `seat_phone`)."""
+    with seat_phone(cfg) as s:
+        yield s
+
+
+@contextlib.asynccontextmanager
+async def fresh_pg_database(prefix: str) -> AsyncIterator[URL]:
+    """A PostgreSQL database of its own (`<prefix>_<random>`) on the shared server, dropped afterwards: parallel
+    workers and other runs never see each other's rows."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"timeout": 3})
+    try:
+        async with admin.connect() as c:
+            await c.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as e:  # noqa: BLE001
+        await admin.dispose()
+        require(False, f"PostgreSQL unreachable at {PG_URL}: {e}")
+    try:
+        yield make_url(PG_URL).set(database=name)
+    finally:
+        async with admin.connect() as c:
+            await c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import time
 
 import pytest
@@ -25,8 +24,7 @@ from hotline.controller import Controller
 from hotline.sipseat import BaresipSeat
 from model.config import RosterAgent
 from model.passwords import hash_password
-from model.secrets import seat_secret
-from tests.conftest import require
+from tests.e2e.conftest import seat_phone
 
 pytestmark = pytest.mark.e2e
 
@@ -37,27 +35,17 @@ def is_event(name: str, **headers: str):
     return lambda e: e.get("Event") == name and all(e.get(k) == v for k, v in headers.items())
 
 
-def baresip_seat(cfg, answer: str) -> BaresipSeat:
-    require(shutil.which("baresip") is not None, "baresip is missing: apt-get install baresip")
-    s = BaresipSeat("1001", seat_secret("1001", cfg.seats["1001"]), sip_port=cfg.asterisk.sip.port, answer=answer)
-    s.start()
-    s.wait_registered(10)
-    return s
-
-
 @pytest.fixture
 def seat(cfg, asterisk):
-    s = baresip_seat(cfg, "auto")
-    yield s
-    s.stop()
+    with seat_phone(cfg) as s:
+        yield s
 
 
 @pytest.fixture
 def deaf_seat(cfg, asterisk):
     """Seat 1001's phone rings and nobody picks up."""
-    s = baresip_seat(cfg, "manual")
-    yield s
-    s.stop()
+    with seat_phone(cfg, answer="manual") as s:
+        yield s
 
 
 @pytest_asyncio.fixture

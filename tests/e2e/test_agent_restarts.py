@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import socket
 import time
@@ -25,21 +24,16 @@ import pytest_asyncio
 from hotline.callrobot import CallRobot
 from hotline.control import ask
 from hotline.controller import Controller
-from hotline.sipseat import BaresipSeat
-from model.secrets import seat_secret
-from tests.conftest import require
+from tests.e2e.conftest import seat_phone
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def seat(cfg, asterisk):
-    require(shutil.which("baresip") is not None, "baresip is missing: apt-get install baresip")
-    s = BaresipSeat("1001", seat_secret("1001", cfg.seats["1001"]), sip_port=cfg.asterisk.sip.port)
-    s.start()
-    s.wait_registered(10)
-    yield s
-    s.stop()
+    """Seat 1001 for one test: a test here stops or kills its phone."""
+    with seat_phone(cfg) as s:
+        yield s
 
 
 @pytest_asyncio.fixture
@@ -201,10 +195,7 @@ async def test_a_phone_that_unregisters_or_dies_is_marked_offline_and_back_when_
     refused = await control(c, op="agent", action="ready", agent="1001")
     assert refused["ok"] is False  # a supervisor cannot make an unreachable phone ready
 
-    again = BaresipSeat("1001", seat.secret, sip_port=cfg.asterisk.sip.port)
-    try:
-        again.start()  # it registers again
-        again.wait_registered(10)
+    with seat_phone(cfg) as again:  # it registers again
         assert await wait_state(c, "1001", "ready", timeout=10) == ("ready", "")
         assert await wait_members(ami, "1001", {"general": ("0", "")}) == {"general": ("0", "")}
 
@@ -213,18 +204,11 @@ async def test_a_phone_that_unregisters_or_dies_is_marked_offline_and_back_when_
         assert await wait_state(c, "1001", "busy", "离线", 20) == ("busy", "离线")
         found_s = time.monotonic() - t0
         assert not await rings_1001(ami, 6)
-    finally:
-        again.stop()
-    third = BaresipSeat("1001", seat.secret, sip_port=cfg.asterisk.sip.port)
-    try:
-        third.start()
-        third.wait_registered(10)
+    with seat_phone(cfg):
         assert await wait_state(c, "1001", "ready", timeout=10) == ("ready", "")
         events = [(e.old, e.new, e.reason, e.why) for e in await c.store.agent_events(agent="1001")]
         assert events.count(("ready", "busy", "离线", "话机离线")) == 2
         assert events.count(("busy", "ready", "", "话机在线")) == 2
-    finally:
-        third.stop()
     print(f"dead phone found unreachable after {found_s:.1f} s")
 
 

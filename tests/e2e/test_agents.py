@@ -17,23 +17,8 @@ import pytest_asyncio
 from hotline.callrobot import CallRobot
 from hotline.control import ask
 from hotline.controller import Controller
-from hotline.sipseat import BaresipSeat
-from model.secrets import seat_secret
-from tests.conftest import require
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def seat(cfg, asterisk):
-    import shutil
-
-    require(shutil.which("baresip") is not None, "baresip is missing: apt-get install baresip")
-    s = BaresipSeat("1001", seat_secret("1001", cfg.seats["1001"]), sip_port=cfg.asterisk.sip.port)
-    s.start()
-    s.wait_registered(10)
-    yield s
-    s.stop()
 
 
 @pytest_asyncio.fixture

@@ -16,7 +16,7 @@ import pytest
 
 from hotline.callrobot import wait_ticket
 from tests.conftest import require
-from tests.e2e.conftest import OFFSET, SIM_CARRIER_PORT
+from tests.e2e.conftest import SIM_CARRIER_PORT, SIPP_MEDIA_PORT
 
 pytestmark = pytest.mark.e2e
 
@@ -97,7 +97,7 @@ async def carrier_call(tmp_path: Path, sip_port: int, *, ruri: str, to: str, cal
     err = tmp_path / f"carrier-{caller}-errors.log"
     proc = await asyncio.create_subprocess_exec(
         "sipp", f"127.0.0.1:{sip_port}", "-sf", str(xml), "-i", "127.0.0.2", "-p", str(SIM_CARRIER_PORT),
-        "-mi", "127.0.0.2", "-mp", str(16000 + OFFSET * 10), "-m", "1", "-l", "1", "-nostdin",
+        "-mi", "127.0.0.2", "-mp", str(SIPP_MEDIA_PORT), "-m", "1", "-l", "1", "-nostdin",
         "-timeout", "90s", "-timeout_error", "-trace_err", "-error_file", str(err),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=tmp_path)
     _, stderr = await asyncio.wait_for(proc.communicate(), 100)

@@ -19,17 +19,13 @@ import random
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
-
-from hotline.callrobot import CallRobot, wait_ticket
-from tests.conftest import PG_URL, require
+from hotline.callrobot import CallRobot, abandoned_call, wait_ticket
+from tests.conftest import require
+from tests.e2e.conftest import fresh_pg_database, seat_phone
 from tests.e2e.faults import ROOT, ControllerProcess, CutLink
 from ticketbridge.store import TicketStore
 
@@ -71,23 +67,9 @@ async def opened(url: str, cfg: Any):
         await store.close()
 
 
-@contextlib.asynccontextmanager
-async def fresh_pg():
+def fresh_pg():
     """A throwaway PostgreSQL database (never the shared server's state: only this database)."""
-    name = f"hl_fault_{uuid.uuid4().hex[:10]}"
-    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"timeout": 3})
-    try:
-        async with admin.connect() as c:
-            await c.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as e:  # noqa: BLE001
-        await admin.dispose()
-        require(False, f"PostgreSQL unreachable at {PG_URL}: {e}")
-    try:
-        yield make_url(PG_URL).set(database=name)
-    finally:
-        async with admin.connect() as c:
-            await c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    return fresh_pg_database("hl_fault")
 
 
 async def one_complete_ticket(store: TicketStore, robot: CallRobot, caller: str, timeout: float = 30.0) -> Any:
@@ -114,17 +96,8 @@ async def answered_and_gone(robot: CallRobot) -> None:
 def seat(cfg, asterisk):
     """Seat 1001 (baresip) for this test only: a registered seat answers general-queue calls, and the
     other tests here want their scripted agents to."""
-    import shutil
-
-    from hotline.sipseat import BaresipSeat
-    from model.secrets import seat_secret
-
-    require(shutil.which("baresip") is not None, "baresip is missing: apt-get install baresip")
-    s = BaresipSeat("1001", seat_secret("1001", cfg.seats["1001"]), sip_port=cfg.asterisk.sip.port)
-    s.start()
-    s.wait_registered(10)
-    yield s
-    s.stop()
+    with seat_phone(cfg) as s:
+        yield s
 
 
 @pytest.fixture
@@ -191,10 +164,7 @@ async def test_kill9_mid_callback_citizen_reaches_an_agent_and_the_callback_is_s
     ctl = controllers(url, sim_callbacks=True)
     await ctl.start()
     caller = number("135100")
-    missed = await CallRobot(ami, number="12358", caller=caller).dial()  # nobody answers: abandoned
-    await missed.wait_for(is_event("QueueCallerJoin"), 20)
-    await asyncio.sleep(1.0)
-    await missed.hangup()
+    missed = await abandoned_call(ami, caller, number="12358", keys="")  # nobody answers: abandoned
     async with opened(url, cfg) as store:
         t = await wait_ticket(store, missed.linkedid, 20)
         assert t.outcome == "abandoned_in_queue" and (await store.callback_for(t.ticket_no)).status == "pending"

@@ -16,9 +16,7 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,11 +25,9 @@ import pytest_asyncio
 
 from hotline.callrobot import CallRobot, wait_ticket
 from hotline.controller import Controller
-from hotline.sipseat import BaresipSeat
 from live.reducer import LiveModel
 from live.tokens import new_token, token_hash
-from model.secrets import seat_secret
-from tests.conftest import require
+from tests.e2e.conftest import seat_phone
 from ticketbridge.callbacks import CALLBACK_PREFIX
 from ticketbridge.store import TicketStore
 
@@ -40,16 +36,6 @@ pytestmark = pytest.mark.e2e
 
 def is_event(name: str, **headers: str):
     return lambda e: e.get("Event") == name and all(e.get(k) == v for k, v in headers.items())
-
-
-@pytest.fixture(scope="module")
-def seat(cfg, asterisk):
-    require(shutil.which("baresip") is not None, "baresip is missing: apt-get install baresip")
-    s = BaresipSeat("1001", seat_secret("1001", cfg.seats["1001"]), sip_port=cfg.asterisk.sip.port)
-    s.start()
-    s.wait_registered(10)
-    yield s
-    s.stop()
 
 
 @pytest_asyncio.fixture
@@ -412,12 +398,8 @@ async def test_a_branch_center_call_is_put_through_not_in_the_ivr(live, ami) -> 
 @pytest.fixture(scope="module")
 def supervisor_phone(cfg, asterisk):
     """Supervisor seat 9001 (role: supervisor), a real baresip phone that auto-answers."""
-    require(shutil.which("baresip") is not None, "baresip is missing: apt-get install baresip")
-    s = BaresipSeat("9001", seat_secret("9001", cfg.seats["9001"]), sip_port=cfg.asterisk.sip.port)
-    s.start()
-    s.wait_registered(10)
-    yield s
-    s.stop()
+    with seat_phone(cfg, "9001") as s:
+        yield s
 
 
 async def test_a_supervisor_token_listens_then_force_releases_a_call_through_the_api(live, ami, seat,

@@ -19,21 +19,17 @@ import os
 import random
 import sys
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from hotline.callrobot import CallRobot, wait_ticket
+from hotline.callrobot import CallRobot, abandoned_call, wait_ticket
 from hotline.controller import Controller
 from model.config import Hours
-from tests.conftest import PG_URL, require
+from tests.e2e.conftest import fresh_pg_database
 from ticketbridge.callbacks import CALLBACK_PREFIX, FOLLOWUP_PREFIX
 
 pytestmark = pytest.mark.e2e
@@ -69,12 +65,6 @@ def is_event(name: str, **headers: str):
     return lambda e: e.get("Event") == name and all(e.get(k) == v for k, v in headers.items())
 
 
-async def barge(robot: CallRobot, digits: str) -> None:
-    await robot.wait_user_event("HotlineCall", 10)
-    await asyncio.sleep(1.5)
-    await robot.press(digits)
-
-
 class Watch:
     """Every AMI event of the calls the hotline placed itself (Linkedid callback-… / followup-…)."""
 
@@ -106,27 +96,13 @@ class Watch:
         self._off()
 
 
-async def abandon(ami: Any, caller: str, *, in_ivr: bool = False) -> CallRobot:
-    """A call that reaches the queue (0) with nobody to answer, or hangs up in the IVR, then gives up."""
-    robot = await CallRobot(ami, caller=caller).dial()
-    if in_ivr:
-        await robot.wait_user_event("HotlineCall", 10)
-        await asyncio.sleep(1.0)
-    else:
-        await barge(robot, "0")
-        await robot.wait_for(is_event("QueueCallerJoin"), 20)
-        await asyncio.sleep(1.0)
-    await robot.hangup()
-    return robot
-
-
 async def test_missed_calls_are_called_back_by_themselves_and_an_agent_takes_them(controller, ami, agents) -> None:
     store = controller.store
     sfx = f"{random.randrange(10**4):04d}"
     c_ab, c_never = "1357701" + sfx, "000778" + sfx
     watch = Watch(ami)
     try:
-        ab, never = await asyncio.gather(abandon(ami, c_ab), abandon(ami, c_never, in_ivr=True))
+        ab, never = await asyncio.gather(abandoned_call(ami, c_ab), abandoned_call(ami, c_never, in_ivr=True))
         t_ab = await wait_ticket(store, ab.linkedid, 20)
         saved_at = time.monotonic()
         t_never = await wait_ticket(store, never.linkedid, 20)
@@ -182,7 +158,7 @@ async def test_callback_offer_mode_asks_first_and_press_1_reaches_an_agent(cfg, 
     caller = f"1357703{random.randrange(10**4):04d}"
     watch = Watch(ami)
     try:
-        t = await wait_ticket(store, (await abandon(ami, caller)).linkedid, 20)
+        t = await wait_ticket(store, (await abandoned_call(ami, caller)).linkedid, 20)
         await agents.add("general", talk_s=2)
         prefix = CALLBACK_PREFIX + t.ticket_no
         await watch.wait(lambda e: e.get("UserEvent") == "HotlinePrompt" and e.get("Prompt") == "callback_offer"
@@ -216,7 +192,7 @@ async def test_a_closed_ticket_gets_its_followup_and_very_dissatisfied_reopens_i
     caller = f"1357702{random.randrange(10**4):04d}"
     await agents.add("general", talk_s=2)
     robot = await CallRobot(ami, caller=caller).dial()
-    await barge(robot, "1")  # 咨询
+    await robot.barge("1")  # 咨询
     await robot.wait_for(is_event("AgentConnect"), 30)
     await robot.wait_for(lambda e: e.get("Event") == "Newexten" and e.get("Context") == "hotline-survey", 20)
     await robot.hangup()
@@ -274,18 +250,8 @@ async def test_a_closed_ticket_gets_its_followup_and_very_dissatisfied_reopens_i
 @pytest_asyncio.fixture
 async def pg_url():
     """A fresh PostgreSQL database of this test (hl_loopb_…), dropped afterwards."""
-    name = f"hl_loopb_{uuid.uuid4().hex[:10]}"
-    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"timeout": 3})
-    try:
-        async with admin.connect() as c:
-            await c.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as e:  # noqa: BLE001
-        await admin.dispose()
-        require(False, f"PostgreSQL unreachable at {PG_URL}: {e}")
-    yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    async with admin.connect() as c:
-        await c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    await admin.dispose()
+    async with fresh_pg_database("hl_loopb") as url:
+        yield url.render_as_string(hide_password=False)
 
 
 async def test_two_controllers_on_one_postgresql_dial_each_callback_once(cfg, asterisk, ami, agents, pg_url,
@@ -305,7 +271,7 @@ async def test_two_controllers_on_one_postgresql_dial_each_callback_once(cfg, as
         assert c1.callbacks.owner != c2.callbacks.owner
         sfx = f"{random.randrange(10**3):03d}"
         callers = [f"135774{i}{sfx}0" for i in range(3)]
-        robots = await asyncio.gather(*(abandon(ami, c) for c in callers))
+        robots = await asyncio.gather(*(abandoned_call(ami, c) for c in callers))
         tickets = [await wait_ticket(c1.store, r.linkedid, 20) for r in robots]
         await agents.add("general", talk_s=1)
         deadline = time.monotonic() + 60

@@ -31,9 +31,7 @@ from playwright.async_api import async_playwright, expect
 from hotline.callrobot import CallRobot, wait_ticket
 from hotline.control import ask
 from hotline.controller import Controller
-from hotline.sipseat import BaresipSeat
 from live.tokens import new_token, token_hash
-from model.secrets import seat_secret
 from tests.conftest import require
 from ticketbridge.assembler import CallRecord
 from ticketbridge.store import TicketStore
@@ -45,16 +43,6 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CALLER = "13900007001"
 #: the wallboard's red threshold in this test (the shipped 15 s would only make the test slower)
 WAIT_RED_S = 3.0
-
-
-@pytest.fixture(scope="module")
-def seat(cfg, asterisk):
-    require(shutil.which("baresip") is not None, "baresip is missing: apt-get install baresip")
-    s = BaresipSeat("1001", seat_secret("1001", cfg.seats["1001"]), sip_port=cfg.asterisk.sip.port)
-    s.start()
-    s.wait_registered(10)
-    yield s
-    s.stop()
 
 
 @pytest_asyncio.fixture

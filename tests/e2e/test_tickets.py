@@ -10,18 +10,15 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import uuid
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from hotline.callrobot import CallRobot, wait_ticket
+from hotline.callrobot import CallRobot, abandoned_call, wait_ticket
 from hotline.controller import Controller, serve
-from tests.conftest import PG_URL, require
+from tests.e2e.conftest import fresh_pg_database
 from ticketbridge.callbacks import CALLBACK_PREFIX
 
 pytestmark = pytest.mark.e2e
@@ -37,18 +34,8 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Any):
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path}/tickets.db"
         return
-    name = f"hl_e2e_{uuid.uuid4().hex[:10]}"
-    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"timeout": 3})
-    try:
-        async with admin.connect() as c:
-            await c.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as e:  # noqa: BLE001
-        await admin.dispose()
-        require(False, f"PostgreSQL unreachable at {PG_URL}: {e}")
-    yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    async with admin.connect() as c:
-        await c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    await admin.dispose()
+    async with fresh_pg_database("hl_e2e") as url:
+        yield url.render_as_string(hide_password=False)
 
 
 @pytest.fixture(autouse=True)
@@ -65,13 +52,6 @@ def callbacks_to_sim(cfg):
     cfg.callbacks, cfg.outbound.allow = old, old_allow
 
 
-async def barge(robot: CallRobot, digits: str) -> None:
-    """Key during the greeting (barge-in) instead of listening to it to the end."""
-    await robot.wait_user_event("HotlineCall", 10)
-    await asyncio.sleep(1.5)
-    await robot.press(digits)
-
-
 async def test_each_outcome_leaves_one_correct_ticket_and_callbacks_join_it(controller, ami, agents):
     t0 = time.monotonic()
     store = controller.store
@@ -80,15 +60,8 @@ async def test_each_outcome_leaves_one_correct_ticket_and_callbacks_join_it(cont
     sfx = f"{random.randrange(10**4):04d}"
     c_ivr, c_ab, c_an = "000123" + sfx, "1350000" + sfx, "1360000" + sfx
     # 1. ended in the IVR: the caller hangs up during the greeting/menu
-    ivr = await CallRobot(ami, caller=c_ivr).dial()
     # 2. abandoned in the queue: straight to an agent (0), nobody in the queue, the caller gives up
-    abandoned = await CallRobot(ami, caller=c_ab).dial()
-    await asyncio.gather(barge(abandoned, "0"), ivr.wait_user_event("HotlineCall", 10))
-    await asyncio.sleep(1.0)
-    await ivr.hangup()
-    await abandoned.wait_for(is_event("QueueCallerJoin"), 20)
-    await asyncio.sleep(1.0)
-    await abandoned.hangup()
+    ivr, abandoned = await asyncio.gather(abandoned_call(ami, c_ivr, in_ivr=True), abandoned_call(ami, c_ab))
     t_ivr = await wait_ticket(store, ivr.linkedid, 20)
     t_ab = await wait_ticket(store, abandoned.linkedid, 20)
     assert t_ivr.outcome == "ended_in_ivr" and t_ivr.queue is None and t_ivr.agent is None
@@ -100,7 +73,7 @@ async def test_each_outcome_leaves_one_correct_ticket_and_callbacks_join_it(cont
     # 3. answered and surveyed: key 1 during the greeting, the agent talks 2 s and hangs up, rating 1
     await agents.add("general", talk_s=2)
     answered = await CallRobot(ami, caller=c_an).dial()
-    await barge(answered, "1")
+    await answered.barge("1")
     await answered.wait_for(is_event("AgentConnect"), 30)
     await answered.wait_for(lambda e: e.get("Event") == "Newexten" and e.get("Context") == "hotline-survey", 20)
     # the ticket notice (number and password) comes first: the rating is keyed once the survey asks for it
@@ -168,7 +141,7 @@ async def test_hard_killed_controller_call_is_completed_from_cdr_after_restart(c
     runner = asyncio.create_task(serve(c, stop))
     await c.ami.wait_connected(10)
     robot = await CallRobot(ami, caller=c_k).dial()
-    await barge(robot, "0")
+    await robot.barge("0")
     await robot.wait_for(is_event("QueueCallerJoin"), 20)
     # hard kill: cancel the controller's task without stop(); what process death leaves is closed sockets
     runner.cancel()
@@ -178,6 +151,9 @@ async def test_hard_killed_controller_call_is_completed_from_cdr_after_restart(c
         c._cdr_task.cancel()
     await c.agi.stop(0)
     await c.ami.close()
+    # and its control socket: left listening in this process, the next controller of this instance (another
+    # module on this worker) would take it for a live controller's and not listen (control_socket_busy)
+    await c.control.stop()
     assert c.store.engine is not None
     probe = await c.store.get_by_linkedid(robot.linkedid)
     # the ticket number was allocated as the call entered (issue 13); a hard kill flushes nothing more:

@@ -14,27 +14,12 @@ import asyncio
 import pytest
 
 from hotline.callrobot import CallRobot, wait_ticket
-from hotline.sipseat import BaresipSeat
-from model.secrets import seat_secret
-from tests.conftest import require
 
 pytestmark = pytest.mark.e2e
 
 
 def is_event(name: str, **headers: str):
     return lambda e: e.get("Event") == name and all(e.get(k) == v for k, v in headers.items())
-
-
-@pytest.fixture(scope="module")
-def seat(cfg, asterisk):
-    import shutil
-
-    require(shutil.which("baresip") is not None, "baresip is missing: apt-get install baresip")
-    s = BaresipSeat("1001", seat_secret("1001", cfg.seats["1001"]), sip_port=cfg.asterisk.sip.port)
-    s.start()
-    s.wait_registered(10)
-    yield s
-    s.stop()
 
 
 async def keys(ami, channel: str, digits: str) -> None:

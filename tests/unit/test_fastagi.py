@@ -386,10 +386,10 @@ async def test_a_peer_that_never_reads_cannot_hold_a_handler() -> None:
 
         fut = recorder(srv, "inbound", body)
         f = await FakeAsteriskAgi().connect(srv.port)
-        t0 = time.monotonic()
-        with pytest.raises(AgiTimeout):
-            await asyncio.wait_for(fut, 3)
-        assert time.monotonic() - t0 < 2.5
+        # the command's own 0.3 s budget ends it (a drain outside the budget would wait forever); not timed
+        # against the wall clock: making and copying 32 MB takes seconds on a loaded machine (parallel runs)
+        with pytest.raises(AgiTimeout, match=r"within 0\.3 s"):
+            await asyncio.wait_for(fut, 60)
         for _ in range(100):
             if srv.active_sessions == 0:
                 break

@@ -4,6 +4,7 @@ What a user of the API checks: no token → 401 JSON; an agent token sees and ch
 (403 for another); a supervisor's action and a read of full numbers land in audit_log before anything
 happens; the SSE stream sends a snapshot, then the change an AMI event made; every route is in the
 OpenAPI description; intervention answers 501 when no intervention module is wired in.
+The `world` fixture: tests/unit/conftest.py.
 """
 
 from __future__ import annotations
@@ -14,99 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-import pytest_asyncio
-
-from live.api import PREFIX, LiveApi
+from live.api import PREFIX
 from live.openapi import openapi
-from live.service import LiveService
-from live.tokens import new_token, token_hash
-from model.loading import load_config
-from routing.agent_service import AgentService
-from ticketbridge.store import TicketStore
-
-
-class FakeAmi:
-    def __init__(self) -> None:
-        self.handlers: dict[str, list[Any]] = {}
-
-    def on_event(self, name: str, cb: Any) -> None:
-        self.handlers.setdefault(name, []).append(cb)
-
-    async def action(self, name: str, timeout: float | None = None, raise_on_error: bool = True,
-                     **headers: Any) -> dict[str, str]:
-        return {"Response": "Success"}
-
-    async def action_list(self, name: str, **headers: Any) -> list[dict[str, str]]:
-        return []
-
-    def push(self, **ev: str) -> None:
-        for cb in self.handlers.get("*", []) + self.handlers.get(ev["Event"], []):
-            cb(dict(ev))
-
-
-class Actions:
-    def __init__(self, agents: AgentService) -> None:
-        self.agents = agents
-        self.calls: list[tuple[str, ...]] = []
-
-    async def agent_change(self, agent: str, action: str, reason: str, why: str, actor: str) -> dict[str, Any]:
-        self.calls.append(("agent", agent, action, actor))
-        return {"ok": True, "agent": agent, "state": "busy" if action == "busy" else "ready", "reason": reason}
-
-    async def call_back(self, ticket: str, actor: str) -> dict[str, Any]:
-        self.calls.append(("callback", ticket, actor))
-        return {"ok": False, "error": f"ticket {ticket} is not on the callback list"}
-
-    async def transfer(self, agent_channel: str, target: str, linkedid: str, actor: str) -> dict[str, Any]:
-        self.calls.append(("transfer", agent_channel, target, linkedid))
-        return {"ok": True, "transfer": {"target": target}}
-
-
-@pytest_asyncio.fixture
-async def world(tmp_path):
-    cfg = load_config("config/hotline.yaml")
-    store = TicketStore(f"sqlite+aiosqlite:///{tmp_path}/t.db", cfg)
-    await store.open()
-    ami = FakeAmi()
-    agents = AgentService(ami, cfg)
-    agents.start_from(None)
-    live = LiveService(ami, cfg, agents, flush_s=0.01, poll_s=0.05)
-    live.attach()
-    await live.start()
-    actions = Actions(agents)
-    api = LiveApi(live, store, actions)
-    await api.start("127.0.0.1", 0)
-    tokens = {}
-    for name, role, seat in [("张班长", "supervisor", None), ("坐席1001", "agent", "1001")]:
-        t = new_token()
-        await store.create_token(name=name, role=role, seat=seat, token_hash=token_hash(t))
-        tokens[role] = t
-    client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{api.port}{PREFIX}", timeout=5)
-
-    class W:
-        pass
-
-    w = W()
-    w.cfg, w.store, w.ami, w.live, w.api, w.actions, w.tokens, w.client = cfg, store, ami, live, api, actions, tokens, client
-    yield w
-    await client.aclose()
-    await live.stop()
-    await api.stop()
-    await store.close()
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def a_call_waits(ami: FakeAmi, lid: str = "1700000000.1", caller: str = "13800138000") -> None:
-    now = f"{time.time():.6f}"
-    ami.push(Event="Newchannel", Linkedid=lid, Uniqueid=lid, Channel="PJSIP/trunk-1", Context="hotline-inbound",
-             CallerIDNum=caller, Exten="12345", Timestamp=now)
-    ami.push(Event="UserEvent", UserEvent="HotlineCall", Linkedid=lid, Uniqueid=lid, Caller=caller, Dialed="12345",
-             Timestamp=now)
-    ami.push(Event="QueueCallerJoin", Linkedid=lid, Uniqueid=lid, Queue="hotline-general", Timestamp=now)
+from tests.unit.live_world import a_call_waits, auth
 
 
 async def test_no_token_or_a_wrong_one_is_401_with_a_json_reason(world) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from live.service import LiveService, Viewer
@@ -11,24 +10,9 @@ from live.tokens import Principal
 from model.loading import load_config
 from routing.agent import SetBusy
 from routing.agent_service import AgentService
+from tests.unit.live_world import FakeAmi as Ami
 
 Z = ZoneInfo("Asia/Shanghai")
-
-
-class Ami:
-    def __init__(self) -> None:
-        self.handlers: dict[str, list[Any]] = {}
-
-    def on_event(self, name: str, cb: Any) -> None:
-        self.handlers.setdefault(name, []).append(cb)
-
-    async def action(self, name: str, timeout: float | None = None, raise_on_error: bool = True,
-                     **h: Any) -> dict[str, str]:
-        return {"Response": "Success"}
-
-    def push(self, **ev: str) -> None:
-        for cb in self.handlers.get("*", []):
-            cb(dict(ev))
 
 
 class Clock:

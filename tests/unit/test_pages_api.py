@@ -13,54 +13,14 @@ import asyncio
 import re
 import time
 
-import httpx
-import pytest_asyncio
-
-from live.api import PREFIX, LiveApi
+from live.api import PREFIX
 from live.openapi import openapi
-from live.pages import ASSETS, Pages
-from live.service import LiveService
-from live.tokens import new_token, token_hash
-from model.loading import load_config
-from routing.agent_service import AgentService
-from tests.unit.test_live_api import Actions, FakeAmi, a_call_waits, auth
+from live.pages import ASSETS
+from tests.unit.live_world import FakeAmi, a_call_waits, auth
 from ticketbridge.assembler import CallRecord
-from ticketbridge.store import TicketStore
 
 LID = "1700000000.1"
 CALLER = "13800138000"
-
-
-@pytest_asyncio.fixture
-async def world(tmp_path):
-    cfg = load_config("config/hotline.yaml")
-    store = TicketStore(f"sqlite+aiosqlite:///{tmp_path}/t.db", cfg)
-    await store.open()
-    ami = FakeAmi()
-    agents = AgentService(ami, cfg)
-    agents.start_from(None)
-    live = LiveService(ami, cfg, agents, flush_s=0.01, poll_s=0.05)
-    live.attach()
-    await live.start()
-    api = LiveApi(live, store, Actions(agents))
-    Pages(api, cfg).attach()
-    await api.start("127.0.0.1", 0)
-    tokens = {}
-    for name, role, seat in [("张班长", "supervisor", None), ("坐席1001", "agent", "1001"), ("坐席1002", "agent", "1002")]:
-        tokens[seat or role] = t = new_token()
-        await store.create_token(name=name, role=role, seat=seat, token_hash=token_hash(t))
-    client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{api.port}", timeout=5)
-
-    class W:
-        pass
-
-    w = W()
-    w.cfg, w.store, w.ami, w.live, w.tokens, w.client = cfg, store, ami, live, tokens, client
-    yield w
-    await client.aclose()
-    await live.stop()
-    await api.stop()
-    await store.close()
 
 
 def rings(ami: FakeAmi, lid: str = LID, seat: str = "1001") -> None:
@@ -85,21 +45,21 @@ INTAKE = {"text": "咨询公积金提取", "category": "咨询", "department": "
 
 async def test_pages_and_scripts_load_without_a_token_the_api_does_not(world) -> None:
     for path in ("/wallboard", "/agent"):
-        r = await world.client.get(path)
+        r = await world.site.get(path)
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
         assert world.cfg.center.name in r.text and "$" not in re.sub(r"<script.*?</script>", "", r.text, flags=re.S)
         assert "script-src" not in r.headers["content-security-policy"]  # default-src 'self': own scripts only
         assert r.headers["content-security-policy"].startswith("default-src 'self'")
-    r = await world.client.get("/wallboard")
+    r = await world.site.get("/wallboard")
     assert 'data-wait-red="15"' in r.text and 'data-answer-min="0.95"' in r.text and "综合受理" in r.text
     for name in ASSETS:
-        r = await world.client.get(f"/pages/{name}")
+        r = await world.site.get(f"/pages/{name}")
         assert r.status_code == 200 and r.content
-    assert (await world.client.get("/pages/../api.py")).status_code == 404
-    assert (await world.client.get("/pages/nothing.js")).status_code == 404
-    assert (await world.client.get(f"{PREFIX}/live")).status_code == 401
-    assert (await world.client.get(f"{PREFIX}/calls/{LID}/screenpop")).status_code == 401
-    r = await world.client.get("/")
+    assert (await world.site.get("/pages/../api.py")).status_code == 404
+    assert (await world.site.get("/pages/nothing.js")).status_code == 404
+    assert (await world.site.get(f"{PREFIX}/live")).status_code == 401
+    assert (await world.site.get(f"{PREFIX}/calls/{LID}/screenpop")).status_code == 401
+    r = await world.site.get("/")
     assert r.status_code == 302 and r.headers["location"] == "/wallboard"
 
 
@@ -108,7 +68,7 @@ async def test_the_screen_pop_of_a_ringing_call_masked_with_its_ticket_and_earli
                                                      outcome="answered", started_at=time.time() - 86400))
     a_call_waits(world.ami, LID, CALLER)
     rings(world.ami)
-    r = await world.client.get(f"{PREFIX}/calls/{LID}/screenpop", headers=auth(world.tokens["1001"]))
+    r = await world.site.get(f"{PREFIX}/calls/{LID}/screenpop", headers=auth(world.tokens["1001"]))
     assert r.status_code == 200, r.text
     pop = r.json()
     assert pop["call"]["caller"] == "138******00" and CALLER not in r.text
@@ -118,10 +78,10 @@ async def test_the_screen_pop_of_a_ringing_call_masked_with_its_ticket_and_earli
     assert [p["ticket_no"] for p in pop["previous"]] == [earlier.ticket_no]
     assert "咨询" in pop["categories"] and pop["departments"]
     # the same call through another seat's token: not its call
-    r = await world.client.get(f"{PREFIX}/calls/{LID}/screenpop", headers=auth(world.tokens["1002"]))
+    r = await world.site.get(f"{PREFIX}/calls/{LID}/screenpop", headers=auth(world.tokens["1002"]))
     assert r.status_code == 404
     # full numbers for the agent's own call: shown, and audited first
-    r = await world.client.get(f"{PREFIX}/calls/{LID}/screenpop?numbers=full", headers=auth(world.tokens["1001"]))
+    r = await world.site.get(f"{PREFIX}/calls/{LID}/screenpop?numbers=full", headers=auth(world.tokens["1001"]))
     assert r.json()["call"]["caller"] == CALLER
     assert (await world.store.audit_entries())[0].action == "api screenpop numbers"
 
@@ -131,14 +91,14 @@ async def test_the_agent_saves_its_call_during_and_after_it_another_seat_may_not
     rings(world.ami)
     answers(world.ami)
     h = auth(world.tokens["1001"])
-    r = await world.client.put(f"{PREFIX}/calls/{LID}/intake", json={"text": "先记一下"}, headers=h)
+    r = await world.site.put(f"{PREFIX}/calls/{LID}/intake", json={"text": "先记一下"}, headers=h)
     assert r.status_code == 200 and r.json()["ticket"]["state_label"] == "受理"
-    r = await world.client.put(f"{PREFIX}/calls/{LID}/intake", json=INTAKE, headers=auth(world.tokens["1002"]))
+    r = await world.site.put(f"{PREFIX}/calls/{LID}/intake", json=INTAKE, headers=auth(world.tokens["1002"]))
     assert r.status_code == 403 and "1002" in r.json()["error"]["message"]
     hangs_up(world.ami)
     await asyncio.sleep(0.2)  # the live model drops the call; its last call stays the seat's
     assert world.live.call(LID) is None
-    r = await world.client.put(f"{PREFIX}/calls/{LID}/intake", json=INTAKE, headers=h)
+    r = await world.site.put(f"{PREFIX}/calls/{LID}/intake", json=INTAKE, headers=h)
     assert r.status_code == 200, r.text
     assert r.json()["ticket"]["state"] == "closed"
     t = await world.store.get_by_linkedid(LID)
@@ -146,20 +106,20 @@ async def test_the_agent_saves_its_call_during_and_after_it_another_seat_may_not
         "咨询公积金提取", "咨询", "on_spot", "1001")
     assert (await world.store.audit_entries())[0].action == "api intake"
     # 当场解答 done: 派单 now is a conflict naming the field; bad input a 400 naming its field
-    r = await world.client.put(f"{PREFIX}/calls/{LID}/intake", headers=h,
+    r = await world.site.put(f"{PREFIX}/calls/{LID}/intake", headers=h,
                                json={**INTAKE, "disposition": "dispatch", "department": "税务局"})
     assert r.status_code == 409 and r.json()["error"]["field"] == "disposition"
-    r = await world.client.put(f"{PREFIX}/calls/{LID}/intake", json={**INTAKE, "category": "闲聊"}, headers=h)
+    r = await world.site.put(f"{PREFIX}/calls/{LID}/intake", json={**INTAKE, "category": "闲聊"}, headers=h)
     assert r.status_code == 400 and r.json()["error"]["field"] == "category"
     # a newer call answered: the earlier one is no longer the seat's to write
     a_call_waits(world.ami, "1700000001.1", "13900000000")
     rings(world.ami, "1700000001.1")
     answers(world.ami, "1700000001.1")
     await asyncio.sleep(0.2)
-    r = await world.client.put(f"{PREFIX}/calls/{LID}/intake", json=INTAKE, headers=h)
+    r = await world.site.put(f"{PREFIX}/calls/{LID}/intake", json=INTAKE, headers=h)
     assert r.status_code == 403
     # a supervisor may write any call's ticket
-    r = await world.client.put(f"{PREFIX}/calls/{LID}/intake", json={"text": "班长补记"},
+    r = await world.site.put(f"{PREFIX}/calls/{LID}/intake", json={"text": "班长补记"},
                                headers=auth(world.tokens["supervisor"]))
     assert r.status_code == 200
 
