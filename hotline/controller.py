@@ -281,11 +281,12 @@ class Controller:
         """
         log.info("controller_stopping")
         self._stopping = True
-        await self.control.stop()
+        await self._bounded(self.control.stop(), "control")
         await self._end_task(self._api_task)
-        await self.live.stop()  # ends the SSE streams
+        # a stream task that swallowed its cancellation, or a browser holding a response open, never holds the stop
+        await self._bounded(self.live.stop(), "live")  # ends the SSE streams
         if self.api is not None:
-            await self.api.stop()
+            await self._bounded(self.api.stop(), "api")
             self.api = None
         await self._end_task(self._scheduler_task)  # calls being placed end; their claims' leases expire
         await self._end_task(self._agents_lease_task)  # no take-over while stopping

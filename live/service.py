@@ -40,6 +40,8 @@ log = structlog.get_logger("hotline.live")
 
 #: a subscriber this many deltas behind is dropped (it reconnects from a snapshot)
 MAX_BEHIND = 256
+#: at stop, how long the live model's own tasks get to end once cancelled
+STOP_WAIT_S = 5.0
 TodayRows = Callable[[dt.datetime], Awaitable[list[dict[str, Any]]]]
 
 
@@ -130,16 +132,16 @@ class LiveService:
         self._tasks = [asyncio.create_task(self._publisher(), name="live-publisher")]
 
     async def stop(self) -> None:
-        for t in [*self._tasks, *([self._rebuild_task] if self._rebuild_task else [])]:
-            t.cancel()
-        for t in [*self._tasks, *([self._rebuild_task] if self._rebuild_task else [])]:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        tasks = [*self._tasks, *([self._rebuild_task] if self._rebuild_task else [])]
         self._tasks, self._rebuild_task = [], None
-        for q in list(self._subscribers):
+        for q in list(self._subscribers):  # first: a stream waiting on its queue ends even if a task below hangs
             self._close(q)
+        for t in tasks:
+            t.cancel()
+        if tasks:  # their failures were logged where they ran; a task that ignores its cancellation is left
+            _, stuck = await asyncio.wait(tasks, timeout=STOP_WAIT_S)
+            if stuck:
+                log.error("live_task_stuck", tasks=[t.get_name() for t in stuck], seconds=STOP_WAIT_S)
 
     # ------------------------------------------------------------------ inputs
     def _on_event(self, event: dict[str, str]) -> None:
