@@ -76,6 +76,9 @@ CDR_LEASE_MIN_S = 15.0
 #: the agents' lease (several controllers on one Asterisk): renewed every third of it; a dead holder's agents
 #: are taken over after at most this long (at once by a lower-ranked controller or a restart on the same host)
 AGENTS_LEASE_S = 10.0
+#: the cluster's agent sync re-reads rows saved this long before its last look (controllers' clocks differ a little;
+#: re-reading is harmless: a state this node already has is not applied again)
+AGENT_SYNC_SLACK_S = 5.0
 #: how often the controller logs its health (`controller_health`; `hotline status` asks for it any time)
 HEALTH_LOG_S = 60.0
 #: how often the calls held open are compared with Asterisk's channels (besides at every AMI login)
@@ -172,6 +175,8 @@ class Controller:
         self._pending_task: asyncio.Task[Any] | None = None
         self._health_task: asyncio.Task[Any] | None = None
         self._sweep_task: asyncio.Task[Any] | None = None
+        #: a cluster: other nodes' controllers' agent changes, applied to this node (routing/agent_sync.py)
+        self._agent_sync_task: asyncio.Task[Any] | None = None
         self._dropped_seen = 0  # AmiClient.events_dropped when last looked at
         #: seat agents' states (routing/agent.py): queue events in, QueuePause of the static members out,
         #: persisted in the store and put back at every AMI login (an Asterisk restart unpauses everyone)
@@ -271,6 +276,8 @@ class Controller:
         self._pending_task = self._spawn(self.pending.run(self._write), "pending-tickets")
         self._health_task = self._spawn(self._log_health(), "health-log")
         self._sweep_task = self._spawn(self._sweep_periodically(), "channel-sweep")
+        if self.config.cluster is not None:
+            self._agent_sync_task = self._spawn(self._sync_agents(self.config.cluster.agent_sync_s), "agent-sync")
         log.info("controller_started", fastagi_port=self.agi.port, ami=f"{self.config.asterisk.ami.host}:"
                  f"{self.config.asterisk.ami.port}", store=_redact_url(self.store.url))
 
@@ -292,6 +299,7 @@ class Controller:
         await self._end_task(self._agents_lease_task)  # no take-over while stopping
         await self._end_task(self._health_task)
         await self._end_task(self._sweep_task)
+        await self._end_task(self._agent_sync_task)
         await self._end_task(self._cdr_task)
         if self.cdr_lease is not None:  # the other controller replays from its next round on
             await self._bounded(self.cdr_lease.release(), "cdr-lease")
@@ -517,6 +525,24 @@ class Controller:
                 continue
             self.agents.take_over(saved, helping)
             log.info("agents_taken_over", agents=len(saved), rank=lease.rank)
+
+    async def _sync_agents(self, every_s: float) -> None:
+        """A cluster: every `every_s`, the agents' states saved since the last look (by any node's controller)
+        that differ from this node's are applied here — only by the controller active for this node's agents."""
+        last = self.store.now()
+        while True:
+            await asyncio.sleep(every_s)
+            if not self.agents.active():
+                last = self.store.now()
+                continue
+            look = self.store.now()
+            try:
+                saved = await self.store.agent_states(changed_since=last - dt.timedelta(seconds=AGENT_SYNC_SLACK_S))
+            except Exception as e:  # noqa: BLE001 - the store is away: the next look reads from the same point
+                log.warning("agent_sync_failed", error=f"{type(e).__name__}: {e}")
+                continue
+            last = look
+            self.agents.mirror_saved(saved)
 
     async def _stop_agents(self) -> None:
         try:  # what was decided is sent and saved before the AMI link closes

@@ -950,6 +950,9 @@ class Cluster(_M):
 
     proxy: ClusterProxy = ClusterProxy()
     nodes: dict[SafeName, ClusterNode]
+    #: how often each node's controller reads the agents' states the other nodes' controllers saved and applies
+    #: those that changed to its own node's queues (s; routing/agent_sync.py)
+    agent_sync_s: float = Field(1.0, ge=0.2, le=60)
 
     @model_validator(mode="after")
     def _distinct(self) -> "Cluster":

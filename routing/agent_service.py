@@ -89,6 +89,7 @@ from routing.agent import (
     call_gone,
 )
 from routing.agent_login import PinGuard, PinOutcome
+from routing.agent_sync import Mirror, mirror, take
 
 log = structlog.get_logger("hotline.agents")
 
@@ -335,6 +336,33 @@ class AgentService:
         self._queue(a, out, asked=True)
         await self.drain()
         return out
+
+    def mirror_saved(self, saved: Mapping[str, Snapshot]) -> int:
+        """A cluster's other nodes changed these agents (their saved snapshots, by seat): take what differs
+        (routing.agent_sync) and pause this node's members as it says — sent, never saved again (no loop).
+        Returns how many seats changed here."""
+        if not self._loaded:
+            return 0
+        n = 0
+        for seat, snap in saved.items():
+            a = self.agents.get(seat)
+            m = None if a is None else mirror(a, snap)
+            if a is None or m is None:
+                continue
+            take(a, m)
+            n += 1
+            log.info("agent_state_mirrored", seat=a.id, state=a.state.value, reason=a.reason,
+                     pending_busy=a.pending_busy if not isinstance(m, Mirror) else None)
+            if isinstance(m, Mirror):
+                self._work.put_nowait(self._mirror_job(a, m))
+        return n
+
+    def _mirror_job(self, a: Agent, m: Mirror) -> Job:
+        async def send() -> None:
+            for queue, paused, reason in m.pauses:
+                await self._pause(a, queue, paused, reason)
+            await self._sync_help(a)
+        return send
 
     # ---------------------------------------------------------------- agent IDs and hot-desking
     def agent_id_of(self, seat: str) -> str:

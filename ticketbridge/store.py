@@ -1078,12 +1078,16 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
                                      why=f"{c.tries} wrong PIN(s) in a row" + ("; locked" if c.locked else ""),
                                      seat=c.seat[:32], cause=c.cause[:24]))
 
-    async def agent_states(self) -> dict[str, dict[str, Any]]:
+    async def agent_states(self, *, changed_since: dt.datetime | None = None) -> dict[str, dict[str, Any]]:
         """Every saved seat's snapshot, by seat (empty: nothing saved yet, a first start); `agent_id` None: the
-        seat's own agent (a row from before migration 0005)."""
+        seat's own agent (a row from before migration 0005). `changed_since`: only rows saved since then (the
+        cluster's agent sync, routing/agent_sync.py)."""
         read, _ = self._sessions()
+        q = select(AgentStateRow)
+        if changed_since is not None:
+            q = q.where(AgentStateRow.updated_at >= changed_since)
         async with read() as s:
-            rows = (await s.execute(select(AgentStateRow))).scalars()
+            rows = (await s.execute(q)).scalars()
             return {r.agent: {"agent": r.agent, "state": r.state, "reason": r.reason, "since": r.since,
                               "queues": list(r.queues), "paused": r.paused, "agent_id": r.agent_id}
                     for r in rows}

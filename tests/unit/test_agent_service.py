@@ -226,3 +226,19 @@ async def test_standing_by_follows_the_events_but_sends_only_what_a_person_asked
     assert {h["Interface"] for h in ami.named("QueuePause")} >= {"PJSIP/1001", "PJSIP/1002"}
     assert any(h["Interface"] == "PJSIP/1002" and h["Paused"] == "true" for h in ami.named("QueuePause"))
     await svc.stop()
+
+
+async def test_a_cluster_nodes_mirror_sends_the_pauses_but_saves_nothing(cfg):
+    """routing/agent_sync.py's adapter side: another node's busy is paused here and never saved again (no loop)."""
+    svc, ami, clock, saves = await service(cfg)
+    ami.actions.clear()
+    saves.clear()
+    row = {"agent": "1002", "state": "busy", "reason": "就餐", "since": clock.now + 1, "queues": ["general", "overflow"],
+           "paused": True, "agent_id": "1002"}
+    assert svc.mirror_saved({"1002": row, "9999": row}) == 1
+    await svc.drain()
+    assert {(h["Queue"], h["Paused"], h["Reason"]) for h in ami.named("QueuePause")} == {
+        ("hotline-general", "true", "就餐"), ("hotline-overflow", "true", "就餐")}
+    assert saves == [] and svc.agents["1002"].state is S.BUSY
+    assert svc.mirror_saved({"1002": row}) == 0  # read again at the next look: nothing to do
+    await svc.stop()
