@@ -16,6 +16,9 @@ after-call work) must hold on the others too. Each controller therefore reads th
   the call ends, as a key during the call would), and nothing else is taken.
 - After-call work taken from another node has no timer here (`wrap_until` None): the node that handled the
   call ends it, and this node mirrors the ready that follows.
+- 离线 (the phone unreachable) is each node's own finding: every node qualifies the seat through Kamailio and
+  sets it itself. A busy 离线 saved elsewhere is not taken, nor a ready while this node finds the phone gone
+  (its `offline` mark stays as this node's device state has it).
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ def mirror(a: Agent, saved: Mapping[str, Any]) -> Mirror | PendingBusy | None:
     if state in IN_CALL or since < a.since:
         return None
     reason = str(saved.get("reason") or "")
+    if (state is AgentState.BUSY and reason == OFFLINE_REASON) or (a.offline and state is AgentState.READY):
+        return None  # 离线 is each node's own view of the phone (its qualify through Kamailio)
     if a.state in IN_CALL:
         if state is AgentState.BUSY and a.pending_busy != reason:
             return PendingBusy(reason)
@@ -91,4 +96,3 @@ def take(a: Agent, m: Mirror | PendingBusy) -> None:
     a.state, a.reason, a.since, a.queues, a.paused, a.agent_id = (m.state, m.reason, m.since, m.queues, m.paused,
                                                                   m.agent_id)
     a.wrap_until = None  # the node that handled the call owns the timer
-    a.offline = m.state is AgentState.BUSY and m.reason == OFFLINE_REASON

@@ -106,8 +106,8 @@ async def controllers(local_cluster: LocalCluster, store_url: str):
             c = Controller.for_sandbox(node.cfg, node.sandbox, store_url=store_url)
             await c.start()
             await c.ami.wait_connected(10)
-            # the agents' states live in the shared store: the next controller restores what this one saved
-            # (agents' states are not yet carried between running controllers: docs/cluster.md)
+            # the agents' states live in the shared store: the next controller restores what this one saved,
+            # and each running controller mirrors the others' changes on its node (routing/agent_sync.py)
             await c.agents.drain()
             started[name] = c
         yield started
@@ -293,6 +293,81 @@ def completed(ctl: ControllerProcess) -> set[str]:
     """The calls whose IVR ran to its end on this controller."""
     return {str(r.get("uniqueid")) for r in ctl.events("agi_session_ended")
             if r.get("outcome") == "completed"} & served_by(ctl)
+
+
+async def _member(c: Controller, seat: str, queue: str = "hotline-general") -> dict[str, str]:
+    """Seat's member row in `queue` on the controller's node, as its Asterisk has it (AMI QueueStatus)."""
+    rows = await c.ami.action_list("QueueStatus", Queue=queue)
+    return next(r for r in rows if r.get("Event") == "QueueMember"
+                and (r.get("StateInterface") or r.get("Location") or "").lower() == f"pjsip/{seat}")
+
+
+async def _wait_member(c: Controller, seat: str, paused: bool, timeout: float = 10.0) -> tuple[dict[str, str], float]:
+    t0 = time.monotonic()
+    row: dict[str, str] = {}
+    while time.monotonic() - t0 < timeout:
+        row = await _member(c, seat)
+        if (row.get("Paused") == "1") == paused:
+            return row, time.monotonic() - t0
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"seat {seat} on node {c.config.node}: not paused={paused} after {timeout} s: {row}")
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_an_agent_busy_through_node_as_controller_is_paused_on_node_b_and_not_offered_there(
+        local_cluster, controllers, seats, store_url, tmp_path):
+    """Agent states hold on every node (routing/agent_sync.py): 示忙 set through node a's controller (its control
+    path, as `hotline agents busy`) pauses seat 1001 on node b within cluster.agent_sync_s (+ a query); a carrier
+    call landing on b is not offered to 1001; 示闲 through a unpauses it on b. Node b's mirror is never saved
+    again (one agent_events row per change)."""
+    from hotline.control import ask
+
+    ca, cb = controllers["a"], controllers["b"]
+    assert ca.config.cluster is not None and ca.config.cluster.agent_sync_s <= 2
+    for _ in range(100):  # the phone registered with Kamailio is reachable (not 离线) on both nodes
+        if not any(c.agents.agents["1001"].offline for c in (ca, cb)):
+            break
+        await asyncio.sleep(0.2)
+    started = dt.datetime.now(dt.UTC)
+    ok = await ask(ca.control.path, {"op": "agent", "agent": "1001", "action": "signin", "why": "e2e"})
+    if ca.agents.agents["1001"].state.value != "ready":
+        ok = await ask(ca.control.path, {"op": "agent", "agent": "1001", "action": "ready", "why": "e2e"})
+    assert ca.agents.agents["1001"].state.value == "ready", ok
+    await _wait_member(cb, "1001", paused=False)
+
+    reason = next(iter(ca.config.agents.busy_reasons.values()))
+    ok = await ask(ca.control.path, {"op": "agent", "agent": "1001", "action": "busy", "reason": reason,
+                                     "why": "e2e 示忙"})
+    assert ok["ok"] and ok["state"] == "busy", ok
+    row, took_busy = await _wait_member(cb, "1001", paused=True)
+    assert row.get("PausedReason") == reason, row
+    assert cb.agents.agents["1001"].state.value == "busy"
+
+    offered: list[str] = []
+
+    def on_called(ev) -> None:  # noqa: ANN001
+        offered.append((ev.get("Interface") or ev.get("DestChannel") or "").lower())
+    cb.ami.on_event("AgentCalled", on_called)
+    try:
+        rc, log = await carrier_calls(tmp_path, local_cluster.kamailio.port, calls=2, rate_per_s=2, talk_ms=4000,
+                                      prefix="1396000", tag="sync")
+        assert rc == 0, f"SIPp (the carrier) failed, exit {rc}:\n{log[-3000:]}"
+        mine = await wait_tickets(cb.store, {f"1396000{i}" for i in range(1, 3)})
+    finally:
+        cb.ami.off_event("AgentCalled", on_called)
+    on_b = [t for t in mine if t.linkedid.split("-", 1)[0] == "b"]
+    assert on_b and all(t.outcome == "answered" for t in on_b), [(t.linkedid, t.outcome) for t in mine]
+    assert offered and not any("1001" in i for i in offered), offered  # node b offered the call, never to 1001
+    assert all(t.agent != "1001" for t in mine), [(t.linkedid, t.agent) for t in mine]
+
+    ok = await ask(ca.control.path, {"op": "agent", "agent": "1001", "action": "ready", "why": "e2e 示闲"})
+    assert ok["ok"] and ok["state"] == "ready", ok
+    _, took_ready = await _wait_member(cb, "1001", paused=False)
+    assert cb.agents.agents["1001"].state.value == "ready"
+    events = [e for e in await cb.store.agent_events(agent=ca.agents.agent_id_of("1001"), since=started) if e.new == "busy"]
+    assert len(events) == 1, [(e.old, e.new, e.reason, e.seat) for e in events]
+    print(f"\ncluster: 1001's 示忙 through node a paused on node b after {took_busy:.1f} s, 示闲 unpaused after "
+          f"{took_ready:.1f} s (agent_sync_s {ca.config.cluster.agent_sync_s})")
 
 
 @pytest.mark.asyncio(loop_scope="module")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from routing.agent import (OFFLINE_REASON, SIGNED_OUT_REASON, Agent, AgentState, Called, Completed, Connected,
-                           Reachable, SignIn, Tick)
+                           Reachable, SignIn, Tick, Unreachable)
 from routing.agent_sync import Mirror, PendingBusy, mirror, take
 
 S = AgentState
@@ -88,12 +88,18 @@ def test_while_this_node_has_the_call_a_busy_set_elsewhere_waits_for_its_end_and
     assert (a.state, a.reason, a.paused) == (S.BUSY, "小休", True)
 
 
-def test_offline_busy_taken_is_marked_so_the_phone_coming_back_makes_it_ready() -> None:
+def test_offline_is_each_nodes_own_view_of_the_phone() -> None:
     a = ready()
-    take(a, mirror(a, snap("busy", reason=OFFLINE_REASON, paused=True)))  # type: ignore[arg-type]
-    assert a.offline
+    assert mirror(a, snap("busy", reason=OFFLINE_REASON, paused=True)) is None
+    a.feed(Unreachable(150.0))
+    assert (a.state, a.reason, a.offline) == (S.BUSY, OFFLINE_REASON, True)
+    # another node still reaches the phone: its ready is not taken while this node finds it gone
+    assert mirror(a, snap("ready", since=200.0, paused=False)) is None
+    # a sign-out elsewhere is; the mark stays, and the phone coming back leaves the agent signed out
+    take(a, mirror(a, snap("signed_out", since=210.0, queues=(), paused=False)))  # type: ignore[arg-type]
+    assert a.state is S.SIGNED_OUT and a.offline
     a.feed(Reachable(300.0))
-    assert a.state is S.READY
+    assert a.state is S.SIGNED_OUT and not a.offline
 
 
 def test_queues_this_node_does_not_let_the_seat_serve_are_dropped_and_bad_rows_ignored() -> None:
