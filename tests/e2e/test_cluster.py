@@ -302,7 +302,8 @@ async def _member(c: Controller, seat: str, queue: str = "hotline-general") -> d
                 and (r.get("StateInterface") or r.get("Location") or "").lower() == f"pjsip/{seat}")
 
 
-async def _wait_member(c: Controller, seat: str, paused: bool, timeout: float = 10.0) -> tuple[dict[str, str], float]:
+async def _wait_member(c: Controller, seat: str, paused: bool,
+                       timeout: float = 10.0) -> tuple[dict[str, str], float]:
     t0 = time.monotonic()
     row: dict[str, str] = {}
     while time.monotonic() - t0 < timeout:
@@ -364,7 +365,8 @@ async def test_an_agent_busy_through_node_as_controller_is_paused_on_node_b_and_
     assert ok["ok"] and ok["state"] == "ready", ok
     _, took_ready = await _wait_member(cb, "1001", paused=False)
     assert cb.agents.agents["1001"].state.value == "ready"
-    events = [e for e in await cb.store.agent_events(agent=ca.agents.agent_id_of("1001"), since=started) if e.new == "busy"]
+    events = [e for e in await cb.store.agent_events(agent=ca.agents.agent_id_of("1001"), since=started)
+              if e.new == "busy"]
     assert len(events) == 1, [(e.old, e.new, e.reason, e.seat) for e in events]
     print(f"\ncluster: 1001's 示忙 through node a paused on node b after {took_busy:.1f} s, 示闲 unpaused after "
           f"{took_ready:.1f} s (agent_sync_s {ca.config.cluster.agent_sync_s})")
