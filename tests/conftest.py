@@ -6,6 +6,7 @@ import os
 from collections import Counter
 
 import pytest
+import structlog
 
 IN_CI = bool(os.environ.get("CI"))
 PG_URL = os.environ.get("HOTLINE_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -34,3 +35,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return (not f.startswith("tests/e2e/"), -per_file[f], f)
 
     items.sort(key=order)  # stable: a module's own tests keep their order
+
+
+@pytest.fixture(autouse=True)
+def _structlog_as_found():  # noqa: ANN202
+    """Each test logs with the structlog configuration it found. A CLI test runs setup_logging, which binds
+    structlog to the sys.stderr of that moment (that test's capture) behind an INFO filter; a later test in
+    the same process (a pytest-xdist worker runs many modules) would log into that dead capture and lose
+    its debug lines (test_privacy's capfd saw nothing, test_assembler missed a debug line)."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)

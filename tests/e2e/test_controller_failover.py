@@ -32,7 +32,8 @@ from hotline.install import install_everything
 from tests.e2e.conftest import INSTANCE, OFFSET
 from tests.e2e.faults import ControllerProcess
 from tests.e2e.test_faults import answered_and_gone, fresh_pg, is_event, one_complete_ticket, opened
-from tests.e2e.test_outreach import Watch, abandon
+from hotline.callrobot import abandoned_call
+from tests.e2e.test_outreach import Watch
 from ticketbridge.callbacks import CALLBACK_PREFIX
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
@@ -155,7 +156,7 @@ async def test_a_missed_call_is_called_back_once_with_two_controllers_polling(
         watch = Watch(ami)
         try:
             caller = number()
-            missed = await abandon(ami, caller)
+            missed = await abandoned_call(ami, caller)
             async with opened(url, cfg) as store:
                 t = await wait_ticket(store, missed.linkedid, 20)
                 await agents.add("general", talk_s=1)
