@@ -683,7 +683,7 @@ class Controller:
         return self.cdr_lease is None or await self.cdr_lease.hold()
 
     async def _ticket_of(self, linkedid: str) -> Any:
-        return await self.store.get_by_linkedid(linkedid)
+        return await self.store.cdr_status(linkedid)
 
     def _open_linkedids(self) -> set[str]:
         return self.assembler.open_linkedids()

@@ -80,6 +80,14 @@ TICKET_SEQ_MAX = 999_999
 
 
 @dataclass(frozen=True)
+class CdrStatus:
+    """What the CDR replay asks of a call's ticket (ticketbridge/cdr.py): its outcome and `cdr_check`."""
+
+    outcome: str
+    cdr_check: str | None
+
+
+@dataclass(frozen=True)
 class SavedTicket:
     """What save_call tells the caller. A ticket has no query password until `issue_password` makes one."""
 
@@ -604,6 +612,16 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         read, _ = self._sessions()
         async with read() as s:
             return (await s.execute(select(Ticket).where(Ticket.linkedid == linkedid))).scalar_one_or_none()
+
+    async def cdr_status(self, linkedid: str) -> CdrStatus | None:
+        """The two columns the CDR replay looks at for every ended call, without loading the ticket into
+        a session (a Core query on a pooled connection: no ORM identity map, no Ticket object)."""
+        self._sessions()
+        assert self.engine is not None
+        async with self.engine.connect() as c:
+            row = (await c.execute(select(Ticket.outcome, Ticket.cdr_check)
+                                   .where(Ticket.linkedid == linkedid))).first()
+        return None if row is None else CdrStatus(row.outcome, row.cdr_check)
 
     async def has_ticket(self, linkedid: str) -> bool:
         read, _ = self._sessions()

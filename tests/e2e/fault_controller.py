@@ -13,7 +13,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from hotline.cli_base import setup_logging
+from hotline.cli_base import event_loop_factory, setup_logging
 from hotline.controller import Controller, serve
 from hotline.sandbox import Sandbox
 from model.config import Hours
@@ -61,8 +61,12 @@ def main() -> None:
                                                  spacing_min=0.1, hours=always, poll_s=0.5, max_concurrent=4))
         cfg.outbound.allow = [args.auto_callbacks]
     control = Path(args.control_path) if args.control_path else None
-    run = lambda: asyncio.run(serve(Controller.for_sandbox(cfg, sb, store_url=args.store, cdr_settle_s=0,  # noqa: E731
-                                                           control_path=control)))
+
+    def run() -> None:  # as `hotline run`: $HOTLINE_EVENT_LOOP picks asyncio's loop or uvloop
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(serve(Controller.for_sandbox(cfg, sb, store_url=args.store, cdr_settle_s=0,
+                                                    control_path=control)))
+
     if not args.profile:
         run()
         return

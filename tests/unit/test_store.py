@@ -139,6 +139,19 @@ async def test_save_creates_ticket_with_number_password_deadline(store: TicketSt
     assert (await store.get_by_linkedid("1772472600.1")).ticket_no == saved.ticket_no  # type: ignore[union-attr]
 
 
+async def test_cdr_status_is_what_the_cdr_replay_reads(store: TicketStore) -> None:
+    """The CDR replay's per-call lookup (two columns, no ORM object) says what get_by_linkedid would."""
+    assert await store.cdr_status("nope.1") is None
+    await store.save_call(rec())
+    st = await store.cdr_status("1772472600.1")
+    assert st is not None and (st.outcome, st.cdr_check) == ("answered", None)
+    await store.save_call(rec("1772472600.2", gap=True, outcome="abandoned_in_queue"))
+    st = await store.cdr_status("1772472600.2")
+    t = await store.get_by_linkedid("1772472600.2")
+    assert st is not None and t is not None and (st.outcome, st.cdr_check) == (t.outcome, t.cdr_check) == (
+        "abandoned_in_queue", "due")
+
+
 async def test_idempotent_replay(store: TicketStore) -> None:
     results = [await store.save_call(rec()) for _ in range(3)]
     assert len({r.ticket_no for r in results}) == 1
