@@ -323,6 +323,9 @@ class Controller:
         await self._end_task(self._reminder_task)
         await self._bounded(self.ami.close(), "ami")
         await self._saves_done()  # calls that ended during the stop
+        if len(self.pending) and not await self.pending.flush(self._write):  # one of those saves failed
+            log.error("tickets_unsaved_at_stop", held=len(self.pending), reason=self.pending.reason,
+                      note="the CDR replay rebuilds them at the next start")
         while self._tasks:  # anything else still running (none expected once AMI is closed)
             for task in list(self._tasks):
                 await self._end_task(task)
@@ -372,7 +375,8 @@ class Controller:
     # ------------------------------------------------------------------ AMI → tickets
     def _on_event(self, event: dict[str, str]) -> None:
         """Every AMI event into the assembler, synchronously (the AMI dispatcher makes no task for it and
-        never waits on the store, issue 15): the records of calls that just ended go to the saver."""
+        never waits on the store, issue 15): the records of calls that just ended are saved by tasks of their
+        own (`_save_soon`)."""
         if is_callback_call(event):
             return  # a callback we placed belongs to the missed call's ticket, never a new one
         if "Queue" in event:
