@@ -267,10 +267,11 @@ class LiveService:
 
     async def _publisher(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that meets its timeout
+                async with asyncio.timeout(self.poll_s):
+                    await self._wake.wait()
                 await asyncio.sleep(self.flush_s)  # what else arrives meanwhile goes in the same delta
-            except (asyncio.TimeoutError, TimeoutError):
+            except TimeoutError:
                 pass
             self._wake.clear()
             try:
