@@ -26,19 +26,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import hmac
 import json
 import os
 import secrets
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import delete, event, func, select, text
+from sqlalchemy import Engine, create_engine, delete, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -49,31 +49,30 @@ from model.privacy import mask_number, normalise_number
 from model.secrets import query_key
 from model.ticket_state import QueryLimited, TicketState
 from ticketbridge.schema import (UTC, AgentEvent, AgentHelp, AgentStateRow, ApiToken, AuditEntry, Callback, Followup,
-                                 Outbox, SelfQueryFailure, Ticket, TicketHistory, TicketSeq)
+                                 Outbox, SelfQueryFailure, Ticket, TicketHistory)
 from ticketbridge.assembler import CallRecord
 from ticketbridge.intake import Intake, target_state
 from ticketbridge.leases import LeaseMixin
-from ticketbridge.lifecycle import INITIAL, deadline, parse_state, transition
-from ticketbridge.outbox import push_payload
+from ticketbridge.lifecycle import INITIAL, parse_state, transition
 from ticketbridge.outreach_store import OutreachMixin
 from ticketbridge.retention import TicketRecording
 from ticketbridge.sms import SMS_ENDPOINT, Sealer, sms_payload
+from ticketbridge.ticket_writes import (CallWrites, SavedTicket, TicketRules, cdr_status, open_call,
+                                        outbox_values, save_records, ticket_view)
 from ticketbridge.transcript_store import TranscriptMixin
 
 log = structlog.get_logger("ticketbridge.store")
 
+T = TypeVar("T")
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 #: pg_advisory_xact_lock key serializing schema upgrades across controllers ("12345" + "TB")
 _PG_MIGRATION_LOCK = 1234508466
-#: outcomes after which the citizen is called back (漏接电话回拨) unless they served themselves
-CALLBACK_OUTCOMES = {"abandoned_in_queue", "ended_in_ivr"}
 CALLBACK_STATUSES = {"pending", "dialing", "done", "failed"}
 #: tickets still owed work (before 办结): the ones deadlines and reminders are about
 OPEN_STATES = tuple(s.value for s in (TicketState.accepted, TicketState.dispatched, TicketState.handling,
                                       TicketState.replied, TicketState.supervised))
 _RETRIES = 10
-#: the daily sequence fits 6 digits, so ticket numbers stay 12 digits long
-TICKET_SEQ_MAX = 999_999
 
 
 # --------------------------------------------------------------------------- small values
@@ -85,14 +84,6 @@ class CdrStatus:
 
     outcome: str
     cdr_check: str | None
-
-
-@dataclass(frozen=True)
-class SavedTicket:
-    """What save_call tells the caller. A ticket has no query password until `issue_password` makes one."""
-
-    ticket_no: str
-    created: bool
 
 
 @dataclass(frozen=True)
@@ -148,39 +139,8 @@ class TicketNotFound(LookupError):
 _DUMMY_HASH = DUMMY_QUERY_HASH
 
 
-def _ts(epoch: float | None) -> dt.datetime | None:
-    return dt.datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
-
-
 def _iso(v: Any) -> Any:
     return v.isoformat() if isinstance(v, dt.datetime) else v
-
-
-#: CallRecord fields copied into the ticket as they are
-_PLAIN = ("caller", "dialed", "legacy_line", "mode", "requested_dest", "actual_dest", "category", "ivr_path",
-          "priority", "language",
-          "queue", "queue_wait_s", "agent", "talk_s", "transfers", "survey_rating", "survey_scale",
-          "self_query", "recording", "transcript", "handled_by", "outcome", "source")
-_TIMES = ("answered_at", "started_at", "ended_at")
-#: what Asterisk's CDR knows better than live events that missed part of the call (CallRecord.gap)
-#: (not the agent: the live AgentConnect names the queue member, the CDR only its channel)
-_CDR_FACTS = ("caller", "dialed", "queue", "answered_at", "talk_s", "started_at", "ended_at")
-
-
-def _cdr_outcome_wins(live: str, cdr: str) -> bool:
-    """The CDR's outcome replaces a gapped live one, unless the live one is a refinement the CDR cannot
-    express (a transferred call is "answered" in the CDR)."""
-    return not (live == "transferred" and cdr == "answered")
-
-
-def _record_values(record: CallRecord) -> dict[str, Any]:
-    v: dict[str, Any] = {k: getattr(record, k) for k in _PLAIN}
-    v["ivr_path"] = list(record.ivr_path or [])
-    v["transfers"] = [dict(t) for t in record.transfers or []]
-    v["participants"] = [list(p) for p in record.participants or []]
-    for k in _TIMES:
-        v[k] = _ts(getattr(record, k))
-    return v
 
 
 def _fit_record(record: CallRecord) -> tuple[CallRecord, list[str]]:
@@ -220,29 +180,13 @@ def _bare_record(record: CallRecord) -> CallRecord:
                       source=record.source, started_at=record.started_at, ended_at=record.ended_at)
 
 
-def _informative(key: str, value: Any) -> bool:
-    if value is None or value == "" or value == [] or value == {}:
-        return False
-    return not (key == "mode" and value == "unknown")
-
-
-def _rank(outcome: str, source: str) -> tuple[bool, bool]:
-    """Completeness first, then live events over a CDR rebuild."""
-    return (outcome != "in_progress", source != "cdr")
-
-
-def _wants_callback(outcome: str, self_query: Any) -> bool:
-    return outcome in CALLBACK_OUTCOMES and not self_query
+def _columns(t: Ticket) -> dict[str, Any]:
+    return {col.key: getattr(t, col.key) for col in Ticket.__table__.columns}
 
 
 def ticket_payload(t: Ticket, kind: str) -> dict[str, Any]:
     """The whole ticket minus the password hash (supervisors' views; the outbox keeps push_payload of it)."""
-    out: dict[str, Any] = {"event": kind}
-    for col in Ticket.__table__.columns:
-        if col.key in ("id", "query_password_hash"):
-            continue
-        out[col.key] = _iso(getattr(t, col.key))
-    return out
+    return ticket_view(_columns(t), kind)
 
 
 # --------------------------------------------------------------------------- the store
@@ -264,6 +208,11 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         self.engine: AsyncEngine | None = None
         #: SQLite: the engine of this process's writes (one connection), else None (writes use `engine`)
         self._write_engine: AsyncEngine | None = None
+        #: the engine the call writes' transactions run on when there is no call-writer thread
+        self._write_bind: AsyncEngine | None = None
+        #: SQLite file: the sync engine (one connection) of the per-call writes and its one thread
+        self._call_engine: Engine | None = None
+        self._call_thread: ThreadPoolExecutor | None = None
         self._read: async_sessionmaker[AsyncSession] | None = None
         self._write: async_sessionmaker[AsyncSession] | None = None
         #: set when SMS is configured (ticketbridge/sms.py): issue_password then queues the SMS notice
@@ -289,7 +238,7 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
             options["connect_args"] = {"timeout": 5, "command_timeout": 20, **options.get("connect_args", {})}
         engine = create_async_engine(url, **options)
         if sqlite:
-            _sqlite_pragmas(engine)
+            _sqlite_pragmas(engine.sync_engine)
         self.engine = engine
         write_engine = engine.execution_options(hotline_write=True)
         if sqlite and url.database not in (None, "", ":memory:") and "poolclass" not in options:
@@ -298,14 +247,28 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
             # sleeps (up to 100 ms a try) made a burst of writes convoy: the IVR's 3 s wait to number a
             # call ran out at 20 new calls/s. Other processes on the file still meet in busy_timeout.
             self._write_engine = create_async_engine(url, **options, pool_size=1, max_overflow=0, pool_timeout=60)
-            _sqlite_pragmas(self._write_engine)
+            _sqlite_pragmas(self._write_engine.sync_engine)
             write_engine = self._write_engine.execution_options(hotline_write=True)
+            # every call's two writes (ticketbridge/ticket_writes.py) run whole in one thread of their own
+            # on a plain sqlite3 connection: aiosqlite hops threads for every statement and every fetch
+            call_engine = create_engine(url.set(drivername="sqlite"), **options, pool_size=1, max_overflow=0,
+                                        pool_timeout=60)
+            _sqlite_pragmas(call_engine)
+            self._call_engine = call_engine.execution_options(hotline_write=True)
+            self._call_thread = ThreadPoolExecutor(1, thread_name_prefix="ticket-calls")
+        self._write_bind = write_engine
         self._read = async_sessionmaker(engine, expire_on_commit=False)
         self._write = async_sessionmaker(write_engine, expire_on_commit=False)
         await self._migrate()
         log.info("ticket_store_opened", backend=url.get_backend_name())
 
     async def close(self) -> None:
+        if self._call_thread is not None:
+            # the sqlite3 connection belongs to its thread: closed there, then the thread ends
+            assert self._call_engine is not None
+            await asyncio.get_running_loop().run_in_executor(self._call_thread, self._call_engine.dispose)
+            self._call_thread.shutdown(wait=True)
+            self._call_thread, self._call_engine = None, None
         if self._write_engine is not None:
             await self._write_engine.dispose()
             self._write_engine = None
@@ -341,6 +304,11 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
             raise RuntimeError("TicketStore.open() has not been called")
         return self._read, self._write
 
+    @property
+    def rules(self) -> TicketRules:
+        """Urgent categories and deadlines of new or re-categorised tickets (of the config as it is now)."""
+        return TicketRules(self.config, self.zone)
+
     def now(self) -> dt.datetime:
         """The store's clock (aware): what its timestamps are written with."""
         return self._now()
@@ -357,23 +325,13 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         content the database still refuses (DataError) is dropped for the bare call (`_bare_record`);
         either is flagged in the ticket's history (field `content`) and logged.
         """
-        _, write = self._sessions()
         record, flagged = _fit_record(record)
         if flagged:
             log.warning("ticket_content_cut", linkedid=record.linkedid, fields=flagged)
         for attempt in range(_RETRIES + 1):  # + 1: a refused record's bare save gets its own attempt
             try:
-                async with write() as s, s.begin():
-                    existing = (await s.execute(
-                        select(Ticket).where(Ticket.linkedid == record.linkedid).with_for_update()
-                    )).scalar_one_or_none()
-                    if existing is not None:
-                        await self._merge(s, existing, record, flagged)
-                        return SavedTicket(existing.ticket_no, False)
-                    t = await self._insert(s, record, flagged)
-                    ticket_no = t.ticket_no
-                log.info("ticket_created", ticket=ticket_no, outcome=record.outcome, handled_by=record.handled_by)
-                return SavedTicket(ticket_no, True)
+                done = await self._call_tx(save_records, self.rules, [(record, flagged)], self._now())
+                return self._committed(done, [record])[0]
             except (IntegrityError, OperationalError) as e:
                 # another controller inserted the same call, or took the same number, or SQLite was busy
                 if attempt == _RETRIES - 1:
@@ -396,21 +354,19 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
     async def save_calls(self, records: Sequence[CallRecord]) -> list[SavedTicket]:
         """`save_call` for many records in one transaction (ticketbridge.save_queue: many calls ending at
         once): one SELECT … FOR UPDATE for all their tickets, one sequence step for all new numbers, one
-        flush. Same results as saving them one by one, in order (a second record of the same call merges
-        into the first). Conflicts and busy retries as `save_call`; content the database refuses falls
-        back to saving the records one by one (each then saved bare if it must be)."""
+        multi-row INSERT per table. Same results as saving them one by one, in order (a second record of
+        the same call merges into the first). Conflicts and busy retries as `save_call`; content the
+        database refuses falls back to saving the records one by one (each then saved bare if it must be)."""
         if len(records) <= 1:
             return [await self.save_call(r) for r in records]
-        _, write = self._sessions()
         fitted = [_fit_record(r) for r in records]
         for record, flagged in fitted:
             if flagged:
                 log.warning("ticket_content_cut", linkedid=record.linkedid, fields=flagged)
         for attempt in range(_RETRIES):
             try:
-                async with write() as s, s.begin():
-                    out = await self._save_batch(s, fitted)
-                break
+                done = await self._call_tx(save_records, self.rules, fitted, self._now())
+                return self._committed(done, [r for r, _ in fitted])
             except (IntegrityError, OperationalError) as e:
                 if attempt == _RETRIES - 1:
                     raise
@@ -421,186 +377,39 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
                 if not _refused_content(e):
                     raise
                 return [await self.save_call(r) for r in records]
-        else:  # pragma: no cover - the loop either breaks or raises
-            raise RuntimeError("unreachable")
-        for saved, (record, _) in zip(out, fitted, strict=True):
+        raise RuntimeError("unreachable")
+
+    @staticmethod
+    def _committed(done: CallWrites, records: Sequence[CallRecord]) -> list[SavedTicket]:
+        """Log what a committed transaction of call writes did; its SavedTickets."""
+        for ticket_no, changed in done.updated:
+            log.info("ticket_updated", ticket=ticket_no, fields=changed)
+        for saved, record in zip(done.saved, records, strict=True):
             if saved.created:
                 log.info("ticket_created", ticket=saved.ticket_no, outcome=record.outcome,
                          handled_by=record.handled_by)
-        return out
+        return done.saved
 
-    async def _save_batch(self, s: AsyncSession, fitted: list[tuple[CallRecord, list[str]]]) -> list[SavedTicket]:
-        now = self._now()
-        ids = list(dict.fromkeys(r.linkedid for r, _ in fitted))
-        tickets = {t.linkedid: t for t in (await s.execute(
-            select(Ticket).where(Ticket.linkedid.in_(ids)).order_by(Ticket.id).with_for_update())).scalars()}
-        numbers = iter(await self._next_ticket_nos(s, now, sum(1 for i in ids if i not in tickets)))
-        unflushed: list[tuple[Ticket, list[str]]] = []
-        out: list[SavedTicket] = []
-        for record, flagged in fitted:
-            t = tickets.get(record.linkedid)
-            if t is None:
-                t = tickets[record.linkedid] = self._new_ticket(s, record, next(numbers), now)
-                unflushed.append((t, flagged))
-                out.append(SavedTicket(t.ticket_no, True))
-                continue
-            if unflushed and any(t is u for u, _ in unflushed):  # merging into a ticket made in this batch
-                await self._created(s, unflushed, now)
-            await self._merge(s, t, record, flagged)
-            out.append(SavedTicket(t.ticket_no, False))
-        if unflushed:
-            await self._created(s, unflushed, now)
-        return out
+    async def _call_tx(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(conn, *args)` in one write transaction on a sync Connection (ticketbridge/ticket_writes.py):
+        on a SQLite file in the call-writer thread (one thread hop for the whole transaction), otherwise
+        through the async engine's `run_sync`."""
+        self._sessions()
+        if self._call_engine is not None:
+            assert self._call_thread is not None
+            return await asyncio.get_running_loop().run_in_executor(self._call_thread, self._in_call_thread, fn, args)
+        assert self._write_bind is not None
+        async with self._write_bind.begin() as conn:
+            return await conn.run_sync(fn, *args)
 
-    async def _created(self, s: AsyncSession, unflushed: list[tuple[Ticket, list[str]]], now: dt.datetime) -> None:
-        """Flush new tickets (their ids) and add what every new ticket has: history, callback, outbox row."""
-        await s.flush()
-        for t, flagged in unflushed:
-            self._after_insert(s, t, flagged, now)
-        unflushed.clear()
-
-    async def _insert(self, s: AsyncSession, record: CallRecord, flagged: Sequence[str] = ()) -> Ticket:
-        now = self._now()
-        t = self._new_ticket(s, record, (await self._next_ticket_nos(s, now, 1))[0], now)
-        await s.flush()
-        self._after_insert(s, t, flagged, now)
-        return t
-
-    def _new_ticket(self, s: AsyncSession, record: CallRecord, ticket_no: str, now: dt.datetime) -> Ticket:
-        values = _record_values(record)
-        # no query password yet ("" matches none): one is issued when the caller is told it (issue_password)
-        t = Ticket(ticket_no=ticket_no, query_password_hash="", linkedid=record.linkedid, **values)
-        t.cdr_check = "due" if record.gap and record.source != "cdr" else None
-        t.participants = values["participants"]
-        t.state = INITIAL.value
-        t.urgent = self._urgent_category(t.category)
-        t.deadline_at = deadline(self.config, t.category, t.urgent, now, self.zone.key)
-        t.callback_needed = _wants_callback(t.outcome, t.self_query)
-        t.version = 1
-        t.created_at = t.updated_at = now
-        s.add(t)
-        return t
-
-    def _after_insert(self, s: AsyncSession, t: Ticket, flagged: Sequence[str], now: dt.datetime) -> None:
-        s.add(TicketHistory(ticket_id=t.id, at=now, actor="system", field="state", from_value=None,
-                            to_value=t.state, note=f"created from call ({t.outcome}, {t.handled_by})"))
-        self._flag(s, t, flagged, now)
-        if t.callback_needed:
-            s.add(Callback(ticket_id=t.id, status="pending", attempts=0, at=now))
-        self._outbox(s, t, "created", now)
-
-    async def _next_ticket_nos(self, s: AsyncSession, now: dt.datetime, n: int) -> list[str]:
-        """`n` numbers, each `YYMMDD` + 6-digit daily sequence = 12 digits, atomically in one step
-        (INSERT … ON CONFLICT DO UPDATE SET last = last + n … RETURNING)."""
-        if n <= 0:
-            return []
-        day = now.astimezone(self.zone).strftime("%Y%m%d")
-        dialect = s.get_bind().dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
-        stmt = dialect_insert(TicketSeq).values(day=day, last=n)
-        stmt = stmt.on_conflict_do_update(index_elements=[TicketSeq.day],
-                                          set_={"last": TicketSeq.last + n}).returning(TicketSeq.last)
-        last = (await s.execute(stmt)).scalar_one()
-        if last > TICKET_SEQ_MAX:
-            # more than 999,999 tickets in a day (15× Beijing's volume): the number grows a digit
-            # rather than wrapping onto an earlier ticket; the IVR self-query cannot key it then
-            log.warning("ticket_seq_overflow", day=day, seq=last)
-        return [f"{day[2:]}{seq:06d}" for seq in range(last - n + 1, last + 1)]
-
-    @staticmethod
-    def _flag(s: AsyncSession, t: Ticket, flagged: Sequence[str], now: dt.datetime) -> None:
-        """A history row naming what of the call's content was cut or dropped to save it."""
-        if flagged:
-            s.add(TicketHistory(ticket_id=t.id, at=now, actor="system", field="content", from_value=None,
-                                to_value="cut", note="cut to fit: " + ", ".join(flagged)))
-
-    async def _merge(self, s: AsyncSession, t: Ticket, record: CallRecord, flagged: Sequence[str] = ()) -> None:
-        """Add what the new record knows; a better record (complete, live) replaces what it knows better.
-
-        A call the live events saw only in part (`record.gap`) is the exception: Asterisk's CDR knows
-        its caller, dialed number, queue, agent and outcome better (`_CDR_FACTS`), so a CDR record
-        corrects those on a ticket marked `cdr_check: due`, and a live record with a gap never
-        overwrites them once the CDR has spoken (`corrected`, or a ticket first made from the CDR).
-        """
-        new = _record_values(record)
-        old_rank, new_rank = _rank(t.outcome, t.source), _rank(record.outcome, record.source)
-        from_cdr = record.source == "cdr"
-        correcting = from_cdr and t.cdr_check == "due"
-        protect = not from_cdr and record.gap and (t.source == "cdr" or t.cdr_check == "corrected")
-        if new_rank < old_rank and not correcting:
-            return  # e.g. a CDR rebuild or a stale in-progress flush after the complete record
-        changed: list[str] = []
-        outcome_from_cdr = correcting and _cdr_outcome_wins(t.outcome, record.outcome)
-        outcome_from_live = protect and not _cdr_outcome_wins(record.outcome, t.outcome)
-        for key, value in new.items():
-            if key == "category" and t.intake_at is not None:
-                continue  # the agent's pick (save_intake) wins over the IVR's menu category
-            cur = getattr(t, key)
-            if key in _TIMES and cur is not None and value is not None:
-                if abs((cur - value).total_seconds()) < 1e-3:
-                    continue
-            blank_filled = not _informative(key, cur) and _informative(key, value)
-            if correcting:
-                if key in ("outcome", "actual_dest"):
-                    take = outcome_from_cdr and _informative(key, value) and value != cur
-                elif key in _CDR_FACTS:
-                    take = _informative(key, value) and value != cur
-                elif key in ("handled_by", "mode"):  # the CDR knows when the dialplan routed alone
-                    take = value == "fallback" and value != cur
-                else:
-                    take = blank_filled and key not in ("source", "handled_by", "mode")
-            elif protect and key in ("outcome", "actual_dest") and _informative(key, cur):
-                take = outcome_from_live and value != cur
-            elif protect and key in (*_CDR_FACTS, "handled_by", "mode") and _informative(key, cur):
-                take = False
-            elif new_rank > old_rank:
-                take = _informative(key, value) and value != cur
-                if key in ("outcome", "source", "handled_by"):
-                    take = value != cur
-            else:
-                take = blank_filled or (
-                    isinstance(cur, list) and isinstance(value, list) and len(value) > len(cur)
-                    and value[: len(cur)] == cur)
-            if take:
-                setattr(t, key, value)
-                changed.append(key)
-        check = "corrected" if correcting or protect else (
-            "due" if record.gap and not from_cdr and t.cdr_check is None else t.cdr_check)
-        if check != t.cdr_check:
-            t.cdr_check = check
-            changed.append("cdr_check")
-        if not changed:
-            return
-        now = self._now()
-        self._flag(s, t, flagged, now)
-        if "category" in changed and t.state == INITIAL.value:
-            t.urgent = t.urgent or self._urgent_category(t.category)
-            t.deadline_at = deadline(self.config, t.category, t.urgent, t.created_at, self.zone.key)
-        want = _wants_callback(t.outcome, t.self_query)
-        if want != t.callback_needed:
-            t.callback_needed = want
-            cb = (await s.execute(select(Callback).where(Callback.ticket_id == t.id))).scalar_one_or_none()
-            if want and cb is None:
-                s.add(Callback(ticket_id=t.id, status="pending", attempts=0, at=now))
-            elif not want and cb is not None and cb.status == "pending":
-                cb.status, cb.last_result, cb.at = "done", "not needed any more", now
-        t.version += 1
-        t.updated_at = now
-        s.add(TicketHistory(ticket_id=t.id, at=now, actor="system", field="record",
-                            from_value=None, to_value=t.outcome, note="updated: " + ", ".join(changed)))
-        self._outbox(s, t, "updated", now)
-        log.info("ticket_updated", ticket=t.ticket_no, fields=changed)
+    def _in_call_thread(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        assert self._call_engine is not None
+        with self._call_engine.begin() as conn:
+            return fn(conn, *args)
 
     def _outbox(self, s: AsyncSession, t: Ticket, kind: str, now: dt.datetime) -> None:
         """One outbox row per ticket version, in the caller's transaction."""
-        payload = push_payload(ticket_payload(t, kind))
-        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False,
-                                           default=str).encode()).hexdigest()[:16]
-        s.add(Outbox(ticket_no=t.ticket_no, idempotency_key=f"{t.ticket_no}:{t.version}:{digest}",
-                     payload=payload, attempts=0, next_attempt_at=now, created_at=now))
+        s.add(Outbox(**outbox_values(_columns(t), kind, now)))
 
     # -------------------------------------------------------------- reading
     async def get_ticket(self, ticket_no: str) -> Ticket | None:
@@ -615,13 +424,9 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
 
     async def cdr_status(self, linkedid: str) -> CdrStatus | None:
         """The two columns the CDR replay looks at for every ended call, without loading the ticket into
-        a session (a Core query on a pooled connection: no ORM identity map, no Ticket object)."""
-        self._sessions()
-        assert self.engine is not None
-        async with self.engine.connect() as c:
-            row = (await c.execute(select(Ticket.outcome, Ticket.cdr_check)
-                                   .where(Ticket.linkedid == linkedid))).first()
-        return None if row is None else CdrStatus(row.outcome, row.cdr_check)
+        a session (a Core query, on SQLite in the call-writer thread: one thread hop)."""
+        found = await self._call_tx(cdr_status, linkedid)
+        return None if found is None else CdrStatus(*found)
 
     async def has_ticket(self, linkedid: str) -> bool:
         read, _ = self._sessions()
@@ -809,11 +614,26 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         """The call's ticket, created now (in progress) when its record is not saved yet: the IVR numbers
         every call as it enters (ivr/calls.py, `Var.TICKET`), the agent's screen pop shows the number while
         the call is up; the record merges into it at hang-up. No query password yet (`issue_password`)."""
-        record = CallRecord(linkedid=linkedid, caller=caller, dialed=dialed, started_at=started_at)
-        t, created = await self._with_ticket(linkedid, lambda s, t: None, record=record)
-        if created:
-            log.info("ticket_opened", ticket=t.ticket_no)
-        return t
+        if not linkedid:
+            raise ValueError("a call's linkedid is needed")
+        record, flagged = _fit_record(CallRecord(linkedid=linkedid, caller=caller, dialed=dialed, started_at=started_at))
+        for attempt in range(_RETRIES):
+            try:
+                done = await self._call_tx(open_call, self.rules, record, flagged, self._now())
+                break
+            except (IntegrityError, OperationalError) as e:
+                # the call's record inserted the ticket meanwhile, or SQLite was busy: again, now finding it
+                if attempt == _RETRIES - 1:
+                    raise
+                log.info("ticket_open_retry", linkedid=linkedid, attempt=attempt + 1,
+                         error=type(e.orig).__name__ if isinstance(e, DBAPIError) else type(e).__name__)
+                await asyncio.sleep(0.01 * (attempt + 1) + secrets.randbelow(20) / 1000)
+        else:  # pragma: no cover - the loop either breaks or raises
+            raise RuntimeError("unreachable")
+        assert done.row is not None
+        if done.saved[0].created:
+            log.info("ticket_opened", ticket=done.saved[0].ticket_no)
+        return Ticket(**done.row)
 
     async def _with_ticket(self, linkedid: str, change: Callable[[AsyncSession, Ticket], None], *,
                            record: CallRecord | None = None) -> tuple[Ticket, bool]:
@@ -829,7 +649,10 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
                     created = False
                     t = await self._locked(s, linkedid=linkedid)
                     if t is None:
-                        t = await self._insert(s, fitted, flagged)
+                        await s.run_sync(lambda ss: open_call(ss.connection(), self.rules, fitted, flagged,
+                                                              self._now()))
+                        t = await self._locked(s, linkedid=linkedid)
+                        assert t is not None
                         created = True
                     change(s, t)
                 return t, created
@@ -853,7 +676,7 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
                                 to_value=category, note="诉求类型 chosen by the agent"))
             t.category = category
             if t.state == INITIAL.value:
-                t.deadline_at = deadline(self.config, t.category, t.urgent, t.created_at, self.zone.key)
+                t.deadline_at = self.rules.deadline(t.category, t.urgent, t.created_at)
         t.request_text = intake.text or None
         t.department = intake.department or None
         if intake.disposition is not None:
@@ -869,10 +692,6 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         t.version += 1
         t.updated_at = now
         self._outbox(s, t, "intake", now)
-    def _urgent_category(self, category: str | None) -> bool:
-        rules = getattr(self.config, "deadline_rules", None)
-        return bool(category and rules is not None and category in rules.urgent_categories)
-
     async def set_urgent(self, ticket_no: str, urgent: bool, actor: str, note: str | None = None) -> Ticket:
         """Mark a ticket urgent (or not): its deadline is recomputed from when it was accepted; pushed."""
         _, write = self._sessions()
@@ -885,7 +704,7 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
             now = self._now()
             before = t.deadline_at
             t.urgent = urgent
-            t.deadline_at = deadline(self.config, t.category, urgent, t.created_at, self.zone.key)
+            t.deadline_at = self.rules.deadline(t.category, urgent, t.created_at)
             s.add(TicketHistory(ticket_id=t.id, at=now, actor=actor[:64], field="urgent", from_value=str(not urgent),
                                 to_value=str(urgent), note=(note or "") + f" deadline {_iso(before)} → "
                                                                          f"{_iso(t.deadline_at)}"))
@@ -1420,7 +1239,7 @@ def _private_sqlite_file(db: Path) -> None:
             pass
 
 
-def _sqlite_pragmas(engine: AsyncEngine) -> None:
+def _sqlite_pragmas(engine: Engine) -> None:
     """WAL so readers never block; writers wait (busy_timeout) instead of failing; FKs on.
 
     pysqlite's own transaction handling is switched off so that write transactions start
@@ -1428,7 +1247,7 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
     ("database is locked") when two controllers share one file.
     """
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
@@ -1438,6 +1257,6 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("hotline_write") else "BEGIN")
