@@ -22,14 +22,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import Connection, bindparam, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, bindparam, insert, select, text, update
 
 from ticketbridge.assembler import CallRecord
 from ticketbridge.lifecycle import INITIAL, deadline
 from ticketbridge.outbox import push_payload
-from ticketbridge.schema import Callback, Outbox, Ticket, TicketHistory, TicketSeq
+from ticketbridge.schema import Callback, Outbox, Ticket, TicketHistory
 from ticketbridge.ticket_merge import merge_changes, new_cdr_check, record_values, wants_callback
 
 log = structlog.get_logger("ticketbridge.store")
@@ -57,15 +55,10 @@ _CALLBACK_NOT_NEEDED = update(Callback.__table__).where(Callback.__table__.c.id 
     status="done", last_result="not needed any more", at=bindparam("cb_at"))
 
 
-def _seq_step(dialect_insert: Any) -> Any:
-    seq = TicketSeq.__table__
-    stmt = dialect_insert(seq).values(day=bindparam("day"), last=bindparam("n"))
-    return stmt.on_conflict_do_update(index_elements=[seq.c.day],
-                                      set_={"last": seq.c.last + bindparam("n")}).returning(seq.c.last)
-
-
-#: INSERT … ON CONFLICT DO UPDATE SET last = last + n … RETURNING last, per dialect
-_SEQ_STEP = {"postgresql": _seq_step(pg_insert), "sqlite": _seq_step(sqlite_insert)}
+#: the daily sequence's atomic step, the same SQL on SQLite (3.35+) and PostgreSQL; text, because the
+#: dialects' `on_conflict_do_update` constructs have no cache key and were compiled anew every call
+_SEQ_STEP = text("INSERT INTO ticket_seq (day, last) VALUES (:day, :n) "
+                 "ON CONFLICT (day) DO UPDATE SET last = ticket_seq.last + :n RETURNING last")
 
 
 @dataclass(frozen=True)
@@ -145,7 +138,7 @@ def next_ticket_nos(conn: Connection, zone: ZoneInfo, now: dt.datetime, n: int) 
     if n <= 0:
         return []
     day = now.astimezone(zone).strftime("%Y%m%d")
-    last = conn.execute(_SEQ_STEP[conn.dialect.name], {"day": day, "n": n}).scalar_one()
+    last = conn.execute(_SEQ_STEP, {"day": day, "n": n}).scalar_one()
     if last > TICKET_SEQ_MAX:
         # more than 999,999 tickets in a day (15× Beijing's volume): the number grows a digit
         # rather than wrapping onto an earlier ticket; the IVR self-query cannot key it then
