@@ -14,6 +14,7 @@ import datetime as dt
 import os
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,6 +52,28 @@ OPEN_TICKET_TIMEOUT_S = 3.0
 STORE_WAIT_S = 5.0
 #: Asterisk's own channel function naming the call (not one of our wire names)
 LINKEDID = "CHANNEL(linkedid)"
+
+
+
+@dataclass(frozen=True)
+class InboundCall:
+    """What the IVR knows of a call as it enters: the number dialed, the caller, the call's linkedid and
+    whether it arrived with video (the dialplan's answer, routing/access.py)."""
+
+    dialed: str
+    caller: str
+    linkedid: str
+    video: bool
+
+
+async def _inbound_args(s: AgiSession) -> tuple[str, bool]:
+    """The linkedid and the video flag, as the dialplan passes them (`inbound,<linkedid>[,<video>]`: no video
+    flag without a video queue); asked of the channel when the script runs from a dialplan rendered before they
+    were arguments (two more round trips)."""
+    if s.args:
+        return s.args[0], s.args[1:2] == ["1"]
+    return (await s.get_variable(LINKEDID) or ""), (await s.get_variable(Var.VIDEO) or "") == "1"
+
 
 #: Where speech recordings go, as Asterisk sees its filesystem (under its spool dir, which it can write).
 DEFAULT_RECORD_DIR = "/var/spool/asterisk/tmp"
@@ -109,7 +132,7 @@ class CallScripts:
         caller = s.env.get("agi_callerid", "")
         now = self.clock()
         try:
-            await self._inbound(s, dialed, caller, now)
+            await self._inbound(s, InboundCall(dialed, caller, *await _inbound_args(s)), now)
         except AgiHangup:
             log.info("caller_hung_up_in_ivr", dialed=dialed, caller=mask_number(caller))
         except Exception:
@@ -122,20 +145,19 @@ class CallScripts:
         finally:
             log.info("ivr_done", dialed=dialed, ms=round((time.monotonic() - started) * 1000))
 
-    async def _inbound(self, s: AgiSession, dialed: str, caller: str, now: dt.datetime) -> None:
+    async def _inbound(self, s: AgiSession, call: InboundCall, now: dt.datetime) -> None:
         """Drive the one call-flow core (ivr/callflow.py): perform each action, answer it, go on."""
-        # the dialplan says whether the call arrived with video (sign-language path, routing/access.py)
-        video = (await s.get_variable(Var.VIDEO) or "") == "1"
-        flow = inbound_flow(self.config, dialed, caller, now, video=video)
+        flow = inbound_flow(self.config, call.dialed, call.caller, now, video=call.video)
         answer: object = None
         while True:
             try:
                 action = flow.send(answer)
             except StopIteration:
                 return
-            answer = await self._perform(s, action, dialed, caller)
+            answer = await self._perform(s, action, call)
 
-    async def _perform(self, s: AgiSession, action: FlowAction, dialed: str, caller: str) -> object:
+    async def _perform(self, s: AgiSession, action: FlowAction, call: InboundCall) -> object:
+        dialed, caller = call.dialed, call.caller
         match action:
             case Play(prompt=prompt, interruptible=interruptible):
                 return await self._play(s, prompt, interruptible=interruptible)
@@ -151,7 +173,7 @@ class CallScripts:
                 log.info("call_routed", dialed=d.dialed, caller=mask_number(caller), mode=d.mode, line=d.line,
                          dest=d.dest.label(), reason=d.reason, chosen_in_menu=chosen)
             case OpenTicket():
-                return await self._open_ticket(s, dialed, caller)
+                return await self._open_ticket(s, call)
             case Greeted():
                 await s.set_variable(Var.GREETED, "1")
             case Note(kind=kind, text=text):
@@ -176,15 +198,16 @@ class CallScripts:
                 await s.set_variable(Var.ROUTE, action.route)
         return None
 
-    async def _open_ticket(self, s: AgiSession, dialed: str, caller: str) -> str | None:
+    async def _open_ticket(self, s: AgiSession, call: InboundCall) -> str | None:
         """Allocate the call's ticket number now and hand it to the channel (inherited by the agent's leg).
 
         Never in the caller's way: a slow or failing store is logged and the call goes on; the
         ticket then gets its number when the call ends (or from the CDR replay)."""
         if self.store is None:
             return None
+        dialed, caller = call.dialed, call.caller
         try:
-            linkedid = await s.get_variable(LINKEDID) or s.uniqueid
+            linkedid = call.linkedid or await s.get_variable(LINKEDID) or s.uniqueid
             async with asyncio.timeout(OPEN_TICKET_TIMEOUT_S):  # (not wait_for: no task of its own)
                 ticket_no = (await self.store.open_ticket(linkedid, caller=caller, dialed=dialed,
                                                           started_at=time.time())).ticket_no

@@ -39,6 +39,7 @@ class ScriptedAgi:
     def __init__(self, dialed: str, digits: list[str | None], greeting_keys: frozenset[str] = frozenset()) -> None:
         self.greeting_keys = greeting_keys
         self.env = {"agi_extension": dialed, "agi_callerid": "13800138000", "agi_uniqueid": "1.1"}
+        self.args: list[str] = []  # a dialplan of before the script's arguments: the channel is asked
         self.uniqueid = "1.1"
         self.command_timeout = 5.0
         self.inputs: deque[str | None] = deque(k for d in digits for k in ([None] if d is None else list(d)))

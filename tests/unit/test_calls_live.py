@@ -31,6 +31,7 @@ class Transcript:
     def __init__(self, dialed: str = "12345", *, keys: list[str | None] | None = None,
                  barge: dict[str, str] | None = None) -> None:
         self.env = {"agi_extension": dialed, "agi_callerid": "13800138000"}
+        self.args: list[str] = []  # a dialplan of before the script's arguments: the channel is asked
         self.uniqueid = "1.1"
         self.command_timeout = 5.0
         self.keys: deque[str | None] = deque(keys or [])
@@ -38,6 +39,7 @@ class Transcript:
         self.log: list[tuple[Any, ...]] = []
 
     async def get_variable(self, name: str) -> str | None:
+        self.log.append(("get", str(name)))
         return None
 
     async def set_variable(self, name: str, value: Any) -> None:
@@ -103,6 +105,22 @@ async def test_the_menu_decisions_between_two_prompts_are_one_userevent() -> Non
     assert events[0] == {"Step": "menu:main"}  # reported before the menu is played
     assert events[1] == {"Step": "key:1", "Step2": "route:queue:general/咨询"}  # the key and where it led: one event
     assert len(events) == 2
+
+
+async def test_the_dialplan_hands_the_linkedid_and_video_flag_over_as_arguments() -> None:
+    """Issue 15: `inbound,<linkedid>,<video>` saves two GET VARIABLE round trips per call; a dialplan rendered
+    before (no arguments) still works, asking the channel."""
+    cfg = shipped()
+    agi = Transcript()
+    agi.args = ["1764478839.42", "1"]
+    await CallScripts(cfg, clock=lambda: MONDAY_10).inbound(agi)  # type: ignore[arg-type]
+    assert [e for e in agi.log if e[0] == "get"] == []
+    route = next(e[2] for e in agi.log if e[0] == "event" and e[1] == Event.ROUTE)
+    assert route["Dest"].startswith("queue:sign")  # the video flag took the call to the sign-language seats
+    old = Transcript()
+    await CallScripts(cfg, clock=lambda: MONDAY_10).inbound(old)  # type: ignore[arg-type]
+    assert [e[1] for e in old.log if e[0] == "get"] == ["CHANNEL(linkedid)", Var.VIDEO]
+    assert not next(e[2] for e in old.log if e[0] == "event" and e[1] == Event.ROUTE)["Dest"].startswith("queue:sign")
 
 
 async def test_greeted_is_set_after_the_announcements_and_before_the_menu() -> None:
