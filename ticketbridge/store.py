@@ -30,7 +30,7 @@ import hmac
 import json
 import os
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -328,17 +328,12 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         record, flagged = _fit_record(record)
         if flagged:
             log.warning("ticket_content_cut", linkedid=record.linkedid, fields=flagged)
-        for attempt in range(_RETRIES + 1):  # + 1: a refused record's bare save gets its own attempt
+        while True:
             try:
-                done = await self._call_tx(save_records, self.rules, [(record, flagged)], self._now())
+                done = await self._retrying(
+                    "ticket_save_retry", lambda: self._call_tx(save_records, self.rules, [(record, flagged)],
+                                                               self._now()), linkedid=record.linkedid)
                 return self._committed(done, [record])[0]
-            except (IntegrityError, OperationalError) as e:
-                # another controller inserted the same call, or took the same number, or SQLite was busy
-                if attempt == _RETRIES - 1:
-                    raise
-                log.info("ticket_save_retry", linkedid=record.linkedid, attempt=attempt + 1,
-                         error=type(e.orig).__name__ if isinstance(e, DBAPIError) else type(e).__name__)
-                await asyncio.sleep(0.01 * (attempt + 1) + secrets.randbelow(20) / 1000)
             except DBAPIError as e:
                 if not _refused_content(e):
                     raise
@@ -349,7 +344,6 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
                     raise
                 record = _bare_record(record)
                 flagged.append(f"refused by the database ({type(e.orig).__name__}): saved without the call's details")
-        raise RuntimeError("unreachable")
 
     async def save_calls(self, records: Sequence[CallRecord]) -> list[SavedTicket]:
         """`save_call` for many records in one transaction (ticketbridge.save_queue: many calls ending at
@@ -363,20 +357,28 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         for record, flagged in fitted:
             if flagged:
                 log.warning("ticket_content_cut", linkedid=record.linkedid, fields=flagged)
+        try:
+            done = await self._retrying("ticket_batch_retry",
+                                        lambda: self._call_tx(save_records, self.rules, fitted, self._now()),
+                                        records=len(records))
+        except DBAPIError as e:
+            if not _refused_content(e):
+                raise
+            return [await self.save_call(r) for r in records]
+        return self._committed(done, [r for r, _ in fitted])
+
+    async def _retrying(self, event: str, run: Callable[[], Awaitable[T]], **context: Any) -> T:
+        """`run()` again, up to _RETRIES times with a short random back-off, when another controller inserted
+        the same call or took the same number (IntegrityError), or SQLite was busy (OperationalError)."""
         for attempt in range(_RETRIES):
             try:
-                done = await self._call_tx(save_records, self.rules, fitted, self._now())
-                return self._committed(done, [r for r, _ in fitted])
+                return await run()
             except (IntegrityError, OperationalError) as e:
                 if attempt == _RETRIES - 1:
                     raise
-                log.info("ticket_batch_retry", records=len(records), attempt=attempt + 1,
+                log.info(event, attempt=attempt + 1, **context,
                          error=type(e.orig).__name__ if isinstance(e, DBAPIError) else type(e).__name__)
                 await asyncio.sleep(0.01 * (attempt + 1) + secrets.randbelow(20) / 1000)
-            except DBAPIError as e:
-                if not _refused_content(e):
-                    raise
-                return [await self.save_call(r) for r in records]
         raise RuntimeError("unreachable")
 
     @staticmethod
@@ -617,19 +619,9 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         if not linkedid:
             raise ValueError("a call's linkedid is needed")
         record, flagged = _fit_record(CallRecord(linkedid=linkedid, caller=caller, dialed=dialed, started_at=started_at))
-        for attempt in range(_RETRIES):
-            try:
-                done = await self._call_tx(open_call, self.rules, record, flagged, self._now())
-                break
-            except (IntegrityError, OperationalError) as e:
-                # the call's record inserted the ticket meanwhile, or SQLite was busy: again, now finding it
-                if attempt == _RETRIES - 1:
-                    raise
-                log.info("ticket_open_retry", linkedid=linkedid, attempt=attempt + 1,
-                         error=type(e.orig).__name__ if isinstance(e, DBAPIError) else type(e).__name__)
-                await asyncio.sleep(0.01 * (attempt + 1) + secrets.randbelow(20) / 1000)
-        else:  # pragma: no cover - the loop either breaks or raises
-            raise RuntimeError("unreachable")
+        # on a conflict the call's record inserted the ticket meanwhile: again, now finding it
+        done = await self._retrying("ticket_open_retry", lambda: self._call_tx(open_call, self.rules, record, flagged,
+                                                                                self._now()), linkedid=linkedid)
         assert done.row is not None
         if done.saved[0].created:
             log.info("ticket_opened", ticket=done.saved[0].ticket_no)
@@ -643,27 +635,21 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
             raise ValueError("a call's linkedid is needed")
         _, write = self._sessions()
         fitted, flagged = _fit_record(record or CallRecord(linkedid=linkedid))
-        for attempt in range(_RETRIES):
-            try:
-                async with write() as s, s.begin():
-                    created = False
+
+        async def attempt() -> tuple[Ticket, bool]:
+            async with write() as s, s.begin():
+                created = False
+                t = await self._locked(s, linkedid=linkedid)
+                if t is None:
+                    await s.run_sync(lambda ss: open_call(ss.connection(), self.rules, fitted, flagged, self._now()))
                     t = await self._locked(s, linkedid=linkedid)
-                    if t is None:
-                        await s.run_sync(lambda ss: open_call(ss.connection(), self.rules, fitted, flagged,
-                                                              self._now()))
-                        t = await self._locked(s, linkedid=linkedid)
-                        assert t is not None
-                        created = True
-                    change(s, t)
-                return t, created
-            except (IntegrityError, OperationalError) as e:
-                # the call's record inserted the ticket meanwhile, or SQLite was busy: again, now merging
-                if attempt == _RETRIES - 1:
-                    raise
-                log.info("ticket_open_retry", linkedid=linkedid, attempt=attempt + 1,
-                         error=type(e.orig).__name__ if isinstance(e, DBAPIError) else type(e).__name__)
-                await asyncio.sleep(0.01 * (attempt + 1) + secrets.randbelow(20) / 1000)
-        raise RuntimeError("unreachable")
+                    assert t is not None
+                    created = True
+                change(s, t)
+            return t, created
+
+        # on a conflict the call's record inserted the ticket meanwhile: again, now merging
+        return await self._retrying("ticket_open_retry", attempt, linkedid=linkedid)
 
     def _apply_intake(self, s: AsyncSession, t: Ticket, intake: Intake, agent: str, actor: str) -> None:
         now = self._now()
