@@ -40,7 +40,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -57,6 +56,7 @@ from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
 from hotline.install import install_everything  # noqa: E402
 from hotline.sandbox import Sandbox  # noqa: E402
+from hotline.sipcarrier import UacDialog, reply_ok, uac_scenario  # noqa: E402
 from tests.e2e.conftest import INSTANCE, OFFSET, SIM_CARRIER_PORT, e2e_config  # noqa: E402
 from tests.e2e.faults import ControllerProcess  # noqa: E402
 
@@ -66,87 +66,19 @@ TONE_S = 1.0
 
 
 def scenario(hold_ms: int, prefix: str) -> str:
-    frm = f'"{prefix}[call_number]" <sip:{prefix}[call_number]@[local_ip]:[local_port]>;tag=[call_number]'
-    to = "<sip:12345@[remote_ip]:[remote_port]>"
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="carrier call held in the hotline">
-  <send retrans="500">
-    <![CDATA[
-      INVITE sip:12345@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: {frm}
-      To: {to}
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:{prefix}[call_number]@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=carrier 1 1 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="200" rrs="true"/>
-  <send>
-    <![CDATA[
-      ACK sip:12345@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: {frm}
-      To: {to}[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Contact: <sip:{prefix}[call_number]@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
+    """A carrier call streaming a tone, held `hold_ms` unless Asterisk hangs up first (logged `early_bye`)."""
+    d = UacDialog(f"{prefix}[call_number]")
+    return uac_scenario("carrier call held in the hotline", d.invite((8,)) + f"""\
   <nop><action><exec rtp_stream="tone.alaw,-1,8"/></action></nop>
   <recv request="BYE" timeout="{hold_ms}" ontimeout="ours"/>
   <nop><action><log message="early_bye [call_number]"/></action></nop>
-  <send next="done">
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
+""" + reply_ok(attrs=' next="done"') + """\
   <label id="ours"/>
   <nop><action><exec rtp_stream="pause"/></action></nop>
-  <send retrans="500">
-    <![CDATA[
-      BYE sip:12345@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: {frm}
-      To: {to}[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Contact: <sip:{prefix}[call_number]@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
+""" + d.bye() + """\
   <recv response="200" crlf="true"/>
   <label id="done"/>
-</scenario>
-"""
+""")
 
 
 def write_tone(path: Path) -> None:

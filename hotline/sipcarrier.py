@@ -8,39 +8,69 @@ carrier's address, answers Asterisk's re-INVITEs while talking, and hangs up aft
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 
 
-def carrier_scenario(talk_ms: int, prefix: str) -> str:
-    """The carrier calls 12345 (caller `prefix` + SIPp's call number), talks until `talk_ms` pass without a
-    re-INVITE from Asterisk (it sends one when an agent answers), then hangs up."""
-    frm = f'"{prefix}[call_number]" <sip:{prefix}[call_number]@[local_ip]:[local_port]>;tag=[call_number]'
-    to = "<sip:12345@[remote_ip]:[remote_port]>"
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="carrier calls through Kamailio">
-  <send retrans="500">
-    <![CDATA[
-      INVITE sip:12345@[remote_ip]:[remote_port] SIP/2.0
+#: the audio payload types a scenario may offer (telephone-event, 101, is always offered too)
+CODECS = {8: "PCMA/8000", 0: "PCMU/8000"}
+
+
+@dataclass(frozen=True)
+class UacDialog:
+    """One SIPp UAC call's dialog, as SIPp's XML writes it (`[call_number]` and the other keywords allowed in
+    `caller`): the INVITE and its ACK, our BYE, and `reply_ok` for what the far end sends. `routed`: in-dialog
+    requests follow the Record-Route set to the far end's Contact (through a proxy such as Kamailio), else
+    they go to the INVITE's Request-URI."""
+
+    caller: str
+    ruri: str = "12345"
+    to: str = "12345"
+    routed: bool = False
+    #: extra INVITE headers, each a line of its own ending in a newline
+    headers: str = ""
+
+    @property
+    def from_(self) -> str:
+        return f'"{self.caller}" <sip:{self.caller}@[local_ip]:[local_port]>;tag=[call_number]'
+
+    @property
+    def to_(self) -> str:
+        return f"<sip:{self.to}@[remote_ip]:[remote_port]>"
+
+    def _in_dialog(self, method: str, cseq: int) -> str:
+        target = "[next_url]" if self.routed else f"sip:{self.ruri}@[remote_ip]:[remote_port]"
+        routes = "      [routes]\n" if self.routed else ""
+        return f"""    <![CDATA[
+      {method} {target} SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: {frm}
-      To: {to}
+{routes}      From: {self.from_}
+      To: {self.to_}[peer_tag_param]
       Call-ID: [call_id]
+      CSeq: {cseq} {method}
+      Contact: <sip:{self.caller}@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+"""
+
+    def invite(self, codecs: tuple[int, ...] = (8, 0)) -> str:
+        """The INVITE offering `codecs`, its provisional responses and the 200, then the ACK."""
+        return f"""  <send retrans="500">
+    <![CDATA[
+      INVITE sip:{self.ruri}@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: {self.from_}
+      To: {self.to_}
+{self.headers}      Call-ID: [call_id]
       CSeq: 1 INVITE
-      Contact: <sip:{prefix}[call_number]@[local_ip]:[local_port]>
+      Contact: <sip:{self.caller}@[local_ip]:[local_port]>
       Max-Forwards: 70
       Content-Type: application/sdp
       Content-Length: [len]
 
-      v=0
-      o=carrier 1 1 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 0 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:0 PCMU/8000
-      a=rtpmap:101 telephone-event/8000
-
+{sdp(1, codecs)}
     ]]>
   </send>
   <recv response="100" optional="true"/>
@@ -48,20 +78,64 @@ def carrier_scenario(talk_ms: int, prefix: str) -> str:
   <recv response="183" optional="true"/>
   <recv response="200" rrs="true"/>
   <send>
-    <![CDATA[
-      ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [routes]
-      From: {frm}
-      To: {to}[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Contact: <sip:{prefix}[call_number]@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
+{self._in_dialog("ACK", 1)}  </send>
+"""
 
+    def bye(self) -> str:
+        """Our BYE, retransmitted until answered (the 200 is for the caller to `recv`)."""
+        return f"""  <send retrans="500">
+{self._in_dialog("BYE", 2)}  </send>
+"""
+
+
+def sdp(version: int, codecs: tuple[int, ...]) -> str:
+    """The carrier's SDP body (session version `version`): `codecs`, then telephone-event."""
+    pts = " ".join(str(c) for c in (*codecs, 101))
+    maps = "".join(f"      a=rtpmap:{c} {CODECS[c]}\n" for c in codecs)
+    return f"""      v=0
+      o=carrier 1 {version} IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP {pts}
+{maps}      a=rtpmap:101 telephone-event/8000
+"""
+
+
+def reply_ok(contact: str = "", body: str = "", *, attrs: str = "") -> str:
+    """A 200 OK to the request just received (its BYE, or a re-INVITE: then with `contact` and an SDP `body`)."""
+    head = (f"      Contact: <sip:{contact}@[local_ip]:[local_port]>\n" if contact else "")
+    if body:
+        head += "      Content-Type: application/sdp\n      Content-Length: [len]\n\n" + body
+    else:
+        head += "      Content-Length: 0\n"
+    return f"""  <send{attrs}>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+{head}
     ]]>
   </send>
+"""
+
+
+def uac_scenario(name: str, body: str) -> str:
+    """A whole SIPp scenario file named `name` around `body` (UacDialog's parts and the caller's own)."""
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="{name}">
+{body}</scenario>
+"""
+
+
+def carrier_scenario(talk_ms: int, prefix: str) -> str:
+    """The carrier calls 12345 (caller `prefix` + SIPp's call number), talks until `talk_ms` pass without a
+    re-INVITE from Asterisk (it sends one when an agent answers), then hangs up."""
+    d = UacDialog(f"{prefix}[call_number]", routed=True)
+    return uac_scenario("carrier calls through Kamailio", d.invite() + f"""\
   <!-- while talking: answer Asterisk's re-INVITEs (connected-line updates once an agent answers); a BYE
        (Asterisk's, or Kamailio's for a node that died) ends the call -->
   <label id="1"/>
@@ -69,66 +143,18 @@ def carrier_scenario(talk_ms: int, prefix: str) -> str:
   <recv request="ACK" optional="true" next="1"/>
   <recv request="BYE" next="3"/>
   <label id="5"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:{prefix}[call_number]@[local_ip]:[local_port]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=carrier 1 2 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-
-    ]]>
-  </send>
+""" + reply_ok(d.caller, sdp(2, (8,))) + """\
   <!-- a second re-INVITE may overtake the first's ACK (Kamailio's workers): answer it, take the ACKs as
        they come -->
   <recv request="INVITE" optional="true" next="5"/>
   <recv request="ACK" next="1"/>
   <label id="2"/>
-  <send retrans="500">
-    <![CDATA[
-      BYE [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [routes]
-      From: {frm}
-      To: {to}[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Contact: <sip:{prefix}[call_number]@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
+""" + d.bye() + """\
   <recv response="200" crlf="true" next="4"/>
   <label id="3"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
+""" + reply_ok() + """\
   <label id="4"/>
-</scenario>
-"""
+""")
 
 
 async def carrier_calls(tmp_path: Path, proxy_port: int, *, calls: int, rate_per_s: float, talk_ms: int,

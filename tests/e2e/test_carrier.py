@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from hotline.callrobot import wait_ticket
+from hotline.sipcarrier import UacDialog, reply_ok, uac_scenario
 from tests.conftest import require
 from tests.e2e.conftest import SIM_CARRIER_PORT, SIPP_MEDIA_PORT
 
@@ -26,67 +27,10 @@ HOLD_MS = 60000
 
 def scenario(ruri: str, to: str, caller: str, diversion: str | None) -> str:
     div = f"      Diversion: <sip:{diversion}@carrier.example>;reason=unconditional\n" if diversion else ""
-    frm = f'"{caller}" <sip:{caller}@[local_ip]:[local_port]>;tag=[call_number]'
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="carrier INVITE">
-  <send retrans="500">
-    <![CDATA[
-      INVITE sip:{ruri}@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: {frm}
-      To: <sip:{to}@[remote_ip]:[remote_port]>
-{div}      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:{caller}@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=carrier 1 1 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 0 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:0 PCMU/8000
-      a=rtpmap:101 telephone-event/8000
-
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="200" rrs="true"/>
-  <send>
-    <![CDATA[
-      ACK sip:{ruri}@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: {frm}
-      To: <sip:{to}@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Contact: <sip:{caller}@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
+    d = UacDialog(caller, ruri=ruri, to=to, headers=div)
+    return uac_scenario("carrier INVITE", d.invite() + f"""\
   <recv request="BYE" timeout="{HOLD_MS}"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-</scenario>
-"""
+""" + reply_ok())
 
 
 async def carrier_call(tmp_path: Path, sip_port: int, *, ruri: str, to: str, caller: str,
