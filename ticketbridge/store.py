@@ -51,6 +51,7 @@ from model.ticket_state import QueryLimited, TicketState
 from ticketbridge.schema import (UTC, AgentEvent, AgentHelp, AgentStateRow, ApiToken, AuditEntry, Callback, Followup,
                                  Outbox, SelfQueryFailure, Ticket, TicketHistory)
 from ticketbridge.assembler import CallRecord
+from ticketbridge.call_db import CoreCallDb, SqliteCallDb
 from ticketbridge.intake import Intake, target_state
 from ticketbridge.leases import LeaseMixin
 from ticketbridge.lifecycle import INITIAL, parse_state, transition
@@ -393,21 +394,21 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         return done.saved
 
     async def _call_tx(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(conn, *args)` in one write transaction on a sync Connection (ticketbridge/ticket_writes.py):
-        on a SQLite file in the call-writer thread (one thread hop for the whole transaction), otherwise
-        through the async engine's `run_sync`."""
+        """Run `fn(db, *args)` (ticketbridge/ticket_writes.py) in one write transaction: on a SQLite file in the
+        call-writer thread on the sqlite3 connection itself (one thread hop for the whole transaction,
+        `SqliteCallDb`), otherwise as Core statements through the async engine's `run_sync` (`CoreCallDb`)."""
         self._sessions()
         if self._call_engine is not None:
             assert self._call_thread is not None
             return await asyncio.get_running_loop().run_in_executor(self._call_thread, self._in_call_thread, fn, args)
         assert self._write_bind is not None
         async with self._write_bind.begin() as conn:
-            return await conn.run_sync(fn, *args)
+            return await conn.run_sync(lambda c: fn(CoreCallDb(c), *args))
 
     def _in_call_thread(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         assert self._call_engine is not None
         with self._call_engine.begin() as conn:
-            return fn(conn, *args)
+            return fn(SqliteCallDb(conn), *args)
 
     def _outbox(self, s: AsyncSession, t: Ticket, kind: str, now: dt.datetime) -> None:
         """One outbox row per ticket version, in the caller's transaction."""
@@ -641,7 +642,7 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
                 created = False
                 t = await self._locked(s, linkedid=linkedid)
                 if t is None:
-                    await s.run_sync(lambda ss: open_call(ss.connection(), self.rules, fitted, flagged, self._now()))
+                    await s.run_sync(lambda ss: open_call(CoreCallDb(ss.connection()), self.rules, fitted, flagged, self._now()))
                     t = await self._locked(s, linkedid=linkedid)
                     assert t is not None
                     created = True

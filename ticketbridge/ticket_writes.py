@@ -1,12 +1,12 @@
-"""The writes every call makes, as SQLAlchemy Core statements over one sync `Connection`.
+"""The writes every call makes, without the ORM, over one transaction's `CallDb` (ticketbridge/call_db.py).
 
 Every caller call writes its ticket twice: opened (numbered) as it enters the IVR, and its record
 merged in at hang-up, often many calls in one transaction (ticketbridge/save_queue.py). These are the
-controller's hottest statements, so they are prepared once (module constants with bound parameters,
-compiled once per dialect) and run without the ORM: no identity map, no unit of work, no attribute
-events. The functions run inside a transaction the store opens (`TicketStore._call_tx`): on SQLite in
-the store's call-writer thread (one thread hop per transaction instead of one per statement), on
-PostgreSQL through `AsyncConnection.run_sync`. The rules of what a record changes are pure
+controller's hottest statements, so they run without the ORM: no identity map, no unit of work, no
+attribute events. The functions run inside a transaction the store opens (`TicketStore._call_tx`): on a
+SQLite file in the store's call-writer thread on the sqlite3 connection itself (one thread hop per
+transaction instead of one per statement, `SqliteCallDb`), otherwise as SQLAlchemy Core through
+`AsyncConnection.run_sync` (`CoreCallDb`). The rules of what a record changes are pure
 (ticketbridge/ticket_merge.py); what a new ticket, its history, callback and outbox rows hold is here,
 used by the ORM writes of the store too (`outbox_values`, `ticket_view`), so each lives in one place.
 """
@@ -22,9 +22,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import Connection, bindparam, insert, select, text, update
 
 from ticketbridge.assembler import CallRecord
+from ticketbridge.call_db import CallDb
 from ticketbridge.lifecycle import INITIAL, deadline
 from ticketbridge.outbox import push_payload
 from ticketbridge.schema import Callback, Outbox, Ticket, TicketHistory
@@ -40,25 +40,9 @@ _COLUMNS = tuple(c.key for c in _T.columns)
 #: the ticket's columns a ticket's view (supervisors, pushes) leaves out
 _HIDDEN = ("id", "query_password_hash")
 
-_BY_LINKEDIDS = (select(_T).where(_T.c.linkedid.in_(bindparam("ids", expanding=True)))
-                 .order_by(_T.c.id).with_for_update())
-_CDR_STATUS = select(_T.c.outcome, _T.c.cdr_check).where(_T.c.linkedid == bindparam("linkedid"))
-_INSERT_TICKET = insert(_T).returning(_T.c.id, sort_by_parameter_order=True)
-#: the changed columns are the parameters' other keys (one compiled form per set of columns, cached)
-_UPDATE_TICKET = update(_T).where(_T.c.id == bindparam("ticket_id_"))
-_INSERT_HISTORY = insert(TicketHistory.__table__)
-_INSERT_OUTBOX = insert(Outbox.__table__)
-_INSERT_CALLBACK = insert(Callback.__table__)
-_CALLBACK_OF = select(Callback.__table__.c.id, Callback.__table__.c.status).where(
-    Callback.__table__.c.ticket_id == bindparam("ticket_id"))
-_CALLBACK_NOT_NEEDED = update(Callback.__table__).where(Callback.__table__.c.id == bindparam("cb_id")).values(
-    status="done", last_result="not needed any more", at=bindparam("cb_at"))
-
-
-#: the daily sequence's atomic step, the same SQL on SQLite (3.35+) and PostgreSQL; text, because the
-#: dialects' `on_conflict_do_update` constructs have no cache key and were compiled anew every call
-_SEQ_STEP = text("INSERT INTO ticket_seq (day, last) VALUES (:day, :n) "
-                 "ON CONFLICT (day) DO UPDATE SET last = ticket_seq.last + :n RETURNING last")
+_HISTORY = TicketHistory.__table__
+_OUTBOX = Outbox.__table__
+_CALLBACKS = Callback.__table__
 
 
 @dataclass(frozen=True)
@@ -133,12 +117,12 @@ def _callback_values(ticket_id: int, now: dt.datetime) -> dict[str, Any]:
             "owner": None, "lease_until": None, "gave_up_at": None}
 
 
-def next_ticket_nos(conn: Connection, zone: ZoneInfo, now: dt.datetime, n: int) -> list[str]:
+def next_ticket_nos(db: CallDb, zone: ZoneInfo, now: dt.datetime, n: int) -> list[str]:
     """`n` numbers, each `YYMMDD` + 6-digit daily sequence = 12 digits, atomically in one step."""
     if n <= 0:
         return []
     day = now.astimezone(zone).strftime("%Y%m%d")
-    last = conn.execute(_SEQ_STEP, {"day": day, "n": n}).scalar_one()
+    last = db.seq_step(day, n)
     if last > TICKET_SEQ_MAX:
         # more than 999,999 tickets in a day (15× Beijing's volume): the number grows a digit
         # rather than wrapping onto an earlier ticket; the IVR self-query cannot key it then
@@ -164,8 +148,8 @@ class _Batch:
     """The rows one transaction adds, written in order at the end (history and outbox rows of a ticket made
     in this transaction once it has its id)."""
 
-    def __init__(self, conn: Connection, now: dt.datetime) -> None:
-        self.conn, self.now = conn, now
+    def __init__(self, db: CallDb, now: dt.datetime) -> None:
+        self.db, self.now = db, now
         self.history: list[dict[str, Any]] = []
         self.outbox: list[dict[str, Any]] = []
         self.callbacks: list[dict[str, Any]] = []
@@ -177,7 +161,7 @@ class _Batch:
         if not self.unflushed:
             return
         rows = [v for v, _ in self.unflushed]
-        ids = self.conn.execute(_INSERT_TICKET, rows).scalars().all()
+        ids = self.db.insert_tickets(rows)
         for (v, flagged), ticket_id in zip(self.unflushed, ids, strict=True):
             v["id"] = ticket_id
             self.history.append(history_values(ticket_id, self.now, "state", v["state"],
@@ -191,10 +175,9 @@ class _Batch:
 
     def write(self) -> None:
         self.flush_new()
-        for stmt, rows in ((_INSERT_HISTORY, self.history), (_INSERT_CALLBACK, self.callbacks),
-                           (_INSERT_OUTBOX, self.outbox)):
+        for table, rows in ((_HISTORY, self.history), (_CALLBACKS, self.callbacks), (_OUTBOX, self.outbox)):
             if rows:
-                self.conn.execute(stmt, rows)
+                self.db.insert_rows(table, rows)
 
 
 def _merge(batch: _Batch, rules: TicketRules, cur: dict[str, Any], record: CallRecord,
@@ -203,7 +186,7 @@ def _merge(batch: _Batch, rules: TicketRules, cur: dict[str, Any], record: CallR
     changes = merge_changes(cur, record)
     if not changes:
         return []
-    conn, now = batch.conn, batch.now
+    db, now = batch.db, batch.now
     changed = list(changes)
     cur.update(changes)
     if flagged:
@@ -215,29 +198,29 @@ def _merge(batch: _Batch, rules: TicketRules, cur: dict[str, Any], record: CallR
     want = wants_callback(cur["outcome"], cur["self_query"])
     if want != cur["callback_needed"]:
         changes["callback_needed"] = cur["callback_needed"] = want
-        cb = conn.execute(_CALLBACK_OF, {"ticket_id": cur["id"]}).first()
+        cb = db.callback_of(cur["id"])
         if want and cb is None:
             batch.callbacks.append(_callback_values(cur["id"], now))
-        elif not want and cb is not None and cb.status == "pending":
-            conn.execute(_CALLBACK_NOT_NEEDED, {"cb_id": cb.id, "cb_at": now})
+        elif not want and cb is not None and cb[1] == "pending":
+            db.callback_not_needed(cb[0], now)
     changes["version"] = cur["version"] = cur["version"] + 1
     changes["updated_at"] = cur["updated_at"] = now
-    conn.execute(_UPDATE_TICKET, {"ticket_id_": cur["id"], **changes})
+    db.update_ticket(cur["id"], changes)
     batch.history.append(history_values(cur["id"], now, "record", cur["outcome"], "updated: " + ", ".join(changed)))
     batch.outbox.append(outbox_values(cur, "updated", now))
     return changed
 
 
-def save_records(conn: Connection, rules: TicketRules, fitted: Sequence[tuple[CallRecord, Sequence[str]]],
+def save_records(db: CallDb, rules: TicketRules, fitted: Sequence[tuple[CallRecord, Sequence[str]]],
                  now: dt.datetime) -> CallWrites:
     """Create or enrich the tickets of these calls, in order (a second record of the same call merges into
     the first): one SELECT … FOR UPDATE for all their tickets, one sequence step for all new numbers, one
     multi-row INSERT each for the new tickets and the history, callback and outbox rows."""
     out = CallWrites()
-    batch = _Batch(conn, now)
+    batch = _Batch(db, now)
     ids = list(dict.fromkeys(r.linkedid for r, _ in fitted))
-    tickets = {row.linkedid: dict(row._mapping) for row in conn.execute(_BY_LINKEDIDS, {"ids": ids})}
-    numbers = iter(next_ticket_nos(conn, rules.zone, now, sum(1 for i in ids if i not in tickets)))
+    tickets = {row["linkedid"]: row for row in db.tickets(ids)}
+    numbers = iter(next_ticket_nos(db, rules.zone, now, sum(1 for i in ids if i not in tickets)))
     for record, flagged in fitted:
         cur = tickets.get(record.linkedid)
         if cur is None:
@@ -255,17 +238,17 @@ def save_records(conn: Connection, rules: TicketRules, fitted: Sequence[tuple[Ca
     return out
 
 
-def open_call(conn: Connection, rules: TicketRules, record: CallRecord, flagged: Sequence[str],
+def open_call(db: CallDb, rules: TicketRules, record: CallRecord, flagged: Sequence[str],
               now: dt.datetime) -> CallWrites:
     """The call's ticket, inserted from `record` when there is none (`CallWrites.saved[0].created`)."""
     out = CallWrites()
-    row = conn.execute(_BY_LINKEDIDS, {"ids": [record.linkedid]}).first()
-    if row is not None:
-        out.row = dict(row._mapping)
-        out.saved.append(SavedTicket(row.ticket_no, False))
+    found = db.tickets([record.linkedid])
+    if found:
+        out.row = found[0]
+        out.saved.append(SavedTicket(out.row["ticket_no"], False))
         return out
-    cur = new_ticket_values(rules, record, next_ticket_nos(conn, rules.zone, now, 1)[0], now)
-    batch = _Batch(conn, now)
+    cur = new_ticket_values(rules, record, next_ticket_nos(db, rules.zone, now, 1)[0], now)
+    batch = _Batch(db, now)
     batch.unflushed.append((cur, flagged))
     batch.write()
     out.row = cur
@@ -273,7 +256,6 @@ def open_call(conn: Connection, rules: TicketRules, record: CallRecord, flagged:
     return out
 
 
-def cdr_status(conn: Connection, linkedid: str) -> tuple[str, str | None] | None:
+def cdr_status(db: CallDb, linkedid: str) -> tuple[str, str | None] | None:
     """The two columns the CDR replay looks at for every ended call."""
-    row = conn.execute(_CDR_STATUS, {"linkedid": linkedid}).first()
-    return None if row is None else (row.outcome, row.cdr_check)
+    return db.cdr_status(linkedid)

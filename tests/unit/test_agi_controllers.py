@@ -76,14 +76,14 @@ def test_two_controllers_each_agi_step_tries_the_second_only_when_the_first_was_
         re.findall(r"exten => s,1,AGI\(\$\{HOTLINE_AGI\}/([a-z_]+)", conf)
     assert {"inbound", "survey", "callback_offer", "followup", "agent", "supervise"} <= set(steps)
     # after every first try: on to the second only on FAILURE, the same script and arguments
-    for m in re.finditer(r"AGI\(\$\{HOTLINE_AGI\}/([^)]*)\)\n(.*)\n(.*)\n(.*)\n", conf):
+    for m in re.finditer(r"AGI\(\$\{HOTLINE_AGI\}/(.*)\)\n(.*)\n(.*)\n(.*)\n", conf):
         script, guard, second, done = m.groups()
         assert guard.endswith('GotoIf($["${AGISTATUS}" != "FAILURE"]?agi_done)'), guard
         assert second.endswith(f"AGI(${{HOTLINE_AGI_2}}/{script})"), second
         assert done.startswith(" same => n(agi_done),"), done
     # the inbound call still falls back to the queue when neither answered
     inbound = conf[conf.index("[hotline-inbound]"):]
-    assert inbound.index("AGI(${HOTLINE_AGI_2}/inbound)") < inbound.index('!= "SUCCESS"]?fallback)')
+    assert inbound.index("AGI(${HOTLINE_AGI_2}/inbound,${CHANNEL(linkedid)}") < inbound.index('!= "SUCCESS"]?fallback)')
 
 
 def test_controllers_on_other_hosts_need_postgresql(tmp_path: Path) -> None:

@@ -1,0 +1,146 @@
+"""The two adapters of the call writes' port (ticketbridge/call_db.py) write the same rows.
+
+The SQLite store runs every call's writes on the sqlite3 connection itself (`SqliteCallDb`, with
+SQLAlchemy's own type processors); PostgreSQL and a SQLite store without its call-writer thread run them as
+SQLAlchemy Core (`CoreCallDb`). The same calls written through each, into two fresh databases, must leave
+every table the same, value for value, as SQLAlchemy reads them back."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Connection, create_engine, select
+
+from model.loading import default_config_path, load_config
+from ticketbridge.assembler import CallRecord
+from ticketbridge.call_db import CoreCallDb, SqliteCallDb
+from ticketbridge.schema import Callback, Outbox, Ticket, TicketHistory
+from ticketbridge.store import TicketStore
+from ticketbridge.ticket_writes import CallWrites, TicketRules, cdr_status, new_ticket_values, open_call, save_records
+
+UTC = dt.timezone.utc
+NOW = dt.datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
+T0 = NOW.timestamp()
+
+
+def calls(rules: TicketRules) -> list[tuple[str, Callable[[Any], CallWrites | Any]]]:
+    """A day of calls' writes, in order: each step is (name, f(db))."""
+    def rec(lid: str, **kw: Any) -> CallRecord:
+        return CallRecord(linkedid=lid, caller="13800138000", dialed="12345", started_at=T0, **kw)
+
+    return [
+        ("open 1", lambda db: open_call(db, rules, rec("1.1"), [], NOW)),
+        ("open 1 again", lambda db: open_call(db, rules, rec("1.1"), [], NOW)),
+        ("1 ends in the IVR: callback owed", lambda db: save_records(
+            db, rules, [(rec("1.1", outcome="ended_in_ivr", ended_at=T0 + 20, ivr_path=["menu:main"]), [])], NOW)),
+        ("1 served itself after all: callback not needed", lambda db: save_records(
+            db, rules, [(rec("1.1", outcome="ended_in_ivr", ended_at=T0 + 20, ivr_path=["menu:main"],
+                             self_query={"ticket": "x"}), [])], NOW)),
+        ("2 and 3 end together, 3 twice, 2 with content cut", lambda db: save_records(db, rules, [
+            (rec("2.1", outcome="answered", queue="general", agent="1001", answered_at=T0 + 5, talk_s=30.5,
+                 category="求助", transfers=[{"to": "110", "kind": "blind"}], participants=[("a", "b")],
+                 survey_rating=5, survey_scale=5), ["caller (70 chars)"]),
+            (rec("3.1", gap=True, outcome="ended_in_ivr"), []),
+            (rec("3.1", gap=True, outcome="ended_in_ivr", ivr_path=["menu:main", "key:9"]), []),
+        ], NOW)),
+        ("3 corrected from the CDR", lambda db: save_records(
+            db, rules, [(rec("3.1", outcome="abandoned_in_queue", queue="general", source="cdr"), [])], NOW)),
+        ("cdr status of 3", lambda db: cdr_status(db, "3.1")),
+        ("cdr status of none", lambda db: cdr_status(db, "9.9")),
+    ]
+
+
+def dump(conn: Connection) -> dict[str, list[dict[str, Any]]]:
+    out = {}
+    for table in (Ticket.__table__, TicketHistory.__table__, Outbox.__table__, Callback.__table__):
+        out[table.name] = [dict(r._mapping) for r in conn.execute(select(table).order_by(table.c.id))]
+    return out
+
+
+@pytest.mark.parametrize("adapter", [CoreCallDb, SqliteCallDb])
+def test_each_adapter_runs_the_day(tmp_path: Path, adapter: Any) -> None:
+    """Sanity of each alone: the numbers, merges, callback and the CDR status come out as the rules say."""
+    results, tables = _run(tmp_path, adapter)
+    assert results["open 1"].saved[0].created and not results["open 1 again"].saved[0].created
+    assert results["open 1"].saved[0].ticket_no == "261130000001"
+    assert [s.created for s in results["2 and 3 end together, 3 twice, 2 with content cut"].saved] == [True, True, False]
+    assert results["cdr status of 3"] == ("abandoned_in_queue", "corrected")
+    assert results["cdr status of none"] is None
+    t = {r["linkedid"]: r for r in tables["tickets"]}
+    assert t["2.1"]["outcome"] == "answered" and t["2.1"]["talk_s"] == 30.5 and t["2.1"]["survey_rating"] == 5
+    assert t["2.1"]["transfers"] == [{"to": "110", "kind": "blind"}] and t["2.1"]["participants"] == [["a", "b"]]
+    assert t["2.1"]["answered_at"] == dt.datetime.fromtimestamp(T0 + 5, UTC)
+    assert t["1.1"]["version"] == 3 and t["1.1"]["callback_needed"] is False
+    cb = tables["callbacks"]
+    assert [(c["ticket_id"], c["status"]) for c in cb if c["ticket_id"] == t["1.1"]["id"]] == [(t["1.1"]["id"], "done")]
+    assert any(h["field"] == "content" and "caller" in (h["note"] or "") for h in tables["ticket_history"])
+
+
+def test_both_adapters_leave_the_same_rows(tmp_path: Path) -> None:
+    (tmp_path / "core").mkdir()
+    (tmp_path / "raw").mkdir()
+    core = _run(tmp_path / "core", CoreCallDb)
+    raw = _run(tmp_path / "raw", SqliteCallDb)
+    assert raw[0] == core[0]
+    for table, rows in core[1].items():
+        assert raw[1][table] == rows, table
+    # and the very values stored (text forms of times and JSON included), not only what they read back as
+    import sqlite3
+
+    for table in core[1]:
+        stored = []
+        for side in ("core", "raw"):
+            with sqlite3.connect(tmp_path / side / "t.db") as db:
+                stored.append(db.execute(f"SELECT * FROM {table} ORDER BY id").fetchall())  # noqa: S608
+        assert stored[0] == stored[1] and stored[0], table
+
+
+def test_a_conflict_is_sqlalchemys_integrity_error_on_both(tmp_path: Path) -> None:
+    """The store's retries catch SQLAlchemy's exceptions (another controller took the call or the number):
+    the raw adapter raises the same class, with the parameters hidden (personal data)."""
+    from sqlalchemy.exc import IntegrityError
+
+    rules = TicketRules(load_config(default_config_path()), ZoneInfo("Asia/Shanghai"))
+    row = new_ticket_values(rules, CallRecord(linkedid="1.1", caller="13800138000", started_at=T0), "261130000001", NOW)
+    for adapter in (CoreCallDb, SqliteCallDb):
+        engine = _engine(tmp_path / adapter.__name__)
+        try:
+            with engine.begin() as conn:
+                adapter(conn).insert_tickets([row])
+            with pytest.raises(IntegrityError) as caught, engine.begin() as conn:
+                adapter(conn).insert_tickets([{**row, "linkedid": "2.1"}])  # the same number again
+            assert "13800138000" not in str(caught.value)
+        finally:
+            engine.dispose()
+
+
+def _engine(folder: Path) -> Any:
+    folder.mkdir(parents=True, exist_ok=True)
+
+    async def make() -> None:  # the schema, as the store makes it
+        st = TicketStore(f"sqlite+aiosqlite:///{folder}/t.db")
+        await st.open()
+        await st.close()
+
+    asyncio.run(make())
+    return create_engine(f"sqlite:///{folder}/t.db", hide_parameters=True)  # as the store's engines
+
+
+def _run(folder: Path, adapter: Any) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    engine = _engine(folder)
+    rules = TicketRules(load_config(default_config_path()), ZoneInfo("Asia/Shanghai"))
+    results = {}
+    try:
+        for name, step in calls(rules):
+            with engine.begin() as conn:
+                results[name] = step(adapter(conn))
+        with engine.connect() as conn:
+            return results, dump(conn)
+    finally:
+        engine.dispose()

@@ -1,0 +1,213 @@
+"""The statements a call's ticket writes need (ticketbridge/ticket_writes.py), behind one small port, `CallDb`,
+with two adapters:
+
+- `CoreCallDb`: SQLAlchemy Core on a sync `Connection` (PostgreSQL through `run_sync`, and SQLite when the
+  store has no call-writer thread);
+- `SqliteCallDb`: the same statements, compiled once by SQLAlchemy for SQLite, run on the transaction's
+  own sqlite3 connection in the store's call-writer thread, with each column's own bind and result
+  processors (`TypeEngine.bind_processor` / `result_processor`), so the values written and read are the
+  ones SQLAlchemy writes and reads. SQLAlchemy's per-statement execution (execution context, cache-key
+  lookup, events, result objects) cost about 0.1 ms a statement there, several times SQLite's own work
+  (bench/RESULTS.md, issue 15); errors are raised as SQLAlchemy's (`DBAPIError.instance`), so the store's
+  retries and fallbacks see the same exceptions on either adapter.
+
+The transaction (BEGIN IMMEDIATE, COMMIT, ROLLBACK) stays SQLAlchemy's on both.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Table, bindparam, insert, select, text, update
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import ClauseElement
+
+from ticketbridge.schema import Callback, Ticket
+
+_T = Ticket.__table__
+_CB = Callback.__table__
+
+#: the daily sequence's atomic step, the same SQL on SQLite (3.35+) and PostgreSQL; text, because the
+#: dialects' `on_conflict_do_update` constructs have no cache key and were compiled anew every call
+_SEQ_STEP = text("INSERT INTO ticket_seq (day, last) VALUES (:day, :n) "
+                 "ON CONFLICT (day) DO UPDATE SET last = ticket_seq.last + :n RETURNING last")
+_CDR_STATUS = select(_T.c.outcome, _T.c.cdr_check).where(_T.c.linkedid == bindparam("linkedid"))
+_CALLBACK_OF = select(_CB.c.id, _CB.c.status).where(_CB.c.ticket_id == bindparam("ticket_id"))
+_CALLBACK_NOT_NEEDED = update(_CB).where(_CB.c.id == bindparam("cb_id")).values(
+    status="done", last_result="not needed any more", at=bindparam("cb_at"))
+#: the changed columns are the parameters' other keys
+_UPDATE_TICKET = update(_T).where(_T.c.id == bindparam("ticket_id_"))
+
+
+class CallDb(Protocol):
+    """What the call writes ask of the database, inside one transaction."""
+
+    def tickets(self, linkedids: Sequence[str]) -> list[dict[str, Any]]:
+        """The tickets of these calls, every column, oldest first, locked for this transaction."""
+
+    def seq_step(self, day: str, n: int) -> int:
+        """Add `n` to the day's ticket sequence; its new last value."""
+
+    def insert_tickets(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Insert new tickets (every column but id); their ids, in order."""
+
+    def update_ticket(self, ticket_id: int, changes: Mapping[str, Any]) -> None: ...
+
+    def insert_rows(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert rows that all have the same keys."""
+
+    def callback_of(self, ticket_id: int) -> tuple[int, str] | None:
+        """The ticket's callback: its id and status."""
+
+    def callback_not_needed(self, callback_id: int, at: dt.datetime) -> None: ...
+
+    def cdr_status(self, linkedid: str) -> tuple[str, str | None] | None:
+        """A call's ticket's outcome and `cdr_check`."""
+
+
+class CoreCallDb:
+    """`CallDb` as SQLAlchemy Core statements on a sync Connection."""
+
+    _BY_LINKEDIDS = (select(_T).where(_T.c.linkedid.in_(bindparam("ids", expanding=True)))
+                     .order_by(_T.c.id).with_for_update())
+    _INSERT_TICKET = insert(_T).returning(_T.c.id, sort_by_parameter_order=True)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def tickets(self, linkedids: Sequence[str]) -> list[dict[str, Any]]:
+        return [dict(row._mapping) for row in self.conn.execute(self._BY_LINKEDIDS, {"ids": list(linkedids)})]
+
+    def seq_step(self, day: str, n: int) -> int:
+        return int(self.conn.execute(_SEQ_STEP, {"day": day, "n": n}).scalar_one())
+
+    def insert_tickets(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        return list(self.conn.execute(self._INSERT_TICKET, list(rows)).scalars().all())
+
+    def update_ticket(self, ticket_id: int, changes: Mapping[str, Any]) -> None:
+        self.conn.execute(_UPDATE_TICKET, {"ticket_id_": ticket_id, **changes})
+
+    def insert_rows(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        self.conn.execute(insert(table), list(rows))
+
+    def callback_of(self, ticket_id: int) -> tuple[int, str] | None:
+        row = self.conn.execute(_CALLBACK_OF, {"ticket_id": ticket_id}).first()
+        return None if row is None else (row.id, row.status)
+
+    def callback_not_needed(self, callback_id: int, at: dt.datetime) -> None:
+        self.conn.execute(_CALLBACK_NOT_NEEDED, {"cb_id": callback_id, "cb_at": at})
+
+    def cdr_status(self, linkedid: str) -> tuple[str, str | None] | None:
+        row = self.conn.execute(_CDR_STATUS, {"linkedid": linkedid}).first()
+        return None if row is None else (row.outcome, row.cdr_check)
+
+
+Processor = Callable[[Any], Any] | None
+
+
+class _Compiled:
+    """A statement compiled once for SQLite: its SQL, and each positional parameter's name and bind processor;
+    for a SELECT, each result column's name and result processor."""
+
+    def __init__(self, stmt: ClauseElement, dialect: Dialect, keys: Sequence[str] | None = None,
+                 columns: Sequence[Any] = ()) -> None:
+        c = stmt.compile(dialect=dialect, column_keys=list(keys) if keys is not None else None,
+                         compile_kwargs={"render_postcompile": True})
+        self.sql = c.string
+        # (the dialect's own form of each type: SQLite's DATETIME and JSON, under our TypeDecorators)
+        # (a value the statement itself gives, such as `.values(status="done")`, is its bind's own value)
+        self.binds: list[tuple[str, Processor, Any]] = [
+            (n, c.binds[n].type.dialect_impl(dialect).bind_processor(dialect), c.binds[n].value)
+            for n in (c.positiontup or ())]
+        self.columns: list[tuple[str, Processor]] = [
+            (col.key, col.type.dialect_impl(dialect).result_processor(dialect, None)) for col in columns]
+
+    def params(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        out = []
+        for n, p, given in self.binds:
+            v = values[n] if n in values else given
+            out.append(p(v) if p is not None else v)
+        return tuple(out)
+
+    def row(self, raw: Sequence[Any]) -> dict[str, Any]:
+        return {k: p(v) if p is not None else v for (k, p), v in zip(self.columns, raw, strict=True)}
+
+
+class SqliteCallDb:
+    """`CallDb` on the sqlite3 connection under a SQLAlchemy transaction (the store's call-writer thread)."""
+
+    #: compiled statements by (what, shape), shared by every instance (one dialect: SQLite's)
+    _cache: dict[tuple[Any, ...], _Compiled] = {}
+
+    def __init__(self, conn: Connection) -> None:
+        self.dialect = conn.dialect
+        self.raw: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
+
+    def _compiled(self, key: tuple[Any, ...], make: Callable[[], _Compiled]) -> _Compiled:
+        c = self._cache.get(key)
+        if c is None:
+            c = self._cache[key] = make()
+        return c
+
+    def _run(self, c: _Compiled, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        try:
+            return self.raw.execute(c.sql, params)
+        except sqlite3.Error as e:
+            raise DBAPIError.instance(c.sql, params, e, sqlite3.Error, hide_parameters=True,
+                                      dialect=self.dialect) from e
+
+    def tickets(self, linkedids: Sequence[str]) -> list[dict[str, Any]]:
+        n = len(linkedids)
+        c = self._compiled(("tickets", n), lambda: _Compiled(
+            select(_T).where(_T.c.linkedid.in_([bindparam(f"id{i}") for i in range(n)])).order_by(_T.c.id),
+            self.dialect, columns=list(_T.columns)))
+        return [c.row(raw) for raw in self._run(c, tuple(linkedids)).fetchall()]
+
+    def seq_step(self, day: str, n: int) -> int:
+        c = self._compiled(("seq",), lambda: _Compiled(_SEQ_STEP, self.dialect))
+        return int(self._run(c, c.params({"day": day, "n": n})).fetchone()[0])
+
+    def insert_tickets(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        ids = []
+        for row in rows:
+            keys = tuple(row)
+            c = self._compiled(("insert_ticket", keys), lambda: _Compiled(
+                insert(_T).returning(_T.c.id), self.dialect, keys))
+            ids.append(int(self._run(c, c.params(row)).fetchone()[0]))
+        return ids
+
+    def update_ticket(self, ticket_id: int, changes: Mapping[str, Any]) -> None:
+        keys = tuple(changes)
+        c = self._compiled(("update_ticket", keys), lambda: _Compiled(_UPDATE_TICKET, self.dialect,
+                                                                      [*keys, "ticket_id_"]))
+        self._run(c, c.params({"ticket_id_": ticket_id, **changes}))
+
+    def insert_rows(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        keys = tuple(rows[0])
+        c = self._compiled(("insert", table.name, keys), lambda: _Compiled(insert(table), self.dialect, keys))
+        params = [c.params(r) for r in rows]
+        try:
+            self.raw.executemany(c.sql, params)
+        except sqlite3.Error as e:
+            raise DBAPIError.instance(c.sql, params, e, sqlite3.Error, hide_parameters=True,
+                                      dialect=self.dialect) from e
+
+    def callback_of(self, ticket_id: int) -> tuple[int, str] | None:
+        c = self._compiled(("callback_of",), lambda: _Compiled(_CALLBACK_OF, self.dialect))
+        raw = self._run(c, c.params({"ticket_id": ticket_id})).fetchone()
+        return None if raw is None else (int(raw[0]), str(raw[1]))
+
+    def callback_not_needed(self, callback_id: int, at: dt.datetime) -> None:
+        c = self._compiled(("callback_not_needed",), lambda: _Compiled(_CALLBACK_NOT_NEEDED, self.dialect))
+        self._run(c, c.params({"cb_id": callback_id, "cb_at": at}))
+
+    def cdr_status(self, linkedid: str) -> tuple[str, str | None] | None:
+        c = self._compiled(("cdr_status",), lambda: _Compiled(_CDR_STATUS, self.dialect))
+        raw = self._run(c, c.params({"linkedid": linkedid})).fetchone()
+        return None if raw is None else (raw[0], raw[1])
