@@ -596,10 +596,16 @@ class Controller:
         self.scripts, self.config, self.generation = scripts, config, generation
         log.info("controller_config_loaded", generation=generation)
 
-    async def _on_control(self, event: dict[str, str]) -> None:
-        """`hotline apply` announced a configuration (admin/live_config.py): take it, or say why not."""
+    def _on_control(self, event: dict[str, str]) -> Coroutine[Any, Any, None] | None:
+        """`hotline apply` announced a configuration (admin/live_config.py): the AMI dispatcher awaits taking it.
+        Every other UserEvent (several per call) is passed over here, synchronously: an async handler would
+        cost the dispatcher a task and a timer for each (issue 15)."""
         if event.get("UserEvent") != ControlEvent.CONFIG_APPLIED:
-            return
+            return None
+        return self._take_control(event)
+
+    async def _take_control(self, event: dict[str, str]) -> None:
+        """Take the announced configuration, or say why not."""
         generation = event.get(ControlHeader.GENERATION, "")
         try:
             new = load_snapshot(event.get(ControlHeader.FILE, ""), event.get(ControlHeader.DIGEST, ""))

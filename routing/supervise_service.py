@@ -25,7 +25,7 @@ supervisor's channel and are written as they come; ChanSpyStart/ChanSpyStop are 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 import structlog
@@ -141,10 +141,16 @@ class SupervisionService:
         return d
 
     # ---------------------------------------------------------------- what Asterisk reports
-    async def _on_user_event(self, ev: Mapping[str, str]) -> None:
-        """A key switched mode during a session (Context.SUPERVISE_KEYS): recorded like the session."""
+    def _on_user_event(self, ev: Mapping[str, str]) -> Coroutine[Any, Any, None] | None:
+        """A key switched mode during a session (Context.SUPERVISE_KEYS): the AMI dispatcher awaits recording it.
+        Every other UserEvent (several per call) is passed over synchronously: an async handler would cost the
+        dispatcher a task and a timer for each (issue 15)."""
         if ev.get("UserEvent") != Event.SUPERVISE.value or ev.get("Step") != "switch":
-            return
+            return None
+        return self._switched(ev)
+
+    async def _switched(self, ev: Mapping[str, str]) -> None:
+        """Recorded like the session: an audit row and a log line."""
         seat, agent, mode = str(ev.get("Seat") or ""), str(ev.get("Agent") or ""), str(ev.get("Mode") or "")
         asked = {"mode": mode, "seat": seat, "agent": agent, "via": "key", "result": "switched",
                  "linkedid": str(ev.get("Call") or ""), "channel": str(ev.get("Target") or "")}
