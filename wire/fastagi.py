@@ -43,7 +43,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl
 
 import structlog
@@ -644,8 +644,8 @@ class _AgiConnection(asyncio.Protocol):
         self._env_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # (not an isinstance check: uvloop's TCPTransport is no asyncio.Transport subclass)
+        self._transport = transport = cast(asyncio.Transport, transport)
         srv = self._server
         if srv._stopping or srv._pending_env >= srv.max_pending_env:
             # refused at once: a flood of half-open peers must not hold file descriptors and memory;
