@@ -772,3 +772,27 @@ def test_frame_env_reads_whole_environments_only(data: bytes, expected: Any) -> 
 def test_frame_env_refuses_garbage_and_oversized_environments(data: bytes, event: str) -> None:
     got = frame_env(bytearray(data))
     assert got is not None and got[0] is None and got[2] is not None and got[2][0] == event
+
+
+async def test_concurrent_calls_reading_through_the_shared_receive_buffer_keep_their_own_replies(
+        server: FastAgiServer) -> None:
+    """Every connection of a server reads into one buffer (BufferedProtocol): what arrives is copied out at
+    once, so calls whose replies arrive interleaved never see each other's bytes."""
+    results: dict[str, list[str | None]] = {}
+
+    async def handler(s: AgiSession) -> None:
+        results[s.uniqueid] = [await s.get_variable("A"), await s.get_variable("B")]
+
+    server.route("inbound", handler)
+    calls = [await FakeAsteriskAgi().connect(server.port, uniqueid=f"u{i}") for i in range(20)]
+    for f in calls:
+        await f.expect("GET VARIABLE A")
+    for i, f in enumerate(reversed(calls)):  # answered in the other order, each as two TCP segments
+        n = len(calls) - 1 - i
+        await f.send_raw(f"200 result=1 (a{n}".encode())
+    for n, f in enumerate(calls):
+        await f.send_raw(b")\n")
+        await f.reply("GET VARIABLE B", f"200 result=1 (b{n}-" + "x" * 3000 + ")")
+    for f in calls:
+        await f.wait_closed()
+    assert results == {f"u{n}": [f"a{n}", f"b{n}-" + "x" * 3000] for n in range(20)}
