@@ -606,19 +606,19 @@ def frame_env(buf: bytes | bytearray) -> tuple[dict[str, str] | None, int, tuple
     return dict(pairs), end, None
 
 
-def _say_failure_and_close(transport: asyncio.BaseTransport, loop: asyncio.AbstractEventLoop) -> None:
+def _say_failure_and_close(transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
     """FAILURE (res_agi reads AGISTATUS=FAILURE: the dialplan falls back), then close."""
     if not transport.is_closing():
-        transport.write(FAILURE_LINE)  # type: ignore[attr-defined]
+        transport.write(FAILURE_LINE)
     _close(transport, loop)
 
 
-def _close(transport: asyncio.BaseTransport, loop: asyncio.AbstractEventLoop) -> None:
+def _close(transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
     """Close; with something still unsent, give the peer 1 s to read it (FAILURE, say), then abort:
     a peer that never reads must not keep the socket."""
     transport.close()
-    if transport.get_write_buffer_size():  # type: ignore[attr-defined]
-        loop.call_later(1.0, transport.abort)  # type: ignore[attr-defined]
+    if transport.get_write_buffer_size():
+        loop.call_later(1.0, transport.abort)
 
 
 class _Expired(Exception):
