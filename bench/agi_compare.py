@@ -449,7 +449,7 @@ def agi_report(a: argparse.Namespace) -> None:
     print("| server | " + " | ".join(f"c={c}" for c in levels) + " | calls/s at c=" + str(levels[-1])
           + " | sessions ok | peak RSS MiB |")
     print("|---|" + "---|" * len(levels) + "---|---|---|", flush=True)
-    if a.base_tree:
+    if a.base_tree and "base" not in impls:
         impls.insert(1, "base")
     res = run_agi(impls, a.sessions, levels, a.repeat, a.profile, a.profile_out, a.base_tree)
     for impl in impls:

@@ -16,11 +16,18 @@ with nothing sent reads as ``AGISTATUS=SUCCESS``; only a line starting ``FAILURE
 takes the caller to the general queue.
 
 Hostile peers are bounded: connections still sending their environment (refused beyond
-`MAX_PENDING_ENV`), the environment's size and time, sending (``drain``) inside each
-command's budget. Media commands get `media_timeout` (a prompt may be longer than the
-command timeout); a hang-up still ends them at once.
+`MAX_PENDING_ENV`), the environment's size and time, a reply line's length, and a peer that
+never reads (the wait for a command's reply is inside its budget). Media commands get
+`media_timeout` (a prompt may be longer than the command timeout); a hang-up still ends them
+at once.
 
-Why one module (≈600 lines): the session's reply reader and the server's connection
+The server is an `asyncio.Protocol` (`_AgiConnection`), not streams: what arrives is appended to
+one buffer; the environment is framed by `frame_env` (pure), each reply by
+`AgiSession._take_reply`, which resolves the one future of the command in flight; commands go
+straight to `transport.write`. No StreamReader/StreamWriter, and no task until the environment
+is whole (issue 15: below a bare asyncio streams server's CPU per call).
+
+Why one module (≈850 lines): the session's reply reader and the server's connection
 handling share the protocol's framing rules (environment, replies, out-of-band HANGUP);
 split, the two halves of one protocol would drift.
 """
@@ -35,7 +42,8 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl
 
 import structlog
@@ -161,15 +169,19 @@ def sanitize_event_value(value: Any) -> str:
 
 
 class AgiSession:
-    """One call's AGI conversation. Commands are serialised; replies are matched strictly in order."""
+    """One call's AGI conversation. Commands are serialised; replies are matched strictly in order.
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, env: dict[str, str],
-                 *, command_timeout: float | None = 30.0, media_timeout: float | None = 600.0) -> None:
+    Made by the server once the environment is read; the connection's protocol (`_AgiConnection`)
+    feeds it what Asterisk sends (`_feed`, `_gone`) and it writes to the transport directly."""
+
+    def __init__(self, transport: asyncio.Transport, env: dict[str, str], *,
+                 loop: asyncio.AbstractEventLoop, buffer: bytearray | None = None,
+                 command_timeout: float | None = 30.0, media_timeout: float | None = 600.0) -> None:
         self.env = env
         raw_script = env.get("agi_network_script", "")
         path, _, query = raw_script.partition("?")
         self.script: str = path.strip().strip("/")
-        self.params: dict[str, str] = dict(parse_qsl(query, keep_blank_values=True))
+        self.params: dict[str, str] = dict(parse_qsl(query, keep_blank_values=True)) if query else {}
         self.args: list[str] = [v for _, v in sorted(
             ((int(k[len("agi_arg_"):]), v) for k, v in env.items()
              if k.startswith("agi_arg_") and k[len("agi_arg_"):].isdigit()))]
@@ -179,20 +191,25 @@ class AgiSession:
         self.media_timeout = media_timeout
         #: why the session is out of step (then nothing more is sent), or None
         self.broken: str | None = None
-        self._reader = reader
-        self._writer = writer
-        self._transport = writer.transport
+        self._transport = transport
+        self._loop = loop
+        #: what Asterisk sent that no command has read yet (whole lines are taken by `_take_reply`)
+        self._buf = buffer if buffer is not None else bytearray()
+        #: why Asterisk can no longer answer (its EOF, the connection lost), or None
+        self._gone_reason: str | None = None
+        #: the command in flight waits on this future; `_feed` resolves it with the reply
+        self._waiter: asyncio.Future[AgiReply] | None = None
+        #: replies still to come for commands whose caller was cancelled while waiting: dropped
+        self._orphans = 0
+        self._reading_paused = False
         #: a command is in flight; others of this session wait their turn in `_turns` (FIFO)
         self._busy = False
         self._turns: deque[asyncio.Future[None]] = deque()
-        self._loop = asyncio.get_running_loop()
         #: a multi-line 520 being read
         self._partial: list[str] = []
-        #: the command in flight: its deadline (loop time; None: no limit or none in flight), its task,
-        #: and whether the deadline ended it. One timer per session is armed lazily (`_arm`).
+        #: the deadline (loop time) of the command in flight (None: no limit or none in flight); one
+        #: timer per session is armed lazily (`_arm`)
         self._deadline: float | None = None
-        self._task: asyncio.Task[Any] | None = None
-        self._expired = False
         self._timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ properties
@@ -216,30 +233,16 @@ class AgiSession:
         try:
             if self.broken:
                 raise AgiBroken(f"{line.split(' ', 1)[0]} not sent: session broken ({self.broken})")
-            task = asyncio.current_task()
-            assert task is not None
-            cancelling = task.cancelling()
-            self._task, self._expired = task, False
-            if limit is not None:
-                self._arm(self._loop.time() + limit)
-            try:
-                # sending is inside the budget too: a peer that never reads must not hold us
-                try:
-                    self._writer.write(line.encode("utf-8") + b"\n")
-                    if self._transport.get_write_buffer_size():  # not all sent at once: wait (in budget)
-                        await self._writer.drain()
-                except (ConnectionError, OSError) as e:
-                    self.hungup = True
-                    raise AgiHangup(f"connection lost sending {line.split(' ', 1)[0]}: {e}") from e
-                reply = await self._read_reply()
-            except asyncio.CancelledError:
-                # our deadline cancelled the task (and nobody else did as well): a timeout, as asyncio.timeout says
-                if self._expired and task.uncancel() <= cancelling:
-                    self.abandon(f"no reply to {line[:80]!r} within {limit} s")
-                    raise AgiTimeout(f"no reply to {line!r} within {limit} s") from None
-                raise
-            finally:
-                self._deadline = self._task = None
+            if self._gone_reason is not None:
+                self.hungup = True
+                raise AgiHangup(f"{line.split(' ', 1)[0]} not sent: {self._gone_reason}")
+            # No wait for the write buffer to drain: the reply can only come after Asterisk read the
+            # command, and that wait is inside the command's budget (a peer that never reads times out;
+            # the buffer holds this one line, then FAILURE, and the socket is aborted 1 s after close).
+            self._transport.write(line.encode("utf-8") + b"\n")
+            reply = self._take_reply() if self._buf else None
+            if reply is None:
+                reply = await self._await_reply(line, limit)
         finally:
             self._busy = False
             if self._turns:
@@ -247,6 +250,101 @@ class AgiSession:
         if reply.code == 200 and reply.result != "-1":
             return reply
         return self._check(line, reply)
+
+    async def _await_reply(self, line: str, limit: float | None) -> AgiReply:
+        """Wait (within `limit` seconds) for `_feed` to frame the reply of the command just sent."""
+        waiter: asyncio.Future[AgiReply] = self._loop.create_future()
+        self._waiter = waiter
+        if self._reading_paused:
+            self._reading_paused = False
+            self._transport.resume_reading()
+        if limit is not None:
+            self._arm(self._loop.time() + limit)
+        try:
+            return await waiter
+        except _Expired:
+            self.abandon(f"no reply to {line[:80]!r} within {limit} s")
+            raise AgiTimeout(f"no reply to {line!r} within {limit} s") from None
+        except asyncio.CancelledError:
+            if waiter.cancelled():  # cancelled from outside before its reply came: drop that reply
+                self._orphans += 1
+            raise
+        finally:
+            self._waiter = None
+            self._deadline = None
+
+    # What the connection's protocol calls: data from Asterisk, its EOF, the connection lost.
+    def _feed(self, data: bytes | memoryview) -> None:
+        buf = self._buf
+        buf += data
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            # nothing asked for: keep it for the next command, but do not buffer a flood
+            if len(buf) > 2 * MAX_LINE_BYTES and not self._reading_paused:
+                self._reading_paused = True
+                self._transport.pause_reading()
+            return
+        try:
+            reply = self._take_reply()
+        except AgiBroken as e:
+            waiter.set_exception(e)
+            return
+        if reply is not None:
+            waiter.set_result(reply)
+
+    def _gone(self, reason: str) -> None:
+        if self._gone_reason is None:
+            self._gone_reason = reason
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            self.hungup = True
+            waiter.set_exception(AgiHangup(reason))
+
+    def _take_reply(self) -> AgiReply | None:
+        """The next whole reply in the buffer, or None; out-of-band HANGUP lines set `hungup` and are never
+        a reply; a 520 block is one reply; replies of cancelled commands are dropped (never shifted)."""
+        buf = self._buf
+        while True:
+            nl = buf.find(b"\n")
+            if nl < 0:
+                if len(buf) > MAX_LINE_BYTES:  # its rest would be read as the next reply
+                    self._overlong(len(buf))
+                return None
+            if nl > MAX_LINE_BYTES:
+                self._overlong(nl)
+            line = buf[:nl].decode("utf-8", errors="replace")
+            del buf[:nl + 1]
+            if line.endswith("\r"):
+                line = line.rstrip("\r")
+            if line == "HANGUP":
+                self.hungup = True
+                continue
+            if self._partial:
+                self._partial.append(line)
+                if not line.startswith(self._partial[0][:3] + " "):
+                    continue
+                raw, self._partial = "\n".join(self._partial), []
+                reply = parse_reply(raw)
+            else:
+                m = _REPLY_LINE.match(line)
+                if not m:
+                    if line:
+                        log.warning("agi_unexpected_line", line=line[:200])
+                    continue
+                if m.group(2) == "-":
+                    self._partial = [line]
+                    continue
+                reply = _reply(m, line)
+            if self._orphans:
+                self._orphans -= 1
+                log.info("agi_orphan_reply_dropped", reply=reply.raw[:80], uniqueid=self.uniqueid)
+                continue
+            return reply
+
+    def _overlong(self, size: int) -> None:
+        self._buf.clear()
+        self.abandon(f"reply line too long: {size} bytes without its end")
+        raise AgiBroken(f"reply line too long: {size} bytes without its end")
 
     # Commands are serialised without an asyncio.Lock (five calls per command): a flag, and a queue of
     # waiters only when a second command comes while one is in flight (rare: handlers are sequential).
@@ -274,7 +372,7 @@ class AgiSession:
 
     # One timer per session instead of one per command (asyncio.timeout costs a TimerHandle pushed on,
     # and a cancelled one left in, the loop's heap for every command): the timer stays armed at the
-    # earliest deadline; when it fires it ends the command in flight if that one is overdue, re-arms
+    # earliest deadline; when it fires it fails the command in flight if that one is overdue, re-arms
     # for a later deadline, or lapses when no command is in flight. Commands' deadlines mostly grow
     # (a fixed budget from a later start), so most commands only store a float.
     def _arm(self, deadline: float) -> None:
@@ -287,14 +385,13 @@ class AgiSession:
 
     def _on_deadline(self) -> None:
         self._timer = None
-        deadline, task = self._deadline, self._task
-        if deadline is None or task is None:
-            return  # no command in flight (or one without a limit): nothing to time
+        deadline, waiter = self._deadline, self._waiter
+        if deadline is None or waiter is None or waiter.done():
+            return  # no command in flight (or one without a limit, or answered): nothing to time
         if deadline - self._loop.time() > 0.001:  # a later command's deadline
             self._timer = self._loop.call_at(deadline, self._on_deadline)
             return
-        self._expired = True
-        task.cancel()
+        waiter.set_exception(_Expired())
 
     def close_timer(self) -> None:
         """The session is over: its deadline timer leaves the loop."""
@@ -308,11 +405,7 @@ class AgiSession:
             return
         self.broken = reason
         log.warning("agi_session_broken", reason=reason[:200], uniqueid=self.uniqueid)
-        try:
-            self._writer.write(FAILURE_LINE)
-            self._writer.close()  # flushes FAILURE; `_on_connect` aborts if the peer never reads it
-        except (ConnectionError, OSError, RuntimeError):
-            self._writer.transport.abort()
+        _say_failure_and_close(self._transport, self._loop)
 
     def _default_budget(self, line: str) -> float | None:
         head = line[:24]  # the verb (and an EXEC's application), not a long argument
@@ -336,41 +429,6 @@ class AgiSession:
         if reply.result == "-1" and self.hungup and _minus_one_is_hangup(line):
             raise AgiHangup(f"{line.split(' ', 1)[0]}: result=-1 after HANGUP")
         return reply
-
-    async def _read_reply(self) -> AgiReply:
-        """One whole reply; out-of-band HANGUP lines set `hungup` and are never a reply."""
-        reader = self._reader
-        while True:
-            try:
-                data = await reader.readuntil(b"\n")
-            except asyncio.IncompleteReadError:
-                self.hungup = True
-                raise AgiHangup("connection closed by Asterisk") from None
-            except asyncio.LimitOverrunError as e:  # longer than the stream limit: its rest would shift replies
-                self.abandon(f"reply line too long: {e}")
-                raise AgiBroken(f"reply line too long: {e}") from e
-            except (ConnectionError, OSError) as e:
-                self.hungup = True
-                raise AgiHangup(f"connection lost: {e}") from e
-            line = data.decode("utf-8", errors="replace").rstrip("\r\n")
-            if line == "HANGUP":
-                self.hungup = True
-                continue
-            if self._partial:
-                self._partial.append(line)
-                if line.startswith(self._partial[0][:3] + " "):
-                    raw, self._partial = "\n".join(self._partial), []
-                    return parse_reply(raw)
-                continue
-            m = _REPLY_LINE.match(line)
-            if not m:
-                if line:
-                    log.warning("agi_unexpected_line", line=line[:200])
-                continue
-            if m.group(2) == "-":
-                self._partial = [line]
-                continue
-            return _reply(m, line)
 
     async def confirm_hangup(self, line: str) -> None:
         """After ``result=-1`` with no HANGUP seen: ask the channel; 511 means it is gone.
@@ -512,6 +570,178 @@ async def _as_coro(awaitable: Awaitable[T]) -> T:
     return await awaitable
 
 
+def frame_env(buf: bytes | bytearray) -> tuple[dict[str, str] | None, int, tuple[str, dict[str, Any]] | None] | None:
+    """The AGI environment at the start of `buf`: None while it is incomplete, else (env, bytes it
+    takes, None), or (None, 0, (log event, fields)) when it is refused (garbage, too big, too long).
+
+    Pure: the protocol calls it on what has arrived so far. The environment is ``agi_key: value``
+    lines up to an empty line (``\\n`` or ``\\r\\n``); a bare empty line is an empty environment. The
+    first line is checked alone (an HTTP probe or garbage is refused at once), the rest in one
+    `findall` once the empty line is there; the whole is bounded by `MAX_ENV_BYTES`, `MAX_ENV_LINES`.
+    """
+    nl = buf.find(b"\n")
+    if nl < 0:
+        return (None, 0, ("agi_env_too_big", {"bytes": len(buf)})) if len(buf) > MAX_ENV_BYTES else None
+    if nl == 0 or (nl == 1 and buf[0] == 13):
+        return {}, nl + 1, None
+    first = buf[:nl].decode("utf-8", errors="replace")
+    if _ENV_LINE.match(first) is None:
+        return None, 0, ("agi_env_garbage", {"line": first.rstrip("\r")[:100]})
+    lf, crlf = buf.find(b"\n\n", nl), buf.find(b"\n\r\n", nl)
+    if lf < 0 and crlf < 0:
+        if len(buf) > MAX_ENV_BYTES:
+            return None, 0, ("agi_env_too_big", {"lines": buf.count(b"\n"), "bytes": len(buf)})
+        return None
+    end = lf + 2 if crlf < 0 or 0 <= lf < crlf else crlf + 3
+    if end > MAX_ENV_BYTES:
+        return None, 0, ("agi_env_too_big", {"lines": buf.count(b"\n", 0, end), "bytes": end})
+    lines = buf.count(b"\n", 0, end) - 1
+    if lines > MAX_ENV_LINES:
+        return None, 0, ("agi_env_too_long", {"lines": lines})
+    text = buf[:end].decode("utf-8", errors="replace")
+    pairs = _ENV_PAIRS.findall(text)
+    if len(pairs) != lines:  # some line is not `agi_key: value`
+        bad = next((ln for ln in text.split("\n") if ln.strip() and not _ENV_LINE.match(ln)), "")
+        return None, 0, ("agi_env_garbage", {"line": bad.rstrip("\r")[:100]})
+    return dict(pairs), end, None
+
+
+def _say_failure_and_close(transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    """FAILURE (res_agi reads AGISTATUS=FAILURE: the dialplan falls back), then close."""
+    if not transport.is_closing():
+        transport.write(FAILURE_LINE)
+    _close(transport, loop)
+
+
+def _close(transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    """Close; with something still unsent, give the peer 1 s to read it (FAILURE, say), then abort:
+    a peer that never reads must not keep the socket."""
+    transport.close()
+    if transport.get_write_buffer_size():
+        loop.call_later(1.0, transport.abort)
+
+
+class _Expired(Exception):
+    """The command's deadline passed (set on its waiter by the session's timer)."""
+
+
+#: size of the one receive buffer a server's connections read into (`_AgiConnection.get_buffer`)
+RECV_BUFFER_BYTES = 64 * 1024
+
+
+class _AgiConnection(asyncio.BufferedProtocol):
+    """One FastAGI connection: reads the environment itself (bounded in time, size and number of
+    connections doing so), then hands what Asterisk sends to the call's `AgiSession`.
+
+    No StreamReader/StreamWriter and no task until the environment is whole: a port probe, garbage or a
+    silent peer costs a few callbacks; a call costs one task (its handler). A buffered protocol: the
+    transport reads (``recv_into``) into one buffer shared by all of the server's connections — the
+    loop calls `get_buffer` and then `buffer_updated` for one connection at a time, and what arrived
+    is copied out at once — instead of a fresh 256 KiB ``recv`` buffer per read (which glibc serves
+    with mmap/mremap/munmap: three system calls per read)."""
+
+    def __init__(self, server: FastAgiServer) -> None:
+        self._server = server
+        assert server._loop is not None, "start() first"
+        self._loop = server._loop
+        self._transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._session: AgiSession | None = None
+        #: still sending its environment (counted in the server's pending-environment cap)
+        self._greeting = False
+        self._env_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # (not an isinstance check: uvloop's TCPTransport is no asyncio.Transport subclass)
+        self._transport = transport = cast(asyncio.Transport, transport)
+        srv = self._server
+        if srv._stopping or srv._pending_env >= srv.max_pending_env:
+            # refused at once: a flood of half-open peers must not hold file descriptors and memory;
+            # while stopping, FAILURE makes the dialplan try the next controller
+            log.warning("agi_connection_refused", pending=srv._pending_env, stopping=srv._stopping)
+            _say_failure_and_close(transport, self._loop)
+            return
+        srv._pending_env += 1
+        srv._greeting.add(self)
+        self._greeting = True
+        self._env_timer = self._loop.call_later(srv.env_timeout, self._env_timeout)
+
+    def _end_greeting(self) -> None:
+        if self._greeting:
+            self._greeting = False
+            self._server._pending_env -= 1
+            self._server._greeting.discard(self)
+            if self._env_timer is not None:
+                self._env_timer.cancel()
+                self._env_timer = None
+
+    def _env_timeout(self) -> None:
+        self._env_timer = None
+        if self._greeting:
+            log.warning("agi_env_timeout", lines=self._buf.count(b"\n"))
+            self._end_greeting()
+            assert self._transport is not None
+            self._transport.close()
+
+    def refuse(self) -> None:
+        """Still sending its environment when the server stops: FAILURE (the next controller is tried)."""
+        if self._greeting and self._transport is not None:
+            self._end_greeting()
+            _say_failure_and_close(self._transport, self._loop)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._server._recv_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self._server._recv_buffer[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
+        session = self._session
+        if session is not None:
+            session._feed(data)
+            return
+        if not self._greeting:
+            return  # refused or given up: nothing more is read
+        buf = self._buf
+        buf += data
+        framed = frame_env(buf)
+        if framed is None:
+            return
+        self._end_greeting()
+        env, end, problem = framed
+        transport = self._transport
+        assert transport is not None
+        if env is None:
+            assert problem is not None
+            log.warning(problem[0], **problem[1])
+            transport.close()
+            return
+        del buf[:end]
+        srv = self._server
+        session = AgiSession(transport, env, loop=self._loop, buffer=buf,
+                             command_timeout=srv.command_timeout, media_timeout=srv.media_timeout)
+        self._session = session
+        srv._begin(session)
+
+    def eof_received(self) -> bool | None:
+        if self._session is not None:
+            self._session._gone("connection closed by Asterisk")
+            return True  # half-closed: our side may still say FAILURE; the handler's end closes it
+        if self._greeting:  # a port probe (nothing sent), or Asterisk gave up mid-environment
+            if self._buf:
+                log.warning("agi_env_truncated", lines=self._buf.count(b"\n"))
+            self._end_greeting()
+        return None  # close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._greeting:
+            if exc is not None:
+                log.warning("agi_env_unreadable", error=str(exc)[:200])
+            self._end_greeting()
+        if self._session is not None:
+            self._session._gone(f"connection lost: {exc}" if exc else "connection closed by Asterisk")
+
+
 class FastAgiServer:
     """Accepts Asterisk's FastAGI connections and runs one routed handler per call."""
 
@@ -532,7 +762,12 @@ class FastAgiServer:
         #: whether each route's handler is a coroutine function (asked once, not per call)
         self._is_async: dict[str, bool] = {}
         self._server: asyncio.AbstractServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: connections still sending their environment
+        self._greeting: set[_AgiConnection] = set()
+        #: what every connection reads into (copied out at once: see `_AgiConnection`)
+        self._recv_buffer = memoryview(bytearray(RECV_BUFFER_BYTES))
         self._sessions = 0
         self._pending_env = 0
         self._stopping = False
@@ -559,18 +794,22 @@ class FastAgiServer:
 
     async def start(self) -> None:
         self._stopping = False
+        self._loop = asyncio.get_running_loop()
         # explicit backlog: Asterisk gives up after ~2 s, and a small backlog overflowed under bursts
-        self._server = await asyncio.start_server(self._on_connect, self.host, self._port,
-                                                  backlog=self.backlog, limit=MAX_LINE_BYTES)
+        self._server = await self._loop.create_server(partial(_AgiConnection, self), self.host, self._port,
+                                                      backlog=self.backlog)
         log.info("agi_server_started", host=self.host, port=self.port, backlog=self.backlog)
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stop accepting, let running calls finish for up to `grace_s`, then cancel the rest.
 
-        A cancelled call gets FAILURE: its dialplan falls back to the general queue."""
+        A cancelled call gets FAILURE: its dialplan falls back to the general queue. A connection
+        still sending its environment gets FAILURE at once: the dialplan tries the next controller."""
         self._stopping = True
         if self._server is not None:
             self._server.close()
+        for conn in list(self._greeting):
+            conn.refuse()
         pending = {t for t in self._tasks if not t.done()}
         if pending:
             _, still = await asyncio.wait(pending, timeout=max(0.0, grace_s))
@@ -590,119 +829,34 @@ class FastAgiServer:
             self._server = None
         log.info("agi_server_stopped")
 
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        try:
-            await self._serve(reader, writer)
-        except asyncio.CancelledError:
-            if not self._stopping:
-                raise
-            # our own stop(): end quietly (asyncio's stream callback logs a traceback for a cancelled task)
-        finally:
-            if task is not None:
-                self._tasks.discard(task)
-            writer.close()
-            # with nothing left to send the transport closes on its own; otherwise give the peer 1 s to
-            # read it (FAILURE, say) and abort: a peer that never reads must not keep the socket
-            if writer.transport.get_write_buffer_size():
-                try:
-                    async with asyncio.timeout(1.0):
-                        await writer.wait_closed()
-                except (TimeoutError, ConnectionError, OSError):
-                    writer.transport.abort()
-                except asyncio.CancelledError:
-                    writer.transport.abort()
-
-    async def _read_env(self, reader: asyncio.StreamReader) -> dict[str, str] | None:
-        """The AGI environment, or None (EOF, garbage, too long, too slow): only this connection ends.
-
-        One deadline for the whole environment (one `asyncio.timeout`) and three reads, not one per
-        line: the first line alone (an HTTP probe or garbage is refused at once, a bare blank line is
-        an empty environment), one byte (a one-line environment ends here), then everything up to the
-        blank line; the lines are checked afterwards. The stream's limit bounds what one read buffers.
-        """
-        try:
-            async with asyncio.timeout(self.env_timeout):
-                first = await reader.readline()
-                if first in (b"\n", b"\r\n"):
-                    return {}
-                if not first.endswith(b"\n"):  # EOF: a port probe, or Asterisk gave up mid-environment
-                    if first:
-                        log.warning("agi_env_truncated", lines=0)
-                    return None
-                if _ENV_LINE.match(first.decode("utf-8", errors="replace")) is None:
-                    log.warning("agi_env_garbage", line=first[:100].decode("utf-8", errors="replace"))
-                    return None
-                if first.endswith(b"\r\n"):  # not Asterisk's own framing: line by line, bounded
-                    blob = first + await self._read_crlf_lines(reader)
-                else:
-                    nxt = await reader.readexactly(1)
-                    blob = first + nxt if nxt == b"\n" else first + nxt + await reader.readuntil(b"\n\n")
-        except TimeoutError:
-            log.warning("agi_env_timeout")
-            return None
-        except asyncio.IncompleteReadError as e:
-            log.warning("agi_env_truncated", lines=e.partial.count(b"\n") + 1)
-            return None
-        except asyncio.LimitOverrunError as e:
-            log.warning("agi_env_too_big", bytes=e.consumed)
-            return None
-        except (ValueError, ConnectionError, OSError) as e:
-            log.warning("agi_env_unreadable", error=str(e)[:200])
-            return None
-        if len(blob) > MAX_ENV_BYTES:
-            log.warning("agi_env_too_big", lines=blob.count(b"\n"), bytes=len(blob))
-            return None
-        lines = blob.count(b"\n") - 1
-        if lines > MAX_ENV_LINES or not blob.endswith((b"\n\n", b"\r\n\r\n", b"\r\n\n", b"\n\r\n")):
-            log.warning("agi_env_too_long", lines=lines)
-            return None
-        text = blob.decode("utf-8", errors="replace")
-        pairs = _ENV_PAIRS.findall(text)
-        if len(pairs) != lines:  # some line is not `agi_key: value`
-            bad = next((ln for ln in text.split("\n") if ln.strip() and not _ENV_LINE.match(ln)), "")
-            log.warning("agi_env_garbage", line=bad.rstrip("\r")[:100])
-            return None
-        return dict(pairs)
-
-    @staticmethod
-    async def _read_crlf_lines(reader: asyncio.StreamReader) -> bytes:
-        """The rest of an environment written with CRLF line ends, up to its blank line (bounded)."""
-        lines = []
-        size = 0
-        for _ in range(MAX_ENV_LINES):
-            line = await reader.readuntil(b"\n")
-            lines.append(line)
-            size += len(line)
-            if line in (b"\r\n", b"\n") or size > MAX_ENV_BYTES:
-                break
-        return b"".join(lines)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._pending_env >= self.max_pending_env:
-            # refused at once: a flood of half-open peers must not hold file descriptors and memory
-            log.warning("agi_connection_refused", pending=self._pending_env)
-            writer.write(FAILURE_LINE)
-            return
-        self._pending_env += 1
-        try:
-            env = await self._read_env(reader)
-        finally:
-            self._pending_env -= 1
-        if env is None:
-            return
-        session = AgiSession(reader, writer, env, command_timeout=self.command_timeout,
-                             media_timeout=self.media_timeout)
+    def _begin(self, session: AgiSession) -> None:
+        """The environment is whole: route the call and run its handler in a task of its own."""
         handler = self._routes.get(session.script)
         if handler is None:
             # a bare close reads as AGISTATUS=SUCCESS in res_agi; FAILURE makes the dialplan fall back
-            log.warning("agi_unknown_script", script=session.script, request=env.get("agi_request", "")[:200])
-            writer.write(FAILURE_LINE)
+            log.warning("agi_unknown_script", script=session.script,
+                        request=session.env.get("agi_request", "")[:200])
+            _say_failure_and_close(session._transport, session._loop)
             return
+        task = session._loop.create_task(self._run(handler, session))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, handler: Handler, session: AgiSession) -> None:
+        try:
+            await self._serve(handler, session)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            # our own stop(): end quietly
+        finally:
+            session.close_timer()
+            _close(session._transport, session._loop)
+
+    async def _serve(self, handler: Handler, session: AgiSession) -> None:
         started = time.monotonic()
         self._sessions += 1
+        env = session.env
         log.info("agi_session_started", script=session.script, uniqueid=session.uniqueid,
                  channel=env.get("agi_channel", ""), caller=mask_number(session.callerid),
                  extension=env.get("agi_extension", ""))
@@ -724,7 +878,6 @@ class FastAgiServer:
             session.abandon("handler failed")  # FAILURE: the dialplan's fallback takes the caller
         finally:
             self._sessions -= 1
-            session.close_timer()
             log.info("agi_session_ended", script=session.script, uniqueid=session.uniqueid,
                      duration=round(time.monotonic() - started, 3), outcome=outcome, hungup=session.hungup)
 

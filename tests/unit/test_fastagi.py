@@ -20,6 +20,7 @@ from wire.fastagi import (
     AgiSession,
     AgiTimeout,
     FastAgiServer,
+    frame_env,
     parse_reply,
 )
 try:
@@ -711,3 +712,87 @@ async def test_concurrent_commands_of_one_session_go_one_at_a_time_in_order(serv
         assert line == f"GET VARIABLE {name}"  # one at a time: the next only after this reply; GONE never sent
         await f.answer(f"200 result=1 ({name.lower()})")
     assert await outcome(fut) == ["a", "b", "c"]
+
+
+# ---------------------------------------------------------------- the asyncio.Protocol server (issue 15)
+async def test_the_reply_of_a_command_cancelled_from_outside_is_dropped_not_shifted(server: FastAgiServer) -> None:
+    """A command cancelled while its reply is on the way: that reply, when it comes, is not the next one's."""
+    sent = asyncio.Event()
+
+    async def body(s: AgiSession) -> Any:
+        first = asyncio.ensure_future(s.get_variable("A"))
+        await sent.wait()
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        return await s.get_variable("B")
+
+    fut = recorder(server, "inbound", body)
+    f = await FakeAsteriskAgi().connect(server.port)
+    await f.expect("GET VARIABLE A")
+    sent.set()
+    await f.expect("GET VARIABLE B")
+    await f.answer("200 result=1 (a)", "200 result=1 (b)")  # Asterisk answers in order, A's late
+    assert await outcome(fut) == "b"
+
+
+async def test_stop_refuses_a_connection_still_sending_its_environment() -> None:
+    """FAILURE, so that the dialplan tries the next controller; not a call started while stopping."""
+    srv = FastAgiServer("127.0.0.1", 0, env_timeout=5.0)
+    await srv.start()
+    f = await FakeAsteriskAgi().open(srv.port)
+    await f.send_raw(b"agi_network: yes\n")
+    await asyncio.sleep(0.1)
+    t0 = time.monotonic()
+    await srv.stop(0.2)
+    assert await f.wait_closed(1) == b"FAILURE\n"
+    assert time.monotonic() - t0 < 1.0
+
+
+@pytest.mark.parametrize("data, expected", [
+    (b"agi_network: yes\nagi_network_script: inbound\n\nrest", ({"agi_network": "yes", "agi_network_script": "inbound"}, 46)),
+    (b"agi_network: yes\r\nagi_x: 1\r\n\r\n", ({"agi_network": "yes", "agi_x": "1"}, 30)),
+    (b"\n", ({}, 1)),
+    (b"\r\n", ({}, 2)),
+    (b"agi_network: yes\nagi_netw", None),
+    (b"agi_network: y", None),
+])
+def test_frame_env_reads_whole_environments_only(data: bytes, expected: Any) -> None:
+    got = frame_env(bytearray(data))
+    assert got == (None if expected is None else (*expected, None))
+
+
+@pytest.mark.parametrize("data, event", [
+    (b"GET / HTTP/1.1\r\n", "agi_env_garbage"),
+    (b"agi_network: yes\nHost: x\n\n", "agi_env_garbage"),
+    (b"agi_x: " + b"a" * (MAX_ENV_BYTES + 10), "agi_env_too_big"),
+    (b"agi_x: 1\n" * (MAX_ENV_BYTES // 9 + 1), "agi_env_too_big"),
+    (b"agi_x: 1\n" * 300 + b"\n", "agi_env_too_long"),
+])
+def test_frame_env_refuses_garbage_and_oversized_environments(data: bytes, event: str) -> None:
+    got = frame_env(bytearray(data))
+    assert got is not None and got[0] is None and got[2] is not None and got[2][0] == event
+
+
+async def test_concurrent_calls_reading_through_the_shared_receive_buffer_keep_their_own_replies(
+        server: FastAgiServer) -> None:
+    """Every connection of a server reads into one buffer (BufferedProtocol): what arrives is copied out at
+    once, so calls whose replies arrive interleaved never see each other's bytes."""
+    results: dict[str, list[str | None]] = {}
+
+    async def handler(s: AgiSession) -> None:
+        results[s.uniqueid] = [await s.get_variable("A"), await s.get_variable("B")]
+
+    server.route("inbound", handler)
+    calls = [await FakeAsteriskAgi().connect(server.port, uniqueid=f"u{i}") for i in range(20)]
+    for f in calls:
+        await f.expect("GET VARIABLE A")
+    for i, f in enumerate(reversed(calls)):  # answered in the other order, each as two TCP segments
+        n = len(calls) - 1 - i
+        await f.send_raw(f"200 result=1 (a{n}".encode())
+    for n, f in enumerate(calls):
+        await f.send_raw(b")\n")
+        await f.reply("GET VARIABLE B", f"200 result=1 (b{n}-" + "x" * 3000 + ")")
+    for f in calls:
+        await f.wait_closed()
+    assert results == {f"u{n}": [f"a{n}", f"b{n}-" + "x" * 3000] for n in range(20)}

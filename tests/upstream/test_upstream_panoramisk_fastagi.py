@@ -108,7 +108,7 @@ async def test_hangup_line_is_taken_as_the_next_reply(agi_thread: PanoramiskAgiT
     got = [result_of(r) for r in res[1:]]
     still_present(got != [("1", "a"), ("1", "b")] and res[2].get("result") == ("1", "a"), "panoramisk",
                   "takes the out-of-band HANGUP line as the reply to the next command (every later reply shifted)",
-                  WHERE, "AgiSession._read_reply: HANGUP sets `hungup` and is never a reply", evidence=res)
+                  WHERE, "AgiSession._take_reply: HANGUP sets `hungup` and is never a reply", evidence=res)
 
 
 async def test_multiline_520_usage_shifts_later_replies(agi_thread: PanoramiskAgiThread) -> None:
@@ -123,7 +123,7 @@ async def test_multiline_520_usage_shifts_later_replies(agi_thread: PanoramiskAg
     got = [result_of(r) for r in res[1:]]
     still_present(got != [("1", "a"), ("1", "b")], "panoramisk",
                   "reads a multi-line 520 usage reply as two lines only (the rest shifts every later reply)",
-                  WHERE, "AgiSession._read_reply: a '520-' block is read up to the line starting '520 '",
+                  WHERE, "AgiSession._take_reply: a '520-' block is read up to the line starting '520 '",
                   evidence=res)
 
 
