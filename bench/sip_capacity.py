@@ -405,7 +405,9 @@ def report_heap(path: Path) -> None:
     if not rows:
         print("heap: no report (run shorter than two --heap intervals?)")
         return
-    print("heap, traced MiB over time: " + ", ".join(f"{r['t_s']}s={r['traced_mib']}" for r in rows))
+    print("heap over time (MiB; traced by tracemalloc / SQLite's own / malloc free but kept / RSS): " + ", ".join(
+        f"{r['t_s']}s={r['traced_mib']}/{r.get('sqlite_mib')}/{r.get('malloc_free_mib')}/{r.get('rss_mib')}"
+        for r in rows))
     last = rows[-1]
     print(f"heap growth since the baseline at {last['t_s']} s: {last['grown_kib']:.0f} KiB; top sites:")
     for site in last["sites"][:10]:

@@ -6,9 +6,10 @@ run: `HeapWatch.from_env()` is None and the controller spawns no task). On, it s
 allocation), takes a baseline snapshot once the controller has run N seconds (past its start-up), and
 every N seconds after compares a new snapshot with that baseline: the allocation sites (by traceback;
 frames of the standard library and site-packages kept, so a SQLAlchemy or structlog cache shows as
-itself) whose live memory grew most, and the object types whose count grew most (`gc`). Each report is
-logged as `heap_growth` and, when `$HOTLINE_TRACEMALLOC_OUT` names a file, appended to it as one JSON
-line (bench/sip_capacity.py `--heap N` reads them).
+itself) whose live memory grew most, and the object types whose count grew most (`gc`); with them what
+tracemalloc cannot see: RSS, SQLite's own memory (its page caches) and glibc malloc's free-but-kept bytes
+(`native_memory`). Each report is logged as `heap_growth` and, when `$HOTLINE_TRACEMALLOC_OUT` names a
+file, appended to it as one JSON line (bench/sip_capacity.py `--heap N` reads them).
 
 A diagnostic for soaks (bench/RESULTS.md, "Soak"), not for production: tracemalloc slows every
 allocation (the controller's CPU roughly doubles) and keeps a traceback per live block.
@@ -36,6 +37,45 @@ ENV_FRAMES = "HOTLINE_TRACEMALLOC_FRAMES"
 ENV_OUT = "HOTLINE_TRACEMALLOC_OUT"
 #: allocation sites and object types per report
 TOP = 15
+
+
+def native_memory() -> dict[str, float | None]:
+    """What tracemalloc cannot see (MiB): the process's RSS, SQLite's own allocations (its page caches:
+    `sqlite3_memory_used`), and glibc malloc's bytes in use and free but kept (`mallinfo2`: fragmentation).
+    None for what this platform does not tell."""
+    out: dict[str, float | None] = {"rss_mib": None, "sqlite_mib": None, "malloc_used_mib": None,
+                                    "malloc_free_mib": None}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                out["rss_mib"] = round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    try:
+        import ctypes
+        import ctypes.util
+        __import__("sqlite3")  # loads the library the store uses, so the name below finds that one
+
+        lib = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0")
+        lib.sqlite3_memory_used.restype = ctypes.c_int64
+        out["sqlite_mib"] = round(lib.sqlite3_memory_used() / 2**20, 1)
+    except (OSError, AttributeError):
+        pass
+    try:
+        import ctypes
+
+        class MallInfo2(ctypes.Structure):
+            _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+        libc = ctypes.CDLL(None)
+        libc.mallinfo2.restype = MallInfo2
+        m = libc.mallinfo2()
+        out["malloc_used_mib"] = round((m.uordblks + m.hblkhd) / 2**20, 1)
+        out["malloc_free_mib"] = round(m.fordblks / 2**20, 1)
+    except (OSError, AttributeError):
+        pass
+    return out
 
 
 def type_counts() -> collections.Counter[str]:
@@ -86,8 +126,12 @@ class HeapWatch:
         try:
             await asyncio.sleep(self.interval_s)
             base, base_types = await self._snapshot(tracemalloc)
-            log.info("heap_watch_baseline", traced_mib=round(tracemalloc.get_traced_memory()[0] / 2**20, 1),
-                     interval_s=self.interval_s, frames=self.frames)
+            traced = tracemalloc.get_traced_memory()[0]
+            row = {"t_s": round(self.clock() - started), "traced_mib": round(traced / 2**20, 1), **native_memory(),
+                   "grown_kib": 0.0, "sites": [], "types": []}
+            log.info("heap_watch_baseline", interval_s=self.interval_s, frames=self.frames,
+                     **{k: v for k, v in row.items() if k.endswith("mib")})
+            self._write(row)
             while True:
                 await asyncio.sleep(self.interval_s)
                 snap, types = await self._snapshot(tracemalloc)
@@ -117,16 +161,20 @@ class HeapWatch:
                 break
             sites.append({"kib": round(s.size_diff / 1024, 1), "blocks": s.count_diff,
                           "where": [f"{_short(f.filename)}:{f.lineno}" for f in s.traceback][-self.frames:]})
-        report = {"t_s": round(elapsed), "traced_mib": round(current / 2**20, 1),
+        report = {"t_s": round(elapsed), "traced_mib": round(current / 2**20, 1), **native_memory(),
                   "grown_kib": round(sum(s.size_diff for s in stats) / 1024, 1),
                   "sites": sites, "types": growth_of_types(base_types, types)}
         self.reports += 1
         log.info("heap_growth", t_s=report["t_s"], traced_mib=report["traced_mib"], grown_kib=report["grown_kib"],
+                 rss_mib=report["rss_mib"], sqlite_mib=report["sqlite_mib"], malloc_free_mib=report["malloc_free_mib"],
                  top=[f"{x['kib']} KiB {x['where'][-1] if x['where'] else '?'}" for x in sites[:5]],
                  types=report["types"][:8])
+        self._write(report)
+
+    def _write(self, row: Mapping[str, Any]) -> None:
         if self.out is not None:
             with self.out.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(report, ensure_ascii=False) + "\n")
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def _short(filename: str) -> str:
