@@ -156,9 +156,8 @@ class HeapWatch:
         stats = snap.compare_to(base, "traceback")
         current, peak = tracemalloc.get_traced_memory()
         sites = []
-        for s in stats[:TOP]:
-            if s.size_diff <= 0:
-                break
+        # compare_to orders by the absolute difference: what shrank would hide what grew
+        for s in sorted((s for s in stats if s.size_diff > 0), key=lambda s: -s.size_diff)[:TOP]:
             sites.append({"kib": round(s.size_diff / 1024, 1), "blocks": s.count_diff,
                           "where": [f"{_short(f.filename)}:{f.lineno}" for f in s.traceback][-self.frames:]})
         report = {"t_s": round(elapsed), "traced_mib": round(current / 2**20, 1), **native_memory(),
