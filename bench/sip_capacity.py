@@ -17,7 +17,9 @@ average CPU of the controller, of Asterisk and of SIPp while all calls were up â
 which of them is the limit.
 
 Soak mode (`--soak`): `--rate` new calls per second for `--duration` seconds (each held `--hold`),
-the controller's RSS sampled every `--sample` seconds; the same failure and ticket counts.
+the controller's RSS sampled every `--sample` seconds; the same failure and ticket counts. `--heap N`: the
+controller profiles its heap (hotline/heapwatch.py, tracemalloc) every N s; the growth by allocation site
+and object type is printed at the end.
 
 Run (as root; SIPp, Asterisk and ports of your own instance):
   HOTLINE_INSTANCE=bench HOTLINE_PORT_OFFSET=500 .venv/bin/python bench/sip_capacity.py [--steps 100,200,300,400]
@@ -61,6 +63,9 @@ from tests.e2e.conftest import INSTANCE, OFFSET, SIM_CARRIER_PORT, e2e_config  #
 from tests.e2e.faults import ControllerProcess  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
+#: seconds after the first calls' hold before the soak's RSS trend is measured (pools, caches and the
+#: calls-up level fill first)
+WARM_UP_S = 60.0
 #: what SIPp streams on every call: 1 s of a 440 Hz tone, A-law (payload 8), looped
 TONE_S = 1.0
 
@@ -275,7 +280,21 @@ class Bench:
             print(f"controller RSS: first third avg {sum(s.ctl_rss for s in first) / len(first):.1f} MiB, "
                   f"last third avg {sum(s.ctl_rss for s in lastp) / len(lastp):.1f} MiB, "
                   f"max {max(s.ctl_rss for s in rss):.1f} MiB")
+            warm = [s for s in rss if s.t >= self.a.hold + WARM_UP_S]
+            if len(warm) >= 3:
+                slope = rss_slope([(s.t, s.ctl_rss) for s in warm])
+                print(f"controller RSS trend after warm-up ({warm[0].t:.0f} s on, least squares): "
+                      f"{slope * 60:+.2f} MiB/min ({slope * 1024 / self.a.rate:+.2f} KiB per call)")
         return step
+
+
+def rss_slope(points: list[tuple[float, float]]) -> float:
+    """The least-squares slope of (t s, RSS MiB): MiB per second."""
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    mr = sum(r for _, r in points) / n
+    den = sum((t - mt) ** 2 for t, _ in points)
+    return sum((t - mt) * (r - mr) for t, r in points) / den if den else 0.0
 
 
 def sipp_counts(stat: Path) -> tuple[int, int]:
@@ -310,6 +329,25 @@ def report_step(step: Step, plateau: tuple[float, float]) -> None:
         print("  SIPp errors (tail):\n  " + step.errors.strip().replace("\n", "\n  ")[-1200:])
 
 
+def report_heap(path: Path) -> None:
+    """The controller's heap reports (growth since its baseline, N s after start): RSS-independent figures
+    of what its traced memory holds, and the last report's top allocation sites and object types."""
+    import json
+
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    if not rows:
+        print("heap: no report (run shorter than two --heap intervals?)")
+        return
+    print("heap over time (MiB; traced by tracemalloc / SQLite's own / malloc free but kept / RSS): " + ", ".join(
+        f"{r['t_s']}s={r['traced_mib']}/{r.get('sqlite_mib')}/{r.get('malloc_free_mib')}/{r.get('rss_mib')}"
+        for r in rows))
+    last = rows[-1]
+    print(f"heap growth since the baseline at {last['t_s']} s: {last['grown_kib']:.0f} KiB; top sites:")
+    for site in last["sites"][:10]:
+        print(f"  +{site['kib']:.0f} KiB in {site['blocks']} blocks: " + " <- ".join(reversed(site["where"][-6:])))
+    print("  object types grown: " + ", ".join(f"{k} +{n}" for k, n in last["types"][:12]))
+
+
 async def main_async(a: argparse.Namespace) -> int:
     if shutil.which("sipp") is None:
         print("sipp not found: install Debian's sip-tester", file=sys.stderr)
@@ -321,6 +359,9 @@ async def main_async(a: argparse.Namespace) -> int:
         work = Path(tmp)
         os.chmod(work, 0o755)
         write_tone(work / "tone.alaw")
+        if a.heap:  # the controller's heap profiler (hotline/heapwatch.py): its reports into a file read below
+            os.environ["HOTLINE_TRACEMALLOC"] = f"{a.heap:g}"
+            os.environ["HOTLINE_TRACEMALLOC_OUT"] = str(work / "heap.jsonl")
         b = Bench(a, work)
         print(f"instance {INSTANCE} (offset {OFFSET}), store {b.store_url.split('://')[0]}, "
               f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, {os.cpu_count()} cores", flush=True)
@@ -343,6 +384,8 @@ async def main_async(a: argparse.Namespace) -> int:
         finally:
             if not REUSE:
                 b.sb.stop()
+        if a.heap:
+            report_heap(work / "heap.jsonl")
         bad = [s for s in steps if s.failed or s.early_bye or s.incomplete or s.tickets < s.ok + s.failed]
         if bad:  # what the controller said about it (its log goes with the temporary directory)
             worst = [r for r in b.ctl.logs() if r.get("level") in ("warning", "error", "critical")]
@@ -364,6 +407,8 @@ def main() -> None:
     ap.add_argument("--store", default=None, help="ticket store URL (default: a fresh SQLite file)")
     ap.add_argument("--max-calls", type=int, default=600)
     ap.add_argument("--max-duration", type=float, default=1800.0)
+    ap.add_argument("--heap", type=float, default=0.0, metavar="N",
+                    help="the controller's heap profiler: tracemalloc growth every N s (slows the controller)")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a call failed or a ticket is missing")
     ap.add_argument("--quick", action="store_true", help="one step of 20 calls at 10/s held 15 s")
     a = ap.parse_args()

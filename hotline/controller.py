@@ -19,6 +19,7 @@ logic lives in its own module; what stays here is the wiring and the control soc
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import os
 import signal
@@ -65,6 +66,7 @@ from live.api import LiveApi
 from live.intervention import Intervention
 from live.service import LiveService
 from hotline.live_api import serve_api
+from hotline.heapwatch import HeapWatch
 from hotline.transcriber import Transcriber, model_path, transcripts_model_ok
 
 log = structlog.get_logger("hotline.controller")
@@ -81,6 +83,8 @@ AGENTS_LEASE_S = 10.0
 AGENT_SYNC_SLACK_S = 5.0
 #: how often the controller logs its health (`controller_health`; `hotline status` asks for it any time)
 HEALTH_LOG_S = 60.0
+#: ticket numbers kept in `Controller.saved` (the newest; it once grew by one a call: issue 15's soak)
+SAVED_MEMORY = 1000
 #: how often the calls held open are compared with Asterisk's channels (besides at every AMI login)
 CHANNEL_SWEEP_S = 30.0
 #: how long after Asterisk's channel list the sweep judges (events written just after the list come first)
@@ -143,7 +147,8 @@ class Controller:
         self._saving: set[asyncio.Task[Any]] = set()
         #: call records the store could not take (down, disk full): written when it comes back
         self.pending = PendingSaves()
-        self.saved: list[str] = []  # ticket numbers saved by this process (for the demo and tests)
+        #: the ticket numbers this process saved last (for the demo and tests): the newest SAVED_MEMORY
+        self.saved: collections.deque[str] = collections.deque(maxlen=SAVED_MEMORY)
         self.on_saved: list[Callable[[CallRecord, Any], Any]] = []
         # missed-call callbacks (漏接电话回拨) and the outbox pusher (None unless outbox.url is set)
         self.callbacks = CallbackDialer(self.store, self.ami, config.callbacks, policy=config, owner=self.owner)
@@ -175,6 +180,9 @@ class Controller:
         self._pending_task: asyncio.Task[Any] | None = None
         self._health_task: asyncio.Task[Any] | None = None
         self._sweep_task: asyncio.Task[Any] | None = None
+        #: the opt-in heap profiler ($HOTLINE_TRACEMALLOC=N seconds, hotline/heapwatch.py); None: off, no cost
+        self.heap_watch = HeapWatch.from_env()
+        self._heap_task: asyncio.Task[Any] | None = None
         #: a cluster: other nodes' controllers' agent changes, applied to this node (routing/agent_sync.py)
         self._agent_sync_task: asyncio.Task[Any] | None = None
         self._dropped_seen = 0  # AmiClient.events_dropped when last looked at
@@ -276,6 +284,8 @@ class Controller:
         self._pending_task = self._spawn(self.pending.run(self._write), "pending-tickets")
         self._health_task = self._spawn(self._log_health(), "health-log")
         self._sweep_task = self._spawn(self._sweep_periodically(), "channel-sweep")
+        if self.heap_watch is not None:
+            self._heap_task = self._spawn(self.heap_watch.run(), "heap-watch")
         if self.config.cluster is not None:
             self._agent_sync_task = self._spawn(self._sync_agents(self.config.cluster.agent_sync_s), "agent-sync")
         log.info("controller_started", fastagi_port=self.agi.port, ami=f"{self.config.asterisk.ami.host}:"
@@ -299,6 +309,7 @@ class Controller:
         await self._end_task(self._agents_lease_task)  # no take-over while stopping
         await self._end_task(self._health_task)
         await self._end_task(self._sweep_task)
+        await self._end_task(self._heap_task)
         await self._end_task(self._agent_sync_task)
         await self._end_task(self._cdr_task)
         if self.cdr_lease is not None:  # the other controller replays from its next round on

@@ -57,7 +57,8 @@ def rebuild(model: LiveModel, channels: Iterable[Mapping[str, str]], queue_statu
         elif kind == "QueueMember":
             ch.update(model.feed({**row, "Event": "QueueMember"}, now))
     for lid in [lid for lid in model.calls if lid not in by_lid]:
-        call = model.calls.pop(lid)
+        call = model.calls[lid]
+        model.end_call(lid)
         ch.calls.add(lid)
         ch.queues.add(call.queue or "")
         ch.agents |= call.ringing | ({call.agent} if call.agent else set())
@@ -87,7 +88,7 @@ def _adopt(model: LiveModel, lid: str, chans: list[Mapping[str, str]], entries: 
         first = next((c for c in chans if clean(c.get("Uniqueid")) == lid), None) or (callers or chans)[0]
         call.caller_uid = clean(first.get("Uniqueid"))
         call.caller = normalise_number(clean(first.get("CallerIDNum")))
-        if lid not in model._counted:
+        if not model.counted_today(lid):
             model._counted[lid] = Counted()
             model.calls_today += 1
             model.half_hours[model._half_hour(started)] += 1

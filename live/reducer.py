@@ -41,7 +41,8 @@ from model.contract import Event as UserEventName
 from model.contract import ivr_steps
 from model.privacy import normalise_number
 from live.state import (ANSWER_WITHIN_S, COUNTED_MEMORY, DEVICE_STATUS, HALF_HOURS, HOTLINE_CONTEXTS, PENDING_MEMORY, PHASES,
-                        Call, Changes, Counted, Member, QueueFigures, number, rate, clean, agent_of, queue_name)
+                        Call, Changes, Counted, FinishedCalls, Member, QueueFigures, number, rate, clean, agent_of,
+                        queue_name)
 
 Event = Mapping[str, str]
 
@@ -71,8 +72,27 @@ class LiveModel:
         self.half_hours = [0] * HALF_HOURS
         self.calls_today = 0
         self.offered = self.answered = self.answered_within = self.abandoned = 0
+        #: today's counted calls that are up now: what the figures hold of each (bounded by the calls up)
         self._counted: dict[str, Counted] = {}
+        #: today's counted calls that ended (or were counted from their ticket): their linkedids only, so
+        #: nothing counts them again; the oldest forgotten beyond COUNTED_MEMORY (bounded by the day and it)
+        self._finished = FinishedCalls(COUNTED_MEMORY)
         self.members: dict[str, Member] = getattr(self, "members", {})
+
+    def counted_today(self, lid: str) -> bool:
+        """Whether today's figures already count the call `lid` (up now, or finished)."""
+        return lid in self._counted or lid in self._finished
+
+    def _finish(self, lid: str) -> None:
+        """The call `lid` ended (or was counted whole from its ticket): what the figures hold of it is final,
+        so only its linkedid stays, to keep a late or replayed input from counting it again."""
+        if self._counted.pop(lid, None) is not None or lid not in self.calls:
+            self._finished.add(lid)
+
+    def end_call(self, lid: str) -> None:
+        """Drop the call `lid` from the calls up now (live/rebuild.py: Asterisk no longer has it)."""
+        self.calls.pop(lid, None)
+        self._finish(lid)
 
     def tick(self, now: float) -> Changes:
         """A new center-local day resets today's figures (calls up now stay)."""
@@ -141,8 +161,7 @@ class LiveModel:
         call.channels |= self._pending.pop(lid, set())
         ch.calls.add(lid)
         ch.center = True
-        counted = self._counted.get(lid)
-        if counted is None and len(self._counted) < COUNTED_MEMORY:
+        if not self.counted_today(lid):  # a late event of a finished call opens it again, counting nothing
             self._counted[lid] = Counted()
             self.calls_today += 1
             self.half_hours[self._half_hour(ts)] += 1
@@ -364,6 +383,7 @@ class LiveModel:
         for a in call.ringing | ({call.agent} if call.agent else set()):
             ch.agents.add(a)
         del self.calls[call.linkedid]
+        self._finish(call.linkedid)
         ch.calls.add(call.linkedid)
         ch.center = True
 
@@ -400,17 +420,16 @@ class LiveModel:
         plus `linkedid`; rows of another day or still in progress count nothing."""
         ch = self.tick(now)
         lid = clean(row.get("linkedid"))
-        if not lid or lid in self._counted or lid in self.calls or row.get("outcome") == "in_progress":
+        if not lid or self.counted_today(lid) or lid in self.calls or row.get("outcome") == "in_progress":
             return ch
         started = row.get("started_at") or row.get("created_at")
         ts = started.timestamp() if isinstance(started, dt.datetime) else number(started)
         if ts is None or self._local(ts).date() != self.day:
             return ch
-        c = self._counted[lid] = Counted()
+        self._finish(lid)  # counted whole from its ticket: only its linkedid is kept
         self.calls_today += 1
         self.half_hours[self._half_hour(ts)] += 1
         line = clean(row.get("legacy_line")) or clean(row.get("dialed")) or "?"
-        c.line = line
         self.lines[line] = self.lines.get(line, 0) + 1
         ch.lines.add(line)
         ch.center = ch.half_hours = True
@@ -418,27 +437,21 @@ class LiveModel:
         agent = clean(row.get("agent"))
         wait = number(row.get("queue_wait_s"))
         if q or agent:
-            c.offered = True
             self.offered += 1
             f = self._figures(q) if q else None
             if f is not None:
-                c.queues_offered.add(q)
                 f.offered += 1
                 ch.queues.add(q)
             if agent:
-                c.answered = True
                 self.answered += 1
                 within = wait is not None and 0 <= wait <= self.answer_within_s
                 self.answered_within += within
                 if f is not None:
-                    c.queues_answered.add(q)
                     f.answered += 1
                     f.answered_within += within
             elif row.get("outcome") == "abandoned_in_queue":
-                c.abandoned = True
                 self.abandoned += 1
                 if f is not None:
-                    c.queues_abandoned.add(q)
                     f.abandoned += 1
         return ch
 

@@ -62,7 +62,7 @@ class Viewer:
     full_numbers: bool = False
     #: the calls sent to this viewer so far (an agent is told when its calls end)
     seen_calls: set[str] = field(default_factory=set)
-    #: calls whose full number this viewer was already shown (and that read audited): not audited again
+    #: calls up now whose full number this viewer was already shown (and that read audited): not audited again
     audited: set[str] = field(default_factory=set)
 
     def call(self, view: dict[str, Any] | None, lid: str) -> tuple[bool, dict[str, Any] | None]:
@@ -91,8 +91,9 @@ class Viewer:
                     if not send:
                         continue
                     calls[lid] = seen
-                    if seen is None:
+                    if seen is None:  # the call ended (or left this viewer's view): nothing of it kept per viewer
                         self.seen_calls.discard(lid)
+                        self.audited.discard(lid)
                     else:
                         self.seen_calls.add(lid)
                         if self.full_numbers and seen.get("caller") and lid not in self.audited:

@@ -6,6 +6,7 @@ Asterisk has after a restart); the API's shapes are each value's `view`.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,8 +19,10 @@ ANSWER_WITHIN_S = 15.0
 HALF_HOURS = 48
 #: the contexts a caller call starts in (a channel seen there makes its linkedid a hotline call)
 HOTLINE_CONTEXTS = frozenset({Context.INBOUND.value, Context.ROUTE.value})
-#: how many of today's counted linkedids are remembered (a replayed call is never counted twice)
-COUNTED_MEMORY = 2_000_000
+#: how many of today's finished calls' linkedids are remembered, so that a replayed event or the call's
+#: ticket (`note_ticket`) never counts one twice: ~120 bytes each (a 65,000-call day: ~8 MB); beyond it the
+#: day's oldest are forgotten first (their figures stay; only a very late replay of one could count twice)
+COUNTED_MEMORY = 500_000
 #: linkedids of channels not (yet) known as hotline calls that are remembered (seat-to-seat calls, …)
 PENDING_MEMORY = 20_000
 PHASES = ("ivr", "queued", "talking", "after_agent", "connected")
@@ -144,9 +147,10 @@ class Changes:
         self.day |= other.day
 
 
-@dataclass
+@dataclass(slots=True)
 class Counted:
-    """Per linkedid, what today's figures already hold (so a replay counts nothing twice)."""
+    """Per call up now, what today's figures already hold of it (so a replay counts nothing twice); once the
+    call ends it is let go and only its linkedid is remembered (`LiveModel._finished`)."""
 
     line: str | None = None
     offered: bool = False
@@ -155,3 +159,25 @@ class Counted:
     queues_offered: set[str] = field(default_factory=set)
     queues_answered: set[str] = field(default_factory=set)
     queues_abandoned: set[str] = field(default_factory=set)
+
+
+class FinishedCalls:
+    """Today's counted calls that ended: their linkedids only, the oldest forgotten beyond `limit`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._ids: set[str] = set()
+        self._order: deque[str] = deque()
+
+    def add(self, lid: str) -> None:
+        if lid not in self._ids:
+            self._ids.add(lid)
+            self._order.append(lid)
+            while len(self._order) > self.limit:
+                self._ids.discard(self._order.popleft())
+
+    def __contains__(self, lid: object) -> bool:
+        return lid in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)

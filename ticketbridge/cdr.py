@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,10 @@ log = structlog.get_logger("ticketbridge.cdr")
 CDR_SETTLE_S = 20.0
 #: rows of a call that never shows a hotline leg are forgotten after this long.
 CDR_FORGET_S = 600.0
+#: how many calls already looked at are remembered (their late rows ignored), oldest forgotten first: a
+#: call's rows come within seconds of each other, so only a row later than this many calls could be looked
+#: at again (and its complete ticket found: nothing saved twice). ~120 bytes each.
+DONE_MEMORY = 50_000
 
 Row = dict[str, Any]
 
@@ -102,8 +107,9 @@ class CdrReplay:
         self.rows: dict[str, list[Row]] = {}
         #: per linkedid, the latest `end` among its rows (0.0 when none parses)
         self.newest: dict[str, float] = {}
-        #: linkedids looked at once: their later rows are ignored
+        #: linkedids looked at once: their later rows are ignored (the last DONE_MEMORY of them)
         self.done: set[str] = set()
+        self._done_order: deque[str] = deque()
         #: rows of callbacks we placed (never tickets; they tell a restarted controller how a callback
         #: it was waiting on when it died ended)
         self.callback_rows: dict[str, list[Row]] = {}
@@ -120,7 +126,7 @@ class CdrReplay:
                 # another Asterisk's call (e.g. a test run writing the same file): never a ticket here
                 if lid not in self.rows:
                     log.warning("cdr_foreign_instance_ignored", linkedid=lid, instance=str(tag), own=self.instance)
-                self.done.add(lid)
+                self._done(lid)
                 self._drop(lid)
                 continue
             if lid.startswith(CALLBACK_PREFIX):
@@ -158,7 +164,7 @@ class CdrReplay:
         done (its later rows are ignored) and its rows are let go."""
         rows = self.rows.get(lid, [])
         record = record_from_cdr(rows) if cdr_due or ticket_outcome in (None, "in_progress") else None
-        self.done.add(lid)
+        self._done(lid)
         self._drop(lid)
         return record
 
@@ -166,6 +172,13 @@ class CdrReplay:
         """The callback calls' rows gathered since the last call (each handed out once)."""
         out, self.callback_rows = self.callback_rows, {}
         return out
+
+    def _done(self, lid: str) -> None:
+        if lid not in self.done:
+            self.done.add(lid)
+            self._done_order.append(lid)
+            while len(self._done_order) > DONE_MEMORY:
+                self.done.discard(self._done_order.popleft())
 
     def _drop(self, lid: str) -> None:
         self.rows.pop(lid, None)

@@ -230,3 +230,19 @@ def test_interval_is_half_the_settle_time_at_least_a_second(tmp_path: Path) -> N
     store = FakeStore()
     assert replayer(tmp_path / "x", store, settle_s=20).interval_s == 10
     assert replayer(tmp_path / "x", store, settle_s=0).interval_s == 1
+
+
+def test_the_calls_looked_at_are_remembered_up_to_a_bound(monkeypatch) -> None:
+    """Issue 15's soak: the set of calls looked at grew by one linkedid a call for the controller's life."""
+    import ticketbridge.cdr as cdr
+
+    monkeypatch.setattr(cdr, "DONE_MEMORY", 40)
+    rp = CdrReplay(settle_s=0)
+    for i in range(100):
+        rp.take(rp.offset, parse_chunk(lines(row(f"{i}.1", T0))))
+        for lid in rp.due(T0):
+            rp.conclude(lid, "answered")
+    assert len(rp.done) == len(rp._done_order) == 40 and "99.1" in rp.done and "0.1" not in rp.done
+    assert rp.rows == {} and rp.newest == {}
+    rp.take(rp.offset, parse_chunk(lines(row("99.1", T0 + 1))))  # a late row of a recent call: still ignored
+    assert rp.rows == {}

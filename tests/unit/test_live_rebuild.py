@@ -76,3 +76,14 @@ def test_unreadable_rows_are_skipped() -> None:
     rebuild(m, [{"Event": "CoreShowChannel"}, {"Linkedid": "X", "Duration": "aa:bb"}, chan("Y", "Y", "PJSIP/t-1",
             "hotline-inbound", duration="nonsense")], [{"Event": "QueueEntry", "Wait": "x"}], NOW)
     assert set(m.calls) == {"Y"} and m.calls["Y"].started_at == NOW
+
+
+def test_calls_asterisk_no_longer_has_keep_only_their_linkedid() -> None:
+    """Dropped at a rebuild (their Hangup missed): what the figures held of them per call goes, as at a hang-up."""
+    m = LiveModel(queues=["general"], seats=["1001", "1002"], now=NOW)
+    rebuild(m, CHANNELS, STATUS, NOW)
+    assert set(m._counted) == {"W", "T", "I"}
+    rebuild(m, [c for c in CHANNELS if c["Linkedid"] != "W"], STATUS[:2], NOW + 60)
+    assert set(m.calls) == set(m._counted) == {"T", "I"} and "W" in m._finished
+    rebuild(m, CHANNELS, STATUS, NOW + 61)  # the same linkedid again (never in practice): not counted twice
+    assert m.center_view(NOW + 61)["calls_today"] == 3

@@ -125,3 +125,51 @@ def test_a_ticket_for_a_call_never_seen_counts_once() -> None:
     m.note_ticket({**row, "linkedid": "C2", "outcome": "in_progress"}, T0)  # a shutdown flush: the call is up
     m.note_ticket({**row, "linkedid": "C3", "started_at": T0 - 86400}, T0)  # yesterday's
     assert m.calls_today == 1
+
+
+def test_a_finished_call_keeps_only_its_linkedid_and_a_late_or_replayed_input_counts_nothing() -> None:
+    """Per call the model holds what the figures need while it is up; once it ends only its linkedid (issue 15's
+    soak: ~1 KiB of per-call entries a call for the whole day made the controller's memory grow)."""
+    m = LiveModel(queues=["general"], now=T0)
+    for i in range(200):
+        lid = f"L{i}"
+        caller_enters(m, lid, T0 + i)
+        joins(m, lid, T0 + i + 1)
+        if i % 2:
+            answered(m, lid, T0 + i + 2)
+            hangup(m, lid, lid + ".a", T0 + i + 3, "PJSIP/1001-0000000a")
+        hangup(m, lid, lid, T0 + i + 4)
+    assert m.calls == {} and m._counted == {}  # nothing per call up: back to the baseline
+    assert len(m._finished) == 200
+    c = m.center_view(T0 + 300)
+    assert (c["calls_today"], c["offered"], c["answered"], c["abandoned"]) == (200, 200, 100, 100)
+    # the call's own ticket, then a replay of its events: counted once
+    m.note_ticket({"linkedid": "L1", "started_at": T0 + 1, "dialed": "12345", "queue": "general", "agent": "1001",
+                   "outcome": "answered"}, T0 + 300)
+    caller_enters(m, "L3", T0 + 301)
+    joins(m, "L3", T0 + 301)
+    answered(m, "L3", T0 + 302)
+    hangup(m, "L3", "L3", T0 + 303)
+    c = m.center_view(T0 + 310)
+    assert (c["calls_today"], c["offered"], c["answered"], c["abandoned"]) == (200, 200, 100, 100)
+    assert m._counted == {} and len(m._finished) == 200
+
+
+def test_the_finished_calls_remembered_are_bounded_by_the_day_and_a_cap(monkeypatch) -> None:
+    import live.reducer as reducer
+
+    monkeypatch.setattr(reducer, "COUNTED_MEMORY", 50)
+    m = LiveModel(queues=["general"], now=T0)
+    for i in range(120):
+        caller_enters(m, f"L{i}", T0 + i)
+        hangup(m, f"L{i}", f"L{i}", T0 + i)
+    # the oldest forgotten first; every call still counted
+    assert len(m._finished) == 50 and "L119" in m._finished and "L0" not in m._finished
+    assert m.center_view(T0 + 200)["calls_today"] == 120
+    for i in range(30):  # tickets of calls never seen live: counted once each, remembered under the same cap
+        row = {"linkedid": f"T{i}", "started_at": T0 + 200, "dialed": "12345", "outcome": "ivr_only"}
+        m.note_ticket(row, T0 + 200)
+        m.note_ticket(row, T0 + 200)
+    assert m.center_view(T0 + 200)["calls_today"] == 150 and len(m._finished) == 50
+    m.tick(T0 + 86_400)  # the next day: all of it let go
+    assert len(m._finished) == 0 and m.center_view(T0 + 86_400)["calls_today"] == 0

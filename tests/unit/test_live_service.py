@@ -70,3 +70,20 @@ async def test_an_agent_viewer_sees_its_own_call_and_is_told_when_it_is_gone() -
     ami.push(Event="Hangup", Linkedid="L2", Uniqueid="L2", Channel="y")
     parts, _ = me.render(live.publish().parts)
     assert parts["calls"] == {"L1": None}  # its call ended; the other seat's call is not its business
+    assert me.seen_calls == set()
+
+
+async def test_a_full_numbers_viewer_keeps_nothing_of_calls_that_ended() -> None:
+    """A wallboard left open all day with full numbers: what it remembers per call goes when the call ends."""
+    live, _, ami, clock = service()
+    wall = Viewer(Principal(2, "班长", "supervisor", None), full_numbers=True)
+    for i in range(50):
+        ami.push(Event="Newchannel", Linkedid=f"L{i}", Uniqueid=f"L{i}", Context="hotline-inbound",
+                 CallerIDNum="13800138000", Exten="12345", Timestamp=str(clock.now))
+    _, shown = wall.render(live.publish().parts)
+    wall.audited.update(shown)
+    assert len(shown) == 50 and len(wall.seen_calls) == 50
+    for i in range(50):
+        ami.push(Event="Hangup", Linkedid=f"L{i}", Uniqueid=f"L{i}", Channel="x")
+    wall.render(live.publish().parts)
+    assert wall.seen_calls == set() and wall.audited == set()
