@@ -54,6 +54,7 @@ from model.secrets import ami_secret  # noqa: E402
 from tests.e2e.conftest import INSTANCE, OFFSET, e2e_config  # noqa: E402
 from tests.e2e.faults import ControllerProcess  # noqa: E402
 from ticketbridge.assembler import record_from_cdr  # noqa: E402
+from ticketbridge.cdr import CDR_SETTLE_S  # noqa: E402
 from wire.ami import AmiClient  # noqa: E402
 
 CONTROLLER_CLASSES = set(AmiRights.CONTROLLER["read"].split(","))
@@ -195,7 +196,7 @@ async def run(a: argparse.Namespace) -> int:
         await admin.dispose()
         url = make_url(PG_URL).set(database=pg_db).render_as_string(hide_password=False)
     prof = work / "controller.prof" if a.profile else None
-    ctl = ControllerProcess(url, work / "controller.log", profile=prof)
+    ctl = ControllerProcess(url, work / "controller.log", profile=prof, extra=["--cdr-settle", str(a.cdr_settle)])
     sim = view = None
     try:
         await ctl.start(60)
@@ -377,6 +378,9 @@ def main() -> None:
     ap.add_argument("--hold", type=int, default=40, help="seconds a caller stays on before hanging up")
     ap.add_argument("--idle-s", type=float, default=5.0, help="idle CPU sampled this long first")
     ap.add_argument("--settle-s", type=float, default=90.0, help="how long tickets may take to be final")
+    ap.add_argument("--cdr-settle", type=float, default=CDR_SETTLE_S,
+                    help=f"the controller's CDR replay settle time (default {CDR_SETTLE_S:g} s, production's: a "
+                         "replay every 10 s; 0 replays every second, as the e2e tests do)")
     ap.add_argument("--profile", action="store_true", help="cProfile the controller")
     ap.add_argument("--pg", action="store_true", help="the store on the local PostgreSQL (a throwaway database) "
                     "instead of SQLite")

@@ -39,6 +39,7 @@ _CDR_STATUS = select(_T.c.outcome, _T.c.cdr_check).where(_T.c.linkedid == bindpa
 _CALLBACK_OF = select(_CB.c.id, _CB.c.status).where(_CB.c.ticket_id == bindparam("ticket_id"))
 _CALLBACK_NOT_NEEDED = update(_CB).where(_CB.c.id == bindparam("cb_id")).values(
     status="done", last_result="not needed any more", at=bindparam("cb_at"))
+_NUMBERED = select(_T).where(_T.c.ticket_no == bindparam("ticket_no")).with_for_update()
 #: the changed columns are the parameters' other keys
 _UPDATE_TICKET = update(_T).where(_T.c.id == bindparam("ticket_id_"))
 
@@ -48,6 +49,9 @@ class CallDb(Protocol):
 
     def tickets(self, linkedids: Sequence[str]) -> list[dict[str, Any]]:
         """The tickets of these calls, every column, oldest first, locked for this transaction."""
+
+    def ticket_numbered(self, ticket_no: str) -> dict[str, Any] | None:
+        """The ticket of this number, every column, locked for this transaction."""
 
     def seq_step(self, day: str, n: int) -> int:
         """Add `n` to the day's ticket sequence; its new last value."""
@@ -81,6 +85,10 @@ class CoreCallDb:
 
     def tickets(self, linkedids: Sequence[str]) -> list[dict[str, Any]]:
         return [dict(row._mapping) for row in self.conn.execute(self._BY_LINKEDIDS, {"ids": list(linkedids)})]
+
+    def ticket_numbered(self, ticket_no: str) -> dict[str, Any] | None:
+        row = self.conn.execute(_NUMBERED, {"ticket_no": ticket_no}).first()
+        return None if row is None else dict(row._mapping)
 
     def seq_step(self, day: str, n: int) -> int:
         return int(self.conn.execute(_SEQ_STEP, {"day": day, "n": n}).scalar_one())
@@ -166,6 +174,11 @@ class SqliteCallDb:
             select(_T).where(_T.c.linkedid.in_([bindparam(f"id{i}") for i in range(n)])).order_by(_T.c.id),
             self.dialect, columns=list(_T.columns)))
         return [c.row(raw) for raw in self._run(c, tuple(linkedids)).fetchall()]
+
+    def ticket_numbered(self, ticket_no: str) -> dict[str, Any] | None:
+        c = self._compiled(("numbered",), lambda: _Compiled(_NUMBERED, self.dialect, columns=list(_T.columns)))
+        raw = self._run(c, c.params({"ticket_no": ticket_no})).fetchone()
+        return None if raw is None else c.row(raw)
 
     def seq_step(self, day: str, n: int) -> int:
         c = self._compiled(("seq",), lambda: _Compiled(_SEQ_STEP, self.dialect))

@@ -58,8 +58,8 @@ from ticketbridge.lifecycle import INITIAL, parse_state, transition
 from ticketbridge.outreach_store import OutreachMixin
 from ticketbridge.retention import TicketRecording
 from ticketbridge.sms import SMS_ENDPOINT, Sealer, sms_payload
-from ticketbridge.ticket_writes import (CallWrites, SavedTicket, TicketRules, cdr_status, open_call,
-                                        outbox_values, save_records, ticket_view)
+from ticketbridge.ticket_writes import (CallWrites, SavedTicket, TicketRules, cdr_status, issue_password,
+                                        open_call, outbox_values, save_records, ticket_view)
 from ticketbridge.transcript_store import TranscriptMixin
 
 log = structlog.get_logger("ticketbridge.store")
@@ -709,27 +709,26 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         caller heard or read stays valid). With SMS configured (`self.sealer`) and `sms`, the same
         transaction writes the SMS notice to the outbox: the password sealed, never in its payload.
         """
-        _, write = self._sessions()
         password = f"{secrets.randbelow(10**6):06d}"
         assert self._query_key, "TicketStore.open() reads the query key"
         pw_hash = hash_query_password(password, self._query_key)  # keyed HMAC: microseconds, in place
-        async with write() as s, s.begin():
-            t = await self._locked(s, ticket_no=ticket_no)
-            if t is None:
-                raise TicketNotFound(ticket_no)
-            if t.query_password_hash:
-                return None
-            now = self._now()
-            t.query_password_hash = pw_hash
-            queued = sms and self.sealer is not None
-            s.add(TicketHistory(ticket_id=t.id, at=now, actor=actor[:64], field="query_password", from_value=None,
-                                to_value="issued", note="by SMS too" if queued else None))
-            if queued:
-                assert self.sealer is not None
-                key = f"{t.ticket_no}:{SMS_ENDPOINT}:{hash_salt(pw_hash)[:16]}"
-                s.add(Outbox(ticket_no=t.ticket_no, idempotency_key=key, payload=sms_payload(t.ticket_no),
-                             endpoint=SMS_ENDPOINT, secret=self.sealer.seal(password, key), attempts=0,
-                             next_attempt_at=now, created_at=now))
+        queued = sms and self.sealer is not None
+        now = self._now()
+
+        def sms_row() -> dict[str, Any]:
+            assert self.sealer is not None
+            key = f"{ticket_no}:{SMS_ENDPOINT}:{hash_salt(pw_hash)[:16]}"
+            return {"ticket_no": ticket_no, "idempotency_key": key, "payload": sms_payload(ticket_no),
+                    "endpoint": SMS_ENDPOINT, "secret": self.sealer.seal(password, key), "attempts": 0,
+                    "next_attempt_at": now, "delivered_at": None, "dead_at": None, "last_error": None,
+                    "created_at": now}
+
+        # every answered call's notice: one of the call writes (ticketbridge/ticket_writes.py), no ORM
+        issued = await self._call_tx(issue_password, ticket_no, pw_hash, actor, sms_row if queued else None, now)
+        if issued is None:
+            raise TicketNotFound(ticket_no)
+        if not issued:
+            return None
         log.info("ticket_password_issued", ticket=ticket_no, sms=queued, actor=actor)
         return password
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -102,7 +102,8 @@ def outbox_values(values: Mapping[str, Any], kind: str, now: dt.datetime) -> dic
             "delivered_at": None, "dead_at": None, "last_error": None, "created_at": now}
 
 
-def history_values(ticket_id: int, now: dt.datetime, field_: str, to_value: str | None, note: str) -> dict[str, Any]:
+def history_values(ticket_id: int, now: dt.datetime, field_: str, to_value: str | None,
+                   note: str | None) -> dict[str, Any]:
     return {"ticket_id": ticket_id, "at": now, "actor": "system", "field": field_, "from_value": None,
             "to_value": to_value, "note": note}
 
@@ -259,3 +260,22 @@ def open_call(db: CallDb, rules: TicketRules, record: CallRecord, flagged: Seque
 def cdr_status(db: CallDb, linkedid: str) -> tuple[str, str | None] | None:
     """The two columns the CDR replay looks at for every ended call."""
     return db.cdr_status(linkedid)
+
+
+def issue_password(db: CallDb, ticket_no: str, pw_hash: str, actor: str, sms: Callable[[], dict[str, Any]] | None,
+                   now: dt.datetime) -> bool | None:
+    """Store a new query password's hash on the ticket numbered `ticket_no`, with its history row and, when
+    `sms` is given, the SMS notice's outbox row it makes (the password sealed in it, never in its payload).
+    None: no such ticket; False: it has a password already (never made twice, so what a caller heard or
+    read stays valid)."""
+    t = db.ticket_numbered(ticket_no)
+    if t is None:
+        return None
+    if t["query_password_hash"]:
+        return False
+    db.update_ticket(t["id"], {"query_password_hash": pw_hash})
+    db.insert_rows(_HISTORY, [{**history_values(t["id"], now, "query_password", "issued",
+                                                "by SMS too" if sms is not None else None), "actor": actor[:64]}])
+    if sms is not None:
+        db.insert_rows(_OUTBOX, [sms()])
+    return True

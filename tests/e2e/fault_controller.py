@@ -34,6 +34,9 @@ def main() -> None:
                    help="the scheduler calls missed callers back by itself (seconds, any hour), only numbers "
                         "matching this outbound pattern (other tests' missed calls are given up)")
     p.add_argument("--profile", default=None, help="write a cProfile of the event loop's thread (CPU time) here")
+    p.add_argument("--cdr-settle", type=float, default=0.0,
+                   help="the CDR replay's settle time (s; replays every half of it, at least every second); "
+                        "0, the tests' default, replays every second")
     args = p.parse_args()
     setup_logging()
     cfg = e2e_config()
@@ -64,7 +67,7 @@ def main() -> None:
 
     def run() -> None:  # as `hotline run`: $HOTLINE_EVENT_LOOP picks asyncio's loop or uvloop
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-            runner.run(serve(Controller.for_sandbox(cfg, sb, store_url=args.store, cdr_settle_s=0,
+            runner.run(serve(Controller.for_sandbox(cfg, sb, store_url=args.store, cdr_settle_s=args.cdr_settle,
                                                     control_path=control)))
 
     if not args.profile:

@@ -22,7 +22,8 @@ from ticketbridge.assembler import CallRecord
 from ticketbridge.call_db import CoreCallDb, SqliteCallDb
 from ticketbridge.schema import Callback, Outbox, Ticket, TicketHistory
 from ticketbridge.store import TicketStore
-from ticketbridge.ticket_writes import CallWrites, TicketRules, cdr_status, new_ticket_values, open_call, save_records
+from ticketbridge.ticket_writes import (CallWrites, TicketRules, cdr_status, issue_password, new_ticket_values,
+                                        open_call, save_records)
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
@@ -51,9 +52,19 @@ def calls(rules: TicketRules) -> list[tuple[str, Callable[[Any], CallWrites | An
         ], NOW)),
         ("3 corrected from the CDR", lambda db: save_records(
             db, rules, [(rec("3.1", outcome="abandoned_in_queue", queue="general", source="cdr"), [])], NOW)),
+        ("password for 2, with its SMS", lambda db: issue_password(db, "261130000002", "hmac$salt$mac", "ivr",
+                                                                   sms_row, NOW)),
+        ("password for 2 again", lambda db: issue_password(db, "261130000002", "hmac$salt$other", "ivr", None, NOW)),
+        ("password for no ticket", lambda db: issue_password(db, "261130999999", "hmac$salt$mac", "ivr", None, NOW)),
         ("cdr status of 3", lambda db: cdr_status(db, "3.1")),
         ("cdr status of none", lambda db: cdr_status(db, "9.9")),
     ]
+
+
+def sms_row() -> dict[str, Any]:
+    return {"ticket_no": "261130000002", "idempotency_key": "261130000002:sms:salt", "payload": {"ticket": "x"},
+            "endpoint": "sms", "secret": "sealed", "attempts": 0, "next_attempt_at": NOW, "delivered_at": None,
+            "dead_at": None, "last_error": None, "created_at": NOW}
 
 
 def dump(conn: Connection) -> dict[str, list[dict[str, Any]]]:
@@ -72,6 +83,7 @@ def test_each_adapter_runs_the_day(tmp_path: Path, adapter: Any) -> None:
     assert [s.created for s in results["2 and 3 end together, 3 twice, 2 with content cut"].saved] == [True, True, False]
     assert results["cdr status of 3"] == ("abandoned_in_queue", "corrected")
     assert results["cdr status of none"] is None
+    assert [results[f"password for {k}"] for k in ("2, with its SMS", "2 again", "no ticket")] == [True, False, None]
     t = {r["linkedid"]: r for r in tables["tickets"]}
     assert t["2.1"]["outcome"] == "answered" and t["2.1"]["talk_s"] == 30.5 and t["2.1"]["survey_rating"] == 5
     assert t["2.1"]["transfers"] == [{"to": "110", "kind": "blind"}] and t["2.1"]["participants"] == [["a", "b"]]
@@ -80,6 +92,8 @@ def test_each_adapter_runs_the_day(tmp_path: Path, adapter: Any) -> None:
     cb = tables["callbacks"]
     assert [(c["ticket_id"], c["status"]) for c in cb if c["ticket_id"] == t["1.1"]["id"]] == [(t["1.1"]["id"], "done")]
     assert any(h["field"] == "content" and "caller" in (h["note"] or "") for h in tables["ticket_history"])
+    assert t["2.1"]["query_password_hash"] == "hmac$salt$mac"
+    assert [(o["endpoint"], o["secret"]) for o in tables["outbox"] if o["endpoint"] == "sms"] == [("sms", "sealed")]
 
 
 def test_both_adapters_leave_the_same_rows(tmp_path: Path) -> None:
