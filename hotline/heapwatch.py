@@ -116,7 +116,13 @@ class HeapWatch:
         if interval <= 0:
             return None
         out = env.get(ENV_OUT, "").strip()
-        return cls(interval, frames=int(env.get(ENV_FRAMES, "5") or 5), out=Path(out) if out else None)
+        raw_frames = env.get(ENV_FRAMES, "").strip() or "5"
+        try:
+            frames = max(1, int(raw_frames))
+        except ValueError:  # a diagnosis switch never keeps the controller from starting
+            log.warning("heap_watch_bad_frames", value=raw_frames, using=5)
+            frames = 5
+        return cls(interval, frames=frames, out=Path(out) if out else None)
 
     async def run(self) -> None:
         import tracemalloc  # only when on

@@ -214,6 +214,10 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         #: SQLite file: the sync engine (one connection) of the per-call writes and its one thread
         self._call_engine: Engine | None = None
         self._call_thread: ThreadPoolExecutor | None = None
+        #: SQLite file: held by a write transaction of this process, call write or ORM session
+        self._write_gate: asyncio.Lock | None = None
+        #: the call engine for write transactions (BEGIN IMMEDIATE) and for reads (BEGIN)
+        self._call_binds: dict[bool, Engine] = {}
         self._read: async_sessionmaker[AsyncSession] | None = None
         self._write: async_sessionmaker[AsyncSession] | None = None
         #: set when SMS is configured (ticketbridge/sms.py): issue_password then queues the SMS notice
@@ -255,11 +259,17 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
             call_engine = create_engine(url.set(drivername="sqlite"), **options, pool_size=1, max_overflow=0,
                                         pool_timeout=60)
             _sqlite_pragmas(call_engine)
-            self._call_engine = call_engine.execution_options(hotline_write=True)
+            self._call_engine = call_engine
+            self._call_binds = {w: call_engine.execution_options(hotline_write=w) for w in (True, False)}
             self._call_thread = ThreadPoolExecutor(1, thread_name_prefix="ticket-calls")
+            # the call writes and the ORM's write sessions are two connections: they take turns in this
+            # process (the gate) instead of meeting in SQLite's busy handler
+            self._write_gate = asyncio.Lock()
         self._write_bind = write_engine
         self._read = async_sessionmaker(engine, expire_on_commit=False)
-        self._write = async_sessionmaker(write_engine, expire_on_commit=False)
+        self._write = (async_sessionmaker(write_engine, expire_on_commit=False) if self._write_gate is None else
+                       async_sessionmaker(write_engine, expire_on_commit=False, class_=_GatedSession,
+                                          gate=self._write_gate))
         await self._migrate()
         log.info("ticket_store_opened", backend=url.get_backend_name())
 
@@ -393,21 +403,30 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
                          handled_by=record.handled_by)
         return done.saved
 
-    async def _call_tx(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(db, *args)` (ticketbridge/ticket_writes.py) in one write transaction: on a SQLite file in the
-        call-writer thread on the sqlite3 connection itself (one thread hop for the whole transaction,
-        `SqliteCallDb`), otherwise as Core statements through the async engine's `run_sync` (`CoreCallDb`)."""
+    async def _call_tx(self, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
+        """Run `fn(db, *args)` (ticketbridge/ticket_writes.py) in one transaction (`write`: a write one): on a
+        SQLite file in the call-writer thread on the sqlite3 connection itself (one thread hop for the whole
+        transaction, `SqliteCallDb`; a write holds the process's write gate until it has ended, even when the
+        caller stops waiting), otherwise as Core statements through the async engine's `run_sync`
+        (`CoreCallDb`)."""
         self._sessions()
         if self._call_engine is not None:
-            assert self._call_thread is not None
-            return await asyncio.get_running_loop().run_in_executor(self._call_thread, self._in_call_thread, fn, args)
+            assert self._call_thread is not None and self._write_gate is not None
+            loop = asyncio.get_running_loop()
+            if not write:
+                return await asyncio.wrap_future(self._call_thread.submit(self._in_call_thread, fn, args, False))
+            gate = self._write_gate
+            await gate.acquire()
+            job = self._call_thread.submit(self._in_call_thread, fn, args, True)
+            job.add_done_callback(lambda _: loop.call_soon_threadsafe(gate.release))
+            return await asyncio.wrap_future(job)
         assert self._write_bind is not None
-        async with self._write_bind.begin() as conn:
+        async with (self._write_bind if write else self.engine).begin() as conn:  # type: ignore[union-attr]
             return await conn.run_sync(lambda c: fn(CoreCallDb(c), *args))
 
-    def _in_call_thread(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    def _in_call_thread(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
         assert self._call_engine is not None
-        with self._call_engine.begin() as conn:
+        with self._call_binds[write].begin() as conn:
             return fn(SqliteCallDb(conn), *args)
 
     def _outbox(self, s: AsyncSession, t: Ticket, kind: str, now: dt.datetime) -> None:
@@ -428,7 +447,7 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
     async def cdr_status(self, linkedid: str) -> CdrStatus | None:
         """The two columns the CDR replay looks at for every ended call, without loading the ticket into
         a session (a Core query, on SQLite in the call-writer thread: one thread hop)."""
-        found = await self._call_tx(cdr_status, linkedid)
+        found = await self._call_tx(cdr_status, linkedid, write=False)
         return None if found is None else CdrStatus(*found)
 
     async def has_ticket(self, linkedid: str) -> bool:
@@ -1193,6 +1212,30 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
 #: the ticket database holds every caller's number: owner read/write only, its folder owner(+group) only
 DB_FILE_MODE = 0o600
 DB_DIR_MODE = 0o750
+
+
+class _GatedSession(AsyncSession):
+    """A write session of a SQLite file's store: it holds the store's write gate from start to end, so it and the
+    call writes (another connection, `TicketStore._call_tx`) take turns instead of meeting in SQLite's busy
+    handler."""
+
+    def __init__(self, *args: Any, gate: asyncio.Lock, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._gate = gate
+
+    async def __aenter__(self) -> _GatedSession:
+        await self._gate.acquire()
+        try:
+            return await super().__aenter__()
+        except BaseException:
+            self._gate.release()
+            raise
+
+    async def __aexit__(self, *exc: Any) -> None:
+        try:
+            await super().__aexit__(*exc)
+        finally:
+            self._gate.release()
 
 
 def _private_sqlite_file(db: Path) -> None:

@@ -158,3 +158,39 @@ def _run(folder: Path, adapter: Any) -> tuple[dict[str, Any], dict[str, list[dic
             return results, dump(conn)
     finally:
         engine.dispose()
+
+
+async def test_the_call_writes_and_the_orm_writes_of_one_sqlite_store_take_turns(tmp_path: Path) -> None:
+    """Two connections write one SQLite file in one process (the call-writer thread's and the ORM sessions'): they
+    take turns at the store's write gate instead of meeting in SQLite's busy handler (review of issue 15)."""
+    st = TicketStore(f"sqlite+aiosqlite:///{tmp_path}/t.db")
+    await st.open()
+    try:
+        _, write = st._sessions()
+        async with write() as s, s.begin():  # an ORM write under way (an agent's state, a lease, an intake, …)
+            await st._locked(s, linkedid="none")
+            opening = asyncio.ensure_future(st.open_ticket("1.1", caller="13800138000", dialed="12345"))
+            await asyncio.sleep(0.2)
+            # the call write waits at the gate: the call-writer thread is not inside a statement (its BEGIN
+            # IMMEDIATE, waiting in SQLite's busy handler)
+            assert not opening.done() and not _executing("ticket-calls")
+        assert (await asyncio.wait_for(opening, 5)).ticket_no.endswith("000001")
+        assert await st.cdr_status("1.1") is not None  # a read takes no turn
+        async with write() as s, s.begin():
+            assert await asyncio.wait_for(st.cdr_status("1.1"), 5) is not None
+    finally:
+        await st.close()
+
+
+def _executing(thread_prefix: str) -> bool:
+    """Whether a thread named `thread_prefix…` is inside a database statement now (its stack)."""
+    import sys
+    import threading
+    import traceback
+
+    frames = sys._current_frames()
+    for t in threading.enumerate():
+        if t.name.startswith(thread_prefix) and t.ident in frames:
+            if any(f.name in ("do_execute", "_run") for f in traceback.extract_stack(frames[t.ident])):
+                return True
+    return False
