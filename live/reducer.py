@@ -74,8 +74,7 @@ class LiveModel:
         self.offered = self.answered = self.answered_within = self.abandoned = 0
         #: today's counted calls that are up now: what the figures hold of each (bounded by the calls up)
         self._counted: dict[str, Counted] = {}
-        #: today's counted calls that ended (or were counted from their ticket): their linkedids only, so
-        #: nothing counts them again; the oldest forgotten beyond COUNTED_MEMORY (bounded by the day and it)
+        #: today's counted calls that ended or were counted from their ticket (bounded: live.state.FinishedCalls)
         self._finished = FinishedCalls(COUNTED_MEMORY)
         self.members: dict[str, Member] = getattr(self, "members", {})
 
@@ -84,15 +83,14 @@ class LiveModel:
         return lid in self._counted or lid in self._finished
 
     def _finish(self, lid: str) -> None:
-        """The call `lid` ended (or was counted whole from its ticket): what the figures hold of it is final,
-        so only its linkedid stays, to keep a late or replayed input from counting it again."""
+        """The call `lid` ended (or was counted from its ticket): only its linkedid stays, never counted again."""
         if self._counted.pop(lid, None) is not None or lid not in self.calls:
             self._finished.add(lid)
 
     def end_call(self, lid: str) -> None:
         """Drop the call `lid` from the calls up now (live/rebuild.py: Asterisk no longer has it)."""
         self.calls.pop(lid, None)
-        self._finish(lid)
+        self._finished.add(lid, self._counted.pop(lid, None))  # its figures parked, should its events go on
 
     def tick(self, now: float) -> Changes:
         """A new center-local day resets today's figures (calls up now stay)."""
@@ -161,7 +159,10 @@ class LiveModel:
         call.channels |= self._pending.pop(lid, set())
         ch.calls.add(lid)
         ch.center = True
-        if not self.counted_today(lid):  # a late event of a finished call opens it again, counting nothing
+        back = self._finished.reopen(lid)  # a call a rebuild dropped just before its first events
+        if back is not None:
+            self._counted[lid] = back
+        elif not self.counted_today(lid):  # a late event of a finished call opens it again, counting nothing
             self._counted[lid] = Counted()
             self.calls_today += 1
             self.half_hours[self._half_hour(ts)] += 1

@@ -161,20 +161,39 @@ class Counted:
     queues_abandoned: set[str] = field(default_factory=set)
 
 
+#: calls a rebuild dropped whose figures are kept in case their events go on (FinishedCalls.add(…, counted))
+PARKED_MEMORY = 1_000
+
+
 class FinishedCalls:
-    """Today's counted calls that ended: their linkedids only, the oldest forgotten beyond `limit`."""
+    """Today's counted calls that ended: their linkedids only, the oldest forgotten beyond `limit`; and, for the
+    newest PARKED_MEMORY calls a rebuild dropped (live/rebuild.py: not in Asterisk's channel list, which may
+    have been taken just before their first events), their figures, should their events go on (`reopen`)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._ids: set[str] = set()
         self._order: deque[str] = deque()
+        self._parked: dict[str, Counted] = {}
 
-    def add(self, lid: str) -> None:
+    def add(self, lid: str, counted: Counted | None = None) -> None:
+        self._parked.pop(lid, None)
+        if counted is not None:
+            self._parked[lid] = counted
+            while len(self._parked) > PARKED_MEMORY:
+                del self._parked[next(iter(self._parked))]
         if lid not in self._ids:
             self._ids.add(lid)
             self._order.append(lid)
             while len(self._order) > self.limit:
                 self._ids.discard(self._order.popleft())
+
+    def reopen(self, lid: str) -> Counted | None:
+        """The figures of a call a rebuild dropped, now back (its linkedid no longer counts as ended)."""
+        counted = self._parked.pop(lid, None)
+        if counted is not None:
+            self._ids.discard(lid)  # (its place in the order goes when it comes round)
+        return counted
 
     def __contains__(self, lid: object) -> bool:
         return lid in self._ids

@@ -84,6 +84,37 @@ def test_calls_asterisk_no_longer_has_keep_only_their_linkedid() -> None:
     rebuild(m, CHANNELS, STATUS, NOW)
     assert set(m._counted) == {"W", "T", "I"}
     rebuild(m, [c for c in CHANNELS if c["Linkedid"] != "W"], STATUS[:2], NOW + 60)
-    assert set(m.calls) == set(m._counted) == {"T", "I"} and "W" in m._finished
+    assert set(m.calls) == set(m._counted) == {"T", "I"} and "W" in m._finished  # (W's figures parked, bounded)
     rebuild(m, CHANNELS, STATUS, NOW + 61)  # the same linkedid again (never in practice): not counted twice
     assert m.center_view(NOW + 61)["calls_today"] == 3
+
+
+def test_a_call_the_rebuild_ended_too_early_still_counts_when_its_events_go_on() -> None:
+    """Its first events came after Asterisk's channel list was taken: the rebuild drops it from the calls up now,
+    its next events bring it back, and the queue's offer and answer still count (review of issue 15)."""
+    from zoneinfo import ZoneInfo
+
+    now = dt.datetime(2026, 11, 30, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
+    m = LiveModel(queues=["general"], seats=["1001"], now=now)
+    m.feed({"Event": "Newchannel", "Linkedid": "N", "Uniqueid": "N", "Channel": "PJSIP/trunk-00000009",
+            "Context": "hotline-inbound", "Exten": "12345", "CallerIDNum": "13800138000"}, now)
+    rebuild(m, [], [], now + 0.1)  # the channel list was taken before N existed
+    assert "N" not in m.calls
+    m.feed({"Event": "QueueCallerJoin", "Linkedid": "N", "Uniqueid": "N", "Channel": "PJSIP/trunk-00000009",
+            "Queue": "hotline-general", "Position": "1"}, now + 2)
+    m.feed({"Event": "AgentConnect", "Linkedid": "N", "Uniqueid": "N", "Queue": "hotline-general",
+            "Interface": "PJSIP/1001", "DestChannel": "PJSIP/1001-0000000a", "HoldTime": "3"}, now + 5)
+    assert "N" in m.calls and m.calls_today == 1 and (m.offered, m.answered) == (1, 1)
+
+
+def test_the_figures_parked_for_calls_a_rebuild_dropped_are_bounded() -> None:
+    from live.state import PARKED_MEMORY, Counted, FinishedCalls
+
+    f = FinishedCalls(limit=10 * PARKED_MEMORY)
+    for i in range(PARKED_MEMORY + 5):
+        f.add(f"L{i}", Counted())
+    assert f.reopen("L0") is None and f.reopen("L4") is None  # the oldest parked went first
+    assert f.reopen(f"L{PARKED_MEMORY + 4}") is not None
+    assert "L0" in f and f"L{PARKED_MEMORY + 4}" not in f  # reopened: up again, not ended
+    f.add("L5")  # its hang-up after all: nothing parked for it any more
+    assert f.reopen("L5") is None
