@@ -127,9 +127,11 @@ class _Compiled:
                          compile_kwargs={"render_postcompile": True})
         self.sql = c.string
         # (the dialect's own form of each type: SQLite's DATETIME and JSON, under our TypeDecorators)
-        # (a value the statement itself gives, such as `.values(status="done")`, is its bind's own value)
+        # (a value the statement itself gives, such as `.values(status="done")`, is its bind's own value; a
+        # bind without one must be given: None marks it)
         self.binds: list[tuple[str, Processor, Any]] = [
-            (n, c.binds[n].type.dialect_impl(dialect).bind_processor(dialect), c.binds[n].value)
+            (n, c.binds[n].type.dialect_impl(dialect).bind_processor(dialect),
+             None if c.binds[n].required else (c.binds[n].value,))
             for n in (c.positiontup or ())]
         self.columns: list[tuple[str, Processor]] = [
             (col.key, col.type.dialect_impl(dialect).result_processor(dialect, None)) for col in columns]
@@ -137,7 +139,12 @@ class _Compiled:
     def params(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         out = []
         for n, p, given in self.binds:
-            v = values[n] if n in values else given
+            if n in values:
+                v = values[n]
+            elif given is not None:
+                v = given[0]
+            else:
+                raise KeyError(f"no value for the statement's parameter {n!r}")
             out.append(p(v) if p is not None else v)
         return tuple(out)
 
@@ -203,6 +210,8 @@ class SqliteCallDb:
         if not rows:
             return
         keys = tuple(rows[0])
+        if any(tuple(r) != keys for r in rows):
+            raise ValueError(f"rows for {table.name} must all have the same keys")
         c = self._compiled(("insert", table.name, keys), lambda: _Compiled(insert(table), self.dialect, keys))
         params = [c.params(r) for r in rows]
         try:
