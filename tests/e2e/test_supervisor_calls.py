@@ -161,6 +161,17 @@ def wav_format(path: Path) -> tuple[int, int]:
     return rate, channels
 
 
+async def supervision_notes(controller, ticket_no: str, within_s: float = 10.0) -> list:
+    """The ticket's 强拆 history rows: written by the controller just after the call's record is saved (a second
+    write), so looked for again until they are there or `within_s` has passed."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        notes = [h for h in await controller.store.history(ticket_no) if h.field == "supervision"]
+        if notes or asyncio.get_running_loop().time() > deadline:
+            return notes
+        await asyncio.sleep(0.2)
+
+
 async def audit_rows(controller, action: str) -> list[dict]:
     return [dict(e.asked, uid=e.uid, user=e.user) for e in await controller.store.audit_entries(200)
             if e.action == action]
@@ -267,8 +278,7 @@ async def test_a_seat_without_the_supervisor_role_is_refused_then_the_supervisor
     assert sum(r["seat"] == "1003" and r["result"] == "refused" and r["reason"] == "not_supervisor"
                for r in refused) == 2, refused
     t = await wait_ticket(controller.store, robot.linkedid, 20)
-    notes = [(h.field, h.to_value, h.actor) for h in await controller.store.history(t.ticket_no)
-             if h.field == "supervision"]
+    notes = [(h.field, h.to_value, h.actor) for h in await supervision_notes(controller, t.ticket_no)]
     assert notes == [("supervision", "released", "seat:9001 (seat 9001, agent 1001)")]
 
 
@@ -285,7 +295,7 @@ async def test_api_listen_rings_the_supervisor_and_force_release_ends_the_call(c
     await watch.wait(lambda e: e.get("Event") == "ChanSpyStop" and e.get("SpyeeChannel") == agent, 10)
     t = await wait_ticket(controller.store, robot.linkedid, 20)
     assert t.outcome == "answered" and t.agent == "1001"
-    notes = [h for h in await controller.store.history(t.ticket_no) if h.field == "supervision"]
+    notes = await supervision_notes(controller, t.ticket_no)
     # who released it is the socket's peer (the kernel's word: root here), the client's actor only a label
     me = pwd.getpwuid(os.getuid()).pw_name
     assert [(h.to_value, h.actor) for h in notes] == [("released", f"{me} (supervisor:e2e) (seat 9001, agent 1001)")]
