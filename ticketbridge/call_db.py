@@ -168,9 +168,10 @@ class SqliteCallDb:
             c = self._cache[key] = make()
         return c
 
-    def _run(self, c: _Compiled, params: tuple[Any, ...]) -> sqlite3.Cursor:
+    def _run(self, c: _Compiled, params: Any, *, many: bool = False) -> sqlite3.Cursor:
+        """`c` with `params` (a list of them: `many`), sqlite3's errors raised as SQLAlchemy's."""
         try:
-            return self.raw.execute(c.sql, params)
+            return self.raw.executemany(c.sql, params) if many else self.raw.execute(c.sql, params)
         except sqlite3.Error as e:
             raise DBAPIError.instance(c.sql, params, e, sqlite3.Error, hide_parameters=True,
                                       dialect=self.dialect) from e
@@ -213,12 +214,7 @@ class SqliteCallDb:
         if any(tuple(r) != keys for r in rows):
             raise ValueError(f"rows for {table.name} must all have the same keys")
         c = self._compiled(("insert", table.name, keys), lambda: _Compiled(insert(table), self.dialect, keys))
-        params = [c.params(r) for r in rows]
-        try:
-            self.raw.executemany(c.sql, params)
-        except sqlite3.Error as e:
-            raise DBAPIError.instance(c.sql, params, e, sqlite3.Error, hide_parameters=True,
-                                      dialect=self.dialect) from e
+        self._run(c, [c.params(r) for r in rows], many=True)
 
     def callback_of(self, ticket_id: int) -> tuple[int, str] | None:
         c = self._compiled(("callback_of",), lambda: _Compiled(_CALLBACK_OF, self.dialect))

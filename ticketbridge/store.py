@@ -254,8 +254,8 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
             self._write_engine = create_async_engine(url, **options, pool_size=1, max_overflow=0, pool_timeout=60)
             _sqlite_pragmas(self._write_engine.sync_engine)
             write_engine = self._write_engine.execution_options(hotline_write=True)
-            # every call's two writes (ticketbridge/ticket_writes.py) run whole in one thread of their own
-            # on a plain sqlite3 connection: aiosqlite hops threads for every statement and every fetch
+            # every call's own writes (ticketbridge/ticket_writes.py) run whole in one thread of their own on
+            # the sqlite3 connection itself: aiosqlite hops threads for every statement and every fetch
             call_engine = create_engine(url.set(drivername="sqlite"), **options, pool_size=1, max_overflow=0,
                                         pool_timeout=60)
             _sqlite_pragmas(call_engine)
@@ -358,8 +358,8 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
 
     async def save_calls(self, records: Sequence[CallRecord]) -> list[SavedTicket]:
         """`save_call` for many records in one transaction (ticketbridge.save_queue: many calls ending at
-        once): one SELECT … FOR UPDATE for all their tickets, one sequence step for all new numbers, one
-        multi-row INSERT per table. Same results as saving them one by one, in order (a second record of
+        once): one SELECT … FOR UPDATE for all their tickets, one sequence step for all new numbers, the
+        history, callback and outbox rows inserted together. Same results as saving them one by one, in order (a second record of
         the same call merges into the first). Conflicts and busy retries as `save_call`; content the
         database refuses falls back to saving the records one by one (each then saved bare if it must be)."""
         if len(records) <= 1:
@@ -638,10 +638,11 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         the call is up; the record merges into it at hang-up. No query password yet (`issue_password`)."""
         if not linkedid:
             raise ValueError("a call's linkedid is needed")
-        record, flagged = _fit_record(CallRecord(linkedid=linkedid, caller=caller, dialed=dialed, started_at=started_at))
+        record, flagged = _fit_record(CallRecord(linkedid=linkedid, caller=caller, dialed=dialed,
+                                                 started_at=started_at))
         # on a conflict the call's record inserted the ticket meanwhile: again, now finding it
-        done = await self._retrying("ticket_open_retry", lambda: self._call_tx(open_call, self.rules, record, flagged,
-                                                                                self._now()), linkedid=linkedid)
+        done = await self._retrying("ticket_open_retry", lambda: self._call_tx(
+            open_call, self.rules, record, flagged, self._now()), linkedid=linkedid)
         assert done.row is not None
         if done.saved[0].created:
             log.info("ticket_opened", ticket=done.saved[0].ticket_no)
@@ -661,7 +662,8 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
                 created = False
                 t = await self._locked(s, linkedid=linkedid)
                 if t is None:
-                    await s.run_sync(lambda ss: open_call(CoreCallDb(ss.connection()), self.rules, fitted, flagged, self._now()))
+                    await s.run_sync(lambda ss: open_call(CoreCallDb(ss.connection()), self.rules, fitted, flagged,
+                                                          self._now()))
                     t = await self._locked(s, linkedid=linkedid)
                     assert t is not None
                     created = True

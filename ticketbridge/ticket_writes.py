@@ -103,8 +103,8 @@ def outbox_values(values: Mapping[str, Any], kind: str, now: dt.datetime) -> dic
 
 
 def history_values(ticket_id: int, now: dt.datetime, field_: str, to_value: str | None,
-                   note: str | None) -> dict[str, Any]:
-    return {"ticket_id": ticket_id, "at": now, "actor": "system", "field": field_, "from_value": None,
+                   note: str | None, actor: str = "system") -> dict[str, Any]:
+    return {"ticket_id": ticket_id, "at": now, "actor": actor[:64], "field": field_, "from_value": None,
             "to_value": to_value, "note": note}
 
 
@@ -274,8 +274,8 @@ def issue_password(db: CallDb, ticket_no: str, pw_hash: str, actor: str, sms: Ca
     if t["query_password_hash"]:
         return False
     db.update_ticket(t["id"], {"query_password_hash": pw_hash})
-    db.insert_rows(_HISTORY, [{**history_values(t["id"], now, "query_password", "issued",
-                                                "by SMS too" if sms is not None else None), "actor": actor[:64]}])
+    db.insert_rows(_HISTORY, [history_values(t["id"], now, "query_password", "issued",
+                                             "by SMS too" if sms is not None else None, actor)])
     if sms is not None:
         db.insert_rows(_OUTBOX, [sms()])
     return True
