@@ -13,7 +13,8 @@ the survey). A second login with the controller's own AMI account counts what th
 
 Figures printed:
 * controller CPU per call: the controller process's CPU time (/proc) over the calls, less its idle
-  rate measured beforehand, divided by the calls (`--profile`: a cProfile of the controller too);
+  rate measured beforehand, divided by the calls (`--profile`: a cProfile of the controller's loop thread
+  during the calls too, `--profile-out F` keeps it);
 * AMI events per call that the controller's account received, by name; and the events the account
   would get without its include filters (from the sim account's stream, by class);
 * AMI link drops (`ami_disconnected` in the controller's log);
@@ -36,6 +37,8 @@ import asyncio
 import collections
 import json
 import os
+import signal
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -196,7 +199,8 @@ async def run(a: argparse.Namespace) -> int:
         await admin.dispose()
         url = make_url(PG_URL).set(database=pg_db).render_as_string(hide_password=False)
     prof = work / "controller.prof" if a.profile else None
-    ctl = ControllerProcess(url, work / "controller.log", profile=prof, extra=["--cdr-settle", str(a.cdr_settle)])
+    ctl = ControllerProcess(url, work / "controller.log", profile=prof,
+                            extra=["--cdr-settle", str(a.cdr_settle)] + (["--profile-on-signal"] if prof else []))
     sim = view = None
     try:
         await ctl.start(60)
@@ -263,6 +267,8 @@ async def run(a: argparse.Namespace) -> int:
                 except asyncio.TimeoutError:
                     pass
 
+        if prof is not None:
+            os.kill(pid, signal.SIGUSR1)  # the profile covers the calls only
         cpu_start, t_start = proc_cpu(pid), time.monotonic()
         loop_start = loop_thread_cpu(pid)
         tasks = []
@@ -287,6 +293,8 @@ async def run(a: argparse.Namespace) -> int:
                 await asyncio.sleep(1)
             cpu_end, t_end = proc_cpu(pid), time.monotonic()
             loop_end = loop_thread_cpu(pid)
+            if prof is not None:
+                os.kill(pid, signal.SIGUSR2)
             rows = cdr_rows(sb.cdr_csv, set(calls))
             wrong: list[str] = []
             outcomes: collections.Counter[str] = collections.Counter()
@@ -346,8 +354,10 @@ async def run(a: argparse.Namespace) -> int:
             import pstats
 
             print(f"\ncProfile of the controller's loop thread, CPU time ({prof}); own time by module "
-                  f"(start-up and stop included; the profiler inflates pure-Python code most):")
+                  f"(the calls only; the profiler inflates pure-Python code most):")
             stats = pstats.Stats(str(prof))
+            if a.profile_out:
+                shutil.copy(prof, a.profile_out)
             by: collections.Counter[str] = collections.Counter()
             for (path, _, _), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
                 by[module_of(path)] += tottime
@@ -381,7 +391,8 @@ def main() -> None:
     ap.add_argument("--cdr-settle", type=float, default=CDR_SETTLE_S,
                     help=f"the controller's CDR replay settle time (default {CDR_SETTLE_S:g} s, production's: a "
                          "replay every 10 s; 0 replays every second, as the e2e tests do)")
-    ap.add_argument("--profile", action="store_true", help="cProfile the controller")
+    ap.add_argument("--profile", action="store_true", help="cProfile the controller's loop thread during the calls")
+    ap.add_argument("--profile-out", default=None, help="with --profile: keep the profile (pstats) in this file")
     ap.add_argument("--pg", action="store_true", help="the store on the local PostgreSQL (a throwaway database) "
                     "instead of SQLite")
     ap.add_argument("--quick", action="store_true", help="12 calls, 6 at a time (CI)")

@@ -132,7 +132,7 @@ class Controller:
         self.scope = job_scope(config, instance)
         a = config.asterisk
         if self.cdr_path:
-            self.cdr = CdrReplayer(self.cdr_path, lookup=self._ticket_of, save=self._save_from_cdr,
+            self.cdr = CdrReplayer(self.cdr_path, lookup=self._tickets_of, save=self._save_from_cdr,
                                    open_ids=self._open_linkedids, settle_s=cdr_settle_s, instance=instance,
                                    on_callback=self._callback_from_cdr, gate=self._cdr_gate)
             self.cdr_lease = JobLease(self.store, f"cdr-replay:{self.scope}", self.owner,
@@ -703,8 +703,8 @@ class Controller:
         """Replay this round only while this controller holds the node's CDR replay (several controllers)."""
         return self.cdr_lease is None or await self.cdr_lease.hold()
 
-    async def _ticket_of(self, linkedid: str) -> Any:
-        return await self.store.cdr_status(linkedid)
+    async def _tickets_of(self, linkedids: list[str]) -> dict[str, Any]:
+        return await self.store.cdr_statuses(linkedids)
 
     def _open_linkedids(self) -> set[str]:
         return self.assembler.open_linkedids()

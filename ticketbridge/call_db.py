@@ -35,7 +35,10 @@ _CB = Callback.__table__
 #: dialects' `on_conflict_do_update` constructs have no cache key and were compiled anew every call
 _SEQ_STEP = text("INSERT INTO ticket_seq (day, last) VALUES (:day, :n) "
                  "ON CONFLICT (day) DO UPDATE SET last = ticket_seq.last + :n RETURNING last")
-_CDR_STATUS = select(_T.c.outcome, _T.c.cdr_check).where(_T.c.linkedid == bindparam("linkedid"))
+_CDR_STATUSES = (select(_T.c.linkedid, _T.c.outcome, _T.c.cdr_check)
+                 .where(_T.c.linkedid.in_(bindparam("ids", expanding=True))))
+#: at most this many calls' statuses in one statement (SQLite's parameter limit is far above)
+CDR_STATUS_CHUNK = 512
 _CALLBACK_OF = select(_CB.c.id, _CB.c.status).where(_CB.c.ticket_id == bindparam("ticket_id"))
 _CALLBACK_NOT_NEEDED = update(_CB).where(_CB.c.id == bindparam("cb_id")).values(
     status="done", last_result="not needed any more", at=bindparam("cb_at"))
@@ -69,8 +72,8 @@ class CallDb(Protocol):
 
     def callback_not_needed(self, callback_id: int, at: dt.datetime) -> None: ...
 
-    def cdr_status(self, linkedid: str) -> tuple[str, str | None] | None:
-        """A call's ticket's outcome and `cdr_check`."""
+    def cdr_statuses(self, linkedids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+        """The outcome and `cdr_check` of these calls' tickets, by linkedid (a call without one is absent)."""
 
 
 class CoreCallDb:
@@ -109,9 +112,12 @@ class CoreCallDb:
     def callback_not_needed(self, callback_id: int, at: dt.datetime) -> None:
         self.conn.execute(_CALLBACK_NOT_NEEDED, {"cb_id": callback_id, "cb_at": at})
 
-    def cdr_status(self, linkedid: str) -> tuple[str, str | None] | None:
-        row = self.conn.execute(_CDR_STATUS, {"linkedid": linkedid}).first()
-        return None if row is None else (row.outcome, row.cdr_check)
+    def cdr_statuses(self, linkedids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+        out: dict[str, tuple[str, str | None]] = {}
+        for i in range(0, len(linkedids), CDR_STATUS_CHUNK):
+            for row in self.conn.execute(_CDR_STATUSES, {"ids": list(linkedids[i:i + CDR_STATUS_CHUNK])}):
+                out[row.linkedid] = (row.outcome, row.cdr_check)
+        return out
 
 
 Processor = Callable[[Any], Any] | None
@@ -225,7 +231,16 @@ class SqliteCallDb:
         c = self._compiled(("callback_not_needed",), lambda: _Compiled(_CALLBACK_NOT_NEEDED, self.dialect))
         self._run(c, c.params({"cb_id": callback_id, "cb_at": at}))
 
-    def cdr_status(self, linkedid: str) -> tuple[str, str | None] | None:
-        c = self._compiled(("cdr_status",), lambda: _Compiled(_CDR_STATUS, self.dialect))
-        raw = self._run(c, c.params({"linkedid": linkedid})).fetchone()
-        return None if raw is None else (raw[0], raw[1])
+    def cdr_statuses(self, linkedids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+        out: dict[str, tuple[str, str | None]] = {}
+        for i in range(0, len(linkedids), CDR_STATUS_CHUNK):
+            ids = list(linkedids[i:i + CDR_STATUS_CHUNK])
+            # a few statement sizes (powers of two, the last id repeated): a bounded cache of statements
+            n = 1 << (len(ids) - 1).bit_length()
+            ids += ids[-1:] * (n - len(ids))
+            c = self._compiled(("cdr_statuses", n), lambda: _Compiled(
+                select(_T.c.linkedid, _T.c.outcome, _T.c.cdr_check)
+                .where(_T.c.linkedid.in_([bindparam(f"id{k}") for k in range(n)])), self.dialect))
+            for raw in self._run(c, tuple(ids)).fetchall():
+                out[raw[0]] = (raw[1], raw[2])
+        return out

@@ -19,7 +19,7 @@ import asyncio
 import json
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,11 +204,12 @@ def _read_appended(path: Path, offset: int) -> tuple[int, Chunk] | None:
 class CdrReplayer:
     """Reads the CDR file incrementally off the event loop and saves tickets for settled missed calls.
 
-    `lookup(linkedid)` returns the stored ticket (anything with `.outcome`) or None; `save(record)`
+    `lookup(linkedids)` returns the stored tickets of these calls (anything with `.outcome` and
+    `.cdr_check`) by linkedid, a call without one absent: one read for a round's calls; `save(record)`
     stores a rebuilt record; `open_ids()` names the calls the live assembler still follows.
     """
 
-    def __init__(self, path: Path, *, lookup: Callable[[str], Awaitable[Any]],
+    def __init__(self, path: Path, *, lookup: Callable[[list[str]], Awaitable[Mapping[str, Any]]],
                  save: Callable[[CallRecord], Awaitable[None]], open_ids: Callable[[], Iterable[str]],
                  settle_s: float = CDR_SETTLE_S, clock: Callable[[], float] = time.time,
                  instance: str = "main",
@@ -254,8 +255,10 @@ class CdrReplayer:
             await self.read()
             now = self._clock()
             done = 0
-            for lid in self.replay.due(now, self._open_ids()):
-                known = await self._lookup(lid)
+            due = self.replay.due(now, self._open_ids())
+            found = await self._lookup(due) if due else {}
+            for lid in due:
+                known = found.get(lid)
                 record = self.replay.conclude(lid, None if known is None else str(known.outcome),
                                               cdr_due=getattr(known, "cdr_check", None) == "due")
                 if record is not None:

@@ -58,7 +58,7 @@ from ticketbridge.lifecycle import INITIAL, parse_state, transition
 from ticketbridge.outreach_store import OutreachMixin
 from ticketbridge.retention import TicketRecording
 from ticketbridge.sms import SMS_ENDPOINT, Sealer, sms_payload
-from ticketbridge.ticket_writes import (CallWrites, SavedTicket, TicketRules, cdr_status, issue_password,
+from ticketbridge.ticket_writes import (CallWrites, SavedTicket, TicketRules, cdr_statuses, issue_password,
                                         open_call, outbox_values, save_records, ticket_view)
 from ticketbridge.transcript_store import TranscriptMixin
 
@@ -444,11 +444,14 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         async with read() as s:
             return (await s.execute(select(Ticket).where(Ticket.linkedid == linkedid))).scalar_one_or_none()
 
-    async def cdr_status(self, linkedid: str) -> CdrStatus | None:
-        """The two columns the CDR replay looks at for every ended call, without loading the ticket into
-        a session (a Core query, on SQLite in the call-writer thread: one thread hop)."""
-        found = await self._call_tx(cdr_status, linkedid, write=False)
-        return None if found is None else CdrStatus(*found)
+    async def cdr_statuses(self, linkedids: Sequence[str]) -> dict[str, CdrStatus]:
+        """The two columns the CDR replay looks at for every ended call, for all of a round's calls in one
+        read (a Core query, on SQLite in the call-writer thread: one thread hop a round, not one a call);
+        a call without a ticket is absent."""
+        if not linkedids:
+            return {}
+        found = await self._call_tx(cdr_statuses, list(linkedids), write=False)
+        return {lid: CdrStatus(*st) for lid, st in found.items()}
 
     async def has_ticket(self, linkedid: str) -> bool:
         read, _ = self._sessions()

@@ -257,9 +257,9 @@ def open_call(db: CallDb, rules: TicketRules, record: CallRecord, flagged: Seque
     return out
 
 
-def cdr_status(db: CallDb, linkedid: str) -> tuple[str, str | None] | None:
-    """The two columns the CDR replay looks at for every ended call."""
-    return db.cdr_status(linkedid)
+def cdr_statuses(db: CallDb, linkedids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+    """The two columns the CDR replay looks at for every ended call, for a round's calls at once."""
+    return db.cdr_statuses(linkedids)
 
 
 def issue_password(db: CallDb, ticket_no: str, pw_hash: str, actor: str, sms: Callable[[], dict[str, Any]] | None,

@@ -34,6 +34,8 @@ def main() -> None:
                    help="the scheduler calls missed callers back by itself (seconds, any hour), only numbers "
                         "matching this outbound pattern (other tests' missed calls are given up)")
     p.add_argument("--profile", default=None, help="write a cProfile of the event loop's thread (CPU time) here")
+    p.add_argument("--profile-on-signal", action="store_true",
+                   help="with --profile: profile only between SIGUSR1 and SIGUSR2")
     p.add_argument("--cdr-settle", type=float, default=0.0,
                    help="the CDR replay's settle time (s; replays every half of it, at least every second); "
                         "0, the tests' default, replays every second")
@@ -74,12 +76,21 @@ def main() -> None:
         run()
         return
     import cProfile
+    import signal
     import time
 
     prof = cProfile.Profile(time.thread_time)  # CPU of this thread: the machine's load does not inflate it
+    # SIGUSR1 starts the profile, SIGUSR2 stops it (bench/ami_saturation.py: the calls only, not start-up);
+    # without either signal it covers the whole run
+    signal.signal(signal.SIGUSR1, lambda *_: prof.enable())
+    signal.signal(signal.SIGUSR2, lambda *_: prof.disable())
     try:
-        prof.runcall(run)
+        if args.profile_on_signal:
+            run()
+        else:
+            prof.runcall(run)
     finally:
+        prof.disable()
         prof.dump_stats(args.profile)
 
 

@@ -22,7 +22,7 @@ from ticketbridge.assembler import CallRecord
 from ticketbridge.call_db import CoreCallDb, SqliteCallDb
 from ticketbridge.schema import Callback, Outbox, Ticket, TicketHistory
 from ticketbridge.store import TicketStore
-from ticketbridge.ticket_writes import (CallWrites, TicketRules, cdr_status, issue_password, new_ticket_values,
+from ticketbridge.ticket_writes import (CallWrites, TicketRules, cdr_statuses, issue_password, new_ticket_values,
                                         open_call, save_records)
 
 UTC = dt.timezone.utc
@@ -56,8 +56,9 @@ def calls(rules: TicketRules) -> list[tuple[str, Callable[[Any], CallWrites | An
                                                                    sms_row, NOW)),
         ("password for 2 again", lambda db: issue_password(db, "261130000002", "hmac$salt$other", "ivr", None, NOW)),
         ("password for no ticket", lambda db: issue_password(db, "261130999999", "hmac$salt$mac", "ivr", None, NOW)),
-        ("cdr status of 3", lambda db: cdr_status(db, "3.1")),
-        ("cdr status of none", lambda db: cdr_status(db, "9.9")),
+        ("cdr status of 3", lambda db: cdr_statuses(db, ["3.1"])),
+        ("cdr status of 2, 3 and none", lambda db: cdr_statuses(db, ["2.1", "9.9", "3.1"])),
+        ("cdr status of none", lambda db: cdr_statuses(db, ["9.9"])),
     ]
 
 
@@ -81,8 +82,9 @@ def test_each_adapter_runs_the_day(tmp_path: Path, adapter: Any) -> None:
     assert results["open 1"].saved[0].created and not results["open 1 again"].saved[0].created
     assert results["open 1"].saved[0].ticket_no == "261130000001"
     assert [s.created for s in results["2 and 3 end together, 3 twice, 2 with content cut"].saved] == [True, True, False]
-    assert results["cdr status of 3"] == ("abandoned_in_queue", "corrected")
-    assert results["cdr status of none"] is None
+    assert results["cdr status of 3"] == {"3.1": ("abandoned_in_queue", "corrected")}
+    assert results["cdr status of 2, 3 and none"] == {"2.1": ("answered", None), "3.1": ("abandoned_in_queue", "corrected")}
+    assert results["cdr status of none"] == {}
     assert [results[f"password for {k}"] for k in ("2, with its SMS", "2 again", "no ticket")] == [True, False, None]
     t = {r["linkedid"]: r for r in tables["tickets"]}
     assert t["2.1"]["outcome"] == "answered" and t["2.1"]["talk_s"] == 30.5 and t["2.1"]["survey_rating"] == 5
@@ -175,9 +177,9 @@ async def test_the_call_writes_and_the_orm_writes_of_one_sqlite_store_take_turns
             # IMMEDIATE, waiting in SQLite's busy handler)
             assert not opening.done() and not _executing("ticket-calls")
         assert (await asyncio.wait_for(opening, 5)).ticket_no.endswith("000001")
-        assert await st.cdr_status("1.1") is not None  # a read takes no turn
+        assert "1.1" in await st.cdr_statuses(["1.1"])  # a read takes no turn
         async with write() as s, s.begin():
-            assert await asyncio.wait_for(st.cdr_status("1.1"), 5) is not None
+            assert "1.1" in await asyncio.wait_for(st.cdr_statuses(["1.1"]), 5)
     finally:
         await st.close()
 

@@ -167,9 +167,9 @@ class FakeStore:
         self.saved: list[CallRecord] = []
         self.lookups: list[str] = []
 
-    async def lookup(self, lid: str) -> Any:
-        self.lookups.append(lid)
-        return self.tickets.get(lid)
+    async def lookup(self, lids: list[str]) -> dict[str, Any]:
+        self.lookups.extend(lids)
+        return {lid: self.tickets[lid] for lid in lids if lid in self.tickets}
 
     async def save(self, record: CallRecord) -> None:
         self.saved.append(record)

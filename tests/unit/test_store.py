@@ -139,17 +139,24 @@ async def test_save_creates_ticket_with_number_password_deadline(store: TicketSt
     assert (await store.get_by_linkedid("1772472600.1")).ticket_no == saved.ticket_no  # type: ignore[union-attr]
 
 
-async def test_cdr_status_is_what_the_cdr_replay_reads(store: TicketStore) -> None:
-    """The CDR replay's per-call lookup (two columns, no ORM object) says what get_by_linkedid would."""
-    assert await store.cdr_status("nope.1") is None
+async def test_cdr_statuses_are_what_the_cdr_replay_reads(store: TicketStore) -> None:
+    """The CDR replay's lookup of a round's calls (two columns, no ORM object, one read) says what
+    get_by_linkedid would; a call without a ticket is absent."""
+    assert await store.cdr_statuses(["nope.1"]) == {} and await store.cdr_statuses([]) == {}
     await store.save_call(rec())
-    st = await store.cdr_status("1772472600.1")
-    assert st is not None and (st.outcome, st.cdr_check) == ("answered", None)
     await store.save_call(rec("1772472600.2", gap=True, outcome="abandoned_in_queue"))
-    st = await store.cdr_status("1772472600.2")
+    found = await store.cdr_statuses(["1772472600.1", "nope.1", "1772472600.2"])
+    assert set(found) == {"1772472600.1", "1772472600.2"}
+    assert (found["1772472600.1"].outcome, found["1772472600.1"].cdr_check) == ("answered", None)
     t = await store.get_by_linkedid("1772472600.2")
-    assert st is not None and t is not None and (st.outcome, st.cdr_check) == (t.outcome, t.cdr_check) == (
-        "abandoned_in_queue", "due")
+    st = found["1772472600.2"]
+    assert t is not None and (st.outcome, st.cdr_check) == (t.outcome, t.cdr_check) == ("abandoned_in_queue", "due")
+    # more calls than one statement takes, and every size of statement: each call found once
+    for i in range(3, 603):
+        await store.save_call(rec(f"1772472600.{i}", outcome="ended_in_ivr"))
+    lids = [f"1772472600.{i}" for i in range(1, 603)]
+    for n in (1, 3, 7, 130, 600, 602):
+        assert set(await store.cdr_statuses(lids[:n] + ["nope.2"])) == set(lids[:n])
 
 
 async def test_idempotent_replay(store: TicketStore) -> None:
