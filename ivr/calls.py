@@ -131,10 +131,11 @@ class CallScripts:
         dialed = s.env.get("agi_extension", "") or (await s.get_variable(Var.DIALED) or "")
         caller = s.env.get("agi_callerid", "")
         now = self.clock()
+        hung_up = False
         try:
             await self._inbound(s, InboundCall(dialed, caller, *await _inbound_args(s)), now)
         except AgiHangup:
-            log.info("caller_hung_up_in_ivr", dialed=dialed, caller=mask_number(caller))
+            hung_up = True  # the caller hung up in the IVR
         except Exception:
             # fail open: the dialplan finds no HOTLINE_ROUTE and queues the caller
             log.exception("ivr_failed_open", dialed=dialed, caller=mask_number(caller))
@@ -143,7 +144,8 @@ class CallScripts:
             except Exception:  # noqa: BLE001 - the channel may be gone; the dialplan still falls back
                 pass
         finally:
-            log.info("ivr_done", dialed=dialed, ms=round((time.monotonic() - started) * 1000))
+            log.info("ivr_done", dialed=dialed, ms=round((time.monotonic() - started) * 1000), hung_up=hung_up,
+                     **({"caller": mask_number(caller)} if hung_up else {}))
 
     async def _inbound(self, s: AgiSession, call: InboundCall, now: dt.datetime) -> None:
         """Drive the one call-flow core (ivr/callflow.py): perform each action, answer it, go on."""
@@ -216,8 +218,7 @@ class CallScripts:
         except Exception as e:  # noqa: BLE001 - the call goes on without its number for now
             log.warning("ticket_open_failed", dialed=dialed, error=type(e).__name__)
             return None
-        await s.set_variable(f"__{Var.TICKET.value}", ticket_no)
-        log.info("ticket_opened", ticket=ticket_no, dialed=dialed)
+        await s.set_variable(f"__{Var.TICKET.value}", ticket_no)  # (the store logged ticket_opened)
         return ticket_no
 
     async def _collect(self, s: AgiSession, c: Collect) -> Any:

@@ -167,7 +167,7 @@ class Pages:
         full = self.api._full(request)
         call = self.api._call(who, lid)  # 404 unless the token may see this live call
         self._current(who.seat)
-        ticket = await self.store.open_ticket(lid)
+        ticket = await self.store.ticket_of_call(lid)
         caller = normalise_number(call.get("caller") or "")
         previous = (await self.store.list_tickets(caller=caller, limit=PREVIOUS + 1)) if caller else []
         if full and caller:

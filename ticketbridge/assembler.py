@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -108,10 +108,25 @@ class CallRecord:
         return self.outcome != "in_progress"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form (participants as lists)."""
-        d = asdict(self)
+        """JSON-friendly form (participants as lists): every field, its lists and dicts copied, as
+        `dataclasses.asdict` gives it, without asdict's walk of every value (a dict per saved call)."""
+        d = dict(self.__dict__)
+        for name in _CONTAINER_FIELDS:
+            d[name] = _copied(d[name])
         d["participants"] = [list(p) for p in self.participants]
         return d
+
+
+#: CallRecord's fields that hold lists or dicts (to_dict copies them)
+_CONTAINER_FIELDS = ("ivr_path", "transfers", "participants", "self_query")
+
+
+def _copied(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _copied(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return type(v)(_copied(x) for x in v)
+    return v
 
 
 # --------------------------------------------------------------------------- parsing helpers

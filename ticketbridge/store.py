@@ -153,19 +153,24 @@ def _fit_record(record: CallRecord) -> tuple[CallRecord, list[str]]:
     """
     changes: dict[str, Any] = {}
     flagged: list[str] = []
-    columns = Ticket.__table__.columns
-    for f in fields(record):
-        v = getattr(record, f.name)
+    for name, limit, number in _FITTED:
+        v = getattr(record, name)
         if not isinstance(v, str):
             continue
-        clean = normalise_number(v) if f.name in ("caller", "dialed") else v.replace("\x00", "")
-        limit = getattr(columns[f.name].type, "length", None) if f.name in columns else None
+        clean = normalise_number(v) if number else v.replace("\x00", "")
         if limit and len(clean) > limit:
             clean = clean[:limit]
         if clean != v:
-            changes[f.name] = clean
-            flagged.append(f"{f.name} ({len(v)} chars)")
+            changes[name] = clean
+            flagged.append(f"{name} ({len(v)} chars)")
     return (replace(record, **changes) if changes else record), flagged
+
+
+#: what `_fit_record` looks at: each CallRecord field, its ticket column's length (None: no limit or no
+#: column), and whether it is a phone number
+_FITTED = tuple((f.name, getattr(Ticket.__table__.columns[f.name].type, "length", None)
+                 if f.name in Ticket.__table__.columns else None, f.name in ("caller", "dialed"))
+                for f in fields(CallRecord))
 
 
 def _refused_content(e: DBAPIError) -> bool:
@@ -396,7 +401,7 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
     def _committed(done: CallWrites, records: Sequence[CallRecord]) -> list[SavedTicket]:
         """Log what a committed transaction of call writes did; its SavedTickets."""
         for ticket_no, changed in done.updated:
-            log.info("ticket_updated", ticket=ticket_no, fields=changed)
+            log.debug("ticket_updated", ticket=ticket_no, fields=changed)  # (the controller logs ticket_saved)
         for saved, record in zip(done.saved, records, strict=True):
             if saved.created:
                 log.info("ticket_created", ticket=saved.ticket_no, outcome=record.outcome,
@@ -635,10 +640,19 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         return SavedIntake(t.ticket_no, t.state, created)
 
     async def open_ticket(self, linkedid: str, *, caller: str = "", dialed: str = "",
-                          started_at: float | None = None) -> Ticket:
-        """The call's ticket, created now (in progress) when its record is not saved yet: the IVR numbers
-        every call as it enters (ivr/calls.py, `Var.TICKET`), the agent's screen pop shows the number while
-        the call is up; the record merges into it at hang-up. No query password yet (`issue_password`)."""
+                          started_at: float | None = None) -> SavedTicket:
+        """The call's ticket number, its ticket created now (in progress) when its record is not saved yet:
+        the IVR numbers every call as it enters (ivr/calls.py, `Var.TICKET`); the record merges into it at
+        hang-up. No query password yet (`issue_password`). `ticket_of_call`: the ticket itself."""
+        return (await self._open(linkedid, caller, dialed, started_at)).saved[0]
+
+    async def ticket_of_call(self, linkedid: str) -> Ticket:
+        """The call's ticket (opened as `open_ticket` does when there is none): the agent's screen pop."""
+        done = await self._open(linkedid, "", "", None)
+        assert done.row is not None
+        return Ticket(**done.row)
+
+    async def _open(self, linkedid: str, caller: str, dialed: str, started_at: float | None) -> CallWrites:
         if not linkedid:
             raise ValueError("a call's linkedid is needed")
         record, flagged = _fit_record(CallRecord(linkedid=linkedid, caller=caller, dialed=dialed,
@@ -646,10 +660,9 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         # on a conflict the call's record inserted the ticket meanwhile: again, now finding it
         done = await self._retrying("ticket_open_retry", lambda: self._call_tx(
             open_call, self.rules, record, flagged, self._now()), linkedid=linkedid)
-        assert done.row is not None
         if done.saved[0].created:
-            log.info("ticket_opened", ticket=done.saved[0].ticket_no)
-        return Ticket(**done.row)
+            log.info("ticket_opened", ticket=done.saved[0].ticket_no, dialed=record.dialed)
+        return done
 
     async def _with_ticket(self, linkedid: str, change: Callable[[AsyncSession, Ticket], None], *,
                            record: CallRecord | None = None) -> tuple[Ticket, bool]:

@@ -409,6 +409,24 @@ def test_to_dict_is_json_friendly() -> None:
     assert d["participants"][0] == ["caller", CALLER] and d["linkedid"] == L
 
 
+def test_to_dict_is_asdict_with_participants_as_lists_and_shares_nothing_with_the_record() -> None:
+    from dataclasses import asdict
+
+    r = CallRecord(linkedid=L, caller="13700000000", ivr_path=["menu:main", "key:1"],
+                   transfers=[{"to": "110", "kind": "blind", "legs": [{"a": 1}]}],
+                   participants=[("caller", CALLER), ("agent", AGENT)], self_query={"ticket": "x", "tries": [1]},
+                   outcome="answered", survey_rating=5)
+    want = asdict(r)
+    want["participants"] = [list(p) for p in r.participants]
+    d = r.to_dict()
+    assert d == want and list(d) == list(want)
+    d["ivr_path"].append("x")
+    d["transfers"][0]["legs"][0]["a"] = 2
+    d["self_query"]["tries"].append(2)
+    assert r.ivr_path == ["menu:main", "key:1"] and r.transfers[0]["legs"] == [{"a": 1}]
+    assert r.self_query == {"ticket": "x", "tries": [1]}
+
+
 # --------------------------------------------------------------------------- CDR
 
 

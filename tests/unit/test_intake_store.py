@@ -96,7 +96,7 @@ async def test_intake_and_record_racing_from_two_controllers_make_one_ticket(mak
 
 
 async def test_the_screen_pop_opens_the_ticket_the_record_and_the_intake_then_fill(store: TicketStore) -> None:
-    opened = await store.open_ticket(LINKEDID)
+    opened = await store.ticket_of_call(LINKEDID)
     assert opened.state == "accepted" and opened.outcome == "in_progress" and len(opened.ticket_no) == 12
     assert (await store.open_ticket(LINKEDID)).ticket_no == opened.ticket_no  # again: the same ticket
     await store.save_intake(LINKEDID, intake(), agent="1001")
