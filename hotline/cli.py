@@ -133,7 +133,7 @@ def prompts_cmd(config_path: str | None, out: Path | None, force: bool) -> None:
 @click.option("--store", "store_url", default=None, help="SQLAlchemy URL (default from config)")
 def run_cmd(config_path: str | None, store_url: str | None) -> None:
     """Run the controller (FastAGI + AMI + ticket store) until SIGTERM/Ctrl-C."""
-    setup_logging()
+    setup_logging(cache_loggers=True)
     cfg = _load(config_path)
     try:
         OutboxPusher.from_config(None, cfg.outbox)  # https and its token, or no start at all

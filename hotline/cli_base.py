@@ -54,8 +54,13 @@ def fail(message: str, code: int = EXIT_BAD, problems: list[Problem] | None = No
     sys.exit(code)
 
 
-def setup_logging(json_logs: bool = True, level: int = logging.INFO) -> None:
-    """structlog JSON lines on stderr: stable event names, masked personal data."""
+def setup_logging(json_logs: bool = True, level: int = logging.INFO, *, cache_loggers: bool = False) -> None:
+    """structlog JSON lines on stderr: stable event names, masked personal data.
+
+    `cache_loggers`: each module's logger is built once, at its first line, instead of at every line
+    (several per call in the controller). Only for a process of its own that configures logging once,
+    first (`hotline run`): a command run inside another program (tests' CliRunner swaps stderr) must not
+    keep loggers bound to a stream that goes away."""
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -65,7 +70,8 @@ def setup_logging(json_logs: bool = True, level: int = logging.INFO) -> None:
     processors.append(structlog.processors.JSONRenderer(ensure_ascii=False) if json_logs
                       else structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(processors=processors, wrapper_class=structlog.make_filtering_bound_logger(level),
-                        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr), cache_logger_on_first_use=False)
+                        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+                        cache_logger_on_first_use=cache_loggers)
 
 
 #: the controller's event loop: `asyncio` (default) or `uvloop` (opt-in: `pip install -e '.[uvloop]'`);

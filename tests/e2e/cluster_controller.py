@@ -25,7 +25,7 @@ def main() -> None:
     p.add_argument("--nth", type=int, default=0, help="the node's controller number (0: the first tried)")
     p.add_argument("--control-path", default=None, help="the control socket here")
     args = p.parse_args()
-    setup_logging()
+    setup_logging(cache_loggers=True)  # as `hotline run`
     from tests.e2e.test_cluster import CONTROLLERS_PER_NODE, cluster_create
 
     lc: LocalCluster = cluster_create(Path(tempfile.gettempdir()) / "cluster-controller-unused",  # not made

@@ -40,7 +40,7 @@ def main() -> None:
                    help="the CDR replay's settle time (s; replays every half of it, at least every second); "
                         "0, the tests' default, replays every second")
     args = p.parse_args()
-    setup_logging()
+    setup_logging(cache_loggers=True)  # as `hotline run`
     cfg = e2e_config()
     sb = Sandbox.discover(ami_host=cfg.asterisk.ami.host, ami_port=cfg.asterisk.ami.port, instance=INSTANCE,
                           build=False)
