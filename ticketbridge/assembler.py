@@ -26,7 +26,6 @@ next to ticketbridge.cdr once `CallRecord` has a module of its own.
 from __future__ import annotations
 
 import datetime as dt
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +38,7 @@ from model.contract import CdrVar, Context
 from model.contract import Event as UserEventName
 from model.contract import ivr_steps
 from model.privacy import normalise_number
+from ticketbridge.recent_ids import RecentIds
 from wire.channels import device, endpoint
 
 log = structlog.get_logger("ticketbridge.assembler")
@@ -50,7 +50,9 @@ OUTCOMES = ("ended_in_ivr", "abandoned_in_queue", "answered", "transferred", "fo
 TRANSFER_REACHED = {"answered", "completed", "threeway"}  # three-way: the caller talks to the target too
 #: contexts our dialplan answers hotline calls in (a call seen there is a caller call)
 HOTLINE_CONTEXTS = {Context.INBOUND.value}
-#: how many finished linkedids are remembered to drop their late events
+#: finished linkedids are remembered this long (event time) to drop their late events, which come within
+#: seconds; and never more than CLOSED_MEMORY of them (ticketbridge/recent_ids.py)
+CLOSED_KEEP_S = 300.0
 CLOSED_MEMORY = 50_000
 #: AMI Cdr events carry local times without a zone: read in center.timezone (this is its default)
 _CDR_ZONE = ZoneInfo(DEFAULT_TZ)
@@ -268,7 +270,7 @@ class Assembler:
         self.agent_id_of = agent_id_of
         self._calls: dict[str, _Call] = {}
         self._alias: dict[str, str] = {}  # second linkedid of an attended transfer → the caller's
-        self._closed: OrderedDict[str, None] = OrderedDict()
+        self._closed = RecentIds(CLOSED_KEEP_S, CLOSED_MEMORY)
         self._unknown_logged: set[str] = set()
         #: standard AMI events that change a call's record (any other event only tracks channels)
         self.event_handlers: dict[str, _Handler] = {
@@ -436,13 +438,11 @@ class Assembler:
 
     def _close(self, call: _Call, ts: float | None) -> list[CallRecord]:
         del self._calls[call.linkedid]
-        self._closed[call.linkedid] = None
-        while len(self._closed) > CLOSED_MEMORY:
-            self._closed.popitem(last=False)
-        for k in [k for k, v in self._alias.items() if v == call.linkedid]:
-            self._closed[k] = None
-            del self._alias[k]
         call.ended_at = ts if ts is not None else call.last_at
+        self._closed.add(call.linkedid, call.ended_at)
+        for k in [k for k, v in self._alias.items() if v == call.linkedid]:
+            self._closed.add(k, call.ended_at)
+            del self._alias[k]
         if not call.hotline:
             return []
         return [self._build(call, final=True)]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import structlog
 from model.contract import CdrVar
 from ticketbridge.assembler import CallRecord, record_from_cdr
 from ticketbridge.callbacks import CALLBACK_PREFIX
+from ticketbridge.recent_ids import RecentIds
 
 log = structlog.get_logger("ticketbridge.cdr")
 
@@ -36,9 +36,10 @@ log = structlog.get_logger("ticketbridge.cdr")
 CDR_SETTLE_S = 20.0
 #: rows of a call that never shows a hotline leg are forgotten after this long.
 CDR_FORGET_S = 600.0
-#: how many calls already looked at are remembered (their late rows ignored), oldest forgotten first: a
-#: call's rows come within seconds of each other, so only a row later than this many calls could be looked
-#: at again (and its complete ticket found: nothing saved twice). ~120 bytes each.
+#: calls already looked at are remembered this long (their late rows ignored; ticketbridge/recent_ids.py),
+#: and never more than DONE_MEMORY of them: a call's rows come within seconds of each other, so only a row
+#: later than this could be looked at again (and its complete ticket found: nothing saved twice).
+DONE_KEEP_S = 300.0
 DONE_MEMORY = 50_000
 
 Row = dict[str, Any]
@@ -107,9 +108,10 @@ class CdrReplay:
         self.rows: dict[str, list[Row]] = {}
         #: per linkedid, the latest `end` among its rows (0.0 when none parses)
         self.newest: dict[str, float] = {}
-        #: linkedids looked at once: their later rows are ignored (the last DONE_MEMORY of them)
-        self.done: set[str] = set()
-        self._done_order: deque[str] = deque()
+        #: linkedids looked at once: their later rows are ignored (for DONE_KEEP_S of the replay's clock)
+        self.done = RecentIds(DONE_KEEP_S, DONE_MEMORY)
+        #: the replay's clock as `due` was last given it (what `done` is stamped with)
+        self.now: float | None = None
         #: rows of callbacks we placed (never tickets; they tell a restarted controller how a callback
         #: it was waiting on when it died ended)
         self.callback_rows: dict[str, list[Row]] = {}
@@ -143,6 +145,7 @@ class CdrReplay:
         """The calls to look at now: settled (no row newer than `settle_s`), not in progress live
         (`open_ids`), and with a hotline leg. A call without one — a seat-to-seat call, a test leg,
         or a caller's row that has not come yet — waits, and is forgotten after `forget_s`."""
+        self.now = now
         live = set(open_ids)
         out: list[str] = []
         for lid in list(self.rows):
@@ -175,10 +178,7 @@ class CdrReplay:
 
     def _done(self, lid: str) -> None:
         if lid not in self.done:
-            self.done.add(lid)
-            self._done_order.append(lid)
-            while len(self._done_order) > DONE_MEMORY:
-                self.done.discard(self._done_order.popleft())
+            self.done.add(lid, self.now)
 
     def _drop(self, lid: str) -> None:
         self.rows.pop(lid, None)

@@ -638,3 +638,22 @@ def test_standard_events_are_dispatched_by_the_table_too() -> None:
     asm = Assembler()
     assert {"Newchannel", "Hangup", "QueueCallerJoin", "AgentConnect", "Cdr"} <= set(asm.event_handlers)
     assert "UserEvent" not in asm.event_handlers
+
+
+def test_ended_calls_are_remembered_for_a_while_then_forgotten_flat_at_a_steady_rate() -> None:
+    """Issue 15's soak: the late events of an ended call are dropped for CLOSED_KEEP_S (event time), after
+    which its linkedid is let go; at a call a second the remembered set stays the same size."""
+    from ticketbridge.assembler import CLOSED_KEEP_S
+
+    asm = Assembler()
+    sizes = []
+    for t in range(900):
+        lid, ch = f"17600{t:05d}.1", f"PJSIP/trunk-{t:08x}"
+        assert len(run([newchannel(lid, lid, T0 + t, ch), hangup(lid, lid, T0 + t + 0.5, ch)], asm)) == 1
+        sizes.append(len(asm._closed))
+    keep = int(CLOSED_KEEP_S)
+    assert sizes[keep + 10:] == [sizes[-1]] * (900 - keep - 10) and keep <= sizes[-1] <= keep + 2
+    recent, old = f"17600{899 - 10:05d}.1", "1760000000.1"
+    # a late event of a recent call is dropped; one of a call ended long ago starts nothing hotline
+    assert asm.feed(hangup(recent, recent, T0 + 900, "PJSIP/x")) == [] and recent not in asm._calls
+    assert old not in asm._closed

@@ -136,7 +136,7 @@ def test_conclude_rebuilds_a_missed_call_and_looks_at_each_call_once() -> None:
     assert rec is not None and rec.outcome == "answered"
     assert rp.conclude("3.1", "answered") is None  # a complete ticket is never overwritten
 
-    assert rp.done == {"1.1", "2.1", "3.1"} and rp.rows == {} and rp.newest == {}
+    assert all(lid in rp.done for lid in ("1.1", "2.1", "3.1")) and len(rp.done) == 3 and rp.rows == {} and rp.newest == {}
     rp.take(rp.offset, parse_chunk(lines(row("1.1", T0 + 1))))  # a late row of a call already looked at
     assert rp.rows == {} and rp.due(T0 + 100) == []
 
@@ -242,7 +242,26 @@ def test_the_calls_looked_at_are_remembered_up_to_a_bound(monkeypatch) -> None:
         rp.take(rp.offset, parse_chunk(lines(row(f"{i}.1", T0))))
         for lid in rp.due(T0):
             rp.conclude(lid, "answered")
-    assert len(rp.done) == len(rp._done_order) == 40 and "99.1" in rp.done and "0.1" not in rp.done
+    assert len(rp.done) == 40 and "99.1" in rp.done and "0.1" not in rp.done
     assert rp.rows == {} and rp.newest == {}
     rp.take(rp.offset, parse_chunk(lines(row("99.1", T0 + 1))))  # a late row of a recent call: still ignored
     assert rp.rows == {}
+
+
+def test_the_calls_looked_at_are_forgotten_after_a_while_so_memory_stays_flat() -> None:
+    """At a steady call rate the set stays the same size once DONE_KEEP_S has passed (issue 15's soak)."""
+    from ticketbridge.cdr import DONE_KEEP_S
+
+    rp = CdrReplay(settle_s=0)
+    sizes = []
+    for minute in range(12):
+        for i in range(60):  # a call a second
+            t = T0 + minute * 60 + i
+            rp.take(rp.offset, parse_chunk(lines(row(f"{minute}.{i}", t))))
+            for lid in rp.due(t):
+                rp.conclude(lid, "answered")
+        sizes.append(len(rp.done))
+    keep_min = int(DONE_KEEP_S // 60)
+    assert sizes[keep_min + 1:] == [sizes[-1]] * (len(sizes) - keep_min - 1)  # flat after the window
+    assert DONE_KEEP_S <= sizes[-1] <= DONE_KEEP_S + 60
+    assert "11.59" in rp.done and "0.0" not in rp.done
