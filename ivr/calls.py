@@ -35,7 +35,7 @@ from ivr.callflow import (
 )
 from ivr.menu import Collect, Digit, Play, SpeechResult, Timeout
 from ivr.prompts import say_digits_files, sound_name
-from ivr.ticket_notice import AskRepeat, Say, SayDigits, ticket_notice
+from ivr.ticket_notice import AskRepeat, Part, Recite, Say, SayDigits, ticket_notice
 from model.config import Config
 from model.contract import IVR_STEPS_PER_EVENT, Event, Var, ivr_step_headers
 from model.destinations import Destination, HangupDest, QueueDest
@@ -341,7 +341,9 @@ class CallScripts:
         """工单编号与查询密码: issue the password (stored hashed only) and read both out, * to hear them again.
 
         Any failure of ours skips the notice (the survey still follows); the password is never in a
-        log, an event or a channel variable: only the digit files it is read with carry it."""
+        log, an event or a channel variable: only the digit files it is read with carry it. Each
+        reading is one Playback (prompts, digits and the silences between them) after the
+        HotlinePrompt events of its prompts, then the repeat question: a handful of AGI commands."""
         try:
             # a missed-call callback's leg carries the missed call's ticket: never a ticket of its own
             ticket_no = await s.get_variable(Var.TICKET) or await s.get_variable(Var.CALLBACK) or ""
@@ -369,17 +371,26 @@ class CallScripts:
                 return
             answer = None
             match action:
-                case Say(prompt=prompt):
-                    await self._stream(s, prompt, "")
-                case SayDigits(digits=digits, gap_s=gap_s):
-                    for i, f in enumerate(say_digits_files(digits)):
-                        if i and gap_s:
-                            await s.exec("Wait", f"{gap_s:g}")
-                        await s.stream_file(f, "")
+                case Recite(parts=parts):
+                    await self._recite(s, parts)
                 case AskRepeat(prompt=prompt, wait_s=wait_s):
                     answer = await self._stream(s, prompt, "*")
                     if answer is None:
                         answer = await s.wait_for_digit(int(wait_s * 1000))
+
+    async def _recite(self, s: AgiSession, parts: tuple[Part, ...]) -> None:
+        """A run nobody interrupts as one Playback; its prompts are announced (HotlinePrompt, in order) as it
+        starts, its digits never (a secret part is the password)."""
+        files: list[str] = []
+        for part in parts:
+            match part:
+                case Say(prompt=prompt):
+                    await s.user_event(Event.PROMPT, Prompt=prompt)
+                    files.append(sound_name(prompt))
+                case SayDigits(digits=digits, gap_s=gap_s):
+                    files += say_digits_files(digits, gap_s)
+        if files:
+            await s.playback(files)
 
     async def _survey(self, s: AgiSession) -> None:
         """满意度评价; no answer is recorded as none."""

@@ -24,11 +24,20 @@ the same pinyin as Mandarin. Digit runs of three or more (12345, 110, ticket
 numbers) are read digit by digit the way Chinese telephony does (幺二三四五), not
 as a quantity (一万二千…); shorter numbers ("按1", "10个工作日") stay as written.
 
+Besides the texts, silences are generated (no speech, nothing to record): ``silence/<ms>ms``,
+the ticket notice's pause between two digits (``ticket_notice.digit_gap_s``), so a whole number
+is one Playback list instead of a Wait between every two files (none when the gap is 0).
+
 Rebuilds are cheap: each output has a sidecar ``<id>.wav.json`` holding a hash of
 what produced it (text, voice, speed; or the recording's name, mtime and size);
 when it matches and the wav is present, the prompt is reused. Outputs are written
 to a temporary file and renamed, so a running Asterisk never plays half a file.
 Prompts dropped from the config are left in place (an admin may still use them).
+
+Why one module (≈540 lines): which prompt ids exist (texts, digits, busy reasons, silences), the
+sound names they are played by, where each is built and whether it is there are one set of rules
+that the build, `hotline check` and `hotline apply` must read alike; split, the list a check
+looks for and the list a build makes could drift.
 """
 
 from __future__ import annotations
@@ -69,6 +78,7 @@ __all__ = [
     "ProgressCallback",
     "agent_reason_prompt",
     "agent_reason_prompts",
+    "all_prompt_ids",
     "all_prompt_texts",
     "build_prompts",
     "is_asterisk_wav",
@@ -76,6 +86,8 @@ __all__ = [
     "unplayable_prompts",
     "output_path",
     "say_digits_files",
+    "silence_prompt",
+    "silence_prompts",
     "sound_name",
     "speakable_text",
 ]
@@ -108,6 +120,9 @@ _DIGIT_CHARS = "零幺二三四五六七八九"
 #: 1 is 幺 (yāo), as Chinese telephony reads digit strings: it never sounds like 七.
 DIGIT_PROMPTS: dict[str, str] = {f"digits/{d}": _DIGIT_CHARS[d] for d in range(10)}
 DIGIT_PROMPTS |= {"digits/point": "点", "digits/persons": "位", "digits/minutes": "分钟"}
+
+#: generated silences' ids: ``silence/<ms>ms`` (an id of ``prompts:`` there would be overwritten)
+_SILENCE_PREFIX = "silence/"
 
 _ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
 _DIGIT_RUN_RE = re.compile(r"\d{3,}")
@@ -155,19 +170,40 @@ def sound_name(prompt_id: str) -> str:
     return PROMPT_PREFIX + prompt_id
 
 
-def say_digits_files(number: str) -> list[str]:
-    """Sound names that speak ``number`` digit by digit; ``.`` is 点, other characters are skipped.
+def say_digits_files(number: str, gap_s: float = 0.0) -> list[str]:
+    """Sound names that speak ``number`` digit by digit; ``.`` is 点, other characters are skipped;
+    with ``gap_s``, the silence of that length (``silence_prompt``) between every two.
 
     Skipping (rather than raising) keeps a call going when a number carries a
     separator (``2026-0001``); the caller still hears every digit.
     """
     out: list[str] = []
+    silence = silence_prompt(gap_s)
     for ch in str(number):
         if "0" <= ch <= "9":
-            out.append(sound_name(f"digits/{ch}"))
+            name = sound_name(f"digits/{ch}")
         elif ch == ".":
-            out.append(sound_name("digits/point"))
+            name = sound_name("digits/point")
+        else:
+            continue
+        if out and silence is not None:
+            out.append(sound_name(silence))
+        out.append(name)
     return out
+
+
+def silence_prompt(seconds: float) -> str | None:
+    """The prompt id of ``seconds`` of generated silence, to the millisecond (``silence/300ms``); None for
+    none (under half a millisecond)."""
+    ms = round(seconds * 1000)
+    return f"{_SILENCE_PREFIX}{ms}ms" if ms > 0 else None
+
+
+def silence_prompts(config: Config) -> dict[str, int]:
+    """The silences to build, prompt id → milliseconds: the ticket notice's pause between two digits."""
+    gap = config.ticket_notice.digit_gap_s
+    pid = silence_prompt(gap)
+    return {} if pid is None else {pid: round(gap * 1000)}
 
 
 def agent_reason_prompt(digit: str) -> str:
@@ -184,6 +220,11 @@ def all_prompt_texts(config: Config) -> dict[str, str]:
     """Every prompt to build: the digit prompts and the agents' busy reasons, then ``config.prompts`` (which may
     override them)."""
     return {**DIGIT_PROMPTS, **agent_reason_prompts(config), **config.prompts}
+
+
+def all_prompt_ids(config: Config) -> list[str]:
+    """Every prompt that must be playable: the texts (``all_prompt_texts``) and the generated silences."""
+    return [*all_prompt_texts(config), *silence_prompts(config)]
 
 
 def speakable_text(text: str) -> str:
@@ -212,17 +253,18 @@ def is_asterisk_wav(path: Path) -> bool:
 
 
 def missing_prompts(config: Config, out_dir: Path) -> list[str]:
-    """Prompt ids (config and digits) without a playable ``<out_dir>/<id>.wav``; for ``hotline check``."""
-    return [pid for pid in all_prompt_texts(config) if not is_asterisk_wav(output_path(Path(out_dir), pid))]
+    """Prompt ids (config, digits, silences) without a playable ``<out_dir>/<id>.wav``; for ``hotline check``."""
+    return [pid for pid in all_prompt_ids(config) if not is_asterisk_wav(output_path(Path(out_dir), pid))]
 
 
 def unplayable_prompts(config: Config, installed_dir: Path, recordings_dir: Path = RECORDINGS,
                        espeak: bool | None = None) -> list[str]:
     """Prompt ids Asterisk cannot play from ``installed_dir`` and `hotline apply` could not build either:
-    no admin recording and no espeak-ng (`espeak` None: look for it on PATH)."""
+    no admin recording and no espeak-ng (`espeak` None: look for it on PATH); a silence is always built."""
     can_speak = shutil.which("espeak-ng") is not None if espeak is None else espeak
+    silences = silence_prompts(config)
     return [pid for pid in missing_prompts(config, installed_dir)
-            if not can_speak and _find_recording(recordings_dir, pid) is None]
+            if not can_speak and pid not in silences and _find_recording(recordings_dir, pid) is None]
 
 
 # --------------------------------------------------------------------------- build
@@ -237,6 +279,8 @@ class _Job:
     key: str
     #: the espeak-ng voice (a language path's prompts speak its language: config.access.prompt_voices)
     voice: str = DEFAULT_VOICE
+    #: a generated silence of this many milliseconds (no text, no recording, no espeak-ng)
+    silence_ms: int | None = None
 
     @property
     def sidecar(self) -> Path:
@@ -258,9 +302,12 @@ def _speakable(text: str, voice: str) -> str:
     return speakable_text(text) if voice == DEFAULT_VOICE else text.strip()
 
 
-def _cache_key(text: str, recording: Path | None, voice: str, speed: int) -> str:
+def _cache_key(text: str, recording: Path | None, voice: str, speed: int, silence_ms: int | None = None) -> str:
     fmt = f"{SAMPLE_RATE}/{CHANNELS}/{SAMPLE_WIDTH * 8}"
-    if recording is not None:
+    src: dict[str, object]
+    if silence_ms is not None:
+        src = {"kind": "silence", "ms": silence_ms}
+    elif recording is not None:
         st = recording.stat()
         src = {"kind": "recording", "file": recording.name, "mtime_ns": st.st_mtime_ns, "size": st.st_size}
     else:
@@ -316,6 +363,29 @@ def _to_8k(seg: AudioSegment) -> AudioSegment:
     return AudioSegment(data=data, sample_width=SAMPLE_WIDTH, frame_rate=SAMPLE_RATE, channels=CHANNELS)
 
 
+def _write_wav(dst: Path, frames: bytes) -> None:
+    """Write Asterisk's wav (8 kHz mono 16-bit PCM) to ``dst`` atomically, readable by Asterisk."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh, wave.open(fh, "wb") as w:
+            w.setnchannels(CHANNELS)
+            w.setsampwidth(SAMPLE_WIDTH)
+            w.setframerate(SAMPLE_RATE)
+            w.writeframes(frames)
+        tmp.chmod(0o644)  # mkstemp makes 0600; Asterisk runs as its own user and must read it
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _silence(dst: Path, ms: int) -> None:
+    """``ms`` milliseconds of digital silence as Asterisk's wav at ``dst``."""
+    _write_wav(dst, bytes(SAMPLE_RATE * ms // 1000 * CHANNELS * SAMPLE_WIDTH))
+
+
 def _convert(src: Path, dst: Path) -> float:
     """Convert any audio pydub reads to Asterisk's wav at ``dst`` (atomically); return seconds of audio."""
     from pydub import AudioSegment, effects  # imported here: pydub warns at import when ffmpeg is absent
@@ -331,20 +401,7 @@ def _convert(src: Path, dst: Path) -> float:
     if len(seg) == 0 or seg.rms == 0:
         raise RuntimeError(f"{src.name} holds no audible audio")
     seg = effects.normalize(seg, headroom=_PEAK_HEADROOM_DB)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh, wave.open(fh, "wb") as w:
-            w.setnchannels(CHANNELS)
-            w.setsampwidth(SAMPLE_WIDTH)
-            w.setframerate(SAMPLE_RATE)
-            w.writeframes(seg.raw_data)
-        tmp.chmod(0o644)  # mkstemp makes 0600; Asterisk runs as its own user and must read it
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    _write_wav(dst, seg.raw_data)
     return len(seg) / 1000.0
 
 
@@ -368,6 +425,10 @@ def _write_sidecar(job: _Job, source: str) -> None:
 def _run(job: _Job, espeak: str | None, voice: str, speed: int) -> tuple[Outcome, str]:
     """Build one prompt (in a worker thread). Returns (outcome, reason-if-failed)."""
     try:
+        if job.silence_ms is not None:
+            _silence(job.out, job.silence_ms)
+            _write_sidecar(job, "silence")
+            return "built", ""
         if job.recording is not None:
             _convert(job.recording, job.out)
             _write_sidecar(job, "recording")
@@ -397,7 +458,7 @@ def build_prompts(
     speed: int = DEFAULT_SPEED,
     workers: int | None = None,
 ) -> BuildReport:
-    """Build ``<out_dir>/<id>.wav`` for every prompt id and digit prompt; see the module docstring.
+    """Build ``<out_dir>/<id>.wav`` for every prompt id, digit prompt and silence; see the module docstring.
 
     Raises :class:`EspeakMissingError` before doing anything when a prompt needs
     synthesis and espeak-ng is not on PATH (prompts that are recorded or already
@@ -407,20 +468,26 @@ def build_prompts(
     started = time.monotonic()
     recordings_dir, out_dir = Path(recordings_dir), Path(out_dir)
     texts = all_prompt_texts(config)
+    silences = silence_prompts(config)
     voices = config.access.prompt_voices() if voice == DEFAULT_VOICE else {}
     report = BuildReport()
     jobs: list[_Job] = []
     for pid, text in texts.items():
+        if pid in silences:  # generated below, whatever text the config gives the id
+            continue
         if not _ID_RE.fullmatch(pid) or ".." in pid.split("/"):
             report.failed[pid] = "prompt id must be ASCII letters, digits, '_', '-', '.' (it becomes a file name)"
             continue
         rec = _find_recording(recordings_dir, pid)
         v = voices.get(pid, voice)
         jobs.append(_Job(pid, text, output_path(out_dir, pid), rec, _cache_key(text, rec, v, speed), v))
+    for pid, ms in silences.items():
+        jobs.append(_Job(pid, "", output_path(out_dir, pid), None, _cache_key("", None, voice, speed, ms),
+                         silence_ms=ms))
 
     todo: list[_Job] = []
     done = 0
-    total = len(texts)
+    total = len(report.failed) + len(jobs)
     for pid in report.failed:
         done += 1
         if progress:
@@ -435,7 +502,7 @@ def build_prompts(
             todo.append(job)
 
     espeak: str | None = None
-    need_tts = [j.prompt_id for j in todo if j.recording is None]
+    need_tts = [j.prompt_id for j in todo if j.recording is None and j.silence_ms is None]
     if need_tts:
         espeak = shutil.which("espeak-ng")
         if espeak is None:

@@ -40,7 +40,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar, cast
@@ -497,6 +497,21 @@ class AgiSession:
             await self.confirm_hangup(line)
         return reply
 
+    async def playback(self, names: Sequence[str]) -> None:
+        """Play sounds back to back, not interruptible, in one command (`EXEC Playback a&b&c`). A hang-up during
+        it raises AgiHangup (Playback answers -1, confirmed as for any EXEC); a missing file does not end the
+        call (Asterisk warns, skips it and sets PLAYBACKSTATUS to FAILED).
+
+        Playback splits its list at `&` and its arguments at `,`, and strips quotes and backslashes: a name
+        holding one of those would play something else, so it is refused (ValueError), as is an empty list."""
+        if not names:
+            raise ValueError("Playback needs at least one sound")
+        for name in names:
+            if not name or any(c in name for c in _PLAYBACK_UNSAFE):
+                raise ValueError(f"sound name {name!r} cannot be in a Playback list (empty, or one of "
+                                 f"{_PLAYBACK_UNSAFE!r} in it)")
+        await self.exec("Playback", "&".join(names))
+
     async def verbose(self, msg: str, level: int = 1) -> None:
         await self.command(f"VERBOSE {agi_quote(_one_line(msg))} {int(level)}")
 
@@ -533,6 +548,9 @@ class AgiSession:
             return None
         return base + max(0, timeout_ms) / 1000.0
 
+
+#: characters Playback's argument parsing gives a meaning (list, arguments, quoting) or a line would end at
+_PLAYBACK_UNSAFE = "&,\"\\\r\n"
 
 #: `_budget_kind` of a command's first 24 characters, remembered (commands repeat: a few dozen heads)
 _BUDGET_KIND: dict[str, bool] = {}

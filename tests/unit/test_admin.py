@@ -17,7 +17,7 @@ from admin import check as admin_check
 from admin import explain as admin_explain
 from hotline.cli import main
 from model.loading import default_config_path, load_config, parse_config
-from ivr.prompts import all_prompt_texts, output_path
+from ivr.prompts import all_prompt_ids, output_path
 from routing.dialplan import Layout
 
 SHIPPED = default_config_path()
@@ -140,7 +140,7 @@ def test_check_reports_schema_errors_all_at_once(tmp_path: Path) -> None:
 def test_check_missing_built_prompt(tmp_path: Path, empty_custom: Path) -> None:
     cfg = load_config(SHIPPED)
     built = tmp_path / "prompts"
-    for pid in all_prompt_texts(cfg):
+    for pid in all_prompt_ids(cfg):
         if pid == "connecting":
             continue
         p = output_path(built, pid)

@@ -516,6 +516,30 @@ async def test_exec_set_variable_user_event_quoting_and_chinese(server: FastAgiS
     assert await outcome(fut) == ('张三 "老王"', "0")
 
 
+async def test_playback_is_one_exec_of_the_list_and_a_hangup_during_it_is_a_hangup(server: FastAgiServer) -> None:
+    async def body(s: AgiSession) -> Any:
+        await s.playback(["hotline/notice_ticket_is", "hotline/digits/2", "hotline/silence/300ms", "hotline/digits/6"])
+        await s.playback(["hotline/notice_repeat"])
+        return "not reached"
+
+    fut = recorder(server, "inbound", body)
+    f = await FakeAsteriskAgi().connect(server.port)
+    cmd = await f.reply("EXEC Playback", "200 result=0")
+    assert cmd == 'EXEC Playback "hotline/notice_ticket_is&hotline/digits/2&hotline/silence/300ms&hotline/digits/6"'
+    await f.reply("EXEC Playback", "200 result=-1", "HANGUP")  # the caller hung up while it played
+    await f.reply("CHANNEL STATUS", "511 Command Not Permitted on a dead channel or intercept routine")
+    assert isinstance(await outcome(fut), AgiHangup)
+
+
+@pytest.mark.parametrize("names", [[], ["a&b"], ["a,noanswer"], ['a"b'], ["a\\b"], ["ok", ""], ["a\nb"]])
+async def test_playback_refuses_a_name_its_list_would_split_or_change(server: FastAgiServer, names: list[str]) -> None:
+    fut = recorder(server, "inbound", lambda s: s.playback(names))
+    f = await FakeAsteriskAgi().connect(server.port)
+    with pytest.raises(ValueError):
+        await asyncio.wait_for(fut, 2)
+    assert await f.wait_closed(1) == b"FAILURE\n"  # nothing was sent to Asterisk
+
+
 async def test_get_data_and_digits(server: FastAgiServer) -> None:
     async def body(s: AgiSession) -> Any:
         return (await s.get_data("menu", 3000, 1), await s.get_data("ticket", 3000, 8),

@@ -31,6 +31,11 @@ def tiny_config(text: str = CONFIG):
     return parse_config(text)
 
 
+def every_prompt() -> set[str]:
+    """What a build of the tiny config makes: its texts, the digits, the busy reasons and the notice's silence."""
+    return {"greeting", "connecting", *P.DIGIT_PROMPTS, *P.agent_reason_prompts(tiny_config()), "silence/300ms"}
+
+
 def wav_info(path: Path) -> tuple[bytes, int, int, int, int]:
     """(raw header bytes, rate, channels, sample width, frames) read with the stdlib, not pydub."""
     with wave.open(str(path), "rb") as w:
@@ -64,7 +69,7 @@ def built(tmp_path_factory):
 def test_every_prompt_and_digit_is_a_valid_8k_mono_wav(built):
     root, report, _ = built
     assert report.ok, report.failed
-    assert set(report.built) == {"greeting", "connecting", *P.DIGIT_PROMPTS, *P.agent_reason_prompts(tiny_config())}
+    assert set(report.built) == every_prompt()
     greeting = assert_asterisk_wav(root / "out" / "greeting.wav", min_s=2.0)
     assert len(greeting) > 2000
     for d in "0123456789":
@@ -78,7 +83,7 @@ def test_progress_counts_every_prompt_once(built):
     _, report, seen = built
     assert [s[0] for s in seen] == list(range(1, report.total + 1))
     assert {s[1] for s in seen} == {report.total}
-    assert {s[2] for s in seen} == {"greeting", "connecting", *P.DIGIT_PROMPTS, *P.agent_reason_prompts(tiny_config())}
+    assert {s[2] for s in seen} == every_prompt()
     assert {s[3] for s in seen} == {"built"}
 
 
@@ -88,7 +93,7 @@ def test_rebuild_reuses_the_cache_and_changed_text_rebuilds(tmp_path):
     mtime = (out / "greeting.wav").stat().st_mtime_ns
     again = P.build_prompts(tiny_config(), rec, out)
     assert again.built == [] and again.recorded == []
-    assert set(again.reused) == {"greeting", "connecting", *P.DIGIT_PROMPTS, *P.agent_reason_prompts(tiny_config())}
+    assert set(again.reused) == every_prompt()
     assert (out / "greeting.wav").stat().st_mtime_ns == mtime
 
     changed = tiny_config(CONFIG.replace("请稍候。", "请稍候，谢谢您的耐心等待。"))
@@ -139,6 +144,7 @@ def test_missing_espeak_ng_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     with pytest.raises(P.EspeakMissingError, match=r"Debian package 'espeak-ng'") as e:
         P.build_prompts(tiny_config(), tmp_path / "rec", tmp_path / "out")
+    # every text needs it; the silence does not
     assert f"{2 + len(P.DIGIT_PROMPTS) + len(P.agent_reason_prompts(tiny_config()))} prompt(s) need synthesis" in str(e.value)
     assert not (tmp_path / "out" / "greeting.wav").exists()
 
@@ -165,6 +171,32 @@ def test_names_and_digits():
     assert P.say_digits_files("2.5") == ["hotline/digits/2", "hotline/digits/point", "hotline/digits/5"]
     assert P.say_digits_files("2026-01") == P.say_digits_files("202601")
     assert P.say_digits_files("") == []
+    # with a gap: the generated silence between every two digits, none before or after
+    assert P.say_digits_files("2.05", 0.3) == ["hotline/digits/2", "hotline/silence/300ms", "hotline/digits/point",
+                                               "hotline/silence/300ms", "hotline/digits/0", "hotline/silence/300ms",
+                                               "hotline/digits/5"]
+    assert P.say_digits_files("7", 0.3) == ["hotline/digits/7"]
+    assert P.say_digits_files("305", 0) == P.say_digits_files("305")
+    assert P.silence_prompt(1.25) == "silence/1250ms" and P.silence_prompt(0.0004) is None
+
+
+def test_the_digit_gap_is_a_built_silence_of_its_length_and_needs_no_espeak(built, tmp_path, monkeypatch):
+    root, _, _ = built
+    header, rate, ch, width, frames = wav_info(root / "out" / "silence" / "300ms.wav")
+    assert (rate, ch, width, frames) == (8000, 1, 2, 2400)  # 0.3 s
+    assert set((root / "out" / "silence" / "300ms.wav").read_bytes()[44:]) == {0}  # nothing but silence
+    assert P.missing_prompts(tiny_config(), root / "out") == []
+    # the gap follows the config; a silence is generated, never spoken: no espeak-ng needed for it
+    rec, out = tmp_path / "rec", tmp_path / "out"
+    P.build_prompts(tiny_config(), rec, out)
+    slower = tiny_config(CONFIG + "ticket_notice: {digit_gap_s: 0.75}\n")
+    assert P.missing_prompts(slower, out) == ["silence/750ms"]
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    assert P.unplayable_prompts(slower, out, rec) == []  # apply can always build a silence
+    report = P.build_prompts(slower, rec, out)
+    assert report.built == ["silence/750ms"] and wav_info(out / "silence" / "750ms.wav")[4] == 6000
+    # no gap, no silence to build
+    assert P.silence_prompts(tiny_config(CONFIG + "ticket_notice: {digit_gap_s: 0}\n")) == {}
 
 
 def test_speakable_text_reads_long_numbers_digit_by_digit():

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 import ivr.prompts
 from admin import apply as admin_apply
 from admin import check as admin_check
-from ivr.prompts import all_prompt_texts, missing_prompts, output_path
+from ivr.prompts import all_prompt_ids, missing_prompts, output_path
 from model.loading import default_config_path, load_located
 from routing.dialplan import Layout
 
@@ -72,7 +72,7 @@ def with_new_announcement(cfg: Any) -> Any:
 
 
 def install_all_but(cfg: Any, sounds: Path, *skip: str) -> None:
-    for pid in all_prompt_texts(cfg):
+    for pid in all_prompt_ids(cfg):
         if pid not in skip:
             write_wav(output_path(sounds, pid))
 
@@ -86,7 +86,7 @@ def test_check_fails_on_a_prompt_asterisk_cannot_play_and_nothing_can_build(load
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = with_new_announcement(loaded.config)
     sounds = tmp_path / "sounds" / "hotline"
-    install_all_but(cfg, sounds, "notice_new_2026")
+    install_all_but(cfg, sounds, "notice_new_2026", "silence/300ms")  # a missing silence: apply always builds it
     no_espeak(monkeypatch)
     problems = admin_check.check_config(cfg, file="x.yaml", sounds_dir=sounds, recordings_dir=tmp_path / "rec",
                                         custom_dir=tmp_path)
@@ -125,7 +125,7 @@ def test_apply_builds_missing_prompts_and_installs_them_where_asterisk_plays(loa
     built: list[Path] = []
 
     def fake_build(config: Any, recordings: Path, out: Path, **kw: Any) -> Any:
-        for pid in all_prompt_texts(config):
+        for pid in all_prompt_ids(config):
             write_wav(output_path(out, pid))
         built.append(out)
         return ivr.prompts.BuildReport()
@@ -175,7 +175,7 @@ def test_hotline_prompts_installs_into_the_local_asterisk(loaded: Any, tmp_path:
     monkeypatch.setattr(cli.Sandbox, "discover", classmethod(lambda cls, **kw: sb))
 
     def fake_build(config: Any, recordings: Path, out: Path, **kw: Any) -> Any:
-        for pid in all_prompt_texts(config):
+        for pid in all_prompt_ids(config):
             write_wav(output_path(out, pid))
         return ivr.prompts.BuildReport()
 

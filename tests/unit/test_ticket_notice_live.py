@@ -18,6 +18,7 @@ import pytest
 from ivr import calls
 from ivr.calls import CallScripts
 from model.contract import Event, Var
+from wire.fastagi import AgiHangup
 from tests.unit.test_calls_live import MONDAY_10, Transcript, clock_at, shipped
 
 
@@ -40,11 +41,19 @@ class Channel(Transcript):
     async def exec(self, app: str, *args: Any) -> Any:
         self.log.append(("exec", app, *args))
 
+    async def playback(self, names: list[str]) -> None:
+        self.log.append(("playback", *names))
+
     async def wait_for_digit(self, timeout_ms: int) -> str | None:
+        self.log.append(("wait", timeout_ms))
         return self.after.pop(0) if self.after else None
 
     def played(self) -> list[str]:
-        return [e[1] for e in self.log if e[0] == "play"]
+        """Every file played, in order: streamed one by one or in a Playback list."""
+        return [f for e in self.log if e[0] in ("play", "playback") for f in e[1:]]
+
+    def playbacks(self) -> list[list[str]]:
+        return [list(e[1:]) for e in self.log if e[0] == "playback"]
 
 
 class Store:
@@ -69,13 +78,19 @@ class Store:
         return self.password
 
 
-def digits(number: str) -> list[str]:
-    return [f"hotline/digits/{d}" for d in number]
+def digits(number: str, gap: str | None = None) -> list[str]:
+    """The files reading `number`, with the silence file `gap` between every two digits."""
+    out: list[str] = []
+    for d in number:
+        out += ([gap] if gap and out else []) + [f"hotline/digits/{d}"]
+    return out
 
 
-def notice(ticket_no: str, password: str) -> list[str]:
-    return ["hotline/notice_ticket_is", *digits(ticket_no), "hotline/notice_password_is", *digits(password),
-            "hotline/notice_repeat"]
+def told(ticket_no: str, password: str) -> list[str]:
+    """One reading as one Playback: the prompts, the digits, 0.3 s of silence (the shipped gap) between two."""
+    gap = "hotline/silence/300ms"
+    return ["hotline/notice_ticket_is", *digits(ticket_no, gap), "hotline/notice_password_is",
+            *digits(password, gap)]
 
 
 async def test_the_ticket_is_numbered_before_the_greeting_and_handed_to_the_channel() -> None:
@@ -100,11 +115,16 @@ async def test_after_the_agent_the_notice_is_read_slowly_star_repeats_then_the_s
     ch = Channel({Var.TICKET.value: "261130000007"}, after=["*", None], keys=["2"])
     await CallScripts(shipped(), clock_at(MONDAY_10), store).survey(ch)  # type: ignore[arg-type]
     assert store.issued == ["261130000007"]
-    once = notice("261130000007", "048213")
-    assert ch.played() == once + once + ["hotline/survey_thanks"]
+    once = told("261130000007", "048213")
+    assert ch.playbacks() == [once, once]  # each reading one Playback, slowly: a silence between two digits
+    assert ch.played() == once + ["hotline/notice_repeat"] + once + ["hotline/notice_repeat", "hotline/survey_thanks"]
     assert ("ask", "hotline/survey") in ch.log
-    waits = [e for e in ch.log if e[0] == "exec"]
-    assert waits[0] == ("exec", "Wait", "0.3") and len(waits) == 2 * (11 + 5)  # between every two digits
+    assert not [e for e in ch.log if e[0] == "exec"]  # no Wait between digits any more
+    # a handful of AGI commands per reading (issue 15): two HotlinePrompt events, the Playback, the question
+    start = next(i for i, e in enumerate(ch.log) if e[0] == "event" and e[2].get("Prompt") == "notice_ticket_is")
+    reading = ["event", "event", "playback", "event", "play", "wait"]
+    assert [e[0] for e in ch.log[start:start + 12]] == reading * 2
+    assert ch.log[start + 12] == ("event", Event.PROMPT, {"Prompt": "survey"})  # then the survey
     # the password is only in the digit files played: never an event or a variable
     for e in ch.log:
         if e[0] in ("event", "set"):
@@ -113,12 +133,24 @@ async def test_after_the_agent_the_notice_is_read_slowly_star_repeats_then_the_s
         "notice_ticket_is", "notice_password_is", "notice_repeat"]
 
 
+async def test_a_caller_hanging_up_during_the_notice_ends_the_script_there() -> None:
+    class HangsUp(Channel):
+        async def playback(self, names: list[str]) -> None:
+            await super().playback(names)
+            raise AgiHangup("200 result=-1")
+
+    ch = HangsUp({Var.TICKET.value: "261130000007"}, keys=["2"])
+    with pytest.raises(AgiHangup):
+        await CallScripts(shipped(), clock_at(MONDAY_10), Store()).survey(ch)  # type: ignore[arg-type]
+    assert len(ch.playbacks()) == 1 and ch.log[-1][0] == "playback"  # nothing after it: no repeat, no survey
+
+
 async def test_a_callback_leg_is_told_the_missed_calls_ticket_and_opens_none() -> None:
     store = Store()
     ch = Channel({Var.CALLBACK.value: "261129000003"}, keys=[None])
     await CallScripts(shipped(), clock_at(MONDAY_10), store).survey(ch)  # type: ignore[arg-type]
     assert store.opened == [] and store.issued == ["261129000003"]
-    assert ch.played()[:13] == ["hotline/notice_ticket_is", *digits("261129000003")]
+    assert ch.playbacks()[0] == told("261129000003", "048213")
 
 
 async def test_a_call_the_ivr_never_saw_is_numbered_at_the_notice() -> None:
