@@ -59,6 +59,8 @@ class LiveModel:
         #: the configured seats (agent IDs): a rebuild takes their bridged channels for agents
         self.seats = frozenset(seats)
         self.day: dt.date | None = None
+        #: the newest time the model was given (tick)
+        self.now: float | None = now
         self._reset_day(now)
 
     # ------------------------------------------------------------------ the day
@@ -85,15 +87,17 @@ class LiveModel:
     def _finish(self, lid: str) -> None:
         """The call `lid` ended (or was counted from its ticket): only its linkedid stays, never counted again."""
         if self._counted.pop(lid, None) is not None or lid not in self.calls:
-            self._finished.add(lid)
+            self._finished.add(lid, at=self.now)
 
     def end_call(self, lid: str) -> None:
         """Drop the call `lid` from the calls up now (live/rebuild.py: Asterisk no longer has it)."""
         self.calls.pop(lid, None)
-        self._finished.add(lid, self._counted.pop(lid, None))  # its figures parked, should its events go on
+        self._finished.add(lid, self._counted.pop(lid, None), at=self.now)  # its figures parked, should its events go on
 
     def tick(self, now: float) -> Changes:
         """A new center-local day resets today's figures (calls up now stay)."""
+        if self.now is None or now > self.now:
+            self.now = now  # the model's clock: what finished calls are stamped with
         ch = Changes()
         if self.day is None or self._local(now).date() != self.day:
             had = self.day is not None

@@ -159,7 +159,12 @@ class LiveService:
             self._rebuild_task = asyncio.create_task(self.rebuild(), name="live-rebuild")
 
     def note_saved(self, row: Mapping[str, Any]) -> None:
-        """A ticket was saved (the controller's on_saved): a call never seen live still counts today."""
+        """A ticket was saved (the controller's on_saved): a call never seen live still counts today. A record
+        the live events made whole (source `ami`, no gap) was seen by the model from its first event to its
+        last (the same events, the same process): counted then, never again, however late it is saved
+        (a store that was away: ticketbridge/pending.py)."""
+        if row.get("source") == "ami" and not row.get("gap"):
+            return
         if is_callback_call({"Linkedid": str(row.get("linkedid") or "")}):
             return
         self._mark(self.model.note_ticket(row, self.clock()))

@@ -6,12 +6,12 @@ Asterisk has after a restart); the API's shapes are each value's `view`.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from model.contract import ASTERISK_QUEUE_PREFIX, Context
 from model.privacy import mask_number
+from ticketbridge.recent_ids import RecentIds
 from wire.channels import device, endpoint
 
 #: GB/T 33358-2016: answer within 15 seconds
@@ -19,9 +19,13 @@ ANSWER_WITHIN_S = 15.0
 HALF_HOURS = 48
 #: the contexts a caller call starts in (a channel seen there makes its linkedid a hotline call)
 HOTLINE_CONTEXTS = frozenset({Context.INBOUND.value, Context.ROUTE.value})
-#: how many of today's finished calls' linkedids are remembered, so that a replayed event or the call's
-#: ticket (`note_ticket`) never counts one twice: ~120 bytes each (a 65,000-call day: ~8 MB); beyond it the
-#: day's oldest are forgotten first (their figures stay; only a very late replay of one could count twice)
+#: how long a finished call's linkedid is remembered (the model's clock: event times), so that a late event
+#: or the call's ticket (`note_ticket`: saved within seconds, a CDR correction within a minute) never counts
+#: it twice; a ticket saved later still is one the live events saw whole, which the live service does not
+#: hand on (live/service.py `note_saved`). At a steady call rate the set is flat after this (issue 15's soak:
+#: it grew with every call of the day). Their figures stay either way.
+FINISHED_KEEP_S = 300.0
+#: and never more than this many of them (~120 bytes each)
 COUNTED_MEMORY = 500_000
 #: linkedids of channels not (yet) known as hotline calls that are remembered (seat-to-seat calls, …)
 PENDING_MEMORY = 20_000
@@ -166,33 +170,31 @@ PARKED_MEMORY = 1_000
 
 
 class FinishedCalls:
-    """Today's counted calls that ended: their linkedids only, the oldest forgotten beyond `limit`; and, for the
-    newest PARKED_MEMORY calls a rebuild dropped (live/rebuild.py: not in Asterisk's channel list, which may
-    have been taken just before their first events), their figures, should their events go on (`reopen`)."""
+    """Today's counted calls that ended: their linkedids only, each for FINISHED_KEEP_S of the model's clock and
+    the oldest forgotten beyond `limit` (ticketbridge/recent_ids.py); and, for the newest PARKED_MEMORY calls a
+    rebuild dropped (live/rebuild.py: not in Asterisk's channel list, which may have been taken just before
+    their first events), their figures, should their events go on (`reopen`)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, keep_s: float = FINISHED_KEEP_S) -> None:
         self.limit = limit
-        self._ids: set[str] = set()
-        self._order: deque[str] = deque()
+        self._ids = RecentIds(keep_s, limit)
         self._parked: dict[str, Counted] = {}
 
-    def add(self, lid: str, counted: Counted | None = None) -> None:
+    def add(self, lid: str, counted: Counted | None = None, at: float | None = None) -> None:
+        """`lid` ended at `at` (None: as the newest call added)."""
         self._parked.pop(lid, None)
         if counted is not None:
             self._parked[lid] = counted
             while len(self._parked) > PARKED_MEMORY:
                 del self._parked[next(iter(self._parked))]
         if lid not in self._ids:
-            self._ids.add(lid)
-            self._order.append(lid)
-            while len(self._order) > self.limit:
-                self._ids.discard(self._order.popleft())
+            self._ids.add(lid, at)
 
     def reopen(self, lid: str) -> Counted | None:
         """The figures of a call a rebuild dropped, now back (its linkedid no longer counts as ended)."""
         counted = self._parked.pop(lid, None)
         if counted is not None:
-            self._ids.discard(lid)  # (its place in the order goes when it comes round)
+            self._ids.discard(lid)
         return counted
 
     def __contains__(self, lid: object) -> bool:

@@ -39,6 +39,9 @@ class RecentIds:
         while at and (len(at) > self.limit or next(iter(at.values())) < horizon):
             at.popitem(last=False)
 
+    def discard(self, key: str) -> None:
+        self._at.pop(key, None)
+
     def __contains__(self, key: object) -> bool:
         return key in self._at
 

@@ -173,3 +173,21 @@ def test_the_finished_calls_remembered_are_bounded_by_the_day_and_a_cap(monkeypa
     assert m.center_view(T0 + 200)["calls_today"] == 150 and len(m._finished) == 50
     m.tick(T0 + 86_400)  # the next day: all of it let go
     assert len(m._finished) == 0 and m.center_view(T0 + 86_400)["calls_today"] == 0
+
+
+def test_the_finished_calls_remembered_are_flat_at_a_steady_rate() -> None:
+    """Issue 15's soak: each finished call's linkedid is let go FINISHED_KEEP_S after it ended (the model's
+    clock), so at a call a second the set stays the same size; every call still counts."""
+    from live.state import FINISHED_KEEP_S
+
+    m = LiveModel(queues=["general"], now=T0)
+    sizes = []
+    for i in range(900):
+        caller_enters(m, f"L{i}", T0 + i)
+        hangup(m, f"L{i}", f"L{i}", T0 + i + 0.5)
+        sizes.append(len(m._finished))
+    keep = int(FINISHED_KEEP_S)
+    assert sizes[keep + 10:] == [sizes[-1]] * (900 - keep - 10) and keep <= sizes[-1] <= keep + 2
+    assert m.center_view(T0 + 901)["calls_today"] == 900
+    hangup(m, "L890", "L890", T0 + 901)  # a late event of a recent call: nothing counted again
+    assert m.center_view(T0 + 901)["calls_today"] == 900

@@ -87,3 +87,14 @@ async def test_a_full_numbers_viewer_keeps_nothing_of_calls_that_ended() -> None
         ami.push(Event="Hangup", Linkedid=f"L{i}", Uniqueid=f"L{i}", Channel="x")
     wall.render(live.publish().parts)
     assert wall.seen_calls == set() and wall.audited == set()
+
+
+async def test_a_saved_ticket_counts_only_when_the_live_events_did_not_see_the_call_whole() -> None:
+    live, _, _, clock = service()
+    base = {"started_at": clock.now - 5, "dialed": "12345", "outcome": "ended_in_ivr", "gap": False}
+    live.note_saved({**base, "linkedid": "A1", "source": "ami"})  # seen whole live (e.g. saved late): not again
+    assert live.model.calls_today == 0
+    live.note_saved({**base, "linkedid": "C1", "source": "cdr"})  # the CDR replay's: never seen live
+    live.note_saved({**base, "linkedid": "G1", "source": "ami", "gap": True})  # joined mid-way
+    live.note_saved({**base, "linkedid": "G1", "source": "ami", "gap": True})  # saved again: once
+    assert live.model.calls_today == 2
