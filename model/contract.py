@@ -300,6 +300,12 @@ AMI_CONTROLLER_EVENTS = (
 #: Local channels and queues change device state on every call)
 AMI_CONTROLLER_EVENT_PREFIXES = {"DeviceStateChange": ("Device", "PJSIP/")}
 
+#: UserEvents the controller's account is not sent (manager.conf eventfilter, exclude by the UserEvent
+#: header): the IVR's prompt announcements, one for every prompt a caller hears, read by no part of the
+#: controller (the assembler lists them as carrying nothing for a ticket); they stay in Asterisk's AMI
+#: stream for any other account (tests, the demo, an operator's own tools)
+AMI_CONTROLLER_EXCLUDED_USER_EVENTS = (Event.PROMPT.value,)
+
 #: how long Asterisk waits on a write to the controller's AMI link before dropping it (manager.conf, the
 #: account's `writetimeout`; the general default of 1 s dropped it on a saturated box, issue 15)
 AMI_CONTROLLER_WRITETIMEOUT_MS = 10_000

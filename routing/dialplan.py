@@ -13,8 +13,8 @@ from pathlib import Path
 import jinja2
 
 from model.config import Carrier, Config, Queue
-from model.contract import (AMI_CONTROLLER_EVENT_PREFIXES, AMI_CONTROLLER_EVENTS, AMI_CONTROLLER_WRITETIMEOUT_MS,
-                            AMI_EXCLUDED_EVENTS, ASTERISK_QUEUE_PREFIX, AmiRights, Context, RECORDING_SIDE_SUFFIX,
+from model.contract import (AMI_CONTROLLER_EVENT_PREFIXES, AMI_CONTROLLER_EVENTS, AMI_CONTROLLER_EXCLUDED_USER_EVENTS,
+                            AMI_CONTROLLER_WRITETIMEOUT_MS, AMI_EXCLUDED_EVENTS, ASTERISK_QUEUE_PREFIX, AmiRights, Context, RECORDING_SIDE_SUFFIX,
                             TRUNK_HEADER, agi_global, queue_context,
                             template_names)
 from model.destinations import Destination, DialDest, HangupDest, QueueDest, TransferDest
@@ -183,6 +183,7 @@ def render(config: Config, inputs: RenderInputs) -> dict[str, str]:
         "ami_excluded_events": AMI_EXCLUDED_EVENTS,
         "ami_controller_events": AMI_CONTROLLER_EVENTS,
         "ami_controller_event_prefixes": AMI_CONTROLLER_EVENT_PREFIXES,
+        "ami_controller_excluded_user_events": AMI_CONTROLLER_EXCLUDED_USER_EVENTS,
         "ami_controller_writetimeout_ms": AMI_CONTROLLER_WRITETIMEOUT_MS,
         "secrets": inputs.seat_secrets,
         "seats": list(config.seats.items()),

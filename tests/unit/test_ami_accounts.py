@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from model.config import AMI_ACCOUNTS
-from model.contract import AMI_CONTROLLER_EVENTS, AMI_EXCLUDED_EVENTS
+from model.contract import AMI_CONTROLLER_EVENTS, AMI_CONTROLLER_EXCLUDED_USER_EVENTS, AMI_EXCLUDED_EVENTS
 from model.loading import default_config_path, load_config
 from model.secrets import ami_secret, ami_secrets
 from routing.dialplan import RenderInputs, render
@@ -54,9 +54,14 @@ def test_controller_gets_only_the_events_its_parts_read() -> None:
     cfg, conf = manager(with_sim=False)
     vals = conf.values(conf.section(cfg.asterisk.ami.username))
     keys = [k for k in vals if k.startswith("eventfilter")]
+    by_user_event = [k for k in keys if "action(exclude)" in k and "header(UserEvent)" in k]
+    keys = [k for k in keys if k not in by_user_event]
     included = {k.split("name(")[1].split(")")[0] for k in keys if "action(include)" in k}
     excluded = {k.split("name(")[1].split(")")[0] for k in keys if "action(exclude)" in k}
     assert len(included) + len(excluded) == len(keys)
+    # the IVR's prompt announcements are not sent to it (no part reads them); every other UserEvent is
+    assert {vals[k] for k in by_user_event} == set(AMI_CONTROLLER_EXCLUDED_USER_EVENTS) == {"HotlinePrompt"}
+    assert all("name(UserEvent)" in k and "method(exact)" in k for k in by_user_event)
     assert included == set(AMI_CONTROLLER_EVENTS) and excluded == set(AMI_EXCLUDED_EVENTS)
     assert not included & excluded
     assert {"DTMFBegin", "DTMFEnd", "AGIExecStart", "VarSet", "Newexten", "RTCPSent"} <= excluded
@@ -146,3 +151,24 @@ def test_one_generated_root_only_secret_per_account(tmp_path: Path, monkeypatch:
     with pytest.raises(ValueError):
         ami_secret(cfg, "supervisor")
     assert os.environ.get("HOTLINE_STATE") == str(tmp_path)
+
+
+def test_no_part_of_the_controller_reads_the_user_events_its_account_is_not_sent() -> None:
+    """The UserEvents excluded from the controller's account (AMI_CONTROLLER_EXCLUDED_USER_EVENTS) are read by
+    none of its parts: the assembler lists them as carrying nothing, the live model has no handler, and no
+    module that receives AMI events names them (the IVR sends them; the demo's robot uses the sim account)."""
+    from live.reducer import LiveModel
+    from model.contract import Event
+    from ticketbridge.assembler import USER_EVENTS_WITHOUT_TICKET_DATA
+
+    root = Path(__file__).resolve().parents[2]
+    for name in AMI_CONTROLLER_EXCLUDED_USER_EVENTS:
+        member = Event(name).name
+        assert name in {str(e) for e in USER_EVENTS_WITHOUT_TICKET_DATA}
+        assert name not in {str(k) for k in LiveModel._user_handlers}
+        used = re.compile(rf"\b(?:Event|UserEventName)\.{member}\b")
+        for folder in ("routing", "ticketbridge", "live", "admin", "hotline"):
+            for path in (root / folder).rglob("*.py"):
+                if path.name in ("demo.py", "callrobot.py") or path == root / "ticketbridge" / "assembler.py":
+                    continue
+                assert not used.search(path.read_text()), f"{path.relative_to(root)} reads {name}"
