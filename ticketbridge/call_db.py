@@ -3,15 +3,20 @@ with two adapters:
 
 - `CoreCallDb`: SQLAlchemy Core on a sync `Connection` (PostgreSQL through `run_sync`, and SQLite when the
   store has no call-writer thread);
-- `SqliteCallDb`: the same statements, compiled once by SQLAlchemy for SQLite, run on the transaction's
-  own sqlite3 connection in the store's call-writer thread, with each column's own bind and result
-  processors (`TypeEngine.bind_processor` / `result_processor`), so the values written and read are the
-  ones SQLAlchemy writes and reads. SQLAlchemy's per-statement execution (execution context, cache-key
+- `SqliteCallDb`: the same statements, compiled once by SQLAlchemy for SQLite, run on the store's call-writer
+  thread's own sqlite3 connection (opened once for the thread's life), with each column's own bind and
+  result processors (`TypeEngine.bind_processor` / `result_processor`), so the values written and read are
+  the ones SQLAlchemy writes and reads. SQLAlchemy's per-statement execution (execution context, cache-key
   lookup, events, result objects) cost about 0.1 ms a statement there, several times SQLite's own work
-  (bench/RESULTS.md, issue 15); errors are raised as SQLAlchemy's (`DBAPIError.instance`), so the store's
-  retries and fallbacks see the same exceptions on either adapter.
+  (bench/RESULTS.md, issue 15), and its transaction (pool checkout, Connection, the `begin` event's BEGIN,
+  commit, pool checkin) about as much again per transaction (bench/call_writer.py): the transaction is
+  this adapter's own too (`SqliteCallDb.transaction`: BEGIN IMMEDIATE or BEGIN, COMMIT, ROLLBACK). Errors
+  are raised as SQLAlchemy's (`DBAPIError.instance`), BEGIN's and COMMIT's included (SQLITE_BUSY after the
+  busy timeout: OperationalError), so the store's retries and fallbacks see the same exceptions on either
+  adapter.
 
-The transaction (BEGIN IMMEDIATE, COMMIT, ROLLBACK) stays SQLAlchemy's on both.
+`CoreCallDb`'s transaction is SQLAlchemy's (`Engine.begin`, the store's `begin` listener issuing BEGIN
+IMMEDIATE on SQLite).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Table, bindparam, insert, select, text, update
 from sqlalchemy.engine import Dialect
@@ -27,6 +32,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 
 from ticketbridge.schema import Callback, Ticket
+
+T = TypeVar("T")
 
 _T = Ticket.__table__
 _CB = Callback.__table__
@@ -158,15 +165,40 @@ class _Compiled:
         return {k: p(v) if p is not None else v for (k, p), v in zip(self.columns, raw, strict=True)}
 
 
+#: how a transaction of `SqliteCallDb` starts: a write one takes SQLite's write lock at once (BEGIN IMMEDIATE), so a
+#: read-then-write transaction cannot fail half-way ("database is locked") when two controllers share one file
+_BEGIN = {True: "BEGIN IMMEDIATE", False: "BEGIN"}
+
+
 class SqliteCallDb:
-    """`CallDb` on the sqlite3 connection under a SQLAlchemy transaction (the store's call-writer thread)."""
+    """`CallDb` on a sqlite3 connection of its own (the store's call-writer thread's): autocommit mode
+    (`isolation_level` None; `transaction` issues BEGIN and COMMIT), the store's pragmas set."""
 
     #: compiled statements by (what, shape), shared by every instance (one dialect: SQLite's)
     _cache: dict[tuple[Any, ...], _Compiled] = {}
 
-    def __init__(self, conn: Connection) -> None:
-        self.dialect = conn.dialect
-        self.raw: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
+    def __init__(self, raw: sqlite3.Connection, dialect: Dialect) -> None:
+        self.raw = raw
+        #: the SQLite dialect the statements are compiled for and errors translated by (an engine's: initialized)
+        self.dialect = dialect
+
+    def transaction(self, fn: Callable[..., T], args: Sequence[Any] = (), *, write: bool = True) -> T:
+        """`fn(self, *args)` in one transaction (`write`: BEGIN IMMEDIATE, else BEGIN), committed when it returns,
+        rolled back when it raises (its exception raised). A failed BEGIN or COMMIT raises as a statement does
+        (SQLAlchemy's exception: OperationalError when SQLite stayed busy past the busy timeout). A ROLLBACK that
+        fails leaves the connection in its transaction (`raw.in_transaction`): the owner replaces it."""
+        self._run(_BEGIN[write], ())
+        try:
+            out = fn(self, *args)
+            self._run("COMMIT", ())
+        except BaseException:
+            if self.raw.in_transaction:  # (SQLite ended it itself after some errors)
+                try:
+                    self.raw.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the error that made us roll back is the one to raise
+            raise
+        return out
 
     def _compiled(self, key: tuple[Any, ...], make: Callable[[], _Compiled]) -> _Compiled:
         c = self._cache.get(key)
@@ -174,12 +206,12 @@ class SqliteCallDb:
             c = self._cache[key] = make()
         return c
 
-    def _run(self, c: _Compiled, params: Any, *, many: bool = False) -> sqlite3.Cursor:
-        """`c` with `params` (a list of them: `many`), sqlite3's errors raised as SQLAlchemy's."""
+    def _run(self, sql: str, params: Any, *, many: bool = False) -> sqlite3.Cursor:
+        """`sql` with `params` (a list of them: `many`), sqlite3's errors raised as SQLAlchemy's."""
         try:
-            return self.raw.executemany(c.sql, params) if many else self.raw.execute(c.sql, params)
+            return self.raw.executemany(sql, params) if many else self.raw.execute(sql, params)
         except sqlite3.Error as e:
-            raise DBAPIError.instance(c.sql, params, e, sqlite3.Error, hide_parameters=True,
+            raise DBAPIError.instance(sql, params, e, sqlite3.Error, hide_parameters=True,
                                       dialect=self.dialect) from e
 
     def tickets(self, linkedids: Sequence[str]) -> list[dict[str, Any]]:
@@ -187,16 +219,16 @@ class SqliteCallDb:
         c = self._compiled(("tickets", n), lambda: _Compiled(
             select(_T).where(_T.c.linkedid.in_([bindparam(f"id{i}") for i in range(n)])).order_by(_T.c.id),
             self.dialect, columns=list(_T.columns)))
-        return [c.row(raw) for raw in self._run(c, tuple(linkedids)).fetchall()]
+        return [c.row(raw) for raw in self._run(c.sql, tuple(linkedids)).fetchall()]
 
     def ticket_numbered(self, ticket_no: str) -> dict[str, Any] | None:
         c = self._compiled(("numbered",), lambda: _Compiled(_NUMBERED, self.dialect, columns=list(_T.columns)))
-        raw = self._run(c, c.params({"ticket_no": ticket_no})).fetchone()
+        raw = self._run(c.sql, c.params({"ticket_no": ticket_no})).fetchone()
         return None if raw is None else c.row(raw)
 
     def seq_step(self, day: str, n: int) -> int:
         c = self._compiled(("seq",), lambda: _Compiled(_SEQ_STEP, self.dialect))
-        return int(self._run(c, c.params({"day": day, "n": n})).fetchone()[0])
+        return int(self._run(c.sql, c.params({"day": day, "n": n})).fetchone()[0])
 
     def insert_tickets(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
         ids = []
@@ -204,14 +236,14 @@ class SqliteCallDb:
             keys = tuple(row)
             c = self._compiled(("insert_ticket", keys), lambda: _Compiled(
                 insert(_T).returning(_T.c.id), self.dialect, keys))
-            ids.append(int(self._run(c, c.params(row)).fetchone()[0]))
+            ids.append(int(self._run(c.sql, c.params(row)).fetchone()[0]))
         return ids
 
     def update_ticket(self, ticket_id: int, changes: Mapping[str, Any]) -> None:
         keys = tuple(changes)
         c = self._compiled(("update_ticket", keys), lambda: _Compiled(_UPDATE_TICKET, self.dialect,
                                                                       [*keys, "ticket_id_"]))
-        self._run(c, c.params({"ticket_id_": ticket_id, **changes}))
+        self._run(c.sql, c.params({"ticket_id_": ticket_id, **changes}))
 
     def insert_rows(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
@@ -220,16 +252,16 @@ class SqliteCallDb:
         if any(tuple(r) != keys for r in rows):
             raise ValueError(f"rows for {table.name} must all have the same keys")
         c = self._compiled(("insert", table.name, keys), lambda: _Compiled(insert(table), self.dialect, keys))
-        self._run(c, [c.params(r) for r in rows], many=True)
+        self._run(c.sql, [c.params(r) for r in rows], many=True)
 
     def callback_of(self, ticket_id: int) -> tuple[int, str] | None:
         c = self._compiled(("callback_of",), lambda: _Compiled(_CALLBACK_OF, self.dialect))
-        raw = self._run(c, c.params({"ticket_id": ticket_id})).fetchone()
+        raw = self._run(c.sql, c.params({"ticket_id": ticket_id})).fetchone()
         return None if raw is None else (int(raw[0]), str(raw[1]))
 
     def callback_not_needed(self, callback_id: int, at: dt.datetime) -> None:
         c = self._compiled(("callback_not_needed",), lambda: _Compiled(_CALLBACK_NOT_NEEDED, self.dialect))
-        self._run(c, c.params({"cb_id": callback_id, "cb_at": at}))
+        self._run(c.sql, c.params({"cb_id": callback_id, "cb_at": at}))
 
     def cdr_statuses(self, linkedids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
         out: dict[str, tuple[str, str | None]] = {}
@@ -241,6 +273,6 @@ class SqliteCallDb:
             c = self._compiled(("cdr_statuses", n), lambda: _Compiled(
                 select(_T.c.linkedid, _T.c.outcome, _T.c.cdr_check)
                 .where(_T.c.linkedid.in_([bindparam(f"id{k}") for k in range(n)])), self.dialect))
-            for raw in self._run(c, tuple(ids)).fetchall():
+            for raw in self._run(c.sql, tuple(ids)).fetchall():
                 out[raw[0]] = (raw[1], raw[2])
         return out

@@ -31,7 +31,7 @@ import json
 import os
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,6 +40,7 @@ from zoneinfo import ZoneInfo
 import structlog
 from sqlalchemy import Engine, create_engine, delete, event, func, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -221,8 +222,10 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         self._call_thread: ThreadPoolExecutor | None = None
         #: SQLite file: held by a write transaction of this process, call write or ORM session
         self._write_gate: asyncio.Lock | None = None
-        #: the call engine for write transactions (BEGIN IMMEDIATE) and for reads (BEGIN)
-        self._call_binds: dict[bool, Engine] = {}
+        #: the call-writer thread's connection, checked out of the call engine for the thread's life (used and
+        #: closed in that thread only), and the adapter on it
+        self._call_conn: PoolProxiedConnection | None = None
+        self._call_db: SqliteCallDb | None = None
         self._read: async_sessionmaker[AsyncSession] | None = None
         self._write: async_sessionmaker[AsyncSession] | None = None
         #: set when SMS is configured (ticketbridge/sms.py): issue_password then queues the SMS notice
@@ -261,11 +264,12 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
             write_engine = self._write_engine.execution_options(hotline_write=True)
             # every call's own writes (ticketbridge/ticket_writes.py) run whole in one thread of their own on
             # the sqlite3 connection itself: aiosqlite hops threads for every statement and every fetch
+            # (the engine only opens its connection, with the pragmas and the dialect's first-connect set-up;
+            # the transactions are SqliteCallDb's own: SQLAlchemy's cost as much CPU as the statements)
             call_engine = create_engine(url.set(drivername="sqlite"), **options, pool_size=1, max_overflow=0,
                                         pool_timeout=60)
-            _sqlite_pragmas(call_engine)
+            _sqlite_pragmas(call_engine, begin=False)
             self._call_engine = call_engine
-            self._call_binds = {w: call_engine.execution_options(hotline_write=w) for w in (True, False)}
             self._call_thread = ThreadPoolExecutor(1, thread_name_prefix="ticket-calls")
             # the call writes and the ORM's write sessions are two connections: they take turns in this
             # process (the gate) instead of meeting in SQLite's busy handler
@@ -282,7 +286,7 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         if self._call_thread is not None:
             # the sqlite3 connection belongs to its thread: closed there, then the thread ends
             assert self._call_engine is not None
-            await asyncio.get_running_loop().run_in_executor(self._call_thread, self._call_engine.dispose)
+            await asyncio.get_running_loop().run_in_executor(self._call_thread, self._close_call_conn)
             self._call_thread.shutdown(wait=True)
             self._call_thread, self._call_engine = None, None
         if self._write_engine is not None:
@@ -410,29 +414,49 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
 
     async def _call_tx(self, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
         """Run `fn(db, *args)` (ticketbridge/ticket_writes.py) in one transaction (`write`: a write one): on a
-        SQLite file in the call-writer thread on the sqlite3 connection itself (one thread hop for the whole
+        SQLite file in the call-writer thread on its own sqlite3 connection (one thread hop for the whole
         transaction, `SqliteCallDb`; a write holds the process's write gate until it has ended, even when the
         caller stops waiting), otherwise as Core statements through the async engine's `run_sync`
         (`CoreCallDb`)."""
         self._sessions()
         if self._call_engine is not None:
             assert self._call_thread is not None and self._write_gate is not None
-            loop = asyncio.get_running_loop()
-            if not write:
-                return await asyncio.wrap_future(self._call_thread.submit(self._in_call_thread, fn, args, False))
-            gate = self._write_gate
-            await gate.acquire()
-            job = self._call_thread.submit(self._in_call_thread, fn, args, True)
-            job.add_done_callback(lambda _: loop.call_soon_threadsafe(gate.release))
-            return await asyncio.wrap_future(job)
+            gate = self._write_gate if write else None
+            if gate is not None:
+                await gate.acquire()
+            try:
+                job = self._call_thread.submit(self._in_call_thread, fn, args, write)
+            except BaseException:
+                if gate is not None:
+                    gate.release()
+                raise
+            return await _settled(job, asyncio.get_running_loop(), gate)
         assert self._write_bind is not None
         async with (self._write_bind if write else self.engine).begin() as conn:  # type: ignore[union-attr]
             return await conn.run_sync(lambda c: fn(CoreCallDb(c), *args))
 
     def _in_call_thread(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
-        assert self._call_engine is not None
-        with self._call_binds[write].begin() as conn:
-            return fn(SqliteCallDb(conn), *args)
+        db = self._call_db
+        if db is None:
+            assert self._call_engine is not None
+            self._call_conn = self._call_engine.raw_connection()
+            db = self._call_db = SqliteCallDb(self._call_conn.driver_connection, self._call_engine.dialect)
+        try:
+            return db.transaction(fn, args, write=write)
+        finally:
+            if db.raw.in_transaction:  # its ROLLBACK failed: a fresh connection for the next transaction
+                self._close_call_conn(invalidate=True)
+
+    def _close_call_conn(self, *, invalidate: bool = False) -> None:
+        """(In the call-writer thread.) Close its connection: the engine's pool closes it (`invalidate`: at
+        once, as unusable); then the engine's pool itself, unless a connection is only being replaced."""
+        conn, self._call_conn, self._call_db = self._call_conn, None, None
+        if conn is not None:
+            if invalidate:
+                conn.invalidate()
+            conn.close()
+        if not invalidate and self._call_engine is not None:
+            self._call_engine.dispose()
 
     def _outbox(self, s: AsyncSession, t: Ticket, kind: str, now: dt.datetime) -> None:
         """One outbox row per ticket version, in the caller's transaction."""
@@ -1256,6 +1280,37 @@ class _GatedSession(AsyncSession):
             self._gate.release()
 
 
+def _settled(job: Future[T], loop: asyncio.AbstractEventLoop, gate: asyncio.Lock | None) -> asyncio.Future[T]:
+    """The call-writer thread's `job` as the loop's future, and `gate` (held) released once it has ended: one
+    wake-up of the loop for both (`asyncio.wrap_future` and a release of its own took two). Cancelling the
+    future cancels the job if it has not started; the gate waits for its end either way."""
+    fut: asyncio.Future[T] = loop.create_future()
+
+    def settle() -> None:
+        if gate is not None:
+            gate.release()
+        if fut.cancelled():
+            return
+        if job.cancelled():
+            fut.cancel()
+        elif (exc := job.exception()) is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(job.result())
+
+    def stop(_: asyncio.Future[T]) -> None:
+        if fut.cancelled():
+            job.cancel()
+
+    def ended(_: Future[T]) -> None:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(settle)
+
+    fut.add_done_callback(stop)
+    job.add_done_callback(ended)
+    return fut
+
+
 def _private_sqlite_file(db: Path) -> None:
     """Create the SQLite file (and its folder) private before SQLite opens it.
 
@@ -1286,12 +1341,13 @@ def _private_sqlite_file(db: Path) -> None:
             pass
 
 
-def _sqlite_pragmas(engine: Engine) -> None:
+def _sqlite_pragmas(engine: Engine, *, begin: bool = True) -> None:
     """WAL so readers never block; writers wait (busy_timeout) instead of failing; FKs on.
 
     pysqlite's own transaction handling is switched off so that write transactions start
     with BEGIN IMMEDIATE: a read-then-write transaction could otherwise deadlock-fail
-    ("database is locked") when two controllers share one file.
+    ("database is locked") when two controllers share one file. `begin`: the engine's
+    transactions are SQLAlchemy's (not the call-writer thread's, `SqliteCallDb.transaction`).
     """
 
     @event.listens_for(engine, "connect")
@@ -1303,6 +1359,9 @@ def _sqlite_pragmas(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
+
+    if not begin:
+        return
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:

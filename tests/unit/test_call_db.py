@@ -1,27 +1,32 @@
 """The two adapters of the call writes' port (ticketbridge/call_db.py) write the same rows.
 
-The SQLite store runs every call's writes on the sqlite3 connection itself (`SqliteCallDb`, with
-SQLAlchemy's own type processors); PostgreSQL and a SQLite store without its call-writer thread run them as
-SQLAlchemy Core (`CoreCallDb`). The same calls written through each, into two fresh databases, must leave
-every table the same, value for value, as SQLAlchemy reads them back."""
+The SQLite store runs every call's writes on its call-writer thread's own sqlite3 connection, in transactions
+of its own (`SqliteCallDb`, with SQLAlchemy's own type processors); PostgreSQL and a SQLite store without its
+call-writer thread run them as SQLAlchemy Core (`CoreCallDb`). The same calls written through each, into two
+fresh databases, must leave every table the same, value for value, as SQLAlchemy reads them back; and the raw
+adapter's transactions must fail, lock and roll back as SQLAlchemy's did."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Connection, create_engine, select
+from sqlalchemy import Connection, Engine, create_engine, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from model.loading import default_config_path, load_config
 from ticketbridge.assembler import CallRecord
 from ticketbridge.call_db import CoreCallDb, SqliteCallDb
 from ticketbridge.schema import Callback, Outbox, Ticket, TicketHistory
-from ticketbridge.store import TicketStore
+from ticketbridge.store import TicketStore, _sqlite_pragmas
 from ticketbridge.ticket_writes import (CallWrites, TicketRules, cdr_statuses, issue_password, new_ticket_values,
                                         open_call, save_records)
 
@@ -107,8 +112,6 @@ def test_both_adapters_leave_the_same_rows(tmp_path: Path) -> None:
     for table, rows in core[1].items():
         assert raw[1][table] == rows, table
     # and the very values stored (text forms of times and JSON included), not only what they read back as
-    import sqlite3
-
     for table in core[1]:
         stored = []
         for side in ("core", "raw"):
@@ -120,20 +123,136 @@ def test_both_adapters_leave_the_same_rows(tmp_path: Path) -> None:
 def test_a_conflict_is_sqlalchemys_integrity_error_on_both(tmp_path: Path) -> None:
     """The store's retries catch SQLAlchemy's exceptions (another controller took the call or the number):
     the raw adapter raises the same class, with the parameters hidden (personal data)."""
-    from sqlalchemy.exc import IntegrityError
-
     rules = TicketRules(load_config(default_config_path()), ZoneInfo("Asia/Shanghai"))
     row = new_ticket_values(rules, CallRecord(linkedid="1.1", caller="13800138000", started_at=T0), "261130000001", NOW)
     for adapter in (CoreCallDb, SqliteCallDb):
         engine = _engine(tmp_path / adapter.__name__)
         try:
-            with engine.begin() as conn:
-                adapter(conn).insert_tickets([row])
-            with pytest.raises(IntegrityError) as caught, engine.begin() as conn:
-                adapter(conn).insert_tickets([{**row, "linkedid": "2.1"}])  # the same number again
-            assert "13800138000" not in str(caught.value)
+            with _transactions(engine, adapter) as tx:
+                tx(lambda db: db.insert_tickets([row]))
+                with pytest.raises(IntegrityError) as caught:
+                    tx(lambda db: db.insert_tickets([{**row, "linkedid": "2.1"}]))  # the same number again
+                assert "13800138000" not in str(caught.value)
+                assert tx(lambda db: db.tickets(["1.1", "2.1"]))[0]["linkedid"] == "1.1"
         finally:
             engine.dispose()
+
+
+def test_a_write_transaction_takes_the_write_lock_at_once_and_a_read_one_does_not(tmp_path: Path) -> None:
+    """BEGIN IMMEDIATE for writes (a read-then-write cannot fail half-way on another controller's write), BEGIN for
+    reads: another connection can still write while a read transaction is under way."""
+    engine = _engine(tmp_path)
+    try:
+        with _raw(engine) as db, _other(tmp_path) as other:
+            def try_to_write(_: SqliteCallDb) -> bool:
+                try:
+                    other.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as e:
+                    assert "locked" in str(e)
+                    return False
+                other.execute("ROLLBACK")
+                return True
+
+            assert db.transaction(try_to_write, write=True) is False
+            assert db.transaction(try_to_write, write=False) is True
+            assert not db.raw.in_transaction
+    finally:
+        engine.dispose()
+
+
+def test_another_writer_holding_the_lock_past_the_busy_timeout_is_sqlalchemys_operational_error(tmp_path: Path) -> None:
+    """SQLite busy at BEGIN IMMEDIATE (another controller writing past busy_timeout) raises what SQLAlchemy raised
+    (OperationalError), so the store's retries catch it; nothing of the transaction ran, and the connection is
+    usable again once the other writer is done."""
+    engine = _engine(tmp_path)
+    try:
+        with _raw(engine) as db, _other(tmp_path) as other:
+            db.raw.execute("PRAGMA busy_timeout = 50")  # (the store's is 30 s)
+            ran = []
+            other.execute("BEGIN IMMEDIATE")
+            with pytest.raises(OperationalError) as caught:
+                db.transaction(lambda d: ran.append(d.seq_step("20261130", 1)), write=True)
+            assert isinstance(caught.value.orig, sqlite3.OperationalError) and "locked" in str(caught.value.orig)
+            assert ran == [] and not db.raw.in_transaction
+            assert db.transaction(lambda d: d.cdr_statuses(["1.1"]), write=False) == {}  # reads go on
+            other.execute("ROLLBACK")
+            assert db.transaction(lambda d: d.seq_step("20261130", 1), write=True) == 1
+    finally:
+        engine.dispose()
+
+
+def test_a_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
+    """A step that raises rolls back what it wrote (its own exception raised); a COMMIT that fails (here a foreign
+    key checked at commit) raises SQLAlchemy's exception and rolls back too."""
+    engine = _engine(tmp_path)
+    try:
+        with _raw(engine) as db:
+            def step_then_fail(d: SqliteCallDb) -> None:
+                d.seq_step("20261130", 5)
+                raise ValueError("the rules refused")
+
+            with pytest.raises(ValueError, match="the rules refused"):
+                db.transaction(step_then_fail)
+            assert not db.raw.in_transaction
+
+            def orphan_callback(d: SqliteCallDb) -> None:
+                d.raw.execute("PRAGMA defer_foreign_keys = ON")
+                d.seq_step("20261130", 7)
+                d.insert_rows(Callback.__table__, [{"ticket_id": 999, "status": "pending", "attempts": 0, "at": NOW}])
+
+            with pytest.raises(IntegrityError) as caught:
+                db.transaction(orphan_callback)
+            assert "FOREIGN KEY" in str(caught.value.orig) and "COMMIT" in str(caught.value)
+            assert not db.raw.in_transaction
+            assert db.transaction(lambda d: d.seq_step("20261130", 1)) == 1  # neither 5 nor 7 was kept
+            assert db.raw.execute("SELECT count(*) FROM callbacks").fetchone() == (0,)
+    finally:
+        engine.dispose()
+
+
+async def test_the_call_writer_connection_is_the_stores_own_and_closes_with_it(tmp_path: Path) -> None:
+    """The call-writer thread's sqlite3 connection has the store's pragmas (as every engine connection of the store),
+    and closing the store closes it: SQLite then checkpoints the WAL and removes it."""
+    st = TicketStore(f"sqlite+aiosqlite:///{tmp_path}/t.db")
+    await st.open()
+    try:
+        assert (await st.open_ticket("1.1", caller="13800138000", dialed="12345")).ticket_no.endswith("000001")
+        pragmas = await st._call_tx(lambda db: (db.raw.isolation_level, *(
+            db.raw.execute(f"PRAGMA {p}").fetchone()[0]
+            for p in ("busy_timeout", "journal_mode", "synchronous", "foreign_keys"))), write=False)
+        assert pragmas == (None, 30000, "wal", 1, 1)  # (synchronous 1: NORMAL)
+        assert (tmp_path / "t.db-wal").exists()
+    finally:
+        await st.close()
+    assert not (tmp_path / "t.db-wal").exists()
+    with sqlite3.connect(tmp_path / "t.db") as db:
+        assert db.execute("SELECT linkedid FROM tickets").fetchall() == [("1.1",)]
+
+
+async def test_a_call_write_whose_caller_stops_waiting_holds_the_write_gate_to_its_end(tmp_path: Path) -> None:
+    """Cancelling the caller of a call write under way does not release the write gate (the transaction goes on in
+    the call-writer thread and commits): the next write waits for its end, then runs."""
+    st = TicketStore(f"sqlite+aiosqlite:///{tmp_path}/t.db")
+    await st.open()
+    try:
+        inside, go_on = threading.Event(), threading.Event()
+
+        def slow(db: SqliteCallDb) -> int:
+            inside.set()
+            assert go_on.wait(5)
+            return db.seq_step("20261130", 1)
+
+        first = asyncio.ensure_future(st._call_tx(slow))
+        await asyncio.get_running_loop().run_in_executor(None, inside.wait, 5)
+        first.cancel()
+        second = asyncio.ensure_future(st._call_tx(lambda db: db.seq_step("20261130", 1)))
+        await asyncio.sleep(0.1)
+        assert st._write_gate is not None and st._write_gate.locked() and not second.done()
+        go_on.set()
+        assert await asyncio.wait_for(second, 5) == 2  # after the first, which committed
+        assert first.cancelled() and not st._write_gate.locked()
+    finally:
+        await st.close()
 
 
 def _engine(folder: Path) -> Any:
@@ -145,7 +264,44 @@ def _engine(folder: Path) -> Any:
         await st.close()
 
     asyncio.run(make())
-    return create_engine(f"sqlite:///{folder}/t.db", hide_parameters=True)  # as the store's engines
+    engine = create_engine(f"sqlite:///{folder}/t.db", hide_parameters=True)  # as the store's engines
+    _sqlite_pragmas(engine)
+    return engine
+
+
+@contextmanager
+def _raw(engine: Engine) -> Iterator[SqliteCallDb]:
+    """The raw adapter on a connection of its own, as the store's call-writer thread has."""
+    conn = engine.raw_connection()
+    try:
+        yield SqliteCallDb(conn.driver_connection, engine.dialect)
+    finally:
+        conn.close()
+
+
+@contextmanager
+def _transactions(engine: Engine, adapter: Any) -> Iterator[Callable[[Callable[[Any], Any]], Any]]:
+    """`tx(step)`: `step(db)` in a write transaction of its own, as the store runs it with this adapter (Core: under
+    SQLAlchemy's transaction; raw: under the adapter's own)."""
+    if adapter is CoreCallDb:
+        def tx(step: Callable[[Any], Any]) -> Any:
+            with engine.execution_options(hotline_write=True).begin() as conn:
+                return step(CoreCallDb(conn))
+
+        yield tx
+    else:
+        with _raw(engine) as db:
+            yield lambda step: db.transaction(step, write=True)
+
+
+@contextmanager
+def _other(folder: Path) -> Iterator[sqlite3.Connection]:
+    """Another controller's connection to the file (no busy wait)."""
+    other = sqlite3.connect(folder / "t.db", isolation_level=None, timeout=0)
+    try:
+        yield other
+    finally:
+        other.close()
 
 
 def _run(folder: Path, adapter: Any) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
@@ -153,9 +309,9 @@ def _run(folder: Path, adapter: Any) -> tuple[dict[str, Any], dict[str, list[dic
     rules = TicketRules(load_config(default_config_path()), ZoneInfo("Asia/Shanghai"))
     results = {}
     try:
-        for name, step in calls(rules):
-            with engine.begin() as conn:
-                results[name] = step(adapter(conn))
+        with _transactions(engine, adapter) as tx:
+            for name, step in calls(rules):
+                results[name] = tx(step)
         with engine.connect() as conn:
             return results, dump(conn)
     finally:

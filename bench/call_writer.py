@@ -1,0 +1,106 @@
+"""CPU of a SQLite store's call-writer thread per call: `open_ticket` (IVR entry) + `save_call` (hang-up).
+
+Every call's two write transactions run in the store's call-writer thread (ticketbridge/store.py
+`TicketStore._call_tx`, ticketbridge/call_db.py `SqliteCallDb`). This times that thread's own CPU
+(`time.thread_time` read in it) over `--calls` sequential open + save pairs on a fresh SQLite file, after
+a warm-up, and the process's CPU beside it (the event loop's side included). `--profile` runs cProfile
+in the writer thread only and prints its top functions; `--profile-out FILE` keeps the stats.
+
+Run:  .venv/bin/python bench/call_writer.py [--calls 2000] [--warmup 200] [--rounds 3] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import logging
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import structlog  # noqa: E402
+
+from model.loading import load_config  # noqa: E402
+from ticketbridge.assembler import CallRecord  # noqa: E402
+from ticketbridge.store import TicketStore  # noqa: E402
+
+
+def record(lid: str, i: int) -> CallRecord:
+    """An answered call's complete record (as bench/ticket_saves.py saves)."""
+    t0 = time.time() - 300
+    return CallRecord(linkedid=lid, caller=f"138{i:08d}", dialed="12345", mode="center",
+                      requested_dest="queue:general/咨询", actual_dest="agent:seat1001", category="咨询",
+                      ivr_path=["menu:main", "key:1"], queue="general", queue_wait_s=12.0, agent="1001",
+                      answered_at=t0 + 20, talk_s=95.0,
+                      participants=[("caller", "PJSIP/trunk-1"), ("agent", "PJSIP/1001-2")],
+                      outcome="answered", started_at=t0, ended_at=t0 + 120, survey_rating=1, survey_scale=5)
+
+
+async def calls(store: TicketStore, first: int, n: int) -> None:
+    for i in range(first, first + n):
+        lid = f"1700000000.{i}"
+        await store.open_ticket(lid, caller=f"138{i:08d}", dialed="12345")
+        await store.save_call(record(lid, i))
+
+
+async def main_async(a: argparse.Namespace) -> None:
+    cfg = load_config(ROOT / "config" / "hotline.yaml")
+    with tempfile.TemporaryDirectory(prefix="call-writer-") as tmp:
+        store = TicketStore(f"sqlite+aiosqlite:///{tmp}/tickets.db", cfg, query_key=b"bench-query-key")
+        await store.open()
+        try:
+            thread = store._call_thread
+            assert thread is not None, "no call-writer thread (not a SQLite file?)"
+
+            def in_thread(fn, *args):  # type: ignore[no-untyped-def]
+                return asyncio.wrap_future(thread.submit(fn, *args))
+
+            await calls(store, 0, a.warmup)
+            # (timed by the thread's CPU clock: waits, for the GIL or the next job, are not counted)
+            prof = cProfile.Profile(time.thread_time) if a.profile or a.profile_out else None
+            first = a.warmup
+            for r in range(a.rounds):
+                if prof is not None:
+                    await in_thread(prof.enable)
+                t_thread0 = await in_thread(time.thread_time)
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                await calls(store, first, a.calls)
+                wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+                t_thread = await in_thread(time.thread_time) - t_thread0
+                if prof is not None:
+                    await in_thread(prof.disable)
+                first += a.calls
+                print(f"round {r + 1}: {a.calls} calls (open + save), writer thread CPU "
+                      f"{t_thread / a.calls * 1000:.3f} ms/call, process CPU {cpu / a.calls * 1000:.3f} ms/call, "
+                      f"wall {wall / a.calls * 1000:.3f} ms/call", flush=True)
+            if prof is not None:
+                if a.profile_out:
+                    prof.dump_stats(a.profile_out)
+                if a.profile:
+                    st = pstats.Stats(prof)
+                    st.sort_stats("tottime").print_stats(25)
+                    st.sort_stats("cumulative").print_stats(40)
+        finally:
+            await store.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--calls", type=int, default=2000)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--profile", action="store_true", help="cProfile the writer thread, print its top functions")
+    ap.add_argument("--profile-out", help="keep the writer thread's profile stats in this file")
+    a = ap.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    asyncio.run(main_async(a))
+
+
+if __name__ == "__main__":
+    main()
