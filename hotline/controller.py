@@ -67,6 +67,8 @@ from live.intervention import Intervention
 from live.service import LiveService
 from hotline.live_api import serve_api
 from hotline.heapwatch import HeapWatch
+from hotline.malloc_trim import interval_from_env as trim_interval_from_env
+from hotline.malloc_trim import trim_periodically
 from hotline.transcriber import Transcriber, model_path, transcripts_model_ok
 
 log = structlog.get_logger("hotline.controller")
@@ -183,6 +185,7 @@ class Controller:
         #: the opt-in heap profiler ($HOTLINE_TRACEMALLOC=N seconds, hotline/heapwatch.py); None: off, no cost
         self.heap_watch = HeapWatch.from_env()
         self._heap_task: asyncio.Task[Any] | None = None
+        self._trim_task: asyncio.Task[Any] | None = None
         #: a cluster: other nodes' controllers' agent changes, applied to this node (routing/agent_sync.py)
         self._agent_sync_task: asyncio.Task[Any] | None = None
         self._dropped_seen = 0  # AmiClient.events_dropped when last looked at
@@ -286,6 +289,8 @@ class Controller:
         self._sweep_task = self._spawn(self._sweep_periodically(), "channel-sweep")
         if self.heap_watch is not None:
             self._heap_task = self._spawn(self.heap_watch.run(), "heap-watch")
+        # glibc's free-but-kept memory back to the system every minute (RSS follows what is in use)
+        self._trim_task = self._spawn(trim_periodically(trim_interval_from_env()), "malloc-trim")
         if self.config.cluster is not None:
             self._agent_sync_task = self._spawn(self._sync_agents(self.config.cluster.agent_sync_s), "agent-sync")
         log.info("controller_started", fastagi_port=self.agi.port, ami=f"{self.config.asterisk.ami.host}:"
@@ -310,6 +315,7 @@ class Controller:
         await self._end_task(self._health_task)
         await self._end_task(self._sweep_task)
         await self._end_task(self._heap_task)
+        await self._end_task(self._trim_task)
         await self._end_task(self._agent_sync_task)
         await self._end_task(self._cdr_task)
         if self.cdr_lease is not None:  # the other controller replays from its next round on

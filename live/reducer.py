@@ -14,10 +14,8 @@ What it holds:
   answered within 15 s (GB/T 33358), abandoned;
 * **center, today** — calls, offered, answered, answered within 15 s, abandoned, and their rates, calls
   in the IVR now, waiting now, talking now; calls per half-hour (48 buckets, center.timezone);
-* **lines, today** — calls per dialed line (the legacy line when the route named one, else the number
-  dialed: the same rule as ticketbridge.kpi.line_of);
-* **members** — each queue member's device status and pause as Asterisk reports them (agent *states*
-  are routing.agent_service's, asked by the adapter, never tracked twice here).
+* **lines, today** — calls per dialed line (legacy line, else the number dialed: ticketbridge.kpi.line_of);
+* **members** — each queue member's device status and pause, as Asterisk reports them (agent states: agent_service).
 
 Rates (live definitions, also in README "Live operations"): 接通率 answer_rate = answered / decided,
 where decided = offered − still waiting (a caller who still waits is neither answered nor lost yet);
@@ -59,8 +57,7 @@ class LiveModel:
         #: the configured seats (agent IDs): a rebuild takes their bridged channels for agents
         self.seats = frozenset(seats)
         self.day: dt.date | None = None
-        #: the newest time the model was given (tick)
-        self.now: float | None = now
+        self.now: float | None = now  # the newest time the model was given (tick)
         self._reset_day(now)
 
     # ------------------------------------------------------------------ the day
@@ -96,8 +93,7 @@ class LiveModel:
 
     def tick(self, now: float) -> Changes:
         """A new center-local day resets today's figures (calls up now stay)."""
-        if self.now is None or now > self.now:
-            self.now = now  # the model's clock: what finished calls are stamped with
+        self.now = now if self.now is None else max(self.now, now)  # what finished calls are stamped with
         ch = Changes()
         if self.day is None or self._local(now).date() != self.day:
             had = self.day is not None

@@ -224,11 +224,13 @@ class SqliteCallDb:
                                       dialect=self.dialect) from e
 
     def tickets(self, linkedids: Sequence[str]) -> list[dict[str, Any]]:
-        n = len(linkedids)
+        if not linkedids:
+            return []
+        n, ids = _bucketed(linkedids)
         c = self._compiled(("tickets", n), lambda: _Compiled(
             select(_T).where(_T.c.linkedid.in_([bindparam(f"id{i}") for i in range(n)])).order_by(_T.c.id),
             self.dialect, columns=list(_T.columns)))
-        return [c.row(raw) for raw in self._run(c.sql, tuple(linkedids)).fetchall()]
+        return [c.row(raw) for raw in self._run(c.sql, ids).fetchall()]
 
     def ticket_numbered(self, ticket_no: str) -> dict[str, Any] | None:
         c = self._compiled(("numbered",), lambda: _Compiled(_NUMBERED, self.dialect, columns=list(_T.columns)))
@@ -275,13 +277,18 @@ class SqliteCallDb:
     def cdr_statuses(self, linkedids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
         out: dict[str, tuple[str, str | None]] = {}
         for i in range(0, len(linkedids), CDR_STATUS_CHUNK):
-            ids = list(linkedids[i:i + CDR_STATUS_CHUNK])
-            # a few statement sizes (powers of two, the last id repeated): a bounded cache of statements
-            n = 1 << (len(ids) - 1).bit_length()
-            ids += ids[-1:] * (n - len(ids))
+            n, ids = _bucketed(linkedids[i:i + CDR_STATUS_CHUNK])
             c = self._compiled(("cdr_statuses", n), lambda: _Compiled(
                 select(_T.c.linkedid, _T.c.outcome, _T.c.cdr_check)
                 .where(_T.c.linkedid.in_([bindparam(f"id{k}") for k in range(n)])), self.dialect))
-            for raw in self._run(c.sql, tuple(ids)).fetchall():
+            for raw in self._run(c.sql, ids).fetchall():
                 out[raw[0]] = (raw[1], raw[2])
         return out
+
+
+def _bucketed(ids: Sequence[str]) -> tuple[int, tuple[str, ...]]:
+    """An IN list's size rounded up to a power of two, the last id repeated to fill it (the same rows come
+    back): a few statement sizes, so the compiled statements cached per size stay few (issue 15's soak saw
+    one per batch size a save had, filling in for the whole run)."""
+    n = 1 << (len(ids) - 1).bit_length()
+    return n, (*ids, *ids[-1:] * (n - len(ids)))
