@@ -162,7 +162,9 @@ class Bench:
         self.sb = Sandbox.discover(ami_host=self.cfg.asterisk.ami.host, ami_port=self.cfg.asterisk.ami.port,
                                    instance=INSTANCE)
         self.store_url = a.store or f"sqlite+aiosqlite:///{work}/tickets.db"
-        self.ctl = ControllerProcess(self.store_url, work / "controller.log")
+        # the CDR replay at production's pace (a replay every 10 s, 20 s after a call's last row), not the
+        # tests' every second, where it races the live saves of calls that just ended
+        self.ctl = ControllerProcess(self.store_url, work / "controller.log", extra=["--cdr-settle", str(a.cdr_settle)])
         self.run_id = uuid.uuid4().int % 90 + 10
 
     # ------------------------------------------------------------------ the world
@@ -405,6 +407,8 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=600.0)
     ap.add_argument("--sample", type=float, default=1.0, help="seconds between CPU/RSS samples")
     ap.add_argument("--store", default=None, help="ticket store URL (default: a fresh SQLite file)")
+    ap.add_argument("--cdr-settle", type=float, default=20.0,
+                    help="the controller's CDR replay settle time (default 20 s: production's; 0: every second)")
     ap.add_argument("--max-calls", type=int, default=600)
     ap.add_argument("--max-duration", type=float, default=1800.0)
     ap.add_argument("--heap", type=float, default=0.0, metavar="N",
