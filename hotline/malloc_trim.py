@@ -8,7 +8,7 @@ allocates: the loop's, the call-writer's, aiosqlite's, the executor's), ready fo
 `malloc_trim(0)` hands the free pages inside those arenas back (madvise), so RSS follows what is in use.
 
 It runs in a worker thread (it walks every arena under its lock: milliseconds) and is a no-op where the C
-library has no `malloc_trim` (musl, macOS). `MALLOC_TRIM_S` = 0 in the environment turns it off.
+library has no `malloc_trim` (musl, macOS). `$HOTLINE_MALLOC_TRIM_S` sets the period (seconds); 0 turns it off.
 """
 
 from __future__ import annotations

@@ -372,7 +372,11 @@ class CallScripts:
             answer = None
             match action:
                 case Recite(parts=parts):
-                    await self._recite(s, parts)
+                    try:
+                        await self._recite(s, parts)
+                    except ValueError:  # a sound name Playback cannot take (wire/fastagi.py): skipped, survey follows
+                        log.exception("ticket_notice_failed")
+                        return
                 case AskRepeat(prompt=prompt, wait_s=wait_s):
                     answer = await self._stream(s, prompt, "*")
                     if answer is None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -119,8 +119,10 @@ class CallRecord:
         return d
 
 
-#: CallRecord's fields that hold lists or dicts (to_dict copies them)
-_CONTAINER_FIELDS = ("ivr_path", "transfers", "participants", "self_query")
+#: CallRecord's fields that hold lists or dicts (to_dict copies them): read off their annotations, so that a
+#: field added later is copied too instead of shared with the record
+_CONTAINER_FIELDS = tuple(f.name for f in fields(CallRecord)
+                          if str(f.type).replace("typing.", "").startswith(("list[", "dict[", "tuple[")))
 
 
 def _copied(v: Any) -> Any:

@@ -657,3 +657,18 @@ def test_ended_calls_are_remembered_for_a_while_then_forgotten_flat_at_a_steady_
     # a late event of a recent call is dropped; one of a call ended long ago starts nothing hotline
     assert asm.feed(hangup(recent, recent, T0 + 900, "PJSIP/x")) == [] and recent not in asm._calls
     assert old not in asm._closed
+
+
+def test_to_dict_copies_every_list_or_dict_field_of_the_record() -> None:
+    """Whatever fields CallRecord has (one added later included), to_dict never hands out a list or dict the record
+    still holds: the live view and the savers may change what they were given."""
+    from dataclasses import fields
+
+    r = CallRecord(linkedid=L, ivr_path=["menu:main"], transfers=[{"to": "110"}], participants=[("caller", CALLER)],
+                   self_query={"tickets": ["x"]})
+    d = r.to_dict()
+    for f in fields(CallRecord):
+        value = getattr(r, f.name)
+        if isinstance(value, list | dict):
+            assert d[f.name] == (value if f.name != "participants" else [list(p) for p in value])
+            assert d[f.name] is not value, f"to_dict shares {f.name} with the record"

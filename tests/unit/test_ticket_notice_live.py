@@ -145,6 +145,18 @@ async def test_a_caller_hanging_up_during_the_notice_ends_the_script_there() -> 
     assert len(ch.playbacks()) == 1 and ch.log[-1][0] == "playback"  # nothing after it: no repeat, no survey
 
 
+async def test_a_notice_playback_refuses_is_skipped_and_the_survey_still_follows() -> None:
+    """A sound name Playback cannot take (a prompt id with a comma: `hotline check` flags it, the controller runs
+    anyway) is a failure of ours: the notice is skipped, the caller still gets the survey (notice()'s promise)."""
+    class Refuses(Channel):
+        async def playback(self, names: list[str]) -> None:
+            raise ValueError("sound name cannot be in a Playback list")
+
+    ch = Refuses({Var.TICKET.value: "261130000007"}, keys=["2"])
+    await CallScripts(shipped(), clock_at(MONDAY_10), Store()).survey(ch)  # type: ignore[arg-type]
+    assert ("ask", "hotline/survey") in ch.log and "hotline/notice_repeat" not in ch.played()
+
+
 async def test_a_callback_leg_is_told_the_missed_calls_ticket_and_opens_none() -> None:
     store = Store()
     ch = Channel({Var.CALLBACK.value: "261129000003"}, keys=[None])
