@@ -713,7 +713,9 @@ class Controller:
         return await self.store.cdr_statuses(linkedids)
 
     def _open_linkedids(self) -> set[str]:
-        return self.assembler.open_linkedids()
+        """Calls the CDR replay leaves alone: those still followed live, and those whose records wait for the
+        store (ticketbridge/pending.py), which hold more than a CDR rebuild and are saved when it is back."""
+        return self.assembler.open_linkedids() | set(self.pending.records)
 
     def _agent_id_of(self, seat: str) -> str | None:
         """The agent ID working a seat now (tickets name it); None for anything that is no seat."""

@@ -89,7 +89,7 @@ class LiveModel:
     def end_call(self, lid: str) -> None:
         """Drop the call `lid` from the calls up now (live/rebuild.py: Asterisk no longer has it)."""
         self.calls.pop(lid, None)
-        self._finished.add(lid, self._counted.pop(lid, None), at=self.now)  # its figures parked, should its events go on
+        self._finished.add(lid, self._counted.pop(lid, None), at=self.now)  # figures parked: its events may go on
 
     def tick(self, now: float) -> Changes:
         """A new center-local day resets today's figures (calls up now stay)."""

@@ -28,7 +28,7 @@ import structlog
 
 from live.rebuild import rebuild
 from live.reducer import LiveModel
-from live.state import Changes
+from live.state import FINISHED_KEEP_S, Changes, number
 from live.tokens import Principal
 from model.config import Config
 from model.privacy import mask_number
@@ -160,10 +160,12 @@ class LiveService:
 
     def note_saved(self, row: Mapping[str, Any]) -> None:
         """A ticket was saved (the controller's on_saved): a call never seen live still counts today. A record
-        the live events made whole (source `ami`, no gap) was seen by the model from its first event to its
-        last (the same events, the same process): counted then, never again, however late it is saved
-        (a store that was away: ticketbridge/pending.py)."""
-        if row.get("source") == "ami" and not row.get("gap"):
+        the live events made whole (source `ami`, no gap) saved later than the model remembers its end
+        (FINISHED_KEEP_S; a store that was away: ticketbridge/pending.py) is not counted again: the model saw
+        it from its first event to its last (the same events, the same process)."""
+        ended = number(row.get("ended_at"))
+        if (row.get("source") == "ami" and not row.get("gap") and ended is not None
+                and self.clock() - ended > FINISHED_KEEP_S):
             return
         if is_callback_call({"Linkedid": str(row.get("linkedid") or "")}):
             return

@@ -19,7 +19,7 @@ ANSWER_WITHIN_S = 15.0
 HALF_HOURS = 48
 #: the contexts a caller call starts in (a channel seen there makes its linkedid a hotline call)
 HOTLINE_CONTEXTS = frozenset({Context.INBOUND.value, Context.ROUTE.value})
-#: how long a finished call's linkedid is remembered (the model's clock: event times), so that a late event
+#: how long a finished call's linkedid is remembered (the model's clock: the service's wall time), so that a late event
 #: or the call's ticket (`note_ticket`: saved within seconds, a CDR correction within a minute) never counts
 #: it twice; a ticket saved later still is one the live events saw whole, which the live service does not
 #: hand on (live/service.py `note_saved`). At a steady call rate the set is flat after this (issue 15's soak:

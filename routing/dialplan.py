@@ -14,8 +14,8 @@ import jinja2
 
 from model.config import Carrier, Config, Queue
 from model.contract import (AMI_CONTROLLER_EVENT_PREFIXES, AMI_CONTROLLER_EVENTS, AMI_CONTROLLER_EXCLUDED_USER_EVENTS,
-                            AMI_CONTROLLER_WRITETIMEOUT_MS, AMI_EXCLUDED_EVENTS, ASTERISK_QUEUE_PREFIX, AmiRights, Context, RECORDING_SIDE_SUFFIX,
-                            TRUNK_HEADER, agi_global, queue_context,
+                            AMI_CONTROLLER_WRITETIMEOUT_MS, AMI_EXCLUDED_EVENTS, ASTERISK_QUEUE_PREFIX, AmiRights,
+                            Context, RECORDING_SIDE_SUFFIX, TRUNK_HEADER, agi_global, queue_context,
                             template_names)
 from model.destinations import Destination, DialDest, HangupDest, QueueDest, TransferDest
 from routing.access import language_of_queue, video_queue

@@ -191,3 +191,13 @@ async def test_status_shows_the_ami_link_and_tickets_held_until_the_store_return
         assert (await ask(sock, {"op": "status"}))["healthy"]
     finally:
         await asyncio.wait_for(c.stop(grace_s=0.1), 5)
+
+
+def test_the_cdr_replay_leaves_alone_the_calls_whose_records_wait_for_the_store(make_controller: Any) -> None:
+    """A record held while the store is away (ticketbridge/pending.py) is the live one, fuller than a CDR
+    rebuild: the replay must not save the call first (and the live figures then count it twice)."""
+    from ticketbridge.assembler import CallRecord
+
+    c = make_controller()
+    c.pending.defer(CallRecord(linkedid="1760000000.9", outcome="answered"), ConnectionRefusedError("away"))
+    assert "1760000000.9" in c._open_linkedids()

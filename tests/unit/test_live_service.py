@@ -90,11 +90,17 @@ async def test_a_full_numbers_viewer_keeps_nothing_of_calls_that_ended() -> None
 
 
 async def test_a_saved_ticket_counts_only_when_the_live_events_did_not_see_the_call_whole() -> None:
+    from live.state import FINISHED_KEEP_S
+
     live, _, _, clock = service()
     base = {"started_at": clock.now - 5, "dialed": "12345", "outcome": "ended_in_ivr", "gap": False}
-    live.note_saved({**base, "linkedid": "A1", "source": "ami"})  # seen whole live (e.g. saved late): not again
+    # seen whole live, saved later than the model remembers its end (a store that was away): not again
+    live.note_saved({**base, "linkedid": "A1", "source": "ami", "ended_at": clock.now - FINISHED_KEEP_S - 1})
     assert live.model.calls_today == 0
+    # a recent one the model did not count (it missed the call's opening events): counted from its ticket
+    live.note_saved({**base, "linkedid": "A2", "source": "ami", "ended_at": clock.now - 1})
+    assert live.model.calls_today == 1
     live.note_saved({**base, "linkedid": "C1", "source": "cdr"})  # the CDR replay's: never seen live
     live.note_saved({**base, "linkedid": "G1", "source": "ami", "gap": True})  # joined mid-way
     live.note_saved({**base, "linkedid": "G1", "source": "ami", "gap": True})  # saved again: once
-    assert live.model.calls_today == 2
+    assert live.model.calls_today == 3
