@@ -67,8 +67,8 @@ from live.intervention import Intervention
 from live.service import LiveService
 from hotline.live_api import serve_api
 from hotline.heapwatch import HeapWatch
-from hotline.malloc_trim import interval_from_env as trim_interval_from_env
-from hotline.malloc_trim import trim_periodically
+from hotline.glibc_malloc import interval_from_env as trim_interval_from_env
+from hotline.glibc_malloc import limit_arenas, trim_periodically
 from hotline.transcriber import Transcriber, model_path, transcripts_model_ok
 
 log = structlog.get_logger("hotline.controller")
@@ -826,6 +826,7 @@ def _redact_url(url: str) -> str:
 async def serve(controller: Controller, stop_event: asyncio.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT (or `stop_event`), then shut down without losing tickets."""
     stop_event = stop_event or asyncio.Event()
+    limit_arenas()  # before the controller's threads (hotline/glibc_malloc.py)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:

@@ -1,4 +1,4 @@
-"""hotline/malloc_trim.py: glibc's free-but-kept memory handed back, on a timer that stops when cancelled."""
+"""hotline/glibc_malloc.py: at most two malloc arenas; free memory handed back, on a timer that stops when cancelled."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import ctypes
 
 import pytest
 
-from hotline import malloc_trim
+from hotline import glibc_malloc as malloc_trim
 from hotline.heapwatch import native_memory
 
 
@@ -47,3 +47,10 @@ async def test_the_periodic_trim_runs_and_stops_when_cancelled(monkeypatch: pyte
         await task
     assert len(calls) >= 3
     assert await asyncio.wait_for(malloc_trim.trim_periodically(0), 1) is None  # off: returns at once
+
+
+def test_the_arenas_are_limited_unless_the_operator_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert malloc_trim.limit_arenas() is True  # glibc took it
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert malloc_trim.limit_arenas() is None  # the operator's own setting wins

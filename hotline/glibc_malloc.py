@@ -1,4 +1,4 @@
-"""Giving glibc malloc's free-but-kept memory back to the system, once a minute (`malloc_trim(0)`).
+"""glibc malloc for a long-running controller: at most two arenas, and free memory handed back every minute.
 
 Issue 15's soak: with the Python heap flat after warm-up (tracemalloc: +0.2 MiB in the last 2.5 minutes of a
 10 calls/s run, the statement caches filling), the controller's RSS still rose about a MiB a minute at
@@ -7,7 +7,14 @@ with it: memory the interpreter and SQLite had freed stayed in malloc's arenas (
 allocates: the loop's, the call-writer's, aiosqlite's, the executor's), ready for reuse but resident.
 `malloc_trim(0)` hands the free pages inside those arenas back (madvise), so RSS follows what is in use.
 
-It runs in a worker thread (it walks every arena under its lock: milliseconds) and is a no-op where the C
+Arenas: glibc gives each thread that allocates an arena of its own (up to 8 per core), and memory freed in
+one is kept there. In the same soak, RSS still rose by steps after bursts, in anonymous mappings (the thread
+arenas; /proc/PID/smaps) with the Python heap flat; with at most two arenas (`MALLOC_ARENA_MAX=2`, set from
+here by `mallopt(M_ARENA_MAX)` when the controller starts, before its threads) RSS stayed within 123–125 MiB
+from 5 minutes to the end of a 10-minute 20 calls/s soak (bench/RESULTS.md). An operator's own
+`$MALLOC_ARENA_MAX` wins.
+
+The trim runs in a worker thread (it walks every arena under its lock: milliseconds) and is a no-op where the C
 library has no `malloc_trim` (musl, macOS). `$HOTLINE_MALLOC_TRIM_S` sets the period (seconds); 0 turns it off.
 """
 
@@ -21,11 +28,31 @@ from collections.abc import Callable
 
 import structlog
 
-log = structlog.get_logger("hotline.malloc_trim")
+log = structlog.get_logger("hotline.glibc_malloc")
 
 #: how often (seconds); `$HOTLINE_MALLOC_TRIM_S` overrides it, 0 turns it off
 MALLOC_TRIM_S = 60.0
 MALLOC_TRIM_ENV = "HOTLINE_MALLOC_TRIM_S"
+
+
+#: malloc arenas at most (glibc's default: 8 per core); see above
+MALLOC_ARENAS = 2
+#: mallopt's parameter number for it (malloc.h)
+_M_ARENA_MAX = -8
+
+
+def limit_arenas(n: int = MALLOC_ARENAS) -> bool | None:
+    """At most `n` malloc arenas from now on (call it before starting threads): True when set, None when this
+    C library cannot or `$MALLOC_ARENA_MAX` is set (glibc read the operator's choice at start)."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return None
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return None
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_ARENA_MAX, n))
 
 
 def _libc_trim() -> Callable[[int], int] | None:
