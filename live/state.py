@@ -176,7 +176,6 @@ class FinishedCalls:
     their first events), their figures, should their events go on (`reopen`)."""
 
     def __init__(self, limit: int, keep_s: float = FINISHED_KEEP_S) -> None:
-        self.limit = limit
         self._ids = RecentIds(keep_s, limit)
         self._parked: dict[str, Counted] = {}
 
