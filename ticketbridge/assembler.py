@@ -120,9 +120,10 @@ class CallRecord:
 
 
 #: CallRecord's fields that hold lists or dicts (to_dict copies them): read off their annotations, so that a
-#: field added later is copied too instead of shared with the record
-_CONTAINER_FIELDS = tuple(f.name for f in fields(CallRecord)
-                          if str(f.type).replace("typing.", "").startswith(("list[", "dict[", "tuple[")))
+#: field added later is copied too instead of shared with the record; participants apart (to_dict makes
+#: its pairs lists itself)
+_CONTAINER_FIELDS = tuple(f.name for f in fields(CallRecord) if f.name != "participants"
+                          and str(f.type).replace("typing.", "").startswith(("list[", "dict[", "tuple[")))
 
 
 def _copied(v: Any) -> Any:
