@@ -23,8 +23,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import os
-import time
-from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -41,31 +40,27 @@ MALLOC_ARENAS = 2
 _M_ARENA_MAX = -8
 
 
+def _libc_function(name: str, argtypes: list[Any]) -> Any:
+    """The C library's function `name` with its argument types and an int result; None where it has none."""
+    try:
+        fn = getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = argtypes
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_MALLOPT = _libc_function("mallopt", [ctypes.c_int, ctypes.c_int])
+_TRIM = _libc_function("malloc_trim", [ctypes.c_size_t])
+
+
 def limit_arenas(n: int = MALLOC_ARENAS) -> bool | None:
     """At most `n` malloc arenas from now on (call it before starting threads): True when set, None when this
     C library cannot or `$MALLOC_ARENA_MAX` is set (glibc read the operator's choice at start)."""
-    if os.environ.get("MALLOC_ARENA_MAX"):
+    if os.environ.get("MALLOC_ARENA_MAX") or _MALLOPT is None:
         return None
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return None
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_ARENA_MAX, n))
-
-
-def _libc_trim() -> Callable[[int], int] | None:
-    try:
-        fn = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_size_t]
-    fn.restype = ctypes.c_int
-    return fn  # type: ignore[no-any-return]
-
-
-_TRIM = _libc_trim()
+    return bool(_MALLOPT(_M_ARENA_MAX, n))
 
 
 def trim() -> bool | None:
@@ -93,6 +88,4 @@ async def trim_periodically(every_s: float) -> None:
         return
     while True:
         await asyncio.sleep(every_s)
-        t0 = time.thread_time()
-        released = await asyncio.to_thread(trim)
-        log.debug("malloc_trimmed", released=released, loop_ms=round((time.thread_time() - t0) * 1000, 2))
+        log.debug("malloc_trimmed", released=await asyncio.to_thread(trim))
