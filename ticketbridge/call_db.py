@@ -121,8 +121,8 @@ class CoreCallDb:
 
     def cdr_statuses(self, linkedids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
         out: dict[str, tuple[str, str | None]] = {}
-        for i in range(0, len(linkedids), CDR_STATUS_CHUNK):
-            for row in self.conn.execute(_CDR_STATUSES, {"ids": list(linkedids[i:i + CDR_STATUS_CHUNK])}):
+        for chunk in _chunks(linkedids):
+            for row in self.conn.execute(_CDR_STATUSES, {"ids": list(chunk)}):
                 out[row.linkedid] = (row.outcome, row.cdr_check)
         return out
 
@@ -276,14 +276,19 @@ class SqliteCallDb:
 
     def cdr_statuses(self, linkedids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
         out: dict[str, tuple[str, str | None]] = {}
-        for i in range(0, len(linkedids), CDR_STATUS_CHUNK):
-            n, ids = _bucketed(linkedids[i:i + CDR_STATUS_CHUNK])
+        for chunk in _chunks(linkedids):
+            n, ids = _bucketed(chunk)
             c = self._compiled(("cdr_statuses", n), lambda: _Compiled(
                 select(_T.c.linkedid, _T.c.outcome, _T.c.cdr_check)
                 .where(_T.c.linkedid.in_([bindparam(f"id{k}") for k in range(n)])), self.dialect))
             for raw in self._run(c.sql, ids).fetchall():
                 out[raw[0]] = (raw[1], raw[2])
         return out
+
+
+def _chunks(ids: Sequence[str]) -> list[Sequence[str]]:
+    """`ids` in pieces of at most CDR_STATUS_CHUNK (one statement each)."""
+    return [ids[i:i + CDR_STATUS_CHUNK] for i in range(0, len(ids), CDR_STATUS_CHUNK)]
 
 
 def _bucketed(ids: Sequence[str]) -> tuple[int, tuple[str, ...]]:
