@@ -1,5 +1,5 @@
-"""The statements a call's ticket writes need (ticketbridge/ticket_writes.py), behind one small port, `CallDb`,
-with two adapters:
+"""The statements a call's ticket writes need (ticketbridge/ticket_writes.py), and the seat agents' state saves
+(ticketbridge/agent_writes.py, 2-3 per answered call), behind one small port, `CallDb`, with two adapters:
 
 - `CoreCallDb`: SQLAlchemy Core on a sync `Connection` (PostgreSQL through `run_sync`, and SQLite when the
   store has no call-writer thread);
@@ -22,6 +22,7 @@ IMMEDIATE on SQLite).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
@@ -30,6 +31,7 @@ from sqlalchemy import Connection, Table, bindparam, insert, select, text, updat
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.elements import TextClause
 
 from ticketbridge.schema import Callback, Ticket
 
@@ -54,6 +56,21 @@ _NUMBERED = select(_T).where(_T.c.ticket_no == bindparam("ticket_no")).with_for_
 _UPDATE_TICKET = update(_T).where(_T.c.id == bindparam("ticket_id_"))
 
 
+@functools.cache
+def _upsert(table: Table) -> TextClause:
+    """INSERT of every column of `table`, or, when its primary key is taken, UPDATE of every other column: one
+    statement, the same SQL on SQLite (3.24+) and PostgreSQL (as `_SEQ_STEP`); each parameter typed as its
+    column, so values are bound as the ORM binds them (JSON, UTCDateTime, Boolean)."""
+    cols = [c.name for c in table.columns]
+    key = {c.name for c in table.primary_key}
+    names = ", ".join(f'"{c}"' for c in cols)
+    values = ", ".join(f":{c}" for c in cols)
+    conflict = ", ".join(f'"{c}"' for c in cols if c in key)
+    sets = ", ".join(f'"{c}" = excluded."{c}"' for c in cols if c not in key)
+    sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({values}) ON CONFLICT ({conflict}) DO UPDATE SET {sets}'
+    return text(sql).bindparams(*[bindparam(c.name, type_=c.type) for c in table.columns])
+
+
 class CallDb(Protocol):
     """What the call writes ask of the database, inside one transaction."""
 
@@ -73,6 +90,9 @@ class CallDb(Protocol):
 
     def insert_rows(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert rows that all have the same keys."""
+
+    def upsert(self, table: Table, row: Mapping[str, Any]) -> None:
+        """Insert `row` (every column of `table`), or update the row of its primary key to it."""
 
     def callback_of(self, ticket_id: int) -> tuple[int, str] | None:
         """The ticket's callback: its id and status."""
@@ -111,6 +131,9 @@ class CoreCallDb:
 
     def insert_rows(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
         self.conn.execute(insert(table), list(rows))
+
+    def upsert(self, table: Table, row: Mapping[str, Any]) -> None:
+        self.conn.execute(_upsert(table), dict(row))
 
     def callback_of(self, ticket_id: int) -> tuple[int, str] | None:
         row = self.conn.execute(_CALLBACK_OF, {"ticket_id": ticket_id}).first()
@@ -264,6 +287,10 @@ class SqliteCallDb:
             raise ValueError(f"rows for {table.name} must all have the same keys")
         c = self._compiled(("insert", table.name, keys), lambda: _Compiled(insert(table), self.dialect, keys))
         self._run(c.sql, [c.params(r) for r in rows], many=True)
+
+    def upsert(self, table: Table, row: Mapping[str, Any]) -> None:
+        c = self._compiled(("upsert", table.name), lambda: _Compiled(_upsert(table), self.dialect))
+        self._run(c.sql, c.params(row))
 
     def callback_of(self, ticket_id: int) -> tuple[int, str] | None:
         c = self._compiled(("callback_of",), lambda: _Compiled(_CALLBACK_OF, self.dialect))

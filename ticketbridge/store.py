@@ -51,6 +51,7 @@ from model.secrets import query_key
 from model.ticket_state import QueryLimited, TicketState
 from ticketbridge.schema import (UTC, AgentEvent, AgentHelp, AgentStateRow, ApiToken, AuditEntry, Callback, Followup,
                                  Outbox, SelfQueryFailure, Ticket, TicketHistory)
+from ticketbridge import agent_writes
 from ticketbridge.assembler import CallRecord
 from ticketbridge.call_db import CoreCallDb, SqliteCallDb
 from ticketbridge.intake import Intake, target_state
@@ -413,8 +414,8 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         return done.saved
 
     async def _call_tx(self, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
-        """Run `fn(db, *args)` (ticketbridge/ticket_writes.py) in one transaction (`write`: a write one): on a
-        SQLite file in the call-writer thread on its own sqlite3 connection (one thread hop for the whole
+        """Run `fn(db, *args)` (ticketbridge/ticket_writes.py, agent_writes.py) in one transaction (`write`: a write
+        one): on a SQLite file in the call-writer thread on its own sqlite3 connection (one thread hop for the whole
         transaction, `SqliteCallDb`; a write holds the process's write gate until it has ended, even when the
         caller stops waiting), otherwise as Core statements through the async engine's `run_sync`
         (`CoreCallDb`)."""
@@ -937,30 +938,11 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
 
     # -------------------------------------------------------------- seat agents
     async def save_agent(self, snapshot: dict[str, Any], changes: Sequence[Any] = ()) -> None:
-        """Persist an agent's state (routing.agent_service.snapshot) and its StateChanged actions, one transaction."""
-        _, write = self._sessions()
-        async with write() as s, s.begin():
-            now = self._now()
-            row = await s.get(AgentStateRow, snapshot["agent"])
-            if row is None:
-                row = AgentStateRow(agent=snapshot["agent"])
-                s.add(row)
-            row.state, row.reason, row.since = snapshot["state"], snapshot.get("reason", ""), snapshot["since"]
-            row.queues, row.paused, row.updated_at = list(snapshot.get("queues", [])), bool(snapshot.get("paused")), now
-            row.agent_id = snapshot.get("agent_id") or None
-            for c in changes:
-                kind = type(c).__name__
-                if kind == "StateChanged":
-                    s.add(AgentEvent(agent=c.agent, at=dt.datetime.fromtimestamp(c.at, UTC), old=str(c.old),
-                                     new=str(c.new), reason=c.reason[:32], old_reason=c.old_reason[:32],
-                                     seconds=c.seconds or 0.0, actor=(c.by or None) and c.by[:64], why=c.why[:200],
-                                     queue=c.queue[:64], linkedid=c.linkedid[:64], seat=c.seat[:32],
-                                     cause=c.cause[:24]))
-                elif kind == "PinRefused":  # routing.agent_service: a hot-desk PIN refused (old = new)
-                    s.add(AgentEvent(agent=c.agent[:32], at=dt.datetime.fromtimestamp(c.at, UTC), old=str(c.state),
-                                     new=str(c.state), seconds=0.0, actor=c.agent[:32],
-                                     why=f"{c.tries} wrong PIN(s) in a row" + ("; locked" if c.locked else ""),
-                                     seat=c.seat[:32], cause=c.cause[:24]))
+        """Persist an agent's state (routing.agent_service.snapshot) and its StateChanged and PinRefused actions, one
+        transaction (ticketbridge/agent_writes.py; as the call writes: on a SQLite file in the call-writer
+        thread, retried when SQLite stays busy)."""
+        await self._retrying("agent_save_retry", lambda: self._call_tx(
+            agent_writes.save_agent, snapshot, tuple(changes), self._now()), agent=snapshot["agent"])
 
     async def agent_states(self, *, changed_since: dt.datetime | None = None) -> dict[str, dict[str, Any]]:
         """Every saved seat's snapshot, by seat (empty: nothing saved yet, a first start); `agent_id` None: the
@@ -987,21 +969,9 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
             return list((await s.execute(q)).scalars())
 
     async def save_help(self, period: dict[str, Any]) -> None:
-        """Persist a 多援一 help period (routing.agent_help.HelpPeriod.as_dict): started, or ended."""
-        def ts(x: Any) -> dt.datetime | None:
-            return None if x is None else dt.datetime.fromtimestamp(float(x), UTC)
-
-        _, write = self._sessions()
-        async with write() as s, s.begin():
-            row = await s.get(AgentHelp, period["id"])
-            if row is None:
-                row = AgentHelp(id=period["id"])
-                s.add(row)
-            row.queue, row.agents = str(period["queue"])[:64], [str(a)[:32] for a in period["agents"]]
-            row.started_at, row.until = ts(period["started"]), ts(period["until"])  # type: ignore[assignment]
-            row.actor, row.why = str(period.get("by") or "")[:64], str(period.get("why") or "")[:200]
-            row.ended_at = ts(period.get("ended"))
-            row.ended_by, row.end_why = str(period.get("ended_by") or "")[:64], str(period.get("end_why") or "")[:200]
+        """Persist a 多援一 help period (routing.agent_help.HelpPeriod.as_dict): started, or ended (as `save_agent`)."""
+        await self._retrying("agent_help_retry", lambda: self._call_tx(agent_writes.save_help, period),
+                             period=period["id"])
 
     async def help_periods(self, *, active: bool = True, limit: int = 100) -> list[dict[str, Any]]:
         """Help periods as dicts (HelpPeriod.from_dict reads them): the active ones, or the latest `limit`."""

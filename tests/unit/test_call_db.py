@@ -23,9 +23,12 @@ from sqlalchemy import Connection, Engine, create_engine, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from model.loading import default_config_path, load_config
+from routing.agent import AgentState, StateChanged
+from routing.agent_service import PinRefused
+from ticketbridge.agent_writes import save_agent, save_help
 from ticketbridge.assembler import CallRecord
 from ticketbridge.call_db import CoreCallDb, SqliteCallDb
-from ticketbridge.schema import Callback, Outbox, Ticket, TicketHistory
+from ticketbridge.schema import AgentEvent, AgentHelp, AgentStateRow, Callback, Outbox, Ticket, TicketHistory
 from ticketbridge.store import TicketStore, _sqlite_pragmas
 from ticketbridge.ticket_writes import (CallWrites, TicketRules, cdr_statuses, issue_password, new_ticket_values,
                                         open_call, save_records)
@@ -64,7 +67,27 @@ def calls(rules: TicketRules) -> list[tuple[str, Callable[[Any], CallWrites | An
         ("cdr status of 3", lambda db: cdr_statuses(db, ["3.1"])),
         ("cdr status of 2, 3 and none", lambda db: cdr_statuses(db, ["2.1", "9.9", "3.1"])),
         ("cdr status of none", lambda db: cdr_statuses(db, ["9.9"])),
+        ("seat 1001 signs in: its row made", lambda db: save_agent(db, seat("ready", T0 + 1, "8101"), [
+            StateChanged("8101", AgentState.SIGNED_OUT, AgentState.READY, T0 + 1, None, seat="1001", cause="sign_in")],
+            NOW)),
+        ("seat 1001 busy, a PIN refused at 1002: its row updated", lambda db: save_agent(
+            db, seat("busy", T0 + 30, "", reason="培训", paused=True), [
+                StateChanged("8101", AgentState.READY, AgentState.BUSY, T0 + 30, 29.0, reason="培训", by="班长王",
+                             why="强制示忙", queue="general", linkedid="2.1", seat="1001", cause="set_busy"),
+                PinRefused("8102", "1002", T0 + 31, AgentState.SIGNED_OUT, 2, False)], NOW + dt.timedelta(seconds=30))),
+        ("a help period starts", lambda db: save_help(db, help_period())),
+        ("the help period ends", lambda db: save_help(db, help_period(ended=T0 + 600, ended_by="timer"))),
     ]
+
+
+def seat(state: str, since: float, agent_id: str, reason: str = "", paused: bool = False) -> dict[str, Any]:
+    return {"agent": "1001", "state": state, "reason": reason, "since": since, "queues": ["general", "overflow"],
+            "paused": paused, "agent_id": agent_id}
+
+
+def help_period(**ended: Any) -> dict[str, Any]:
+    return {"id": "h1", "queue": "overflow", "agents": ["1001", "1003"], "started": T0, "until": T0 + 1800,
+            "by": "root (班长王)", "why": "多援一：暴雨", "ended": None, "ended_by": "", "end_why": "", **ended}
 
 
 def sms_row() -> dict[str, Any]:
@@ -73,10 +96,14 @@ def sms_row() -> dict[str, Any]:
             "dead_at": None, "last_error": None, "created_at": NOW}
 
 
+TABLES = (Ticket.__table__, TicketHistory.__table__, Outbox.__table__, Callback.__table__, AgentStateRow.__table__,
+          AgentEvent.__table__, AgentHelp.__table__)
+
+
 def dump(conn: Connection) -> dict[str, list[dict[str, Any]]]:
     out = {}
-    for table in (Ticket.__table__, TicketHistory.__table__, Outbox.__table__, Callback.__table__):
-        out[table.name] = [dict(r._mapping) for r in conn.execute(select(table).order_by(table.c.id))]
+    for table in TABLES:
+        out[table.name] = [dict(r._mapping) for r in conn.execute(select(table).order_by(*table.primary_key))]
     return out
 
 
@@ -101,6 +128,15 @@ def test_each_adapter_runs_the_day(tmp_path: Path, adapter: Any) -> None:
     assert any(h["field"] == "content" and "caller" in (h["note"] or "") for h in tables["ticket_history"])
     assert t["2.1"]["query_password_hash"] == "hmac$salt$mac"
     assert [(o["endpoint"], o["secret"]) for o in tables["outbox"] if o["endpoint"] == "sms"] == [("sms", "sealed")]
+    assert tables["agent_states"] == [{
+        "agent": "1001", "state": "busy", "reason": "培训", "since": T0 + 30, "queues": ["general", "overflow"],
+        "paused": True, "updated_at": NOW + dt.timedelta(seconds=30), "agent_id": None}]
+    assert [(e["agent"], e["old"], e["new"], e["seconds"], e["actor"], e["cause"]) for e in tables["agent_events"]] == [
+        ("8101", "signed_out", "ready", 0.0, None, "sign_in"), ("8101", "ready", "busy", 29.0, "班长王", "set_busy"),
+        ("8102", "signed_out", "signed_out", 0.0, "8102", "pin_wrong")]
+    assert [(h["agents"], h["until"], h["ended_at"], h["ended_by"]) for h in tables["agent_help"]] == [
+        (["1001", "1003"], dt.datetime.fromtimestamp(T0 + 1800, UTC), dt.datetime.fromtimestamp(T0 + 600, UTC),
+         "timer")]
 
 
 def test_both_adapters_leave_the_same_rows(tmp_path: Path) -> None:
@@ -112,12 +148,13 @@ def test_both_adapters_leave_the_same_rows(tmp_path: Path) -> None:
     for table, rows in core[1].items():
         assert raw[1][table] == rows, table
     # and the very values stored (text forms of times and JSON included), not only what they read back as
-    for table in core[1]:
+    for t in TABLES:
         stored = []
+        order = ", ".join(c.name for c in t.primary_key)
         for side in ("core", "raw"):
             with sqlite3.connect(tmp_path / side / "t.db") as db:
-                stored.append(db.execute(f"SELECT * FROM {table} ORDER BY id").fetchall())  # noqa: S608
-        assert stored[0] == stored[1] and stored[0], table
+                stored.append(db.execute(f"SELECT * FROM {t.name} ORDER BY {order}").fetchall())  # noqa: S608
+        assert stored[0] == stored[1] and stored[0], t.name
 
 
 def test_a_conflict_is_sqlalchemys_integrity_error_on_both(tmp_path: Path) -> None:
@@ -325,7 +362,7 @@ async def test_the_call_writes_and_the_orm_writes_of_one_sqlite_store_take_turns
     await st.open()
     try:
         _, write = st._sessions()
-        async with write() as s, s.begin():  # an ORM write under way (an agent's state, a lease, an intake, …)
+        async with write() as s, s.begin():  # an ORM write under way (a lease, an intake, …)
             await st._locked(s, linkedid="none")
             opening = asyncio.ensure_future(st.open_ticket("1.1", caller="13800138000", dialed="12345"))
             await asyncio.sleep(0.2)
