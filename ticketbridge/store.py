@@ -940,9 +940,9 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
     async def save_agent(self, snapshot: dict[str, Any], changes: Sequence[Any] = ()) -> None:
         """Persist an agent's state (routing.agent_service.snapshot) and its StateChanged and PinRefused actions, one
         transaction (ticketbridge/agent_writes.py; as the call writes: on a SQLite file in the call-writer
-        thread, retried when SQLite stays busy)."""
-        await self._retrying("agent_save_retry", lambda: self._call_tx(
-            agent_writes.save_agent, snapshot, tuple(changes), self._now()), agent=snapshot["agent"])
+        thread). Not retried: a seat's saves are sent in order by one worker (routing/agent_service.py), which a
+        retried save would hold up; a failure raises to it (logged there), as before."""
+        await self._call_tx(agent_writes.save_agent, snapshot, tuple(changes), self._now())
 
     async def agent_states(self, *, changed_since: dt.datetime | None = None) -> dict[str, dict[str, Any]]:
         """Every saved seat's snapshot, by seat (empty: nothing saved yet, a first start); `agent_id` None: the
@@ -970,8 +970,7 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
 
     async def save_help(self, period: dict[str, Any]) -> None:
         """Persist a 多援一 help period (routing.agent_help.HelpPeriod.as_dict): started, or ended (as `save_agent`)."""
-        await self._retrying("agent_help_retry", lambda: self._call_tx(agent_writes.save_help, period),
-                             period=period["id"])
+        await self._call_tx(agent_writes.save_help, period)
 
     async def help_periods(self, *, active: bool = True, limit: int = 100) -> list[dict[str, Any]]:
         """Help periods as dicts (HelpPeriod.from_dict reads them): the active ones, or the latest `limit`."""
