@@ -27,6 +27,7 @@ Run (as root):
   … --calls 600 --concurrency 400 --agents 60          # 2x what the box serves: saturation
   … --quick                                            # 12 calls, 6 at a time (CI)
   … --pg                                               # the store on PostgreSQL instead of SQLite
+  … --api                                              # a token first: the live API listens, as in production
 Exit code 1 when any ticket is wrong. Results in bench/RESULTS.md.
 """
 
@@ -153,6 +154,19 @@ async def ami_share(cfg: Any, events: list[dict[str, str]]) -> float:
     return spent
 
 
+async def api_token(url: str, cfg: Any) -> None:
+    """A supervisor's API token in the store (migrated here first), so the controller's live API starts."""
+    from live.tokens import new_token, token_hash
+    from ticketbridge.store import TicketStore
+
+    store = TicketStore(url, cfg)
+    await store.open()
+    try:
+        await store.create_token(name="bench", role="supervisor", seat=None, token_hash=token_hash(new_token()))
+    finally:
+        await store.close()
+
+
 def module_of(path: str) -> str:
     """A profile entry's file → what to sum it under: our module, a library, the standard library."""
     if "site-packages/" in path:
@@ -199,13 +213,18 @@ async def run(a: argparse.Namespace) -> int:
         await admin.dispose()
         url = make_url(PG_URL).set(database=pg_db).render_as_string(hide_password=False)
     prof = work / "controller.prof" if a.profile else None
-    ctl = ControllerProcess(url, work / "controller.log", profile=prof,
-                            extra=["--cdr-settle", str(a.cdr_settle)] + (["--profile-on-signal"] if prof else []))
+    extra = ["--cdr-settle", str(a.cdr_settle)] + (["--profile-on-signal"] if prof else [])
+    if a.api:  # as production: a token exists, so the live API listens and its pages follow the live deltas
+        await api_token(url, cfg)
+        extra += ["--api-port", str(cfg.api.port)]
+    ctl = ControllerProcess(url, work / "controller.log", profile=prof, extra=extra)
     sim = view = None
     try:
         await ctl.start(60)
         assert ctl.proc is not None
         pid = ctl.proc.pid
+        if a.api:
+            await ctl.wait_log("live_api_listening", 30)
         sim = await login(cfg, "sim")
         view = await login(cfg, "controller")
         seen: collections.Counter[str] = collections.Counter()
@@ -320,7 +339,8 @@ async def run(a: argparse.Namespace) -> int:
         busy = (cpu_end - cpu_start) - idle_rate * (t_end - t_start)
         n = len(calls)
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-        print(f"instance {INSTANCE} (offset {OFFSET}), {os.cpu_count()} CPUs, load average now {load}; "
+        print(f"instance {INSTANCE} (offset {OFFSET}), live API {'on' if a.api else 'off (no token)'}, "
+              f"{os.cpu_count()} CPUs, load average now {load}; "
               f"setup {t_start - t_setup:.0f} s")
         print(f"calls placed {n}/{a.calls}, {a.concurrency} at a time, {a.agents} agents talking {a.talk} s, "
               f"callers hold {a.hold} s; calls took {t_calls:.0f} s; CDR outcomes {dict(outcomes)}")
@@ -395,6 +415,8 @@ def main() -> None:
     ap.add_argument("--profile-out", default=None, help="with --profile: keep the profile (pstats) in this file")
     ap.add_argument("--pg", action="store_true", help="the store on the local PostgreSQL (a throwaway database) "
                     "instead of SQLite")
+    ap.add_argument("--api", action="store_true", help="a token in the store first, so the controller's live API "
+                    "listens and publishes deltas to its pages, as in production (default: no token, API off)")
     ap.add_argument("--quick", action="store_true", help="12 calls, 6 at a time (CI)")
     a = ap.parse_args()
     if a.quick:
