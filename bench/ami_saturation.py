@@ -40,7 +40,6 @@ import json
 import os
 import signal
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
