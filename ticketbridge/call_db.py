@@ -1,8 +1,9 @@
 """The statements a call's ticket writes need (ticketbridge/ticket_writes.py), and the seat agents' state saves
 (ticketbridge/agent_writes.py, 2-3 per answered call), behind one small port, `CallDb`, with two adapters:
 
-- `CoreCallDb`: SQLAlchemy Core on a sync `Connection` (PostgreSQL through `run_sync`, and SQLite when the
-  store has no call-writer thread);
+- `CoreCallDb`: SQLAlchemy Core on a sync `Connection`: on PostgreSQL a psycopg connection of the store's
+  call-writer thread, and SQLite's through the async engine's `run_sync` when the store has no call-writer
+  thread (in memory);
 - `SqliteCallDb`: the same statements, compiled once by SQLAlchemy for SQLite, run on the store's call-writer
   thread's own sqlite3 connection (opened once for the thread's life), with each column's own bind and
   result processors (`TypeEngine.bind_processor` / `result_processor`), so the values written and read are
