@@ -54,7 +54,7 @@ from ticketbridge.schema import (UTC, AgentEvent, AgentHelp, AgentStateRow, ApiT
                                  Outbox, SelfQueryFailure, Ticket, TicketHistory)
 from ticketbridge import agent_writes
 from ticketbridge.assembler import CallRecord
-from ticketbridge.call_db import CoreCallDb, SqliteCallDb
+from ticketbridge.call_db import CoreCallDb, DbapiCallDb
 from ticketbridge.intake import Intake, target_state
 from ticketbridge.leases import LeaseMixin
 from ticketbridge.lifecycle import INITIAL, parse_state, transition
@@ -242,7 +242,7 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         #: SQLite: the call-writer thread's connection, checked out of the call engine for the thread's life (used
         #: and closed in that thread only), and the adapter on it
         self._call_conn: PoolProxiedConnection | None = None
-        self._call_db: SqliteCallDb | None = None
+        self._call_db: DbapiCallDb | None = None
         self._read: async_sessionmaker[AsyncSession] | None = None
         self._write: async_sessionmaker[AsyncSession] | None = None
         #: set when SMS is configured (ticketbridge/sms.py): issue_password then queues the SMS notice
@@ -267,10 +267,12 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
             options.setdefault("pool_pre_ping", True)
             options["connect_args"] = {"timeout": 5, "command_timeout": 20, **options.get("connect_args", {})}
             # every call's own writes run whole in one thread of their own (as on SQLite, below), with psycopg:
-            # on the loop, through asyncpg and `run_sync`, they were most of a call's controller CPU (issue 15)
+            # on the loop, through asyncpg and `run_sync`, they were half of a call's controller CPU (issue 15)
+            # (positional parameters, as DbapiCallDb compiles them; autocommit: its transactions are its own)
             self._call_engine = create_engine(
                 url.set(drivername="postgresql+psycopg"), hide_parameters=True, pool_pre_ping=True, pool_size=1,
-                max_overflow=0, pool_timeout=60, connect_args=_psycopg_connect_args(options["connect_args"]))
+                max_overflow=0, pool_timeout=60, paramstyle="format", isolation_level="AUTOCOMMIT",
+                connect_args=_psycopg_connect_args(options["connect_args"]))
             self._call_thread = ThreadPoolExecutor(1, thread_name_prefix="ticket-calls")
         engine = create_async_engine(url, **options)
         if sqlite:
@@ -288,7 +290,7 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
             # every call's own writes (ticketbridge/ticket_writes.py) run whole in one thread of their own on
             # the sqlite3 connection itself: aiosqlite hops threads for every statement and every fetch
             # (the engine only opens its connection, with the pragmas and the dialect's first-connect set-up;
-            # the transactions are SqliteCallDb's own: SQLAlchemy's cost as much CPU as the statements)
+            # the transactions are DbapiCallDb's own: SQLAlchemy's cost as much CPU as the statements)
             call_engine = create_engine(url.set(drivername="sqlite"), **options, pool_size=1, max_overflow=0,
                                         pool_timeout=60)
             _sqlite_pragmas(call_engine, begin=False)
@@ -438,8 +440,8 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
     async def _call_tx(self, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
         """Run `fn(db, *args)` (ticketbridge/ticket_writes.py, agent_writes.py) in one transaction (`write`: a write
         one), in the call-writer thread (one thread hop for the whole transaction): on a SQLite file on its own
-        sqlite3 connection (`SqliteCallDb`; a write holds the process's write gate until it has ended, even when
-        the caller stops waiting), on PostgreSQL as Core statements on its own psycopg connection (`CoreCallDb`).
+        sqlite3 connection (`DbapiCallDb`; a write holds the process's write gate until it has ended, even when
+        the caller stops waiting), on PostgreSQL on a psycopg connection (`DbapiCallDb` too; no gate).
         Without that thread (SQLite in memory) as Core statements through the async engine's `run_sync`."""
         self._sessions()
         if self._call_thread is not None:
@@ -458,24 +460,31 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
             return await conn.run_sync(lambda c: fn(CoreCallDb(c), *args))
 
     def _in_call_thread(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
-        """(In the call-writer thread.) `fn(db, *args)` in one transaction. PostgreSQL: SQLAlchemy's, on a
-        connection checked out of the call engine's pool for it (pinged first, pool_pre_ping, as the async
+        """(In the call-writer thread.) `fn(db, *args)` in one transaction of `DbapiCallDb`. PostgreSQL: on a
+        psycopg connection checked out of the call engine's pool for it (pinged first, pool_pre_ping, as the async
         engine's: a server restarted between two transactions fails neither; keeping one connection checked out
-        instead measured at most ~5 % less CPU a call, within the noise). SQLite: `SqliteCallDb`'s own, on the sqlite3
-        connection opened on first use and kept for the thread's life."""
+        instead measured at most ~5 % less CPU a call, within the noise), closed by the pool when the transaction
+        left it lost or stuck. SQLite: on the sqlite3 connection opened on first use and kept for the thread's
+        life."""
         engine = self._call_engine
         assert engine is not None
         if engine.dialect.name != "sqlite":
-            with engine.begin() as conn:
-                return fn(CoreCallDb(conn), *args)
+            conn = engine.raw_connection()
+            db = DbapiCallDb(conn.driver_connection, engine.dialect)
+            try:
+                return db.transaction(fn, args, write=write)
+            finally:
+                if db.in_transaction:  # lost, or its ROLLBACK failed: the pool closes it
+                    conn.invalidate()
+                conn.close()
         db = self._call_db
         if db is None:
             self._call_conn = engine.raw_connection()
-            db = self._call_db = SqliteCallDb(self._call_conn.driver_connection, engine.dialect)
+            db = self._call_db = DbapiCallDb(self._call_conn.driver_connection, engine.dialect)
         try:
             return db.transaction(fn, args, write=write)
         finally:
-            if db.raw.in_transaction:  # its ROLLBACK failed: a fresh connection for the next transaction
+            if db.in_transaction:  # its ROLLBACK failed: a fresh connection for the next transaction
                 self._close_call_conn(invalidate=True)
 
     def _close_call_conn(self, *, invalidate: bool = False) -> None:
@@ -1381,7 +1390,7 @@ def _sqlite_pragmas(engine: Engine, *, begin: bool = True) -> None:
     pysqlite's own transaction handling is switched off so that write transactions start
     with BEGIN IMMEDIATE: a read-then-write transaction could otherwise deadlock-fail
     ("database is locked") when two controllers share one file. `begin`: the engine's
-    transactions are SQLAlchemy's (not the call-writer thread's, `SqliteCallDb.transaction`).
+    transactions are SQLAlchemy's (not the call-writer thread's, `DbapiCallDb.transaction`).
     """
 
     @event.listens_for(engine, "connect")

@@ -464,7 +464,7 @@ def _failing_first(monkeypatch: pytest.MonkeyPatch, sqlstate: str) -> list[int]:
     def save_records(db: Any, *args: Any) -> Any:
         runs.append(1)
         if len(runs) == 1:
-            db.conn.exec_driver_sql(f"DO $$ BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '{sqlstate}'; END $$")
+            db._run(f"DO $$ BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '{sqlstate}'; END $$", ())
         return real(db, *args)
 
     monkeypatch.setattr(store_module, "save_records", save_records)
@@ -525,7 +525,7 @@ async def test_postgresql_away_fails_a_call_write_at_once_and_the_held_record_is
 async def test_the_call_writer_connection_has_the_engines_timeouts_and_settings(store: TicketStore) -> None:
     """The psycopg connection of the call writes gives up as the asyncpg engine does (a statement after 20 s,
     connecting after 5 s) and sees the same schema (the engine's server settings: here the test's search_path)."""
-    shown = await store._call_tx(lambda db: [db.conn.exec_driver_sql(f"SHOW {p}").scalar()
+    shown = await store._call_tx(lambda db: [db.raw.execute(f"SHOW {p}").fetchone()[0]
                                              for p in ("statement_timeout", "search_path")], write=False)
     assert shown[0] == "20s" and shown[1].startswith("t_")
     assert store._call_engine is not None
