@@ -1,10 +1,11 @@
 """The two adapters of the call writes' port (ticketbridge/call_db.py) write the same rows.
 
-The SQLite store runs every call's writes on its call-writer thread's own sqlite3 connection, in transactions
-of its own (`DbapiCallDb`, with SQLAlchemy's own type processors); PostgreSQL and a SQLite store without its
-call-writer thread run them as SQLAlchemy Core (`CoreCallDb`). The same calls written through each, into two
-fresh databases, must leave every table the same, value for value, as SQLAlchemy reads them back; and the raw
-adapter's transactions must fail, lock and roll back as SQLAlchemy's did."""
+The store runs every call's writes on its call-writer thread's own DB-API connection (sqlite3 on a SQLite
+file, psycopg on PostgreSQL), in transactions of its own (`DbapiCallDb`, with SQLAlchemy's own type
+processors); a SQLite store without its call-writer thread runs them as SQLAlchemy Core (`CoreCallDb`), as
+PostgreSQL did through asyncpg. The same calls written through each, into two fresh databases, must leave
+every table the same, value for value, as SQLAlchemy reads them back; and the raw adapter's transactions must
+fail, lock and roll back as SQLAlchemy's did."""
 
 from __future__ import annotations
 
