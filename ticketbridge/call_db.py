@@ -1,19 +1,22 @@
 """The statements a call's ticket writes need (ticketbridge/ticket_writes.py), and the seat agents' state saves
 (ticketbridge/agent_writes.py, 2-3 per answered call), behind one small port, `CallDb`, with two adapters:
 
-- `CoreCallDb`: SQLAlchemy Core on a sync `Connection` (PostgreSQL through `run_sync`, and SQLite when the
-  store has no call-writer thread);
-- `SqliteCallDb`: the same statements, compiled once by SQLAlchemy for SQLite, run on the store's call-writer
-  thread's own sqlite3 connection (opened once for the thread's life), with each column's own bind and
-  result processors (`TypeEngine.bind_processor` / `result_processor`), so the values written and read are
-  the ones SQLAlchemy writes and reads. SQLAlchemy's per-statement execution (execution context, cache-key
-  lookup, events, result objects) cost about 0.1 ms a statement there, several times SQLite's own work
-  (bench/RESULTS.md, issue 15), and its transaction (pool checkout, Connection, the `begin` event's BEGIN,
-  commit, pool checkin) about as much again per transaction (bench/call_writer.py): the transaction is
-  this adapter's own too (`SqliteCallDb.transaction`: BEGIN IMMEDIATE or BEGIN, COMMIT, ROLLBACK). Errors
+- `CoreCallDb`: SQLAlchemy Core on a sync `Connection` (SQLite through the async engine's `run_sync` when the
+  store has no call-writer thread: in memory);
+- `DbapiCallDb`: the same statements, compiled once by SQLAlchemy for the connection's dialect, run on the
+  store's call-writer thread's own DB-API connection: on a SQLite file its sqlite3 connection (opened once
+  for the thread's life), on PostgreSQL a psycopg connection (checked out of the pool for each
+  transaction), with each column's own bind and result processors (`TypeEngine.bind_processor` /
+  `result_processor`), so the values written and read are the ones SQLAlchemy writes and reads.
+  SQLAlchemy's per-statement execution (execution context, cache-key lookup, events, result objects) cost
+  about 0.1 ms a statement on SQLite, several times SQLite's own work (bench/RESULTS.md, issue 15), and its
+  transaction (pool checkout, Connection, the `begin` event's BEGIN, commit, pool checkin) about as much
+  again per transaction (bench/call_writer.py); on psycopg Core cost the writer thread ~3.2-4.0 ms a call
+  (open + save) against this adapter's ~2.2-2.5 ms (bench/call_writer.py --backend pg). The transaction is
+  this adapter's own too (`DbapiCallDb.transaction`: BEGIN IMMEDIATE or BEGIN, COMMIT, ROLLBACK). Errors
   are raised as SQLAlchemy's (`DBAPIError.instance`), BEGIN's and COMMIT's included (SQLITE_BUSY after the
-  busy timeout: OperationalError), so the store's retries and fallbacks see the same exceptions on either
-  adapter.
+  busy timeout: OperationalError; psycopg's classes with their SQLSTATE), so the store's retries and
+  fallbacks see the same exceptions on either adapter.
 
 `CoreCallDb`'s transaction is SQLAlchemy's (`Engine.begin`, the store's `begin` listener issuing BEGIN
 IMMEDIATE on SQLite).
@@ -169,8 +172,10 @@ class _Compiled:
             (n, c.binds[n].type.dialect_impl(dialect).bind_processor(dialect),
              None if c.binds[n].required else (c.binds[n].value,))
             for n in (c.positiontup or ())]
-        self.columns: list[tuple[str, Processor]] = [
-            (col.key, col.type.dialect_impl(dialect).result_processor(dialect, None)) for col in columns]
+        self._dialect = dialect
+        self._result_columns = list(columns)
+        #: each result column's name and result processor, made for the first result (`rows`)
+        self.columns: list[tuple[str, Processor]] | None = None
         #: each bind's name and processor when every bind must be given (else None: `params` looks for the
         #: statement's own values): a ticket's ~45 parameters without a test and a branch each
         self._given_all = (None if any(g is not None for _, _, g in self.binds) else
@@ -193,57 +198,83 @@ class _Compiled:
             out.append(p(v) if p is not None else v)
         return tuple(out)
 
-    def row(self, raw: Sequence[Any]) -> dict[str, Any]:
-        return {k: p(v) if p is not None else v for (k, p), v in zip(self.columns, raw, strict=True)}
+    def rows(self, cur: Any) -> list[dict[str, Any]]:
+        """The rows of the statement's result `cur`, each value through its column's result processor. The
+        processors are made for the first result's column types (`cursor.description`: psycopg's numeric
+        processors depend on the server's type; sqlite3 has none)."""
+        if self.columns is None:
+            d = self._dialect
+            self.columns = [(col.key, col.type.dialect_impl(d).result_processor(d, desc[1]))
+                            for col, desc in zip(self._result_columns, cur.description, strict=True)]
+        cols = self.columns
+        return [{k: p(v) if p is not None else v for (k, p), v in zip(cols, raw, strict=True)}
+                for raw in cur.fetchall()]
 
 
-#: how a transaction of `SqliteCallDb` starts: a write one takes SQLite's write lock at once (BEGIN IMMEDIATE), so a
-#: read-then-write transaction cannot fail half-way ("database is locked") when two controllers share one file
-_BEGIN = {True: "BEGIN IMMEDIATE", False: "BEGIN"}
+#: how a transaction of `DbapiCallDb` starts, by dialect and `write`: on SQLite a write one takes the write lock at
+#: once (BEGIN IMMEDIATE), so a read-then-write transaction cannot fail half-way ("database is locked") when two
+#: controllers share one file; PostgreSQL locks rows (FOR UPDATE) as it goes
+_BEGIN = {"sqlite": {True: "BEGIN IMMEDIATE", False: "BEGIN"}, "postgresql": {True: "BEGIN", False: "BEGIN"}}
 
 
-class SqliteCallDb:
-    """`CallDb` on a sqlite3 connection of its own (the store's call-writer thread's): autocommit mode
-    (`isolation_level` None; `transaction` issues BEGIN and COMMIT), the store's pragmas set."""
+class DbapiCallDb:
+    """`CallDb` on a DB-API connection of its own in autocommit mode (`transaction` issues BEGIN and COMMIT): the
+    store's call-writer thread's sqlite3 connection (`isolation_level` None, the store's pragmas set), or on
+    PostgreSQL a psycopg connection (`autocommit` on) checked out for the transaction. The statements are
+    compiled for the connection's dialect, with positional parameters (sqlite3's qmark, psycopg's format)."""
 
-    #: compiled statements by (what, shape), shared by every instance (one dialect: SQLite's)
+    #: compiled statements by (dialect, what, shape), shared by every instance
     _cache: dict[tuple[Any, ...], _Compiled] = {}
 
-    def __init__(self, raw: sqlite3.Connection, dialect: Dialect) -> None:
+    def __init__(self, raw: Any, dialect: Dialect) -> None:
         self.raw = raw
-        #: the SQLite dialect the statements are compiled for and errors translated by (an engine's: initialized)
+        #: the dialect the statements are compiled for and errors translated by (an engine's: initialized)
         self.dialect = dialect
+        self._errors: type[Exception] = dialect.loaded_dbapi.Error
+        self._begin = _BEGIN[dialect.name]
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether the connection is inside a transaction, or (psycopg) in no known state: a lost connection."""
+        if isinstance(self.raw, sqlite3.Connection):
+            return self.raw.in_transaction
+        return int(self.raw.info.transaction_status) != 0  # (psycopg: pq.TransactionStatus.IDLE)
 
     def transaction(self, fn: Callable[..., T], args: Sequence[Any] = (), *, write: bool = True) -> T:
         """`fn(self, *args)` in one transaction (`write`: BEGIN IMMEDIATE, else BEGIN), committed when it returns,
         rolled back when it raises (its exception raised). A failed BEGIN or COMMIT raises as a statement does
         (SQLAlchemy's exception: OperationalError when SQLite stayed busy past the busy timeout). A ROLLBACK that
-        fails leaves the connection in its transaction (`raw.in_transaction`): the owner replaces it."""
-        self._run(_BEGIN[write], ())
+        fails leaves the connection in its transaction (`in_transaction`): the owner replaces it."""
+        self._run(self._begin[write], ())
         try:
             out = fn(self, *args)
             self._run("COMMIT", ())
         except BaseException:
-            if self.raw.in_transaction:  # (SQLite ended it itself after some errors)
+            if self.in_transaction:  # (SQLite ended it itself after some errors)
                 try:
                     self.raw.execute("ROLLBACK")
-                except sqlite3.Error:
+                except self._errors:
                     pass  # the error that made us roll back is the one to raise
             raise
         return out
 
     def _compiled(self, key: tuple[Any, ...], make: Callable[[], _Compiled]) -> _Compiled:
+        key = (self.dialect.name, *key)
         c = self._cache.get(key)
         if c is None:
             c = self._cache[key] = make()
         return c
 
-    def _run(self, sql: str, params: Any, *, many: bool = False) -> sqlite3.Cursor:
-        """`sql` with `params` (a list of them: `many`), sqlite3's errors raised as SQLAlchemy's."""
+    def _run(self, sql: str, params: Any, *, many: bool = False) -> Any:
+        """`sql` with `params` (a list of them: `many`), the driver's errors raised as SQLAlchemy's."""
         try:
-            return self.raw.executemany(sql, params) if many else self.raw.execute(sql, params)
-        except sqlite3.Error as e:
-            raise DBAPIError.instance(sql, params, e, sqlite3.Error, hide_parameters=True,
+            if not many:
+                return self.raw.execute(sql, params)
+            cur = self.raw.cursor()  # (psycopg's connection has no executemany)
+            cur.executemany(sql, params)
+            return cur
+        except self._errors as e:
+            raise DBAPIError.instance(sql, params, e, self._errors, hide_parameters=True,
                                       dialect=self.dialect) from e
 
     def tickets(self, linkedids: Sequence[str]) -> list[dict[str, Any]]:
@@ -251,14 +282,14 @@ class SqliteCallDb:
             return []
         n, ids = _bucketed(linkedids)
         c = self._compiled(("tickets", n), lambda: _Compiled(
-            select(_T).where(_T.c.linkedid.in_([bindparam(f"id{i}") for i in range(n)])).order_by(_T.c.id),
-            self.dialect, columns=list(_T.columns)))
-        return [c.row(raw) for raw in self._run(c.sql, ids).fetchall()]
+            select(_T).where(_T.c.linkedid.in_([bindparam(f"id{i}") for i in range(n)])).order_by(_T.c.id)
+            .with_for_update(), self.dialect, columns=list(_T.columns)))
+        return c.rows(self._run(c.sql, ids))
 
     def ticket_numbered(self, ticket_no: str) -> dict[str, Any] | None:
         c = self._compiled(("numbered",), lambda: _Compiled(_NUMBERED, self.dialect, columns=list(_T.columns)))
-        raw = self._run(c.sql, c.params({"ticket_no": ticket_no})).fetchone()
-        return None if raw is None else c.row(raw)
+        found = c.rows(self._run(c.sql, c.params({"ticket_no": ticket_no})))
+        return found[0] if found else None
 
     def seq_step(self, day: str, n: int) -> int:
         c = self._compiled(("seq",), lambda: _Compiled(_SEQ_STEP, self.dialect))

@@ -30,6 +30,7 @@ import hmac
 import json
 import os
 import secrets
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
@@ -53,7 +54,7 @@ from ticketbridge.schema import (UTC, AgentEvent, AgentHelp, AgentStateRow, ApiT
                                  Outbox, SelfQueryFailure, Ticket, TicketHistory)
 from ticketbridge import agent_writes
 from ticketbridge.assembler import CallRecord
-from ticketbridge.call_db import CoreCallDb, SqliteCallDb
+from ticketbridge.call_db import CoreCallDb, DbapiCallDb
 from ticketbridge.intake import Intake, target_state
 from ticketbridge.leases import LeaseMixin
 from ticketbridge.lifecycle import INITIAL, parse_state, transition
@@ -175,11 +176,26 @@ _FITTED = tuple((f.name, getattr(Ticket.__table__.columns[f.name].type, "length"
                 for f in fields(CallRecord))
 
 
-def _refused_content(e: DBAPIError) -> bool:
-    """A value the database will never take (SQLSTATE class 22, data exception), as opposed to a fault.
+def _sqlstate(e: DBAPIError) -> str:
+    """The PostgreSQL error's SQLSTATE ("" for none: SQLite, or no answer from the server). asyncpg's errors
+    reach us as a plain DBAPIError (or IntegrityError) whose `orig` carries it as `sqlstate`; psycopg's as the
+    class of its error (DataError, OperationalError, …) whose `orig` has it as `sqlstate` too."""
+    return str(getattr(e.orig, "sqlstate", "") or "")
 
-    asyncpg's errors reach us as a plain DBAPIError carrying the SQLSTATE, other drivers' as DataError."""
-    return isinstance(e, DataError) or str(getattr(e.orig, "sqlstate", "") or "").startswith("22")
+
+def _refused_content(e: DBAPIError) -> bool:
+    """A value the database will never take (SQLSTATE class 22, data exception), as opposed to a fault."""
+    return isinstance(e, DataError) or _sqlstate(e).startswith("22")
+
+
+def _worth_again(e: DBAPIError) -> bool:
+    """Whether a transaction that failed so can simply be run again (`TicketStore._retrying`): another controller
+    inserted the same call or took the same number (IntegrityError), PostgreSQL rolled it back for a serialization
+    failure or a deadlock (SQLSTATE class 40), or SQLite stayed busy (its OperationalError). Not a PostgreSQL server
+    that cannot be reached or went away (psycopg's OperationalError without a class 40 SQLSTATE; asyncpg raises
+    OSError there): the records wait in ticketbridge.pending instead of in ten reconnections."""
+    return (isinstance(e, IntegrityError) or _sqlstate(e).startswith("40")
+            or (isinstance(e, OperationalError) and isinstance(e.orig, sqlite3.OperationalError)))
 
 
 def _bare_record(record: CallRecord) -> CallRecord:
@@ -218,15 +234,15 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         self._write_engine: AsyncEngine | None = None
         #: the engine the call writes' transactions run on when there is no call-writer thread
         self._write_bind: AsyncEngine | None = None
-        #: SQLite file: the sync engine (one connection) of the per-call writes and its one thread
+        #: SQLite file or PostgreSQL: the sync engine (one connection) of the per-call writes and its one thread
         self._call_engine: Engine | None = None
         self._call_thread: ThreadPoolExecutor | None = None
         #: SQLite file: held by a write transaction of this process, call write or ORM session
         self._write_gate: asyncio.Lock | None = None
-        #: the call-writer thread's connection, checked out of the call engine for the thread's life (used and
-        #: closed in that thread only), and the adapter on it
+        #: SQLite: the call-writer thread's connection, checked out of the call engine for the thread's life (used
+        #: and closed in that thread only), and the adapter on it
         self._call_conn: PoolProxiedConnection | None = None
-        self._call_db: SqliteCallDb | None = None
+        self._call_db: DbapiCallDb | None = None
         self._read: async_sessionmaker[AsyncSession] | None = None
         self._write: async_sessionmaker[AsyncSession] | None = None
         #: set when SMS is configured (ticketbridge/sms.py): issue_password then queues the SMS notice
@@ -250,6 +266,14 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
             # (the controller keeps the call records meanwhile: ticketbridge.pending)
             options.setdefault("pool_pre_ping", True)
             options["connect_args"] = {"timeout": 5, "command_timeout": 20, **options.get("connect_args", {})}
+            # every call's own writes run whole in one thread of their own (as on SQLite, below), with psycopg:
+            # on the loop, through asyncpg and `run_sync`, they were half of a call's controller CPU (issue 15)
+            # (positional parameters, as DbapiCallDb compiles them; autocommit: its transactions are its own)
+            self._call_engine = create_engine(
+                url.set(drivername="postgresql+psycopg"), hide_parameters=True, pool_pre_ping=True, pool_size=1,
+                max_overflow=0, pool_timeout=60, paramstyle="format", isolation_level="AUTOCOMMIT",
+                connect_args=_psycopg_connect_args(options["connect_args"]))
+            self._call_thread = ThreadPoolExecutor(1, thread_name_prefix="ticket-calls")
         engine = create_async_engine(url, **options)
         if sqlite:
             _sqlite_pragmas(engine.sync_engine)
@@ -266,7 +290,7 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
             # every call's own writes (ticketbridge/ticket_writes.py) run whole in one thread of their own on
             # the sqlite3 connection itself: aiosqlite hops threads for every statement and every fetch
             # (the engine only opens its connection, with the pragmas and the dialect's first-connect set-up;
-            # the transactions are SqliteCallDb's own: SQLAlchemy's cost as much CPU as the statements)
+            # the transactions are DbapiCallDb's own: SQLAlchemy's cost as much CPU as the statements)
             call_engine = create_engine(url.set(drivername="sqlite"), **options, pool_size=1, max_overflow=0,
                                         pool_timeout=60)
             _sqlite_pragmas(call_engine, begin=False)
@@ -285,9 +309,9 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
 
     async def close(self) -> None:
         if self._call_thread is not None:
-            # the sqlite3 connection belongs to its thread: closed there, then the thread ends
+            # the call-writer thread's connection belongs to it: closed there, then the thread ends
             assert self._call_engine is not None
-            await asyncio.get_running_loop().run_in_executor(self._call_thread, self._close_call_conn)
+            await asyncio.get_running_loop().run_in_executor(self._call_thread, self._close_call_engine)
             self._call_thread.shutdown(wait=True)
             self._call_thread, self._call_engine = None, None
         if self._write_engine is not None:
@@ -390,15 +414,15 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
 
     async def _retrying(self, event: str, run: Callable[[], Awaitable[T]], **context: Any) -> T:
         """`run()` again, up to _RETRIES times with a short random back-off, when another controller inserted
-        the same call or took the same number (IntegrityError), or SQLite was busy (OperationalError)."""
+        the same call or took the same number, PostgreSQL found a serialization failure or deadlock, or SQLite
+        was busy (`_worth_again`)."""
         for attempt in range(_RETRIES):
             try:
                 return await run()
-            except (IntegrityError, OperationalError) as e:
-                if attempt == _RETRIES - 1:
+            except DBAPIError as e:
+                if attempt == _RETRIES - 1 or not _worth_again(e):
                     raise
-                log.info(event, attempt=attempt + 1, **context,
-                         error=type(e.orig).__name__ if isinstance(e, DBAPIError) else type(e).__name__)
+                log.info(event, attempt=attempt + 1, **context, error=type(e.orig).__name__)
                 await asyncio.sleep(0.01 * (attempt + 1) + secrets.randbelow(20) / 1000)
         raise RuntimeError("unreachable")
 
@@ -415,13 +439,12 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
 
     async def _call_tx(self, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
         """Run `fn(db, *args)` (ticketbridge/ticket_writes.py, agent_writes.py) in one transaction (`write`: a write
-        one): on a SQLite file in the call-writer thread on its own sqlite3 connection (one thread hop for the whole
-        transaction, `SqliteCallDb`; a write holds the process's write gate until it has ended, even when the
-        caller stops waiting), otherwise as Core statements through the async engine's `run_sync`
-        (`CoreCallDb`)."""
+        one), in the call-writer thread (one thread hop for the whole transaction): on a SQLite file on its own
+        sqlite3 connection (`DbapiCallDb`; a write holds the process's write gate until it has ended, even when
+        the caller stops waiting), on PostgreSQL on a psycopg connection (`DbapiCallDb` too; no gate).
+        Without that thread (SQLite in memory) as Core statements through the async engine's `run_sync`."""
         self._sessions()
-        if self._call_engine is not None:
-            assert self._call_thread is not None and self._write_gate is not None
+        if self._call_thread is not None:
             gate = self._write_gate if write else None
             if gate is not None:
                 await gate.acquire()
@@ -437,26 +460,46 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
             return await conn.run_sync(lambda c: fn(CoreCallDb(c), *args))
 
     def _in_call_thread(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
+        """(In the call-writer thread.) `fn(db, *args)` in one transaction of `DbapiCallDb`. PostgreSQL: on a
+        psycopg connection checked out of the call engine's pool for it (pinged first, pool_pre_ping, as the async
+        engine's: a server restarted between two transactions fails neither; keeping one connection checked out
+        instead measured at most ~5 % less CPU a call, within the noise), closed by the pool when the transaction
+        left it lost or stuck. SQLite: on the sqlite3 connection opened on first use and kept for the thread's
+        life."""
+        engine = self._call_engine
+        assert engine is not None
+        if engine.dialect.name != "sqlite":
+            conn = engine.raw_connection()
+            db = DbapiCallDb(conn.driver_connection, engine.dialect)
+            try:
+                return db.transaction(fn, args, write=write)
+            finally:
+                if db.in_transaction:  # lost, or its ROLLBACK failed: the pool closes it
+                    conn.invalidate()
+                conn.close()
         db = self._call_db
         if db is None:
-            assert self._call_engine is not None
-            self._call_conn = self._call_engine.raw_connection()
-            db = self._call_db = SqliteCallDb(self._call_conn.driver_connection, self._call_engine.dialect)
+            self._call_conn = engine.raw_connection()
+            db = self._call_db = DbapiCallDb(self._call_conn.driver_connection, engine.dialect)
         try:
             return db.transaction(fn, args, write=write)
         finally:
-            if db.raw.in_transaction:  # its ROLLBACK failed: a fresh connection for the next transaction
+            if db.in_transaction:  # its ROLLBACK failed: a fresh connection for the next transaction
                 self._close_call_conn(invalidate=True)
 
     def _close_call_conn(self, *, invalidate: bool = False) -> None:
-        """(In the call-writer thread.) Close its connection: the engine's pool closes it (`invalidate`: at
-        once, as unusable); then the engine's pool itself, unless a connection is only being replaced."""
+        """(In the call-writer thread.) Give its SQLite connection back to the engine's pool (`invalidate`: closed
+        at once, as unusable)."""
         conn, self._call_conn, self._call_db = self._call_conn, None, None
         if conn is not None:
             if invalidate:
                 conn.invalidate()
             conn.close()
-        if not invalidate and self._call_engine is not None:
+
+    def _close_call_engine(self) -> None:
+        """(In the call-writer thread, at the store's close.) Its connection, then the engine's pool, closed."""
+        self._close_call_conn()
+        if self._call_engine is not None:
             self._call_engine.dispose()
 
     def _outbox(self, s: AsyncSession, t: Ticket, kind: str, now: dt.datetime) -> None:
@@ -1310,13 +1353,44 @@ def _private_sqlite_file(db: Path) -> None:
             pass
 
 
+def _psycopg_connect_args(asyncpg_args: dict[str, Any]) -> dict[str, Any]:
+    """The asyncpg engine's connect arguments as psycopg's (libpq's), for the call-writer thread's connection to
+    the same server: `timeout` (connecting, s) is `connect_timeout`; `command_timeout` (s) a statement timeout on
+    the server plus `tcp_user_timeout` (a statement sent into a cut network fails then, not after the kernel's
+    retransmissions: psycopg has no client-side timeout of its own); `server_settings` `-c name=value` options.
+    Any other asyncpg argument has no counterpart here: ValueError, rather than a connection unlike the engine's."""
+    out: dict[str, Any] = {}
+    settings: dict[str, str] = {}
+    for key, value in asyncpg_args.items():
+        if key == "timeout":
+            out["connect_timeout"] = max(2, int(-(-float(value) // 1)))  # (whole seconds, libpq's least is 2)
+        elif key == "command_timeout":
+            if value is not None:
+                ms = int(float(value) * 1000)
+                settings["statement_timeout"] = str(ms)
+                out["tcp_user_timeout"] = ms
+        elif key == "server_settings":
+            settings.update({k: str(v) for k, v in value.items()})
+        else:
+            raise ValueError(f"the store's connect argument {key!r} has no psycopg counterpart "
+                             "(the call-writer thread's connection)")
+    if settings:
+        out["options"] = " ".join(f"-c {k}={_libpq_option(v)}" for k, v in settings.items())
+    return out
+
+
+def _libpq_option(value: str) -> str:
+    """A value inside libpq's `options`: backslashes and spaces escaped with a backslash."""
+    return value.replace("\\", "\\\\").replace(" ", "\\ ")
+
+
 def _sqlite_pragmas(engine: Engine, *, begin: bool = True) -> None:
     """WAL so readers never block; writers wait (busy_timeout) instead of failing; FKs on.
 
     pysqlite's own transaction handling is switched off so that write transactions start
     with BEGIN IMMEDIATE: a read-then-write transaction could otherwise deadlock-fail
     ("database is locked") when two controllers share one file. `begin`: the engine's
-    transactions are SQLAlchemy's (not the call-writer thread's, `SqliteCallDb.transaction`).
+    transactions are SQLAlchemy's (not the call-writer thread's, `DbapiCallDb.transaction`).
     """
 
     @event.listens_for(engine, "connect")

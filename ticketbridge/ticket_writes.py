@@ -3,10 +3,10 @@
 Every caller call writes its ticket twice: opened (numbered) as it enters the IVR, and its record
 merged in at hang-up, often many calls in one transaction (ticketbridge/save_queue.py). These are the
 controller's hottest statements, so they run without the ORM: no identity map, no unit of work, no
-attribute events. The functions run inside a transaction the store opens (`TicketStore._call_tx`): on a
-SQLite file in the store's call-writer thread on the sqlite3 connection itself (one thread hop per
-transaction instead of one per statement, `SqliteCallDb`), otherwise as SQLAlchemy Core through
-`AsyncConnection.run_sync` (`CoreCallDb`). The rules of what a record changes are pure
+attribute events. The functions run inside a transaction the store opens (`TicketStore._call_tx`), in the
+store's call-writer thread (one thread hop per transaction instead of one per statement), on the DB-API
+connection itself (`DbapiCallDb`: sqlite3 on a SQLite file, psycopg on PostgreSQL); on SQLite in memory as
+SQLAlchemy Core through `AsyncConnection.run_sync` (`CoreCallDb`). The rules of what a record changes are pure
 (ticketbridge/ticket_merge.py); what a new ticket, its history, callback and outbox rows hold is here,
 used by the ORM writes of the store too (`outbox_values`, `ticket_view`), so each lives in one place.
 """

@@ -1,10 +1,11 @@
 """The two adapters of the call writes' port (ticketbridge/call_db.py) write the same rows.
 
-The SQLite store runs every call's writes on its call-writer thread's own sqlite3 connection, in transactions
-of its own (`SqliteCallDb`, with SQLAlchemy's own type processors); PostgreSQL and a SQLite store without its
-call-writer thread run them as SQLAlchemy Core (`CoreCallDb`). The same calls written through each, into two
-fresh databases, must leave every table the same, value for value, as SQLAlchemy reads them back; and the raw
-adapter's transactions must fail, lock and roll back as SQLAlchemy's did."""
+The store runs every call's writes on its call-writer thread's own DB-API connection (sqlite3 on a SQLite
+file, psycopg on PostgreSQL), in transactions of its own (`DbapiCallDb`, with SQLAlchemy's own type
+processors); a SQLite store without its call-writer thread runs them as SQLAlchemy Core (`CoreCallDb`), as
+PostgreSQL did through asyncpg. The same calls written through each, into two fresh databases, must leave
+every table the same, value for value, as SQLAlchemy reads them back; and the raw adapter's transactions must
+fail, lock and roll back as SQLAlchemy's did."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import asyncio
 import datetime as dt
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +29,7 @@ from routing.agent import AgentState, StateChanged
 from routing.agent_service import PinRefused
 from ticketbridge.agent_writes import save_agent, save_help
 from ticketbridge.assembler import CallRecord
-from ticketbridge.call_db import CoreCallDb, SqliteCallDb
+from ticketbridge.call_db import CoreCallDb, DbapiCallDb
 from ticketbridge.schema import AgentEvent, AgentHelp, AgentStateRow, Callback, Outbox, Ticket, TicketHistory
 from ticketbridge.store import TicketStore, _sqlite_pragmas
 from ticketbridge.ticket_writes import (CallWrites, TicketRules, cdr_statuses, issue_password, new_ticket_values,
@@ -107,7 +109,7 @@ def dump(conn: Connection) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-@pytest.mark.parametrize("adapter", [CoreCallDb, SqliteCallDb])
+@pytest.mark.parametrize("adapter", [CoreCallDb, DbapiCallDb])
 def test_each_adapter_runs_the_day(tmp_path: Path, adapter: Any) -> None:
     """Sanity of each alone: the numbers, merges, callback and the CDR status come out as the rules say."""
     results, tables = _run(tmp_path, adapter)
@@ -143,7 +145,7 @@ def test_both_adapters_leave_the_same_rows(tmp_path: Path) -> None:
     (tmp_path / "core").mkdir()
     (tmp_path / "raw").mkdir()
     core = _run(tmp_path / "core", CoreCallDb)
-    raw = _run(tmp_path / "raw", SqliteCallDb)
+    raw = _run(tmp_path / "raw", DbapiCallDb)
     assert raw[0] == core[0]
     for table, rows in core[1].items():
         assert raw[1][table] == rows, table
@@ -162,7 +164,7 @@ def test_a_conflict_is_sqlalchemys_integrity_error_on_both(tmp_path: Path) -> No
     the raw adapter raises the same class, with the parameters hidden (personal data)."""
     rules = TicketRules(load_config(default_config_path()), ZoneInfo("Asia/Shanghai"))
     row = new_ticket_values(rules, CallRecord(linkedid="1.1", caller="13800138000", started_at=T0), "261130000001", NOW)
-    for adapter in (CoreCallDb, SqliteCallDb):
+    for adapter in (CoreCallDb, DbapiCallDb):
         engine = _engine(tmp_path / adapter.__name__)
         try:
             with _transactions(engine, adapter) as tx:
@@ -181,7 +183,7 @@ def test_a_write_transaction_takes_the_write_lock_at_once_and_a_read_one_does_no
     engine = _engine(tmp_path)
     try:
         with _raw(engine) as db, _other(tmp_path) as other:
-            def try_to_write(_: SqliteCallDb) -> bool:
+            def try_to_write(_: DbapiCallDb) -> bool:
                 try:
                     other.execute("BEGIN IMMEDIATE")
                 except sqlite3.OperationalError as e:
@@ -224,7 +226,7 @@ def test_a_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
     engine = _engine(tmp_path)
     try:
         with _raw(engine) as db:
-            def step_then_fail(d: SqliteCallDb) -> None:
+            def step_then_fail(d: DbapiCallDb) -> None:
                 d.seq_step("20261130", 5)
                 raise ValueError("the rules refused")
 
@@ -232,7 +234,7 @@ def test_a_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
                 db.transaction(step_then_fail)
             assert not db.raw.in_transaction
 
-            def orphan_callback(d: SqliteCallDb) -> None:
+            def orphan_callback(d: DbapiCallDb) -> None:
                 d.raw.execute("PRAGMA defer_foreign_keys = ON")
                 d.seq_step("20261130", 7)
                 d.insert_rows(Callback.__table__, [{"ticket_id": 999, "status": "pending", "attempts": 0, "at": NOW}])
@@ -274,7 +276,7 @@ async def test_a_call_write_whose_caller_stops_waiting_holds_the_write_gate_to_i
     try:
         inside, go_on = threading.Event(), threading.Event()
 
-        def slow(db: SqliteCallDb) -> int:
+        def slow(db: DbapiCallDb) -> int:
             inside.set()
             assert go_on.wait(5)
             return db.seq_step("20261130", 1)
@@ -307,11 +309,11 @@ def _engine(folder: Path) -> Any:
 
 
 @contextmanager
-def _raw(engine: Engine) -> Iterator[SqliteCallDb]:
+def _raw(engine: Engine) -> Iterator[DbapiCallDb]:
     """The raw adapter on a connection of its own, as the store's call-writer thread has."""
     conn = engine.raw_connection()
     try:
-        yield SqliteCallDb(conn.driver_connection, engine.dialect)
+        yield DbapiCallDb(conn.driver_connection, engine.dialect)
     finally:
         conn.close()
 
@@ -389,3 +391,53 @@ def _executing(thread_prefix: str) -> bool:
             if any(f.name in ("do_execute", "_run") for f in traceback.extract_stack(frames[t.ident])):
                 return True
     return False
+
+
+async def test_on_postgresql_the_call_writer_thread_writes_the_rows_the_core_statements_wrote(tmp_path: Path) -> None:
+    """PostgreSQL's call writes moved from SQLAlchemy Core on the loop (asyncpg, `run_sync`) to `DbapiCallDb` on
+    psycopg in the call-writer thread: the same day of calls, into two fresh schemas, one each way, gives the same
+    results and the same rows, value for value (times, JSON, floats), as SQLAlchemy reads them back."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from tests.conftest import PG_URL, require
+
+    rules = TicketRules(load_config(default_config_path()), ZoneInfo("Asia/Shanghai"))
+    admin = create_async_engine(PG_URL, connect_args={"timeout": 3})
+    schemas = {side: f"t_{side}_{uuid.uuid4().hex[:8]}" for side in ("core", "dbapi")}
+    try:
+        async with admin.begin() as c:
+            for schema in schemas.values():
+                await c.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as e:  # noqa: BLE001 - any failure means "no PostgreSQL here"
+        await admin.dispose()
+        require(False, f"PostgreSQL unreachable at {PG_URL}: {e}")
+    out = {}
+    try:
+        for side, schema in schemas.items():
+            st = TicketStore(PG_URL, engine_options={"connect_args": {"server_settings": {"search_path": schema}}})
+            await st.open()
+            try:
+                assert st.engine is not None
+                results = {}
+                for name, step in calls(rules):
+                    if side == "dbapi":
+                        results[name] = await st._call_tx(lambda db, step=step: (type(db).__name__, step(db)))
+                    else:  # what the store did before: Core through the async engine
+                        async with st.engine.begin() as conn:
+                            results[name] = await conn.run_sync(lambda c, step=step: ("CoreCallDb",
+                                                                                      step(CoreCallDb(c))))
+                async with st.engine.connect() as conn:
+                    out[side] = ({k: v[1] for k, v in results.items()}, {v[0] for v in results.values()},
+                                 await conn.run_sync(dump))
+            finally:
+                await st.close()
+    finally:
+        async with admin.begin() as c:
+            for schema in schemas.values():
+                await c.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        await admin.dispose()
+    assert out["core"][1] == {"CoreCallDb"} and out["dbapi"][1] == {"DbapiCallDb"}
+    assert out["dbapi"][0] == out["core"][0]
+    for table, rows in out["core"][2].items():
+        assert out["dbapi"][2][table] == rows and rows, table

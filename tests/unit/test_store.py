@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -16,12 +18,17 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from model.loading import load_config
 from ticketbridge.assembler import CallRecord, record_from_cdr
 from ticketbridge.lifecycle import IllegalTransition
+from ticketbridge import store as store_module
+from ticketbridge.pending import PendingSaves, store_error_reason
 from ticketbridge.store import TicketNotFound, TicketStore
+from tests.e2e.faults import CutLink
 
 PG_URL = os.environ.get("HOTLINE_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 IN_CI = bool(os.environ.get("CI"))
@@ -58,7 +65,7 @@ class Clock:
         return self.now
 
 
-StoreFactory = Callable[[], Awaitable[TicketStore]]
+StoreFactory = Callable[..., Awaitable[TicketStore]]
 
 
 @pytest.fixture(params=["sqlite", "pg"])
@@ -83,8 +90,10 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         await admin.dispose()
         options = {"connect_args": {"server_settings": {"search_path": schema}}}
 
-    async def factory() -> TicketStore:
-        st = TicketStore(url, cfg, clock=clock, engine_options=options)
+    async def factory(port: int | None = None) -> TicketStore:
+        """(`port`: PostgreSQL's, reached through another port: a relay the test can cut.)"""
+        st = TicketStore(url if port is None else make_url(url).set(port=port).render_as_string(hide_password=False),
+                         cfg, clock=clock, engine_options=options)
         await st.open()
         opened.append(st)
         return st
@@ -418,3 +427,115 @@ async def test_sqlite_database_wal_shm_and_folder_are_private(tmp_path: Path) ->
             assert f.stat().st_mode & 0o077 == 0, f"{f} is {oct(f.stat().st_mode & 0o777)}"
     finally:
         await store.close()
+
+
+# --------------------------------------------------------------------------- the call-writer thread
+
+
+async def test_a_calls_own_writes_run_in_the_call_writer_thread_not_on_the_event_loop(
+        store: TicketStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15: the ticket opened at IVR entry, the password, the hang-up save and the CDR replay's lookup run in
+    the store's call-writer thread, on SQLite and on PostgreSQL alike: the loop only hands them over."""
+    seen: dict[str, set[str]] = {}
+    for name in ("open_call", "issue_password", "save_records", "cdr_statuses"):
+        real = getattr(store_module, name)
+
+        def spy(*args: Any, _real: Any = real, _name: str = name) -> Any:
+            seen.setdefault(_name, set()).add(threading.current_thread().name)
+            return _real(*args)
+
+        monkeypatch.setattr(store_module, name, spy)
+    loop_thread = threading.current_thread().name
+    no = (await store.open_ticket("1772472600.1", caller="13800138000", dialed="12345")).ticket_no
+    assert await store.issue_password(no)
+    assert (await store.save_call(rec())).ticket_no == no
+    assert (await store.cdr_statuses(["1772472600.1"]))["1772472600.1"].outcome == "answered"
+    assert set(seen) == {"open_call", "issue_password", "save_records", "cdr_statuses"}
+    for name, threads in seen.items():
+        assert len(threads) == 1 and next(iter(threads)).startswith("ticket-calls"), (name, threads)
+        assert loop_thread not in threads
+
+
+def _failing_first(monkeypatch: pytest.MonkeyPatch, sqlstate: str) -> list[int]:
+    """`save_records` whose first run makes PostgreSQL raise an error of this SQLSTATE (a real server error,
+    through the driver); the list counts the runs."""
+    real, runs = store_module.save_records, []
+
+    def save_records(db: Any, *args: Any) -> Any:
+        runs.append(1)
+        if len(runs) == 1:
+            db._run(f"DO $$ BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '{sqlstate}'; END $$", ())
+        return real(db, *args)
+
+    monkeypatch.setattr(store_module, "save_records", save_records)
+    return runs
+
+
+@pytest.mark.parametrize("make_store", ["pg"], indirect=True)
+@pytest.mark.parametrize("sqlstate", ["40001", "40P01"])  # serialization failure, deadlock
+async def test_a_postgresql_transaction_rolled_back_for_a_conflict_is_run_again(
+        store: TicketStore, monkeypatch: pytest.MonkeyPatch, sqlstate: str) -> None:
+    runs = _failing_first(monkeypatch, sqlstate)
+    saved = await store.save_call(rec())
+    assert saved.created and len(runs) == 2
+    assert (await store.count_tickets()) == 1
+
+
+@pytest.mark.parametrize("make_store", ["pg"], indirect=True)
+async def test_a_postgresql_statement_cancelled_is_raised_at_once_with_its_sqlstate(
+        store: TicketStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A statement past the statement timeout (57014, query_canceled) is not a conflict: raised to the caller
+    (the controller keeps the record: ticketbridge.pending), not run ten times; nothing of it is kept."""
+    runs = _failing_first(monkeypatch, "57014")
+    with pytest.raises(DBAPIError) as caught:
+        await store.save_call(rec())
+    assert getattr(caught.value.orig, "sqlstate", None) == "57014" and len(runs) == 1
+    assert await store.count_tickets() == 0
+
+
+@pytest.mark.parametrize("make_store", ["pg"], indirect=True)
+async def test_postgresql_away_fails_a_call_write_at_once_and_the_held_record_is_written_when_it_is_back(
+        make_store: StoreFactory) -> None:
+    """PostgreSQL behind a link that is cut: the hang-up save fails in seconds as `unreachable` (no ten retries),
+    the record is held (ticketbridge.pending) and written once the link is back; the IVR's next ticket opens
+    without a failure (the pool pings the call-writer thread's connection before reusing it)."""
+    pg = make_url(PG_URL)
+    link = await CutLink(pg.host or "127.0.0.1", pg.port or 5432).open()
+    try:
+        st = await make_store(link.port)
+        assert (await st.open_ticket("1772472600.1", caller="13800138000", dialed="12345")).created
+        await link.cut()
+        pending = PendingSaves()
+        t0 = time.monotonic()
+        with pytest.raises(Exception) as caught:
+            await st.save_call(rec())
+        assert time.monotonic() - t0 < 5 and store_error_reason(caught.value) == "unreachable"
+        pending.defer(rec(), caught.value)
+        assert not await pending.flush(st.save_call)
+        await link.restore()
+        assert await pending.flush(st.save_call) and len(pending) == 0
+        t = await st.get_by_linkedid("1772472600.1")
+        assert t is not None and t.outcome == "answered" and t.agent == "seat1001"
+        assert (await st.open_ticket("1772472600.2", caller="13800138000", dialed="12345")).created
+    finally:
+        await link.close()
+
+
+@pytest.mark.parametrize("make_store", ["pg"], indirect=True)
+async def test_the_call_writer_connection_has_the_engines_timeouts_and_settings(store: TicketStore) -> None:
+    """The psycopg connection of the call writes gives up as the asyncpg engine does (a statement after 20 s,
+    connecting after 5 s) and sees the same schema (the engine's server settings: here the test's search_path)."""
+    shown = await store._call_tx(lambda db: [db.raw.execute(f"SHOW {p}").fetchone()[0]
+                                             for p in ("statement_timeout", "search_path")], write=False)
+    assert shown[0] == "20s" and shown[1].startswith("t_")
+    assert store._call_engine is not None
+    assert store._call_engine.url.drivername == "postgresql+psycopg"
+
+
+def test_the_asyncpg_connect_arguments_in_psycopgs_words() -> None:
+    args = store_module._psycopg_connect_args({"timeout": 1.5, "command_timeout": 20,
+                                               "server_settings": {"application_name": "hot line"}})
+    assert args == {"connect_timeout": 2, "tcp_user_timeout": 20000,
+                    "options": "-c statement_timeout=20000 -c application_name=hot\\ line"}
+    with pytest.raises(ValueError, match="'ssl' has no psycopg counterpart"):
+        store_module._psycopg_connect_args({"ssl": True})
