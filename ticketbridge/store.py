@@ -40,7 +40,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import Engine, create_engine, delete, event, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -270,7 +270,7 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
             # on the loop, through asyncpg and `run_sync`, they were half of a call's controller CPU (issue 15)
             # (positional parameters, as DbapiCallDb compiles them; autocommit: its transactions are its own)
             self._call_engine = create_engine(
-                url.set(drivername="postgresql+psycopg"), hide_parameters=True, pool_pre_ping=True, pool_size=1,
+                _psycopg_url(url), hide_parameters=True, pool_pre_ping=True, pool_size=1,
                 max_overflow=0, pool_timeout=60, paramstyle="format", isolation_level="AUTOCOMMIT",
                 connect_args=_psycopg_connect_args(options["connect_args"]))
             self._call_thread = ThreadPoolExecutor(1, thread_name_prefix="ticket-calls")
@@ -305,6 +305,10 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
                        async_sessionmaker(write_engine, expire_on_commit=False, class_=_GatedSession,
                                           gate=self._write_gate))
         await self._migrate()
+        if self._call_thread is not None and not sqlite:
+            # the call-writer thread's own connection, tried now: a setting psycopg refuses (the URL's query, TLS)
+            # fails the start with its reason, not the first call's ticket
+            await asyncio.get_running_loop().run_in_executor(self._call_thread, self._try_call_engine)
         log.info("ticket_store_opened", backend=url.get_backend_name())
 
     async def close(self) -> None:
@@ -495,6 +499,11 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
             if invalidate:
                 conn.invalidate()
             conn.close()
+
+    def _try_call_engine(self) -> None:
+        """(In the call-writer thread.) Connect once and give the connection back to the pool."""
+        assert self._call_engine is not None
+        self._call_engine.raw_connection().close()
 
     def _close_call_engine(self) -> None:
         """(In the call-writer thread, at the store's close.) Its connection, then the engine's pool, closed."""
@@ -1351,6 +1360,30 @@ def _private_sqlite_file(db: Path) -> None:
                 os.chmod(f, DB_FILE_MODE)
         except FileNotFoundError:
             pass
+
+
+#: asyncpg's own URL parameters (SQLAlchemy passes them to asyncpg.connect): no libpq counterpart
+_ASYNCPG_ONLY_QUERY = ("prepared_statement_cache_size", "prepared_statement_name_func")
+#: asyncpg's `ssl` URL values as libpq's sslmode
+_SSL_MODES = {"true": "require", "1": "require", "false": "disable", "0": "disable", "disable": "disable",
+              "allow": "allow", "prefer": "prefer", "require": "require", "verify-ca": "verify-ca",
+              "verify-full": "verify-full"}
+
+
+def _psycopg_url(url: URL) -> URL:
+    """The store's asyncpg URL for psycopg (the call-writer thread's connection to the same server): `ssl=` as
+    libpq's `sslmode=`; asyncpg's own parameters refused (ValueError names them); the rest as libpq takes them."""
+    query = dict(url.query)
+    bad = [k for k in query if k in _ASYNCPG_ONLY_QUERY]
+    if bad:
+        raise ValueError(f"store url: {', '.join(bad)} is asyncpg's own and has no psycopg counterpart (every "
+                         "call's writes use psycopg); remove it from the URL")
+    if "ssl" in query:
+        ssl = str(query.pop("ssl")).strip().lower()
+        if ssl not in _SSL_MODES:
+            raise ValueError(f"store url: ssl={ssl!r}: expected one of {', '.join(sorted(_SSL_MODES))}")
+        query.setdefault("sslmode", _SSL_MODES[ssl])
+    return url.set(drivername="postgresql+psycopg", query=query)
 
 
 def _psycopg_connect_args(asyncpg_args: dict[str, Any]) -> dict[str, Any]:

@@ -539,3 +539,45 @@ def test_the_asyncpg_connect_arguments_in_psycopgs_words() -> None:
                     "options": "-c statement_timeout=20000 -c application_name=hot\\ line"}
     with pytest.raises(ValueError, match="'ssl' has no psycopg counterpart"):
         store_module._psycopg_connect_args({"ssl": True})
+
+
+def test_the_store_urls_asyncpg_query_in_psycopgs_words() -> None:
+    """`ssl=` (asyncpg's) is libpq's `sslmode=`; libpq's own parameters pass; asyncpg-only ones are refused by name."""
+    url = make_url("postgresql+asyncpg://u@db:5432/hotline?ssl=true&application_name=hl")
+    out = store_module._psycopg_url(url)
+    assert out.drivername == "postgresql+psycopg" and out.host == "db" and out.database == "hotline"
+    assert dict(out.query) == {"sslmode": "require", "application_name": "hl"}
+    assert dict(store_module._psycopg_url(make_url("postgresql+asyncpg://u@db/h?ssl=verify-full")).query) == {
+        "sslmode": "verify-full"}
+    with pytest.raises(ValueError, match="prepared_statement_cache_size is asyncpg's own"):
+        store_module._psycopg_url(make_url("postgresql+asyncpg://u@db/h?prepared_statement_cache_size=0"))
+    with pytest.raises(ValueError, match="ssl='sometimes'"):
+        store_module._psycopg_url(make_url("postgresql+asyncpg://u@db/h?ssl=sometimes"))
+
+
+async def test_a_postgresql_url_with_ssl_disable_opens_and_writes_calls(tmp_path: Path) -> None:
+    """The same URL serves asyncpg (ORM, migrations) and psycopg (the call writes): a ticket is opened and saved."""
+    if not await _pg_reachable():
+        if IN_CI:
+            pytest.fail(f"CI must have PostgreSQL: {_pg_why}")
+        pytest.skip(_pg_why)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(PG_URL)
+    async with admin.begin() as c:
+        await c.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(PG_URL).update_query_dict({"ssl": "disable"}).render_as_string(hide_password=False)
+    st = TicketStore(url, load_config(SHIPPED), clock=Clock(),
+                     engine_options={"connect_args": {"server_settings": {"search_path": schema}}})
+    try:
+        await st.open()
+        assert st._call_engine is not None and dict(st._call_engine.url.query) == {"sslmode": "disable"}
+        assert (await st.open_ticket("1772472600.9", caller="13800138000", dialed="12345")).created
+        await st.save_call(rec(linkedid="1772472600.9"))
+        t = await st.get_by_linkedid("1772472600.9")
+        assert t is not None and t.outcome == "answered"
+    finally:
+        await st.close()
+        async with admin.begin() as c:
+            await c.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        await admin.dispose()
+
