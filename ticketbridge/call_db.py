@@ -1,8 +1,8 @@
 """The statements a call's ticket writes need (ticketbridge/ticket_writes.py), and the seat agents' state saves
 (ticketbridge/agent_writes.py, 2-3 per answered call), behind one small port, `CallDb`, with two adapters:
 
-- `CoreCallDb`: SQLAlchemy Core on a sync `Connection` (SQLite through the async engine's `run_sync` when the
-  store has no call-writer thread: in memory);
+- `CoreCallDb`: SQLAlchemy Core on a sync `Connection`: through the async engine's `run_sync` when the store has
+  no call-writer thread (SQLite in memory), and inside an ORM session's transaction (`TicketStore._with_ticket`);
 - `DbapiCallDb`: the same statements, compiled once by SQLAlchemy for the connection's dialect, run on the
   store's call-writer thread's own DB-API connection: on a SQLite file its sqlite3 connection (opened once
   for the thread's life), on PostgreSQL a psycopg connection (checked out of the pool for each
@@ -157,7 +157,7 @@ Processor = Callable[[Any], Any] | None
 
 
 class _Compiled:
-    """A statement compiled once for SQLite: its SQL, and each positional parameter's name and bind processor;
+    """A statement compiled once for a dialect (SQLite's, or PostgreSQL's for psycopg): its SQL, and each positional parameter's name and bind processor;
     for a SELECT, each result column's name and result processor."""
 
     def __init__(self, stmt: ClauseElement, dialect: Dialect, keys: Sequence[str] | None = None,
@@ -165,7 +165,7 @@ class _Compiled:
         c = stmt.compile(dialect=dialect, column_keys=list(keys) if keys is not None else None,
                          compile_kwargs={"render_postcompile": True})
         self.sql = c.string
-        # (the dialect's own form of each type: SQLite's DATETIME and JSON, under our TypeDecorators)
+        # (the dialect's own form of each type, e.g. SQLite's DATETIME and JSON, under our TypeDecorators)
         # (a value the statement itself gives, such as `.values(status="done")`, is its bind's own value; a
         # bind without one must be given: None marks it)
         self.binds: list[tuple[str, Processor, Any]] = [
@@ -259,7 +259,7 @@ class DbapiCallDb:
         return out
 
     def _compiled(self, key: tuple[Any, ...], make: Callable[[], _Compiled]) -> _Compiled:
-        key = (self.dialect.name, *key)
+        key = (self.dialect.name, self.dialect.paramstyle, *key)
         c = self._cache.get(key)
         if c is None:
             c = self._cache[key] = make()

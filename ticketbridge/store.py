@@ -234,7 +234,8 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         self._write_engine: AsyncEngine | None = None
         #: the engine the call writes' transactions run on when there is no call-writer thread
         self._write_bind: AsyncEngine | None = None
-        #: SQLite file or PostgreSQL: the sync engine (one connection) of the per-call writes and its one thread
+        #: SQLite file or PostgreSQL: the sync engine of the per-call writes and its thread (SQLite: one thread, one
+        #: connection; PostgreSQL: PG_CALL_THREADS, a pooled connection each)
         self._call_engine: Engine | None = None
         self._call_thread: ThreadPoolExecutor | None = None
         #: SQLite file: held by a write transaction of this process, call write or ORM session
@@ -266,14 +267,17 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
             # (the controller keeps the call records meanwhile: ticketbridge.pending)
             options.setdefault("pool_pre_ping", True)
             options["connect_args"] = {"timeout": 5, "command_timeout": 20, **options.get("connect_args", {})}
-            # every call's own writes run whole in one thread of their own (as on SQLite, below), with psycopg:
+            # every call's own writes run whole in call-writer threads (as on SQLite, below), with psycopg:
             # on the loop, through asyncpg and `run_sync`, they were half of a call's controller CPU (issue 15)
             # (positional parameters, as DbapiCallDb compiles them; autocommit: its transactions are its own)
+            call_url, call_args = _psycopg_url(url)
             self._call_engine = create_engine(
-                _psycopg_url(url), hide_parameters=True, pool_pre_ping=True, pool_size=1,
+                call_url, hide_parameters=True, pool_pre_ping=True, pool_size=PG_CALL_THREADS,
                 max_overflow=0, pool_timeout=60, paramstyle="format", isolation_level="AUTOCOMMIT",
-                connect_args=_psycopg_connect_args(options["connect_args"]))
-            self._call_thread = ThreadPoolExecutor(1, thread_name_prefix="ticket-calls")
+                connect_args={**_psycopg_connect_args(options["connect_args"]), **call_args})
+            # a few threads, each transaction on a connection of its own: one lock wait (up to the statement
+            # timeout) does not hold every other call's ticket up, as one connection would
+            self._call_thread = ThreadPoolExecutor(PG_CALL_THREADS, thread_name_prefix="ticket-calls")
         engine = create_async_engine(url, **options)
         if sqlite:
             _sqlite_pragmas(engine.sync_engine)
@@ -304,11 +308,15 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         self._write = (async_sessionmaker(write_engine, expire_on_commit=False) if self._write_gate is None else
                        async_sessionmaker(write_engine, expire_on_commit=False, class_=_GatedSession,
                                           gate=self._write_gate))
-        await self._migrate()
-        if self._call_thread is not None and not sqlite:
-            # the call-writer thread's own connection, tried now: a setting psycopg refuses (the URL's query, TLS)
-            # fails the start with its reason, not the first call's ticket
-            await asyncio.get_running_loop().run_in_executor(self._call_thread, self._try_call_engine)
+        try:
+            await self._migrate()
+            if self._call_thread is not None and not sqlite:
+                # the call writers' connection, tried now: a setting psycopg refuses (the URL's query, TLS) fails
+                # the start with its reason, not the first call's ticket
+                await asyncio.get_running_loop().run_in_executor(self._call_thread, self._try_call_engine)
+        except BaseException:
+            await self.close()  # its threads and engines, not left behind by a store that did not open
+            raise
         log.info("ticket_store_opened", backend=url.get_backend_name())
 
     async def close(self) -> None:
@@ -991,8 +999,7 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
     # -------------------------------------------------------------- seat agents
     async def save_agent(self, snapshot: dict[str, Any], changes: Sequence[Any] = ()) -> None:
         """Persist an agent's state (routing.agent_service.snapshot) and its StateChanged and PinRefused actions, one
-        transaction (ticketbridge/agent_writes.py; as the call writes: on a SQLite file in the call-writer
-        thread). Not retried: a seat's saves are sent in order by one worker (routing/agent_service.py), which a
+        transaction (ticketbridge/agent_writes.py; as the call writes: in the call-writer thread). Not retried: a seat's saves are sent in order by one worker (routing/agent_service.py), which a
         retried save would hold up; a failure raises to it (logged there), as before."""
         await self._call_tx(agent_writes.save_agent, snapshot, tuple(changes), self._now())
 
@@ -1362,35 +1369,37 @@ def _private_sqlite_file(db: Path) -> None:
             pass
 
 
-#: asyncpg's own URL parameters (SQLAlchemy passes them to asyncpg.connect): no libpq counterpart
-_ASYNCPG_ONLY_QUERY = ("prepared_statement_cache_size", "prepared_statement_name_func")
-#: asyncpg's `ssl` URL values as libpq's sslmode
-_SSL_MODES = {"true": "require", "1": "require", "false": "disable", "0": "disable", "disable": "disable",
-              "allow": "allow", "prefer": "prefer", "require": "require", "verify-ca": "verify-ca",
-              "verify-full": "verify-full"}
+#: PostgreSQL: the call-writer threads, each transaction on a pooled psycopg connection of its own
+PG_CALL_THREADS = 4
+#: asyncpg's prepared-statement URL parameters (SQLAlchemy passes them to asyncpg.connect), set for a pooler such
+#: as PgBouncer in transaction mode: psycopg's counterpart is to prepare nothing (`prepare_threshold` None)
+_ASYNCPG_PREPARED_QUERY = ("prepared_statement_cache_size", "prepared_statement_name_func")
+#: asyncpg's `ssl` URL values (its SSL modes) as libpq's sslmode: the same names
+_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
-def _psycopg_url(url: URL) -> URL:
-    """The store's asyncpg URL for psycopg (the call-writer thread's connection to the same server): `ssl=` as
-    libpq's `sslmode=`; asyncpg's own parameters refused (ValueError names them); the rest as libpq takes them."""
+def _psycopg_url(url: URL) -> tuple[URL, dict[str, Any]]:
+    """The store's asyncpg URL for psycopg (the call-writer threads' connections to the same server), and the
+    connect arguments it implies: `ssl=` is libpq's `sslmode=`; asyncpg's prepared-statement parameters (a
+    pooler) make psycopg prepare nothing; the rest is passed as libpq takes it."""
     query = dict(url.query)
-    bad = [k for k in query if k in _ASYNCPG_ONLY_QUERY]
-    if bad:
-        raise ValueError(f"store url: {', '.join(bad)} is asyncpg's own and has no psycopg counterpart (every "
-                         "call's writes use psycopg); remove it from the URL")
+    args: dict[str, Any] = {}
+    if any(query.pop(k, None) is not None for k in _ASYNCPG_PREPARED_QUERY):
+        args["prepare_threshold"] = None
     if "ssl" in query:
         ssl = str(query.pop("ssl")).strip().lower()
         if ssl not in _SSL_MODES:
-            raise ValueError(f"store url: ssl={ssl!r}: expected one of {', '.join(sorted(_SSL_MODES))}")
-        query.setdefault("sslmode", _SSL_MODES[ssl])
-    return url.set(drivername="postgresql+psycopg", query=query)
+            raise ValueError(f"store url: ssl={ssl!r}: expected one of {', '.join(_SSL_MODES)}")
+        query.setdefault("sslmode", ssl)
+    return url.set(drivername="postgresql+psycopg", query=query), args
 
 
 def _psycopg_connect_args(asyncpg_args: dict[str, Any]) -> dict[str, Any]:
     """The asyncpg engine's connect arguments as psycopg's (libpq's), for the call-writer thread's connection to
     the same server: `timeout` (connecting, s) is `connect_timeout`; `command_timeout` (s) a statement timeout on
-    the server plus `tcp_user_timeout` (a statement sent into a cut network fails then, not after the kernel's
-    retransmissions: psycopg has no client-side timeout of its own); `server_settings` `-c name=value` options.
+    the server plus `tcp_user_timeout` and keepalive probes (a statement sent into a cut network, or to a host
+    that is gone, fails then, not after the kernel's retransmissions or its 2-hour keepalive: psycopg has no
+    client-side timeout of its own); `server_settings` `-c name=value` options.
     Any other asyncpg argument has no counterpart here: ValueError, rather than a connection unlike the engine's."""
     out: dict[str, Any] = {}
     settings: dict[str, str] = {}
@@ -1402,6 +1411,10 @@ def _psycopg_connect_args(asyncpg_args: dict[str, Any]) -> dict[str, Any]:
                 ms = int(float(value) * 1000)
                 settings["statement_timeout"] = str(ms)
                 out["tcp_user_timeout"] = ms
+                # a server that stops answering once it has the statement (its host gone, the network cut):
+                # keepalive probes go unanswered and the kernel ends the connection in ~command_timeout
+                probe = max(1, int(float(value)) // 4)
+                out.update(keepalives=1, keepalives_idle=probe, keepalives_interval=probe, keepalives_count=3)
         elif key == "server_settings":
             settings.update({k: str(v) for k, v in value.items()})
         else:

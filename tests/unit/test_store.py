@@ -536,6 +536,7 @@ def test_the_asyncpg_connect_arguments_in_psycopgs_words() -> None:
     args = store_module._psycopg_connect_args({"timeout": 1.5, "command_timeout": 20,
                                                "server_settings": {"application_name": "hot line"}})
     assert args == {"connect_timeout": 2, "tcp_user_timeout": 20000,
+                    "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 5, "keepalives_count": 3,
                     "options": "-c statement_timeout=20000 -c application_name=hot\\ line"}
     with pytest.raises(ValueError, match="'ssl' has no psycopg counterpart"):
         store_module._psycopg_connect_args({"ssl": True})
@@ -543,16 +544,17 @@ def test_the_asyncpg_connect_arguments_in_psycopgs_words() -> None:
 
 def test_the_store_urls_asyncpg_query_in_psycopgs_words() -> None:
     """`ssl=` (asyncpg's) is libpq's `sslmode=`; libpq's own parameters pass; asyncpg-only ones are refused by name."""
-    url = make_url("postgresql+asyncpg://u@db:5432/hotline?ssl=true&application_name=hl")
-    out = store_module._psycopg_url(url)
+    url = make_url("postgresql+asyncpg://u@db:5432/hotline?ssl=require&application_name=hl")
+    out, args = store_module._psycopg_url(url)
     assert out.drivername == "postgresql+psycopg" and out.host == "db" and out.database == "hotline"
-    assert dict(out.query) == {"sslmode": "require", "application_name": "hl"}
-    assert dict(store_module._psycopg_url(make_url("postgresql+asyncpg://u@db/h?ssl=verify-full")).query) == {
-        "sslmode": "verify-full"}
-    with pytest.raises(ValueError, match="prepared_statement_cache_size is asyncpg's own"):
-        store_module._psycopg_url(make_url("postgresql+asyncpg://u@db/h?prepared_statement_cache_size=0"))
-    with pytest.raises(ValueError, match="ssl='sometimes'"):
-        store_module._psycopg_url(make_url("postgresql+asyncpg://u@db/h?ssl=sometimes"))
+    assert dict(out.query) == {"sslmode": "require", "application_name": "hl"} and args == {}
+    out, _ = store_module._psycopg_url(make_url("postgresql+asyncpg://u@db/h?ssl=verify-full"))
+    assert dict(out.query) == {"sslmode": "verify-full"}
+    # behind PgBouncer in transaction mode: asyncpg told to keep no prepared statements, psycopg to prepare none
+    out, args = store_module._psycopg_url(make_url("postgresql+asyncpg://u@pgb/h?prepared_statement_cache_size=0"))
+    assert dict(out.query) == {} and args == {"prepare_threshold": None}
+    with pytest.raises(ValueError, match="ssl='true'"):  # asyncpg refuses it in a URL too
+        store_module._psycopg_url(make_url("postgresql+asyncpg://u@db/h?ssl=true"))
 
 
 async def test_a_postgresql_url_with_ssl_disable_opens_and_writes_calls(tmp_path: Path) -> None:
@@ -581,3 +583,26 @@ async def test_a_postgresql_url_with_ssl_disable_opens_and_writes_calls(tmp_path
             await c.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         await admin.dispose()
 
+
+
+@pytest.mark.parametrize("make_store", ["pg"], indirect=True)
+async def test_a_call_write_waiting_on_a_lock_does_not_hold_up_another_calls_ticket(store: TicketStore) -> None:
+    """PostgreSQL: the call writes run in several threads, each on a connection of its own, so a hang-up save
+    that waits on a row another session holds (another controller, an agent's edit) does not keep the next
+    caller's IVR from its ticket number."""
+    assert (await store.open_ticket("1772472600.1", caller="13800138000", dialed="12345")).created
+    assert store.engine is not None
+    async with store.engine.connect() as other:
+        tx = await other.begin()
+        await other.execute(text("SELECT id FROM tickets WHERE linkedid = '1772472600.1' FOR UPDATE"))
+        save = asyncio.ensure_future(store.save_call(rec()))
+        await asyncio.sleep(0.5)
+        assert not save.done()  # it waits on the row
+        t0 = time.monotonic()
+        assert (await store.open_ticket("1772472600.2", caller="13900139000", dialed="12345")).created
+        assert time.monotonic() - t0 < 2
+        assert not save.done()
+        await tx.rollback()
+    await asyncio.wait_for(save, 10)
+    t = await store.get_by_linkedid("1772472600.1")
+    assert t is not None and t.outcome == "answered"
