@@ -76,7 +76,8 @@ def setup_logging(json_logs: bool = True, level: int = logging.INFO, *, cache_lo
 
 
 #: the controller's event loop: `uvloop` (the default) or `asyncio` (asyncio's own); bench/RESULTS.md measures
-#: what uvloop buys: ~10 % of the controller's CPU per real call, ~25-30 % of the FastAGI server's
+#: what uvloop buys: about 5-10 % of the controller's CPU per real call (within single runs' spread), 22-30 % of
+#: the FastAGI server's
 EVENT_LOOP_ENV = "HOTLINE_EVENT_LOOP"
 
 
