@@ -2,14 +2,16 @@
 with `--agents`, per seat-agent state save (`save_agent`: a snapshot and one StateChanged, 2-3 per answered call).
 
 Every call's two write transactions run in the store's call-writer thread (ticketbridge/store.py
-`TicketStore._call_tx`, ticketbridge/call_db.py `DbapiCallDb`: sqlite3 on SQLite, psycopg on PostgreSQL). This times that thread's own CPU (`time.thread_time` read in it) over `--calls` sequential
-open + save pairs on a fresh SQLite file (`--backend pg`: a fresh schema of the test PostgreSQL,
-$HOTLINE_TEST_PG), after a warm-up, and the process's CPU beside it (the event loop's side included). `--agents` times `--calls`
+`TicketStore._call_tx`, ticketbridge/call_db.py `DbapiCallDb`: sqlite3 on SQLite, psycopg on PostgreSQL).
+This times that thread's own CPU (`time.thread_time` read in it) over `--calls` sequential open + save pairs
+on a fresh SQLite file (`--backend pg`: a fresh schema of the test PostgreSQL, $HOTLINE_TEST_PG), after a
+warm-up, and the process's CPU beside it (the event loop's side included). `--agents` times `--calls`
 sequential `save_agent` calls instead (six seats in turn, each save moving its seat ready <-> talking: the
 update of an existing row, as in production). `--profile` runs cProfile in the writer thread only and prints
 its top functions; `--profile-out FILE` keeps the stats.
 
-Run:  .venv/bin/python bench/call_writer.py [--backend sqlite|pg] [--agents] [--calls 2000] [--warmup 200] [--rounds 3] [--profile]
+Run:  .venv/bin/python bench/call_writer.py [--backend sqlite|pg] [--agents] [--calls 2000] [--warmup 200]
+      [--rounds 3] [--profile]
 """
 
 from __future__ import annotations

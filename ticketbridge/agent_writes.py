@@ -1,5 +1,5 @@
 """The seat agents' writes as pure functions of a `CallDb` (ticketbridge/call_db.py), each run by the store in one
-transaction (ticketbridge/store.py `_call_tx`: in the call-writer thread, as the call writes, on SQLite and PostgreSQL).
+transaction (ticketbridge/store.py `_call_tx`: in the call-writer thread, as the call writes, on either backend).
 
 `save_agent` runs 2-3 times per answered call (routing/agent_service.py `_worker`): a seat's snapshot, its row in
 agent_states inserted or updated in one statement, and one agent_events row per StateChanged or PinRefused.

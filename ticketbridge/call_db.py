@@ -157,8 +157,8 @@ Processor = Callable[[Any], Any] | None
 
 
 class _Compiled:
-    """A statement compiled once for a dialect (SQLite's, or PostgreSQL's for psycopg): its SQL, and each positional parameter's name and bind processor;
-    for a SELECT, each result column's name and result processor."""
+    """A statement compiled once for a dialect (SQLite's, or PostgreSQL's for psycopg): its SQL, and each positional
+    parameter's name and bind processor; for a SELECT, each result column's name and result processor."""
 
     def __init__(self, stmt: ClauseElement, dialect: Dialect, keys: Sequence[str] | None = None,
                  columns: Sequence[Any] = ()) -> None:

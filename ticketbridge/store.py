@@ -999,8 +999,9 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
     # -------------------------------------------------------------- seat agents
     async def save_agent(self, snapshot: dict[str, Any], changes: Sequence[Any] = ()) -> None:
         """Persist an agent's state (routing.agent_service.snapshot) and its StateChanged and PinRefused actions, one
-        transaction (ticketbridge/agent_writes.py; as the call writes: in the call-writer thread). Not retried: a seat's saves are sent in order by one worker (routing/agent_service.py), which a
-        retried save would hold up; a failure raises to it (logged there), as before."""
+        transaction (ticketbridge/agent_writes.py; as the call writes: in the call-writer thread). Not retried: a
+        seat's saves are sent in order by one worker (routing/agent_service.py), which a retried save would hold
+        up; a failure raises to it (logged there), as before."""
         await self._call_tx(agent_writes.save_agent, snapshot, tuple(changes), self._now())
 
     async def agent_states(self, *, changed_since: dt.datetime | None = None) -> dict[str, dict[str, Any]]:

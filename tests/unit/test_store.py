@@ -90,10 +90,11 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         await admin.dispose()
         options = {"connect_args": {"server_settings": {"search_path": schema}}}
 
-    async def factory(port: int | None = None) -> TicketStore:
-        """(`port`: PostgreSQL's, reached through another port: a relay the test can cut.)"""
-        st = TicketStore(url if port is None else make_url(url).set(port=port).render_as_string(hide_password=False),
-                         cfg, clock=clock, engine_options=options)
+    async def factory(port: int | None = None, query: dict[str, str] | None = None) -> TicketStore:
+        """(`port`: PostgreSQL's, reached through another port: a relay the test can cut; `query`: added to the
+        store's URL.)"""
+        u = make_url(url).set(**({"port": port} if port is not None else {})).update_query_dict(query or {})
+        st = TicketStore(u.render_as_string(hide_password=False), cfg, clock=clock, engine_options=options)
         await st.open()
         opened.append(st)
         return st
@@ -557,31 +558,15 @@ def test_the_store_urls_asyncpg_query_in_psycopgs_words() -> None:
         store_module._psycopg_url(make_url("postgresql+asyncpg://u@db/h?ssl=true"))
 
 
-async def test_a_postgresql_url_with_ssl_disable_opens_and_writes_calls(tmp_path: Path) -> None:
+@pytest.mark.parametrize("make_store", ["pg"], indirect=True)
+async def test_a_postgresql_url_with_ssl_disable_opens_and_writes_calls(make_store: StoreFactory) -> None:
     """The same URL serves asyncpg (ORM, migrations) and psycopg (the call writes): a ticket is opened and saved."""
-    if not await _pg_reachable():
-        if IN_CI:
-            pytest.fail(f"CI must have PostgreSQL: {_pg_why}")
-        pytest.skip(_pg_why)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(PG_URL)
-    async with admin.begin() as c:
-        await c.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(PG_URL).update_query_dict({"ssl": "disable"}).render_as_string(hide_password=False)
-    st = TicketStore(url, load_config(SHIPPED), clock=Clock(),
-                     engine_options={"connect_args": {"server_settings": {"search_path": schema}}})
-    try:
-        await st.open()
-        assert st._call_engine is not None and dict(st._call_engine.url.query) == {"sslmode": "disable"}
-        assert (await st.open_ticket("1772472600.9", caller="13800138000", dialed="12345")).created
-        await st.save_call(rec(linkedid="1772472600.9"))
-        t = await st.get_by_linkedid("1772472600.9")
-        assert t is not None and t.outcome == "answered"
-    finally:
-        await st.close()
-        async with admin.begin() as c:
-            await c.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        await admin.dispose()
+    st = await make_store(query={"ssl": "disable"})
+    assert st._call_engine is not None and dict(st._call_engine.url.query) == {"sslmode": "disable"}
+    assert (await st.open_ticket("1772472600.9", caller="13800138000", dialed="12345")).created
+    await st.save_call(rec(linkedid="1772472600.9"))
+    t = await st.get_by_linkedid("1772472600.9")
+    assert t is not None and t.outcome == "answered"
 
 
 
