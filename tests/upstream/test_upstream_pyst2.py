@@ -284,9 +284,15 @@ def test_manager_matches_replies_by_arrival_not_actionid(ami: ThreadedFakeAmi, m
         if len(held) == 2:  # Asterisk answers the second first (e.g. the first one was slower)
             import asyncio
 
-            for i, (c, m) in enumerate(reversed(held)):
-                if i:
-                    await asyncio.sleep(0.2)
+            # both callers must be parked in pyst2's response queue before the first reply: a reply
+            # sent the instant B's action lands could be taken by B on its way into get(), before
+            # A (woken first) runs — a scheduling race, not pyst2 matching by ActionID. pyst2 marks
+            # each waiter in _reswaiting just before its get().
+            deadline = time.monotonic() + 2
+            while len(manager.m._reswaiting) < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            for c, m in reversed(held):
+                await asyncio.sleep(0.2)
                 await c.respond(m, Variable=m["Variable"], Value=f"value-of-{m['Variable']}")
 
     ami.fake.on("Getvar", getvar)
