@@ -152,6 +152,9 @@ class Step:
     fallback: int = 0
     peak_calls: int = 0
     errors: str = ""
+    #: the controller's CPU seconds from the step's first INVITE until its last ticket was final, and that span
+    ctl_cpu_s: float = 0.0
+    span_s: float = 0.0
 
 
 class Bench:
@@ -166,6 +169,14 @@ class Bench:
         # tests' every second, where it races the live saves of calls that just ended
         self.ctl = ControllerProcess(self.store_url, work / "controller.log", extra=["--cdr-settle", str(a.cdr_settle)])
         self.run_id = uuid.uuid4().int % 90 + 10
+        self.idle_rate = 0.0  # the controller's CPU seconds per second with no call (its timers, the CDR replay)
+
+    async def measure_idle(self, seconds: float) -> None:
+        pid = self.ctl.proc.pid if self.ctl.proc else None
+        c0, t0 = cpu_s(pid), time.monotonic()
+        await asyncio.sleep(seconds)
+        self.idle_rate = (cpu_s(pid) - c0) / (time.monotonic() - t0)
+        print(f"controller idle: {self.idle_rate * 1000:.1f} ms of CPU per second ({seconds:.0f} s, no call)", flush=True)
 
     # ------------------------------------------------------------------ the world
     def start_asterisk(self) -> None:
@@ -205,6 +216,7 @@ class Bench:
                "-trace_err", "-error_file", str(err), "-trace_logs", "-log_file", str(msgs),
                "-trace_stat", "-stf", str(stat), "-fd", "1", "-max_socket", "5000"]
         step.started = time.time()
+        step.ctl_cpu_s, step.span_s = -cpu_s(self.ctl.proc.pid if self.ctl.proc else None), -time.monotonic()
         proc = subprocess.Popen(cmd, cwd=self.work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         ast = asterisk_pid(self.sb)
         last = time.monotonic()
@@ -242,6 +254,8 @@ class Bench:
                     total, incomplete, fallback = (await c.execute(q, {"p": step.prefix + "%"})).one()
                 step.tickets, step.incomplete, step.fallback = int(total or 0), int(incomplete or 0), int(fallback or 0)
                 if (step.tickets >= expect and not step.incomplete) or time.monotonic() > deadline:
+                    step.ctl_cpu_s += cpu_s(self.ctl.proc.pid if self.ctl.proc else None)
+                    step.span_s += time.monotonic()
                     return
                 await asyncio.sleep(1)
         finally:
@@ -258,7 +272,7 @@ class Bench:
             print(f"-- step {step.label}: {n} calls at {self.a.rate:g}/s, each held {hold:.0f} s", flush=True)
             await self.run_calls(step, calls=n, rate=self.a.rate, hold_s=hold, limit=n)
             await self.check_tickets(step, step.ok + step.failed)
-            report_step(step, plateau=(n / self.a.rate + 3, hold - 3))
+            report_step(step, plateau=(n / self.a.rate + 3, hold - 3), idle_rate=self.idle_rate)
             steps.append(step)
             await asyncio.sleep(3)
         return steps
@@ -272,7 +286,7 @@ class Bench:
               f"{self.a.hold:g} s (≈{self.a.rate * self.a.hold:.0f} up at once)", flush=True)
         await self.run_calls(step, calls=calls, rate=self.a.rate, hold_s=self.a.hold, limit=limit)
         await self.check_tickets(step, step.ok + step.failed)
-        report_step(step, plateau=(self.a.hold + 5, duration - 5))
+        report_step(step, plateau=(self.a.hold + 5, duration - 5), idle_rate=self.idle_rate)
         rss = [s for s in step.samples if s.ctl_rss]
         if rss:
             print("controller RSS over time (MiB): " + ", ".join(
@@ -311,7 +325,7 @@ def sipp_counts(stat: Path) -> tuple[int, int]:
     return int(row.get("SuccessfulCall(C)", 0) or 0), int(row.get("FailedCall(C)", 0) or 0)
 
 
-def report_step(step: Step, plateau: tuple[float, float]) -> None:
+def report_step(step: Step, plateau: tuple[float, float], idle_rate: float) -> None:
     lo, hi = plateau
     during = [s for s in step.samples if lo <= s.t <= hi] or step.samples
 
@@ -327,6 +341,12 @@ def report_step(step: Step, plateau: tuple[float, float]) -> None:
           f"FastAGI missed → fallback {step.fallback}); "
           f"CPU % of one core while all up: controller {ctl:.0f} (peak {peak_ctl:.0f}), "
           f"Asterisk {ast:.0f} (peak {peak_ast:.0f}), SIPp {sipp:.0f}; load {os.getloadavg()[0]:.1f}", flush=True)
+    calls = step.ok + step.failed
+    if calls and step.span_s > 0:
+        busy = step.ctl_cpu_s - idle_rate * step.span_s
+        print(f"  controller CPU per call: {busy / calls * 1000:.1f} ms with its idle rate removed "
+              f"({step.ctl_cpu_s / calls * 1000:.1f} ms raw; {step.ctl_cpu_s:.2f} s over {step.span_s:.0f} s, "
+              f"first INVITE to the last ticket final)", flush=True)
     if step.errors:
         print("  SIPp errors (tail):\n  " + step.errors.strip().replace("\n", "\n  ")[-1200:])
 
@@ -377,6 +397,7 @@ async def main_async(a: argparse.Namespace) -> int:
                     b.ctl.proc.wait(10)
                 raise
             try:
+                await b.measure_idle(a.idle_s)
                 steps = [await b.soak()] if a.soak else await b.capacity()
             finally:
                 try:
@@ -409,6 +430,8 @@ def main() -> None:
     ap.add_argument("--store", default=None, help="ticket store URL (default: a fresh SQLite file)")
     ap.add_argument("--cdr-settle", type=float, default=20.0,
                     help="the controller's CDR replay settle time (default 20 s: production's; 0: every second)")
+    ap.add_argument("--idle-s", type=float, default=10.0,
+                    help="seconds the controller's idle CPU is sampled before the calls (removed from the per-call figure)")
     ap.add_argument("--max-calls", type=int, default=600)
     ap.add_argument("--max-duration", type=float, default=1800.0)
     ap.add_argument("--heap", type=float, default=0.0, metavar="N",
@@ -418,6 +441,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.quick:  # CI-sized: capacity one step of 20 calls; soak 5 calls/s for 20 s
         a.steps, a.rate, a.hold = "20", 10.0, 15.0
+        a.idle_s = min(a.idle_s, 3.0)
         if a.soak:
             a.rate, a.hold, a.duration, a.sample = 5.0, 10.0, min(a.duration, 20.0), 2.0
     sys.exit(asyncio.run(main_async(a)))
