@@ -283,9 +283,19 @@ class LiveService:
                 pass
             self._wake.clear()
             try:
-                self.publish()
+                if self._subscribers:
+                    self.publish()
+                else:
+                    self._settle()
             except Exception:  # noqa: BLE001
                 log.exception("live_publish_failed")
+
+    def _settle(self) -> None:
+        """`publish` with nobody subscribed: the model moves on (a new day) and what changed is forgotten, without
+        rendering the views nobody reads (a stream that subscribes later starts from a snapshot)."""
+        self._dirty = Changes()
+        self.model.tick(self.clock())
+        self._agent_marks = self._agent_fingerprints()
 
     def publish(self) -> Delta | None:
         """Send what changed since the last call (events, agents' states, a new day); None: nothing did."""

@@ -104,3 +104,29 @@ async def test_a_saved_ticket_counts_only_when_the_live_events_did_not_see_the_c
     live.note_saved({**base, "linkedid": "G1", "source": "ami", "gap": True})  # joined mid-way
     live.note_saved({**base, "linkedid": "G1", "source": "ami", "gap": True})  # saved again: once
     assert live.model.calls_today == 3
+
+
+async def test_nobody_subscribed_renders_nothing_and_a_later_stream_gets_what_changed_after_it_came() -> None:
+    import asyncio
+
+    live, agents, ami, clock = service()
+    live.poll_s, live.flush_s = 0.01, 0.0
+    rendered: list[object] = []
+    parts = live._parts
+    live._parts = lambda ch, now: rendered.append(ch) or parts(ch, now)  # type: ignore[method-assign]
+    await live.start()
+    try:
+        ami.push(Event="Newchannel", Linkedid="L1", Uniqueid="L1", Context="hotline-inbound",
+                 CallerIDNum="13800138000", Exten="12345", Timestamp=str(clock.now))
+        agents.agents["1001"].feed(SetBusy(clock(), "就餐", by="api:张班长"))
+        await asyncio.sleep(0.1)  # several publisher turns
+        assert rendered == [] and live.seq == 0  # no stream: no view built, no delta numbered
+        snap, _ = live.snapshot(Viewer(Principal(2, "班长", "supervisor", None)))
+        assert "L1" in snap["calls"] and snap["agents"]["1001"]["state"] == "busy"  # the model kept up
+        q = live.subscribe()
+        agents.agents["1002"].feed(SetBusy(clock(), "培训", by="api:张班长"))
+        d = await asyncio.wait_for(q.get(), 2)
+        assert d is not None and set(d.parts["agents"]) == {"1002"}  # 1001's change was not carried over
+        live.unsubscribe(q)
+    finally:
+        await live.stop()
