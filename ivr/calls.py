@@ -187,17 +187,18 @@ class CallScripts:
             case MenuExit():
                 pass
             case SetRoute():
-                for name, value in action.variables:
-                    await s.set_variable(name, value)
-                if self.config.transcripts.enabled:  # the queue records each direction apart for it
-                    await s.set_variable(Var.TRANSCRIBE, "1")
                 d = action.decision
                 await s.user_event(Event.ROUTE, Line=d.line or "", Mode=d.mode, Dest=action.dest.label(),
                                    Category=action.category.value if action.category else "", Fallback="0",
                                    # not `Priority`/`Language`: every UserEvent carries the channel's own
                                    **({"AccessPriority": action.priority} if action.priority else {}),
                                    **({"AccessLanguage": action.language} if action.language else {}))
-                await s.set_variable(Var.ROUTE, action.route)
+                # the route's variables in one round trip, Var.ROUTE last: a script cut off before it leaves the
+                # dialplan without a route, and it queues the caller (fail open)
+                await s.set_variables([*action.variables,
+                                       # the queue records each direction apart for the transcripts
+                                       *([(Var.TRANSCRIBE, "1")] if self.config.transcripts.enabled else []),
+                                       (Var.ROUTE, action.route)])
         return None
 
     async def _open_ticket(self, s: AgiSession, call: InboundCall) -> str | None:

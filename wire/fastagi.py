@@ -78,7 +78,7 @@ _VAR_NAME = re.compile(r"^[^\s\"\\]+$")
 _MEDIA = ("STREAM FILE", "CONTROL STREAM FILE", "GET DATA", "GET OPTION", "SAY ", "RECORD FILE", "EXEC",
           "WAIT FOR DIGIT")
 #: EXEC'd applications that return at once (everything else EXEC'd is treated as media).
-_QUICK_APPS = ("USEREVENT", "SET", "NOOP", "VERBOSE", "LOG", "CELGENUSEREVENT")
+_QUICK_APPS = ("USEREVENT", "SET", "MSET", "NOOP", "VERBOSE", "LOG", "CELGENUSEREVENT")
 
 #: Commands whose ``200 result=-1`` means "hang-up or failure" (res_agi docs); others use -1 otherwise.
 _MINUS_ONE_MEANS_HANGUP = (
@@ -462,6 +462,18 @@ class AgiSession:
         _check_name(name)
         await self.command(f"SET VARIABLE {name} {agi_quote(_one_line(str(value)))}")
 
+    async def set_variables(self, pairs: Sequence[tuple[str, Any]]) -> None:
+        """Set channel variables in order, in one round trip (`EXEC MSet`) when every value goes through
+        Asterisk's argument parsing unchanged (`_mset_safe`), else one SET VARIABLE each."""
+        values = [(name, _one_line(str(value))) for name, value in pairs]
+        for name, _ in values:
+            _check_name(name)
+        if len(values) > 1 and all(_mset_safe(v) for _, v in values):
+            await self.exec("MSet", *(f"{name}={v}" for name, v in values))
+            return
+        for name, v in values:
+            await self.command(f"SET VARIABLE {name} {agi_quote(v)}")
+
     async def stream_file(self, name: str, escape_digits: str = "") -> str | None:
         """Play a sound; the digit that interrupted it, or None. A missing file plays as silence."""
         line = f"STREAM FILE {_arg(name)} {agi_quote(escape_digits)}"
@@ -570,6 +582,16 @@ def _minus_one_is_hangup(line: str) -> bool:
 def _check_name(name: str) -> None:
     if not _VAR_NAME.match(name):
         raise ValueError(f"bad variable name {name!r}")
+
+
+#: what MSet's argument parsing gives a meaning: its list separators (`,`, and `|` in compat mode), the
+#: name=value split, quotes and escapes (stripped), brackets and parentheses (they hold separators)
+_MSET_UNSAFE = frozenset(",|=\"\\'()[]{}")
+
+
+def _mset_safe(value: str) -> bool:
+    """A value MSet sets exactly as given (also no space at either end: argument parsing may trim it)."""
+    return value == value.strip() and not _MSET_UNSAFE.intersection(value)
 
 
 def _one_line(value: str) -> str:

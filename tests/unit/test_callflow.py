@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -51,6 +52,10 @@ class ScriptedAgi:
 
     async def set_variable(self, name: str, value: Any) -> None:
         self.vars[str(name)] = str(value)
+
+    async def set_variables(self, pairs: Sequence[tuple[str, Any]]) -> None:  # (one MSet on a real session)
+        for name, value in pairs:
+            await self.set_variable(name, value)
 
     async def user_event(self, name: str, **headers: Any) -> None:
         self.events.append((str(name), headers))

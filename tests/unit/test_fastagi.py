@@ -516,6 +516,30 @@ async def test_exec_set_variable_user_event_quoting_and_chinese(server: FastAgiS
     assert await outcome(fut) == ('张三 "老王"', "0")
 
 
+async def test_set_variables_is_one_mset_unless_a_value_would_be_parsed_into_something_else(
+        server: FastAgiServer) -> None:
+    async def body(s: AgiSession) -> Any:
+        await s.set_variables([("HOTLINE_QUEUE", "general"), ("HOTLINE_CATEGORY", "投诉举报"), ("__HOTLINE_X", ""),
+                               ("HOTLINE_ROUTE", "queue")])
+        # a comma would split the list, quotes and backslashes are stripped, a bracket holds separators, '='
+        # splits name from value, a space at an end may be trimmed: each falls back to one SET VARIABLE per name
+        for odd in ("a,b", 'say "hi"', "c:\\x", "f(x", "a=b", " lead", "[x]"):
+            await s.set_variables([("HOTLINE_A", "1"), ("HOTLINE_B", odd)])
+        await s.set_variables([("HOTLINE_ONE", "x")])  # one variable: SET VARIABLE, no MSet
+        with pytest.raises(ValueError):
+            await s.set_variables([("HOTLINE_A", "1"), ("BAD NAME", "2")])
+
+    fut = recorder(server, "inbound", body)
+    f = await FakeAsteriskAgi().connect(server.port)
+    assert await f.reply("EXEC MSet", "200 result=0") == (
+        'EXEC MSet "HOTLINE_QUEUE=general,HOTLINE_CATEGORY=投诉举报,__HOTLINE_X=,HOTLINE_ROUTE=queue"')
+    for _ in range(7):
+        assert await f.reply("SET VARIABLE", "200 result=1") == 'SET VARIABLE HOTLINE_A "1"'
+        assert (await f.reply("SET VARIABLE", "200 result=1")).startswith("SET VARIABLE HOTLINE_B ")
+    assert await f.reply("SET VARIABLE", "200 result=1") == 'SET VARIABLE HOTLINE_ONE "x"'
+    await outcome(fut)
+
+
 async def test_playback_is_one_exec_of_the_list_and_a_hangup_during_it_is_a_hangup(server: FastAgiServer) -> None:
     async def body(s: AgiSession) -> Any:
         await s.playback(["hotline/notice_ticket_is", "hotline/digits/2", "hotline/silence/300ms", "hotline/digits/6"])
