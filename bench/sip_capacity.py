@@ -14,7 +14,8 @@ SIPp completed and failed, calls Asterisk hung up before the carrier did, the pe
 calls Asterisk reported, calls that missed the controller (`handled_by: fallback`: FastAGI not
 reached in time — the dialplan still queued them), tickets missing or left incomplete, and the
 average CPU of the controller, of Asterisk and of SIPp while all calls were up — which shows
-which of them is the limit.
+which of them is the limit — and the controller's CPU per call: from the step's first INVITE until the
+CDR replay has read its last call, less the controller's idle rate (sampled first, `--idle-s`).
 
 Soak mode (`--soak`): `--rate` new calls per second for `--duration` seconds (each held `--hold`),
 the controller's RSS sampled every `--sample` seconds; the same failure and ticket counts. `--heap N`: the
@@ -66,6 +67,8 @@ TICK = os.sysconf("SC_CLK_TCK")
 #: seconds after the first calls' hold before the soak's RSS trend is measured (pools, caches and the
 #: calls-up level fill first)
 WARM_UP_S = 60.0
+#: seconds the controller is left to finish starting before its idle CPU is sampled
+IDLE_SETTLE_S = 5.0
 #: what SIPp streams on every call: 1 s of a 440 Hz tone, A-law (payload 8), looped
 TONE_S = 1.0
 
@@ -152,7 +155,7 @@ class Step:
     fallback: int = 0
     peak_calls: int = 0
     errors: str = ""
-    #: the controller's CPU seconds from the step's first INVITE until its last ticket was final, and that span
+    #: the controller's CPU seconds from the step's first INVITE until the CDR replay read its last call
     ctl_cpu_s: float = 0.0
     span_s: float = 0.0
 
@@ -172,7 +175,10 @@ class Bench:
         self.idle_rate = 0.0  # the controller's CPU seconds per second with no call (its timers, the CDR replay)
 
     async def measure_idle(self, seconds: float) -> None:
+        """The controller's CPU per second with no call, once its start-up work (the live rebuild, today's
+        tickets, the first CDR replay) is over."""
         pid = self.ctl.proc.pid if self.ctl.proc else None
+        await asyncio.sleep(IDLE_SETTLE_S)
         c0, t0 = cpu_s(pid), time.monotonic()
         await asyncio.sleep(seconds)
         self.idle_rate = (cpu_s(pid) - c0) / (time.monotonic() - t0)
@@ -246,14 +252,20 @@ class Bench:
         """Every call of the step has one complete ticket (waits for the last saves)."""
         engine = create_async_engine(self.store_url)
         q = text("SELECT count(*), sum(CASE WHEN outcome = 'in_progress' THEN 1 ELSE 0 END), "
-                 "sum(CASE WHEN handled_by = 'fallback' THEN 1 ELSE 0 END) FROM tickets WHERE caller LIKE :p")
+                 "sum(CASE WHEN handled_by = 'fallback' THEN 1 ELSE 0 END), "
+                 "sum(CASE WHEN cdr_check = 'due' THEN 1 ELSE 0 END) FROM tickets WHERE caller LIKE :p")
         deadline = time.monotonic() + timeout
         try:
             while True:
                 async with engine.connect() as c:
-                    total, incomplete, fallback = (await c.execute(q, {"p": step.prefix + "%"})).one()
+                    total, incomplete, fallback, due = (await c.execute(q, {"p": step.prefix + "%"})).one()
                 step.tickets, step.incomplete, step.fallback = int(total or 0), int(incomplete or 0), int(fallback or 0)
-                if (step.tickets >= expect and not step.incomplete) or time.monotonic() > deadline:
+                # done when every call has its ticket, complete and checked against its CDR row (the replay's
+                # work is the controller's too: counted in the CPU per call)
+                if (step.tickets >= expect and not step.incomplete and not due) or time.monotonic() > deadline:
+                    # the CDR replay reads the step's last rows a settle time after they were written (it runs
+                    # every half of it): its work for these calls is counted too
+                    await asyncio.sleep(self.a.cdr_settle * 1.5 + 2)
                     step.ctl_cpu_s += cpu_s(self.ctl.proc.pid if self.ctl.proc else None)
                     step.span_s += time.monotonic()
                     return
@@ -346,7 +358,7 @@ def report_step(step: Step, plateau: tuple[float, float], idle_rate: float) -> N
         busy = step.ctl_cpu_s - idle_rate * step.span_s
         print(f"  controller CPU per call: {busy / calls * 1000:.1f} ms with its idle rate removed "
               f"({step.ctl_cpu_s / calls * 1000:.1f} ms raw; {step.ctl_cpu_s:.2f} s over {step.span_s:.0f} s, "
-              f"first INVITE to the last ticket final)", flush=True)
+              f"first INVITE to the CDR replay of the last call)", flush=True)
     if step.errors:
         print("  SIPp errors (tail):\n  " + step.errors.strip().replace("\n", "\n  ")[-1200:])
 

@@ -110,7 +110,8 @@ class SelfService:
 
 @dataclass(frozen=True)
 class SetRoute:
-    """Hand the route to the dialplan: set `variables` (in order), report, then set `Var.ROUTE` to `route`.
+    """Hand the route to the dialplan: report it (HotlineRoute), then set `variables` (in order) and `Var.ROUTE`
+    to `route`, last, in one round trip.
 
     Answer: None. Always the last action.
     """

@@ -468,7 +468,7 @@ class AgiSession:
         values = [(name, _one_line(str(value))) for name, value in pairs]
         for name, _ in values:
             _check_name(name)
-        if len(values) > 1 and all(_mset_safe(v) for _, v in values):
+        if 1 < len(values) <= MSET_MAX and all(_MSET_NAME.match(n) and _mset_safe(v) for n, v in values):
             await self.exec("MSet", *(f"{name}={v}" for name, v in values))
             return
         for name, v in values:
@@ -585,8 +585,13 @@ def _check_name(name: str) -> None:
 
 
 #: what MSet's argument parsing gives a meaning: its list separators (`,`, and `|` in compat mode), the
-#: name=value split, quotes and escapes (stripped), brackets and parentheses (they hold separators)
+#: name=value split, quotes and escapes (stripped), brackets and parentheses (they hold separators); also `'`
+#: and braces, which a dialplan's own quoting or an AGIEXECFULL substitution could read
 _MSET_UNSAFE = frozenset(",|=\"\\'()[]{}")
+#: MSet sets at most this many pairs (the rest would run into the last value)
+MSET_MAX = 24
+#: a name MSet takes as it is (AGI's SET VARIABLE takes more: `_VAR_NAME`)
+_MSET_NAME = re.compile(r"_{0,2}[A-Za-z0-9][A-Za-z0-9_]*\Z")
 
 
 def _mset_safe(value: str) -> bool:

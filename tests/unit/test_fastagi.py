@@ -526,6 +526,8 @@ async def test_set_variables_is_one_mset_unless_a_value_would_be_parsed_into_som
         for odd in ("a,b", 'say "hi"', "c:\\x", "f(x", "a=b", " lead", "[x]"):
             await s.set_variables([("HOTLINE_A", "1"), ("HOTLINE_B", odd)])
         await s.set_variables([("HOTLINE_ONE", "x")])  # one variable: SET VARIABLE, no MSet
+        await s.set_variables([("HOTLINE_A", "1"), ("X(1)", "2")])  # a name MSet would parse: one each
+        await s.set_variables([(f"V{i}", str(i)) for i in range(25)])  # more pairs than MSet takes: one each
         with pytest.raises(ValueError):
             await s.set_variables([("HOTLINE_A", "1"), ("BAD NAME", "2")])
 
@@ -537,6 +539,10 @@ async def test_set_variables_is_one_mset_unless_a_value_would_be_parsed_into_som
         assert await f.reply("SET VARIABLE", "200 result=1") == 'SET VARIABLE HOTLINE_A "1"'
         assert (await f.reply("SET VARIABLE", "200 result=1")).startswith("SET VARIABLE HOTLINE_B ")
     assert await f.reply("SET VARIABLE", "200 result=1") == 'SET VARIABLE HOTLINE_ONE "x"'
+    assert await f.reply("SET VARIABLE", "200 result=1") == 'SET VARIABLE HOTLINE_A "1"'
+    assert await f.reply("SET VARIABLE", "200 result=1") == 'SET VARIABLE X(1) "2"'
+    for i in range(25):
+        assert await f.reply("SET VARIABLE", "200 result=1") == f'SET VARIABLE V{i} "{i}"'
     await outcome(fut)
 
 
