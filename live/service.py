@@ -285,26 +285,24 @@ class LiveService:
             try:
                 if self._subscribers:
                     self.publish()
-                else:
-                    self._settle()
+                else:  # nobody reads the views: what changed is forgotten (a later stream starts from a snapshot)
+                    self._changes(self.clock())
             except Exception:  # noqa: BLE001
                 log.exception("live_publish_failed")
 
-    def _settle(self) -> None:
-        """`publish` with nobody subscribed: the model moves on (a new day) and what changed is forgotten, without
-        rendering the views nobody reads (a stream that subscribes later starts from a snapshot)."""
-        self._dirty = Changes()
-        self.model.tick(self.clock())
-        self._agent_marks = self._agent_fingerprints()
-
-    def publish(self) -> Delta | None:
-        """Send what changed since the last call (events, agents' states, a new day); None: nothing did."""
-        now = self.clock()
+    def _changes(self, now: float) -> Changes:
+        """What changed since the last turn (events, agents' states, a new day), taken: the next turn starts afresh."""
         ch, self._dirty = self._dirty, Changes()
         ch.update(self.model.tick(now))
         marks = self._agent_fingerprints()
         ch.agents |= {a for a, mark in marks.items() if self._agent_marks.get(a) != mark}
         self._agent_marks = marks
+        return ch
+
+    def publish(self) -> Delta | None:
+        """Send what changed since the last call (events, agents' states, a new day); None: nothing did."""
+        now = self.clock()
+        ch = self._changes(now)
         if not ch:
             return None
         self.seq = next(self._seq)

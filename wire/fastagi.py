@@ -472,7 +472,7 @@ class AgiSession:
             await self.exec("MSet", *(f"{name}={v}" for name, v in values))
             return
         for name, v in values:
-            await self.command(f"SET VARIABLE {name} {agi_quote(v)}")
+            await self.set_variable(name, v)
 
     async def stream_file(self, name: str, escape_digits: str = "") -> str | None:
         """Play a sound; the digit that interrupted it, or None. A missing file plays as silence."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from zoneinfo import ZoneInfo
 
@@ -107,8 +108,6 @@ async def test_a_saved_ticket_counts_only_when_the_live_events_did_not_see_the_c
 
 
 async def test_nobody_subscribed_renders_nothing_and_a_later_stream_gets_what_changed_after_it_came() -> None:
-    import asyncio
-
     live, agents, ami, clock = service()
     live.poll_s, live.flush_s = 0.01, 0.0
     rendered: list[object] = []
