@@ -293,9 +293,9 @@ async def run(a: argparse.Namespace) -> int:
 
         if prof is not None:
             os.kill(pid, signal.SIGUSR1)  # the profile covers the calls only
-        cpu_start, t_start = proc_cpu(pid), time.monotonic()
+        times_start, t_start = proc_times_of(f"/proc/{pid}/stat"), time.monotonic()  # (user, system)
+        cpu_start = sum(times_start)
         loop_start = loop_thread_cpu(pid)
-        times_start = proc_times_of(f"/proc/{pid}/stat")
         tasks = []
         for i in range(a.calls):
             tasks.append(asyncio.create_task(one(i)))
@@ -316,9 +316,9 @@ async def run(a: argparse.Namespace) -> int:
                 if not pending or time.monotonic() > deadline:
                     break
                 await asyncio.sleep(1)
-            cpu_end, t_end = proc_cpu(pid), time.monotonic()
+            times_end, t_end = proc_times_of(f"/proc/{pid}/stat"), time.monotonic()
+            cpu_end = sum(times_end)
             loop_end = loop_thread_cpu(pid)
-            times_end = proc_times_of(f"/proc/{pid}/stat")
             if prof is not None:
                 os.kill(pid, signal.SIGUSR2)
             rows = cdr_rows(sb.cdr_csv, set(calls))

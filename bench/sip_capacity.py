@@ -155,7 +155,10 @@ class Step:
     fallback: int = 0
     peak_calls: int = 0
     errors: str = ""
-    #: the controller's CPU seconds from the step's first INVITE until the CDR replay read its last call
+    #: the controller's CPU seconds and the monotonic clock at the step's first INVITE, and from then until the
+    #: CDR replay read its last call
+    ctl_cpu_at_start: float = 0.0
+    at_start: float = 0.0
     ctl_cpu_s: float = 0.0
     span_s: float = 0.0
 
@@ -177,12 +180,15 @@ class Bench:
     async def measure_idle(self, seconds: float) -> None:
         """The controller's CPU per second with no call, once its start-up work (the live rebuild, today's
         tickets, the first CDR replay) is over."""
-        pid = self.ctl.proc.pid if self.ctl.proc else None
         await asyncio.sleep(IDLE_SETTLE_S)
-        c0, t0 = cpu_s(pid), time.monotonic()
+        c0, t0 = self.ctl_cpu(), time.monotonic()
         await asyncio.sleep(seconds)
-        self.idle_rate = (cpu_s(pid) - c0) / (time.monotonic() - t0)
+        self.idle_rate = (self.ctl_cpu() - c0) / (time.monotonic() - t0)
         print(f"controller idle: {self.idle_rate * 1000:.1f} ms of CPU per second ({seconds:.0f} s, no call)", flush=True)
+
+    def ctl_cpu(self) -> float:
+        """The controller's CPU seconds so far (0 before it started)."""
+        return cpu_s(self.ctl.proc.pid if self.ctl.proc else None)
 
     # ------------------------------------------------------------------ the world
     def start_asterisk(self) -> None:
@@ -222,16 +228,16 @@ class Bench:
                "-trace_err", "-error_file", str(err), "-trace_logs", "-log_file", str(msgs),
                "-trace_stat", "-stf", str(stat), "-fd", "1", "-max_socket", "5000"]
         step.started = time.time()
-        step.ctl_cpu_s, step.span_s = -cpu_s(self.ctl.proc.pid if self.ctl.proc else None), -time.monotonic()
+        step.ctl_cpu_at_start, step.at_start = self.ctl_cpu(), time.monotonic()
         proc = subprocess.Popen(cmd, cwd=self.work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         ast = asterisk_pid(self.sb)
         last = time.monotonic()
-        prev = (cpu_s(self.ctl.proc.pid if self.ctl.proc else None), cpu_s(ast), cpu_s(proc.pid))
+        prev = (self.ctl_cpu(), cpu_s(ast), cpu_s(proc.pid))
         n = 0
         while proc.poll() is None:
             await asyncio.sleep(self.a.sample)
             now = time.monotonic()
-            cur = (cpu_s(self.ctl.proc.pid if self.ctl.proc else None), cpu_s(ast), cpu_s(proc.pid))
+            cur = (self.ctl_cpu(), cpu_s(ast), cpu_s(proc.pid))
             dt = now - last
             n += 1
             channels = await asyncio.to_thread(self.calls_up) if n % max(1, int(5 / self.a.sample)) == 0 else -1
@@ -266,8 +272,8 @@ class Bench:
                     # the CDR replay reads the step's last rows a settle time after they were written (it runs
                     # every half of it): its work for these calls is counted too
                     await asyncio.sleep(self.a.cdr_settle * 1.5 + 2)
-                    step.ctl_cpu_s += cpu_s(self.ctl.proc.pid if self.ctl.proc else None)
-                    step.span_s += time.monotonic()
+                    step.ctl_cpu_s = self.ctl_cpu() - step.ctl_cpu_at_start
+                    step.span_s = time.monotonic() - step.at_start
                     return
                 await asyncio.sleep(1)
         finally:
