@@ -4,7 +4,8 @@
   (callbacks we place are left out, as the tickets leave them out).
 - Agents' states are asked of routing.agent_service's `AgentService` (never tracked twice): the
   publisher compares each agent's (state, reason, since, queues, call) every `poll_s` and sends what
-  moved, together with what the events changed, at most `flush_s` after the event.
+  moved, together with what the events changed, at most `flush_s` after the event. While no stream is
+  subscribed it builds no view, compares no agent and wakes only for events (or every `UNREAD_TICK_S`).
 - Start and every AMI login (FullyBooted): today's tickets (`today_rows`) then Asterisk's
   CoreShowChannels and QueueStatus rebuild the model (live/rebuild.py).
 - Subscribers (the API's SSE streams) get `Delta`s on bounded queues; one that falls `MAX_BEHIND`
@@ -40,6 +41,9 @@ log = structlog.get_logger("hotline.live")
 
 #: a subscriber this many deltas behind is dropped (it reconnects from a snapshot)
 MAX_BEHIND = 256
+#: with no stream subscribed, the publisher turns only when events come, or after this long (a new day's reset):
+#: an idle controller without the live API open wakes for it 5 times a second otherwise (issue 15)
+UNREAD_TICK_S = 30.0
 #: at stop, how long the live model's own tasks get to end once cancelled
 STOP_WAIT_S = 5.0
 TodayRows = Callable[[dt.datetime], Awaitable[list[dict[str, Any]]]]
@@ -258,6 +262,9 @@ class LiveService:
     # ------------------------------------------------------------------ publishing
     def subscribe(self) -> asyncio.Queue[Delta | None]:
         q: asyncio.Queue[Delta | None] = asyncio.Queue(MAX_BEHIND + 1)
+        if not self._subscribers:  # the first stream starts from a snapshot: what changed before it is in there
+            self._dirty, self._agent_marks = Changes(), self._agent_fingerprints()
+            self._wake.set()  # the publisher goes back to polling the agents every poll_s
         self._subscribers.add(q)
         return q
 
@@ -275,18 +282,22 @@ class LiveService:
 
     async def _publisher(self) -> None:
         while True:
+            reading = bool(self._subscribers)
             try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that meets its timeout
-                async with asyncio.timeout(self.poll_s):
+                async with asyncio.timeout(self.poll_s if reading else UNREAD_TICK_S):
                     await self._wake.wait()
-                await asyncio.sleep(self.flush_s)  # what else arrives meanwhile goes in the same delta
+                if reading:
+                    await asyncio.sleep(self.flush_s)  # what else arrives meanwhile goes in the same delta
             except TimeoutError:
                 pass
             self._wake.clear()
             try:
                 if self._subscribers:
                     self.publish()
-                else:  # nobody reads the views: what changed is forgotten (a later stream starts from a snapshot)
-                    self._changes(self.clock())
+                else:  # nobody reads the views: what changed is forgotten (the first stream starts from a snapshot,
+                    # `subscribe`), the agents are not compared; the day still turns
+                    self._dirty = Changes()
+                    self.model.tick(self.clock())
             except Exception:  # noqa: BLE001
                 log.exception("live_publish_failed")
 

@@ -105,6 +105,10 @@ class CallDb(Protocol):
     def cdr_statuses(self, linkedids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
         """The outcome and `cdr_check` of these calls' tickets, by linkedid (a call without one is absent)."""
 
+    def first(self, stmt: ClauseElement, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """The first row of `stmt`, a module-level constant of the caller (compiled once per dialect and kept), with
+        its values as the driver returns them (no result processors: for columns of strings and numbers)."""
+
 
 class CoreCallDb:
     """`CallDb` as SQLAlchemy Core statements on a sync Connection."""
@@ -151,6 +155,10 @@ class CoreCallDb:
             for row in self.conn.execute(_CDR_STATUSES, {"ids": list(chunk)}):
                 out[row.linkedid] = (row.outcome, row.cdr_check)
         return out
+
+    def first(self, stmt: ClauseElement, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        row = self.conn.execute(stmt, dict(params)).first()  # type: ignore[call-overload]
+        return None if row is None else tuple(row)
 
 
 Processor = Callable[[Any], Any] | None
@@ -342,6 +350,11 @@ class DbapiCallDb:
             for raw in self._run(c.sql, ids).fetchall():
                 out[raw[0]] = (raw[1], raw[2])
         return out
+
+    def first(self, stmt: ClauseElement, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        c = self._compiled(("first", stmt), lambda: _Compiled(stmt, self.dialect))
+        raw = self._run(c.sql, c.params(params)).fetchone()
+        return None if raw is None else tuple(raw)
 
 
 def _chunks(ids: Sequence[str]) -> list[Sequence[str]]:

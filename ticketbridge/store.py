@@ -54,7 +54,7 @@ from ticketbridge.schema import (UTC, AgentEvent, AgentHelp, AgentStateRow, ApiT
                                  Outbox, SelfQueryFailure, Ticket, TicketHistory)
 from ticketbridge import agent_writes
 from ticketbridge.assembler import CallRecord
-from ticketbridge.call_db import CoreCallDb, DbapiCallDb
+from ticketbridge.call_db import CallDb, CoreCallDb, DbapiCallDb
 from ticketbridge.intake import Intake, target_state
 from ticketbridge.leases import LeaseMixin
 from ticketbridge.lifecycle import INITIAL, parse_state, transition
@@ -1274,10 +1274,17 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
         return row
 
     async def live_token_count(self) -> int:
-        read, _ = self._sessions()
-        async with read() as s:
-            q = select(func.count()).select_from(ApiToken).where(ApiToken.revoked_at.is_(None))
-            return int((await s.execute(q)).scalar_one())
+        """How many live API tokens are not revoked (a controller with the API off asks every few seconds: one
+        read transaction of the call writer, not an ORM session)."""
+        return await self._call_tx(_count_live_tokens, write=False)
+
+
+_LIVE_TOKENS = select(func.count()).select_from(ApiToken).where(ApiToken.revoked_at.is_(None))
+
+
+def _count_live_tokens(db: CallDb) -> int:
+    row = db.first(_LIVE_TOKENS, {})
+    return int(row[0]) if row is not None else 0
 
 
 #: the ticket database holds every caller's number: owner read/write only, its folder owner(+group) only
