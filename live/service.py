@@ -5,7 +5,7 @@
 - Agents' states are asked of routing.agent_service's `AgentService` (never tracked twice): the
   publisher compares each agent's (state, reason, since, queues, call) every `poll_s` and sends what
   moved, together with what the events changed, at most `flush_s` after the event. While no stream is
-  subscribed it builds no view, compares no agent and wakes only for events (or every `UNREAD_TICK_S`).
+  subscribed it builds no view, compares no agent and turns only every `UNREAD_TICK_S`.
 - Start and every AMI login (FullyBooted): today's tickets (`today_rows`) then Asterisk's
   CoreShowChannels and QueueStatus rebuild the model (live/rebuild.py).
 - Subscribers (the API's SSE streams) get `Delta`s on bounded queues; one that falls `MAX_BEHIND`
@@ -41,8 +41,8 @@ log = structlog.get_logger("hotline.live")
 
 #: a subscriber this many deltas behind is dropped (it reconnects from a snapshot)
 MAX_BEHIND = 256
-#: with no stream subscribed, the publisher turns only when events come, or after this long (a new day's reset):
-#: an idle controller without the live API open wakes for it 5 times a second otherwise (issue 15)
+#: with no stream subscribed, the publisher turns only this often (a new day's reset; what changed is forgotten),
+#: not at every event nor every `poll_s` (issue 15: 4-5 wake-ups a second of an idle controller)
 UNREAD_TICK_S = 30.0
 #: at stop, how long the live model's own tasks get to end once cancelled
 STOP_WAIT_S = 5.0
@@ -178,7 +178,8 @@ class LiveService:
     def _mark(self, ch: Changes) -> None:
         if ch:
             self._dirty.update(ch)
-            self._wake.set()
+            if self._subscribers:  # (nobody reads: the publisher's next slow turn forgets it)
+                self._wake.set()
 
     async def _seed_from_tickets(self) -> None:
         if self.today_rows is None:
@@ -295,7 +296,7 @@ class LiveService:
                 if self._subscribers:
                     self.publish()
                 else:  # nobody reads the views: what changed is forgotten (the first stream starts from a snapshot,
-                    # `subscribe`), the agents are not compared; the day still turns
+                    # `subscribe`), the agents are not compared; the day still turns (any event turns it too)
                     self._dirty = Changes()
                     self.model.tick(self.clock())
             except Exception:  # noqa: BLE001

@@ -107,6 +107,29 @@ async def test_a_saved_ticket_counts_only_when_the_live_events_did_not_see_the_c
     assert live.model.calls_today == 3
 
 
+async def test_nobody_subscribed_the_publisher_compares_no_agent_and_a_stream_wakes_it_at_once() -> None:
+    live, agents, ami, clock = service()
+    live.poll_s, live.flush_s = 0.01, 0.0
+    compared: list[int] = []
+    marks = live._agent_fingerprints
+    live._agent_fingerprints = lambda: compared.append(1) or marks()  # type: ignore[method-assign]
+    await live.start()
+    compared.clear()  # (start takes the agents' marks once)
+    try:
+        for i in range(20):  # events, and many poll periods, with nobody reading
+            ami.push(Event="Newchannel", Linkedid=f"L{i}", Uniqueid=f"L{i}", Context="hotline-inbound",
+                     CallerIDNum="13800138000", Exten="12345", Timestamp=str(clock.now))
+            await asyncio.sleep(0.01)
+        assert compared == [] and "L19" in live.model.calls  # the model kept up; no agent was compared
+        q = live.subscribe()
+        agents.agents["1002"].feed(SetBusy(clock(), "培训", by="api:张班长"))
+        d = await asyncio.wait_for(q.get(), 0.5)  # polled again from the first stream on, not after UNREAD_TICK_S
+        assert d is not None and set(d.parts["agents"]) == {"1002"}
+        live.unsubscribe(q)
+    finally:
+        await live.stop()
+
+
 async def test_nobody_subscribed_renders_nothing_and_a_later_stream_gets_what_changed_after_it_came() -> None:
     live, agents, ami, clock = service()
     live.poll_s, live.flush_s = 0.01, 0.0
