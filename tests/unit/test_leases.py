@@ -212,3 +212,18 @@ async def test_two_nodes_named_main_keep_their_own_leases_in_one_store(
     finally:
         for c in made:
             await c.store.close()
+
+
+async def test_a_lease_of_a_known_dead_owner_is_taken_before_it_runs_out_and_keeps_its_rank_rule(
+        make_store: StoreFactory) -> None:  # noqa: F811
+    a, b = await make_store(), await make_store()
+    clock = make_store.clock  # type: ignore[attr-defined]
+    assert await a.take_lease("j", "host:1:dead", 600, rank=0)
+    assert not await b.take_lease("j", "ctl-b", 600, rank=1)  # held, not run out, a lower rank
+    assert not await b.take_lease("j", "ctl-b", 600, rank=1, replacing="host:1:other")  # not the holder
+    assert await b.take_lease("j", "ctl-b", 600, rank=1, replacing="host:1:dead")
+    [held] = await b.leases()
+    assert (held.owner, held.rank, held.since) == ("ctl-b", 1, clock.now)
+    assert await a.take_lease("j", "ctl-a", 30, rank=0)  # a lower rank takes it over at once
+    [held] = await a.leases()
+    assert (held.owner, held.rank, held.until) == ("ctl-a", 0, clock.now + dt.timedelta(seconds=30))
