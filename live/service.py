@@ -4,8 +4,9 @@
   (callbacks we place are left out, as the tickets leave them out).
 - Agents' states are asked of routing.agent_service's `AgentService` (never tracked twice): the
   publisher compares each agent's (state, reason, since, queues, call) every `poll_s` and sends what
-  moved, together with what the events changed, at most `flush_s` after the event. While no stream is
-  subscribed it builds no view, compares no agent and turns only every `UNREAD_TICK_S`.
+  moved, together with what the events changed, at most `flush_s` after the event. While nothing is
+  subscribed (no SSE stream, and no page follower: the live API is off) it builds no view, compares no
+  agent and turns only every `unread_tick_s` (UNREAD_TICK_S).
 - Start and every AMI login (FullyBooted): today's tickets (`today_rows`) then Asterisk's
   CoreShowChannels and QueueStatus rebuild the model (live/rebuild.py).
 - Subscribers (the API's SSE streams) get `Delta`s on bounded queues; one that falls `MAX_BEHIND`
@@ -114,6 +115,7 @@ class LiveService:
         self.ami, self.config, self.agents, self.clock = ami, config, agents, clock
         self.today_rows = today_rows
         self.flush_s, self.poll_s = flush_s, poll_s
+        self.unread_tick_s = UNREAD_TICK_S
         self.model = LiveModel(config.center.timezone, queues=config.queues, seats=agents.agents, now=clock())
         self._dirty = Changes()
         self._wake = asyncio.Event()
@@ -248,6 +250,7 @@ class LiveService:
     def snapshot(self, viewer: Viewer) -> tuple[dict[str, Any], list[str]]:
         """Everything now, as `viewer` may see it; and the calls whose full number it shows."""
         now = self.clock()
+        self._mark(self.model.tick(now))  # a new day with no event yet (nobody subscribed: no turn since)
         parts, shown = viewer.render(self._parts(None, now))
         return {"seq": self.seq, "at": now, "center_name": self.config.center.name, **parts}, shown
 
@@ -285,7 +288,7 @@ class LiveService:
         while True:
             reading = bool(self._subscribers)
             try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that meets its timeout
-                async with asyncio.timeout(self.poll_s if reading else UNREAD_TICK_S):
+                async with asyncio.timeout(self.poll_s if reading else self.unread_tick_s):
                     await self._wake.wait()
                 if reading:
                     await asyncio.sleep(self.flush_s)  # what else arrives meanwhile goes in the same delta

@@ -106,8 +106,9 @@ class CallDb(Protocol):
         """The outcome and `cdr_check` of these calls' tickets, by linkedid (a call without one is absent)."""
 
     def first(self, stmt: ClauseElement, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        """The first row of `stmt`, a module-level constant of the caller (compiled once per dialect and kept), with
-        its values as the driver returns them (no result processors: for columns of strings and numbers)."""
+        """The first row of `stmt`, a module-level constant of the caller (compiled once per dialect and kept).
+        For columns of strings and numbers only: `DbapiCallDb` gives the driver's values (no result processors),
+        `CoreCallDb` SQLAlchemy's, and only for those two kinds do they agree."""
 
 
 class CoreCallDb:

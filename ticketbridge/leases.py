@@ -39,6 +39,7 @@ import asyncio
 import datetime as dt
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,9 +77,12 @@ _TAKE = text(
                for n, c in (("until", "until"), ("since", "since"), ("now", "until"))])
 
 
-def _take(db: CallDb, params: dict[str, Any]) -> str | None:
-    """(In the call writer, one transaction.) The lease's owner after the attempt: `params["owner"]` when taken."""
-    row = db.first(_TAKE, params)
+def _take(db: CallDb, params: dict[str, Any], ttl_s: float, now: Callable[[], dt.datetime]) -> str | None:
+    """(In the call writer, one transaction.) `params["owner"]` when the lease was taken or renewed, else None. The
+    store's clock is read here, once the transaction holds the write lock: a wait for the call writer does not
+    shorten the lease."""
+    at = now()
+    row = db.first(_TAKE, {**params, "until": at + dt.timedelta(seconds=ttl_s), "since": at, "now": at})
     return None if row is None else str(row[0])
 
 
@@ -100,14 +104,11 @@ class LeaseMixin:
         controller about a third of its CPU (issue 15)."""
         if ttl_s <= 0:
             raise ValueError("a lease lasts a positive time")
+        # ('' is no controller's id: ticketbridge.callbacks.controller_id)
+        params = {"name": name[:64], "owner": owner[:64], "rank": rank, "replacing": (replacing or "")[:64]}
         for attempt in range(_RETRIES):
-            now = self._now()
-            params = {"name": name[:64], "owner": owner[:64], "until": now + dt.timedelta(seconds=ttl_s),
-                      "since": now, "now": now, "rank": rank,
-                      # ('' is no controller's id: ticketbridge.callbacks.controller_id)
-                      "replacing": (replacing or "")[:64]}
             try:
-                got = await self._call_tx(_take, params)
+                got = await self._call_tx(_take, params, ttl_s, self._now)
             except OperationalError:
                 if attempt == _RETRIES - 1:
                     raise

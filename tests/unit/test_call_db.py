@@ -30,7 +30,9 @@ from routing.agent_service import PinRefused
 from ticketbridge.agent_writes import save_agent, save_help
 from ticketbridge.assembler import CallRecord
 from ticketbridge.call_db import CoreCallDb, DbapiCallDb
-from ticketbridge.schema import AgentEvent, AgentHelp, AgentStateRow, Callback, Outbox, Ticket, TicketHistory
+from ticketbridge.leases import _take
+from ticketbridge.schema import (AgentEvent, AgentHelp, AgentStateRow, Callback, Lease, Outbox, Ticket,
+                                   TicketHistory)
 from ticketbridge.store import TicketStore, _sqlite_pragmas
 from ticketbridge.ticket_writes import (CallWrites, TicketRules, cdr_statuses, issue_password, new_ticket_values,
                                         open_call, save_records)
@@ -79,7 +81,14 @@ def calls(rules: TicketRules) -> list[tuple[str, Callable[[Any], CallWrites | An
                 PinRefused("8102", "1002", T0 + 31, AgentState.SIGNED_OUT, 2, False)], NOW + dt.timedelta(seconds=30))),
         ("a help period starts", lambda db: save_help(db, help_period())),
         ("the help period ends", lambda db: save_help(db, help_period(ended=T0 + 600, ended_by="timer"))),
+        ("lease taken", lambda db: _take(db, lease("ctl-a"), 30, lambda: NOW)),
+        ("lease refused to another", lambda db: _take(db, lease("ctl-b"), 30, lambda: NOW)),
+        ("lease renewed", lambda db: _take(db, lease("ctl-a"), 60, lambda: NOW + dt.timedelta(seconds=10))),
     ]
+
+
+def lease(owner: str) -> dict[str, Any]:
+    return {"name": "cdr-replay:main", "owner": owner, "rank": 0, "replacing": ""}
 
 
 def seat(state: str, since: float, agent_id: str, reason: str = "", paused: bool = False) -> dict[str, Any]:
@@ -99,7 +108,7 @@ def sms_row() -> dict[str, Any]:
 
 
 TABLES = (Ticket.__table__, TicketHistory.__table__, Outbox.__table__, Callback.__table__, AgentStateRow.__table__,
-          AgentEvent.__table__, AgentHelp.__table__)
+          AgentEvent.__table__, AgentHelp.__table__, Lease.__table__)
 
 
 def dump(conn: Connection) -> dict[str, list[dict[str, Any]]]:
@@ -139,6 +148,9 @@ def test_each_adapter_runs_the_day(tmp_path: Path, adapter: Any) -> None:
     assert [(h["agents"], h["until"], h["ended_at"], h["ended_by"]) for h in tables["agent_help"]] == [
         (["1001", "1003"], dt.datetime.fromtimestamp(T0 + 1800, UTC), dt.datetime.fromtimestamp(T0 + 600, UTC),
          "timer")]
+    assert [results[k] for k in ("lease taken", "lease refused to another", "lease renewed")] == ["ctl-a", None, "ctl-a"]
+    assert [(r["owner"], r["since"], r["until"]) for r in tables["leases"]] == [
+        ("ctl-a", NOW, NOW + dt.timedelta(seconds=70))]
 
 
 def test_both_adapters_leave_the_same_rows(tmp_path: Path) -> None:

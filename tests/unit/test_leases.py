@@ -221,9 +221,10 @@ async def test_a_lease_of_a_known_dead_owner_is_taken_before_it_runs_out_and_kee
     assert await a.take_lease("j", "host:1:dead", 600, rank=0)
     assert not await b.take_lease("j", "ctl-b", 600, rank=1)  # held, not run out, a lower rank
     assert not await b.take_lease("j", "ctl-b", 600, rank=1, replacing="host:1:other")  # not the holder
+    clock.now += dt.timedelta(seconds=5)
     assert await b.take_lease("j", "ctl-b", 600, rank=1, replacing="host:1:dead")
     [held] = await b.leases()
-    assert (held.owner, held.rank, held.since) == ("ctl-b", 1, clock.now)
+    assert (held.owner, held.rank, held.since) == ("ctl-b", 1, clock.now)  # a new owner: held since now
     assert await a.take_lease("j", "ctl-a", 30, rank=0)  # a lower rank takes it over at once
     [held] = await a.leases()
     assert (held.owner, held.rank, held.until) == ("ctl-a", 0, clock.now + dt.timedelta(seconds=30))

@@ -130,6 +130,27 @@ async def test_nobody_subscribed_the_publisher_compares_no_agent_and_a_stream_wa
         await live.stop()
 
 
+async def test_nobody_subscribed_the_day_still_turns_and_a_snapshot_is_of_today() -> None:
+    live, _, ami, clock = service()  # 23:59:50 local
+    await live.start()
+    try:
+        ami.push(Event="Newchannel", Linkedid="L1", Uniqueid="L1", Context="hotline-inbound",
+                 CallerIDNum="13800138000", Exten="12345", Timestamp=str(clock.now))
+        ami.push(Event="Hangup", Linkedid="L1", Uniqueid="L1", Cause="16", Timestamp=str(clock.now + 1))
+        await asyncio.sleep(0.05)
+        assert live.model.calls_today == 1
+        clock.now += 20  # past midnight, no event since
+        snap, _ = live.snapshot(Viewer(Principal(2, "班长", "supervisor", None)))
+        assert snap["center"]["calls_today"] == 0 and live.model.calls_today == 0  # today's figures, not yesterday's
+        clock.now += 86400  # another day, still nobody subscribed and no event: the slow turn resets it
+        live.unread_tick_s = 0.01
+        live._wake.set()  # (the publisher was asleep for UNREAD_TICK_S)
+        await asyncio.sleep(0.1)
+        assert live.model.day == dt.datetime.fromtimestamp(clock.now, Z).date()
+    finally:
+        await live.stop()
+
+
 async def test_nobody_subscribed_renders_nothing_and_a_later_stream_gets_what_changed_after_it_came() -> None:
     live, agents, ami, clock = service()
     live.poll_s, live.flush_s = 0.01, 0.0
