@@ -3,8 +3,9 @@
 - Every AMI event the controller receives is fed to the `LiveModel` synchronously, in arrival order
   (callbacks we place are left out, as the tickets leave them out).
 - Agents' states are asked of routing.agent_service's `AgentService` (never tracked twice): the
-  publisher compares each agent's (state, reason, since, queues, call) every `poll_s` and sends what
-  moved, together with what the events changed, at most `flush_s` after the event. While nothing is
+  publisher compares each agent's (state, reason, since, queues, call) when the agents' service says one
+  was fed (`AgentService.watch`), and every `poll_s` as a safety net, and sends what moved, together with
+  what the events changed, at most `flush_s` after the event or the agent's move. While nothing is
   subscribed (no SSE stream, and no page follower: the live API is off) it builds no view, compares no
   agent and turns only every `unread_tick_s` (UNREAD_TICK_S).
 - Start and every AMI login (FullyBooted): today's tickets (`today_rows`) then Asterisk's
@@ -111,11 +112,12 @@ class Viewer:
 
 class LiveService:
     def __init__(self, ami: Any, config: Config, agents: AgentService, *, clock: Callable[[], float] = time.time,
-                 today_rows: TodayRows | None = None, flush_s: float = 0.05, poll_s: float = 0.2) -> None:
+                 today_rows: TodayRows | None = None, flush_s: float = 0.05, poll_s: float = 2.0) -> None:
         self.ami, self.config, self.agents, self.clock = ami, config, agents, clock
         self.today_rows = today_rows
         self.flush_s, self.poll_s = flush_s, poll_s
         self.unread_tick_s = UNREAD_TICK_S
+        agents.watch(self._agents_moved)
         self.model = LiveModel(config.center.timezone, queues=config.queues, seats=agents.agents, now=clock())
         self._dirty = Changes()
         self._wake = asyncio.Event()
@@ -176,6 +178,10 @@ class LiveService:
         if is_callback_call({"Linkedid": str(row.get("linkedid") or "")}):
             return
         self._mark(self.model.note_ticket(row, self.clock()))
+
+    def _agents_moved(self) -> None:
+        if self._subscribers:
+            self._wake.set()
 
     def _mark(self, ch: Changes) -> None:
         if ch:
@@ -268,7 +274,7 @@ class LiveService:
         q: asyncio.Queue[Delta | None] = asyncio.Queue(MAX_BEHIND + 1)
         if not self._subscribers:  # the first stream starts from a snapshot: what changed before it is in there
             self._dirty, self._agent_marks = Changes(), self._agent_fingerprints()
-            self._wake.set()  # the publisher goes back to polling the agents every poll_s
+            self._wake.set()  # the publisher goes back to comparing the agents
         self._subscribers.add(q)
         return q
 

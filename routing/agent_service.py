@@ -182,6 +182,9 @@ class AgentService:
         #: but only what a person asked (a key, the API, 多援一) is sent and saved; nothing automatic (after-call
         #: work, 离线, a login's re-apply, the release at stop) — the active controller does that.
         self.active: Callable[[], bool] = lambda: True
+        #: told (synchronously, no argument) each time an agent's machine has been fed or restored: the live
+        #: view's publisher wakes on it instead of comparing every agent several times a second (live/service.py)
+        self._watchers: list[Callable[[], None]] = []
 
     # ---------------------------------------------------------------- life
     def attach(self) -> None:
@@ -442,8 +445,14 @@ class AgentService:
         return await self.command(agent_id, inp)
 
     # ---------------------------------------------------------------- outputs
+    def watch(self, fn: Callable[[], None]) -> None:
+        """Call `fn()` whenever an agent may have moved (see `_watchers`); it must not raise."""
+        self._watchers.append(fn)
+
     def _queue(self, a: Agent, actions: list[Action], *, asked: bool = False) -> None:
         self._work.put_nowait((a, actions, a.queues, asked))
+        for fn in self._watchers:
+            fn()
 
     async def _worker(self) -> None:
         """The one sender: agents' actions and help-membership jobs in order, so none overtakes another."""

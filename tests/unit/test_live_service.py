@@ -151,6 +151,23 @@ async def test_nobody_subscribed_the_day_still_turns_and_a_snapshot_is_of_today(
         await live.stop()
 
 
+async def test_an_agents_move_through_the_service_is_streamed_at_once_not_at_the_next_poll() -> None:
+    live, agents, _, clock = service()
+    live.poll_s, live.flush_s = 60.0, 0.0  # the safety-net poll never comes within the test
+    await agents.start()
+    await live.start()
+    try:
+        q = live.subscribe()
+        await asyncio.sleep(0.05)  # (the subscribe's own turn: nothing moved)
+        await agents.command("1001", SetBusy(clock(), "培训", by="api:张班长"))
+        d = await asyncio.wait_for(q.get(), 1.0)
+        assert d is not None and d.parts["agents"]["1001"]["state"] == "busy"
+        live.unsubscribe(q)
+    finally:
+        await live.stop()
+        await agents.stop()
+
+
 async def test_nobody_subscribed_renders_nothing_and_a_later_stream_gets_what_changed_after_it_came() -> None:
     live, agents, ami, clock = service()
     live.poll_s, live.flush_s = 0.01, 0.0
