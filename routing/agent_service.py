@@ -182,8 +182,9 @@ class AgentService:
         #: but only what a person asked (a key, the API, 多援一) is sent and saved; nothing automatic (after-call
         #: work, 离线, a login's re-apply, the release at stop) — the active controller does that.
         self.active: Callable[[], bool] = lambda: True
-        #: told (synchronously, no argument) each time an agent's machine has been fed or restored: the live
-        #: view's publisher wakes on it instead of comparing every agent several times a second (live/service.py)
+        #: told (synchronously, no argument) each time an agent may have moved (its machine fed or restored, a
+        #: cluster's state mirrored): the live view's publisher wakes on it instead of comparing every agent
+        #: several times a second (live/service.py)
         self._watchers: list[Callable[[], None]] = []
 
     # ---------------------------------------------------------------- life
@@ -358,6 +359,8 @@ class AgentService:
                      pending_busy=a.pending_busy if not isinstance(m, Mirror) else None)
             if isinstance(m, Mirror):
                 self._work.put_nowait(self._mirror_job(a, m))
+        if n:
+            self._moved()
         return n
 
     def _mirror_job(self, a: Agent, m: Mirror) -> Job:
@@ -451,8 +454,14 @@ class AgentService:
 
     def _queue(self, a: Agent, actions: list[Action], *, asked: bool = False) -> None:
         self._work.put_nowait((a, actions, a.queues, asked))
+        self._moved()
+
+    def _moved(self) -> None:
         for fn in self._watchers:
-            fn()
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - a watcher never stops the agents' own work
+                log.exception("agent_watcher_failed")
 
     async def _worker(self) -> None:
         """The one sender: agents' actions and help-membership jobs in order, so none overtakes another."""

@@ -242,3 +242,15 @@ async def test_a_cluster_nodes_mirror_sends_the_pauses_but_saves_nothing(cfg):
     assert saves == [] and svc.agents["1002"].state is S.BUSY
     assert svc.mirror_saved({"1002": row}) == 0  # read again at the next look: nothing to do
     await svc.stop()
+
+
+async def test_a_watcher_that_fails_never_stops_the_agents_own_work(cfg):
+    svc, ami, clock, saves = await service(cfg)
+    told: list[int] = []
+    svc.watch(lambda: 1 / 0)  # type: ignore[func-returns-value]
+    svc.watch(lambda: told.append(1))
+    ami.actions.clear()
+    await svc.command("1001", SetBusy(clock(), "就餐"))
+    assert svc.agents["1001"].state is S.BUSY and told  # the next watcher was told too
+    assert any(h["Interface"] == "PJSIP/1001" and h["Paused"] == "true" for h in ami.named("QueuePause"))
+    await svc.stop()

@@ -168,6 +168,25 @@ async def test_an_agents_move_through_the_service_is_streamed_at_once_not_at_the
         await agents.stop()
 
 
+async def test_a_cluster_nodes_mirrored_agent_state_is_streamed_at_once() -> None:
+    live, agents, _, clock = service()
+    live.poll_s, live.flush_s = 60.0, 0.0
+    await agents.start()
+    await live.start()
+    try:
+        q = live.subscribe()
+        await asyncio.sleep(0.05)
+        row = {"agent": "1002", "state": "busy", "reason": "就餐", "since": clock.now + 1,
+               "queues": list(agents.agents["1002"].queues), "paused": True, "agent_id": "1002"}
+        assert agents.mirror_saved({"1002": row}) == 1  # another node's 示忙, taken here without its machine's input
+        d = await asyncio.wait_for(q.get(), 1.0)
+        assert d is not None and d.parts["agents"]["1002"]["state"] == "busy"
+        live.unsubscribe(q)
+    finally:
+        await live.stop()
+        await agents.stop()
+
+
 async def test_nobody_subscribed_renders_nothing_and_a_later_stream_gets_what_changed_after_it_came() -> None:
     live, agents, ami, clock = service()
     live.poll_s, live.flush_s = 0.01, 0.0
