@@ -430,11 +430,13 @@ async def test_postgres_unreachable_under_calls_tickets_kept_and_written_when_it
 
 @pytest.fixture
 def small_disk(tmp_path: Path):
-    """A 4 MiB tmpfs of our own for the store (removed afterwards)."""
+    """A 64 MiB tmpfs of our own for the store (removed afterwards), filled by the test itself (`fill`). Not
+    smaller: the controller's first CDR replay tickets every call the worker's Asterisk made in the tests before
+    this one, and a 4 MiB disk was full with those alone when this test ran late in a CI run."""
     require(os.geteuid() == 0, "mounting a tmpfs needs root")
     d = tmp_path / "small"
     d.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(d)],
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", str(d)],
                        capture_output=True, text=True)
     require(r.returncode == 0, f"cannot mount a tmpfs: {r.stderr.strip()}")
     yield d
