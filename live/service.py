@@ -117,7 +117,7 @@ class LiveService:
         self.today_rows = today_rows
         self.flush_s, self.poll_s = flush_s, poll_s
         self.unread_tick_s = UNREAD_TICK_S
-        agents.watch(self._agents_moved)
+        agents.watch(self._nudge)
         self.model = LiveModel(config.center.timezone, queues=config.queues, seats=agents.agents, now=clock())
         self._dirty = Changes()
         self._wake = asyncio.Event()
@@ -179,15 +179,16 @@ class LiveService:
             return
         self._mark(self.model.note_ticket(row, self.clock()))
 
-    def _agents_moved(self) -> None:
+    def _nudge(self) -> None:
+        """Something moved (an event, an agent): wake the publisher, unless nothing reads (its next slow turn
+        forgets it)."""
         if self._subscribers:
             self._wake.set()
 
     def _mark(self, ch: Changes) -> None:
         if ch:
             self._dirty.update(ch)
-            if self._subscribers:  # (nobody reads: the publisher's next slow turn forgets it)
-                self._wake.set()
+            self._nudge()
 
     async def _seed_from_tickets(self) -> None:
         if self.today_rows is None:
@@ -304,26 +305,25 @@ class LiveService:
             try:
                 if self._subscribers:
                     self.publish()
-                else:  # nobody reads the views: what changed is forgotten (the first stream starts from a snapshot,
-                    # `subscribe`), the agents are not compared; the day still turns (any event turns it too)
-                    self._dirty = Changes()
-                    self.model.tick(self.clock())
+                else:
+                    self._settle()
             except Exception:  # noqa: BLE001
                 log.exception("live_publish_failed")
 
-    def _changes(self, now: float) -> Changes:
-        """What changed since the last turn (events, agents' states, a new day), taken: the next turn starts afresh."""
+    def _settle(self) -> None:
+        """A turn with nobody subscribed: what changed is forgotten (the first stream starts from a snapshot,
+        `subscribe`), the agents are not compared, no view is rendered; the day still turns (any event turns it too)."""
+        self._dirty = Changes()
+        self.model.tick(self.clock())
+
+    def publish(self) -> Delta | None:
+        """Send what changed since the last call (events, agents' states, a new day); None: nothing did."""
+        now = self.clock()
         ch, self._dirty = self._dirty, Changes()
         ch.update(self.model.tick(now))
         marks = self._agent_fingerprints()
         ch.agents |= {a for a, mark in marks.items() if self._agent_marks.get(a) != mark}
         self._agent_marks = marks
-        return ch
-
-    def publish(self) -> Delta | None:
-        """Send what changed since the last call (events, agents' states, a new day); None: nothing did."""
-        now = self.clock()
-        ch = self._changes(now)
         if not ch:
             return None
         self.seq = next(self._seq)

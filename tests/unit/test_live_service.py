@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from live.service import LiveService, Viewer
@@ -151,40 +154,37 @@ async def test_nobody_subscribed_the_day_still_turns_and_a_snapshot_is_of_today(
         await live.stop()
 
 
-async def test_an_agents_move_through_the_service_is_streamed_at_once_not_at_the_next_poll() -> None:
-    live, agents, _, clock = service()
-    live.poll_s, live.flush_s = 60.0, 0.0  # the safety-net poll never comes within the test
-    await agents.start()
-    await live.start()
-    try:
-        q = live.subscribe()
-        await asyncio.sleep(0.05)  # (the subscribe's own turn: nothing moved)
-        await agents.command("1001", SetBusy(clock(), "培训", by="api:张班长"))
-        d = await asyncio.wait_for(q.get(), 1.0)
-        assert d is not None and d.parts["agents"]["1001"]["state"] == "busy"
-        live.unsubscribe(q)
-    finally:
-        await live.stop()
-        await agents.stop()
-
-
-async def test_a_cluster_nodes_mirrored_agent_state_is_streamed_at_once() -> None:
+@contextlib.asynccontextmanager
+async def streaming_without_poll() -> AsyncIterator[tuple[AgentService, Clock, asyncio.Queue[Any]]]:
+    """The agents' service and the publisher running, one stream subscribed, the safety-net poll never due."""
     live, agents, _, clock = service()
     live.poll_s, live.flush_s = 60.0, 0.0
     await agents.start()
     await live.start()
     try:
         q = live.subscribe()
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # (the subscribe's own turn: nothing moved)
+        yield agents, clock, q
+        live.unsubscribe(q)
+    finally:
+        await live.stop()
+        await agents.stop()
+
+
+async def test_an_agents_move_through_the_service_is_streamed_at_once_not_at_the_next_poll() -> None:
+    async with streaming_without_poll() as (agents, clock, q):
+        await agents.command("1001", SetBusy(clock(), "培训", by="api:张班长"))
+        d = await asyncio.wait_for(q.get(), 1.0)
+        assert d is not None and d.parts["agents"]["1001"]["state"] == "busy"
+
+
+async def test_a_cluster_nodes_mirrored_agent_state_is_streamed_at_once() -> None:
+    async with streaming_without_poll() as (agents, clock, q):
         row = {"agent": "1002", "state": "busy", "reason": "就餐", "since": clock.now + 1,
                "queues": list(agents.agents["1002"].queues), "paused": True, "agent_id": "1002"}
         assert agents.mirror_saved({"1002": row}) == 1  # another node's 示忙, taken here without its machine's input
         d = await asyncio.wait_for(q.get(), 1.0)
         assert d is not None and d.parts["agents"]["1002"]["state"] == "busy"
-        live.unsubscribe(q)
-    finally:
-        await live.stop()
-        await agents.stop()
 
 
 async def test_nobody_subscribed_renders_nothing_and_a_later_stream_gets_what_changed_after_it_came() -> None:
