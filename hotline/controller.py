@@ -26,6 +26,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -425,6 +426,9 @@ class Controller:
 
     async def _save(self, record: CallRecord) -> None:
         """Save `record`; when the store cannot take it, keep it for later (ticketbridge.pending)."""
+        released = self._releases.pop(record.linkedid, None) if record.complete else None
+        if released is not None:  # the 强拆 note is written with the ticket, and waits with it when the store fails
+            record = replace(record, released_by=released)
         try:
             await self._write(record)
         except Exception as e:  # noqa: BLE001 - the store is away or full: calls go on, the ticket waits
@@ -443,12 +447,6 @@ class Controller:
             self.outbox.notify()
         log.info("ticket_saved", ticket=saved.ticket_no, linkedid=record.linkedid, outcome=record.outcome,
                  handled_by=record.handled_by, caller=mask_number(record.caller), created=saved.created)
-        released = self._releases.pop(record.linkedid, None) if record.complete else None
-        if released is not None:
-            try:
-                await self.store.note(saved.ticket_no, released, "supervision", "released", "强拆: " + released)
-            except Exception:
-                log.exception("ticket_release_note_failed", ticket=saved.ticket_no)
         target = self._work_orders.pop(record.linkedid, None) if record.complete else None
         if target is not None:
             await self._dispatch_work_order(saved.ticket_no, target)

@@ -199,9 +199,11 @@ def _worth_again(e: DBAPIError) -> bool:
 
 
 def _bare_record(record: CallRecord) -> CallRecord:
-    """What is left of a record whose content the database refused: the call, its outcome and times."""
+    """What is left of a record whose content the database refused: the call, its outcome and times, and who
+    force-released it."""
     return CallRecord(linkedid=record.linkedid, handled_by=record.handled_by, outcome=record.outcome,
-                      source=record.source, started_at=record.started_at, ended_at=record.ended_at)
+                      source=record.source, started_at=record.started_at, ended_at=record.ended_at,
+                      released_by=record.released_by)
 
 
 def _columns(t: Ticket) -> dict[str, Any]:
@@ -676,16 +678,6 @@ class TicketStore(OutreachMixin, TranscriptMixin, LeaseMixin):
             t.updated_at = now
             self._outbox(s, t, "survey", now)
             return t
-
-    async def note(self, ticket_no: str, actor: str, field: str, to_value: str, note: str | None = None) -> None:
-        """A history row on a ticket that changes none of its fields (a supervisor's force release 强拆)."""
-        _, write = self._sessions()
-        async with write() as s, s.begin():
-            t = await self._locked(s, ticket_no=ticket_no)
-            if t is None:
-                raise TicketNotFound(ticket_no)
-            s.add(TicketHistory(ticket_id=t.id, at=self._now(), actor=actor[:64], field=field[:32], from_value=None,
-                                to_value=to_value[:200], note=note))
 
     async def change_state(self, ticket_no: str, target: str, actor: str, note: str | None = None) -> Ticket:
         """Move a ticket along its lifecycle (IllegalTransition if the table forbids it)."""

@@ -108,6 +108,11 @@ def history_values(ticket_id: int, now: dt.datetime, field_: str, to_value: str 
             "to_value": to_value, "note": note}
 
 
+def release_history(ticket_id: int, now: dt.datetime, released_by: str) -> dict[str, Any]:
+    """The history row of a supervisor's force release (强拆) of the call: who, from where, on which seat."""
+    return history_values(ticket_id, now, "supervision", "released", "强拆: " + released_by, released_by)
+
+
 def flagged_history(ticket_id: int, now: dt.datetime, flagged: Sequence[str]) -> dict[str, Any]:
     """The history row naming what of the call's content was cut or dropped to save it."""
     return history_values(ticket_id, now, "content", "cut", "cut to fit: " + ", ".join(flagged))
@@ -228,13 +233,17 @@ def save_records(db: CallDb, rules: TicketRules, fitted: Sequence[tuple[CallReco
             cur = tickets[record.linkedid] = new_ticket_values(rules, record, next(numbers), now)
             batch.unflushed.append((cur, flagged))
             out.saved.append(SavedTicket(cur["ticket_no"], True))
-            continue
-        if "id" not in cur:  # merging into a ticket made in this transaction
-            batch.flush_new()
-        changed = _merge(batch, rules, cur, record, flagged)
-        if changed:
-            out.updated.append((cur["ticket_no"], changed))
-        out.saved.append(SavedTicket(cur["ticket_no"], False))
+        else:
+            if "id" not in cur:  # merging into a ticket made in this transaction
+                batch.flush_new()
+            changed = _merge(batch, rules, cur, record, flagged)
+            if changed:
+                out.updated.append((cur["ticket_no"], changed))
+            out.saved.append(SavedTicket(cur["ticket_no"], False))
+        if record.released_by and record.complete:
+            if "id" not in cur:
+                batch.flush_new()
+            batch.history.append(release_history(cur["id"], now, record.released_by))
     batch.write()
     return out
 

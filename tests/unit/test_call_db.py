@@ -62,6 +62,11 @@ def calls(rules: TicketRules) -> list[tuple[str, Callable[[Any], CallWrites | An
             (rec("3.1", gap=True, outcome="ended_in_ivr"), []),
             (rec("3.1", gap=True, outcome="ended_in_ivr", ivr_path=["menu:main", "key:9"]), []),
         ], NOW)),
+        ("4 force-released as it is made, 1 as it merges, 5 not ended yet", lambda db: save_records(db, rules, [
+            (rec("4.1", outcome="answered", agent="1002", released_by="api:张班长 (seat 9001, agent 1002)"), []),
+            (rec("1.1", outcome="ended_in_ivr", released_by="root (seat 9001, agent 1001)"), []),
+            (rec("5.1", released_by="never written: the call goes on"), []),
+        ], NOW)),
         ("3 corrected from the CDR", lambda db: save_records(
             db, rules, [(rec("3.1", outcome="abandoned_in_queue", queue="general", source="cdr"), [])], NOW)),
         ("password for 2, with its SMS", lambda db: issue_password(db, "261130000002", "hmac$salt$mac", "ivr",
@@ -138,6 +143,11 @@ def test_each_adapter_runs_the_day(tmp_path: Path, adapter: Any) -> None:
     assert [(c["ticket_id"], c["status"]) for c in cb if c["ticket_id"] == t["1.1"]["id"]] == [(t["1.1"]["id"], "done")]
     assert any(h["field"] == "content" and "caller" in (h["note"] or "") for h in tables["ticket_history"])
     assert t["2.1"]["query_password_hash"] == "hmac$salt$mac"
+    released = [(h["ticket_id"], h["actor"], h["to_value"], h["note"]) for h in tables["ticket_history"]
+                if h["field"] == "supervision"]
+    assert released == [
+        (t["4.1"]["id"], "api:张班长 (seat 9001, agent 1002)", "released", "强拆: api:张班长 (seat 9001, agent 1002)"),
+        (t["1.1"]["id"], "root (seat 9001, agent 1001)", "released", "强拆: root (seat 9001, agent 1001)")]
     assert [(o["endpoint"], o["secret"]) for o in tables["outbox"] if o["endpoint"] == "sms"] == [("sms", "sealed")]
     assert tables["agent_states"] == [{
         "agent": "1001", "state": "busy", "reason": "培训", "since": T0 + 30, "queues": ["general", "overflow"],
