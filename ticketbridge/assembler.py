@@ -233,9 +233,6 @@ class _Call:
     last_at: float | None = None
     ended_at: float | None = None
     gap: bool = False
-    #: who force-released the call (强拆: "api:张班长 (seat 9001, agent 1001)"), set by the controller; its
-    #: ticket's `supervision` history row is written in the same transaction as the ticket
-    released_by: str | None = None
 
     @property
     def alive(self) -> set[str]:

@@ -22,6 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
+from sqlalchemy import bindparam, select
 
 from ticketbridge.assembler import CallRecord
 from ticketbridge.call_db import CallDb
@@ -43,6 +44,11 @@ _HIDDEN = ("id", "query_password_hash")
 _HISTORY = TicketHistory.__table__
 _OUTBOX = Outbox.__table__
 _CALLBACKS = Callback.__table__
+#: a ticket's history row of one kind by one actor (`_note_release`: a 强拆 row is written once)
+_RELEASED = (select(_HISTORY.c.id).where(_HISTORY.c.ticket_id == bindparam("ticket_id"),
+                                         _HISTORY.c.field == bindparam("field"),
+                                         _HISTORY.c.to_value == bindparam("to_value"),
+                                         _HISTORY.c.actor == bindparam("actor")))
 
 
 @dataclass(frozen=True)
@@ -217,6 +223,21 @@ def _merge(batch: _Batch, rules: TicketRules, cur: dict[str, Any], record: CallR
     return changed
 
 
+def _note_release(batch: _Batch, cur: dict[str, Any], existed: bool, released_by: str) -> None:
+    """The ticket's 强拆 history row, once: a record saved again (a save that committed but was reported failed,
+    then retried from ticketbridge.pending or at shutdown) finds the row there and adds none."""
+    if "id" not in cur:
+        batch.flush_new()
+    row = release_history(cur["id"], batch.now, released_by)
+    if any(h["ticket_id"] == row["ticket_id"] and h["field"] == row["field"] and h["actor"] == row["actor"]
+           for h in batch.history):
+        return
+    if existed and batch.db.first(_RELEASED, {"ticket_id": row["ticket_id"], "field": row["field"],
+                                              "to_value": row["to_value"], "actor": row["actor"]}) is not None:
+        return
+    batch.history.append(row)
+
+
 def save_records(db: CallDb, rules: TicketRules, fitted: Sequence[tuple[CallRecord, Sequence[str]]],
                  now: dt.datetime) -> CallWrites:
     """Create or enrich the tickets of these calls, in order (a second record of the same call merges into
@@ -226,6 +247,7 @@ def save_records(db: CallDb, rules: TicketRules, fitted: Sequence[tuple[CallReco
     batch = _Batch(db, now)
     ids = list(dict.fromkeys(r.linkedid for r, _ in fitted))
     tickets = {row["linkedid"]: row for row in db.tickets(ids)}
+    existed = set(tickets)
     numbers = iter(next_ticket_nos(db, rules.zone, now, sum(1 for i in ids if i not in tickets)))
     for record, flagged in fitted:
         cur = tickets.get(record.linkedid)
@@ -241,9 +263,7 @@ def save_records(db: CallDb, rules: TicketRules, fitted: Sequence[tuple[CallReco
                 out.updated.append((cur["ticket_no"], changed))
             out.saved.append(SavedTicket(cur["ticket_no"], False))
         if record.released_by and record.complete:
-            if "id" not in cur:
-                batch.flush_new()
-            batch.history.append(release_history(cur["id"], now, record.released_by))
+            _note_release(batch, cur, record.linkedid in existed, record.released_by)
     batch.write()
     return out
 

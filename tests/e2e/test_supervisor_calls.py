@@ -162,8 +162,8 @@ def wav_format(path: Path) -> tuple[int, int]:
 
 
 async def supervision_notes(controller, ticket_no: str, within_s: float = 10.0) -> list:
-    """The ticket's 强拆 history rows: written by the controller just after the call's record is saved (a second
-    write), so looked for again until they are there or `within_s` has passed."""
+    """The ticket's 强拆 history rows: written in the transaction that saves the call's final record, which may
+    come after the ticket's first save, so looked for again until they are there or `within_s` has passed."""
     deadline = asyncio.get_running_loop().time() + within_s
     while True:
         notes = [h for h in await controller.store.history(ticket_no) if h.field == "supervision"]

@@ -66,7 +66,12 @@ def calls(rules: TicketRules) -> list[tuple[str, Callable[[Any], CallWrites | An
             (rec("4.1", outcome="answered", agent="1002", released_by="api:张班长 (seat 9001, agent 1002)"), []),
             (rec("1.1", outcome="ended_in_ivr", released_by="root (seat 9001, agent 1001)"), []),
             (rec("5.1", released_by="never written: the call goes on"), []),
+            (rec("4.1", outcome="answered", agent="1002", released_by="api:张班长 (seat 9001, agent 1002)"), []),
         ], NOW)),
+        ("4 and 1 saved again (a save reported failed after it committed): their rows are there", lambda db: (
+            save_records(db, rules, [
+                (rec("4.1", outcome="answered", agent="1002", released_by="api:张班长 (seat 9001, agent 1002)"), []),
+                (rec("1.1", outcome="ended_in_ivr", released_by="root (seat 9001, agent 1001)"), [])], NOW))),
         ("3 corrected from the CDR", lambda db: save_records(
             db, rules, [(rec("3.1", outcome="abandoned_in_queue", queue="general", source="cdr"), [])], NOW)),
         ("password for 2, with its SMS", lambda db: issue_password(db, "261130000002", "hmac$salt$mac", "ivr",
