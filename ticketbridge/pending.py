@@ -19,6 +19,7 @@ import asyncio
 import errno
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -79,7 +80,8 @@ class PendingSaves:
         return len(self.records)
 
     def defer(self, record: CallRecord, exc: BaseException) -> None:
-        """`record` failed to save because of `exc`: keep it (a live record is never replaced by a CDR one)."""
+        """`record` failed to save because of `exc`: keep it (a live record is never replaced by a CDR one; who
+        force-released the call is kept from either)."""
         if self.down_since is None:
             self.down_since = self._clock()
             self.reason = store_error_reason(exc)
@@ -87,8 +89,15 @@ class PendingSaves:
             log.error("ticket_store_unavailable", reason=self.reason, error=type(exc).__name__,
                       detail=str(exc).splitlines()[0][:200] if str(exc) else "")
         held = self.records.get(record.linkedid)
-        if held is not None and held.source != "cdr" and record.source == "cdr":
-            return
+        if held is not None:
+            # who force-released the call (强拆) stays with it whichever record is kept
+            released = record.released_by or held.released_by
+            if held.source != "cdr" and record.source == "cdr":
+                if released != held.released_by:
+                    self.records[record.linkedid] = replace(held, released_by=released)
+                return
+            if released != record.released_by:
+                record = replace(record, released_by=released)
         self.records.pop(record.linkedid, None)
         self.records[record.linkedid] = record  # newest last
         while len(self.records) > self.limit:

@@ -147,6 +147,19 @@ async def test_records_wait_for_the_store_and_are_written_in_order_when_it_retur
     assert p.down_since is None and p.delay == 1.0
 
 
+def test_who_force_released_a_held_call_stays_with_it_whichever_record_is_kept() -> None:
+    """A held record's 强拆 (CallRecord.released_by) is not lost when another record of the call replaces it, nor
+    when a CDR rebuild that carries it is dropped for the live record held."""
+    p = PendingSaves()
+    down = ConnectionRefusedError(111, "refused")
+    p.defer(rec("a", released_by="root (seat 9001, agent 1001)"), down)
+    p.defer(rec("a", talk_s=31.0), down)  # a newer live record of the same call
+    p.defer(rec("b"), down)
+    p.defer(rec("b", source="cdr", released_by="api:张班长 (seat 9001, agent 1002)"), down)
+    assert p.records["a"].talk_s == 31.0 and p.records["a"].released_by == "root (seat 9001, agent 1001)"
+    assert p.records["b"].source != "cdr" and p.records["b"].released_by == "api:张班长 (seat 9001, agent 1002)"
+
+
 def test_at_most_limit_records_are_held_the_oldest_left_to_the_cdr() -> None:
     p = PendingSaves(limit=2)
     for lid in "abc":
