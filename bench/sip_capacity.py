@@ -15,7 +15,10 @@ calls Asterisk reported, calls that missed the controller (`handled_by: fallback
 reached in time — the dialplan still queued them), tickets missing or left incomplete, and the
 average CPU of the controller, of Asterisk and of SIPp while all calls were up — which shows
 which of them is the limit — and the controller's CPU per call: from the step's first INVITE until the
-CDR replay has read its last call, less the controller's idle rate (sampled first, `--idle-s`).
+CDR replay has read its last call, less the controller's idle rate (sampled first, `--idle-s`). Also per
+call: the AMI events the controller's account was sent (a second login with that account) and the AGI
+commands Asterisk ran for the controller (the `sim` account's AGIExecStart, a class the controller's
+account never reads): each AGI command is one round trip of the controller's.
 
 Soak mode (`--soak`): `--rate` new calls per second for `--duration` seconds (each held `--hold`),
 the controller's RSS sampled every `--sample` seconds; the same failure and ticket counts. `--heap N`: the
@@ -41,6 +44,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +64,8 @@ from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 from hotline.install import install_everything  # noqa: E402
 from hotline.sandbox import Sandbox  # noqa: E402
 from hotline.sipcarrier import UacDialog, reply_ok, uac_scenario  # noqa: E402
+from model.secrets import ami_secret  # noqa: E402
+from wire.ami import AmiClient  # noqa: E402
 from tests.e2e.conftest import INSTANCE, OFFSET, SIM_CARRIER_PORT, e2e_config  # noqa: E402
 from tests.e2e.faults import ControllerProcess  # noqa: E402
 
@@ -161,6 +167,10 @@ class Step:
     at_start: float = 0.0
     ctl_cpu_s: float = 0.0
     span_s: float = 0.0
+    #: what the controller's AMI account was sent during the step, by event name; the AGI commands Asterisk
+    #: ran, by command (`EXEC UserEvent`, `STREAM FILE`, …)
+    ami_sent: Counter[str] = field(default_factory=Counter)
+    agi_commands: Counter[str] = field(default_factory=Counter)
 
 
 class Bench:
@@ -176,6 +186,33 @@ class Bench:
         self.ctl = ControllerProcess(self.store_url, work / "controller.log", extra=["--cdr-settle", str(a.cdr_settle)])
         self.run_id = uuid.uuid4().int % 90 + 10
         self.idle_rate = 0.0  # the controller's CPU seconds per second with no call (its timers, the CDR replay)
+        self.watchers: list[AmiClient] = []
+        self.sent: Counter[str] = Counter()
+        self.agi: Counter[str] = Counter()
+
+    async def watch_ami(self) -> None:
+        """Two AMI logins beside the controller's: its own account (what it is sent) and `sim` (the AGI commands
+        run, AGIExecStart)."""
+        a = self.cfg.asterisk.ami
+        for account, on_event in (("controller", self._on_sent), ("sim", self._on_sim)):
+            c = AmiClient(a.host, a.port, a.account_username(account), ami_secret(self.cfg, account),
+                          action_timeout=30)
+            self.watchers.append(c)
+            c.on_event("*", on_event)
+            await c.start()
+            await c.wait_connected(10)
+
+    def _on_sent(self, e: dict[str, str]) -> None:
+        self.sent[e.get("Event", "")] += 1
+
+    def _on_sim(self, e: dict[str, str]) -> None:
+        if e.get("Event") == "AGIExecStart":
+            words = e.get("Command", "").split()
+            self.agi[" ".join(words[:2])] += 1
+
+    async def unwatch_ami(self) -> None:
+        for c in self.watchers:
+            await c.close()
 
     async def measure_idle(self, seconds: float) -> None:
         """The controller's CPU per second with no call, once its start-up work (the live rebuild, today's
@@ -229,6 +266,8 @@ class Bench:
                "-trace_stat", "-stf", str(stat), "-fd", "1", "-max_socket", "5000"]
         step.started = time.time()
         step.ctl_cpu_at_start, step.at_start = self.ctl_cpu(), time.monotonic()
+        self.sent.clear()
+        self.agi.clear()
         proc = subprocess.Popen(cmd, cwd=self.work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         ast = asterisk_pid(self.sb)
         last = time.monotonic()
@@ -274,6 +313,7 @@ class Bench:
                     await asyncio.sleep(self.a.cdr_settle * 1.5 + 2)
                     step.ctl_cpu_s = self.ctl_cpu() - step.ctl_cpu_at_start
                     step.span_s = time.monotonic() - step.at_start
+                    step.ami_sent, step.agi_commands = Counter(self.sent), Counter(self.agi)
                     return
                 await asyncio.sleep(1)
         finally:
@@ -365,6 +405,13 @@ def report_step(step: Step, plateau: tuple[float, float], idle_rate: float) -> N
         print(f"  controller CPU per call: {busy / calls * 1000:.1f} ms with its idle rate removed "
               f"({step.ctl_cpu_s / calls * 1000:.1f} ms raw; {step.ctl_cpu_s:.2f} s over {step.span_s:.0f} s, "
               f"first INVITE to the CDR replay of the last call)", flush=True)
+
+        def per_call(counts: Counter[str]) -> str:
+            return ", ".join(f"{k} {n / calls:.1f}" for k, n in counts.most_common(8))
+
+        print(f"  AMI events to the controller's account: {sum(step.ami_sent.values()) / calls:.1f} per call "
+              f"({per_call(step.ami_sent)}); AGI commands (round trips): "
+              f"{sum(step.agi_commands.values()) / calls:.1f} per call ({per_call(step.agi_commands)})", flush=True)
     if step.errors:
         print("  SIPp errors (tail):\n  " + step.errors.strip().replace("\n", "\n  ")[-1200:])
 
@@ -415,9 +462,11 @@ async def main_async(a: argparse.Namespace) -> int:
                     b.ctl.proc.wait(10)
                 raise
             try:
+                await b.watch_ami()
                 await b.measure_idle(a.idle_s)
                 steps = [await b.soak()] if a.soak else await b.capacity()
             finally:
+                await b.unwatch_ami()
                 try:
                     await b.ctl.stop(timeout=60)
                 except AssertionError as e:  # killed: say so, keep the figures

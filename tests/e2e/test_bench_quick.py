@@ -38,3 +38,5 @@ def test_bench_run_quick_runs_every_benchmark_and_prints_figures(asterisk) -> No
         assert f"\n{name} " in summary, f"{name} missing from the run:\n{summary}"
     assert "FAILED" not in summary and "NOT RUN" not in summary, summary
     assert "every call completed and ticketed" in out or "FAILURES in" in out  # the SIP figures were printed
+    # and what a SIP call costs in round trips: AMI events to the controller, AGI commands Asterisk ran
+    assert "AMI events to the controller's account:" in out and "AGI commands (round trips):" in out, out[-3000:]
