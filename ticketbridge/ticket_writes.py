@@ -223,17 +223,14 @@ def _merge(batch: _Batch, rules: TicketRules, cur: dict[str, Any], record: CallR
     return changed
 
 
-def _note_release(batch: _Batch, cur: dict[str, Any], existed: bool, released_by: str) -> None:
+def _note_release(batch: _Batch, cur: dict[str, Any], released_by: str) -> None:
     """The ticket's 强拆 history row, once: a record saved again (a save that committed but was reported failed,
-    then retried from ticketbridge.pending or at shutdown) finds the row there and adds none."""
+    then retried from ticketbridge.pending or at shutdown) finds the row, written or in this batch, and adds none."""
     if "id" not in cur:
         batch.flush_new()
     row = release_history(cur["id"], batch.now, released_by)
-    if any(h["ticket_id"] == row["ticket_id"] and h["field"] == row["field"] and h["actor"] == row["actor"]
-           for h in batch.history):
-        return
-    if existed and batch.db.first(_RELEASED, {"ticket_id": row["ticket_id"], "field": row["field"],
-                                              "to_value": row["to_value"], "actor": row["actor"]}) is not None:
+    key = {k: row[k] for k in ("ticket_id", "field", "to_value", "actor")}
+    if any(all(h[k] == v for k, v in key.items()) for h in batch.history) or batch.db.first(_RELEASED, key):
         return
     batch.history.append(row)
 
@@ -247,7 +244,6 @@ def save_records(db: CallDb, rules: TicketRules, fitted: Sequence[tuple[CallReco
     batch = _Batch(db, now)
     ids = list(dict.fromkeys(r.linkedid for r, _ in fitted))
     tickets = {row["linkedid"]: row for row in db.tickets(ids)}
-    existed = set(tickets)
     numbers = iter(next_ticket_nos(db, rules.zone, now, sum(1 for i in ids if i not in tickets)))
     for record, flagged in fitted:
         cur = tickets.get(record.linkedid)
@@ -263,7 +259,7 @@ def save_records(db: CallDb, rules: TicketRules, fitted: Sequence[tuple[CallReco
                 out.updated.append((cur["ticket_no"], changed))
             out.saved.append(SavedTicket(cur["ticket_no"], False))
         if record.released_by and record.complete:
-            _note_release(batch, cur, record.linkedid in existed, record.released_by)
+            _note_release(batch, cur, record.released_by)
     batch.write()
     return out
 
