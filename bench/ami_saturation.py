@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HOTLINE_INSTANCE", "bench")
 os.environ.setdefault("HOTLINE_PORT_OFFSET", "700")
 
+from bench.procstat import Usage, cpu_s  # noqa: E402
 from model.contract import AMI_EXCLUDED_EVENTS, AmiRights  # noqa: E402
 from model.secrets import ami_secret  # noqa: E402
 from tests.e2e.conftest import INSTANCE, OFFSET, e2e_config  # noqa: E402
@@ -61,28 +62,6 @@ from ticketbridge.cdr import CDR_SETTLE_S  # noqa: E402
 from wire.ami import AmiClient  # noqa: E402
 
 CONTROLLER_CLASSES = set(AmiRights.CONTROLLER["read"].split(","))
-
-
-def proc_cpu(pid: int) -> float:
-    return proc_cpu_of(f"/proc/{pid}/stat")
-
-
-def loop_thread_cpu(pid: int) -> float:
-    """CPU of the process's first thread (the controller's event loop); the rest is its other threads
-    (the SQLite call-writer thread, aiosqlite's connection threads, the default executor)."""
-    return proc_cpu_of(f"/proc/{pid}/task/{pid}/stat")
-
-
-def proc_cpu_of(path: str) -> float:
-    return sum(proc_times_of(path))
-
-
-def proc_times_of(path: str) -> tuple[float, float]:
-    """(user, system) CPU seconds of a process or thread from its /proc stat file."""
-    with open(path, encoding="ascii") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def start_asterisk(cfg: Any) -> Any:
@@ -263,9 +242,9 @@ async def run(a: argparse.Namespace) -> int:
         seen.clear()
         would.clear()
         captured.clear()
-        cpu0, t0 = proc_cpu(pid), time.monotonic()
+        cpu0, t0 = cpu_s(pid), time.monotonic()
         await asyncio.sleep(a.idle_s)
-        idle_rate = (proc_cpu(pid) - cpu0) / (time.monotonic() - t0)
+        idle_rate = (cpu_s(pid) - cpu0) / (time.monotonic() - t0)
         drops0 = len(ctl.events("ami_disconnected"))
         calls: dict[str, str] = {}  # linkedid -> caller number
         sem = asyncio.Semaphore(a.concurrency)
@@ -293,9 +272,7 @@ async def run(a: argparse.Namespace) -> int:
 
         if prof is not None:
             os.kill(pid, signal.SIGUSR1)  # the profile covers the calls only
-        times_start, t_start = proc_times_of(f"/proc/{pid}/stat"), time.monotonic()  # (user, system)
-        cpu_start = sum(times_start)
-        loop_start = loop_thread_cpu(pid)
+        used_start, t_start = Usage.of(pid), time.monotonic()
         tasks = []
         for i in range(a.calls):
             tasks.append(asyncio.create_task(one(i)))
@@ -316,9 +293,7 @@ async def run(a: argparse.Namespace) -> int:
                 if not pending or time.monotonic() > deadline:
                     break
                 await asyncio.sleep(1)
-            times_end, t_end = proc_times_of(f"/proc/{pid}/stat"), time.monotonic()
-            cpu_end = sum(times_end)
-            loop_end = loop_thread_cpu(pid)
+            used, t_end = Usage.of(pid) - used_start, time.monotonic()
             if prof is not None:
                 os.kill(pid, signal.SIGUSR2)
             rows = cdr_rows(sb.cdr_csv, set(calls))
@@ -343,7 +318,7 @@ async def run(a: argparse.Namespace) -> int:
         finally:
             await store.close()
         drops = len(ctl.events("ami_disconnected")) - drops0
-        busy = (cpu_end - cpu_start) - idle_rate * (t_end - t_start)
+        busy = used.cpu - idle_rate * (t_end - t_start)
         n = len(calls)
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
         print(f"instance {INSTANCE} (offset {OFFSET}), live API {'on' if a.api else 'off (no token)'}, "
@@ -351,13 +326,10 @@ async def run(a: argparse.Namespace) -> int:
               f"setup {t_start - t_setup:.0f} s")
         print(f"calls placed {n}/{a.calls}, {a.concurrency} at a time, {a.agents} agents talking {a.talk} s, "
               f"callers hold {a.hold} s; calls took {t_calls:.0f} s; CDR outcomes {dict(outcomes)}")
-        print(f"controller CPU: {cpu_end - cpu_start:.2f} s over {t_end - t_start:.0f} s (idle rate "
+        print(f"controller CPU: {used.cpu:.2f} s over {t_end - t_start:.0f} s (idle rate "
               f"{idle_rate * 1000:.1f} ms/s); per call {busy / max(1, n) * 1000:.1f} ms (idle removed), "
-              f"{(cpu_end - cpu_start) / max(1, n) * 1000:.1f} ms raw")
-        print(f"  of it (raw): the event loop's thread {(loop_end - loop_start) / max(1, n) * 1000:.1f} ms per call, "
-              f"other threads {((cpu_end - cpu_start) - (loop_end - loop_start)) / max(1, n) * 1000:.1f} ms per call")
-        print(f"  of it (raw): user {(times_end[0] - times_start[0]) / max(1, n) * 1000:.1f} ms, "
-              f"system (the kernel: sockets, epoll, files) {(times_end[1] - times_start[1]) / max(1, n) * 1000:.1f} ms per call")
+              f"{used.cpu / max(1, n) * 1000:.1f} ms raw")
+        print(f"  of it (raw, per call): {used.per_call(n)}")
         got = sum(seen.values())
         print(f"AMI events to the controller's account: {got / max(1, n):.1f} per call "
               f"(without its include filters: {sum(would.values()) / max(1, n):.1f} per call)")

@@ -61,6 +61,7 @@ if os.environ.get("HOTLINE_INSTANCE", "") in ("", "main") or (os.environ["HOTLIN
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
+from bench.procstat import Usage, cpu_s, rss_mib  # noqa: E402
 from hotline.install import install_everything  # noqa: E402
 from hotline.sandbox import Sandbox  # noqa: E402
 from hotline.sipcarrier import UacDialog, reply_ok, uac_scenario  # noqa: E402
@@ -69,7 +70,6 @@ from wire.ami import AmiClient  # noqa: E402
 from tests.e2e.conftest import INSTANCE, OFFSET, SIM_CARRIER_PORT, e2e_config  # noqa: E402
 from tests.e2e.faults import ControllerProcess  # noqa: E402
 
-TICK = os.sysconf("SC_CLK_TCK")
 #: seconds after the first calls' hold before the soak's RSS trend is measured (pools, caches and the
 #: calls-up level fill first)
 WARM_UP_S = 60.0
@@ -108,27 +108,6 @@ def write_tone(path: Path) -> None:
     path.write_bytes(audioop.lin2alaw(pcm, 2))
 
 
-def cpu_s(pid: int | None) -> float:
-    """User + system CPU seconds of process `pid` (and its reaped children); 0 when it is gone."""
-    if not pid:
-        return 0.0
-    try:
-        fields_ = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields_[11]) + int(fields_[12])) / TICK
-
-
-def rss_mib(pid: int | None) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def asterisk_pid(sb: Sandbox) -> int | None:
     """The Asterisk process itself (the sandbox's pid may be the chroot wrapper that exec'd it)."""
     return sb.pid()
@@ -163,9 +142,9 @@ class Step:
     errors: str = ""
     #: the controller's CPU seconds and the monotonic clock at the step's first INVITE, and from then until the
     #: CDR replay read its last call
-    ctl_cpu_at_start: float = 0.0
+    ctl_at_start: Usage = field(default_factory=Usage)
     at_start: float = 0.0
-    ctl_cpu_s: float = 0.0
+    ctl: Usage = field(default_factory=Usage)
     span_s: float = 0.0
     #: what the controller's AMI account was sent during the step, by event name; the AGI commands Asterisk
     #: ran, by command (`EXEC UserEvent`, `STREAM FILE`, …)
@@ -227,6 +206,10 @@ class Bench:
         """The controller's CPU seconds so far (0 before it started)."""
         return cpu_s(self.ctl.proc.pid if self.ctl.proc else None)
 
+    def ctl_usage(self) -> Usage:
+        """The controller's CPU, and its event loop's CPU and wake-ups, so far (zero before it started)."""
+        return Usage.of(self.ctl.proc.pid if self.ctl.proc else None)
+
     # ------------------------------------------------------------------ the world
     def start_asterisk(self) -> None:
         if REUSE:
@@ -265,7 +248,7 @@ class Bench:
                "-trace_err", "-error_file", str(err), "-trace_logs", "-log_file", str(msgs),
                "-trace_stat", "-stf", str(stat), "-fd", "1", "-max_socket", "5000"]
         step.started = time.time()
-        step.ctl_cpu_at_start, step.at_start = self.ctl_cpu(), time.monotonic()
+        step.ctl_at_start, step.at_start = self.ctl_usage(), time.monotonic()
         self.sent.clear()
         self.agi.clear()
         proc = subprocess.Popen(cmd, cwd=self.work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -311,7 +294,7 @@ class Bench:
                     # the CDR replay reads the step's last rows a settle time after they were written (it runs
                     # every half of it): its work for these calls is counted too
                     await asyncio.sleep(self.a.cdr_settle * 1.5 + 2)
-                    step.ctl_cpu_s = self.ctl_cpu() - step.ctl_cpu_at_start
+                    step.ctl = self.ctl_usage() - step.ctl_at_start
                     step.span_s = time.monotonic() - step.at_start
                     step.ami_sent, step.agi_commands = Counter(self.sent), Counter(self.agi)
                     return
@@ -401,10 +384,11 @@ def report_step(step: Step, plateau: tuple[float, float], idle_rate: float) -> N
           f"Asterisk {ast:.0f} (peak {peak_ast:.0f}), SIPp {sipp:.0f}; load {os.getloadavg()[0]:.1f}", flush=True)
     calls = step.ok + step.failed
     if calls and step.span_s > 0:
-        busy = step.ctl_cpu_s - idle_rate * step.span_s
+        busy = step.ctl.cpu - idle_rate * step.span_s
         print(f"  controller CPU per call: {busy / calls * 1000:.1f} ms with its idle rate removed "
-              f"({step.ctl_cpu_s / calls * 1000:.1f} ms raw; {step.ctl_cpu_s:.2f} s over {step.span_s:.0f} s, "
+              f"({step.ctl.cpu / calls * 1000:.1f} ms raw; {step.ctl.cpu:.2f} s over {step.span_s:.0f} s, "
               f"first INVITE to the CDR replay of the last call)", flush=True)
+        print(f"  of it (raw, per call): {step.ctl.per_call(calls)}", flush=True)
 
         def per_call(counts: Counter[str]) -> str:
             return ", ".join(f"{k} {n / calls:.1f}" for k, n in counts.most_common(8))

@@ -40,3 +40,5 @@ def test_bench_run_quick_runs_every_benchmark_and_prints_figures(asterisk) -> No
     assert "every call completed and ticketed" in out or "FAILURES in" in out  # the SIP figures were printed
     # and what a SIP call costs in round trips: AMI events to the controller, AGI commands Asterisk ran
     assert "AMI events to the controller's account:" in out and "AGI commands (round trips):" in out, out[-3000:]
+    # where a call's CPU went: user / kernel, the loop thread and how often it woke (bench/procstat.py)
+    assert "of it (raw, per call): user " in out and "times, preempted " in out, out[-3000:]

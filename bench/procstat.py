@@ -1,0 +1,93 @@
+"""What a running process has used so far, from /proc: the benches' one reader of CPU, wake-ups and RSS.
+
+`Usage.of(pid)` reads a process's user and system CPU seconds, its first thread's (the controller's event
+loop's) CPU and context switches; subtracting two readings gives what happened between them. A process that
+is gone reads as zero (a bench samples the controller before it started and after it stopped).
+
+Voluntary switches of the loop thread are its wake-ups: each time it waited in epoll with nothing to do and
+was woken by a socket, a timer or another thread. Involuntary ones are preemptions: the kernel took the core
+away (on a 2-core box, mostly for Asterisk and SIPp).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_times(path: str | Path) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process or thread from its /proc `stat` file; (0, 0) when it is gone."""
+    try:
+        # the command name (field 2) may hold spaces and parentheses: the fields after it start past the last ')'
+        rest = Path(path).read_text(encoding="ascii", errors="replace").rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0.0
+    return int(rest[11]) / TICK, int(rest[12]) / TICK
+
+
+def cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of process `pid` (all its threads); 0 when it is gone or not started."""
+    return sum(cpu_times(f"/proc/{pid}/stat")) if pid else 0.0
+
+
+def rss_mib(pid: int | None) -> float:
+    """Resident memory of process `pid` in MiB; 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of the process's first thread."""
+    vol = invol = 0
+    try:
+        for line in Path(f"/proc/{pid}/task/{pid}/status").read_text().splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                vol = int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches:"):
+                invol = int(line.split()[1])
+    except OSError:
+        pass
+    return vol, invol
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A process's counters at one moment, or (after subtraction) over a span."""
+    user: float = 0.0
+    system: float = 0.0
+    #: the first thread's (the event loop's) CPU seconds; the rest is the other threads' (the call writer, …)
+    loop: float = 0.0
+    #: the first thread's voluntary context switches (wake-ups) and involuntary ones (preemptions)
+    wakeups: int = 0
+    preempted: int = 0
+
+    @classmethod
+    def of(cls, pid: int | None) -> Usage:
+        if not pid:
+            return cls()
+        user, system = cpu_times(f"/proc/{pid}/stat")
+        wakeups, preempted = _switches(pid)
+        return cls(user, system, sum(cpu_times(f"/proc/{pid}/task/{pid}/stat")), wakeups, preempted)
+
+    @property
+    def cpu(self) -> float:
+        return self.user + self.system
+
+    def __sub__(self, earlier: Usage) -> Usage:
+        return Usage(**{f.name: getattr(self, f.name) - getattr(earlier, f.name) for f in fields(self)})
+
+    def per_call(self, calls: int) -> str:
+        """One line: where a call's CPU went (user / kernel, loop thread / others) and how often the loop woke."""
+        n = max(1, calls)
+        return (f"user {self.user / n * 1000:.1f} ms, system (the kernel: sockets, epoll, files) "
+                f"{self.system / n * 1000:.1f} ms; the event loop's thread {self.loop / n * 1000:.1f} ms "
+                f"(woken {self.wakeups / n:.1f} times, preempted {self.preempted / n:.1f} times), other threads "
+                f"{(self.cpu - self.loop) / n * 1000:.1f} ms")
