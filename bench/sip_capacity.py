@@ -15,8 +15,9 @@ calls Asterisk reported, calls that missed the controller (`handled_by: fallback
 reached in time — the dialplan still queued them), tickets missing or left incomplete, and the
 average CPU of the controller, of Asterisk and of SIPp while all calls were up — which shows
 which of them is the limit — and the controller's CPU per call: from the step's first INVITE until the
-CDR replay has read its last call, less the controller's idle rate (sampled first, `--idle-s`). Also per
-call: the AMI events the controller's account was sent (a second login with that account) and the AGI
+CDR replay has read its last call, less the controller's idle rate (sampled first, `--idle-s`), and where
+it went (bench/procstat.py: user and kernel time, the event loop's thread and the others, how often the
+loop thread woke and was preempted). Also per call: the AMI events the controller's account was sent (a second login with that account) and the AGI
 commands Asterisk ran for the controller (the `sim` account's AGIExecStart, a class the controller's
 account never reads): each AGI command is one round trip of the controller's.
 
