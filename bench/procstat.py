@@ -1,12 +1,15 @@
-"""What a running process has used so far, from /proc: the benches' one reader of CPU, wake-ups and RSS.
+"""What a running process has used so far, from /proc: the SIP and AMI benches' reader of CPU, wake-ups and RSS.
 
 `Usage.of(pid)` reads a process's user and system CPU seconds, its first thread's (the controller's event
-loop's) CPU and context switches; subtracting two readings gives what happened between them. A process that
-is gone reads as zero (a bench samples the controller before it started and after it stopped).
+loop's) CPU and context switches; subtracting two readings gives what happened between them. Not started yet
+(`None`) reads as nothing used; a process that is gone is an error (`ProcessLookupError`), not a reading of
+zeros that would turn into a negative figure. The samplers' `cpu_s` and `rss_mib` read a gone process as 0
+(SIPp ends before the last sample).
 
-Voluntary switches of the loop thread are its wake-ups: each time it waited in epoll with nothing to do and
-was woken by a socket, a timer or another thread. Involuntary ones are preemptions: the kernel took the core
-away (on a 2-core box, mostly for Asterisk and SIPp).
+Voluntary switches of the loop thread are the times it blocked: mostly in epoll with nothing to do, woken by
+a socket, a timer or another thread; also a wait for the GIL or a lock. Involuntary ones are preemptions:
+the kernel took the core away (on a 2-core box, mostly for Asterisk and SIPp). The kernel splits user from
+system time by sampling at its clock tick: a share over a short span is an estimate.
 """
 
 from __future__ import annotations
@@ -21,11 +24,9 @@ TICK = os.sysconf("SC_CLK_TCK")
 def cpu_times(path: str | Path) -> tuple[float, float]:
     """(user, system) CPU seconds of a process or thread from its /proc `stat` file; (0, 0) when it is gone."""
     try:
-        # the command name (field 2) may hold spaces and parentheses: the fields after it start past the last ')'
-        rest = Path(path).read_text(encoding="ascii", errors="replace").rsplit(")", 1)[1].split()
+        return _times(Path(path).read_text(encoding="ascii", errors="replace"))
     except OSError:
         return 0.0, 0.0
-    return int(rest[11]) / TICK, int(rest[12]) / TICK
 
 
 def cpu_s(pid: int | None) -> float:
@@ -44,18 +45,28 @@ def rss_mib(pid: int | None) -> float:
     return 0.0
 
 
-def _switches(pid: int) -> tuple[int, int]:
-    """(voluntary, involuntary) context switches of the process's first thread."""
-    vol = invol = 0
+def _read(path: str, pid: int) -> str:
     try:
-        for line in Path(f"/proc/{pid}/task/{pid}/status").read_text().splitlines():
-            if line.startswith("voluntary_ctxt_switches:"):
-                vol = int(line.split()[1])
-            elif line.startswith("nonvoluntary_ctxt_switches:"):
-                invol = int(line.split()[1])
-    except OSError:
-        pass
+        return Path(path).read_text(encoding="ascii", errors="replace")
+    except OSError as e:
+        raise ProcessLookupError(f"process {pid} is gone ({path}: {e.strerror})") from e
+
+
+def _switches(status: str) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches from a thread's /proc `status` text."""
+    vol = invol = 0
+    for line in status.splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            vol = int(line.split()[1])
+        elif line.startswith("nonvoluntary_ctxt_switches:"):
+            invol = int(line.split()[1])
     return vol, invol
+
+
+def _times(stat: str) -> tuple[float, float]:
+    # the command name (field 2) may hold spaces and parentheses: the fields after it start past the last ')'
+    rest = stat.rsplit(")", 1)[1].split()
+    return int(rest[11]) / TICK, int(rest[12]) / TICK
 
 
 @dataclass(frozen=True)
@@ -73,9 +84,10 @@ class Usage:
     def of(cls, pid: int | None) -> Usage:
         if not pid:
             return cls()
-        user, system = cpu_times(f"/proc/{pid}/stat")
-        wakeups, preempted = _switches(pid)
-        return cls(user, system, sum(cpu_times(f"/proc/{pid}/task/{pid}/stat")), wakeups, preempted)
+        user, system = _times(_read(f"/proc/{pid}/stat", pid))
+        loop = sum(_times(_read(f"/proc/{pid}/task/{pid}/stat", pid)))
+        wakeups, preempted = _switches(_read(f"/proc/{pid}/task/{pid}/status", pid))
+        return cls(user, system, loop, wakeups, preempted)
 
     @property
     def cpu(self) -> float:

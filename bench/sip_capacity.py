@@ -141,8 +141,8 @@ class Step:
     fallback: int = 0
     peak_calls: int = 0
     errors: str = ""
-    #: the controller's CPU seconds and the monotonic clock at the step's first INVITE, and from then until the
-    #: CDR replay read its last call
+    #: what the controller had used (CPU, its loop thread's CPU and wake-ups) and the monotonic clock at the
+    #: step's first INVITE, and what it used from then until the CDR replay read its last call
     ctl_at_start: Usage = field(default_factory=Usage)
     at_start: float = 0.0
     ctl: Usage = field(default_factory=Usage)
