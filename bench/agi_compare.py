@@ -54,6 +54,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.procstat import cpu_ns, peak_rss_mib  # noqa: E402
 from tests.fakes import FakeAmiServer, agi_env  # noqa: E402
 
 #: the shape of an inbound call's AGI conversation (ivr/calls.py): ten commands, three of them UserEvents
@@ -85,28 +86,6 @@ def quiet() -> None:
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     logging.basicConfig(level=logging.ERROR)
-
-
-def proc_stats(pid: int) -> tuple[float, int]:
-    """(user+system CPU seconds, peak RSS KiB) of a live process."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
-    return cpu, hwm
-
-
-def proc_cpu_ns(pid: int) -> int:
-    """CPU time (user + system) of every thread of a live process, in ns (schedstat: finer than clock ticks)."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as f:
-                total += int(f.read().split()[0])
-        except (FileNotFoundError, ProcessLookupError):  # a thread that just ended
-            pass
-    return total
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -266,13 +245,13 @@ class AgiServerProc:
 
     def measure(self, sessions: int, concurrency: int) -> tuple[float, int, float]:
         """(server CPU µs per served call, calls served, calls/s)."""
-        cpu0 = proc_cpu_ns(self.proc.pid)
+        cpu0 = cpu_ns(self.proc.pid)
         wall, ok = asyncio.run(agi_load(self.port, sessions, concurrency))
-        cpu1 = proc_cpu_ns(self.proc.pid)
+        cpu1 = cpu_ns(self.proc.pid)
         return (cpu1 - cpu0) / max(1, ok) / 1000, ok, ok / wall
 
     def rss_mib(self) -> float:
-        return proc_stats(self.proc.pid)[1] / 1024
+        return peak_rss_mib(self.proc.pid)
 
     def profiled_run(self, sessions: int, concurrency: int) -> None:
         self.profile.set()

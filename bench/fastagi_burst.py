@@ -37,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.procstat import cpu_ns, peak_rss_mib  # noqa: E402
 from tests.fakes import agi_env  # noqa: E402
 
 
@@ -79,18 +80,6 @@ def serve(port: int, ready: "mp.Queue[int]", stop: "mp.Event", use_uvloop: bool,
         factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main())
-
-
-def cpu_ns(pid: int) -> int:
-    """CPU time (user + system) of every thread of a live process, in ns."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as f:
-                total += int(f.read().split()[0])
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return total
 
 
 async def one_call(port: int, i: int) -> tuple[float, float] | None:
@@ -162,8 +151,7 @@ def main() -> None:
     wall = time.perf_counter() - t
     cpu = (cpu_ns(proc.pid) - cpu0) / 1e9
     ok = [r for r in res if r]
-    with open(f"/proc/{proc.pid}/status") as f:
-        rss = next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) // 1024
+    rss = int(peak_rss_mib(proc.pid))
     stop.set()
     proc.join(30)
     if proc.is_alive():

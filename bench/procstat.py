@@ -1,10 +1,11 @@
-"""What a running process has used so far, from /proc: the SIP and AMI benches' reader of CPU, wake-ups and RSS.
+"""What a running process has used so far, from /proc: the benches' reader of CPU, wake-ups and memory.
 
 `Usage.of(pid)` reads a process's user and system CPU seconds, its first thread's (the controller's event
 loop's) CPU and context switches; subtracting two readings gives what happened between them. Not started yet
 (`None`) reads as nothing used; a process that is gone is an error (`ProcessLookupError`), not a reading of
 zeros that would turn into a negative figure. The samplers' `cpu_s` and `rss_mib` read a gone process as 0
-(SIPp ends before the last sample).
+(SIPp ends before the last sample). `cpu_ns` and `peak_rss_mib` (the FastAGI benches' server process) read
+nanoseconds and the peak instead.
 
 Voluntary switches of the loop thread are the times it blocked: mostly in epoll with nothing to do, woken by
 a socket, a timer or another thread; also a wait for the GIL or a lock. Involuntary ones are preemptions:
@@ -32,6 +33,25 @@ def cpu_times(path: str | Path) -> tuple[float, float]:
 def cpu_s(pid: int | None) -> float:
     """User + system CPU seconds of process `pid` (all its threads); 0 when it is gone or not started."""
     return sum(cpu_times(f"/proc/{pid}/stat")) if pid else 0.0
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time (user + system) of every thread of a live process, in ns (schedstat: finer than clock ticks; a
+    thread that ends while it is read is left out)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The peak resident memory (VmHWM) of a live process, in MiB."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
 
 
 def rss_mib(pid: int | None) -> float:
