@@ -230,7 +230,10 @@ def _walk(config: Config, now: dt.datetime, dest: Destination,
     step = engine.start(dest)
     reported = 0
     while True:
-        if len(engine.path) > reported:
+        # the path so far is reported before the caller is kept waiting (a prompt, a question: a caller who hangs
+        # up there leaves it on the ticket) and at the exit; a key pressed ahead (barge-in) skips both, so what it
+        # decides is reported with what follows: one HotlineIVR event, one AGI round trip fewer (issue 15)
+        if len(engine.path) > reported and (pending is None or isinstance(step.final, Route)):
             yield MenuPath(tuple(engine.path[reported:]))
             reported = len(engine.path)
         for action in step.plays:

@@ -112,6 +112,28 @@ async def test_the_menu_decisions_between_two_prompts_are_one_userevent() -> Non
     assert len(events) == 2
 
 
+async def test_a_key_pressed_ahead_is_reported_with_where_it_led_in_one_userevent() -> None:
+    """Issue 15: with a key pressed during the greeting nobody waits in the main menu, so entering it is not
+    reported on its own: the menu, the key and the route are one HotlineIVR event (one AGI round trip)."""
+    cfg = shipped()
+    agi = Transcript(barge={cfg.center.greeting: "1"})
+    await CallScripts(cfg, clock=lambda: MONDAY_10).inbound(agi)  # type: ignore[arg-type]
+    events = [e[2] for e in agi.log if e[0] == "event" and e[1] == Event.IVR]
+    assert events == [{"Step": "menu:main", "Step2": "key:1", "Step3": "route:queue:general/咨询"}]
+
+
+async def test_a_key_pressed_ahead_into_a_submenu_is_reported_before_the_submenu_asks() -> None:
+    """The submenu's question keeps the caller waiting: the path up to it is reported first, as without a
+    key pressed ahead, so a caller who hangs up there leaves it on the ticket."""
+    cfg = shipped()
+    agi = Transcript(barge={cfg.center.greeting: "2"}, keys=["1"])
+    await CallScripts(cfg, clock=lambda: MONDAY_10).inbound(agi)  # type: ignore[arg-type]
+    events = [e[2] for e in agi.log if e[0] == "event" and e[1] == Event.IVR]
+    assert events[0] == {"Step": "menu:main", "Step2": "key:2", "Step3": "menu:complaint"}
+    assert agi.log.index(("event", Event.IVR, events[0])) < agi.index("ask", "hotline/complaint_menu")
+    assert [s for e in events for s in ivr_steps(e)][3:] == ["key:1", "route:queue:general/投诉举报"]
+
+
 async def test_the_dialplan_hands_the_linkedid_and_video_flag_over_as_arguments() -> None:
     """Issue 15: `inbound,<linkedid>,<video>` saves two GET VARIABLE round trips per call; a dialplan rendered
     before (no arguments) still works, asking the channel."""
