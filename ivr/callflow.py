@@ -230,9 +230,11 @@ def _walk(config: Config, now: dt.datetime, dest: Destination,
     step = engine.start(dest)
     reported = 0
     while True:
-        # the path so far is reported before the caller is kept waiting (a prompt, a question: a caller who hangs
-        # up there leaves it on the ticket) and at the exit; a key pressed ahead (barge-in) skips both, so what it
-        # decides is reported with what follows: one HotlineIVR event, one AGI round trip fewer (issue 15)
+        # the path so far is reported before the caller is kept waiting (a prompt or a question follows: a caller
+        # who hangs up there leaves it on the ticket) and always before the exit. Only the first turn can have a
+        # key pressed ahead (barge-in): it skips this step's prompts and question, nothing is performed before the
+        # next turn, and that turn reports this step's decisions with its own: one HotlineIVR event and one AGI
+        # round trip fewer (issue 15)
         if len(engine.path) > reported and (pending is None or isinstance(step.final, Route)):
             yield MenuPath(tuple(engine.path[reported:]))
             reported = len(engine.path)

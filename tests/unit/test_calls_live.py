@@ -134,6 +134,19 @@ async def test_a_key_pressed_ahead_into_a_submenu_is_reported_before_the_submenu
     assert [s for e in events for s in ivr_steps(e)][3:] == ["key:1", "route:queue:general/投诉举报"]
 
 
+async def test_a_key_pressed_ahead_into_a_closed_menu_still_reports_the_path_at_the_exit() -> None:
+    """The main menu is closed at night: the call leaves the menus at once. With a key pressed ahead nobody
+    waits anywhere, and the path (closed, then where it led) is still reported once, before the route."""
+    cfg = shipped().model_copy(deep=True)
+    cfg.menus["main"].hours = "office"
+    night = local(dt.datetime(2026, 3, 9, 22, 0))
+    agi = Transcript(barge={cfg.center.greeting: "1"})
+    await CallScripts(cfg, clock=lambda: night).inbound(agi)  # type: ignore[arg-type]
+    events = [e[2] for e in agi.log if e[0] == "event" and e[1] == Event.IVR]
+    assert [s for e in events for s in ivr_steps(e)] == ["closed:main", "route:queue:general"]
+    assert len(events) == 1 and agi.index("event", Event.IVR) < agi.index("event", Event.ROUTE)
+
+
 async def test_the_dialplan_hands_the_linkedid_and_video_flag_over_as_arguments() -> None:
     """Issue 15: `inbound,<linkedid>,<video>` saves two GET VARIABLE round trips per call; a dialplan rendered
     before (no arguments) still works, asking the channel."""
