@@ -232,15 +232,20 @@ def _walk(config: Config, now: dt.datetime, dest: Destination,
     while True:
         # the path so far is reported before the caller is kept waiting (a prompt or a question follows: a caller
         # who hangs up there leaves it on the ticket) and always before the exit. Only the first turn can have a
-        # key pressed ahead (barge-in): it skips this step's prompts and question, nothing is performed before the
-        # next turn, and that turn reports this step's decisions with its own: one HotlineIVR event and one AGI
-        # round trip fewer (issue 15)
-        if len(engine.path) > reported and (pending is None or isinstance(step.final, Route)):
+        # key pressed ahead (barge-in): it skips this step's question and the prompts a key may cut short, and
+        # when nothing else is played before the next turn, that turn reports this step's decisions with its
+        # own: one HotlineIVR event and one AGI round trip fewer (issue 15)
+        waits = pending is None or any(not p.interruptible for p in step.plays)
+        if len(engine.path) > reported and (waits or isinstance(step.final, Route)):
             yield MenuPath(tuple(engine.path[reported:]))
             reported = len(engine.path)
         for action in step.plays:
-            if pending is None:
-                pending = yield from _play(action.prompt, interruptible=action.interruptible)
+            if not action.interruptible:
+                # never cut short, and never skipped (an announcement, a closed menu's notice): a key pressed
+                # ahead still counts after it, as after the emergency notice
+                yield from _play(action.prompt, interruptible=False)
+            elif pending is None:
+                pending = yield from _play(action.prompt)
         final = step.final
         if isinstance(final, Route):
             yield MenuExit(final)

@@ -17,7 +17,7 @@ from typing import Any
 from ivr.calls import CallScripts
 from model.config import Config
 from model.contract import Event, Var, ivr_steps
-from model.destinations import parse_destination
+from model.destinations import AnnounceDest, QueueDest, parse_destination
 from model.hours import local
 from model.loading import default_config_path, load_config
 from model.passwords import hash_password
@@ -145,6 +145,21 @@ async def test_a_key_pressed_ahead_into_a_closed_menu_still_reports_the_path_at_
     events = [e[2] for e in agi.log if e[0] == "event" and e[1] == Event.IVR]
     assert [s for e in events for s in ivr_steps(e)] == ["closed:main", "route:queue:general"]
     assert len(events) == 1 and agi.index("event", Event.IVR) < agi.index("event", Event.ROUTE)
+
+
+async def test_a_key_pressed_ahead_never_skips_an_announcement_that_may_not_be_cut_short() -> None:
+    """A closed menu's notice (an announce node: never cut short) is heard even when a key was pressed during
+    the greeting, as the emergency notice is; the path up to it is reported before it plays."""
+    cfg = shipped().model_copy(deep=True)
+    cfg.menus["main"].hours = "office"
+    cfg.menus["main"].closed = AnnounceDest(prompt="expert_closed", then=QueueDest(queue="general"))
+    night = local(dt.datetime(2026, 3, 9, 22, 0))
+    agi = Transcript(barge={cfg.center.greeting: "1"})
+    await CallScripts(cfg, clock=lambda: night).inbound(agi)  # type: ignore[arg-type]
+    assert ("play", "hotline/expert_closed") in agi.log
+    events = [e[2] for e in agi.log if e[0] == "event" and e[1] == Event.IVR]
+    assert events == [{"Step": "closed:main", "Step2": "announce:expert_closed", "Step3": "route:queue:general"}]
+    assert agi.index("event", Event.IVR) < agi.index("play", "hotline/expert_closed")
 
 
 async def test_the_dialplan_hands_the_linkedid_and_video_flag_over_as_arguments() -> None:
