@@ -17,7 +17,7 @@ from typing import Any
 from ivr.calls import CallScripts
 from model.config import Config
 from model.contract import Event, Var, ivr_steps
-from model.destinations import AnnounceDest, QueueDest, parse_destination
+from model.destinations import AnnounceDest, MenuDest, QueueDest, parse_destination
 from model.hours import local
 from model.loading import default_config_path, load_config
 from model.passwords import hash_password
@@ -152,14 +152,30 @@ async def test_a_key_pressed_ahead_never_skips_an_announcement_that_may_not_be_c
     the greeting, as the emergency notice is; the path up to it is reported before it plays."""
     cfg = shipped().model_copy(deep=True)
     cfg.menus["main"].hours = "office"
-    cfg.menus["main"].closed = AnnounceDest(prompt="expert_closed", then=QueueDest(queue="general"))
+    cfg.menus["main"].closed = AnnounceDest(prompt="closed_generic", then=QueueDest(queue="general"))
     night = local(dt.datetime(2026, 3, 9, 22, 0))
     agi = Transcript(barge={cfg.center.greeting: "1"})
     await CallScripts(cfg, clock=lambda: night).inbound(agi)  # type: ignore[arg-type]
-    assert ("play", "hotline/expert_closed") in agi.log
+    assert ("play", "hotline/closed_generic") in agi.log
     events = [e[2] for e in agi.log if e[0] == "event" and e[1] == Event.IVR]
-    assert events == [{"Step": "closed:main", "Step2": "announce:expert_closed", "Step3": "route:queue:general"}]
-    assert agi.index("event", Event.IVR) < agi.index("play", "hotline/expert_closed")
+    assert events == [{"Step": "closed:main", "Step2": "announce:closed_generic", "Step3": "route:queue:general"}]
+    assert agi.index("event", Event.IVR) < agi.index("play", "hotline/closed_generic")
+
+
+async def test_an_announcement_ahead_of_the_menu_plays_after_a_key_pressed_ahead_the_key_then_chooses() -> None:
+    """The entry is an announcement, then the main menu; a key pressed during the greeting: the announcement is
+    heard (the path up to the menu reported before it, for a caller who hangs up during it), then the key
+    chooses in the menu without its question being asked."""
+    cfg = shipped().model_copy(deep=True)
+    cfg.center.entry = AnnounceDest(prompt="closed_generic", then=MenuDest(menu="main"))
+    agi = Transcript(barge={cfg.center.greeting: "1"})
+    await CallScripts(cfg, clock=lambda: MONDAY_10).inbound(agi)  # type: ignore[arg-type]
+    events = [e[2] for e in agi.log if e[0] == "event" and e[1] == Event.IVR]
+    assert events == [{"Step": "announce:closed_generic", "Step2": "menu:main"},
+                      {"Step": "key:1", "Step2": "route:queue:general/咨询"}]
+    assert agi.log.index(("event", Event.IVR, events[0])) < agi.index("play", "hotline/closed_generic")
+    assert ("ask", "hotline/main_menu") not in agi.log
+    assert dict(agi.sets())[Var.CATEGORY] == "咨询"
 
 
 async def test_the_dialplan_hands_the_linkedid_and_video_flag_over_as_arguments() -> None:
