@@ -29,8 +29,7 @@ import pytest
 from hotline.callrobot import CallRobot, wait_ticket
 from model.config import Config
 from model.contract import Event
-from model.secrets import ami_secret
-from wire.ami import AmiClient
+from tests.e2e.conftest import _ami_as
 
 pytestmark = pytest.mark.e2e
 
@@ -84,12 +83,9 @@ async def _wait(pred, timeout: float, what: str) -> None:
 @pytest.mark.parametrize("shape", ["barge-in", "menu"])
 async def test_one_call_costs_the_controller_its_budget_of_round_trips_and_events(cfg: Config, controller, ami,
                                                                                   shape: str):
-    a = cfg.asterisk.ami
-    as_controller = AmiClient(a.host, a.port, a.account_username("controller"), ami_secret(cfg, "controller"))
+    as_controller = await _ami_as(cfg, "controller")
     sent: list[dict[str, str]] = []
-    await as_controller.start()
     try:
-        await as_controller.wait_connected(10)
         await asyncio.sleep(0.5)
         as_controller.on_event("*", sent.append)  # from here on: the login's own events are over
         robot = await CallRobot(ami, caller="13900000151").dial()
