@@ -402,7 +402,7 @@ class CallScripts:
         cfg = self.config.survey
         if not cfg.enabled:
             return
-        rating = ""
+        rating, answered = "", False
         try:
             for _ in range(2):
                 digits, _ = await self._ask(s, cfg.prompt, int(cfg.timeout_s * 1000), 1)
@@ -413,11 +413,13 @@ class CallScripts:
                     break
                 await self._play(s, "invalid_input")
             await s.user_event(Event.SURVEY, Rating=rating, Scale=str(cfg.scale))
+            answered = True
             log.info("survey_answered", rating=rating or None, scale=cfg.scale)
             if rating:
                 await self._play(s, cfg.thanks, interruptible=False)
         except AgiHangup:
-            log.info("survey_abandoned")
+            # a caller who rated and hung up during the thanks did not abandon the survey: the rating is sent
+            log.info("survey_hung_up_after_rating" if answered else "survey_abandoned")
             raise
 
 

@@ -191,3 +191,33 @@ def test_the_one_flow_numbers_the_call_right_after_the_number_plan_and_explain_s
     kinds = [s.kind for s in steps]
     assert kinds.index("ticket") < kinds.index("announcement")
     assert Var.TICKET.value in steps[kinds.index("ticket")].text
+
+
+@pytest.mark.parametrize("keys,logged,rating", [
+    (["2"], "survey_hung_up_after_rating", "2"),  # rated, then hung up during the thanks: the rating stands
+    ([], "survey_abandoned", None),  # hung up at the question
+], ids=["after rating", "at the question"])
+async def test_a_hang_up_in_the_survey_is_logged_for_what_it_was(keys: list[str | None], logged: str,
+                                                               rating: str | None) -> None:
+    from structlog.testing import capture_logs
+
+    class HangsUp(Channel):
+        async def stream_file(self, name: str, escape_digits: str = "") -> str | None:
+            await super().stream_file(name, escape_digits)
+            if name.endswith("survey_thanks"):
+                raise AgiHangup("200 result=-1")
+            return None
+
+        async def get_data(self, name: str, timeout_ms: int, max_digits: int) -> tuple[str, bool]:
+            if not self.keys:
+                self.log.append(("ask", name))
+                raise AgiHangup("200 result=-1")
+            return await super().get_data(name, timeout_ms, max_digits)
+
+    ch = HangsUp({Var.TICKET.value: "261130000007"}, keys=keys)
+    with capture_logs() as logs, pytest.raises(AgiHangup):
+        await CallScripts(shipped(), clock_at(MONDAY_10), Store(password=None)).survey(ch)  # type: ignore[arg-type]
+    said = {e["event"] for e in logs} & {"survey_abandoned", "survey_hung_up_after_rating"}
+    assert said == {logged}
+    sent = [e[2] for e in ch.log if e[0] == "event" and e[1] == Event.SURVEY]
+    assert [s["Rating"] for s in sent] == ([rating] if rating else [])
