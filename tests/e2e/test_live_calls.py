@@ -79,6 +79,17 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+async def snapshot_when(client: httpx.AsyncClient, token: str, check: Any, timeout: float = 8.0) -> dict[str, Any]:
+    """The live snapshot once `check(snap)` holds, or as it is at `timeout`, for the caller's assertion: a hang-up
+    reaches the live model through AMI events, on the controller's time, not in step with the test's robot."""
+    deadline = time.monotonic() + timeout
+    while True:
+        snap = (await client.get("/live", headers=auth(token))).json()
+        if check(snap) or time.monotonic() >= deadline:
+            return snap
+        await asyncio.sleep(0.25)
+
+
 async def set_agent(client: httpx.AsyncClient, token: str, agent: str, action: str, **kw: str) -> httpx.Response:
     return await client.post(f"/agents/{agent}/state", json={"action": action, **kw}, headers=auth(token))
 
@@ -134,8 +145,8 @@ async def test_a_waiting_caller_reaches_snapshot_and_stream_within_a_second(live
             await robot.hangup()
             await robot.wait_hangup(10)
         await set_agent(client, sup, "1001", "ready")
-    await asyncio.sleep(0.5)
-    snap = (await client.get("/live", headers=auth(sup))).json()
+    snap = await snapshot_when(client, sup, lambda s: s["queues"]["general"]["waiting"] == 0
+                               and robot.linkedid not in s["calls"] and s["queues"]["general"]["abandoned"] >= 1)
     assert snap["queues"]["general"]["waiting"] == 0 and robot.linkedid not in snap["calls"]
     assert snap["queues"]["general"]["abandoned"] >= 1
 
@@ -191,8 +202,8 @@ async def test_an_answered_call_shows_the_agent_talking_and_the_replayed_stream_
     finally:
         await robot.hangup()
         await robot.wait_hangup(10)
-    await asyncio.sleep(1.0)
-    snap = (await client.get("/live", headers=auth(tokens["supervisor"]))).json()
+    snap = await snapshot_when(client, tokens["supervisor"], lambda s: robot.linkedid not in s["calls"]
+                               and s["agents"]["1001"]["call"] is None)
     assert robot.linkedid not in snap["calls"] and snap["agents"]["1001"]["call"] is None
     replay_agrees(controller, recorded)
 
@@ -251,8 +262,8 @@ async def test_callers_in_the_ivr_then_answered_by_a_robot_agent(live, ami, agen
         for r in (a, b):
             await r.wait_hangup(10)
         await set_agent(client, tokens["supervisor"], "1001", "ready")
-    await asyncio.sleep(1.0)
-    snap = (await client.get("/live", headers=sup)).json()
+    snap = await snapshot_when(client, tokens["supervisor"], lambda s: s["center"]["answered"] >= 2
+                               and s["center"]["calls_now"] == 0 and s["center"]["in_ivr"] == 0)
     assert snap["center"]["answered"] >= 2 and snap["center"]["calls_now"] == 0 and snap["center"]["in_ivr"] == 0
     replay_agrees(controller, recorded)
 

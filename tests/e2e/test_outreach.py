@@ -220,9 +220,11 @@ async def test_a_closed_ticket_gets_its_followup_and_very_dissatisfied_reopens_i
                                     and e.get("Step") == "answered" and e.get("Linkedid", "").startswith(prefix),
                                     20, "the answer")
         assert (answered.get("Resolved"), answered.get("Rating"), answered.get("State")) == ("1", "5", "supervised")
+        # the unresolved-and-unhappy prompt is announced by the AGI command after the answer's event: wait for it
+        await watch.wait(lambda e: e.get("UserEvent") == "HotlinePrompt" and e.get("Prompt") == "followup_reopened"
+                         and e.get("Linkedid", "").startswith(prefix), 10, "the reopened notice")
         said = [e.get("Prompt") for e in watch.of(prefix, "HotlinePrompt")]
         assert said[:2] == ["followup_intro", "followup_category_consult"], said
-        assert "followup_reopened" in said
         t2 = await store.get_ticket(t.ticket_no)
         assert t2 is not None and t2.state == "supervised"
         states = [(h.actor, h.from_value, h.to_value, h.note) for h in await store.history(t.ticket_no)

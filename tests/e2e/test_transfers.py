@@ -56,6 +56,17 @@ async def channels_of(ami, linkedid: str) -> list[dict[str, str]]:
     return [r for r in await ami.action_list("CoreShowChannels") if r.get("Linkedid") == linkedid]
 
 
+async def settled(ami, linkedid: str, check, timeout: float = 8.0) -> list[dict[str, str]]:  # noqa: ANN001
+    """The call's channels once `check(rows)` holds, or as they are at `timeout`, for the caller's assertion.
+    Asterisk moves channels between bridges on its own time, not in step with the controller's HotlineTransfer."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        rows = await channels_of(ami, linkedid)
+        if check(rows) or asyncio.get_running_loop().time() >= deadline:
+            return rows
+        await asyncio.sleep(0.25)
+
+
 def bridged_with(rows: list[dict[str, str]], prefix_a: str, prefix_b: str) -> bool:
     """True when a channel starting with prefix_a shares a bridge with one starting with prefix_b."""
     a = {r.get("BridgeId") for r in rows if r.get("Channel", "").startswith(prefix_a) and r.get("BridgeId")}
@@ -78,8 +89,11 @@ async def test_attended_transfer_to_branch_center_by_feature_code(controller, am
     await keys(ami, agent, "*2")  # and hands the caller over
     done = await robot.wait_user_event("HotlineTransfer", 10, Outcome="completed")
     assert done["Target"] == "tax" and done["Mode"] == "attended" and done["Agent"] == "1001"
-    await asyncio.sleep(1.0)
-    rows = await channels_of(ami, robot.linkedid)
+    def handed_over(rows: list[dict[str, str]]) -> bool:
+        return (not any(r["Channel"].startswith("PJSIP/1001-") for r in rows)
+                and bridged_with(rows, "Local/12358@hotline-inbound-", "Local/12366@branch-sim-"))
+
+    rows = await settled(ami, robot.linkedid, handed_over)
     assert not any(r["Channel"].startswith("PJSIP/1001-") for r in rows), "the agent is free again"
     assert bridged_with(rows, "Local/12358@hotline-inbound-", "Local/12366@branch-sim-"), rows
     t = await hang_up_and_ticket(controller, robot)
@@ -94,8 +108,8 @@ async def test_threeway_call_with_branch_center_from_the_api(controller, ami, se
     await robot.wait_user_event("SimTrunkReached", 15)
     merged = await robot.wait_user_event("HotlineTransfer", 10, Outcome="threeway")
     assert merged["Target"] == "tax"
-    await asyncio.sleep(1.0)
-    rows = await channels_of(ami, robot.linkedid)
+    rows = await settled(ami, robot.linkedid, lambda rows: bridged_with(
+        rows, "Local/12358@hotline-inbound-", "PJSIP/1001-") and bridged_with(rows, "PJSIP/1001-", "Local/12366@"))
     assert bridged_with(rows, "Local/12358@hotline-inbound-", "PJSIP/1001-"), rows
     assert bridged_with(rows, "PJSIP/1001-", "Local/12366@"), rows  # caller, agent and branch in one call
     await seat.ahangup()  # the agent leaves; caller and branch go on
@@ -119,8 +133,8 @@ async def test_unanswered_transfer_returns_the_caller_and_dispatches_a_work_orde
         dial = await robot.wait_for(lambda e: e.get("Event") == "DialEnd" and e.get("DialStatus") != "ANSWER"
                                     and f"@{Context.AGENT_TRANSFER}-" in e.get("Channel", ""), 10)
         assert dial["DialStatus"] == "NOANSWER", dial
-        await asyncio.sleep(1.5)
-        rows = await channels_of(ami, robot.linkedid)
+        rows = await settled(ami, robot.linkedid, lambda rows: bridged_with(
+            rows, "Local/12358@hotline-inbound-", "PJSIP/1001-") and not any("@branch-sim-" in r["Channel"] for r in rows))
         assert bridged_with(rows, "Local/12358@hotline-inbound-", "PJSIP/1001-"), rows  # back with the agent
         assert not any("@branch-sim-" in r["Channel"] for r in rows)
         assert not robot.user_events("HotlineOverflow")
