@@ -132,8 +132,7 @@ async def test_sigterm_keeps_the_ticket_of_a_call_in_progress(cfg, asterisk, ami
 async def test_answered_call_is_recorded_for_the_ticket(controller, ami, agents, asterisk):
     await agents.add("general", talk_s=2)
     robot = await CallRobot(ami, caller="13912340000").dial()
-    await robot.wait_user_event("HotlineCall", 10)
-    await robot.press("1")  # during the greeting: barge-in
+    await robot.barge("1")  # during the greeting: barge-in
     await robot.wait_for(is_event("AgentConnect"), 30)
     await robot.wait_for(is_event("AgentComplete"), 20)
     await robot.hangup()

@@ -65,8 +65,7 @@ async def test_answered_call_becomes_a_dialogue_on_its_ticket(make_controller, c
 
     await agents.add("general", talk_s=30)
     robot = await CallRobot(ami, caller="13900000170").dial()
-    await robot.wait_user_event("HotlineCall", 10)
-    await robot.press("1")  # during the greeting: 咨询, the general queue
+    await robot.barge("1")  # during the greeting: 咨询, the general queue
     await robot.wait_for(is_event("AgentConnect"), 30)
     await asyncio.sleep(1.0)
     # the caller speaks once the agent is on the line
