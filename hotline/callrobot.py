@@ -95,11 +95,11 @@ class CallRobot:
             await self.ami.action("PlayDTMF", Channel=self.channel, Digit=d, Duration="120")
             await asyncio.sleep(gap_s)
 
-    async def barge(self, digits: str, after_s: float = 0.6) -> None:
-        """Key `digits` during the call's first prompt, the greeting (barge-in), instead of listening to it to the
-        end. The prompt's own HotlinePrompt is waited for, not the call's start: a key that reaches the channel
-        before the controller plays anything is dropped, and a slow start must not turn a barge-in into no input."""
-        await self.wait_user_event(UserEventName.PROMPT, 20)
+    async def barge(self, digits: str, prompt: str = "greeting", after_s: float = 0.6) -> None:
+        """Key `digits` during `prompt` (barge-in) instead of listening to it to the end. The prompt's own
+        HotlinePrompt is waited for, not the call's start: a key that reaches the channel before the controller
+        plays anything is dropped, and a slow start must not turn a barge-in into no input."""
+        await self.wait_user_event(UserEventName.PROMPT, 20, Prompt=prompt)
         await asyncio.sleep(after_s)
         await self.press(digits)
 

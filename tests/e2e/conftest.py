@@ -19,8 +19,9 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from pathlib import Path
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -38,6 +39,8 @@ from hotline.sipseat import BaresipSeat
 from model.secrets import ami_secret, seat_secret, state_dir
 from hotline.sandbox import Sandbox
 from tests.conftest import PG_URL, require
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 # tests never run on the main instance (production, the demo): their calls stay in their own
@@ -151,6 +154,19 @@ async def _ami_as(cfg: Config, account: str) -> AmiClient:
     await client.start()
     await client.wait_connected(10)
     return client
+
+
+async def polled(fetch: Callable[[], Awaitable[T]], check: Callable[[T], bool], timeout: float = 8.0,
+                 every_s: float = 0.25) -> T:
+    """`fetch()` again until `check` holds of what it returns, or `timeout` passes: the last value either way, for
+    the caller's own assertion. For state that settles on Asterisk's or the controller's time (a bridge after a
+    transfer event, the live model after a hang-up), never in step with the event a test waited for."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await fetch()
+        if check(value) or time.monotonic() >= deadline:
+            return value
+        await asyncio.sleep(every_s)
 
 
 async def _hang_up_leftovers(cfg: Config, timeout: float = 15.0) -> list[str]:

@@ -27,7 +27,7 @@ from hotline.callrobot import CallRobot, wait_ticket
 from hotline.controller import Controller
 from live.reducer import LiveModel
 from live.tokens import new_token, token_hash
-from tests.e2e.conftest import seat_phone
+from tests.e2e.conftest import polled, seat_phone
 from ticketbridge.callbacks import CALLBACK_PREFIX
 from ticketbridge.store import TicketStore
 
@@ -79,15 +79,13 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def snapshot_when(client: httpx.AsyncClient, token: str, check: Any, timeout: float = 8.0) -> dict[str, Any]:
-    """The live snapshot once `check(snap)` holds, or as it is at `timeout`, for the caller's assertion: a hang-up
-    reaches the live model through AMI events, on the controller's time, not in step with the test's robot."""
-    deadline = time.monotonic() + timeout
-    while True:
-        snap = (await client.get("/live", headers=auth(token))).json()
-        if check(snap) or time.monotonic() >= deadline:
-            return snap
-        await asyncio.sleep(0.25)
+async def snapshot_when(client: httpx.AsyncClient, token: str, check: Any) -> dict[str, Any]:
+    """The live snapshot once `check(snap)` holds (or after 8 s): a hang-up reaches the live model through AMI
+    events, on the controller's time, not in step with the test's robot."""
+    async def snapshot() -> dict[str, Any]:
+        return (await client.get("/live", headers=auth(token))).json()
+
+    return await polled(snapshot, check)
 
 
 async def set_agent(client: httpx.AsyncClient, token: str, agent: str, action: str, **kw: str) -> httpx.Response:

@@ -220,7 +220,8 @@ async def test_a_closed_ticket_gets_its_followup_and_very_dissatisfied_reopens_i
                                     and e.get("Step") == "answered" and e.get("Linkedid", "").startswith(prefix),
                                     20, "the answer")
         assert (answered.get("Resolved"), answered.get("Rating"), answered.get("State")) == ("1", "5", "supervised")
-        # the unresolved-and-unhappy prompt is announced by the AGI command after the answer's event: wait for it
+        # the very-dissatisfied answer reopens the ticket; that notice's HotlinePrompt is the AGI command after the
+        # answer's event: wait for it
         await watch.wait(lambda e: e.get("UserEvent") == "HotlinePrompt" and e.get("Prompt") == "followup_reopened"
                          and e.get("Linkedid", "").startswith(prefix), 10, "the reopened notice")
         said = [e.get("Prompt") for e in watch.of(prefix, "HotlinePrompt")]

@@ -26,6 +26,7 @@ from model.contract import ASTERISK_QUEUE_PREFIX
 from model.contract import Event as UserEventName
 from model.secrets import seat_secret
 from tests.conftest import require
+from tests.e2e.conftest import polled
 
 pytestmark = pytest.mark.e2e
 
@@ -172,14 +173,17 @@ async def test_an_audio_only_caller_reaches_the_sign_language_seat_by_the_agents
             await asyncio.sleep(0.12)
         done = await robot.wait_user_event(UserEventName.TRANSFER, 15, Outcome="completed")
         assert done["Target"] == "sign"
-        # Asterisk moves the channels on its own time, not in step with the controller's event: poll up to 8 s
-        for _ in range(32):
-            rows = [r for r in await ami.action_list("CoreShowChannels") if r.get("Linkedid") == robot.linkedid]
-            seat_rows = [r for r in rows if r["Channel"].startswith("PJSIP/1006-")]
-            if seat_rows and seat_rows[0].get("BridgeId") and not any(
-                    r["Channel"].startswith("PJSIP/1001-") for r in rows):
-                break
-            await asyncio.sleep(0.25)
+        # Asterisk moves the channels on its own time, not in step with the controller's event
+        async def channels() -> list[dict[str, str]]:
+            return [r for r in await ami.action_list("CoreShowChannels") if r.get("Linkedid") == robot.linkedid]
+
+        def handed_over(rows: list[dict[str, str]]) -> bool:
+            sign = [r for r in rows if r["Channel"].startswith("PJSIP/1006-")]
+            return bool(sign and sign[0].get("BridgeId")) and not any(r["Channel"].startswith("PJSIP/1001-")
+                                                                       for r in rows)
+
+        rows = await polled(channels, handed_over)
+        seat_rows = [r for r in rows if r["Channel"].startswith("PJSIP/1006-")]
         assert seat_rows and seat_rows[0].get("BridgeId"), rows  # the sign seat is in the call
         assert not any(r["Channel"].startswith("PJSIP/1001-") for r in rows), "the agent is free again"
         assert "vp8" not in await video_format(ami, seat_rows[0]["Channel"])

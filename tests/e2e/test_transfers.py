@@ -16,7 +16,7 @@ import pytest_asyncio
 
 from hotline.callrobot import CallRobot, wait_ticket
 from model.contract import Context
-from tests.e2e.conftest import _hang_up_leftovers
+from tests.e2e.conftest import _hang_up_leftovers, polled
 
 pytestmark = pytest.mark.e2e
 
@@ -56,15 +56,10 @@ async def channels_of(ami, linkedid: str) -> list[dict[str, str]]:
     return [r for r in await ami.action_list("CoreShowChannels") if r.get("Linkedid") == linkedid]
 
 
-async def settled(ami, linkedid: str, check, timeout: float = 8.0) -> list[dict[str, str]]:  # noqa: ANN001
-    """The call's channels once `check(rows)` holds, or as they are at `timeout`, for the caller's assertion.
-    Asterisk moves channels between bridges on its own time, not in step with the controller's HotlineTransfer."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        rows = await channels_of(ami, linkedid)
-        if check(rows) or asyncio.get_running_loop().time() >= deadline:
-            return rows
-        await asyncio.sleep(0.25)
+async def settled(ami, linkedid: str, check) -> list[dict[str, str]]:  # noqa: ANN001
+    """The call's channels once `check(rows)` holds (or after 8 s): Asterisk moves channels between bridges on its
+    own time, not in step with the controller's HotlineTransfer."""
+    return await polled(lambda: channels_of(ami, linkedid), check)
 
 
 def bridged_with(rows: list[dict[str, str]], prefix_a: str, prefix_b: str) -> bool:
@@ -89,6 +84,7 @@ async def test_attended_transfer_to_branch_center_by_feature_code(controller, am
     await keys(ami, agent, "*2")  # and hands the caller over
     done = await robot.wait_user_event("HotlineTransfer", 10, Outcome="completed")
     assert done["Target"] == "tax" and done["Mode"] == "attended" and done["Agent"] == "1001"
+
     def handed_over(rows: list[dict[str, str]]) -> bool:
         return (not any(r["Channel"].startswith("PJSIP/1001-") for r in rows)
                 and bridged_with(rows, "Local/12358@hotline-inbound-", "Local/12366@branch-sim-"))
@@ -130,11 +126,13 @@ async def test_unanswered_transfer_returns_the_caller_and_dispatches_a_work_orde
         # the consultation leg rang in the agents' transfer context and its Dial gave up (never a queue). Read
         # Asterisk's own DialEnd: the controller acts on that very event and drops the leg to return the caller,
         # which may cut the dialplan's HotlineDialFailed after Dial (a diagnostic only) before it runs
+        # (the Context header is where the leg's Dial ran: a leg sent on to the callers' transfer context, which
+        # falls back to a queue, keeps its channel name but not its context)
         dial = await robot.wait_for(lambda e: e.get("Event") == "DialEnd" and e.get("DialStatus") != "ANSWER"
-                                    and f"@{Context.AGENT_TRANSFER}-" in e.get("Channel", ""), 10)
+                                    and e.get("Context") == Context.AGENT_TRANSFER, 10)
         assert dial["DialStatus"] == "NOANSWER", dial
-        rows = await settled(ami, robot.linkedid, lambda rows: bridged_with(
-            rows, "Local/12358@hotline-inbound-", "PJSIP/1001-") and not any("@branch-sim-" in r["Channel"] for r in rows))
+        rows = await settled(ami, robot.linkedid, lambda rows: bridged_with(rows, "Local/12358@hotline-inbound-",
+                             "PJSIP/1001-") and not any("@branch-sim-" in r["Channel"] for r in rows))
         assert bridged_with(rows, "Local/12358@hotline-inbound-", "PJSIP/1001-"), rows  # back with the agent
         assert not any("@branch-sim-" in r["Channel"] for r in rows)
         assert not robot.user_events("HotlineOverflow")
