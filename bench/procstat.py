@@ -50,19 +50,15 @@ def cpu_ns(pid: int) -> int:
 
 def peak_rss_mib(pid: int) -> float:
     """The peak resident memory (VmHWM) of a live process, in MiB."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+    return _status_number(_read(f"/proc/{pid}/status", pid), "VmHWM") / 1024
 
 
 def rss_mib(pid: int | None) -> float:
     """Resident memory of process `pid` in MiB; 0 when it is gone."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+        return _status_number(Path(f"/proc/{pid}/status").read_text(), "VmRSS") / 1024
     except OSError:
-        pass
-    return 0.0
+        return 0.0
 
 
 def _read(path: str, pid: int) -> str:
@@ -72,15 +68,17 @@ def _read(path: str, pid: int) -> str:
         raise ProcessLookupError(f"process {pid} is gone ({path}: {e.strerror})") from e
 
 
+def _status_number(status: str, key: str) -> int:
+    """The number of `key` in a /proc `status` text ("VmRSS:  1234 kB" → 1234); 0 when it has none."""
+    for line in status.splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1])
+    return 0
+
+
 def _switches(status: str) -> tuple[int, int]:
     """(voluntary, involuntary) context switches from a thread's /proc `status` text."""
-    vol = invol = 0
-    for line in status.splitlines():
-        if line.startswith("voluntary_ctxt_switches:"):
-            vol = int(line.split()[1])
-        elif line.startswith("nonvoluntary_ctxt_switches:"):
-            invol = int(line.split()[1])
-    return vol, invol
+    return _status_number(status, "voluntary_ctxt_switches"), _status_number(status, "nonvoluntary_ctxt_switches")
 
 
 def _times(stat: str) -> tuple[float, float]:
