@@ -169,6 +169,24 @@ async def polled(fetch: Callable[[], Awaitable[T]], check: Callable[[T], bool], 
         await asyncio.sleep(every_s)
 
 
+async def until(pred: Callable[[], T], timeout: float, what: str) -> T:
+    """Wait until `pred()` is truthy (it reads events or files a test collects); that value. TimeoutError naming
+    `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = pred()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout} s")
+        await asyncio.sleep(0.2)
+
+
+async def call_channels(ami: AmiClient, linkedid: str) -> list[dict[str, str]]:
+    """The channels of one call that are up now (CoreShowChannels), with their bridges."""
+    return [r for r in await ami.action_list("CoreShowChannels") if r.get("Linkedid") == linkedid]
+
+
 async def _hang_up_leftovers(cfg: Config, timeout: float = 15.0) -> list[str]:
     """Hang up every channel still up in the session's Asterisk and wait until none is left; the channels."""
     client = await _ami_as(cfg, "sim")

@@ -21,7 +21,6 @@ filters as it filters the controller's (model/contract.py, manager.conf's eventf
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 
 import pytest
@@ -29,7 +28,7 @@ import pytest
 from hotline.callrobot import CallRobot, wait_ticket
 from model.config import Config
 from model.contract import Event
-from tests.e2e.conftest import _ami_as
+from tests.e2e.conftest import _ami_as, until
 
 pytestmark = pytest.mark.e2e
 
@@ -72,14 +71,6 @@ def _of_call(e: dict[str, str], linkedid: str, uids: set[str]) -> bool:
             or bool(uids & {e.get("Uniqueid"), e.get("UniqueID"), e.get("DestUniqueid")}))
 
 
-async def _wait(pred, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout} s")
-        await asyncio.sleep(0.1)
-
-
 @pytest.mark.parametrize("shape", ["barge-in", "menu"])
 async def test_one_call_costs_the_controller_its_budget_of_round_trips_and_events(cfg: Config, controller, ami,
                                                                                   shape: str):
@@ -90,12 +81,11 @@ async def test_one_call_costs_the_controller_its_budget_of_round_trips_and_event
         as_controller.on_event("*", sent.append)  # from here on: the login's own events are over
         robot = await CallRobot(ami, caller="13900000151").dial()
         if shape == "barge-in":
-            await robot.wait_user_event(Event.PROMPT, 20, Prompt=cfg.center.greeting)
-            await asyncio.sleep(0.3)
+            await robot.barge("1", prompt=cfg.center.greeting, after_s=0.3)
         else:
             await robot.wait_user_event(Event.PROMPT, 60, Prompt="main_menu")
             await asyncio.sleep(0.5)
-        await robot.press("1")
+            await robot.press("1")
         await robot.wait_for(lambda e: e.get("Event") == "QueueCallerJoin", 20)
         await asyncio.sleep(1.0)
         await robot.hangup()
@@ -104,7 +94,7 @@ async def test_one_call_costs_the_controller_its_budget_of_round_trips_and_event
         assert ticket.queue == "general" and ticket.category == "咨询"
         assert ticket.ivr_path[-3:] == ["menu:main", "key:1", "route:queue:general/咨询"]
         # both Local channels' Cdr may follow the ticket's completion
-        await _wait(lambda: sum(e.get("Event") == "Cdr" and e.get("Linkedid") == robot.linkedid for e in sent) >= 2,
+        await until(lambda: sum(e.get("Event") == "Cdr" and e.get("Linkedid") == robot.linkedid for e in sent) >= 2,
                     15, "both channels' Cdr events")
         await asyncio.sleep(0.5)
     finally:

@@ -26,7 +26,7 @@ from model.contract import ASTERISK_QUEUE_PREFIX
 from model.contract import Event as UserEventName
 from model.secrets import seat_secret
 from tests.conftest import require
-from tests.e2e.conftest import polled
+from tests.e2e.conftest import call_channels, polled, until
 
 pytestmark = pytest.mark.e2e
 
@@ -48,17 +48,6 @@ def first(messages: list[str], start: str, method: str) -> str:
         if m.startswith(start) and re.search(rf"^CSeq: *\d+ {method}\s*$", m, re.M | re.I):
             return m
     raise AssertionError(f"no {start!r} with CSeq {cseq!r} among {[m.splitlines()[0] for m in messages]}")
-
-
-async def until(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout} s")
-        await asyncio.sleep(0.2)
 
 
 async def video_format(ami, channel: str) -> str:
@@ -128,7 +117,7 @@ async def test_a_video_call_reaches_the_sign_language_seat_with_video(controller
         # both legs in one bridge, each with VP8 video (passed through, never transcoded)
         entered = lambda: {e["Channel"] for e in call() if e.get("Event") == "BridgeEnter"}  # noqa: E731
         await until(lambda: {leg["Channel"], seat_leg} <= entered(), 10, "both legs enter the bridge")
-        rows = {r["Channel"]: r for r in await ami.action_list("CoreShowChannels") if r.get("Linkedid") == linkedid}
+        rows = {r["Channel"]: r for r in await call_channels(ami, linkedid)}
         assert rows[leg["Channel"]]["BridgeId"] and rows[leg["Channel"]]["BridgeId"] == rows[seat_leg]["BridgeId"]
         assert "vp8" in await video_format(ami, leg["Channel"])
         assert "vp8" in await video_format(ami, seat_leg)
@@ -174,15 +163,12 @@ async def test_an_audio_only_caller_reaches_the_sign_language_seat_by_the_agents
         done = await robot.wait_user_event(UserEventName.TRANSFER, 15, Outcome="completed")
         assert done["Target"] == "sign"
         # Asterisk moves the channels on its own time, not in step with the controller's event
-        async def channels() -> list[dict[str, str]]:
-            return [r for r in await ami.action_list("CoreShowChannels") if r.get("Linkedid") == robot.linkedid]
-
         def handed_over(rows: list[dict[str, str]]) -> bool:
             sign = [r for r in rows if r["Channel"].startswith("PJSIP/1006-")]
             return bool(sign and sign[0].get("BridgeId")) and not any(r["Channel"].startswith("PJSIP/1001-")
                                                                        for r in rows)
 
-        rows = await polled(channels, handed_over)
+        rows = await polled(lambda: call_channels(ami, robot.linkedid), handed_over)
         seat_rows = [r for r in rows if r["Channel"].startswith("PJSIP/1006-")]
         assert seat_rows and seat_rows[0].get("BridgeId"), rows  # the sign seat is in the call
         assert not any(r["Channel"].startswith("PJSIP/1001-") for r in rows), "the agent is free again"

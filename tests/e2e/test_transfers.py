@@ -16,7 +16,7 @@ import pytest_asyncio
 
 from hotline.callrobot import CallRobot, wait_ticket
 from model.contract import Context
-from tests.e2e.conftest import _hang_up_leftovers, polled
+from tests.e2e.conftest import _hang_up_leftovers, call_channels, polled
 
 pytestmark = pytest.mark.e2e
 
@@ -52,14 +52,10 @@ async def call_to_seat(ami, caller: str) -> tuple[CallRobot, str]:
     return robot, agent
 
 
-async def channels_of(ami, linkedid: str) -> list[dict[str, str]]:
-    return [r for r in await ami.action_list("CoreShowChannels") if r.get("Linkedid") == linkedid]
-
-
 async def settled(ami, linkedid: str, check) -> list[dict[str, str]]:  # noqa: ANN001
     """The call's channels once `check(rows)` holds (or after 8 s): Asterisk moves channels between bridges on its
     own time, not in step with the controller's HotlineTransfer."""
-    return await polled(lambda: channels_of(ami, linkedid), check)
+    return await polled(lambda: call_channels(ami, linkedid), check)
 
 
 def bridged_with(rows: list[dict[str, str]], prefix_a: str, prefix_b: str) -> bool:
