@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from hotline.callrobot import CallRobot, abandoned_call, wait_ticket
 from tests.conftest import require
-from tests.e2e.conftest import fresh_pg_database, seat_phone
+from tests.e2e.conftest import call_channels, fresh_pg_database, polled, seat_phone
 from tests.e2e.faults import ROOT, ControllerProcess, CutLink
 from ticketbridge.store import TicketStore
 
@@ -211,7 +211,7 @@ async def test_kill9_mid_transfer_caller_stays_connected_and_has_one_ticket(
         cfg, asterisk, ami, seat, tmp_path, controllers):
     """The agent (a real SIP seat) is consulting the branch center when the controller dies; Asterisk's
     own attended transfer completes the hand-over, and the ticket is completed from the CDR."""
-    from tests.e2e.test_transfers import bridged_with, call_to_seat, channels_of, keys
+    from tests.e2e.test_transfers import bridged_with, call_to_seat, keys
 
     url = f"sqlite+aiosqlite:///{tmp_path}/tickets.db"
     ctl = controllers(url)
@@ -224,11 +224,10 @@ async def test_kill9_mid_transfer_caller_stays_connected_and_has_one_ticket(
     ctl.kill9()
     await asyncio.sleep(1.0)
     await keys(ami, agent, "*2")  # the agent hands the caller over: Asterisk's feature, no controller
-    deadline = time.monotonic() + 15
-    while not bridged_with(rows := await channels_of(ami, robot.linkedid), "Local/12358@hotline-inbound-",
-                           "Local/12366@branch-sim-"):
-        assert time.monotonic() < deadline, f"the caller was not handed over: {rows}"
-        await asyncio.sleep(0.3)
+    rows = await polled(lambda: call_channels(ami, robot.linkedid), lambda rows: bridged_with(
+        rows, "Local/12358@hotline-inbound-", "Local/12366@branch-sim-"), timeout=15)
+    assert bridged_with(rows, "Local/12358@hotline-inbound-", "Local/12366@branch-sim-"), (
+        f"the caller was not handed over: {rows}")
     assert not robot.hung_up
     await robot.hangup()
     await robot.wait_hangup(10)
