@@ -47,7 +47,7 @@ def first(messages: list[str], start: str, method: str) -> str:
     for m in messages:
         if m.startswith(start) and re.search(rf"^CSeq: *\d+ {method}\s*$", m, re.M | re.I):
             return m
-    raise AssertionError(f"no {start!r} with CSeq {cseq!r} among {[m.splitlines()[0] for m in messages]}")
+    raise AssertionError(f"no {start!r} with CSeq {method!r} among {[m.splitlines()[0] for m in messages]}")
 
 
 async def video_format(ami, channel: str) -> str:
